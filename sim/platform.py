@@ -1,0 +1,238 @@
+"""Platform presets: the MSP430FR5994 and its primitive costs.
+
+Every constant carries its source. Costs are returned as :class:`Cost` records
+(MCLK cycles and energy in joules at the MCU's supply pins, i.e. before the
+converter).  Two presets:
+
+``msp430fr5994``
+    on-chip FRAM at 16 MHz (1 FRAM wait state), costs derived from the
+    datasheet's active current (SLASE54D) at a nominal 3.0 V supply.
+``msp430fr5994-extfram``
+    iNAS's platform (external SPI FRAM): the linear micro-benchmark fits from
+    iNAS's CostModel (EMCLab-Sinica/Intermittent-aware-NAS).
+
+Software (CPU) kernel costs of the on-chip preset are calibrated against
+mspdebug cycle counts of the emitted firmware (see models/emit and the README).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+
+@dataclass(frozen=True)
+class Cost:
+    """MCLK cycles and energy (J) of one primitive operation."""
+
+    cycles: float
+    energy_J: float
+
+    def __add__(self, other: "Cost") -> "Cost":
+        return Cost(self.cycles + other.cycles, self.energy_J + other.energy_J)
+
+    def __mul__(self, k: float) -> "Cost":
+        return Cost(self.cycles * k, self.energy_J * k)
+
+    __rmul__ = __mul__
+
+
+ZERO = Cost(0.0, 0.0)
+
+
+@dataclass(frozen=True)
+class Linear:
+    """A linear fit ``slope * n + offset`` (cycles or joules)."""
+
+    slope: float
+    offset: float
+
+    def __call__(self, n: float) -> float:
+        return self.slope * n + self.offset
+
+
+@dataclass(frozen=True)
+class Platform:
+    """Device constants and primitive cost fits.
+
+    Energy of a primitive is either given by a fit (``*_energy``) or, when the
+    fit is ``None``, derived as ``cycles * energy_per_cycle_J``.
+    """
+
+    name: str
+    mclk_hz: float
+    sram_bytes: int
+    lea_ram_bytes: int
+    fram_bytes: int
+    v_nominal: float
+    active_power_W: float  # MCU active at mclk_hz
+    sleep_power_W: float  # LPM3 with VLO, waiting between inferences
+    boot_s: float  # power-up to main(), plus resume from FRAM
+    boot_energy_J: float
+    # primitive fits, cycles
+    dma_read_cycles: Linear  # FRAM -> SRAM, n Q15 words
+    dma_write_cycles: Linear  # SRAM -> FRAM, n Q15 words
+    lea_mac_cycles: Linear  # msp_mac_q15 of length n
+    cpu_mac_cycles: float  # one software Q15 MAC (load, multiply, accumulate)
+    cpu_add_cycles: float
+    cpu_mul_cycles: float
+    cpu_div_cycles: float
+    cpu_max_cycles: float
+    commit_words: int  # words written to commit a progress record
+    # optional energy fits (J); None -> cycles * energy_per_cycle
+    dma_read_energy: Linear | None = None
+    dma_write_energy: Linear | None = None
+    lea_mac_energy: Linear | None = None
+    cpu_add_energy: float | None = None
+    cpu_mul_energy: float | None = None
+    cpu_div_energy: float | None = None
+    cpu_max_energy: float | None = None
+    sources: dict = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def energy_per_cycle_J(self) -> float:
+        return self.active_power_W / self.mclk_hz
+
+    def with_mclk(self, mclk_hz: float) -> "Platform":
+        """Same device at another MCLK (power scales with frequency, 118 uA/MHz)."""
+        scale = mclk_hz / self.mclk_hz
+        return replace(self, mclk_hz=mclk_hz, active_power_W=self.active_power_W * scale)
+
+    # -- primitives -------------------------------------------------------------
+    def _cost(self, cycles: float, energy: float | None) -> Cost:
+        return Cost(cycles, cycles * self.energy_per_cycle_J if energy is None else energy)
+
+    def dma_read(self, n_words: int) -> Cost:
+        if n_words <= 0:
+            return ZERO
+        e = self.dma_read_energy(n_words) if self.dma_read_energy else None
+        return self._cost(self.dma_read_cycles(n_words), e)
+
+    def dma_write(self, n_words: int) -> Cost:
+        if n_words <= 0:
+            return ZERO
+        e = self.dma_write_energy(n_words) if self.dma_write_energy else None
+        return self._cost(self.dma_write_cycles(n_words), e)
+
+    def lea_mac(self, n: int) -> Cost:
+        """One LEA vector MAC (msp_mac_q15) of length n."""
+        e = self.lea_mac_energy(n) if self.lea_mac_energy else None
+        return self._cost(self.lea_mac_cycles(n), e)
+
+    def cpu_mac(self, n: int = 1) -> Cost:
+        return self._cost(self.cpu_mac_cycles * n, None)
+
+    def cpu_add(self, n: int = 1) -> Cost:
+        e = None if self.cpu_add_energy is None else self.cpu_add_energy * n
+        return self._cost(self.cpu_add_cycles * n, e)
+
+    def cpu_mul(self, n: int = 1) -> Cost:
+        e = None if self.cpu_mul_energy is None else self.cpu_mul_energy * n
+        return self._cost(self.cpu_mul_cycles * n, e)
+
+    def cpu_div(self, n: int = 1) -> Cost:
+        e = None if self.cpu_div_energy is None else self.cpu_div_energy * n
+        return self._cost(self.cpu_div_cycles * n, e)
+
+    def cpu_max(self, n: int = 1) -> Cost:
+        e = None if self.cpu_max_energy is None else self.cpu_max_energy * n
+        return self._cost(self.cpu_max_cycles * n, e)
+
+    def commit(self) -> Cost:
+        """Write one progress record (index + version) to FRAM."""
+        return self.dma_write(self.commit_words)
+
+    def reboot(self) -> Cost:
+        return Cost(self.boot_s * self.mclk_hz, self.boot_energy_J)
+
+    def seconds(self, cycles: float) -> float:
+        return cycles / self.mclk_hz
+
+
+# MSP430FR5994 datasheet SLASE54D: 118 uA/MHz active (FRAM, 0% cache hit), 16 MHz max,
+# supply 1.8-3.6 V; at 3.0 V that is 118e-6 * 16 * 3.0 = 5.664 mW at 16 MHz.
+_V_NOM = 3.0
+_P_ACTIVE_16MHZ = 118e-6 * 16 * _V_NOM
+
+MSP430FR5994 = Platform(
+    name="msp430fr5994",
+    mclk_hz=16e6,
+    sram_bytes=8192,
+    lea_ram_bytes=3784,
+    fram_bytes=256 * 1024,
+    v_nominal=_V_NOM,
+    active_power_W=_P_ACTIVE_16MHZ,
+    sleep_power_W=0.5e-6 * _V_NOM,
+    boot_s=0.5e-3,
+    boot_energy_J=0.5e-3 * _P_ACTIVE_16MHZ,
+    # DMA block transfer: 2 MCLK per word plus one FRAM wait state per FRAM access
+    # (NWAITS_1 at 16 MHz) and ~30 cycles of channel set-up (inferred).
+    dma_read_cycles=Linear(3.0, 30.0),
+    dma_write_cycles=Linear(3.0, 30.0),
+    # iNAS micro-benchmark fit of msp_mac_q15 (includes the DSPLib call overhead).
+    lea_mac_cycles=Linear(1.5, 616.0),
+    # software Q15 MAC in the emitted portable C, MPY32 / __mspabi_mpyl; calibrated
+    # against mspdebug cycle counts of the emitted firmware.
+    cpu_mac_cycles=40.0,
+    cpu_add_cycles=12.0,
+    cpu_mul_cycles=44.0,
+    cpu_div_cycles=160.0,
+    cpu_max_cycles=14.0,
+    commit_words=2,
+    sources={
+        "mclk_hz": "SLASE54D: 16 MHz max, FRAM 8 MHz -> 1 wait state (FRCTL0 NWAITS_1)",
+        "sram_bytes": "SLASE54D: 8 KB SRAM 0x1C00-0x3BFF",
+        "lea_ram_bytes": "SLASE54D/TI linker scripts: upper 4 KB shared with LEA, last 0x138 B LEA stack -> 3784 B",
+        "active_power_W": "SLASE54D: 118 uA/MHz active at 3.0 V",
+        "sleep_power_W": "SLASE54D: LPM3 (VLO) 0.5 uA",
+        "boot_s": "SLASE54D: BOR/power-up 0.5 ms typ",
+        "dma_*": "2 MCLK per DMA word + 1 FRAM wait state, 30-cycle set-up (inferred)",
+        "lea_mac_cycles": "iNAS CostModel: msp_mac_q15 1.5*n + 616 cycles",
+        "cpu_*": "iNAS CostModel: ADD 12, MUL 44, DIV 160, MAX 14 cycles",
+        "cpu_mac_cycles": "calibrated on mspdebug counts of the emitted portable-C kernels",
+    },
+)
+
+MSP430FR5994_EXTFRAM = Platform(
+    name="msp430fr5994-extfram",
+    mclk_hz=16e6,
+    sram_bytes=8192,
+    lea_ram_bytes=3784,
+    fram_bytes=512 * 1024,
+    v_nominal=_V_NOM,
+    active_power_W=_P_ACTIVE_16MHZ,
+    sleep_power_W=0.5e-6 * _V_NOM,
+    boot_s=70e-3,
+    boot_energy_J=77.88e-6,
+    dma_read_cycles=Linear(64.0, 424.0),
+    dma_write_cycles=Linear(64.0008, 422.23),
+    lea_mac_cycles=Linear(1.5, 616.0),
+    cpu_mac_cycles=44.0 + 12.0,
+    cpu_add_cycles=12.0,
+    cpu_mul_cycles=44.0,
+    cpu_div_cycles=160.0,
+    cpu_max_cycles=14.0,
+    commit_words=2,
+    dma_read_energy=Linear(2.7e-8, 2.0e-7),
+    dma_write_energy=Linear(2.6815e-8, 1.9336e-7),
+    lea_mac_energy=Linear(5.273e-10, 2.044e-7),
+    cpu_add_energy=3.936e-9,
+    cpu_mul_energy=19.25e-9,
+    cpu_div_energy=43.7e-9,
+    cpu_max_energy=4.23e-9,
+    sources={
+        "dma_*": "iNAS CostModel: NVM->VM 64n+424 cyc, 2.7e-8n+2.0e-7 J; VM->NVM 64.0008n+422.23 cyc, 2.6815e-8n+1.9336e-7 J",
+        "lea_mac_*": "iNAS CostModel: 1.5n+616 cyc, 5.273e-10n+2.044e-7 J",
+        "cpu_*": "iNAS CostModel: ADD 12 cyc 3.936 nJ, MUL 44 cyc 19.25 nJ, DIV 160 cyc 43.7 nJ, MAX 14 cyc 4.23 nJ",
+        "boot": "iNAS CostModel: reboot 70 ms, 77.88 uJ (= 1/2 * 330 uF * (2.99^2 - 2.91^2))",
+    },
+)
+
+PLATFORMS = {p.name: p for p in (MSP430FR5994, MSP430FR5994_EXTFRAM)}
+
+
+def get_platform(name: str, mclk_hz: float | None = None) -> Platform:
+    """Return a preset, optionally at another MCLK. Raises KeyError for an unknown name."""
+    p = PLATFORMS[name]
+    if mclk_hz is not None and mclk_hz != p.mclk_hz:
+        p = p.with_mclk(mclk_hz)
+    return p
