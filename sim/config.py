@@ -1,0 +1,40 @@
+"""Typed configuration of a simulated device: capacitor, thresholds, run bounds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class PowerConfig:
+    """Energy store and power thresholds.
+
+    capacitor_F: storage capacitance (F); v_on: the MCU boots when V rises to it (V);
+    v_off: brown-out when V falls to it (V); v_max: clamp, surplus counted as clipped (V);
+    leakage_A: constant leakage current (A); v_initial: voltage at t = 0 (V);
+    converter_efficiency: the MCU's power P is drawn from the capacitor as P / efficiency.
+    """
+
+    capacitor_F: float
+    v_on: float
+    v_off: float
+    v_max: float
+    leakage_A: float = 0.0
+    v_initial: float = 0.0
+    converter_efficiency: float = 1.0
+
+    @property
+    def e_cycle_J(self) -> float:
+        """Energy one power cycle can give the MCU (after the converter), J."""
+        return 0.5 * self.capacitor_F * (self.v_on**2 - self.v_off**2) * self.converter_efficiency
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """Run bounds: how many inferences, released every period_s (0: back to back), until_s bound."""
+
+    inferences: int = 1
+    until_s: float = 7 * 86400.0
+    seed: int = 0
+    period_s: float = 0.0
+    deadline_s: float | None = None

@@ -1,0 +1,255 @@
+"""The SimPy model of an intermittently powered MSP430.
+
+Two processes, as in the hardware:
+
+* the **MCU** (``Device.mcu``) boots, restores progress from FRAM and executes the
+  atomic units one after another; each unit is one SimPy timeout (coarse events);
+* the **power monitor** (``PowerMonitor.run``) watches the capacitor; when the
+  voltage will reach V_off before the running activity ends, it fires at that
+  instant and interrupts the MCU (brown-out).  While the MCU is off it signals
+  power-good when V reaches V_on.
+
+The capacitor integrates analytically (:func:`aidi.sim.physics.advance`); the
+SimPy clock advances only at unit ends, commits, brown-outs and boots.  Work not
+committed when the brown-out comes is lost and runs again after recharge and reboot.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import simpy
+
+from . import physics
+from .config import PowerConfig, SimConfig
+from .harvesters import Segments
+from .workload import NonProgressError, Tally, Workload, check_progress, result_dict
+
+EVENT_COLUMNS = ("kind", "name", "layer", "unit", "t_start", "t_end", "v_start", "v_end", "energy_J", "outcome")
+
+
+class Capacitor:
+    """The energy store: analytic state (t, V) plus the energy tally."""
+
+    def __init__(self, power: PowerConfig, seg: Segments, tally: Tally):
+        self.p = power
+        self.seg = seg
+        self.v = power.v_initial
+        self.tally = tally
+
+    def predict(self, t: float, p_load: float, horizon: float, v_low: float, stop_high: bool):
+        p = self.p
+        s = self.seg
+        return physics.advance(self.v, t, horizon, p_load, v_low, p.v_on, stop_high, p.capacitor_F,
+                               p.leakage_A, p.v_max, s.seg_t, s.seg_p, s.seg_g, s.seg_vs, s.period)
+
+    def apply(self, res) -> None:
+        self.v = res[1]
+        self.tally.add_power(res)
+
+
+class PowerMonitor:
+    """Fires brown-outs at predicted instants and interrupts the MCU."""
+
+    def __init__(self, env: simpy.Environment, device: "Device"):
+        self.env = env
+        self.device = device
+        self.armed = env.event()
+        self.process = env.process(self.run())
+
+    def arm(self, delay: float, res) -> None:
+        self.armed.succeed((delay, res))
+
+    def run(self):
+        while True:
+            delay, res = yield self.armed
+            self.armed = self.env.event()
+            yield self.env.timeout(delay)
+            self.device.cap.apply(res)
+            self.device.process.interrupt("brownout")
+
+
+class Device:
+    """The MCU process executing a workload under a power configuration."""
+
+    def __init__(self, env: simpy.Environment, work: Workload, power: PowerConfig, seg: Segments,
+                 sim: SimConfig, functional=None, log: bool = False):
+        self.env = env
+        self.work = work
+        self.power = power
+        self.sim = sim
+        self.functional = functional
+        self.rng = np.random.default_rng(sim.seed)
+        self.tally = Tally()
+        self.cap = Capacitor(power, seg, self.tally)
+        self.monitor = PowerMonitor(env, self)
+        self.events: list[tuple] | None = [] if log else None
+        self.eta = power.converter_efficiency
+        self.unit_power = work.power_W
+        self.progress = 0  # committed unit index (FRAM)
+        self.inference = 0  # inferences completed
+        self.retry = False
+        self.fails_in_row = 0
+        self.completed = False
+        self.reason = ""
+        self.time_invariant = seg.time_invariant
+        self.process = env.process(self.mcu())
+
+    # -- helpers ------------------------------------------------------------------
+    def _log(self, kind, name, layer, unit, t0, t1, v0, v1, e, outcome):
+        if self.events is not None:
+            self.events.append((kind, name, layer, unit, t0, t1, v0, v1, e, outcome))
+
+    def _remaining(self) -> float:
+        return self.sim.until_s - self.env.now
+
+    def _activity(self, p_mcu: float, duration: float):
+        """Run one activity at constant MCU power; returns (elapsed, completed).
+
+        A predicted brown-out is left to the power monitor, which interrupts us.
+        """
+        horizon = min(duration, self._remaining())
+        res = self.cap.predict(self.env.now, p_mcu / self.eta, horizon, self.power.v_off, False)
+        if res[2] == physics.HIT_LOW:
+            self.monitor.arm(res[0], res)
+            yield self.env.timeout(duration)  # interrupted by the monitor at res[0]
+            raise AssertionError("brown-out did not interrupt the MCU")
+        yield self.env.timeout(res[0])
+        self.cap.apply(res)
+        return res[0], res[0] >= duration
+
+    # -- processes ----------------------------------------------------------------
+    def charge(self):
+        """MCU off: wait until V reaches V_on. Returns False if until_s came first."""
+        t0, v0 = self.env.now, self.cap.v
+        res = self.cap.predict(self.env.now, 0.0, self._remaining(), -1.0, True)
+        yield self.env.timeout(res[0])
+        self.cap.apply(res)
+        self.tally.off_time += res[0]
+        self._log("charge", "", -1, -1, t0, self.env.now, v0, self.cap.v, 0.0,
+                  "power_good" if res[2] == physics.HIT_HIGH else "until")
+        if res[2] != physics.HIT_HIGH:
+            self.reason = ("the capacitor settles below v_on: the device never boots" if self.time_invariant
+                           else "until_s reached while charging")
+            return False
+        return True
+
+    def mcu(self):
+        w = self.work
+        n = len(w)
+        while True:
+            if self.cap.v < self.power.v_on:
+                ok = yield from self.charge()
+                if not ok:
+                    return
+            self.tally.power_cycles += 1
+            t_on = self.env.now
+            self.activity = ("boot", -1)
+            try:
+                if self.functional is not None:
+                    self.functional.reboot(self.rng)
+                t0, v0 = self.env.now, self.cap.v
+                pb = w.boot_J / w.boot_s
+                el, done = yield from self._activity(pb, w.boot_s)
+                self.tally.by_category["restore"] += pb * el
+                self._log("boot", "", -1, -1, t0, self.env.now, v0, self.cap.v, pb * el, "done" if done else "until")
+                if not done:
+                    self.reason = "until_s reached"
+                    return
+                while self.inference < self.sim.inferences:
+                    release = self.inference * self.sim.period_s
+                    if self.env.now < release:
+                        self.activity = ("sleep", -1)
+                        t0, v0 = self.env.now, self.cap.v
+                        el, done = yield from self._activity(w.sleep_W, release - self.env.now)
+                        self.tally.by_category["sleep"] += w.sleep_W * el
+                        self._log("sleep", "", -1, -1, t0, self.env.now, v0, self.cap.v, w.sleep_W * el, "done")
+                        if not done:
+                            self.reason = "until_s reached"
+                            return
+                    i = self.progress
+                    self.activity = ("unit", i)
+                    if self.retry:
+                        self.tally.units_reexecuted += 1
+                        self.retry = False
+                    t0, v0 = self.env.now, self.cap.v
+                    el, done = yield from self._activity(self.unit_power[i], w.durations_s[i])
+                    layer = int(w.layers[i])
+                    if not done:
+                        e = self.unit_power[i] * el
+                        self.tally.by_category["unfinished"] += e
+                        self.tally.by_layer[layer] = self.tally.by_layer.get(layer, 0.0) + e
+                        self._log("unit", w.names[i], layer, i, t0, self.env.now, v0, self.cap.v, e, "until")
+                        self.reason = "until_s reached"
+                        return
+                    e_row = w.energy_J[i]
+                    for k, cat in enumerate(("compute", "data_movement", "preservation")):
+                        self.tally.by_category[cat] += e_row[k]
+                    self.tally.by_layer[layer] = self.tally.by_layer.get(layer, 0.0) + e_row.sum()
+                    if self.functional is not None:
+                        self.functional.run_unit(i)
+                    self.progress = i + 1
+                    self.fails_in_row = 0
+                    self.tally.units_executed += 1
+                    self._log("unit", w.names[i], layer, i, t0, self.env.now, v0, self.cap.v, e_row.sum(), "committed")
+                    if self.progress == n:
+                        self.tally.latencies.append((self.inference, self.env.now - self.inference * self.sim.period_s))
+                        self.inference += 1
+                        self.tally.inferences_completed += 1
+                        if self.inference < self.sim.inferences:
+                            self.progress = 0
+                            if self.functional is not None:
+                                self.functional.start_inference()
+                self.completed = True
+                self.tally.on_time += self.env.now - t_on
+                return
+            except simpy.Interrupt:
+                self._brownout(t0, v0)
+                self.tally.on_time += self.env.now - t_on
+                if self.reason:
+                    return
+
+    def _brownout(self, t0: float, v0: float) -> None:
+        w = self.work
+        kind, _ = self.activity
+        el = self.env.now - t0
+        if kind == "boot":
+            e = w.boot_J / w.boot_s * el
+            self.tally.by_category["restore"] += e
+            self._log("boot", "", -1, -1, t0, self.env.now, v0, self.cap.v, e, "brownout")
+        elif kind == "sleep":
+            e = w.sleep_W * el
+            self.tally.by_category["sleep"] += e
+            self._log("sleep", "", -1, -1, t0, self.env.now, v0, self.cap.v, e, "brownout")
+        else:
+            i = self.progress
+            e = self.unit_power[i] * el
+            layer = int(w.layers[i])
+            self.tally.by_category["reexecution"] += e
+            self.tally.by_layer[layer] = self.tally.by_layer.get(layer, 0.0) + e
+            self.tally.units_lost += 1
+            self.retry = True
+            self._log("unit", w.names[i], layer, i, t0, self.env.now, v0, self.cap.v, e, "lost")
+            if self.functional is not None:
+                self.functional.interrupt_unit(i, el / w.durations_s[i], self.rng)
+            self.fails_in_row += 1
+            if self.time_invariant and self.fails_in_row >= 2:
+                self.reason = (f"unit {w.names[i]} failed twice from a full capacitor under a constant source: "
+                               "it cannot complete in one power cycle")
+
+
+def simulate(work: Workload, power: PowerConfig, seg: Segments, sim: SimConfig, functional=None,
+             log: bool = False) -> tuple[dict, list[tuple] | None]:
+    """Run the SimPy model; returns (the ``aidi run --json`` dict, the event log or None)."""
+    check_progress(work, power, seg)
+    env = simpy.Environment()
+    dev = Device(env, work, power, seg, sim, functional=functional, log=log)
+    env.run(until=dev.process)
+    completed = dev.completed
+    reason = "" if completed else (dev.reason or "until_s reached")
+    if not completed and dev.fails_in_row >= 2 and dev.time_invariant:
+        raise NonProgressError(reason)
+    res = result_dict(dev.tally, power, dev.cap.v, env.now, completed, reason, "des", work, sim)
+    if functional is not None:
+        res["output"] = [int(x) for x in functional.output()]
+        res["output_matches_reference"] = bool(functional.output_matches_reference())
+    return res, dev.events

@@ -1,0 +1,299 @@
+"""Capacitor physics in closed form (numba).
+
+Model
+-----
+One storage capacitor C at voltage V, energy E = C V^2 / 2.  Everything that
+flows in or out is one of three kinds of term, so the net power into the
+capacitor is a quadratic in V::
+
+    dE/dt = C V dV/dt = Q(V) = b V^2 + a V + c
+
+* a constant-power source (trace, pv, constant harvester)   -> c += P
+* a Thevenin source V_s through R (current (V_s - V)/R)      -> a += V_s/R, b -= 1/R
+* the load: the MCU's constant power P_mcu through a converter of efficiency
+  eta, drawn from the capacitor as P_mcu / eta (the *load model*, the same in
+  the SimPy model and the oracle)                           -> c -= P_mcu/eta
+* leakage: a constant current I_leak                       -> a -= I_leak
+
+Time and the integral of V over a move V1 -> V2 follow from
+dt = C V dV / Q(V)::
+
+    T(V1, V2)  = C * int_{V1}^{V2} V   / Q(V) dV      (seconds)
+    M1(V1, V2) = C * int_{V1}^{V2} V^2 / Q(V) dV      (volt-seconds, int V dt)
+
+both in closed form (logs / arctangent, written with log1p and series so that
+short moves keep full precision).  Threshold-crossing times are T to the
+threshold; the voltage after a given time is the root of T(V1, V) = dt, found by
+a bracketed Newton iteration on that closed form (there is no explicit inverse
+for a mix of constant-power and current terms).  No fixed-step polling.
+
+Energy bookkeeping of a move of duration dt:
+
+* consumed  = P_load * dt
+* leaked    = I_leak * M1
+* harvested = P_src * dt + (V_s M1 - M2) / R,  with M2 = int V^2 dt taken from
+  the ODE itself: Delta E = b M2 + a M1 + c dt
+* clipped   = Q(V_max) * dt while the voltage is held at V_max by the clamp.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+_GL_X, _GL_W = np.polynomial.legendre.leggauss(48)
+
+#: reasons returned by :func:`advance`
+HORIZON, HIT_LOW, HIT_HIGH = 0, 1, 2
+
+
+@njit(cache=True)
+def phi(n, z):
+    """phi_n(z) = sum_j (-z)^j / (n + j) = int_0^1 s^(n-1) / (1 + z s) ds, for z > -1."""
+    if abs(z) < 0.25:
+        total = 0.0
+        term = 1.0
+        for j in range(60):
+            total += term / (n + j)
+            term *= -z
+            if abs(term) < 1e-18:
+                break
+        return total
+    p = math.log1p(z) / z
+    for m in range(1, n):
+        p = (1.0 / m - p) / z
+    return p
+
+
+@njit(cache=True)
+def q_of(a, b, c, v):
+    return (b * v + a) * v + c
+
+
+@njit(cache=True)
+def _gl_integrals(a, b, c, cap, v1, v2):
+    """Gauss-Legendre fallback for the (measure-zero) double-root case."""
+    half = 0.5 * (v2 - v1)
+    mid = 0.5 * (v2 + v1)
+    t = 0.0
+    m1 = 0.0
+    for i in range(_GL_X.shape[0]):
+        v = mid + half * _GL_X[i]
+        f = v / q_of(a, b, c, v)
+        t += _GL_W[i] * f
+        m1 += _GL_W[i] * f * v
+    return cap * half * t, cap * half * m1
+
+
+@njit(cache=True)
+def integrals(a, b, c, cap, v1, v2):
+    """(T, M1) of the move v1 -> v2; the caller guarantees Q has no root in between."""
+    w = v2 - v1
+    if w == 0.0:
+        return 0.0, 0.0
+    if b == 0.0 and c == 0.0:  # constant current only: linear in V
+        return cap * w / a, cap * (v2 * v2 - v1 * v1) / (2.0 * a)
+    if b == 0.0:
+        q1 = a * v1 + c
+        z = a * w / q1
+        l1 = w * phi(1, z)
+        l2 = w * w * phi(2, z)
+        l3 = w * w * w * phi(3, z)
+        return cap / q1 * (v1 * l1 + l2), cap / q1 * (v1 * v1 * l1 + 2.0 * v1 * l2 + l3)
+    disc = a * a - 4.0 * b * c
+    if disc > 1e-12 * a * a:
+        sq = math.sqrt(disc)
+        qq = -0.5 * (a + math.copysign(sq, a))
+        r1 = qq / b
+        r2 = c / qq
+        l1 = math.log1p(w / (v1 - r1))
+        l2 = math.log1p(w / (v1 - r2)) if r2 != 0.0 else 0.0
+        d = r1 - r2
+        t = cap / (b * d) * (r1 * l1 - r2 * l2)
+        m1 = cap / b * (w + (r1 * r1 * l1 - r2 * r2 * l2) / d)
+        return t, m1
+    if disc < -1e-12 * a * a:
+        s = math.sqrt(-disc)
+        x1 = (2.0 * b * v1 + a) / s
+        x2 = (2.0 * b * v2 + a) / s
+        j = 2.0 / s * math.atan2(x2 - x1, 1.0 + x1 * x2)
+        q1 = q_of(a, b, c, v1)
+        lnq = math.log1p(w * (b * (v1 + v2) + a) / q1)
+        i1 = lnq / (2.0 * b) - a / (2.0 * b) * j
+        i2 = w / b - a / b * i1 - c / b * j
+        return cap * i1, cap * i2
+    return _gl_integrals(a, b, c, cap, v1, v2)
+
+
+@njit(cache=True)
+def equilibrium(a, b, c, v, up):
+    """Nearest root of Q beyond v in the direction of motion (up=True: above v).
+
+    Returns +inf (up) or -inf (down) when there is none.
+    """
+    best = math.inf if up else -math.inf
+    if b == 0.0:
+        if a != 0.0:
+            r = -c / a
+            if up and r > v and r < best:
+                best = r
+            if (not up) and r < v and r > best:
+                best = r
+        return best
+    disc = a * a - 4.0 * b * c
+    if disc < 0.0:
+        return best
+    sq = math.sqrt(disc)
+    for r in ((-a + sq) / (2.0 * b), (-a - sq) / (2.0 * b)):
+        if up and r > v and r < best:
+            best = r
+        if (not up) and r < v and r > best:
+            best = r
+    return best
+
+
+@njit(cache=True)
+def voltage_after(a, b, c, cap, v1, dt, v_bound):
+    """Voltage after dt, knowing that the move v1 -> v_bound takes at least dt."""
+    lo = v1
+    hi = v_bound
+    v = v1 + (v_bound - v1) * 0.5
+    # initial guess from the local rate
+    q1 = q_of(a, b, c, v1)
+    if v1 > 0.0:
+        guess = v1 + dt * q1 / (cap * v1)
+        if (guess - lo) * (guess - hi) < 0.0:
+            v = guess
+    for _ in range(200):
+        t, _m = integrals(a, b, c, cap, v1, v)
+        f = t - dt
+        if f == 0.0:
+            return v
+        # f is increasing along the direction of motion
+        if f < 0.0:
+            lo = v
+        else:
+            hi = v
+        q = q_of(a, b, c, v)
+        nv = v - f * q / (cap * v) if v != 0.0 and q != 0.0 else 0.5 * (lo + hi)
+        if (nv - lo) * (nv - hi) >= 0.0:
+            nv = 0.5 * (lo + hi)
+        if abs(nv - v) <= 1e-15 * max(1.0, abs(v)):
+            return nv
+        v = nv
+    return v
+
+
+@njit(cache=True)
+def harvest_segment(t, seg_t, period):
+    """Index of the harvester segment active at time t and the time it ends."""
+    n = seg_t.shape[0]
+    if period > 0.0:
+        k = math.floor(t / period)
+        tl = t - k * period
+        base = k * period
+    else:
+        tl = t
+        base = 0.0
+    i = np.searchsorted(seg_t, tl, side="right") - 1
+    if i < 0:
+        i = 0
+    if i + 1 < n:
+        end = base + seg_t[i + 1]
+    elif period > 0.0:
+        end = base + period
+    else:
+        end = math.inf
+    if end <= t:  # float round-off at a breakpoint
+        return harvest_segment(np.nextafter(end, math.inf), seg_t, period)
+    return i, end
+
+
+@njit(cache=True)
+def advance(v, t, horizon, p_load, v_low, v_high, stop_high, cap, i_leak, v_max,
+            seg_t, seg_p, seg_g, seg_vs, period):
+    """Integrate the capacitor from (t, v) for at most ``horizon`` seconds.
+
+    The load draws ``p_load`` W from the capacitor.  Stops early when V falls to
+    ``v_low`` (reason HIT_LOW) or, if ``stop_high``, rises to ``v_high``
+    (reason HIT_HIGH).  Above, the voltage is clamped at ``v_max`` and the
+    surplus counted as clipped.
+
+    Returns (elapsed, v_end, reason, harvested, consumed, leaked, clipped), J.
+    """
+    elapsed = 0.0
+    e_h = 0.0
+    e_c = 0.0
+    e_l = 0.0
+    e_x = 0.0
+    if v_low > 0.0 and v <= v_low:
+        return 0.0, v, HIT_LOW, e_h, e_c, e_l, e_x
+    if stop_high and v >= v_high:
+        return 0.0, v, HIT_HIGH, e_h, e_c, e_l, e_x
+    while elapsed < horizon:
+        now = t + elapsed
+        i, seg_end = harvest_segment(now, seg_t, period)
+        last = horizon - elapsed <= seg_end - now
+        span = horizon - elapsed if last else seg_end - now
+        p_src = seg_p[i]
+        g = seg_g[i]
+        vs = seg_vs[i]
+        a = g * vs - i_leak
+        b = -g
+        c = p_src - p_load
+        q = q_of(a, b, c, v)
+        if v <= 0.0:  # direction of motion at 0 V: sign of lim Q(V)/V
+            q = c if c != 0.0 else a
+        # clamp at V_max, or floor at 0 V
+        if (v >= v_max and q >= 0.0) or (v <= 0.0 and q <= 0.0):
+            e_h += (p_src + g * (vs - v) * v) * span
+            e_c += p_load * span if v > 0.0 else 0.0
+            e_l += i_leak * v * span
+            if v >= v_max:
+                e_x += q * span
+            elapsed = horizon if last else elapsed + span
+            continue
+        up = q > 0.0
+        eq = equilibrium(a, b, c, v, up)
+        if up:
+            target = v_high if (stop_high and v_high <= v_max) else v_max
+            reach = target < eq
+        else:
+            target = v_low if v_low > 0.0 else 0.0
+            reach = target > eq or (target == 0.0 and eq == 0.0 and c == 0.0)
+        t_hit = math.inf
+        if reach:
+            t_hit, m1_hit = integrals(a, b, c, cap, v, target)
+        if t_hit <= span:
+            dt = t_hit
+            m1 = m1_hit
+            v_new = target
+        else:
+            dt = span
+            bound = target if reach else eq
+            v_new = voltage_after(a, b, c, cap, v, dt, bound)
+            _t, m1 = integrals(a, b, c, cap, v, v_new)
+        de = 0.5 * cap * (v_new * v_new - v * v)
+        e_c += p_load * dt
+        e_l += i_leak * m1
+        e_h += p_src * dt
+        if g != 0.0:
+            m2 = (de - a * m1 - c * dt) / b
+            e_h += g * (vs * m1 - m2)
+        v = v_new
+        if t_hit <= span:
+            elapsed += dt
+            if not up and v_low > 0.0:
+                return elapsed, v, HIT_LOW, e_h, e_c, e_l, e_x
+            if up and stop_high and target == v_high:
+                return elapsed, v, HIT_HIGH, e_h, e_c, e_l, e_x
+        else:
+            elapsed = horizon if last else elapsed + dt
+    return elapsed, v, HORIZON, e_h, e_c, e_l, e_x
+
+
+def e_cycle(cap: float, v_on: float, v_off: float) -> float:
+    """Energy (J) the capacitor gives between V_on and V_off: C (V_on^2 - V_off^2) / 2."""
+    return 0.5 * cap * (v_on * v_on - v_off * v_off)
