@@ -42,6 +42,12 @@ class Capacitor:
         return physics.advance(self.v, t, horizon, p_load, v_low, p.v_on, stop_high, p.capacitor_F,
                                p.leakage_A, p.v_max, s.seg_t, s.seg_p, s.seg_g, s.seg_vs, s.period)
 
+    def predict_units(self, t: float, i0: int, i_end: int, p_cap: np.ndarray):
+        p = self.p
+        s = self.seg
+        return physics.run_units(self.v, t, i0, i_end, self.durations, p_cap, p.v_off, p.v_on, self.until,
+                                 p.capacitor_F, p.leakage_A, p.v_max, s.seg_t, s.seg_p, s.seg_g, s.seg_vs, s.period)
+
     def apply(self, res) -> None:
         self.v = res[1]
         self.tally.add_power(res)
@@ -56,15 +62,16 @@ class PowerMonitor:
         self.armed = env.event()
         self.process = env.process(self.run())
 
-    def arm(self, delay: float, res) -> None:
-        self.armed.succeed((delay, res))
+    def arm(self, delay: float, v_at_brownout: float) -> None:
+        """Fire a brown-out ``delay`` seconds from now (the capacitor's energy is already tallied)."""
+        self.armed.succeed((delay, v_at_brownout))
 
     def run(self):
         while True:
-            delay, res = yield self.armed
+            delay, v = yield self.armed
             self.armed = self.env.event()
             yield self.env.timeout(delay)
-            self.device.cap.apply(res)
+            self.device.cap.v = v
             self.device.process.interrupt("brownout")
 
 
@@ -81,10 +88,13 @@ class Device:
         self.rng = np.random.default_rng(sim.seed)
         self.tally = Tally()
         self.cap = Capacitor(power, seg, self.tally)
+        self.cap.durations = work.durations_s
+        self.cap.until = sim.until_s
         self.monitor = PowerMonitor(env, self)
         self.events: list[tuple] | None = [] if log else None
         self.eta = power.converter_efficiency
         self.unit_power = work.power_W
+        self.unit_cap_power = self.unit_power / self.eta
         self.progress = 0  # committed unit index (FRAM)
         self.inference = 0  # inferences completed
         self.retry = False
@@ -110,7 +120,8 @@ class Device:
         horizon = min(duration, self._remaining())
         res = self.cap.predict(self.env.now, p_mcu / self.eta, horizon, self.power.v_off, False)
         if res[2] == physics.HIT_LOW:
-            self.monitor.arm(res[0], res)
+            self.tally.add_power(res)
+            self.monitor.arm(res[0], res[1])
             yield self.env.timeout(duration)  # interrupted by the monitor at res[0]
             raise AssertionError("brown-out did not interrupt the MCU")
         yield self.env.timeout(res[0])
@@ -135,7 +146,6 @@ class Device:
 
     def mcu(self):
         w = self.work
-        n = len(w)
         while True:
             if self.cap.v < self.power.v_on:
                 ok = yield from self.charge()
@@ -143,11 +153,11 @@ class Device:
                     return
             self.tally.power_cycles += 1
             t_on = self.env.now
-            self.activity = ("boot", -1)
             try:
                 if self.functional is not None:
                     self.functional.reboot(self.rng)
                 t0, v0 = self.env.now, self.cap.v
+                self.activity = ("boot", -1, t0, v0)
                 pb = w.boot_J / w.boot_s
                 el, done = yield from self._activity(pb, w.boot_s)
                 self.tally.by_category["restore"] += pb * el
@@ -158,59 +168,84 @@ class Device:
                 while self.inference < self.sim.inferences:
                     release = self.inference * self.sim.period_s
                     if self.env.now < release:
-                        self.activity = ("sleep", -1)
                         t0, v0 = self.env.now, self.cap.v
+                        self.activity = ("sleep", -1, t0, v0)
                         el, done = yield from self._activity(w.sleep_W, release - self.env.now)
                         self.tally.by_category["sleep"] += w.sleep_W * el
                         self._log("sleep", "", -1, -1, t0, self.env.now, v0, self.cap.v, w.sleep_W * el, "done")
                         if not done:
                             self.reason = "until_s reached"
                             return
-                    i = self.progress
-                    self.activity = ("unit", i)
-                    if self.retry:
-                        self.tally.units_reexecuted += 1
-                        self.retry = False
-                    t0, v0 = self.env.now, self.cap.v
-                    el, done = yield from self._activity(self.unit_power[i], w.durations_s[i])
-                    layer = int(w.layers[i])
-                    if not done:
-                        e = self.unit_power[i] * el
-                        self.tally.by_category["unfinished"] += e
-                        self.tally.by_layer[layer] = self.tally.by_layer.get(layer, 0.0) + e
-                        self._log("unit", w.names[i], layer, i, t0, self.env.now, v0, self.cap.v, e, "until")
-                        self.reason = "until_s reached"
+                    yield from self._units()
+                    if self.reason:
                         return
-                    e_row = w.energy_J[i]
-                    for k, cat in enumerate(("compute", "data_movement", "preservation")):
-                        self.tally.by_category[cat] += e_row[k]
-                    self.tally.by_layer[layer] = self.tally.by_layer.get(layer, 0.0) + e_row.sum()
-                    if self.functional is not None:
-                        self.functional.run_unit(i)
-                    self.progress = i + 1
-                    self.fails_in_row = 0
-                    self.tally.units_executed += 1
-                    self._log("unit", w.names[i], layer, i, t0, self.env.now, v0, self.cap.v, e_row.sum(), "committed")
-                    if self.progress == n:
-                        self.tally.latencies.append((self.inference, self.env.now - self.inference * self.sim.period_s))
-                        self.inference += 1
-                        self.tally.inferences_completed += 1
-                        if self.inference < self.sim.inferences:
-                            self.progress = 0
-                            if self.functional is not None:
-                                self.functional.start_inference()
                 self.completed = True
                 self.tally.on_time += self.env.now - t_on
                 return
             except simpy.Interrupt:
-                self._brownout(t0, v0)
+                self._brownout()
                 self.tally.on_time += self.env.now - t_on
                 if self.reason:
                     return
 
-    def _brownout(self, t0: float, v0: float) -> None:
+    def _units(self):
+        """Execute the current inference's remaining units; each unit is one timeout."""
         w = self.work
-        kind, _ = self.activity
+        n = len(w)
+        i0 = self.progress
+        if self.retry:
+            self.tally.units_reexecuted += 1
+            self.retry = False
+        k, elapsed, v_end, reason, sums = self.cap.predict_units(self.env.now, i0, n, self.unit_cap_power)
+        self.tally.add_sums(sums)
+        timeout = self.env.timeout
+        fn = self.functional
+        log = self.events is not None
+        for j in range(k):
+            t0 = self.env.now
+            yield timeout(elapsed[j])
+            i = i0 + j
+            if fn is not None:
+                fn.run_unit(i)
+            self.progress = i + 1
+            if log:
+                e = w.energy_J[i]
+                self._log("unit", w.names[i], int(w.layers[i]), i, t0, self.env.now,
+                          v_end[j - 1] if j else self.cap.v, v_end[j], e[0] + e[1] + e[2], "committed")
+        if k:
+            self.cap.v = v_end[k - 1]
+            self.fails_in_row = 0
+            self.tally.units_executed += k
+            self.tally.add_units(w, i0, i0 + k)
+        if reason == physics.ALL_DONE:
+            self.tally.latencies.append((self.inference, self.env.now - self.inference * self.sim.period_s))
+            self.inference += 1
+            self.tally.inferences_completed += 1
+            if self.inference < self.sim.inferences:
+                self.progress = 0
+                if self.functional is not None:
+                    self.functional.start_inference()
+            return
+        i = i0 + k
+        t0, v0 = self.env.now, self.cap.v
+        self.activity = ("unit", i, t0, v0)
+        if reason == physics.HIT_LOW:
+            self.monitor.arm(elapsed[k], v_end[k])
+            yield self.env.timeout(w.durations_s[i])  # the monitor interrupts at elapsed[k]
+            raise AssertionError("brown-out did not interrupt the MCU")
+        # until_s cut the unit
+        yield self.env.timeout(elapsed[k])
+        self.cap.v = v_end[k]
+        e = self.unit_power[i] * elapsed[k]
+        layer = int(w.layers[i])
+        self.tally.by_category["unfinished"] += e
+        self.tally.by_layer[layer] = self.tally.by_layer.get(layer, 0.0) + e
+        self._log("unit", w.names[i], layer, i, t0, self.env.now, v0, self.cap.v, e, "until")
+        self.reason = "until_s reached"
+
+    def _brownout(self) -> None:
+        w = self.work
+        kind, _, t0, v0 = self.activity
         el = self.env.now - t0
         if kind == "boot":
             e = w.boot_J / w.boot_s * el

@@ -35,6 +35,7 @@ K_RESTORE, K_REEXEC, K_SLEEP, K_UNFIN = _CAT["restore"], _CAT["reexecution"], _C
 def _run(d, pw, layers, n_layers, energy, boot_s, boot_p, sleep_w, eta, cap, v_on, v_off, v_max, i_leak, v0,
          seg_t, seg_p, seg_g, seg_vs, period, inferences, period_s, until, time_invariant):
     n = d.shape[0]
+    p_cap = pw / eta
     t = 0.0
     v = v0
     acc = np.zeros(6)
@@ -90,20 +91,38 @@ def _run(d, pw, layers, n_layers, energy, boot_s, boot_p, sleep_w, eta, cap, v_o
                 if r[0] < dur:
                     status = UNTIL
                     break
-            i = progress
+            i0 = progress
             if retry:
                 cnt[2] += 1
                 retry = False
-            r = physics.advance(v, t, min(d[i], until - t), pw[i] / eta, v_off, v_on, False, cap, i_leak, v_max,
-                                seg_t, seg_p, seg_g, seg_vs, period)
-            t += r[0]
-            v = r[1]
-            acc[H] += r[3]; acc[C] += r[4]; acc[L] += r[5]; acc[X] += r[6]
-            layer = layers[i]
-            if r[2] == physics.HIT_LOW:
-                e = pw[i] * r[0]
+            k, el, ve, reason, sums = physics.run_units(v, t, i0, n, d, p_cap, v_off, v_on, until, cap, i_leak,
+                                                        v_max, seg_t, seg_p, seg_g, seg_vs, period)
+            acc[H] += sums[0]; acc[C] += sums[1]; acc[L] += sums[2]; acc[X] += sums[3]
+            for j in range(k):
+                t += el[j]
+                i = i0 + j
+                for c in range(energy.shape[1]):
+                    cat[c] += energy[i, c]
+                    by_layer[layers[i]] += energy[i, c]
+            if k > 0:
+                v = ve[k - 1]
+                cnt[1] += k
+                cnt[5] = 0
+                progress = i0 + k
+            if reason == physics.ALL_DONE:
+                lat[inference] = t - inference * period_s
+                inference += 1
+                cnt[4] += 1
+                if inference < inferences:
+                    progress = 0
+                continue
+            i = i0 + k
+            t += el[k]
+            v = ve[k]
+            e = pw[i] * el[k]
+            by_layer[layers[i]] += e
+            if reason == physics.HIT_LOW:
                 cat[K_REEXEC] += e
-                by_layer[layer] += e
                 cnt[3] += 1
                 retry = True
                 cnt[5] += 1
@@ -111,24 +130,9 @@ def _run(d, pw, layers, n_layers, energy, boot_s, boot_p, sleep_w, eta, cap, v_o
                 if time_invariant and cnt[5] >= 2:
                     status = STUCK
                 break
-            if r[0] < d[i]:
-                e = pw[i] * r[0]
-                cat[K_UNFIN] += e
-                by_layer[layer] += e
-                status = UNTIL
-                break
-            for k in range(energy.shape[1]):
-                cat[k] += energy[i, k]
-                by_layer[layer] += energy[i, k]
-            progress = i + 1
-            cnt[5] = 0
-            cnt[1] += 1
-            if progress == n:
-                lat[inference] = t - inference * period_s
-                inference += 1
-                cnt[4] += 1
-                if inference < inferences:
-                    progress = 0
+            cat[K_UNFIN] += e
+            status = UNTIL
+            break
         acc[ON] += t - t_on
         if status != RUNNING:
             break

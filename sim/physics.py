@@ -46,7 +46,7 @@ from numba import njit
 _GL_X, _GL_W = np.polynomial.legendre.leggauss(48)
 
 #: reasons returned by :func:`advance`
-HORIZON, HIT_LOW, HIT_HIGH = 0, 1, 2
+HORIZON, HIT_LOW, HIT_HIGH, ALL_DONE = 0, 1, 2, 3
 
 
 @njit(cache=True)
@@ -297,3 +297,40 @@ def advance(v, t, horizon, p_load, v_low, v_high, stop_high, cap, i_leak, v_max,
 def e_cycle(cap: float, v_on: float, v_off: float) -> float:
     """Energy (J) the capacitor gives between V_on and V_off: C (V_on^2 - V_off^2) / 2."""
     return 0.5 * cap * (v_on * v_on - v_off * v_off)
+
+
+@njit(cache=True)
+def run_units(v, t, i0, i_end, durations, p_cap, v_low, v_on, until, cap, i_leak, v_max,
+              seg_t, seg_p, seg_g, seg_vs, period):
+    """Execute units i0 .. i_end-1 back to back until one browns out or until_s.
+
+    ``p_cap[i]`` is unit i's draw from the capacitor (W).  Returns
+    ``(k, elapsed, v_end, reason, sums)``: k units completed; ``elapsed[j]`` and
+    ``v_end[j]`` for j <= k (entry k is the unit that browned out or was cut by
+    until_s, when ``reason`` is HIT_LOW or HORIZON and k < i_end - i0);
+    ``sums`` = (harvested, consumed, leaked, clipped) over everything returned,
+    the partial unit included; ``reason`` is ALL_DONE when every unit completed.
+    """
+    m = i_end - i0
+    elapsed = np.zeros(m)
+    v_end = np.zeros(m)
+    sums = np.zeros(4)
+    now = t
+    for j in range(m):
+        i = i0 + j
+        d = durations[i]
+        r = advance(v, now, min(d, until - now), p_cap[i], v_low, v_on, False, cap, i_leak, v_max,
+                    seg_t, seg_p, seg_g, seg_vs, period)
+        elapsed[j] = r[0]
+        v_end[j] = r[1]
+        v = r[1]
+        now += r[0]
+        sums[0] += r[3]
+        sums[1] += r[4]
+        sums[2] += r[5]
+        sums[3] += r[6]
+        if r[2] == HIT_LOW:
+            return j, elapsed, v_end, HIT_LOW, sums
+        if r[0] < d:
+            return j, elapsed, v_end, HORIZON, sums
+    return m, elapsed, v_end, ALL_DONE, sums

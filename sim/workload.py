@@ -103,6 +103,23 @@ class Tally:
     by_layer: dict = field(default_factory=dict)
     latencies: list = field(default_factory=list)
 
+    def add_units(self, work: "Workload", i0: int, i1: int) -> None:
+        """Add the energy of completed units i0..i1-1 by category and by layer."""
+        e = work.energy_J[i0:i1]
+        for k, cat in enumerate(UNIT_CATEGORIES):
+            self.by_category[cat] += float(e[:, k].sum())
+        per_unit = e.sum(axis=1)
+        layers = work.layers[i0:i1]
+        for layer in np.unique(layers):
+            self.by_layer[int(layer)] = self.by_layer.get(int(layer), 0.0) + float(per_unit[layers == layer].sum())
+
+    def add_sums(self, sums) -> None:
+        """Add (harvested, consumed, leaked, clipped) sums."""
+        self.harvested += sums[0]
+        self.consumed += sums[1]
+        self.leaked += sums[2]
+        self.clipped += sums[3]
+
     def add_power(self, res) -> None:
         """Add the energy integrals of one physics.advance result."""
         self.harvested += res[3]

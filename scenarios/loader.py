@@ -1,0 +1,327 @@
+"""Scenario TOML files: load, validate, and turn into typed dataclasses.
+
+Every problem raises :class:`ScenarioError` whose message is one line naming the
+file and the key (``lab.toml: power.v_on: must be > power.v_off (2.8)``).
+Relative paths resolve against the scenario file's folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import tomllib
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from aidi.sim import harvesters
+from aidi.sim.config import PowerConfig, SimConfig
+from aidi.sim.platform import PLATFORMS, Platform, get_platform
+
+SHIPPED_DIR = Path(__file__).parent
+
+
+class ScenarioError(ValueError):
+    """A scenario that cannot be used; the message is one line naming the file and key."""
+
+
+@dataclass(frozen=True)
+class DeviceSpec:
+    platform: str = "msp430fr5994"
+    mclk_hz: float | None = None
+    sram_budget_bytes: int = 4096
+
+    def make_platform(self) -> Platform:
+        return get_platform(self.platform, self.mclk_hz)
+
+
+@dataclass(frozen=True)
+class HarvesterSpec:
+    kind: str
+    power_W: float | None = None
+    v_source: float | None = None
+    r_ohm: float | None = None
+    file: Path | None = None
+    repeat: bool = True
+    efficiency: float = 1.0
+    area_cm2: float = 5.0
+    cell_efficiency: float = 0.15
+    start_hour: float = 0.0
+    step_s: float = 60.0
+    hours: float = 168.0
+
+    def segments(self) -> harvesters.Segments:
+        if self.kind == "constant":
+            return harvesters.constant(self.power_W, self.efficiency)
+        if self.kind == "thevenin":
+            return harvesters.thevenin(self.v_source, self.r_ohm)
+        if self.kind == "trace":
+            return harvesters.read_trace(self.file, self.efficiency, self.repeat)
+        return harvesters.pv(self.area_cm2, self.cell_efficiency * self.efficiency, self.file, self.start_hour,
+                             self.step_s, self.hours)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    input: tuple[int, int, int] = (1, 8, 8)
+    layers: tuple[dict, ...] = ()
+    weights: str = "trained:digits"
+    seed: int = 0
+    file: Path | None = None
+    epochs: int = 30
+
+
+@dataclass(frozen=True)
+class ExecutionSpec:
+    """"auto" or explicit values; explicit values may be one value or one per layer."""
+
+    tile: Any = "auto"
+    loop_order: Any = "auto"
+    hyper_tile: Any = "auto"
+    preservation: str = "hypertile"
+    backend: str = "lea"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    path: Path
+    name: str
+    description: str
+    device: DeviceSpec
+    power: PowerConfig
+    harvester: HarvesterSpec
+    model: ModelSpec
+    execution: ExecutionSpec
+    sim: SimConfig
+    raw: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def digest(self) -> str:
+        """A hash of the scenario's content (used as a cache key)."""
+        blob = json.dumps(self.raw, sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    def with_values(self, **dotted: Any) -> "Scenario":
+        """A copy with ``section.key`` values replaced (validated like the file)."""
+        raw = json.loads(json.dumps(self.raw, default=str))
+        for key, value in dotted.items():
+            section, _, name = key.partition(".")
+            if not name:
+                raise ScenarioError(f"{self.path.name}: {key}: expected SECTION.KEY")
+            raw.setdefault(section, {})[name] = value
+        return parse(raw, self.path)
+
+
+DEFAULT_LAYERS = (
+    {"type": "conv", "k": 3, "filters": 8, "relu": True},
+    {"type": "conv", "k": 3, "filters": 16, "relu": True},
+    {"type": "maxpool", "k": 2, "stride": 2},
+    {"type": "fc", "units": 10},
+)
+
+_ALLOWED = {
+    "name": None,
+    "description": None,
+    "device": {"platform", "mclk_hz", "sram_budget_bytes"},
+    "power": {"capacitor_F", "v_on", "v_off", "v_max", "leakage_A", "v_initial", "converter_efficiency"},
+    "harvester": {"kind", "power_W", "v_source", "r_ohm", "file", "repeat", "efficiency", "area_cm2",
+                  "cell_efficiency", "start_hour", "step_s", "hours"},
+    "model": {"input", "layers", "weights", "seed", "file", "epochs"},
+    "execution": {"tile", "loop_order", "hyper_tile", "preservation", "backend"},
+    "sim": {"inferences", "until_s", "seed", "period_s", "deadline_s"},
+}
+
+
+class _Reader:
+    def __init__(self, raw: dict, path: Path):
+        self.raw = raw
+        self.path = path
+        self.where = path.name
+
+    def fail(self, key: str, msg: str):
+        raise ScenarioError(f"{self.where}: {key}: {msg}")
+
+    def get(self, section: str, key: str, default: Any = ..., kind: str = "float", lo: float | None = None,
+            lo_open: bool = False, hi: float | None = None) -> Any:
+        sec = self.raw.get(section, {})
+        full = f"{section}.{key}"
+        if key not in sec:
+            if default is ...:
+                self.fail(full, "missing")
+            return default
+        v = sec[key]
+        if kind in ("float", "int"):
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                self.fail(full, f"expected a number, got {v!r}")
+            if isinstance(v, float) and not math.isfinite(v):
+                self.fail(full, f"must be a finite number, got {v!r}")
+            if kind == "int":
+                if isinstance(v, float) and not v.is_integer():
+                    self.fail(full, f"expected an integer, got {v!r}")
+                v = int(v)
+            else:
+                v = float(v)
+            if lo is not None and (v <= lo if lo_open else v < lo):
+                self.fail(full, f"must be {'>' if lo_open else '>='} {lo:g}, got {v:g}")
+            if hi is not None and v > hi:
+                self.fail(full, f"must be <= {hi:g}, got {v:g}")
+        elif kind == "str":
+            if not isinstance(v, str):
+                self.fail(full, f"expected a string, got {v!r}")
+        elif kind == "bool":
+            if not isinstance(v, bool):
+                self.fail(full, f"expected true or false, got {v!r}")
+        elif kind == "path":
+            if not isinstance(v, str):
+                self.fail(full, f"expected a file path, got {v!r}")
+            p = Path(v)
+            v = p if p.is_absolute() else (self.path.parent / p)
+        return v
+
+
+def parse(raw: dict, path: Path) -> Scenario:
+    """Validate a parsed TOML document (``path`` names it in errors and anchors relative paths)."""
+    path = Path(path)
+    r = _Reader(raw, path)
+    for section, value in raw.items():
+        if section not in _ALLOWED:
+            r.fail(section, f"unknown section (known: {', '.join(k for k in _ALLOWED)})")
+        allowed = _ALLOWED[section]
+        if allowed is None:
+            continue
+        if not isinstance(value, dict):
+            r.fail(section, "expected a table")
+        for key in value:
+            if key not in allowed:
+                r.fail(f"{section}.{key}", f"unknown key (known: {', '.join(sorted(allowed))})")
+
+    platform = r.get("device", "platform", "msp430fr5994", "str")
+    if platform not in PLATFORMS:
+        r.fail("device.platform", f"unknown platform {platform!r} (known: {', '.join(PLATFORMS)})")
+    device = DeviceSpec(
+        platform=platform,
+        mclk_hz=r.get("device", "mclk_hz", None, lo=0.0, lo_open=True, hi=16e6),
+        sram_budget_bytes=r.get("device", "sram_budget_bytes", 4096, "int", lo=0, lo_open=True,
+                                hi=PLATFORMS[platform].sram_bytes),
+    )
+
+    cap = r.get("power", "capacitor_F", kind="float", lo=0.0, lo_open=True)
+    v_off = r.get("power", "v_off", kind="float", lo=0.0, lo_open=True)
+    v_on = r.get("power", "v_on", kind="float", lo=0.0, lo_open=True)
+    if v_on <= v_off:
+        r.fail("power.v_on", f"must be > power.v_off ({v_off:g} V), got {v_on:g} V")
+    v_max = r.get("power", "v_max", max(v_on, 3.6), kind="float")
+    if v_max < v_on:
+        r.fail("power.v_max", f"must be >= power.v_on ({v_on:g} V), got {v_max:g} V")
+    v_init = r.get("power", "v_initial", 0.0, kind="float", lo=0.0, hi=v_max)
+    power = PowerConfig(
+        capacitor_F=cap, v_on=v_on, v_off=v_off, v_max=v_max,
+        leakage_A=r.get("power", "leakage_A", 0.0, lo=0.0),
+        v_initial=v_init,
+        converter_efficiency=r.get("power", "converter_efficiency", 1.0, lo=0.0, lo_open=True, hi=1.0),
+    )
+
+    if "harvester" not in raw:
+        r.fail("harvester", "missing section")
+    kind = r.get("harvester", "kind", kind="str")
+    kinds = ("constant", "thevenin", "trace", "pv")
+    if kind not in kinds:
+        r.fail("harvester.kind", f"unknown kind {kind!r} (known: {', '.join(kinds)})")
+    hk: dict[str, Any] = {"kind": kind, "efficiency": r.get("harvester", "efficiency", 1.0, lo=0.0, lo_open=True,
+                                                             hi=1.0)}
+    if kind == "constant":
+        hk["power_W"] = r.get("harvester", "power_W", lo=0.0)
+    elif kind == "thevenin":
+        hk["v_source"] = r.get("harvester", "v_source", lo=0.0, lo_open=True)
+        hk["r_ohm"] = r.get("harvester", "r_ohm", lo=0.0, lo_open=True)
+        if v_init > hk["v_source"]:
+            r.fail("power.v_initial", f"must be <= harvester.v_source ({hk['v_source']:g} V)")
+    elif kind == "trace":
+        hk["file"] = r.get("harvester", "file", kind="path")
+        hk["repeat"] = r.get("harvester", "repeat", True, kind="bool")
+    else:
+        f = r.get("harvester", "file", None, kind="path")
+        hk["file"] = f
+        hk["area_cm2"] = r.get("harvester", "area_cm2", 5.0, lo=0.0, lo_open=True)
+        hk["cell_efficiency"] = r.get("harvester", "cell_efficiency", 0.15, lo=0.0, lo_open=True, hi=1.0)
+        hk["start_hour"] = r.get("harvester", "start_hour", 0.0, lo=0.0, hi=8760.0)
+        hk["step_s"] = r.get("harvester", "step_s", 60.0, lo=1.0)
+        hk["hours"] = r.get("harvester", "hours", 168.0, lo=0.0, lo_open=True)
+    harvester = HarvesterSpec(**hk)
+    if kind in ("trace", "pv") and harvester.file is not None and not harvester.file.is_file():
+        r.fail("harvester.file", f"file not found: {harvester.file}")
+
+    shape = raw.get("model", {}).get("input", [1, 8, 8])
+    if (not isinstance(shape, list) or len(shape) != 3
+            or not all(isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in shape)):
+        r.fail("model.input", f"expected [C, H, W] of positive integers, got {shape!r}")
+    layers = raw.get("model", {}).get("layers", list(DEFAULT_LAYERS))
+    if not isinstance(layers, list) or not layers or not all(isinstance(x, dict) for x in layers):
+        r.fail("model.layers", "expected a non-empty array of tables like {type=\"conv\", k=3, filters=8}")
+    weights = r.get("model", "weights", "trained:digits", "str")
+    if weights not in ("random", "trained:digits") and not weights.startswith("trained:"):
+        r.fail("model.weights", f"expected \"random\", \"trained:digits\" or a [model] file, got {weights!r}")
+    mfile = r.get("model", "file", None, kind="path")
+    if mfile is not None and not mfile.is_file():
+        r.fail("model.file", f"file not found: {mfile}")
+    model = ModelSpec(input=tuple(shape), layers=tuple(layers), weights=weights,
+                      seed=r.get("model", "seed", 0, "int", lo=0), file=mfile,
+                      epochs=r.get("model", "epochs", 30, "int", lo=1))
+
+    ex = raw.get("execution", {})
+    pres = r.get("execution", "preservation", "hypertile", "str")
+    if pres not in ("tile", "hypertile", "layer"):
+        r.fail("execution.preservation", f"expected tile, hypertile or layer, got {pres!r}")
+    backend = r.get("execution", "backend", "lea", "str")
+    if backend not in ("lea", "cpu"):
+        r.fail("execution.backend", f"expected lea or cpu, got {backend!r}")
+    lo = ex.get("loop_order", "auto")
+    orders = ("auto", "reuse_I", "reuse_W", "reuse_O")
+    for o in (lo if isinstance(lo, list) else [lo]):
+        if o not in orders:
+            r.fail("execution.loop_order", f"expected one of {', '.join(orders)} (or a list of them), got {o!r}")
+    hyper = ex.get("hyper_tile", "auto")
+    for h in (hyper if isinstance(hyper, list) else [hyper]):
+        if h != "auto" and not (isinstance(h, int) and not isinstance(h, bool) and h >= 1):
+            r.fail("execution.hyper_tile", f"expected \"auto\" or a positive integer (or a list), got {h!r}")
+    execution = ExecutionSpec(tile=ex.get("tile", "auto"), loop_order=lo, hyper_tile=hyper, preservation=pres,
+                              backend=backend)
+
+    until = r.get("sim", "until_s", 7 * 86400.0, lo=0.0, lo_open=True)
+    deadline = r.get("sim", "deadline_s", None, lo=0.0, lo_open=True)
+    sim = SimConfig(inferences=r.get("sim", "inferences", 1, "int", lo=1), until_s=until,
+                    seed=r.get("sim", "seed", 0, "int", lo=0), period_s=r.get("sim", "period_s", 0.0, lo=0.0),
+                    deadline_s=deadline)
+    name = raw.get("name", path.stem)
+    return Scenario(path=path, name=str(name), description=str(raw.get("description", "")), device=device,
+                    power=power, harvester=harvester, model=model, execution=execution, sim=sim, raw=raw)
+
+
+def load(path: str | Path) -> Scenario:
+    """Read and validate a scenario file; a bare name selects a shipped scenario."""
+    p = Path(path)
+    if not p.exists() and not p.suffix and (SHIPPED_DIR / f"{p.name}.toml").is_file():
+        p = SHIPPED_DIR / f"{p.name}.toml"
+    if not p.is_file():
+        raise ScenarioError(f"{p}: scenario file not found")
+    try:
+        raw = tomllib.loads(p.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError(f"{p.name}: not valid TOML ({exc})") from None
+    except UnicodeDecodeError:
+        raise ScenarioError(f"{p.name}: not a text file") from None
+    return parse(raw, p)
+
+
+def shipped() -> list[Path]:
+    """The scenario files that ship with aidi."""
+    return sorted(SHIPPED_DIR.glob("*.toml"))
+
+
+def as_dict(s: Scenario) -> dict:
+    d = asdict(s)
+    d.pop("raw", None)
+    return json.loads(json.dumps(d, default=str))
+
+
+__all__ = ["Scenario", "ScenarioError", "load", "parse", "shipped", "replace", "as_dict"]
