@@ -1,0 +1,337 @@
+"""Q15 fixed-point model and its exact integer reference (TI DSPLib convention).
+
+This module *defines* the integer semantics shared by the numba kernels
+(:mod:`aidi.models.kernels`), the functional intermittent execution
+(:mod:`aidi.models.functional`) and the emitted C runtime (models/emit).  All
+three must agree with :func:`reference_forward` bit for bit.
+
+Number format
+-------------
+Tensors are int16, CHW layout, batch 1.  A tensor with ``s`` fractional bits
+represents ``x_q * 2**-s`` (Q15 is ``s = 15``; ``s`` is a per-tensor power of
+two and may differ from 15).
+
+* ``q(x, s) = sat16(floor(x * 2**s + 0.5))`` (round half up), computed in
+  float64; ``sat16`` clamps to [-32768, 32767], ``sat32`` to
+  [-2**31, 2**31 - 1].
+* ``frac_bits(m)`` = the largest ``s`` in [:data:`S_MIN`, :data:`S_MAX`] with
+  ``m * 2**s <= 32767`` (``S_MAX`` when ``m == 0``).
+
+Shifts of a weighted layer (conv, dwconv, pwconv, fc), chosen from calibration
+data (the training split, through the float model with BN folded):
+
+* ``s_in``  = fractional bits of its input (= ``s_out`` of the previous layer;
+  for the first layer ``frac_bits(max |x|)`` over the calibration inputs);
+* ``s_w``   = ``frac_bits(max |w|)`` over the layer's weights;
+* ``s_out`` = ``frac_bits(max |y|)`` over the calibration outputs ``y`` of the
+  layer (after the fused ReLU), then clamped into
+  ``[s_in + s_w - 31, s_in + s_w]`` so that the shift ``k = s_in + s_w - s_out``
+  lies in ``[0, 31]``.
+* ``w_q = q(w, s_w)`` (int16), ``b_q = sat32(floor(b * 2**(s_in + s_w) + 0.5))``
+  (int32; zero when the layer has no bias).
+
+Weighted layer, one output element::
+
+    acc = b_q[m]                                   # int32
+    for n ascending, kh ascending, kw ascending:   # canonical order
+        acc = sat32(acc + int32(x[n, r*s+kh-p, c*s+kw-p]) * int32(w[m, n, kh, kw]))
+    y = sat16(rshift_round(acc, k))
+    if relu: y = max(y, 0)
+
+Zero padding contributes terms ``x = 0`` (``sat32(acc + 0) == acc``, so they
+may equally be skipped).  ``rshift_round(a, k) = a`` if ``k == 0`` else
+``((a >> (k - 1)) + 1) >> 1`` with arithmetic (floor) shifts, evaluated in
+int64 so that ``a = 2**31 - 1, k = 1`` does not overflow (in C: cast to
+int64_t first, or use ``(a >> k) + ((a >> (k - 1)) & 1)``, which is equal).
+Depthwise conv: ``n`` ranges over the single channel ``m`` (``w[m, 0, kh, kw]``).
+``fc`` is a conv with 1x1 kernel over the flattened CHW input ``(C*H*W, 1, 1)``,
+so its canonical order is the flattened index ascending.
+
+Tiling over input channels in ascending order keeps the canonical order, so an
+int32 partial sum stored to FRAM between units and reloaded is bit-exact.
+
+Pooling (no weights, ``s_out = s_in``, int16 in and out):
+
+* maxpool: ``max`` over the window;
+* avgpool and gap: ``sum`` in int32 (exact: windows < 65536), then
+  ``floor((sum + kk // 2) / kk)`` with floor division, ``kk`` = window size
+  (for gap ``H * W``); the result is within int16.
+* an optional fused ReLU: ``max(y, 0)``.
+
+Public API::
+
+    q(x, s) -> int16 array;  frac_bits(max_abs) -> int;  rshift_round(a, k);  sat16(a);  sat32(a)
+    quantize(trained, calib_x=None) -> QModel
+    quantize_folded(folded, calib_x, input_shape) -> QModel
+    reference_forward(qmodel, x_q) -> list[np.ndarray]     # int16 per executed layer
+    forward_batch(qmodel, xb_q) -> list[np.ndarray]        # (B, C, H, W) per layer
+    q15_accuracy(qmodel, x_float, y) -> float
+    conv_accumulate / dw_accumulate / fc_accumulate / pool_reference / requantize_reference
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from .layers import LayerGeom, Network
+
+INT16_MIN, INT16_MAX = -32768, 32767
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+#: range of fractional bits considered for activations and weights
+S_MIN, S_MAX = -16, 30
+#: largest right shift of an accumulator
+K_MAX = 31
+
+
+def sat16(a) -> np.ndarray:
+    """Clamp to int16 range and cast."""
+    return np.clip(np.asarray(a, dtype=np.int64), INT16_MIN, INT16_MAX).astype(np.int16)
+
+
+def sat32(a) -> np.ndarray:
+    """Clamp to int32 range and cast."""
+    return np.clip(np.asarray(a, dtype=np.int64), INT32_MIN, INT32_MAX).astype(np.int32)
+
+
+def q(x, s: int) -> np.ndarray:
+    """``sat16(floor(x * 2**s + 0.5))`` in float64."""
+    v = np.floor(np.ldexp(np.asarray(x, dtype=np.float64), s) + 0.5)
+    return np.clip(v, INT16_MIN, INT16_MAX).astype(np.int16)
+
+
+def q32(x, s: int) -> np.ndarray:
+    """``sat32(floor(x * 2**s + 0.5))`` in float64 (biases)."""
+    v = np.floor(np.ldexp(np.asarray(x, dtype=np.float64), s) + 0.5)
+    return np.clip(v, INT32_MIN, INT32_MAX).astype(np.int32)
+
+
+def frac_bits(max_abs: float, lo: int = S_MIN, hi: int = S_MAX) -> int:
+    """Largest ``s`` in ``[lo, hi]`` with ``max_abs * 2**s <= 32767`` (``lo`` if none)."""
+    m = float(max_abs)
+    if not np.isfinite(m):
+        raise ValueError(f"cannot choose a Q format for a non-finite range {max_abs!r}")
+    for s in range(hi, lo - 1, -1):
+        if m * 2.0**s <= INT16_MAX:
+            return s
+    return lo
+
+
+def rshift_round(a, k: int) -> np.ndarray:
+    """Round-half-up arithmetic right shift, in int64: ``((a >> (k-1)) + 1) >> 1`` (``a`` if k == 0)."""
+    a = np.asarray(a, dtype=np.int64)
+    if k == 0:
+        return a
+    return ((a >> (k - 1)) + 1) >> 1
+
+
+def requantize_reference(acc, k: int, relu: bool) -> np.ndarray:
+    """int32 accumulators -> int16 outputs: ``sat16(rshift_round(acc, k))``, optional ReLU."""
+    y = sat16(rshift_round(acc, k))
+    return np.maximum(y, 0).astype(np.int16) if relu else y
+
+
+# --------------------------------------------------------------------------- reference accumulations
+def _acc_add(acc: np.ndarray, prod: np.ndarray) -> np.ndarray:
+    return np.clip(acc + prod, INT32_MIN, INT32_MAX)
+
+
+def conv_accumulate(x, w, acc, stride: int) -> np.ndarray:
+    """Saturating conv accumulation in canonical order, no padding (pad ``x`` beforehand).
+
+    Args:
+        x: int16 ``(..., N, Hi, Wi)``.
+        w: int16 ``(M, N, kh, kw)``.
+        acc: int32 ``(..., M, Ho, Wo)`` initial accumulators (bias or partial sums).
+        stride: stride (same on both axes).
+    Returns the new int32 accumulators (same shape as ``acc``).
+    """
+    x = np.asarray(x, dtype=np.int64)
+    w = np.asarray(w, dtype=np.int64)
+    a = np.asarray(acc, dtype=np.int64).copy()
+    ho, wo = a.shape[-2:]
+    n_, kh_, kw_ = w.shape[1:]
+    for n in range(n_):
+        for i in range(kh_):
+            for j in range(kw_):
+                patch = x[..., n, i:i + stride * (ho - 1) + 1:stride, j:j + stride * (wo - 1) + 1:stride]
+                a = _acc_add(a, patch[..., None, :, :] * w[:, n, i, j][:, None, None])
+    return a.astype(np.int32)
+
+
+def dw_accumulate(x, w, acc, stride: int) -> np.ndarray:
+    """Depthwise variant of :func:`conv_accumulate`: ``x (..., C, Hi, Wi)``, ``w (C, 1, kh, kw)``."""
+    x = np.asarray(x, dtype=np.int64)
+    w = np.asarray(w, dtype=np.int64)
+    a = np.asarray(acc, dtype=np.int64).copy()
+    ho, wo = a.shape[-2:]
+    for i in range(w.shape[2]):
+        for j in range(w.shape[3]):
+            patch = x[..., i:i + stride * (ho - 1) + 1:stride, j:j + stride * (wo - 1) + 1:stride]
+            a = _acc_add(a, patch * w[:, 0, i, j][:, None, None])
+    return a.astype(np.int32)
+
+
+def fc_accumulate(x, w, acc) -> np.ndarray:
+    """``x (..., N)``, ``w (M, N)``, ``acc (..., M)``: saturating, n ascending."""
+    x = np.asarray(x, dtype=np.int64)
+    w = np.asarray(w, dtype=np.int64)
+    a = np.asarray(acc, dtype=np.int64).copy()
+    for n in range(w.shape[1]):
+        a = _acc_add(a, x[..., n, None] * w[:, n])
+    return a.astype(np.int32)
+
+
+def pool_reference(x, kh: int, kw: int, stride: int, is_max: bool, relu: bool = False) -> np.ndarray:
+    """Max or average pool of int16 ``x (..., C, H, W)`` without padding, floor output size."""
+    x = np.asarray(x, dtype=np.int64)
+    ho = (x.shape[-2] - kh) // stride + 1
+    wo = (x.shape[-1] - kw) // stride + 1
+    wins = [x[..., i:i + stride * (ho - 1) + 1:stride, j:j + stride * (wo - 1) + 1:stride]
+            for i in range(kh) for j in range(kw)]
+    if is_max:
+        y = np.max(np.stack(wins), axis=0)
+    else:
+        kk = kh * kw
+        y = np.floor_divide(np.sum(np.stack(wins), axis=0) + kk // 2, kk)
+    if relu:
+        y = np.maximum(y, 0)
+    return y.astype(np.int16)
+
+
+# --------------------------------------------------------------------------- the Q model
+@dataclass(frozen=True)
+class QLayer:
+    """One executed layer in fixed point.
+
+    Attributes:
+        geom: its geometry (see :class:`aidi.models.layers.LayerGeom`).
+        w: int16 weights ``geom.weight_shape`` (None for pools).
+        b: int32 biases ``(M,)`` (None for pools; zeros without a bias).
+        s_in, s_w, s_out: fractional bits of input, weights and output.
+        shift: ``k = s_in + s_w - s_out`` in [0, 31] (0 for pools).
+    """
+
+    geom: LayerGeom
+    w: np.ndarray | None
+    b: np.ndarray | None
+    s_in: int
+    s_w: int
+    s_out: int
+    shift: int
+
+
+@dataclass(frozen=True)
+class QModel:
+    """A quantized network: executed layers, input format and calibration facts."""
+
+    layers: tuple[QLayer, ...]
+    input_shape: tuple[int, int, int]
+    s_input: int
+    net: Network | None = None
+    float_accuracy: float | None = None
+    calib_max: tuple[float, ...] = field(default=(), compare=False)
+
+    @property
+    def geoms(self) -> list[LayerGeom]:
+        return [ql.geom for ql in self.layers]
+
+    @property
+    def output_shape(self) -> tuple[int, int, int]:
+        return self.layers[-1].geom.out_shape
+
+    @property
+    def s_output(self) -> int:
+        return self.layers[-1].s_out
+
+    def quantize_input(self, x) -> np.ndarray:
+        """Float input ``(C, H, W)`` or ``(B, C, H, W)`` -> int16 with ``s_input`` fractional bits."""
+        return q(x, self.s_input)
+
+    def dequantize_output(self, y) -> np.ndarray:
+        return np.ldexp(np.asarray(y, dtype=np.float64), -self.s_output)
+
+
+def quantize_folded(folded: Sequence, calib_x: np.ndarray, input_shape, net: Network | None = None,
+                    float_accuracy: float | None = None) -> QModel:
+    """Quantize folded float layers (:func:`aidi.models.net.fold`) with shifts from ``calib_x`` (B, C, H, W)."""
+    from .net import folded_forward
+
+    calib_x = np.asarray(calib_x, dtype=np.float64)
+    outs = folded_forward(folded, calib_x)
+    s_input = frac_bits(np.abs(calib_x).max() if calib_x.size else 0.0)
+    s_in = s_input
+    layers, maxes = [], []
+    for fl, y in zip(folded, outs):
+        g = fl.geom
+        ymax = float(np.abs(y).max()) if y.size else 0.0
+        maxes.append(ymax)
+        if g.weighted:
+            s_w = frac_bits(np.abs(fl.w).max())
+            s_out = frac_bits(ymax)
+            s_out = min(max(s_out, s_in + s_w - K_MAX), s_in + s_w)
+            w_q = q(fl.w, s_w)
+            b_q = q32(fl.b, s_in + s_w) if g.bias else np.zeros(g.out_shape[0], np.int32)
+            layers.append(QLayer(g, w_q, b_q, s_in, s_w, s_out, s_in + s_w - s_out))
+        else:
+            s_out = s_in
+            layers.append(QLayer(g, None, None, s_in, 0, s_out, 0))
+        s_in = s_out
+    return QModel(tuple(layers), tuple(input_shape), s_input, net, float_accuracy, tuple(maxes))
+
+
+def quantize(trained, calib_x: np.ndarray | None = None, max_calib: int = 4096) -> QModel:
+    """Quantize a :class:`aidi.models.net.TrainedModel`; calibration = its training split."""
+    from .net import fold
+
+    if calib_x is None:
+        calib_x = trained.dataset.x_train[:max_calib]
+    return quantize_folded(fold(trained), calib_x, trained.net.input_shape, trained.net, trained.float_accuracy)
+
+
+def _pad(x: np.ndarray, p: int) -> np.ndarray:
+    if p == 0:
+        return x
+    return np.pad(x, [(0, 0)] * (x.ndim - 2) + [(p, p), (p, p)])
+
+
+def forward_batch(qmodel: QModel, xb: np.ndarray) -> list[np.ndarray]:
+    """Exact integer forward of a batch ``(B, C, H, W)`` int16; int16 output per executed layer."""
+    x = np.asarray(xb, dtype=np.int16)
+    outs = []
+    for ql in qmodel.layers:
+        g = ql.geom
+        b = x.shape[0]
+        if g.op in ("conv", "fc", "dwconv"):
+            if g.op == "fc":
+                x = x.reshape(b, -1, 1, 1)
+            acc0 = np.broadcast_to(ql.b[None, :, None, None], (b, *g.out_shape)).astype(np.int32)
+            xp = _pad(x, g.pad)
+            if g.op == "dwconv":
+                acc = dw_accumulate(xp, ql.w, acc0, g.stride)
+            else:
+                acc = conv_accumulate(xp, ql.w, acc0, g.stride)
+            x = requantize_reference(acc, ql.shift, g.relu)
+        else:
+            x = pool_reference(x, g.kh, g.kw, g.stride, g.op == "maxpool", g.relu)
+        outs.append(x)
+    return outs
+
+
+def reference_forward(qmodel: QModel, x_q: np.ndarray) -> list[np.ndarray]:
+    """Exact integer forward of one input ``(C, H, W)`` int16; int16 ``(C, H, W)`` per executed layer."""
+    x_q = np.asarray(x_q)
+    if x_q.shape != tuple(qmodel.input_shape):
+        raise ValueError(f"input shape {list(x_q.shape)} != model input {list(qmodel.input_shape)}")
+    return [o[0] for o in forward_batch(qmodel, x_q[None])]
+
+
+def q15_accuracy(qmodel: QModel, x: np.ndarray, y: np.ndarray, batch: int = 512) -> float:
+    """Top-1 accuracy (fraction) of the integer model on float inputs ``x (B, C, H, W)``."""
+    correct = 0
+    for k in range(0, len(x), batch):
+        out = forward_batch(qmodel, qmodel.quantize_input(x[k:k + batch]))[-1]
+        correct += int((out.reshape(out.shape[0], -1).argmax(1) == y[k:k + batch]).sum())
+    return correct / max(1, len(x))
