@@ -1,0 +1,145 @@
+"""The ``aidi`` command line (typer).  Every command with ``--json`` prints exactly one JSON object."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .errors import UserError, one_line_errors
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Deep inference on battery-less MSP430FR5994 devices: simulate, check, sweep, search, emit C.")
+
+
+def _print_json(obj: dict) -> None:
+    sys.stdout.write(json.dumps(obj, default=_json_default) + "\n")
+
+
+def _json_default(o):
+    import numpy as np
+
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serializable: {type(o).__name__}")
+
+
+@app.command()
+def run(
+    scenario: Path = typer.Argument(..., help="scenario TOML file (or the name of a shipped one)"),
+    engine: str = typer.Option("des", help="des (SimPy model) or oracle (compiled numba loop)"),
+    functional: bool = typer.Option(True, "--functional/--no-functional",
+                                    help="also compute the network's output bit-exactly (des only)"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
+    out: Optional[Path] = typer.Option(None, help="write events.csv, events.parquet, voltage.html, report.html"),
+) -> None:
+    """Simulate one scenario: latency, power cycles, where the energy goes."""
+    from . import pipeline, report
+
+    with one_line_errors(str(scenario)):
+        if engine not in ("des", "oracle"):
+            raise UserError(f"--engine: expected des or oracle, got {engine!r}")
+        sc = pipeline.load_scenario(scenario)
+        built = pipeline.build(sc)
+        res, events = pipeline.simulate(built, engine=engine, functional=functional and engine == "des",
+                                        log=out is not None and engine == "des")
+    if out is not None:
+        report.write_run(out, built, res, events)
+    if as_json:
+        _print_json(res)
+    else:
+        report.print_run_summary(built, res, out)
+
+
+@app.command()
+def check(
+    scenario: Path = typer.Argument(..., help="scenario TOML file"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
+) -> None:
+    """Schedulability: does every unit fit one power cycle, the SRAM budget and the deadline?"""
+    from . import check as chk
+    from . import pipeline, report
+
+    with one_line_errors(str(scenario)):
+        built = pipeline.build(pipeline.load_scenario(scenario))
+        res = chk.analyse(built)
+    if as_json:
+        _print_json(res)
+    else:
+        report.print_check(res)
+
+
+@app.command()
+def sweep(
+    scenario: Path = typer.Argument(..., help="scenario TOML file"),
+    set_: list[str] = typer.Option(..., "--set", help="KEY=V1,V2,... (repeat for a grid), e.g. power.capacitor_F=1e-4,1e-3"),
+    workers: int = typer.Option(1, help="local worker processes (or Dask workers with --dask local)"),
+    dask: Optional[str] = typer.Option(None, "--dask", help="a Dask scheduler address, or 'local' for a LocalCluster"),
+    engine: str = typer.Option("oracle", help="oracle or des"),
+    as_json: bool = typer.Option(False, "--json"),
+    out: Optional[Path] = typer.Option(None, help="write sweep.csv, sweep.parquet and sweep.html here"),
+) -> None:
+    """Run a grid of scenario variants in parallel; tidy table, figure and feasibility boundary."""
+    from rich.progress import Progress
+
+    from . import pipeline, report
+    from . import sweep as sw
+
+    with one_line_errors(str(scenario)):
+        grid = sw.parse_sets(set_)
+        sc = pipeline.load_scenario(scenario)
+        for key in grid:  # validate every value before any work starts
+            for v in grid[key]:
+                sc.with_values(**{key: v})
+        with Progress(transient=True, disable=as_json) as prog:
+            task = prog.add_task("sweep", total=len(sw.points(grid)))
+            df = sw.run_sweep(sc.path, grid, workers=workers, dask=dask, engine=engine,
+                              progress=lambda done, total: prog.update(task, completed=done))
+    key = next(iter(grid))
+    summary = {
+        "scenario": sc.name,
+        "points": len(df),
+        "keys": list(grid),
+        "boundary": {"completes": sw.feasibility_boundary(df, key),
+                     "meets_deadline": sw.feasibility_boundary(df, key, deadline=True)},
+        "rows": df.where(df.notna(), None).to_dict(orient="records"),
+    }
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        df.to_csv(out / "sweep.csv", index=False)
+        df.to_parquet(out / "sweep.parquet", index=False)
+        sw.figure(df, key, f"{sc.name}: sweep of {key}").write_html(out / "sweep.html", include_plotlyjs=True)
+    if as_json:
+        _print_json(summary)
+    else:
+        report.print_sweep(df, summary, out)
+
+
+@app.command()
+def bench(quick: bool = typer.Option(False, "--quick", help="small sizes"),
+          as_json: bool = typer.Option(False, "--json")) -> None:
+    """Benchmarks, each next to a baseline measured in the same run."""
+    from . import bench as b
+
+    res = b.run_all(quick)
+    if as_json:
+        _print_json(res)
+    else:
+        b.print_table(res)
+
+
+def main() -> None:  # console script entry point
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""Scenario -> model -> Q15 -> execution design -> task graph -> simulation.
+
+The one place where the packages meet: scenarios (what the user wrote), models
+(the network, its Q15 form and its tiling) and sim (the device).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from aidi.scenarios import loader
+from aidi.sim import des, oracle
+from aidi.sim.harvesters import Segments
+from aidi.sim.platform import Platform
+from aidi.sim.taskgraph import TaskGraph
+from aidi.sim.workload import Workload
+
+from .errors import UserError
+
+
+def load_scenario(path: str | Path) -> loader.Scenario:
+    return loader.load(path)
+
+
+@functools.lru_cache(maxsize=16)
+def _model(layers_json: str, input_shape: tuple, weights: str, seed: int, epochs: int, base_dir: str):
+    from aidi.models import net, q15
+
+    trained = net.load_model(json.loads(layers_json), list(input_shape), weights=weights, seed=seed, epochs=epochs,
+                             base_dir=base_dir)
+    qm = q15.quantize(trained)
+    return trained, qm
+
+
+def load_model(sc: loader.Scenario):
+    """(TrainedModel, QModel) of the scenario's [model] (trained once, then cached on disk and in memory)."""
+    m = sc.model
+    weights = str(m.file) if m.file is not None else m.weights
+    try:
+        return _model(json.dumps(list(m.layers), sort_keys=True), tuple(m.input), weights, m.seed, m.epochs,
+                      str(sc.path.parent))
+    except ValueError as exc:
+        raise UserError(f"{sc.path.name}: {str(exc).splitlines()[0]}") from None
+
+
+@dataclass
+class Built:
+    """Everything a run needs, derived from one scenario."""
+
+    scenario: loader.Scenario
+    platform: Platform
+    trained: object
+    qmodel: object
+    plan: object
+    graph: TaskGraph
+    work: Workload
+    segments: Segments
+    x_q: np.ndarray = field(repr=False)
+
+    def design_summary(self, layer: int) -> str:
+        d = self.plan.layers[layer].design
+        return f"Tr{d.Tr} Tc{d.Tc} Tm{d.Tm} Tn{d.Tn} {d.loop_order} S{d.S}"
+
+    def functional(self):
+        from aidi.models.functional import FunctionalRun
+
+        return FunctionalRun(self.plan, self.qmodel, self.x_q)
+
+
+def unit_energy_budget(sc: loader.Scenario, platform: Platform) -> float:
+    """Energy (J, at the MCU) a unit may use: one power cycle after the converter, minus the boot."""
+    return sc.power.e_cycle_J - platform.boot_energy_J
+
+
+def build(sc: loader.Scenario) -> Built:
+    """Model, Q15, execution designs and the task graph for a scenario."""
+    from aidi.models import tiling
+
+    platform = sc.device.make_platform()
+    trained, qm = load_model(sc)
+    e_budget = unit_energy_budget(sc, platform)
+    if e_budget <= 0:
+        raise UserError(f"{sc.path.name}: power: one power cycle ({sc.power.e_cycle_J * 1e6:.3f} uJ) does not even "
+                        f"cover the boot ({platform.boot_energy_J * 1e6:.3f} uJ): raise capacitor_F or v_on")
+    ex = sc.execution
+    try:
+        designs = tiling.resolve_designs(qm, ex.tile, ex.loop_order, ex.hyper_tile, ex.preservation,
+                                         platform=platform, sram_budget=sc.device.sram_budget_bytes,
+                                         e_cycle_J=e_budget, backend=ex.backend)
+        plan = tiling.plan_network(qm, designs, platform, sc.device.sram_budget_bytes, e_cycle_J=e_budget,
+                                   backend=ex.backend, preservation=ex.preservation)
+    except ValueError as exc:
+        raise UserError(f"{sc.path.name}: {str(exc).splitlines()[0]}") from None
+    graph = plan.task_graph()
+    work = Workload.from_graph(graph, platform)
+    x_q = qm.quantize_input(trained.dataset.x_test[:1])[0]
+    return Built(sc, platform, trained, qm, plan, graph, work, sc.harvester.segments(), x_q)
+
+
+def simulate(built: Built, engine: str = "des", functional: bool = False, log: bool = False):
+    """Run the SimPy model (``des``) or the oracle; returns (result dict, event log or None)."""
+    sc = built.scenario
+    if engine == "oracle":
+        res = oracle.simulate(built.work, sc.power, built.segments, sc.sim)
+        events = None
+    else:
+        fn = built.functional() if functional else None
+        res, events = des.simulate(built.work, sc.power, built.segments, sc.sim, functional=fn, log=log)
+    res["scenario"] = sc.name
+    res["float_accuracy"] = built.trained.float_accuracy
+    res["designs"] = {built.graph.layer_names[i]: built.design_summary(i) for i in range(len(built.plan.layers))}
+    res["sram_max_bytes"] = built.graph.max_sram_bytes()
+    return res, events

@@ -1,0 +1,170 @@
+"""Terminal summaries, event logs and plotly figures for runs and sweeps."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from rich.console import Console
+from rich.table import Table
+
+from aidi.sim.des import EVENT_COLUMNS
+
+_console = Console(stderr=False, width=None if sys.stdout.isatty() else 160)
+
+
+def events_frame(events: list[tuple] | None) -> pd.DataFrame:
+    """The event log as a tidy DataFrame (one row per unit/commit/boot/charge/sleep)."""
+    return pd.DataFrame(events or [], columns=list(EVENT_COLUMNS))
+
+
+def _fmt_s(x: float | None) -> str:
+    if x is None:
+        return "-"
+    if x < 1e-3:
+        return f"{x * 1e6:.1f} us"
+    if x < 1:
+        return f"{x * 1e3:.2f} ms"
+    return f"{x:.3f} s"
+
+
+def _fmt_J(x: float) -> str:
+    ax = abs(x)
+    if ax < 1e-6:
+        return f"{x * 1e9:.2f} nJ"
+    if ax < 1e-3:
+        return f"{x * 1e6:.2f} uJ"
+    return f"{x * 1e3:.3f} mJ"
+
+
+def print_run_summary(built, res: dict, out: Path | None = None) -> None:
+    sc = built.scenario
+    t = Table(title=f"aidi run {sc.name} ({res['engine']})", show_header=False)
+    t.add_column("what")
+    t.add_column("value", justify="right")
+    status = "completed" if res["completed"] else f"NOT completed: {res['reason']}"
+    t.add_row("status", status)
+    t.add_row("latency", _fmt_s(res["latency_s"]))
+    t.add_row("power cycles", str(res["power_cycles"]))
+    t.add_row("on / off time", f"{_fmt_s(res['on_time_s'])} / {_fmt_s(res['off_time_s'])}")
+    t.add_row("units (executed / re-executed)",
+              f"{res['units']} ({res['units_executed']} / {res['units_reexecuted']})")
+    e = res["energy_J"]
+    t.add_row("harvested / consumed", f"{_fmt_J(e['harvested'])} / {_fmt_J(e['consumed'])}")
+    t.add_row("leaked / clipped", f"{_fmt_J(e['leaked'])} / {_fmt_J(e['clipped'])}")
+    for k, v in e["by_category"].items():
+        if v:
+            t.add_row(f"  {k}", _fmt_J(v))
+    if "deadline_s" in res:
+        t.add_row("deadline", f"{_fmt_s(res['deadline_s'])} ({'met' if res['meets_deadline'] else 'missed'})")
+    if "output" in res:
+        t.add_row("output (Q15)", " ".join(str(x) for x in res["output"]))
+        t.add_row("output == reference", str(res["output_matches_reference"]))
+    if out is not None:
+        t.add_row("written", str(out))
+    _console.print(t)
+
+
+def voltage_figure(ev: pd.DataFrame, layer_names: list[str], title: str) -> go.Figure:
+    """Capacitor voltage over time; executed units shaded by layer."""
+    fig = go.Figure()
+    if ev.empty:
+        return fig
+    # voltage at every event boundary
+    t = np.empty(2 * len(ev))
+    v = np.empty(2 * len(ev))
+    t[0::2], t[1::2] = ev["t_start"].to_numpy(), ev["t_end"].to_numpy()
+    v[0::2], v[1::2] = ev["v_start"].to_numpy(), ev["v_end"].to_numpy()
+    stride = max(1, len(t) // 20000)
+    fig.add_trace(go.Scattergl(x=t[::stride], y=v[::stride], mode="lines", name="V_cap", line=dict(color="black")))
+    units = ev[ev["kind"] == "unit"]
+    palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+               "#bcbd22", "#17becf"]
+    vmin = float(np.nanmin(v)) if len(v) else 0.0
+    for layer, grp in units.groupby("layer"):
+        # one bar per unit, drawn as a filled step band under the curve
+        xs = np.repeat(np.stack([grp["t_start"].to_numpy(), grp["t_end"].to_numpy()], 1), 1, axis=0)
+        x = np.column_stack([xs, np.full(len(xs), np.nan)]).ravel()
+        y = np.column_stack([np.full((len(xs), 2), vmin), np.full(len(xs), np.nan)]).ravel()
+        name = layer_names[int(layer)] if int(layer) < len(layer_names) else f"layer {layer}"
+        lost = grp["outcome"] == "lost"
+        fig.add_trace(go.Scattergl(x=x, y=y, mode="lines", line=dict(width=10, color=palette[int(layer) % 10]),
+                                   name=f"L{layer} {name}", opacity=0.6))
+        if lost.any():
+            fig.add_trace(go.Scattergl(x=grp.loc[lost, "t_end"], y=np.full(int(lost.sum()), vmin), mode="markers",
+                                       marker=dict(symbol="x", color="red"), name=f"L{layer} lost",
+                                       showlegend=False))
+    fig.update_layout(title=title, xaxis_title="time (s)", yaxis_title="capacitor voltage (V)",
+                      template="plotly_white")
+    return fig
+
+
+def energy_figure(res: dict, layer_names: list[str]) -> go.Figure:
+    """Energy by category (bar) and by layer (bar)."""
+    from plotly.subplots import make_subplots
+
+    e = res["energy_J"]
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("by category (J)", "by layer (J, MCU side)"))
+    cats = {k: v for k, v in e["by_category"].items() if v}
+    fig.add_trace(go.Bar(x=list(cats), y=list(cats.values()), name="category"), 1, 1)
+    lay = e.get("by_layer", {})
+    names = [layer_names[int(k)] if int(k) < len(layer_names) else k for k in lay]
+    fig.add_trace(go.Bar(x=names, y=list(lay.values()), name="layer"), 1, 2)
+    fig.update_layout(template="plotly_white", showlegend=False)
+    return fig
+
+
+def write_run(out: Path, built, res: dict, events: list[tuple] | None) -> None:
+    """Write the event log (CSV and parquet) and the voltage / energy figures."""
+    import json
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    ev = events_frame(events)
+    ev.to_csv(out / "events.csv", index=False)
+    ev.to_parquet(out / "events.parquet", index=False)
+    (out / "result.json").write_text(json.dumps(res, indent=1, default=float))
+    names = built.graph.layer_names
+    voltage_figure(ev, names, f"{built.scenario.name}: capacitor voltage").write_html(
+        out / "voltage.html", include_plotlyjs=True)
+    energy_figure(res, names).write_html(out / "energy.html", include_plotlyjs=True)
+
+
+def print_check(res: dict) -> None:
+    t = Table(title=f"aidi check {res['scenario']}: {'SCHEDULABLE' if res['schedulable'] else 'NOT schedulable'}")
+    for col in ("layer", "name", "units", "design", "energy", "time", "max need", "margin", "SRAM", "verdict"):
+        t.add_column(col)
+    for L in res["layers"]:
+        t.add_row(str(L["layer"]), L["name"], str(L["units"]), L["design"], _fmt_J(L["energy_J"]), _fmt_s(L["time_s"]),
+                  _fmt_J(L["max_unit_need_J"]), f"{L['min_margin']:.1%}", str(L["sram_bytes"]), L["verdict"])
+    _console.print(t)
+    _console.print(f"E_cycle (after converter) {_fmt_J(res['e_cycle_J'])}, boot {_fmt_J(res['boot_J'])}, "
+                   f"SRAM {res['sram_max_bytes']}/{res['sram_budget_bytes']} B")
+    h = res["harvester"]
+    _console.print(f"latency: continuous power {_fmt_s(res['continuous']['latency_s'])}; under the harvester "
+                   f"{_fmt_s(h['latency_s'])} ({h['power_cycles']} power cycles)"
+                   + (f"; deadline {res['deadline_s']:g} s" if res["deadline_s"] else ""))
+    for r in res["reasons"]:
+        _console.print(f"[red]- {r}[/red]")
+    for L in res["layers"]:
+        for r in L["reasons"]:
+            _console.print(f"  layer {L['layer']}: {r}")
+
+
+def print_sweep(df, summary: dict, out) -> None:
+    t = Table(title=f"aidi sweep {summary['scenario']} ({summary['points']} points)")
+    cols = summary["keys"] + ["completed", "latency_s", "power_cycles", "units_reexecuted", "error"]
+    for c in cols:
+        t.add_column(c)
+    for _, row in df.iterrows():
+        t.add_row(*[(_fmt_s(row[c]) if c == "latency_s" and row[c] == row[c] and row[c] is not None else str(row.get(c, "")))
+                    for c in cols])
+    _console.print(t)
+    b = summary["boundary"]
+    _console.print(f"feasibility boundary of {summary['keys'][0]}: completes from {b['completes']}, "
+                   f"meets the deadline from {b['meets_deadline']}")
+    if out is not None:
+        _console.print(f"written: {out}/sweep.csv, sweep.parquet, sweep.html")

@@ -1,0 +1,170 @@
+"""Parameter sweeps (``aidi sweep``): a grid of scenario variants, run in parallel.
+
+Points run on local processes (``workers``) or on a Dask cluster (``dask`` = an
+address like ``tcp://host:8786``, or ``"local"`` for a dask.distributed
+LocalCluster).  Results are one tidy pandas DataFrame, one row per point, in grid
+order whatever the execution order, so every path gives the same frame.
+"""
+
+from __future__ import annotations
+
+import itertools
+import tomllib
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import pandas as pd
+
+from .errors import UserError
+
+#: keys a sweep may set (section.key of the scenario file)
+SHORTCUTS = {
+    "capacitor": "power.capacitor_F",
+    "capacitor_F": "power.capacitor_F",
+    "v_on": "power.v_on",
+    "v_off": "power.v_off",
+    "power_W": "harvester.power_W",
+    "r_ohm": "harvester.r_ohm",
+    "sram_budget_bytes": "device.sram_budget_bytes",
+    "hyper_tile": "execution.hyper_tile",
+}
+
+
+def _scalar(text: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def parse_sets(sets: Iterable[str]) -> dict[str, list[Any]]:
+    """``["power.capacitor_F=1e-4,1e-3", ...]`` -> ``{"power.capacitor_F": [1e-4, 1e-3]}``."""
+    grid: dict[str, list[Any]] = {}
+    for item in sets:
+        key, eq, values = item.partition("=")
+        key = SHORTCUTS.get(key.strip(), key.strip())
+        if not eq or not values.strip():
+            raise UserError(f"--set {item!r}: expected KEY=V1,V2,...")
+        if "." not in key:
+            raise UserError(f"--set {item!r}: KEY must be SECTION.KEY (e.g. power.capacitor_F)")
+        grid[key] = [_scalar(v.strip()) for v in values.split(",") if v.strip()]
+    if not grid:
+        raise UserError("--set: give at least one KEY=V1,V2,...")
+    return grid
+
+
+def points(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    keys = list(grid)
+    return [dict(zip(keys, combo)) for combo in itertools.product(*(grid[k] for k in keys))]
+
+
+def evaluate_point(scenario_path: str, overrides: dict[str, Any], engine: str = "oracle") -> dict:
+    """Build and simulate one variant; returns a flat row (errors become a row too)."""
+    from . import pipeline
+
+    row: dict[str, Any] = dict(overrides)
+    try:
+        sc = pipeline.load_scenario(scenario_path).with_values(**overrides)
+        built = pipeline.build(sc)
+        res, _ = pipeline.simulate(built, engine=engine, functional=False, log=False)
+    except Exception as exc:  # a point that cannot run is a result, not a crash
+        row.update({"completed": False, "error": str(exc).splitlines()[0]})
+        return row
+    e = res["energy_J"]
+    row.update({
+        "completed": res["completed"],
+        "error": "",
+        "latency_s": res["latency_s"],
+        "power_cycles": res["power_cycles"],
+        "on_time_s": res["on_time_s"],
+        "off_time_s": res["off_time_s"],
+        "units": res["units"],
+        "units_reexecuted": res["units_reexecuted"],
+        "meets_deadline": res.get("meets_deadline"),
+        "harvested_J": e["harvested"],
+        "consumed_J": e["consumed"],
+        **{f"E_{k}_J": v for k, v in e["by_category"].items()},
+    })
+    return row
+
+
+def run_sweep(scenario_path: str | Path, grid: dict[str, list[Any]], workers: int = 1, dask: str | None = None,
+              engine: str = "oracle", progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
+    """Run every grid point; one row per point, in grid order."""
+    pts = points(grid)
+    path = str(scenario_path)
+    rows: list[dict | None] = [None] * len(pts)
+    done = 0
+
+    def tick():
+        nonlocal done
+        done += 1
+        if progress:
+            progress(done, len(pts))
+
+    if dask:
+        from distributed import Client, LocalCluster
+        from distributed import as_completed as d_as_completed
+
+        cluster = None
+        if dask == "local":
+            cluster = LocalCluster(n_workers=max(1, workers), threads_per_worker=1, processes=True,
+                                   dashboard_address=None)
+            client = Client(cluster)
+        else:
+            client = Client(dask)
+        try:
+            futs = [client.submit(evaluate_point, path, p, engine, pure=False) for p in pts]
+            index = {f.key: i for i, f in enumerate(futs)}
+            for fut in d_as_completed(futs):
+                rows[index[fut.key]] = fut.result()
+                tick()
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+    elif workers > 1:
+        with ProcessPoolExecutor(max_workers=workers) as ex:
+            futs = {ex.submit(evaluate_point, path, p, engine): i for i, p in enumerate(pts)}
+            for fut in as_completed(futs):
+                rows[futs[fut]] = fut.result()
+                tick()
+    else:
+        for i, p in enumerate(pts):
+            rows[i] = evaluate_point(path, p, engine)
+            tick()
+    return pd.DataFrame(rows)
+
+
+def feasibility_boundary(df: pd.DataFrame, key: str, deadline: bool = False) -> Any:
+    """Smallest value of ``key`` at which the run completes (or meets the deadline), per other keys fixed."""
+    ok = df["completed"].astype(bool)
+    if deadline and "meets_deadline" in df:
+        ok &= df["meets_deadline"].fillna(False).astype(bool)
+    vals = df.loc[ok, key]
+    return None if vals.empty else vals.min()
+
+
+def figure(df: pd.DataFrame, key: str, title: str):
+    """Latency, power cycles and energy split against the swept parameter, boundary marked."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    d = df.sort_values(key)
+    fig = make_subplots(rows=3, cols=1, shared_xaxes=True,
+                        subplot_titles=("latency (s)", "power cycles", "energy by category (J)"))
+    fig.add_trace(go.Scatter(x=d[key], y=d["latency_s"], mode="lines+markers", name="latency"), 1, 1)
+    fig.add_trace(go.Scatter(x=d[key], y=d["power_cycles"], mode="lines+markers", name="power cycles"), 2, 1)
+    for col in [c for c in d.columns if c.startswith("E_") and c.endswith("_J")]:
+        if d[col].fillna(0).abs().sum() > 0:
+            fig.add_trace(go.Bar(x=d[key].astype(str) if d[key].dtype == object else d[key], y=d[col],
+                                 name=col[2:-2]), 3, 1)
+    fig.update_layout(barmode="stack", title=title, template="plotly_white")
+    for label, bound in (("completes", feasibility_boundary(d, key)),
+                         ("meets deadline", feasibility_boundary(d, key, deadline=True))):
+        if bound is not None and not isinstance(bound, str):
+            fig.add_vline(x=bound, line_dash="dash", annotation_text=f"{label} from {bound:g}")
+    if pd.api.types.is_numeric_dtype(d[key]) and (d[key] > 0).all() and d[key].max() / d[key].min() > 20:
+        fig.update_xaxes(type="log")
+    return fig
