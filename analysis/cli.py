@@ -11,7 +11,7 @@ import typer
 
 from .errors import UserError, one_line_errors
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Deep inference on battery-less MSP430FR5994 devices: simulate, check, sweep, search, emit C.")
 
 

@@ -285,6 +285,6 @@ def simulate(work: Workload, power: PowerConfig, seg: Segments, sim: SimConfig, 
         raise NonProgressError(reason)
     res = result_dict(dev.tally, power, dev.cap.v, env.now, completed, reason, "des", work, sim)
     if functional is not None:
-        res["output"] = [int(x) for x in functional.output()]
+        res["output"] = [int(x) for x in np.asarray(functional.output()).ravel()]
         res["output_matches_reference"] = bool(functional.output_matches_reference())
     return res, dev.events
