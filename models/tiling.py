@@ -319,12 +319,14 @@ def _tables(geom: LayerGeom, tr_: int, tc_: int, tm_: int, tn_: int, p: Platform
 # --------------------------------------------------------------------------- the walk (numba)
 @njit(cache=True)
 def _walk(dims, axes, S, tied, weighted, idempotent, tm_sz, tr_sz, tc_sz, vec, inp, wgt, bias, init, req,
-          prd, pwr, out, commit, slot_stride, record):
+          prd, pwr, out, commit, slot_stride, record, e_limit, obj_a, obj_b, bound):
     """Walk the tile sequence of one layer: per-unit costs, slots, flags (see module docstring).
 
-    Returns (unit_cost (U, 3, 2), max_unit_energy, max_slots, acc_extent_bytes,
+    Returns (status, unit_cost (U, 3, 2), max_unit_energy, max_slots, acc_extent_bytes,
     idx (T, 4), flags (T,), slot (T,), rd (T,), wr (T,), t_end (T,), w_start (T,)).
-    The per-tile arrays are empty unless ``record``.
+    The per-tile arrays are empty unless ``record``.  status 0: complete; 1: a
+    unit exceeded ``e_limit`` J (stopped there); 2: the running objective
+    ``obj_a * cycles + obj_b * energy`` exceeded ``bound`` (stopped there).
     """
     mt, nt, rt, ct = dims[0], dims[1], dims[2], dims[3]
     n_tiles = mt * nt * rt * ct
@@ -356,6 +358,10 @@ def _walk(dims, axes, S, tied, weighted, idempotent, tm_sz, tr_sz, tc_sz, vec, i
     res_w = -1
     res_b = -1
     cyc = 0.0
+    run_c = 0.0
+    run_e = 0.0
+    unit_e = 0.0
+    status = 0
     for t in range(n_tiles):
         rem = t
         for k in range(3, -1, -1):
@@ -369,6 +375,7 @@ def _walk(dims, axes, S, tied, weighted, idempotent, tm_sz, tr_sz, tc_sz, vec, i
             res_w = -1
             res_b = -1
             cyc = 0.0
+            unit_e = 0.0
         base = mi * st[0] + ri * st[2] + ci * st[3]
         first = ni == 0 or (base + (ni - 1) * st[1]) // S != u
         last = ni == nt - 1 or (base + (ni + 1) * st[1]) // S != u
@@ -464,22 +471,47 @@ def _walk(dims, axes, S, tied, weighted, idempotent, tm_sz, tr_sz, tc_sz, vec, i
             r_wst[t] = cyc + tile_c - wr_c
             r_end[t] = cyc + tile_c
         cyc += tile_c
+        run_c += tile_c
+        run_e += cp1 + mv1
+        unit_e += cp1 + mv1
         if t % S == S - 1 or t == n_tiles - 1:
             unit_cost[u, 2, 0] += commit[0]
             unit_cost[u, 2, 1] += commit[1]
+            run_c += commit[0]
+            run_e += commit[1]
+            unit_e += commit[1]
+        if unit_e > e_limit:
+            status = 1
+            break
+        if obj_a * run_c + obj_b * run_e > bound:
+            status = 2
+            break
     max_e = 0.0
     for u in range(n_units):
         e = unit_cost[u, 0, 1] + unit_cost[u, 1, 1] + unit_cost[u, 2, 1]
         if e > max_e:
             max_e = e
-    return unit_cost, max_e, max_slots, extent, r_idx, r_flags, r_slot, r_rd, r_wr, r_end, r_wst
+    return status, unit_cost, max_e, max_slots, extent, r_idx, r_flags, r_slot, r_rd, r_wr, r_end, r_wst
 
 
-def _run_walk(geom: LayerGeom, d: ExecutionDesign, tab: _Tables, idempotent: bool, record: bool):
+def _run_walk(geom: LayerGeom, d: ExecutionDesign, tab: _Tables, idempotent: bool, record: bool,
+              e_limit: float = np.inf, obj_a: float = 0.0, obj_b: float = 0.0, bound: float = np.inf):
     slot_stride = _align(4 * d.Tm * d.Tr * d.Tc)
     return _walk(np.array(tab.grid, np.int64), np.array(ORDER_AXES[d.loop_order], np.int64), d.S,
                  geom.channel_tied, geom.weighted, idempotent, tab.tm, tab.tr, tab.tc, tab.vec, tab.inp, tab.wgt,
-                 tab.bias, tab.init, tab.req, tab.prd, tab.pwr, tab.out, tab.commit, slot_stride, record)
+                 tab.bias, tab.init, tab.req, tab.prd, tab.pwr, tab.out, tab.commit, slot_stride, record,
+                 float(e_limit), float(obj_a), float(obj_b), float(bound))
+
+
+def _lower_bound(geom: LayerGeom, tab: _Tables) -> np.ndarray:
+    """[cycles, energy] no schedule can beat: all compute, every input/weight/bias tile loaded
+    once, every output written once, one commit."""
+    mhw = float(np.prod(geom.out_shape))
+    lb = mhw * (tab.vec.sum(axis=0) + tab.init + tab.req) + tab.commit
+    lb = lb + tab.inp.reshape(-1, 2).sum(0) + tab.out.reshape(-1, 2).sum(0)
+    if geom.weighted:
+        lb = lb + tab.wgt.reshape(-1, 2).sum(0) + tab.bias.sum(0)
+    return lb
 
 
 # --------------------------------------------------------------------------- SRAM
@@ -596,7 +628,7 @@ def evaluate_design(layer, design: ExecutionDesign, platform: Platform | str, sr
     for b in _backends(design.backend, backend) if geom.weighted else ["cpu"]:
         d = replace(normalize_design(geom, design), backend=b)
         tab = _tables(geom, d.Tr, d.Tc, d.Tm, d.Tn, p, b)
-        uc, max_e, slots, extent, *_ = _run_walk(geom, d, tab, idempotent, False)
+        _, uc, max_e, slots, extent, *_ = _run_walk(geom, d, tab, idempotent, False)
         bufs = sram_buffers(geom, d, extent)
         tot = uc.sum(axis=0)
         c = DesignCost(d, float(tot[:, 0].sum()), float(tot[:, 1].sum()),
@@ -660,7 +692,10 @@ def auto_design(layer, platform: Platform | str, sram_budget: int | None, e_cycl
         tns = [0] if geom.channel_tied else _divisors(geom.in_shape[0])
         tiles = [(tr, tc, tm, tn) for tm in _divisors(m) for tn in tns for tr in _divisors(ho) for tc in _divisors(wo)]
     orders = [loop_order] if loop_order else list(LOOP_ORDERS)
-    best, best_key = None, None
+    obj_a = 1.0 / p.mclk_hz
+    obj_b = 1.0 / harvest_power_W if harvest_power_W else 0.0
+    # candidates with their lower bound; explored best-first, stopping when the bound cannot win
+    cands = []
     closest = None  # (energy, reason) of the smallest infeasible candidate, for the error message
     for tr, tc, tm, tn in tiles:
         base = normalize_design(geom, ExecutionDesign(tr, tc, tm, tn if tn else tm, orders[0], 1, preservation))
@@ -672,45 +707,57 @@ def auto_design(layer, platform: Platform | str, sram_budget: int | None, e_cycl
                     closest = (np.inf, reason)
                 continue
             tab = _tables(geom, base.Tr, base.Tc, base.Tm, base.Tn, p, b)
-            nt = int(np.prod(tab.grid))
-            if S is not None:
-                svals = [min(int(S), nt)]
-            elif preservation == "hypertile":
-                svals = _s_candidates(nt)
-            else:
-                svals = [1 if preservation == "tile" else nt]
-            for order in orders:
-                cache: dict[int, tuple] = {}
+            lb = _lower_bound(geom, tab)
+            cands.append((obj_a * lb[0] + obj_b * lb[1], len(cands), base, b, tab))
+    cands.sort(key=lambda c: (c[0], c[1]))
+    best, best_key = None, (np.inf, np.inf)
+    for lb_obj, _, base, b, tab in cands:
+        if lb_obj >= best_key[0]:
+            break
+        nt = int(np.prod(tab.grid))
+        if S is not None:
+            svals = [min(int(S), nt)]
+        elif preservation == "hypertile":
+            svals = _s_candidates(nt)
+        else:
+            svals = [1 if preservation == "tile" else nt]
+        for order in orders:
+            cache: dict[int, tuple] = {}
 
-                def ev(s: int):
-                    if s not in cache:
-                        d = replace(base, loop_order=order, S=s, backend=b)
-                        uc, max_e, slots, extent, *_ = _run_walk(geom, d, tab, True, False)
+            def ev(s: int):
+                # -> (design, unit_cost, max_e, why-infeasible or None, beaten-by-best)
+                if s not in cache:
+                    d = replace(base, loop_order=order, S=s, backend=b)
+                    st, uc, max_e, slots, extent, *_ = _run_walk(geom, d, tab, True, False, e_cycle_J,
+                                                                   obj_a, obj_b, best_key[0])
+                    why = None
+                    if st == 1:
+                        why = f"{geom.describe()}: a unit needs more than E_cycle {e_cycle_J:.3e} J"
+                    elif st == 0:
                         why = _check_sram(geom, sram_buffers(geom, d, extent), budget, p, b, int(slots))
-                        if why is None and max_e > e_cycle_J:
-                            why = f"{geom.describe()}: largest unit needs {max_e:.3e} J > E_cycle {e_cycle_J:.3e} J"
-                        cache[s] = (d, uc, max_e, why)
-                    return cache[s]
+                    cache[s] = (d, uc, max_e, why, st == 2)
+                return cache[s]
 
-                _, _, e0, why0 = ev(svals[0])
-                if why0 is not None:
-                    if closest is None or e0 < closest[0]:
-                        closest = (e0, why0)
-                    continue
-                lo, hi = 0, len(svals) - 1
-                while lo < hi:  # largest feasible S (monotone up to edge effects; the result is verified)
-                    mid = (lo + hi + 1) // 2
-                    if ev(svals[mid])[3] is None:
-                        lo = mid
-                    else:
-                        hi = mid - 1
-                d, uc, max_e, _ = ev(svals[lo])
-                cyc = float(uc[:, :, 0].sum())
-                en = float(uc[:, :, 1].sum())
-                lat = cyc / p.mclk_hz + (en / harvest_power_W if harvest_power_W else 0.0)
-                key = (lat, en)
-                if best_key is None or key < best_key:
-                    best_key, best = key, d
+            _, _, e0, why0, _ = ev(svals[0])
+            if why0 is not None:
+                if closest is None or closest[0] == np.inf:
+                    closest = (e0, why0)
+                continue
+            lo, hi = 0, len(svals) - 1
+            while lo < hi:  # largest feasible S: cost falls and unit energy grows with S
+                mid = (lo + hi + 1) // 2
+                if ev(svals[mid])[3] is None:
+                    lo = mid
+                else:
+                    hi = mid - 1
+            d, uc, max_e, why, beaten = ev(svals[lo])
+            if why is not None or beaten:
+                continue
+            cyc = float(uc[:, :, 0].sum())
+            en = float(uc[:, :, 1].sum())
+            key = (obj_a * cyc + obj_b * en, en)
+            if key < best_key:
+                best_key, best = key, d
     if best is None:
         why = closest[1] if closest else "no candidate"
         raise ValueError(f"{geom.describe()}: no execution design fits (SRAM budget {budget} B, "
@@ -923,7 +970,7 @@ def plan_layer(geom: LayerGeom, design: ExecutionDesign, platform: Platform | st
     b = (design.backend or cands[0]) if geom.weighted else "cpu"
     d = replace(normalize_design(geom, design), backend=b)
     tab = _tables(geom, d.Tr, d.Tc, d.Tm, d.Tn, p, b)
-    uc, _max_e, slots, extent, idx, flags, slot, rd, wr, t_end, w_start = _run_walk(geom, d, tab, idempotent, True)
+    _, uc, _max_e, slots, extent, idx, flags, slot, rd, wr, t_end, w_start = _run_walk(geom, d, tab, idempotent, True)
     bufs = sram_buffers(geom, d, extent)
     why = _check_sram(geom, bufs, budget, p, b, int(slots))
     if why:
