@@ -27,6 +27,9 @@ def one_line_errors(context: str = ""):
         yield
     except user_errors() as exc:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-        prefix = f"{context}: " if context and not msg.startswith(context) else ""
+        from pathlib import Path
+
+        named = context and (context in msg or Path(context).name in msg)
+        prefix = f"{context}: " if context and not named else ""
         print(f"aidi: error: {prefix}{msg}", file=sys.stderr)
         raise typer.Exit(2) from None

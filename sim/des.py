@@ -224,7 +224,7 @@ class Device:
             if self.inference < self.sim.inferences:
                 self.progress = 0
                 if self.functional is not None:
-                    self.functional.start_inference()
+                    self.functional.reset()
             return
         i = i0 + k
         t0, v0 = self.env.now, self.cap.v
