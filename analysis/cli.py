@@ -125,6 +125,23 @@ def sweep(
 
 
 @app.command()
+def demo(
+    out: Path = typer.Option(Path("out/demo"), help="where report.html and the figures go"),
+    quick: bool = typer.Option(False, "--quick", help="small budgets (for tests)"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """The embedded defaults end to end: simulate, sweep, search, emit C; writes OUT/report.html."""
+    from rich.console import Console
+
+    from .demo import run_demo
+
+    with one_line_errors("demo"):
+        summary = run_demo(out, quick=quick, console=Console(stderr=True) if as_json else None)
+    if as_json:
+        _print_json(summary)
+
+
+@app.command()
 def bench(quick: bool = typer.Option(False, "--quick", help="small sizes"),
           as_json: bool = typer.Option(False, "--json")) -> None:
     """Benchmarks, each next to a baseline measured in the same run."""

@@ -34,11 +34,12 @@ def _model(layers_json: str, input_shape: tuple, weights: str, seed: int, epochs
     trained = net.load_model(json.loads(layers_json), list(input_shape), weights=weights, seed=seed, epochs=epochs,
                              base_dir=base_dir)
     qm = q15.quantize(trained)
-    return trained, qm
+    acc = q15.q15_accuracy(qm, trained.dataset.x_test, trained.dataset.y_test)
+    return trained, qm, acc
 
 
 def load_model(sc: loader.Scenario):
-    """(TrainedModel, QModel) of the scenario's [model] (trained once, then cached on disk and in memory)."""
+    """(TrainedModel, QModel, Q15 held-out accuracy) of the scenario's [model] (trained once, then cached on disk and in memory)."""
     m = sc.model
     weights = str(m.file) if m.file is not None else m.weights
     try:
@@ -61,6 +62,7 @@ class Built:
     work: Workload
     segments: Segments
     x_q: np.ndarray = field(repr=False)
+    q15_accuracy: float = float("nan")
 
     def design_summary(self, layer: int) -> str:
         d = self.plan.layers[layer].design
@@ -82,7 +84,7 @@ def build(sc: loader.Scenario) -> Built:
     from aidi.models import tiling
 
     platform = sc.device.make_platform()
-    trained, qm = load_model(sc)
+    trained, qm, q_acc = load_model(sc)
     e_budget = unit_energy_budget(sc, platform)
     if e_budget <= 0:
         raise UserError(f"{sc.path.name}: power: one power cycle ({sc.power.e_cycle_J * 1e6:.3f} uJ) does not even "
@@ -99,7 +101,7 @@ def build(sc: loader.Scenario) -> Built:
     graph = plan.task_graph()
     work = Workload.from_graph(graph, platform)
     x_q = qm.quantize_input(trained.dataset.x_test[:1])[0]
-    return Built(sc, platform, trained, qm, plan, graph, work, sc.harvester.segments(), x_q)
+    return Built(sc, platform, trained, qm, plan, graph, work, sc.harvester.segments(), x_q, q_acc)
 
 
 def simulate(built: Built, engine: str = "des", functional: bool = False, log: bool = False):
@@ -113,6 +115,7 @@ def simulate(built: Built, engine: str = "des", functional: bool = False, log: b
         res, events = des.simulate(built.work, sc.power, built.segments, sc.sim, functional=fn, log=log)
     res["scenario"] = sc.name
     res["float_accuracy"] = built.trained.float_accuracy
+    res["q15_accuracy"] = built.q15_accuracy
     res["designs"] = {built.graph.layer_names[i]: built.design_summary(i) for i in range(len(built.plan.layers))}
     res["sram_max_bytes"] = built.graph.max_sram_bytes()
     return res, events

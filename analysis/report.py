@@ -60,6 +60,8 @@ def print_run_summary(built, res: dict, out: Path | None = None) -> None:
             t.add_row(f"  {k}", _fmt_J(v))
     if "deadline_s" in res:
         t.add_row("deadline", f"{_fmt_s(res['deadline_s'])} ({'met' if res['meets_deadline'] else 'missed'})")
+    if "q15_accuracy" in res:
+        t.add_row("accuracy float / Q15 (held-out)", f"{res['float_accuracy']:.1%} / {res['q15_accuracy']:.1%}")
     if "output" in res:
         t.add_row("output (Q15)", " ".join(str(x) for x in res["output"]))
         t.add_row("output == reference", str(res["output_matches_reference"]))
