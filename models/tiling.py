@@ -1042,9 +1042,11 @@ def resolve_designs(model, tile="auto", loop_order="auto", hyper_tile="auto", pr
                     e_cycle_J: float | None = None, backend: str = "lea", input_shape=None) -> list[ExecutionDesign]:
     """Designs from a scenario's ``[execution]`` values, filling ``"auto"`` fields with :func:`auto_design`.
 
-    ``tile``: "auto", ``[Tr, Tc, Tm, Tn]``, a table ``{Tr=.., Tc=.., Tm=.., Tn=..}``, or a
-    list with one of those per executed layer; ``loop_order`` and ``hyper_tile``
-    (S): "auto", one value, or one per layer.
+    ``tile``: "auto", ``[Tr, Tc, Tm, Tn]``, a table ``{Tr=.., Tc=.., Tm=.., Tn=..}``
+    (one value for every layer, clipped to each layer's dimensions), or a list
+    with one of those per executed layer (checked strictly); ``loop_order`` and
+    ``hyper_tile`` (S): "auto", one value, or one per layer.  Raises ValueError
+    naming the ``execution.*`` key.
     """
     p = _platform(platform)
     budget = _budget(p, sram_budget)
@@ -1061,6 +1063,7 @@ def resolve_designs(model, tile="auto", loop_order="auto", hyper_tile="auto", pr
     def tile_single(v):
         return v == "auto" or isinstance(v, Mapping) or (isinstance(v, list) and v and all(isinstance(x, int) for x in v))
 
+    shared_tile = tile_single(tile)
     tiles = per_layer(tile, "tile", lambda v: tile_single(v))
     orders = per_layer(loop_order, "loop_order", lambda v: False)
     hypers = per_layer(hyper_tile, "hyper_tile", lambda v: False)
@@ -1073,6 +1076,9 @@ def resolve_designs(model, tile="auto", loop_order="auto", hyper_tile="auto", pr
                 raise ValueError(f"execution.tile ({g.describe()}): missing key {e.args[0]!r}") from None
         if t != "auto" and (not isinstance(t, list) or len(t) != 4):
             raise ValueError(f"execution.tile ({g.describe()}): expected \"auto\" or [Tr, Tc, Tm, Tn], got {t!r}")
+        if t != "auto" and shared_tile:  # one tile for all layers: clip to each layer's dimensions
+            lim = (g.out_shape[1], g.out_shape[2], g.out_shape[0], g.out_shape[0] if g.channel_tied else g.in_shape[0])
+            t = [min(v, m) if isinstance(v, int) and not isinstance(v, bool) else v for v, m in zip(t, lim)]
         if t != "auto" and o != "auto" and (h != "auto" or preservation != "hypertile"):
             out.append(normalize_design(g, ExecutionDesign(*t, loop_order=o, S=1 if h == "auto" else h,
                                                            preservation=preservation)))
