@@ -72,5 +72,138 @@ def bench_des(quick: bool = False) -> dict:
     }
 
 
+def inas_cifar_networks(n: int, seed: int = 0) -> list[list[dict]]:
+    """Random members of iNAS's CIFAR-10 space: 5 valid-padding convs, K in {1,3,5,7}, F in {4,8,16,24}, GAP, FC."""
+    rng = np.random.default_rng(seed)
+    nets = []
+    for _ in range(n):
+        layers, size = [], 32
+        for _ in range(5):
+            k = int(rng.choice([k for k in (1, 3, 5, 7) if k <= size]))
+            size -= k - 1
+            layers.append({"type": "conv", "k": k, "filters": int(rng.choice([4, 8, 16, 24])), "relu": True})
+        layers += [{"type": "gap"}, {"type": "fc", "units": 10}]
+        nets.append(layers)
+    return nets
+
+
+def _inas_setup(capacitor_F: float = 1e-3):
+    from aidi.analysis.inas import INAS_R_EHM_CIFAR, INAS_V_OFF, INAS_V_ON, INAS_V_SUP
+    from aidi.sim.platform import MSP430FR5994_EXTFRAM
+
+    power = PowerConfig(capacitor_F=capacitor_F, v_on=INAS_V_ON, v_off=INAS_V_OFF, v_max=INAS_V_SUP)
+    seg = harvesters.thevenin(INAS_V_SUP, INAS_R_EHM_CIFAR[capacitor_F])
+    return MSP430FR5994_EXTFRAM, power, seg
+
+
+def bench_oracle(quick: bool = False) -> dict:
+    """Oracle evaluations per second on iNAS CIFAR-10 networks under 1 mF, next to the SimPy model."""
+    from aidi.models import tiling
+
+    platform, power, seg = _inas_setup()
+    e_budget = power.e_cycle_J - platform.boot_energy_J
+    works = []
+    for layers in inas_cifar_networks(3 if quick else 8):
+        plan = tiling.plan_network(layers, None, platform, 4096, e_cycle_J=e_budget, input_shape=[3, 32, 32])
+        works.append(Workload.from_graph(plan.task_graph(), platform))
+    sim = SimConfig(until_s=1e7)
+    oracle.simulate(works[0], power, seg, sim)
+    des.simulate(works[0], power, seg, sim)
+    reps = 3 if quick else 10
+    t_or = _best(lambda: [oracle.simulate(w, power, seg, sim) for w in works], reps)
+    t_des = _best(lambda: [des.simulate(w, power, seg, sim) for w in works], 2)
+    res = [oracle.simulate(w, power, seg, sim) for w in works]
+    return {
+        "networks": len(works),
+        "units_mean": float(np.mean([len(w) for w in works])),
+        "power_cycles_mean": float(np.mean([r["power_cycles"] for r in res])),
+        "oracle_evals_per_s": len(works) / t_or,
+        "des_evals_per_s": len(works) / t_des,
+        "speedup_oracle_vs_des": t_des / t_or,
+    }
+
+
+def bench_kernels(quick: bool = False) -> dict:
+    """Functional-mode MACs/s of the numba conv tile kernel vs the same tile loop in numpy."""
+    from aidi.models import kernels
+
+    rng = np.random.default_rng(0)
+    tm, tn, tr, tc, k = 8, 8, 6, 6, 3
+    tri, tci = tr + k - 1, tc + k - 1
+    x = rng.integers(-2000, 2000, (tn, tri, tci)).astype(np.int16)
+    w = rng.integers(-2000, 2000, (tm, tn, k, k)).astype(np.int16)
+    acc = np.zeros((tm, tr, tc), dtype=np.int32)
+    xf, wf, accf = x.ravel(), w.ravel(), acc.ravel()  # the kernels take flat buffers, as in SRAM
+    kernels.conv_tile(xf, wf, accf, tm, tn, tr, tc, k, k, 1, tri, tci)
+    macs = tm * tn * tr * tc * k * k
+    reps = 20 if quick else 200
+
+    def numba_loop():
+        for _ in range(reps):
+            kernels.conv_tile(xf, wf, accf, tm, tn, tr, tc, k, k, 1, tri, tci)
+
+    def numpy_loop():
+        # same canonical order (n, kh, kw) with a saturating int32 accumulate per step, vectorised over outputs
+        for _ in range(max(1, reps // 10)):
+            a = np.zeros((tm, tr, tc), dtype=np.int64)
+            for n in range(tn):
+                for i in range(k):
+                    for j in range(k):
+                        a = np.clip(a + x[n, i:i + tr, j:j + tc][None].astype(np.int64)
+                                    * w[:, n, i, j][:, None, None].astype(np.int64), -2**31, 2**31 - 1)
+
+    t_nb = _best(numba_loop, 3) / reps
+    t_np = _best(numpy_loop, 3) / max(1, reps // 10)
+    return {"tile_macs": macs, "numba_macs_per_s": macs / t_nb, "numpy_macs_per_s": macs / t_np,
+            "speedup_numba_vs_numpy": t_np / t_nb}
+
+
+def bench_functional(quick: bool = False) -> dict:
+    """Time per inference of the SimPy model: cost only vs functional (Q15 computed)."""
+    from aidi.analysis import pipeline
+    from aidi.scenarios import loader
+
+    built = pipeline.build(loader.load("rf-intermittent"))
+    pipeline.simulate(built, functional=True)
+    reps = 2 if quick else 5
+    t_cost = _best(lambda: pipeline.simulate(built, functional=False), reps)
+    t_fn = _best(lambda: pipeline.simulate(built, functional=True), reps)
+    return {"scenario": "rf-intermittent", "cost_only_s": t_cost, "functional_s": t_fn,
+            "functional_over_cost": t_fn / t_cost}
+
+
+def bench_sweep(quick: bool = False) -> dict:
+    """Sweep throughput (points/s) with 1 and 2 local workers on the same grid."""
+    from aidi.analysis import sweep
+    from aidi.scenarios import loader
+
+    path = loader.load("rf-intermittent").path
+    caps = list(np.geomspace(4.7e-6, 1e-3, 4 if quick else 12))
+    grid = {"power.capacitor_F": [float(c) for c in caps]}
+    sweep.run_sweep(path, {"power.capacitor_F": caps[:1]})  # warm caches
+    out = {"points": len(caps)}
+    for workers in (1, 2):
+        t0 = time.perf_counter()
+        sweep.run_sweep(path, grid, workers=workers)
+        out[f"points_per_s_{workers}_workers"] = len(caps) / (time.perf_counter() - t0)
+    out["speedup_2_vs_1"] = out["points_per_s_2_workers"] / out["points_per_s_1_workers"]
+    return out
+
+
 def run_all(quick: bool = False) -> dict:
-    return {"des": bench_des(quick)}
+    return {"des": bench_des(quick), "oracle": bench_oracle(quick), "kernels": bench_kernels(quick),
+            "functional": bench_functional(quick), "sweep": bench_sweep(quick)}
+
+
+def print_table(res: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title="aidi bench (each ratio against a baseline measured in the same run)")
+    t.add_column("benchmark")
+    t.add_column("metric")
+    t.add_column("value", justify="right")
+    for name, d in res.items():
+        for k, v in d.items():
+            t.add_row(name, k, f"{v:.4g}" if isinstance(v, float) else str(v))
+    Console().print(t)

@@ -167,10 +167,14 @@ def voltage_after(a, b, c, cap, v1, dt, v_bound):
         if (guess - lo) * (guess - hi) < 0.0:
             v = guess
     for _ in range(200):
+        if v == v_bound:  # converged onto the bound (an equilibrium, to float precision)
+            return v
         t, _m = integrals(a, b, c, cap, v1, v)
         f = t - dt
         if f == 0.0:
             return v
+        if not math.isfinite(f):
+            f = math.inf
         # f is increasing along the direction of motion
         if f < 0.0:
             lo = v
@@ -247,7 +251,8 @@ def advance(v, t, horizon, p_load, v_low, v_high, stop_high, cap, i_leak, v_max,
         if v <= 0.0:  # direction of motion at 0 V: sign of lim Q(V)/V
             q = c if c != 0.0 else a
         # clamp at V_max, or floor at 0 V
-        if (v >= v_max and q >= 0.0) or (v <= 0.0 and q <= 0.0):
+        at_eq = abs(q) <= 1e-13 * (abs(a * v) + abs(b * v * v) + abs(c))  # at an equilibrium, to rounding
+        if (v >= v_max and q >= 0.0) or (v <= 0.0 and q <= 0.0) or (v > 0.0 and at_eq):  # held still
             e_h += (p_src + g * (vs - v) * v) * span
             e_c += p_load * span if v > 0.0 else 0.0
             e_l += i_leak * v * span
@@ -274,7 +279,10 @@ def advance(v, t, horizon, p_load, v_low, v_high, stop_high, cap, i_leak, v_max,
             dt = span
             bound = target if reach else eq
             v_new = voltage_after(a, b, c, cap, v, dt, bound)
-            _t, m1 = integrals(a, b, c, cap, v, v_new)
+            if not reach and v_new == bound:  # ends on the equilibrium (float precision): V ~ constant
+                m1 = 0.5 * (v + v_new) * dt
+            else:
+                _t, m1 = integrals(a, b, c, cap, v, v_new)
         de = 0.5 * cap * (v_new * v_new - v * v)
         e_c += p_load * dt
         e_l += i_leak * m1
