@@ -1,0 +1,261 @@
+/*
+ * aidi runtime: the unit scheduler, tile fetches, partial sums and the
+ * progress commit. See aidi_runtime.h for the protocol and its argument.
+ */
+#include "aidi_runtime.h"
+
+#include "aidi_kernels.h"
+#include "aidi_q15.h"
+
+/* ---- SRAM: tile buffers and the fetch cache (lost at every power failure) */
+aidi_sram_t aidi_sram AIDI_SRAM_BUFFERS;
+
+void *aidi_sram_state(size_t *bytes)
+{
+    *bytes = sizeof aidi_sram;
+    return &aidi_sram;
+}
+
+/* ---- FRAM: progress records ------------------------------------------- */
+/* All zero (both invalid) is the programmed state: start from unit 0. */
+AIDI_PERSISTENT(aidi_progress)
+uint16_t aidi_progress[2][4] = {{0, 0, 0, 0}, {0, 0, 0, 0}};
+
+static int progress_valid(const uint16_t *rec)
+{
+    return (uint16_t)(rec[0] ^ rec[2]) == 0xFFFFu && (uint16_t)(rec[1] ^ rec[3]) == 0xFFFFu;
+}
+
+static uint32_t progress_value(const uint16_t *rec)
+{
+    return ((uint32_t)rec[1] << 16) | rec[0];
+}
+
+uint32_t aidi_progress_load(void)
+{
+    uint32_t g = 0;
+    uint16_t i;
+    for (i = 0; i < 2; ++i) {
+        if (progress_valid(aidi_progress[i]) && progress_value(aidi_progress[i]) > g)
+            g = progress_value(aidi_progress[i]);
+    }
+    return g;
+}
+
+static void progress_commit(uint32_t g)
+{
+    uint16_t *rec = aidi_progress[g & 1u];
+    uint16_t lo = (uint16_t)(g & 0xFFFFu), hi = (uint16_t)(g >> 16);
+    aidi_nvm_wu16(&rec[0], lo);
+    aidi_nvm_wu16(&rec[1], hi);
+    aidi_nvm_wu16(&rec[2], (uint16_t)~lo);
+    aidi_nvm_wu16(&rec[3], (uint16_t)~hi);
+}
+
+/* ---- partial sums: slot s of element e is aidi_psum[s][e], as two words --- */
+static int32_t psum_read(uint16_t slot, size_t e)
+{
+    const uint16_t *p = aidi_psum[slot][e];
+    return (int32_t)(((uint32_t)p[1] << 16) | p[0]);
+}
+
+static void psum_write(uint16_t slot, size_t e, int32_t v)
+{
+    uint16_t *p = aidi_psum[slot][e];
+    uint32_t u = (uint32_t)v;
+    aidi_nvm_wu16(&p[0], (uint16_t)(u & 0xFFFFu)); /* a failure here tears the value: */
+    aidi_nvm_wu16(&p[1], (uint16_t)(u >> 16));     /* harmless, nobody committed this slot */
+}
+
+uint32_t aidi_block_version(uint32_t t, uint16_t ni, uint32_t stride, uint32_t u, uint16_t S)
+{
+    /* The block's tiles are t0 + j * stride (j = input-channel tile), t0 = t - ni * stride. */
+    if (ni == 0) return 0;
+    /* stride >= S: every touch in a unit of its own, all ni earlier ones before u */
+    if (stride >= S) return ni;
+    /* stride < S: consecutive touches are at most one unit apart, so the units
+       before u that touched the block are exactly unit(t0) .. u - 1 */
+    return u - (t - (uint32_t)ni * stride) / S;
+}
+
+/* ---- tile enumeration ------------------------------------------------- */
+static void tile_decode(const aidi_layer_t *L, uint32_t t, uint16_t co[4])
+{
+    int16_t i;
+    for (i = 3; i >= 0; --i) {
+        uint16_t d = L->nest[i];
+        co[d] = (uint16_t)(t % L->count[d]);
+        t /= L->count[d];
+    }
+}
+
+static void tile_advance(const aidi_layer_t *L, uint16_t co[4])
+{
+    int16_t i;
+    for (i = 3; i >= 0; --i) {
+        uint16_t d = L->nest[i];
+        if (++co[d] < L->count[d]) return;
+        co[d] = 0;
+    }
+}
+
+static uint16_t extent(uint16_t origin, uint16_t size, uint16_t total)
+{
+    return (uint16_t)(total - origin < size ? total - origin : size);
+}
+
+static void tile_geometry(const aidi_layer_t *L, const uint16_t co[4], aidi_tile_t *T)
+{
+    T->r0 = (uint16_t)(co[AIDI_DIM_R] * L->tile[AIDI_DIM_R]);
+    T->c0 = (uint16_t)(co[AIDI_DIM_C] * L->tile[AIDI_DIM_C]);
+    T->m0 = (uint16_t)(co[AIDI_DIM_M] * L->tile[AIDI_DIM_M]);
+    T->rn = extent(T->r0, L->tile[AIDI_DIM_R], L->out_h);
+    T->cn = extent(T->c0, L->tile[AIDI_DIM_C], L->out_w);
+    T->mn = extent(T->m0, L->tile[AIDI_DIM_M], L->out_c);
+    if (L->op == AIDI_OP_CONV) {
+        T->n0 = (uint16_t)(co[AIDI_DIM_N] * L->tile[AIDI_DIM_N]);
+        T->nn = extent(T->n0, L->tile[AIDI_DIM_N], L->in_c);
+    } else {
+        T->n0 = T->m0;
+        T->nn = T->mn;
+    }
+    T->tri = (uint16_t)((T->rn - 1) * L->stride + L->kh);
+    T->tci = (uint16_t)((T->cn - 1) * L->stride + L->kw);
+}
+
+/* ---- fetches FRAM -> SRAM (skipped when the tile is already there) ----- */
+static void fetch_input(const aidi_layer_t *L, const aidi_tile_t *T)
+{
+    uint16_t n, i, j;
+    int16_t *dst = aidi_sram.in;
+    const int16_t y0 = (int16_t)(T->r0 * L->stride) - L->pad; /* padded coordinates */
+    const int16_t x0 = (int16_t)(T->c0 * L->stride) - L->pad;
+    const size_t plane = (size_t)L->in_h * L->in_w;
+    const int16_t *src_n = L->in + (size_t)T->n0 * plane;
+    if (aidi_sram.in_layer == L && aidi_sram.in_n0 == T->n0 && aidi_sram.in_r0 == T->r0 &&
+        aidi_sram.in_c0 == T->c0)
+        return;
+    for (n = 0; n < T->nn; ++n, src_n += plane) {
+        int16_t y = y0;
+        for (i = 0; i < T->tri; ++i, ++y) {
+            if (y < 0 || y >= (int16_t)L->in_h) {
+                for (j = 0; j < T->tci; ++j) *dst++ = 0;
+            } else {
+                const int16_t *row = src_n + (size_t)y * L->in_w;
+                int16_t x = x0;
+                for (j = 0; j < T->tci; ++j, ++x) *dst++ = (x < 0 || x >= (int16_t)L->in_w) ? 0 : row[x];
+            }
+        }
+    }
+    aidi_sram.in_layer = L;
+    aidi_sram.in_n0 = T->n0;
+    aidi_sram.in_r0 = T->r0;
+    aidi_sram.in_c0 = T->c0;
+}
+
+static void fetch_weights(const aidi_layer_t *L, const aidi_tile_t *T)
+{
+    uint16_t m, k;
+    const int dw = L->op == AIDI_OP_DWCONV;
+    const size_t per_n = (size_t)L->kh * L->kw;
+    const uint16_t len = (uint16_t)((dw ? 1 : T->nn) * per_n);
+    const size_t src_step = dw ? per_n : L->in_c * per_n; /* one filter */
+    const int16_t *src = L->weight + (size_t)T->m0 * src_step + (dw ? 0 : T->n0 * per_n);
+    int16_t *dst = aidi_sram.w;
+    if (aidi_sram.w_layer == L && aidi_sram.w_m0 == T->m0 && aidi_sram.w_n0 == T->n0) return;
+    for (m = 0; m < T->mn; ++m, src += src_step, dst += L->w_stride) {
+        for (k = 0; k < len; ++k) dst[k] = src[k]; /* [n][kh][kw] of one filter is contiguous */
+        if (len & 1u) dst[len] = 0;
+    }
+    aidi_sram.w_layer = L;
+    aidi_sram.w_m0 = T->m0;
+    aidi_sram.w_n0 = T->n0;
+}
+
+/* ---- one tile of a weighted layer -------------------------------------- */
+static void weighted_tile(const aidi_layer_t *L, const aidi_tile_t *T, const uint16_t co[4],
+                          uint32_t t, uint32_t u, uint32_t first, uint32_t end)
+{
+    int32_t *acc = aidi_sram.acc;
+    const uint16_t ni = co[AIDI_DIM_N], last_n = (uint16_t)(L->count[AIDI_DIM_N] - 1);
+    /* consecutive tiles of one block (stride_n == 1) keep the sum in SRAM within a unit */
+    const int same_prev = L->stride_n == 1 && ni > 0 && t > first;
+    const int same_next = L->stride_n == 1 && ni < last_n && t + 1 < end;
+    /* partial-sum slots: committed k % 2, written (k + 1) % 2 */
+    const uint32_t k = aidi_block_version(t, ni, L->stride_n, u, L->S);
+    const uint16_t wslot = (uint16_t)((k + 1) & 1u);
+    const size_t plane = (size_t)L->out_h * L->out_w;
+    const size_t e0 = (size_t)T->m0 * plane + (size_t)T->r0 * L->out_w + T->c0;
+    uint16_t m, r, c;
+
+    fetch_input(L, T);
+    fetch_weights(L, T);
+    if (!same_prev) {
+        /* the block's first touch in this unit reads the committed slot, a later
+           (non-adjacent) one the slot this unit has been writing */
+        const uint16_t rslot = (uint16_t)((t < first + L->stride_n ? k : k + 1) & 1u);
+        int32_t *a = acc;
+        for (m = 0; m < T->mn; ++m) {
+            size_t e = e0 + m * plane;
+            for (r = 0; r < T->rn; ++r, e += L->out_w)
+                for (c = 0; c < T->cn; ++c) *a++ = ni == 0 ? L->bias[T->m0 + m] : psum_read(rslot, e + c);
+        }
+    }
+    aidi_conv_tile(L, T, acc, aidi_sram.in, aidi_sram.w);
+    if (same_next) return;
+    for (m = 0; m < T->mn; ++m) {
+        size_t e = e0 + m * plane;
+        for (r = 0; r < T->rn; ++r, e += L->out_w) {
+            for (c = 0; c < T->cn; ++c, ++acc) {
+                if (ni == last_n)
+                    aidi_nvm_w16(&L->out[e + c], aidi_finalize(*acc, L->shift, L->relu));
+                else
+                    psum_write(wslot, e + c, *acc);
+            }
+        }
+    }
+}
+
+static void run_unit(const aidi_layer_t *L, uint32_t u)
+{
+    uint32_t first = u * L->S, t;
+    uint32_t end = first + L->S < L->n_tiles ? first + L->S : L->n_tiles;
+    aidi_tile_t T;
+    /* tile coordinates carry over from the previous unit of this boot */
+    if (aidi_sram.co_layer != L || aidi_sram.co_t != first) tile_decode(L, first, aidi_sram.co);
+    for (t = first; t < end; ++t) {
+        tile_geometry(L, aidi_sram.co, &T);
+        if (L->op == AIDI_OP_CONV || L->op == AIDI_OP_DWCONV) {
+            weighted_tile(L, &T, aidi_sram.co, t, u, first, end);
+        } else {
+            fetch_input(L, &T);
+            aidi_pool_tile(L, &T, aidi_sram.in);
+        }
+        tile_advance(L, aidi_sram.co);
+    }
+    aidi_sram.co_layer = L;
+    aidi_sram.co_t = end;
+}
+
+void aidi_boot(void)
+{
+    uint32_t g;
+    uint16_t l = 0;
+    aidi_platform_init();
+    /* SRAM holds junk after a power failure: forget every cached tile */
+    aidi_sram.in_layer = 0;
+    aidi_sram.w_layer = 0;
+    aidi_sram.co_layer = 0;
+    g = aidi_progress_load();
+    while (g < AIDI_TOTAL_UNITS) {
+        const aidi_layer_t *L;
+        while (g >= aidi_layers[l].unit_base + aidi_layers[l].n_units) ++l;
+        L = &aidi_layers[l];
+        if (g == L->unit_base) aidi_layer_mark(l);
+        run_unit(L, g - L->unit_base);
+        ++g;
+        progress_commit(g);
+    }
+    aidi_layer_mark(AIDI_N_LAYERS);
+    aidi_done();
+}

@@ -1,0 +1,130 @@
+/*
+ * aidi runtime: intermittent-safe tiled execution of a Q15 network.
+ *
+ * Execution model
+ * ---------------
+ * Layer l is cut into tiles (Tm output channels x Tr rows x Tc columns from
+ * Tn input channels) enumerated in the order of its loop nest. S consecutive
+ * tiles form one *unit*; units are numbered globally over the network, and
+ * after every unit the index of the next unit is committed to FRAM. A boot
+ * resumes at the first uncommitted unit; whatever that unit had written
+ * before the power failed is simply written again.
+ *
+ * Why re-executing a unit is harmless (idempotence)
+ * -------------------------------------------------
+ * - activations: layer l reads one FRAM buffer and writes another
+ *   (ping-pong), and a unit rewrites exactly the outputs it owns;
+ * - partial sums (layers with input-channel tiling): every output block has
+ *   two int32 slots in FRAM. With k = the number of earlier units that
+ *   touched the block, its committed value is in slot k % 2 and the unit
+ *   writes slot (k + 1) % 2 only. k is a pure function of the tile and unit
+ *   indices (aidi_block_version), so a re-executed unit reads the
+ *   same committed slot and recomputes the same values; a torn 32-bit write
+ *   only ever hits the slot nobody has committed;
+ * - progress: two records {g_lo, g_hi, ~g_lo, ~g_hi}, the commit of g
+ *   rewrites record g % 2 (the one holding g - 2), complement words last.
+ *   A record is valid iff the complements match; a torn record is either
+ *   invalid or already holds g. Boot takes the largest valid g (none: 0).
+ */
+#ifndef AIDI_RUNTIME_H
+#define AIDI_RUNTIME_H
+
+#include "aidi_platform.h"
+/* generated: sizes and counts of this network (AIDI_N_LAYERS, AIDI_TOTAL_UNITS,
+   AIDI_OUTPUT_LEN, AIDI_IN_BUF, AIDI_W_BUF, AIDI_ACC_BUF, AIDI_PSUM_LEN, ...) */
+#include "aidi_model.h"
+
+enum {
+    AIDI_OP_CONV = 0,    /* conv, pwconv (1x1) and fc (1x1 over the flattened input) */
+    AIDI_OP_DWCONV = 1,
+    AIDI_OP_MAXPOOL = 2,
+    AIDI_OP_AVGPOOL = 3, /* avgpool and gap (a window over the whole input) */
+    AIDI_OP_RELU = 4
+};
+
+/* tile dimensions, the index into aidi_layer_t.tile / .count / .nest */
+enum { AIDI_DIM_R = 0, AIDI_DIM_C = 1, AIDI_DIM_M = 2, AIDI_DIM_N = 3 };
+
+typedef struct {
+    uint8_t op;          /* AIDI_OP_* */
+    uint8_t relu;        /* fused ReLU */
+    uint8_t shift;       /* rounding right shift of the accumulator */
+    uint8_t stride;
+    uint8_t pad;         /* zero padding (conv/dwconv) */
+    uint8_t kh, kw;      /* kernel / pooling window */
+    uint8_t nest[4];     /* loop nest over AIDI_DIM_*, outermost first */
+    uint16_t in_c, in_h, in_w;    /* input as the kernels see it (fc: C*H*W, 1, 1) */
+    uint16_t out_c, out_h, out_w;
+    uint16_t tile[4];    /* tile sizes Tr, Tc, Tm, Tn (clipped to the layer) */
+    uint16_t count[4];   /* tiles along each dimension */
+    uint16_t S;          /* tiles per unit (hyper-tile) */
+    uint16_t w_stride;   /* int16 per output channel in the weight tile (even) */
+    uint32_t stride_n;   /* distance between consecutive input-channel tiles of a block */
+    uint32_t n_tiles;
+    uint32_t n_units;
+    uint32_t unit_base;  /* global index of the layer's first unit */
+    const int16_t *weight; /* [out_c][in_c][kh][kw]; dwconv [out_c][1][kh][kw] */
+    const int32_t *bias;   /* [out_c] */
+    const int16_t *in;     /* FRAM input activation, CHW */
+    int16_t *out;          /* FRAM output activation, CHW */
+} aidi_layer_t;
+
+/* NVM regions (FRAM that the runtime writes), for the host harness. */
+typedef struct {
+    void *ptr;
+    size_t bytes;
+} aidi_region_t;
+
+/* One tile: origin and extent in elements. */
+typedef struct {
+    uint16_t m0, mn;     /* output channels */
+    uint16_t r0, rn;     /* output rows */
+    uint16_t c0, cn;     /* output columns */
+    uint16_t n0, nn;     /* input channels (= m0, mn for channel-tied ops) */
+    uint16_t tri, tci;   /* rows / columns of the input tile */
+} aidi_tile_t;
+
+/* SRAM state. int32 members first and even int16 lengths keep every buffer
+ * 4-byte aligned (LEA operands). */
+typedef struct {
+    int32_t acc[AIDI_ACC_BUF];
+#if defined(AIDI_BACKEND_LEA)
+    int32_t mac;                   /* msp_mac_q15 result */
+    uint32_t wabs[AIDI_TM_MAX];    /* sum |w| per output channel of the weight tile */
+    int16_t vec[AIDI_VEC_BUF];     /* one im2col input vector */
+#endif
+    int16_t w[AIDI_W_BUF];
+    int16_t in[AIDI_IN_BUF];
+    /* fetch cache: which tile the buffers hold (reset at boot) */
+    const aidi_layer_t *in_layer, *w_layer, *co_layer;
+    uint16_t in_n0, in_r0, in_c0, w_m0, w_n0;
+    uint16_t co[4];      /* coordinates of tile co_t of co_layer */
+    uint32_t co_t;
+} aidi_sram_t;
+extern aidi_sram_t aidi_sram;
+
+/* generated tables and FRAM buffers */
+extern const aidi_layer_t aidi_layers[AIDI_N_LAYERS];
+extern uint16_t aidi_psum[2][AIDI_PSUM_LEN][2]; /* two int32 slots per element, as words */
+extern int16_t aidi_output[AIDI_OUTPUT_LEN];
+extern const aidi_region_t aidi_nvm_regions[];
+extern const uint16_t aidi_n_nvm_regions;
+
+/* Runs (or resumes) the inference; returns after aidi_done(). */
+void aidi_boot(void);
+
+/* The committed progress: index of the next unit (AIDI_TOTAL_UNITS when done). */
+uint32_t aidi_progress_load(void);
+
+/* k: the number of units before unit u (of S tiles) that touched the output
+ * block of tile t, whose input-channel tile index is ni; the block's tiles
+ * are stride apart in the tile sequence. Mirrored by ir.block_version. */
+uint32_t aidi_block_version(uint32_t t, uint16_t ni, uint32_t stride, uint32_t u, uint16_t S);
+
+/* SRAM state, for the host harness (wiped on every simulated power failure). */
+void *aidi_sram_state(size_t *bytes);
+
+/* FRAM progress records (part of the NVM image). */
+extern uint16_t aidi_progress[2][4];
+
+#endif /* AIDI_RUNTIME_H */
