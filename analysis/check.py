@@ -91,7 +91,9 @@ def analyse(built) -> dict:
         harvested = {"completed": False, "latency_s": None, "power_cycles": None, "reason": str(exc)}
     # continuous supply: a constant source larger than the MCU ever draws
     strong = constant(10.0 * float(built.work.power_W.max()) / p.converter_efficiency + 1e-3)
-    rc = oracle.simulate(built.work, p, strong, sim_one)
+    from dataclasses import replace
+
+    rc = oracle.simulate(built.work, replace(p, v_initial=max(p.v_initial, p.v_on)), strong, sim_one)
     deadline = sc.sim.deadline_s
     reasons = []
     if harvested["latency_s"] is None:

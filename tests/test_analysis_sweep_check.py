@@ -1,0 +1,111 @@
+"""Sweeps (local processes and a Dask LocalCluster give the same frame) and schedulability verdicts."""
+
+import json
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from aidi.analysis import check, pipeline, sweep
+from aidi.analysis.cli import app
+from aidi.analysis.errors import UserError
+from aidi.scenarios import loader
+
+runner = CliRunner()
+
+
+def test_parse_sets_grid_and_errors():
+    grid = sweep.parse_sets(["power.capacitor_F=1e-4,1e-3", "capacitor=2e-3", "execution.loop_order=reuse_I,reuse_O"])
+    assert grid["power.capacitor_F"] == [2e-3]  # the shortcut names the same key: the last one wins
+    assert grid["execution.loop_order"] == ["reuse_I", "reuse_O"]
+    assert len(sweep.points({"a.b": [1, 2], "c.d": [3, 4, 5]})) == 6
+    with pytest.raises(UserError, match="KEY=V1"):
+        sweep.parse_sets(["power.capacitor_F"])
+    with pytest.raises(UserError, match="SECTION.KEY"):
+        sweep.parse_sets(["bogus=1"])
+
+
+def test_sweep_local_processes_equal_dask_local_cluster():
+    path = loader.load("rf-intermittent").path
+    grid = {"power.capacitor_F": [2.2e-6, 4.7e-6, 1e-5]}
+    a = sweep.run_sweep(path, grid, workers=1)
+    b = sweep.run_sweep(path, grid, workers=2)
+    c = sweep.run_sweep(path, grid, workers=2, dask="local")
+    pd.testing.assert_frame_equal(a, b)
+    pd.testing.assert_frame_equal(a, c)
+    # the smallest capacitor cannot hold any unit; the boundary is the next one
+    assert not a["completed"].iloc[0] and "E_cycle" in a["error"].iloc[0]
+    assert sweep.feasibility_boundary(a, "power.capacitor_F") == 4.7e-6
+    # a bigger capacitor never needs more power cycles here
+    ok = a[a["completed"]]
+    assert ok["power_cycles"].is_monotonic_decreasing
+
+
+def test_sweep_cli_writes_files(tmp_path):
+    r = runner.invoke(app, ["sweep", "rf-intermittent", "--set", "power.capacitor_F=4.7e-6,1e-5", "--json",
+                            "--out", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.stdout)
+    assert res["points"] == 2 and res["boundary"]["completes"] == 4.7e-6
+    assert (tmp_path / "sweep.csv").exists() and (tmp_path / "sweep.parquet").exists()
+    assert "latency" in (tmp_path / "sweep.html").read_text()
+
+
+def test_sweep_cli_bad_value_is_one_line():
+    r = runner.invoke(app, ["sweep", "rf-intermittent", "--set", "power.capacitor_F=-1"])
+    assert r.exit_code == 2
+    assert "power.capacitor_F" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def _built(tmp_path, cap, extra=""):
+    text = f"""
+[power]
+capacitor_F = {cap}
+v_on = 3.0
+v_off = 2.0
+[harvester]
+kind = "constant"
+power_W = 0.0
+[sim]
+deadline_s = 10.0
+until_s = 100
+{extra}
+"""
+    p = tmp_path / "s.toml"
+    p.write_text(text)
+    return pipeline.build(loader.load(p))
+
+
+def test_check_verdicts_by_hand(tmp_path):
+    built = _built(tmp_path, 100e-6)
+    res = check.analyse(built)
+    e_store = 0.5 * 100e-6 * (3.0**2 - 2.0**2)
+    assert res["e_store_J"] == pytest.approx(e_store)
+    units = check.unit_table(built)
+    need = (built.work.boot_J + built.work.energy_J.sum(axis=1))
+    assert units["need_from_store_J"].to_numpy() == pytest.approx(need)
+    assert ((units["verdict"] == "fits") == (need <= e_store)).all()
+    # no harvest at all: the capacitor's initial charge (0 V) never boots the device
+    assert not res["schedulable"]
+    assert res["harvester"]["latency_s"] is None
+    assert res["continuous"]["latency_s"] == pytest.approx(built.work.boot_s + built.work.durations_s.sum())
+
+
+def test_check_deadline_and_sram_reasons(tmp_path):
+    p = tmp_path / "s.toml"
+    p.write_text("""
+[power]
+capacitor_F = 1e-3
+v_on = 2.99
+v_off = 2.8
+[harvester]
+kind = "thevenin"
+v_source = 3.0
+r_ohm = 52.0
+[sim]
+deadline_s = 0.01
+""")
+    res = check.analyse(pipeline.build(loader.load(p)))
+    assert not res["schedulable"]
+    assert any("deadline" in r for r in res["reasons"])
+    assert all(L["verdict"] == "fits" for L in res["layers"])
