@@ -122,7 +122,11 @@ class FunctionalRun:
 
     def output(self) -> np.ndarray:
         """int16 output of the last layer as held in FRAM, shape ``(C, H, W)``."""
-        lp = self.plan.layers[-1]
+        return self.layer_output(len(self.plan.layers) - 1)
+
+    def layer_output(self, layer: int) -> np.ndarray:
+        """int16 contents of a layer's FRAM output buffer (valid until layer + 2 overwrites it)."""
+        lp = self.plan.layers[layer]
         n = int(np.prod(lp.geom.out_shape))
         return self._fram(lp.fram_out, np.int16)[:n].reshape(lp.geom.out_shape).copy()
 
