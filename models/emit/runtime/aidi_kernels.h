@@ -24,6 +24,8 @@ void aidi_conv_tile_cpu(const aidi_layer_t *L, const aidi_tile_t *T, int32_t *ac
 void aidi_conv_tile_lea(const aidi_layer_t *L, const aidi_tile_t *T, int32_t *acc,
                         const int16_t *in, const int16_t *w);
 #define aidi_conv_tile aidi_conv_tile_lea
+/* dot products done by msp_mac_q15 / by the CPU because LEA could not be exact */
+extern uint32_t aidi_lea_calls, aidi_lea_fallbacks;
 #else
 #define aidi_conv_tile aidi_conv_tile_cpu
 #endif

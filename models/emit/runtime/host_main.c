@@ -15,7 +15,7 @@
  *   aidi-host --random T --seed S  T runs with 1..4 failures at random write counts
  *   aidi-host --nvm FILE ...       keep NVM in FILE: load it at start, save it at the
  *                                  end or at the first failure (then exit 3)
- *   aidi-host --stats              write counts, boots and LEA calls to stderr
+ *   aidi-host --stats              FRAM writes and LEA calls of the clean run to stderr
  * Exit status: 0 ok, 1 output differs from the reference, 2 usage or no
  * progress, 3 power failed (with --nvm).
  */
@@ -27,7 +27,7 @@
 #include "aidi_runtime.h"
 #if defined(AIDI_BACKEND_LEA)
 #include "aidi_dsplib.h"
-extern uint32_t aidi_lea_calls, aidi_lea_fallbacks;
+#include "aidi_kernels.h"
 #endif
 
 extern const int16_t aidi_expected[AIDI_OUTPUT_LEN];
@@ -164,11 +164,14 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--seed") && v) { rng_state ^= strtoull(v, 0, 10) * 0x2545F4914F6CDD1Dull; ++i; }
         else if (!strcmp(a, "--nvm") && v) { nvm_path = v; ++i; }
         else if (!strcmp(a, "--fail-at") && v) {
-            char *end = (char *)v;
-            while (*end && s.n_fails < MAX_FAILS) {
-                fails[s.n_fails++] = strtoul(end, &end, 10);
-                if (*end == ',') ++end;
-                else if (*end) return usage("--fail-at takes N[,N...]");
+            const char *p = v;
+            while (*p && s.n_fails < MAX_FAILS) {
+                char *end;
+                fails[s.n_fails++] = strtoul(p, &end, 10);
+                if (end == p) return usage("--fail-at takes N[,N...]");
+                p = end;
+                if (*p == ',') ++p;
+                else if (*p) return usage("--fail-at takes N[,N...]");
             }
             ++i;
         } else return usage("unknown argument (see host_main.c)");
@@ -192,9 +195,21 @@ int main(int argc, char **argv)
         memset(&c, 0, sizeof c);
         nvm_erase();
         writes_total = 0;
+#if defined(AIDI_BACKEND_LEA)
+        aidi_lea_calls = aidi_lea_fallbacks = aidi_dsplib_emu_saturations = 0;
+#endif
         if (run(&c)) return usage("clean run did not complete");
         clean_writes = writes_total;
         memcpy(clean, aidi_output, sizeof clean);
+        if (stats) {
+            fprintf(stderr, "aidi-host: clean run %lu FRAM word writes, %lu units\n", clean_writes,
+                    (unsigned long)AIDI_TOTAL_UNITS);
+#if defined(AIDI_BACKEND_LEA)
+            fprintf(stderr, "aidi-host: LEA msp_mac_q15 calls %lu, CPU fallbacks %lu, emulated saturations %lu\n",
+                    (unsigned long)aidi_lea_calls, (unsigned long)aidi_lea_fallbacks,
+                    (unsigned long)aidi_dsplib_emu_saturations);
+#endif
+        }
     }
     if (s.n_fails || s.every) {
         nvm_erase();
@@ -238,15 +253,6 @@ int main(int argc, char **argv)
     if (trials) {
         fprintf(stderr, "aidi-host: %lu runs with power failures, %lu boots, %lu outputs differ from the clean run\n",
                 trials, boots, mismatches);
-    }
-    if (stats) {
-        fprintf(stderr, "aidi-host: clean run %lu FRAM word writes, %lu units\n", clean_writes,
-                (unsigned long)AIDI_TOTAL_UNITS);
-#if defined(AIDI_BACKEND_LEA)
-        fprintf(stderr, "aidi-host: LEA msp_mac_q15 calls %lu, CPU fallbacks %lu, emulated saturations %lu\n",
-                (unsigned long)aidi_lea_calls, (unsigned long)aidi_lea_fallbacks,
-                (unsigned long)aidi_dsplib_emu_saturations);
-#endif
     }
     memcpy(aidi_output, clean, sizeof clean);
     print_output();
