@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench clean clean-stale-numba
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,13 +13,19 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
-demo: $(STAMP)
+demo: $(STAMP) clean-stale-numba
 	$(VENV)/bin/aidi demo --out out/demo
 
-test: $(STAMP)
+# numba's cache is keyed on each function's own file only: drop caches older than any
+# source file so a compiled caller never keeps a stale copy of an edited callee.
+clean-stale-numba:
+	@newest=$$(ls -t sim/*.py models/*.py | head -1); \
+	find sim models -path '*__pycache__*' \( -name '*.nbi' -o -name '*.nbc' \) ! -newer "$$newest" -delete 2>/dev/null || true
+
+test: $(STAMP) clean-stale-numba
 	$(PY) -m pytest -q -n 2 tests
 
-bench: $(STAMP)
+bench: $(STAMP) clean-stale-numba
 	$(VENV)/bin/aidi bench
 
 clean:

@@ -22,7 +22,7 @@ import simpy
 from . import physics
 from .config import PowerConfig, SimConfig
 from .harvesters import Segments
-from .workload import NonProgressError, Tally, Workload, check_progress, result_dict
+from .workload import STUCK_BOOT, NonProgressError, Tally, Workload, check_progress, result_dict, stuck_unit
 
 EVENT_COLUMNS = ("kind", "name", "layer", "unit", "t_start", "t_end", "v_start", "v_end", "energy_J", "outcome")
 
@@ -140,7 +140,7 @@ class Device:
                   "power_good" if res[2] == physics.HIT_HIGH else "until")
         if res[2] != physics.HIT_HIGH:
             self.reason = ("the capacitor settles below v_on: the device never boots" if self.time_invariant
-                           else "until_s reached while charging")
+                           else "until_s reached")
             return False
         return True
 
@@ -180,13 +180,13 @@ class Device:
                     if self.reason:
                         return
                 self.completed = True
-                self.tally.on_time += self.env.now - t_on
                 return
             except simpy.Interrupt:
                 self._brownout()
-                self.tally.on_time += self.env.now - t_on
                 if self.reason:
                     return
+            finally:
+                self.tally.on_time += self.env.now - t_on
 
     def _units(self):
         """Execute the current inference's remaining units; each unit is one timeout."""
@@ -251,6 +251,9 @@ class Device:
             e = w.boot_J / w.boot_s * el
             self.tally.by_category["restore"] += e
             self._log("boot", "", -1, -1, t0, self.env.now, v0, self.cap.v, e, "brownout")
+            self.fails_in_row += 1
+            if self.time_invariant and self.fails_in_row >= 2:
+                self.reason = STUCK_BOOT
         elif kind == "sleep":
             e = w.sleep_W * el
             self.tally.by_category["sleep"] += e
@@ -268,8 +271,7 @@ class Device:
                 self.functional.interrupt_unit(i, el / w.durations_s[i], self.rng)
             self.fails_in_row += 1
             if self.time_invariant and self.fails_in_row >= 2:
-                self.reason = (f"unit {w.names[i]} failed twice from a full capacitor under a constant source: "
-                               "it cannot complete in one power cycle")
+                self.reason = stuck_unit(w.names[i])
 
 
 def simulate(work: Workload, power: PowerConfig, seg: Segments, sim: SimConfig, functional=None,

@@ -15,7 +15,8 @@ from numba import njit
 from . import physics
 from .config import PowerConfig, SimConfig
 from .harvesters import Segments
-from .workload import CATEGORIES, NonProgressError, Tally, Workload, check_progress, result_dict
+from .workload import (CATEGORIES, STUCK_BOOT, NonProgressError, Tally, Workload, check_progress, result_dict,
+                       stuck_unit)
 
 # status codes
 RUNNING, DONE, UNTIL, NEVER_BOOTS, STUCK = 0, 1, 2, 3, 4
@@ -69,6 +70,11 @@ def _run(d, pw, layers, n_layers, energy, boot_s, boot_p, sleep_w, eta, cap, v_o
         cat[K_RESTORE] += boot_p * r[0]
         if r[2] == physics.HIT_LOW:
             acc[ON] += t - t_on
+            cnt[5] += 1
+            if time_invariant and cnt[5] >= 2:
+                status = STUCK
+                progress = -1
+                break
             continue
         if r[0] < boot_s:
             status = UNTIL
@@ -152,9 +158,7 @@ def simulate(work: Workload, power: PowerConfig, seg: Segments, sim: SimConfig) 
         power.v_off, power.v_max, power.leakage_A, power.v_initial, seg.seg_t, seg.seg_p, seg.seg_g, seg.seg_vs,
         seg.period, sim.inferences, sim.period_s, sim.until_s, seg.time_invariant)
     if status == STUCK:
-        i = progress
-        raise NonProgressError(f"unit {work.names[i]} failed twice from a full capacitor under a constant source: "
-                               "it cannot complete in one power cycle")
+        raise NonProgressError(STUCK_BOOT if progress < 0 else stuck_unit(work.names[progress]))
     tally = Tally(harvested=acc[H], consumed=acc[C], leaked=acc[L], clipped=acc[X], on_time=acc[ON],
                   off_time=acc[OFF], power_cycles=int(cnt[0]), units_executed=int(cnt[1]),
                   units_reexecuted=int(cnt[2]), units_lost=int(cnt[3]), inferences_completed=int(cnt[4]))

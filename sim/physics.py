@@ -282,7 +282,9 @@ def advance(v, t, horizon, p_load, v_low, v_high, stop_high, cap, i_leak, v_max,
             if not reach and v_new == bound:  # ends on the equilibrium (float precision): V ~ constant
                 m1 = 0.5 * (v + v_new) * dt
             else:
-                _t, m1 = integrals(a, b, c, cap, v, v_new)
+                t_act, m1 = integrals(a, b, c, cap, v, v_new)
+                if t_act < dt:  # V settled on an equilibrium to float precision: it sits there the rest of dt
+                    m1 += v_new * (dt - t_act)
         de = 0.5 * cap * (v_new * v_new - v * v)
         e_c += p_load * dt
         e_l += i_leak * m1

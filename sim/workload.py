@@ -19,6 +19,15 @@ class NonProgressError(ValueError):
     """A unit needs more energy than one power cycle can ever give."""
 
 
+STUCK_BOOT = ("the boot failed twice from a full capacitor under a constant source: "
+              "it cannot complete in one power cycle")
+
+
+def stuck_unit(name: str) -> str:
+    return (f"unit {name} failed twice from a full capacitor under a constant source: "
+            "it cannot complete in one power cycle")
+
+
 @dataclass(frozen=True)
 class Workload:
     """A task graph flattened for the engines.
@@ -71,6 +80,11 @@ def check_progress(work: Workload, power: PowerConfig, seg: Segments) -> None:
     eta = power.converter_efficiency
     e_store = 0.5 * power.capacitor_F * (power.v_on**2 - power.v_off**2)
     p_src = seg.max_power(power.v_off, power.v_on)
+    if work.boot_J / eta > e_store + p_src * work.boot_s:
+        raise NonProgressError(
+            f"the boot needs {work.boot_J / eta * 1e6:.3f} uJ from the capacitor but one power cycle gives at most "
+            f"{(e_store + p_src * work.boot_s) * 1e6:.3f} uJ (C={power.capacitor_F:g} F, V_on={power.v_on:g} V, "
+            f"V_off={power.v_off:g} V): the device can never finish booting")
     need = (work.boot_J + work.energy_J.sum(axis=1)) / eta
     avail = e_store + p_src * (work.boot_s + work.durations_s)
     bad = np.nonzero(need > avail)[0]
