@@ -109,24 +109,52 @@ def test_avgpool_floor_division_of_negative_sums():
     assert layer_forward(LayerIR(op="avgpool", in_shape=(1, 2, 2), kh=2, kw=2, stride=2), x).item() == 0
 
 
-def test_reference_matches_project_q15_reference():
-    """The IR of a quantised model (aidi.models.q15) computes what q15.reference_forward computes."""
+QSPECS = [{"type": "conv", "k": 3, "filters": 5, "padding": 1, "relu": True}, {"type": "bn"},
+          {"type": "dwconv", "k": 3, "stride": 2, "relu": True}, {"type": "maxpool", "k": 2, "stride": 1},
+          {"type": "pwconv", "filters": 4}, {"type": "avgpool", "k": 2, "stride": 1}, {"type": "gap"},
+          {"type": "fc", "units": 3}]
+
+
+@pytest.fixture(scope="module")
+def qmodel():
     pytest.importorskip("torch")
     from aidi.models import q15
-    from aidi.models.emit import ir_from_qmodel
     from aidi.models.net import random_model
 
-    specs = [{"type": "conv", "k": 3, "filters": 5, "padding": 1, "relu": True}, {"type": "bn"},
-             {"type": "dwconv", "k": 3, "stride": 2, "relu": True}, {"type": "maxpool", "k": 2, "stride": 1},
-             {"type": "pwconv", "filters": 4}, {"type": "avgpool", "k": 2, "stride": 1}, {"type": "gap"},
-             {"type": "fc", "units": 3}]
-    tm = random_model(specs, [2, 9, 8], seed=0)
-    qm = q15.quantize(tm)
+    tm = random_model(QSPECS, [2, 9, 8], seed=0)
+    return tm, q15.quantize(tm)
+
+
+def test_reference_matches_project_q15_reference(qmodel):
+    """The IR of a quantised model (aidi.models.q15) computes what q15.reference_forward computes."""
+    from aidi.models import q15
+    from aidi.models.emit import ir_from_qmodel
+
+    tm, qm = qmodel
     for i in range(3):
         x = qm.quantize_input(tm.dataset.x_test[i])
         ir = ir_from_qmodel(qm, x)
         for mine, theirs in zip(reference_forward(ir), q15.reference_forward(qm, x)):
             assert np.array_equal(mine, theirs)
+
+
+def test_units_match_the_project_tiler(qmodel):
+    """Converted from a tiling NetPlan, every layer has the tiler's grid and units (same S tiles per unit)."""
+    from aidi.models.emit import ir_from_qmodel
+    from aidi.models.tiling import ExecutionDesign as ED
+    from aidi.models.tiling import plan_network as tiler_plan
+
+    tm, qm = qmodel
+    designs = [ED(2, 3, 2, 1, "reuse_I", 3), ED(1, 2, 3, 1, "reuse_W", 2), ED(1, 1, 2, 1, preservation="tile"),
+               ED(1, 1, 2, 2, "reuse_O", 5), ED(1, 1, 4, 1, preservation="layer"), ED(1, 1, 4, 1),
+               ED(1, 1, 3, 2, "reuse_W", 2)]
+    plan = tiler_plan(qm, designs, backend="cpu")
+    ir = ir_from_qmodel(qm, qm.quantize_input(tm.dataset.x_test[0]), plan)
+    for lp, layer in zip(plan.layers, ir.layers):
+        p = plan_layer(layer)
+        assert lp.grid == (p.nm, p.nn, p.nr, p.nc) and lp.n_units == p.n_units and lp.design.S == p.S
+        assert [list(lp.unit_tiles(k)) for k in range(lp.n_units)] == [
+            list(range(k * p.S, min((k + 1) * p.S, p.n_tiles))) for k in range(p.n_units)]
 
 
 # --------------------------------------------------------------------------- planning and the slot rule
