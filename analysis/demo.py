@@ -5,11 +5,9 @@ from __future__ import annotations
 import html
 import json
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
-import plotly.graph_objects as go
 from rich.console import Console
 from rich.table import Table
 
@@ -17,42 +15,11 @@ from aidi.scenarios import loader
 
 from . import check as chk
 from . import pipeline, report
+from .report import Section, render, table_html
 from . import sweep as sw
 
 DEMO_SCENARIOS = ("solar-tmy3", "rf-intermittent")
 SWEEP_SCENARIO = "rf-intermittent"
-
-
-@dataclass
-class Section:
-    title: str
-    body_html: str
-    figures: list = field(default_factory=list)
-
-
-def _table_html(df: pd.DataFrame) -> str:
-    return df.to_html(index=False, border=0, classes="tbl", float_format=lambda x: f"{x:.4g}")
-
-
-def render(sections: list[Section], title: str) -> str:
-    """One HTML page; plotly.js embedded once so it opens without network."""
-    from plotly.offline import get_plotlyjs
-
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
-             "<style>body{font-family:sans-serif;max-width:1200px;margin:auto;padding:1em}"
-             ".tbl{border-collapse:collapse;font-size:90%}.tbl td,.tbl th{padding:2px 8px;border-bottom:1px solid #ddd}"
-             "nav a{margin-right:1em}</style>",
-             f"<script type='text/javascript'>{get_plotlyjs()}</script></head><body>",
-             f"<h1>{html.escape(title)}</h1><nav>"]
-    parts += [f"<a href='#s{i}'>{html.escape(s.title)}</a>" for i, s in enumerate(sections)]
-    parts.append("</nav>")
-    for i, s in enumerate(sections):
-        parts.append(f"<section id='s{i}'><h2>{html.escape(s.title)}</h2>{s.body_html}")
-        for fig in s.figures:
-            parts.append(fig.to_html(full_html=False, include_plotlyjs=False))
-        parts.append("</section>")
-    parts.append("</body></html>")
-    return "\n".join(parts)
 
 
 def run_demo(out: Path, quick: bool = False, console: Console | None = None) -> dict:
@@ -90,7 +57,7 @@ def run_demo(out: Path, quick: bool = False, console: Console | None = None) -> 
         body = (f"<p>{html.escape(sc.description)}</p><p>Completed: {res['completed']}, latency "
                 f"{res['latency_s']:.3f} s, {res['power_cycles']} power cycles, {res['units_reexecuted']} units "
                 f"re-executed; the intermittent output equals the Q15 reference: "
-                f"<b>{res['output_matches_reference']}</b>.</p><h3>Schedulability</h3>{_table_html(sched)}")
+                f"<b>{res['output_matches_reference']}</b>.</p><h3>Schedulability</h3>{table_html(sched)}")
         sections.append(Section(f"{name}: voltage and energy", body,
                                 [report.voltage_figure(ev, built.graph.layer_names, f"{name}: capacitor voltage"),
                                  report.energy_figure(res, built.graph.layer_names)]))
@@ -109,7 +76,7 @@ def run_demo(out: Path, quick: bool = False, console: Console | None = None) -> 
     fig = sw.figure(df, "power.capacitor_F", f"{SWEEP_SCENARIO}: latency vs capacitor")
     cols = ["power.capacitor_F", "completed", "latency_s", "power_cycles", "units_reexecuted", "error"]
     sections.append(Section("Latency vs capacitor", f"<p>Smallest capacitor that completes: {bound}</p>"
-                            + _table_html(df[[c for c in cols if c in df]]), [fig]))
+                            + table_html(df[[c for c in cols if c in df]]), [fig]))
     summary["steps"]["sweep"] = {"seconds": time.perf_counter() - t0, "boundary_F": bound}
 
     summary["wall_s"] = time.perf_counter() - t_all

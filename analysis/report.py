@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import sys
+import html
+import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +17,39 @@ from rich.table import Table
 from aidi.sim.des import EVENT_COLUMNS
 
 _console = Console(stderr=False, width=None if sys.stdout.isatty() else 160)
+
+
+@dataclass
+class Section:
+    title: str
+    body_html: str
+    figures: list = field(default_factory=list)
+
+
+def table_html(df: pd.DataFrame) -> str:
+    return df.to_html(index=False, border=0, classes="tbl", float_format=lambda x: f"{x:.4g}")
+
+
+def render(sections: list[Section], title: str) -> str:
+    """One HTML page; plotly.js embedded once so it opens without network."""
+    from plotly.offline import get_plotlyjs
+
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
+             "<style>body{font-family:sans-serif;max-width:1200px;margin:auto;padding:1em}"
+             ".tbl{border-collapse:collapse;font-size:90%}.tbl td,.tbl th{padding:2px 8px;border-bottom:1px solid #ddd}"
+             "nav a{margin-right:1em}</style>",
+             f"<script type='text/javascript'>{get_plotlyjs()}</script></head><body>",
+             f"<h1>{html.escape(title)}</h1><nav>"]
+    parts += [f"<a href='#s{i}'>{html.escape(s.title)}</a>" for i, s in enumerate(sections)]
+    parts.append("</nav>")
+    for i, s in enumerate(sections):
+        parts.append(f"<section id='s{i}'><h2>{html.escape(s.title)}</h2>{s.body_html}")
+        for fig in s.figures:
+            parts.append(fig.to_html(full_html=False, include_plotlyjs=False))
+        parts.append("</section>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
 
 
 def events_frame(events: list[tuple] | None) -> pd.DataFrame:
@@ -119,9 +155,30 @@ def energy_figure(res: dict, layer_names: list[str]) -> go.Figure:
     return fig
 
 
+def cycles_per_layer(ev: pd.DataFrame) -> pd.DataFrame:
+    """Per layer: power cycles its units ran in, units committed and units lost."""
+    if ev.empty:
+        return pd.DataFrame(columns=["layer", "power_cycles", "committed", "lost"])
+    cycle = (ev["kind"] == "boot").cumsum()
+    units = ev.assign(cycle=cycle)[ev["kind"] == "unit"]
+    g = units.groupby("layer")
+    return pd.DataFrame({
+        "power_cycles": g["cycle"].nunique(),
+        "committed": g["outcome"].apply(lambda s: int((s == "committed").sum())),
+        "lost": g["outcome"].apply(lambda s: int((s == "lost").sum())),
+    }).reset_index()
+
+
+def cycles_figure(per_layer: pd.DataFrame, layer_names: list[str]) -> go.Figure:
+    names = [layer_names[int(i)] if int(i) < len(layer_names) else str(i) for i in per_layer["layer"]]
+    fig = go.Figure([go.Bar(x=names, y=per_layer["power_cycles"], name="power cycles"),
+                     go.Bar(x=names, y=per_layer["lost"], name="units lost (re-executed)")])
+    fig.update_layout(title="power cycles per layer", template="plotly_white", barmode="group")
+    return fig
+
+
 def write_run(out: Path, built, res: dict, events: list[tuple] | None) -> None:
-    """Write the event log (CSV and parquet) and the voltage / energy figures."""
-    import json
+    """Write the event log (CSV and parquet), the figures and one report.html with them all."""
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -133,6 +190,33 @@ def write_run(out: Path, built, res: dict, events: list[tuple] | None) -> None:
     voltage_figure(ev, names, f"{built.scenario.name}: capacitor voltage").write_html(
         out / "voltage.html", include_plotlyjs=True)
     energy_figure(res, names).write_html(out / "energy.html", include_plotlyjs=True)
+    write_run_report(out / "report.html", built, res, ev)
+
+
+def write_run_report(path: Path, built, res: dict, ev: pd.DataFrame) -> None:
+    """One self-contained HTML page: voltage, energy, power cycles per layer, schedulability."""
+    from . import check as chk
+
+    names = built.graph.layer_names
+    sched = chk.analyse(built)
+    table = pd.DataFrame([{k: v for k, v in L.items() if k != "reasons"} | {"reasons": "; ".join(L["reasons"])}
+                          for L in sched["layers"]])
+    per_layer = cycles_per_layer(ev)
+    summary = {k: res[k] for k in ("completed", "latency_s", "power_cycles", "units", "units_executed",
+                                   "units_reexecuted", "on_time_s", "off_time_s") if k in res}
+    if "output_matches_reference" in res:
+        summary["output_matches_reference"] = res["output_matches_reference"]
+    body = "<pre>" + html.escape(json.dumps(summary, indent=1)) + "</pre>"
+    verdict = "schedulable" if sched["schedulable"] else "NOT schedulable: " + "; ".join(sched["reasons"])
+    sections = [
+        Section("Run", body, [voltage_figure(ev, names, f"{built.scenario.name}: capacitor voltage")]),
+        Section("Energy by category and layer", "", [energy_figure(res, names)]),
+        Section("Power cycles per layer", per_layer.to_html(index=False, border=0, classes="tbl"),
+                [cycles_figure(per_layer, names)] if not per_layer.empty else []),
+        Section("Schedulability", f"<p>{html.escape(verdict)}</p>"
+                + table_html(table)),
+    ]
+    Path(path).write_text(render(sections, f"aidi run {built.scenario.name}"))
 
 
 def print_check(res: dict) -> None:
