@@ -42,7 +42,7 @@ from .layers import (BN, FC, GAP, AvgPool, Conv, DWConv, LayerGeom, MaxPool, Net
                      geometry, parse_network)
 
 DEFAULT_EPOCHS = 30
-TRAIN_THREADS = 2
+TRAIN_THREADS = 1  # intra-op threads while training: tiny nets gain nothing from more, and oversubscribed thread pools (parallel sweeps, pytest -n) slow down by 10x
 _TRAIN_HPARAMS = {"optimizer": "adam", "lr": 1e-2, "batch": 32, "lr_decay": "cosine", "version": 1}
 
 
