@@ -126,3 +126,20 @@ def test_bn_folding_matches_module():
     assert out.shape == ref.shape == (4, 6, 1, 1)
     np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-5)
     assert (out >= 0).all()  # fc -> bn -> relu
+
+
+def test_prepare_model_end_to_end(cache):
+    from aidi.models.functional import FunctionalRun
+    from aidi.models.prepare import prepare_model
+    from aidi.models.tiling import build_task_graph
+
+    pm = prepare_model(SMALL, DEFAULT_INPUT, weights="random", seed=1, sample_index=2)
+    assert pm.x_q.dtype == np.int16 and pm.x_q.shape == DEFAULT_INPUT and 0 <= pm.label < 10
+    assert np.array_equal(pm.x_q, pm.qmodel.quantize_input(pm.trained.dataset.x_test[2]))
+    assert 0.0 <= pm.q15_accuracy <= 1.0 and pm.net.key() == parse_network(SMALL, DEFAULT_INPUT).key()
+    tg = build_task_graph(pm.qmodel, None, "msp430fr5994", 2048, e_cycle_J=20e-6, backend="auto")
+    run = FunctionalRun.from_graph(tg, pm.qmodel, pm.x_q)
+    run.run_to_completion()
+    assert run.output_matches_reference()
+    with pytest.raises(ValueError, match="sample index"):
+        prepare_model(SMALL, DEFAULT_INPUT, weights="random", sample_index=10**6)
