@@ -141,7 +141,7 @@ def feasibility_boundary(df: pd.DataFrame, key: str, deadline: bool = False) -> 
     """Smallest value of ``key`` at which the run completes (or meets the deadline), per other keys fixed."""
     ok = df["completed"].astype(bool)
     if deadline and "meets_deadline" in df:
-        ok &= df["meets_deadline"].fillna(False).astype(bool)
+        ok &= df["meets_deadline"].eq(True)
     vals = df.loc[ok, key]
     return None if vals.empty else vals.min()
 

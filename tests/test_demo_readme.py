@@ -1,0 +1,52 @@
+"""What a newcomer runs: the demo (quick) and every example command in the README."""
+
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from aidi.analysis.cli import app
+
+ROOT = Path(__file__).resolve().parents[1]
+runner = CliRunner()
+
+
+def readme_commands() -> list[str]:
+    """`aidi ...` lines of the README's indented command blocks (comments stripped)."""
+    text = (ROOT / "README.md").read_text()
+    cmds = []
+    for line in text.splitlines():
+        m = re.match(r"^ {4}(aidi [^#]+?)\s*(#.*)?$", line)
+        if m:
+            cmds.append(m.group(1).strip())
+    return cmds
+
+
+def test_readme_has_commands():
+    cmds = readme_commands()
+    assert len(cmds) >= 6
+    for verb in ("run", "check", "sweep", "demo", "bench"):
+        assert any(c.split()[1] == verb for c in cmds), verb
+
+
+@pytest.mark.parametrize("cmd", readme_commands())
+def test_readme_command_runs(cmd, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # relative --out folders land in tmp
+    args = shlex.split(cmd)[1:]
+    if args[0] == "demo":
+        args.append("--quick")
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, f"{cmd}\n{r.output}"
+
+
+def test_demo_quick_report_has_every_section(tmp_path):
+    r = runner.invoke(app, ["demo", "--quick", "--out", str(tmp_path), "--json"])
+    assert r.exit_code == 0, r.output
+    html = (tmp_path / "report.html").read_text()
+    for title in ("solar-tmy3: voltage and energy", "rf-intermittent: voltage and energy", "Latency vs capacitor",
+                  "Schedulability"):
+        assert title in html, title
+    assert "<script" in html and not re.search(r"<script[^>]+src=.http", html)  # self-contained, offline
+    assert (tmp_path / "rf-intermittent" / "events.csv").exists()
