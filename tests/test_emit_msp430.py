@@ -70,6 +70,7 @@ def test_firmware_layout_and_size_report(tiny):
 
 
 def test_continuous_run_matches_reference(tiny):
+    need("sim")
     ir, proj, _ = tiny
     r = mspsim.run_firmware(proj.sim_elf, ir.output_len, hwmult=False)
     assert np.array_equal(r.output, _expected(ir)) and r.boots == 1 and r.cycles > r.instructions
@@ -77,6 +78,7 @@ def test_continuous_run_matches_reference(tiny):
 
 def test_random_power_failures_on_the_simulator(tiny):
     """Power fails at random instruction counts; SRAM and registers are junk at every boot."""
+    need("sim")
     ir, proj, _ = tiny
     clean = mspsim.run_firmware(proj.sim_elf, ir.output_len)
     rng = np.random.default_rng(11)
@@ -92,6 +94,7 @@ def test_random_power_failures_on_the_simulator(tiny):
 
 
 def test_cycles_per_layer(tiny):
+    need("sim")
     ir, proj, _ = tiny
     lc = mspsim.measure_layer_cycles(proj.sim_elf, len(ir.layers), ir.output_len)
     assert np.array_equal(lc.output, _expected(ir))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
@@ -64,12 +65,15 @@ def missing_message(target: str) -> str:
 
 def make(root: str | Path, *targets: str, variables: Mapping[str, str] | None = None,
          timeout: float = 300.0) -> subprocess.CompletedProcess:
-    """``make -C root [VAR=value ...] targets``; raises BuildError on failure."""
+    """``make -C root [VAR=value ...] targets``; raises BuildError on failure.
+
+    ``PYTHON`` defaults to the running interpreter (used by ``make size``)."""
     exe = tool("make")
     if exe is None:
         raise BuildError("make not found")
     cmd = [exe, "-C", str(root), "--no-print-directory"]
-    cmd += [f"{k}={v}" for k, v in (variables or {}).items()]
+    variables = {"PYTHON": sys.executable, **(variables or {})}  # the size tool runs on this interpreter
+    cmd += [f"{k}={v}" for k, v in variables.items()]
     cmd += list(targets)
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
     if proc.returncode != 0:
