@@ -81,6 +81,7 @@ Public API::
     ExecutionDesign(Tr, Tc, Tm, Tn, loop_order="reuse_O", S=1, preservation="hypertile")
     evaluate_design(layer, design, platform, sram_budget, backend="lea") -> DesignCost
     auto_design(layer, platform, sram_budget, e_cycle_J, backend="lea", preservation="hypertile", ...) -> ExecutionDesign
+    search_design(...)  # the same search, uncached
     plan_network(model, designs, platform, sram_budget, e_cycle_J=None, backend="lea", idempotent=True) -> NetPlan
     build_task_graph(model, designs, platform, sram_budget, ...) -> TaskGraph
     resolve_designs(geoms, tile, loop_order, hyper_tile, preservation, ...) -> list[ExecutionDesign]
@@ -89,6 +90,7 @@ Public API::
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -656,7 +658,37 @@ def _s_candidates(n_tiles: int) -> list[int]:
 def auto_design(layer, platform: Platform | str, sram_budget: int | None, e_cycle_J: float, *, backend: str = "lea",
                 preservation: str = "hypertile", harvest_power_W: float | None = None, tile=None,
                 loop_order: str | None = None, S: int | None = None, return_cost: bool = False):
-    """The fastest feasible design of one layer.
+    """The fastest feasible design of one layer (memoised on the layer's geometry and the budgets).
+
+    ``e_cycle_J`` is the energy (J) one power cycle can give a unit: pass the
+    capacitor's usable energy minus what a reboot costs.  See
+    :func:`search_design` for the search itself.
+    """
+    geom = _geom_of(layer)
+    p = _platform(platform)
+    key_geom = replace(geom, index=0, name=geom.op, bn=-1, spec_indices=())
+    args = (p, sram_budget, e_cycle_J, backend, preservation, harvest_power_W,
+            None if tile is None else tuple(int(v) for v in tile), loop_order, S)
+    try:
+        d = _auto_design_cached(key_geom, *args)
+    except (ValueError, TypeError):
+        d = search_design(geom, *args[:3], backend=backend, preservation=preservation,
+                          harvest_power_W=harvest_power_W, tile=tile, loop_order=loop_order, S=S)  # raises with the right layer
+    if return_cost:
+        return d, evaluate_design(geom, d, p, sram_budget, backend)
+    return d
+
+
+@lru_cache(maxsize=4096)
+def _auto_design_cached(geom, p, sram_budget, e_cycle_J, backend, preservation, harvest_power_W, tile, loop_order, S):
+    return search_design(geom, p, sram_budget, e_cycle_J, backend=backend, preservation=preservation,
+                         harvest_power_W=harvest_power_W, tile=tile, loop_order=loop_order, S=S)
+
+
+def search_design(layer, platform: Platform | str, sram_budget: int | None, e_cycle_J: float, *, backend: str = "lea",
+                  preservation: str = "hypertile", harvest_power_W: float | None = None, tile=None,
+                  loop_order: str | None = None, S: int | None = None) -> ExecutionDesign:
+    """The fastest feasible design of one layer (uncached search).
 
     Candidates (bounded, no sampling): Tr, Tc, Tm, Tn over the divisors of the
     layer's output rows, columns, output channels and input channels (Tn fixed
@@ -672,8 +704,8 @@ def auto_design(layer, platform: Platform | str, sram_budget: int | None, e_cycl
     lower energy, then the first candidate.
 
     ``tile=(Tr, Tc, Tm, Tn)``, ``loop_order`` and ``S`` pin those fields.
-    Returns the design (with its backend set), or ``(design, DesignCost)`` with
-    ``return_cost``.  Raises ValueError naming the layer when nothing is feasible.
+    Returns the design (with its backend set).  Raises ValueError naming the
+    layer when nothing is feasible.
     """
     geom = _geom_of(layer)
     p = _platform(platform)
@@ -762,8 +794,6 @@ def auto_design(layer, platform: Platform | str, sram_budget: int | None, e_cycl
         why = closest[1] if closest else "no candidate"
         raise ValueError(f"{geom.describe()}: no execution design fits (SRAM budget {budget} B, "
                          f"E_cycle {e_cycle_J:.3e} J); closest: {why}")
-    if return_cost:
-        return best, evaluate_design(geom, best, p, budget, backend)
     return best
 
 
