@@ -59,7 +59,8 @@ def run_demo(out: Path, quick: bool = False, console: Console | None = None) -> 
                 f"re-executed; the intermittent output equals the Q15 reference: "
                 f"<b>{res['output_matches_reference']}</b>.</p><h3>Schedulability</h3>{table_html(sched)}")
         sections.append(Section(f"{name}: voltage and energy", body,
-                                [report.voltage_figure(ev, built.graph.layer_names, f"{name}: capacitor voltage"),
+                                [report.voltage_figure(ev, built.graph.layer_names, f"{name}: capacitor voltage", sc.power,
+                                                      built.segments),
                                  report.energy_figure(res, built.graph.layer_names)]))
         summary["steps"][name] = {"seconds": time.perf_counter() - t0, "result": {
             k: res[k] for k in ("completed", "latency_s", "power_cycles", "units_reexecuted",

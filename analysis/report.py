@@ -106,35 +106,56 @@ def print_run_summary(built, res: dict, out: Path | None = None) -> None:
     _console.print(t)
 
 
-def voltage_figure(ev: pd.DataFrame, layer_names: list[str], title: str) -> go.Figure:
-    """Capacitor voltage over time; executed units shaded by layer."""
+def _charge_curve(row, power, seg, n: int = 40) -> tuple[np.ndarray, np.ndarray]:
+    """Voltage samples along a charging interval (MCU off), from the closed-form physics."""
+    from aidi.sim import physics
+
+    ts = np.linspace(row.t_start, row.t_end, n)
+    vs = np.empty(n)
+    for k, t in enumerate(ts):
+        r = physics.advance(row.v_start, row.t_start, t - row.t_start, 0.0, -1.0, power.v_on, True,
+                            power.capacitor_F, power.leakage_A, power.v_max, seg.seg_t, seg.seg_p, seg.seg_g,
+                            seg.seg_vs, seg.period)
+        vs[k] = r[1]
+    return ts, vs
+
+
+PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+           "#17becf"]
+
+
+def voltage_figure(ev: pd.DataFrame, layer_names: list[str], title: str, power=None, seg=None,
+                   max_curves: int = 400) -> go.Figure:
+    """Capacitor voltage over time; executed units drawn over it in their layer's colour, losses marked."""
     fig = go.Figure()
     if ev.empty:
         return fig
-    # voltage at every event boundary
-    t = np.empty(2 * len(ev))
-    v = np.empty(2 * len(ev))
-    t[0::2], t[1::2] = ev["t_start"].to_numpy(), ev["t_end"].to_numpy()
-    v[0::2], v[1::2] = ev["v_start"].to_numpy(), ev["v_end"].to_numpy()
-    stride = max(1, len(t) // 20000)
-    fig.add_trace(go.Scattergl(x=t[::stride], y=v[::stride], mode="lines", name="V_cap", line=dict(color="black")))
+    xs, ys = [], []
+    n_curves = 0
+    for row in ev.itertuples(index=False):
+        if row.kind == "charge" and power is not None and n_curves < max_curves and row.t_end > row.t_start:
+            t, v = _charge_curve(row, power, seg)
+            n_curves += 1
+        else:
+            t, v = np.array([row.t_start, row.t_end]), np.array([row.v_start, row.v_end])
+        xs.append(t)
+        ys.append(v)
+    x, y = np.concatenate(xs), np.concatenate(ys)
+    stride = max(1, len(x) // 40000)
+    fig.add_trace(go.Scattergl(x=x[::stride], y=y[::stride], mode="lines", name="V_cap",
+                               line=dict(color="black", width=1)))
     units = ev[ev["kind"] == "unit"]
-    palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
-               "#bcbd22", "#17becf"]
-    vmin = float(np.nanmin(v)) if len(v) else 0.0
     for layer, grp in units.groupby("layer"):
-        # one bar per unit, drawn as a filled step band under the curve
-        xs = np.repeat(np.stack([grp["t_start"].to_numpy(), grp["t_end"].to_numpy()], 1), 1, axis=0)
-        x = np.column_stack([xs, np.full(len(xs), np.nan)]).ravel()
-        y = np.column_stack([np.full((len(xs), 2), vmin), np.full(len(xs), np.nan)]).ravel()
+        n = len(grp)
+        x = np.column_stack([grp["t_start"], grp["t_end"], np.full(n, np.nan)]).ravel()
+        y = np.column_stack([grp["v_start"], grp["v_end"], np.full(n, np.nan)]).ravel()
         name = layer_names[int(layer)] if int(layer) < len(layer_names) else f"layer {layer}"
-        lost = grp["outcome"] == "lost"
-        fig.add_trace(go.Scattergl(x=x, y=y, mode="lines", line=dict(width=10, color=palette[int(layer) % 10]),
-                                   name=f"L{layer} {name}", opacity=0.6))
-        if lost.any():
-            fig.add_trace(go.Scattergl(x=grp.loc[lost, "t_end"], y=np.full(int(lost.sum()), vmin), mode="markers",
-                                       marker=dict(symbol="x", color="red"), name=f"L{layer} lost",
-                                       showlegend=False))
+        fig.add_trace(go.Scattergl(x=x, y=y, mode="lines", line=dict(width=7, color=PALETTE[int(layer) % 10]),
+                                   name=f"L{layer} {name}", opacity=0.7))
+    lost = units[units["outcome"] == "lost"]
+    if len(lost):
+        fig.add_trace(go.Scattergl(x=lost["t_end"], y=lost["v_end"], mode="markers", name="brown-out (unit lost)",
+                                   marker=dict(symbol="x", size=9, color="red")))
     fig.update_layout(title=title, xaxis_title="time (s)", yaxis_title="capacitor voltage (V)",
                       template="plotly_white")
     return fig
@@ -187,7 +208,8 @@ def write_run(out: Path, built, res: dict, events: list[tuple] | None) -> None:
     ev.to_parquet(out / "events.parquet", index=False)
     (out / "result.json").write_text(json.dumps(res, indent=1, default=float))
     names = built.graph.layer_names
-    voltage_figure(ev, names, f"{built.scenario.name}: capacitor voltage").write_html(
+    voltage_figure(ev, names, f"{built.scenario.name}: capacitor voltage", built.scenario.power,
+                   built.segments).write_html(
         out / "voltage.html", include_plotlyjs=True)
     energy_figure(res, names).write_html(out / "energy.html", include_plotlyjs=True)
     write_run_report(out / "report.html", built, res, ev)
@@ -209,7 +231,8 @@ def write_run_report(path: Path, built, res: dict, ev: pd.DataFrame) -> None:
     body = "<pre>" + html.escape(json.dumps(summary, indent=1)) + "</pre>"
     verdict = "schedulable" if sched["schedulable"] else "NOT schedulable: " + "; ".join(sched["reasons"])
     sections = [
-        Section("Run", body, [voltage_figure(ev, names, f"{built.scenario.name}: capacitor voltage")]),
+        Section("Run", body, [voltage_figure(ev, names, f"{built.scenario.name}: capacitor voltage",
+                                             built.scenario.power, built.segments)]),
         Section("Energy by category and layer", "", [energy_figure(res, names)]),
         Section("Power cycles per layer", per_layer.to_html(index=False, border=0, classes="tbl"),
                 [cycles_figure(per_layer, names)] if not per_layer.empty else []),
