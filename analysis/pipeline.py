@@ -90,10 +90,14 @@ def build(sc: loader.Scenario) -> Built:
         raise UserError(f"{sc.path.name}: power: one power cycle ({sc.power.e_cycle_J * 1e6:.3f} uJ) does not even "
                         f"cover the boot ({platform.boot_energy_J * 1e6:.3f} uJ): raise capacitor_F or v_on")
     ex = sc.execution
+    segments = sc.harvester.segments()
+    # "auto" designs minimise compute time plus recharge time at the source's typical power
+    p_harvest = segments.typical_power(sc.power.v_off, sc.power.v_on) * sc.power.converter_efficiency
     try:
         designs = tiling.resolve_designs(qm, ex.tile, ex.loop_order, ex.hyper_tile, ex.preservation,
                                          platform=platform, sram_budget=sc.device.sram_budget_bytes,
-                                         e_cycle_J=e_budget, backend=ex.backend)
+                                         e_cycle_J=e_budget, backend=ex.backend,
+                                         harvest_power_W=p_harvest if p_harvest > 0 else None)
         plan = tiling.plan_network(qm, designs, platform, sc.device.sram_budget_bytes, e_cycle_J=e_budget,
                                    backend=ex.backend, preservation=ex.preservation)
     except ValueError as exc:
@@ -101,7 +105,7 @@ def build(sc: loader.Scenario) -> Built:
     graph = plan.task_graph()
     work = Workload.from_graph(graph, platform)
     x_q = qm.quantize_input(trained.dataset.x_test[:1])[0]
-    return Built(sc, platform, trained, qm, plan, graph, work, sc.harvester.segments(), x_q, q_acc)
+    return Built(sc, platform, trained, qm, plan, graph, work, segments, x_q, q_acc)
 
 
 def simulate(built: Built, engine: str = "des", functional: bool = False, log: bool = False):

@@ -1069,7 +1069,8 @@ def build_task_graph(model, designs=None, platform: Platform | str = "msp430fr59
 
 def resolve_designs(model, tile="auto", loop_order="auto", hyper_tile="auto", preservation: str = "hypertile", *,
                     platform: Platform | str = "msp430fr5994", sram_budget: int | None = None,
-                    e_cycle_J: float | None = None, backend: str = "lea", input_shape=None) -> list[ExecutionDesign]:
+                    e_cycle_J: float | None = None, backend: str = "lea", input_shape=None,
+                    harvest_power_W: float | None = None) -> list[ExecutionDesign]:
     """Designs from a scenario's ``[execution]`` values, filling ``"auto"`` fields with :func:`auto_design`.
 
     ``tile``: "auto", ``[Tr, Tc, Tm, Tn]``, a table ``{Tr=.., Tc=.., Tm=.., Tn=..}``
@@ -1116,6 +1117,7 @@ def resolve_designs(model, tile="auto", loop_order="auto", hyper_tile="auto", pr
         if e_cycle_J is None:
             raise ValueError(f"{g.describe()}: automatic execution design needs the per-cycle energy budget")
         out.append(auto_design(g, p, budget, e_cycle_J, backend=backend, preservation=preservation,
+                               harvest_power_W=harvest_power_W,
                                tile=None if t == "auto" else t, loop_order=None if o == "auto" else o,
                                S=None if h == "auto" else h))
     return out

@@ -53,6 +53,15 @@ class Segments:
             p += float(g) * (vs - v) * v
         return p
 
+    def typical_power(self, v_lo: float, v_hi: float) -> float:
+        """Mean constant-power part plus the Thevenin power at mid-range voltage (W): a recharge-rate estimate."""
+        p = self.mean_power()
+        g = float(self.seg_g.max())
+        if g > 0:
+            v = 0.5 * (v_lo + v_hi)
+            p += g * max(float(self.seg_vs.max()) - v, 0.0) * v
+        return p
+
     def mean_power(self) -> float:
         """Time-averaged constant-power part of the source over one period (W)."""
         if self.period <= 0.0 or self.seg_t.shape[0] == 1:
