@@ -55,14 +55,14 @@ def test_corrupt_cache_is_retrained(cache):
 
 
 def test_default_model_trains_well_and_quantizes(cache):
+    threads = torch.get_num_threads()
     tm = load_or_train(list(DEFAULT_LAYERS), DEFAULT_INPUT, seed=0)
+    assert torch.get_num_threads() == threads  # restored after training
     assert tm.float_accuracy > 0.9
     qm = quantize(tm)
     acc = q15_accuracy(qm, tm.dataset.x_test, tm.dataset.y_test)
     assert acc > tm.float_accuracy - 0.03
     assert qm.float_accuracy == tm.float_accuracy
-    # global torch state is untouched by training
-    assert torch.get_num_threads() == torch.get_num_threads()
 
 
 def test_training_leaves_global_rng_alone(cache):

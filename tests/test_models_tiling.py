@@ -11,8 +11,7 @@ from hypothesis import strategies as st
 from aidi.models.layers import LayerGeom, default_network, geometry, parse_network
 from aidi.models.tiling import (F_INIT_BIAS, F_INIT_PSUM, F_LOAD_IN, F_LOAD_W, F_WRITE_OUT, F_WRITE_PSUM,
                                 LOOP_ORDERS, PRESERVATIONS, STACK_BYTES, ExecutionDesign, auto_design,
-                                build_task_graph, evaluate_design, plan_layer, plan_network, resolve_designs,
-                                sram_buffers)
+                                build_task_graph, evaluate_design, plan_layer, plan_network, resolve_designs)
 from aidi.sim.platform import MSP430FR5994, MSP430FR5994_EXTFRAM
 from aidi.sim.taskgraph import UNIT_CATEGORIES, TaskGraph
 
