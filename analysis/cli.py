@@ -124,6 +124,30 @@ def sweep(
         report.print_sweep(df, summary, out)
 
 
+@app.command("emit-c")
+def emit_c(
+    scenario: Path = typer.Argument(..., help="scenario TOML file"),
+    out: Path = typer.Option(..., help="folder for the C project"),
+    backend: str = typer.Option("portable", help="portable (plain C kernels) or lea (TI DSPLib calls)"),
+    build: bool = typer.Option(False, "--build", help="also build and check it (make host check; msp430-sim if the "
+                                                      "toolchain is installed)"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Write the C runtime for the scenario's network and execution design (same input as `aidi run`)."""
+    from . import emit as em
+    from . import pipeline
+
+    with one_line_errors(str(scenario)):
+        if backend not in ("portable", "lea"):
+            raise UserError(f"--backend: expected portable or lea, got {backend!r}")
+        built = pipeline.build(pipeline.load_scenario(scenario))
+        res = em.emit(built, out, backend=backend, build=build)
+    if as_json:
+        _print_json(res)
+    else:
+        em.print_summary(res)
+
+
 @app.command()
 def demo(
     out: Path = typer.Option(Path("out/demo"), help="where report.html and the figures go"),

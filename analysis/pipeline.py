@@ -68,6 +68,12 @@ class Built:
         d = self.plan.layers[layer].design
         return f"Tr{d.Tr} Tc{d.Tc} Tm{d.Tm} Tn{d.Tn} {d.loop_order} S{d.S}"
 
+    def qmodel_reference_output(self) -> np.ndarray:
+        """The integer reference's output for the scenario's input sample (flattened int16)."""
+        from aidi.models import q15
+
+        return np.asarray(q15.reference_forward(self.qmodel, self.x_q)[-1]).ravel()
+
     def functional(self):
         from aidi.models.functional import FunctionalRun
 
