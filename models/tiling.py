@@ -1012,12 +1012,13 @@ def plan_layer(geom: LayerGeom, design: ExecutionDesign, platform: Platform | st
 
 def plan_network(model, designs=None, platform: Platform | str = "msp430fr5994", sram_budget: int | None = None, *,
                  e_cycle_J: float | None = None, backend: str = "lea", preservation: str = "hypertile",
-                 idempotent: bool = True, input_shape=None) -> NetPlan:
+                 idempotent: bool = True, input_shape=None, harvest_power_W: float | None = None) -> NetPlan:
     """Tile every executed layer of ``model`` (QModel, Network, LayerGeom list, or layer dicts + input_shape).
 
     ``designs``: None (all auto), one :class:`ExecutionDesign` per executed layer
     (entries may be None or ``"auto"``), or a dict ``{layer index: design}``.
-    Automatic designs need ``e_cycle_J``.  Raises ValueError for a wrong design
+    Automatic designs need ``e_cycle_J`` (J per unit, see :func:`auto_design`) and
+    use ``harvest_power_W`` (W) for their recharge-time term.  Raises ValueError for a wrong design
     count, a design that does not fit SRAM, or an FRAM overflow.
     """
     p = _platform(platform)
@@ -1039,7 +1040,8 @@ def plan_network(model, designs=None, platform: Platform | str = "msp430fr5994",
         if d is None or d == "auto":
             if e_cycle_J is None:
                 raise ValueError(f"{g.describe()}: automatic design needs the per-cycle energy budget e_cycle_J")
-            d = auto_design(g, p, budget, e_cycle_J, backend=backend, preservation=preservation)
+            d = auto_design(g, p, budget, e_cycle_J, backend=backend, preservation=preservation,
+                            harvest_power_W=harvest_power_W)
         resolved.append(d)
     plans = []
     for i, (g, d) in enumerate(zip(geoms, resolved)):

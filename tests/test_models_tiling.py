@@ -303,3 +303,11 @@ def test_resolve_designs_from_scenario_values():
         resolve_designs(net, loop_order=["reuse_O", "reuse_I"], e_cycle_J=1e-3)
     with pytest.raises(ValueError, match="execution.tile"):
         resolve_designs(net, tile=[1, 2], e_cycle_J=1e-3)
+    # the recharge term (energy / harvested power) steers auto designs towards low energy
+    slow_source = resolve_designs(net, platform=P, sram_budget=4096, e_cycle_J=1e-3, harvest_power_W=1e-6,
+                                  backend="auto")
+    fast = resolve_designs(net, platform=P, sram_budget=4096, e_cycle_J=1e-3, backend="auto")
+    e = [sum(evaluate_design(g, d, P, 4096).energy_J for g, d in zip(geometry(net), ds)) for ds in (slow_source, fast)]
+    assert e[0] <= e[1] * (1 + 1e-12)
+    plan = plan_network(net, None, P, 4096, e_cycle_J=1e-3, backend="auto", harvest_power_W=1e-6)
+    assert [lp.design for lp in plan.layers] == [replace(d, S=d.S) for d in slow_source]
