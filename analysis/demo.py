@@ -80,6 +80,26 @@ def run_demo(out: Path, quick: bool = False, console: Console | None = None) -> 
                             + table_html(df[[c for c in cols if c in df]]), [fig]))
     summary["steps"]["sweep"] = {"seconds": time.perf_counter() - t0, "boundary_F": bound}
 
+    # 3. the C runtime for the RF scenario, built and checked on the host and on mspdebug
+    t0 = step("emitting the C runtime and checking it (gcc host build; clang-14 + mspdebug when installed)")
+    from . import emit as em
+
+    built = pipeline.build(loader.load(SWEEP_SCENARIO))
+    er = em.emit(built, out / "firmware", build=True)
+    body = (f"<p>Emitted to <code>{html.escape(er['out'])}</code>; the host build's output equals the Q15 "
+            f"reference and the simulated functional run: <b>{er['host']['matches_reference']}</b>.</p>")
+    m = er["msp430"]
+    if "skipped" in m:
+        body += f"<p>MSP430 build skipped: {html.escape(m['skipped'])}</p>"
+    else:
+        body += (f"<p>MSP430 (clang-14, ld.lld-14): FRAM {m['fram_bytes']} B, SRAM {m['sram_bytes']} B + "
+                 f"{m['stack_reserve_bytes']} B stack (peak {m['stack_peak_bytes']} B); on mspdebug's simulator the "
+                 f"output equals the reference: <b>{m['matches_reference']}</b>; {m['total_cycles']} MCLK cycles."
+                 f"</p>" + table_html(pd.DataFrame(m["cycles_per_layer"])) + f"<p>{html.escape(m['note'])}</p>")
+    sections.append(Section("Emitted firmware", body))
+    summary["steps"]["emit"] = {"seconds": time.perf_counter() - t0, "host_ok": er["host"]["matches_reference"],
+                                "msp430": {k: v for k, v in m.items() if k != "cycles_per_layer"}}
+
     summary["wall_s"] = time.perf_counter() - t_all
     (out / "report.html").write_text(render(sections, "aidi demo report"))
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
