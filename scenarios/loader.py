@@ -273,8 +273,8 @@ def parse(raw: dict, path: Path) -> Scenario:
     if pres not in ("tile", "hypertile", "layer"):
         r.fail("execution.preservation", f"expected tile, hypertile or layer, got {pres!r}")
     backend = r.get("execution", "backend", "lea", "str")
-    if backend not in ("lea", "cpu"):
-        r.fail("execution.backend", f"expected lea or cpu, got {backend!r}")
+    if backend not in ("lea", "cpu", "auto"):
+        r.fail("execution.backend", f"expected lea, cpu or auto, got {backend!r}")
     lo = ex.get("loop_order", "auto")
     orders = ("auto", "reuse_I", "reuse_W", "reuse_O")
     for o in (lo if isinstance(lo, list) else [lo]):
