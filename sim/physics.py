@@ -49,7 +49,7 @@ _GL_X, _GL_W = np.polynomial.legendre.leggauss(48)
 HORIZON, HIT_LOW, HIT_HIGH, ALL_DONE = 0, 1, 2, 3
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def phi(n, z):
     """phi_n(z) = sum_j (-z)^j / (n + j) = int_0^1 s^(n-1) / (1 + z s) ds, for z > -1."""
     if abs(z) < 0.25:
@@ -67,12 +67,12 @@ def phi(n, z):
     return p
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def q_of(a, b, c, v):
     return (b * v + a) * v + c
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _gl_integrals(a, b, c, cap, v1, v2):
     """Gauss-Legendre fallback for the (measure-zero) double-root case."""
     half = 0.5 * (v2 - v1)
@@ -87,7 +87,7 @@ def _gl_integrals(a, b, c, cap, v1, v2):
     return cap * half * t, cap * half * m1
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def integrals(a, b, c, cap, v1, v2):
     """(T, M1) of the move v1 -> v2; the caller guarantees Q has no root in between."""
     w = v2 - v1
@@ -127,7 +127,7 @@ def integrals(a, b, c, cap, v1, v2):
     return _gl_integrals(a, b, c, cap, v1, v2)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def equilibrium(a, b, c, v, up):
     """Nearest root of Q beyond v in the direction of motion (up=True: above v).
 
@@ -154,7 +154,7 @@ def equilibrium(a, b, c, v, up):
     return best
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def voltage_after(a, b, c, cap, v1, dt, v_bound):
     """Voltage after dt, knowing that the move v1 -> v_bound takes at least dt."""
     lo = v1
@@ -162,8 +162,10 @@ def voltage_after(a, b, c, cap, v1, dt, v_bound):
     v = v1 + (v_bound - v1) * 0.5
     # initial guess from the local rate
     q1 = q_of(a, b, c, v1)
-    if v1 > 0.0:
-        guess = v1 + dt * q1 / (cap * v1)
+    if v1 > 0.0:  # second-order Taylor step of dV/dt = f(V) = Q(V) / (C V)
+        f = q1 / (cap * v1)
+        df = ((2.0 * b * v1 + a) * v1 - q1) / (cap * v1 * v1)
+        guess = v1 + dt * f + 0.5 * dt * dt * f * df
         if (guess - lo) * (guess - hi) < 0.0:
             v = guess
     for _ in range(200):
@@ -181,16 +183,16 @@ def voltage_after(a, b, c, cap, v1, dt, v_bound):
         else:
             hi = v
         q = q_of(a, b, c, v)
-        nv = v - f * q / (cap * v) if v != 0.0 and q != 0.0 else 0.5 * (lo + hi)
-        if (nv - lo) * (nv - hi) >= 0.0:
-            nv = 0.5 * (lo + hi)
-        if abs(nv - v) <= 1e-15 * max(1.0, abs(v)):
+        nv = v - f * q / (cap * v) if v != 0.0 and q != 0.0 and math.isfinite(f) else 0.5 * (lo + hi)
+        if abs(nv - v) <= 1e-15 * max(1.0, abs(v)):  # Newton step below float resolution: converged
             return nv
+        if (nv - lo) * (nv - hi) >= 0.0:  # outside the bracket: bisect
+            nv = 0.5 * (lo + hi)
         v = nv
     return v
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def harvest_segment(t, seg_t, period):
     """Index of the harvester segment active at time t and the time it ends."""
     n = seg_t.shape[0]
@@ -215,7 +217,7 @@ def harvest_segment(t, seg_t, period):
     return i, end
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def advance(v, t, horizon, p_load, v_low, v_high, stop_high, cap, i_leak, v_max,
             seg_t, seg_p, seg_g, seg_vs, period):
     """Integrate the capacitor from (t, v) for at most ``horizon`` seconds.
@@ -279,12 +281,12 @@ def advance(v, t, horizon, p_load, v_low, v_high, stop_high, cap, i_leak, v_max,
             dt = span
             bound = target if reach else eq
             v_new = voltage_after(a, b, c, cap, v, dt, bound)
-            if not reach and v_new == bound:  # ends on the equilibrium (float precision): V ~ constant
-                m1 = 0.5 * (v + v_new) * dt
-            else:
-                t_act, m1 = integrals(a, b, c, cap, v, v_new)
-                if t_act < dt:  # V settled on an equilibrium to float precision: it sits there the rest of dt
-                    m1 += v_new * (dt - t_act)
+            v_int = v_new
+            if not reach and v_new == bound:  # on the equilibrium to float precision: integrate to the float before
+                v_int = np.nextafter(bound, v)
+            t_act, m1 = integrals(a, b, c, cap, v, v_int) if v_int != v else (0.0, 0.0)
+            if t_act < dt:  # V settled on an equilibrium to float precision: it sits there the rest of dt
+                m1 += v_new * (dt - t_act)
         de = 0.5 * cap * (v_new * v_new - v * v)
         e_c += p_load * dt
         e_l += i_leak * m1
@@ -309,7 +311,7 @@ def e_cycle(cap: float, v_on: float, v_off: float) -> float:
     return 0.5 * cap * (v_on * v_on - v_off * v_off)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def run_units(v, t, i0, i_end, durations, p_cap, v_low, v_on, until, cap, i_leak, v_max,
               seg_t, seg_p, seg_g, seg_vs, period):
     """Execute units i0 .. i_end-1 back to back until one browns out or until_s.
@@ -322,8 +324,8 @@ def run_units(v, t, i0, i_end, durations, p_cap, v_low, v_on, until, cap, i_leak
     the partial unit included; ``reason`` is ALL_DONE when every unit completed.
     """
     m = i_end - i0
-    elapsed = np.zeros(m)
-    v_end = np.zeros(m)
+    elapsed = np.empty(m)
+    v_end = np.empty(m)
     sums = np.zeros(4)
     now = t
     for j in range(m):

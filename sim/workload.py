@@ -62,6 +62,20 @@ class Workload:
             layer_names=list(graph.layer_names),
         )
 
+    def prefix_sums(self):
+        """(cumulative energy per category, cumulative total, [(layer, first, end) runs]) as Python lists."""
+        cached = self.__dict__.get("_prefix")
+        if cached is None:
+            cum = np.vstack([np.zeros((1, self.energy_J.shape[1])), np.cumsum(self.energy_J, axis=0)])
+            total = np.concatenate([[0.0], np.cumsum(self.energy_J.sum(axis=1))])
+            edges = np.flatnonzero(np.diff(self.layers)) + 1
+            starts = np.concatenate([[0], edges])
+            ends = np.concatenate([edges, [len(self.layers)]])
+            runs = [(int(self.layers[a]), int(a), int(b)) for a, b in zip(starts, ends)]
+            cached = (cum.tolist(), total.tolist(), runs)
+            object.__setattr__(self, "_prefix", cached)
+        return cached
+
     @property
     def power_W(self) -> np.ndarray:
         return self.energy_J.sum(axis=1) / self.durations_s
@@ -118,14 +132,14 @@ class Tally:
     latencies: list = field(default_factory=list)
 
     def add_units(self, work: "Workload", i0: int, i1: int) -> None:
-        """Add the energy of completed units i0..i1-1 by category and by layer."""
-        e = work.energy_J[i0:i1]
+        """Add the energy of completed units i0..i1-1 by category and by layer (prefix sums: O(layers))."""
+        cum, cum_total, runs = work.prefix_sums()
         for k, cat in enumerate(UNIT_CATEGORIES):
-            self.by_category[cat] += float(e[:, k].sum())
-        per_unit = e.sum(axis=1)
-        layers = work.layers[i0:i1]
-        for layer in np.unique(layers):
-            self.by_layer[int(layer)] = self.by_layer.get(int(layer), 0.0) + float(per_unit[layers == layer].sum())
+            self.by_category[cat] += cum[i1][k] - cum[i0][k]
+        for layer, a, b in runs:
+            lo, hi = max(a, i0), min(b, i1)
+            if lo < hi:
+                self.by_layer[layer] = self.by_layer.get(layer, 0.0) + cum_total[hi] - cum_total[lo]
 
     def add_sums(self, sums) -> None:
         """Add (harvested, consumed, leaked, clipped) sums."""
