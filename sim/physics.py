@@ -255,8 +255,9 @@ def advance(v, t, horizon, p_load, v_low, v_high, stop_high, cap, i_leak, v_max,
         # clamp at V_max, or floor at 0 V
         at_eq = abs(q) <= 1e-13 * (abs(a * v) + abs(b * v * v) + abs(c))  # at an equilibrium, to rounding
         if (v >= v_max and q >= 0.0) or (v <= 0.0 and q <= 0.0) or (v > 0.0 and at_eq):  # held still
-            e_h += (p_src + g * (vs - v) * v) * span
-            e_c += p_load * span if v > 0.0 else 0.0
+            p_h = p_src + g * (vs - v) * v
+            e_h += p_h * span
+            e_c += p_load * span if v > 0.0 else min(p_load, p_h) * span  # at 0 V the load gets what arrives
             e_l += i_leak * v * span
             if v >= v_max:
                 e_x += q * span
@@ -277,6 +278,14 @@ def advance(v, t, horizon, p_load, v_low, v_high, stop_high, cap, i_leak, v_max,
             dt = t_hit
             m1 = m1_hit
             v_new = target
+        elif b != 0.0 and c == 0.0:
+            # currents only (Thevenin source, leakage, no constant-power term): C dV/dt = b V + a is linear,
+            # V(t) = V_eq + (V0 - V_eq) exp(-k t): explicit, and int V dt with expm1 stays exact near V_eq
+            dt = span
+            k = -b / cap
+            v_eq = -a / b
+            v_new = v_eq + (v - v_eq) * math.exp(-k * dt)
+            m1 = v_eq * dt - (v - v_eq) * math.expm1(-k * dt) / k
         else:
             dt = span
             bound = target if reach else eq
@@ -287,6 +296,12 @@ def advance(v, t, horizon, p_load, v_low, v_high, stop_high, cap, i_leak, v_max,
             t_act, m1 = integrals(a, b, c, cap, v, v_int) if v_int != v else (0.0, 0.0)
             if t_act < dt:  # V settled on an equilibrium to float precision: it sits there the rest of dt
                 m1 += v_new * (dt - t_act)
+            if b == 0.0 and a != 0.0:
+                # the ODE itself gives int V dt = (Delta E - c dt) / a; better conditioned than the log form
+                # whenever the leakage term is not swamped by the constant-power term
+                num = 0.5 * cap * (v_new * v_new - v * v) - c * dt
+                if abs(num) >= 1e-6 * max(abs(c * dt), 1e-300):
+                    m1 = num / a
         de = 0.5 * cap * (v_new * v_new - v * v)
         e_c += p_load * dt
         e_l += i_leak * m1
