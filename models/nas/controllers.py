@@ -1,0 +1,284 @@
+"""Search controllers behind one ask/tell interface, the reward, and the search loop.
+
+Controllers only see the search space (``sample`` / ``mutate`` / ``crossover``
+/ the decision sequence) and the objectives dicts the evaluator returns:
+
+``random``     uniform samples.
+``evolution``  regularized (aging) evolution (Real et al., AAAI 2019): a
+               population of the most recent ``population`` candidates; a child
+               is the mutation of the best of ``sample_size`` random members
+               (optionally crossed with the runner-up); the oldest member dies.
+``rl``         iNAS's controller: an LSTM policy emits one categorical decision
+               per step (stage kind, kernel, filters, depth, ...), trained with
+               REINFORCE, an exponential moving-average baseline and an entropy
+               bonus.
+
+Every controller is seeded (``numpy.random.Generator``; the RL policy's
+initialisation and sampling use a seeded ``torch.Generator``) so a search is
+reproducible given the seed and the batch size (not the worker count).
+
+Reward (:func:`reward`): the accuracy when the candidate meets every
+constraint; ``accuracy - penalty * min(1, latency / requirement - 1)`` when it
+only misses the latency requirement; ``accuracy - 2 * penalty`` when it breaks
+a hard constraint (SRAM, per-cycle energy, never completes).  It never grows
+with latency (iNAS's reward did; see shared/CALIBRATION.md).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Protocol, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .space import Arch, SearchSpace
+
+CONTROLLERS = ("random", "evolution", "rl")
+
+
+def reward(obj: dict, penalty: float = 0.5) -> float:
+    """Scalar fitness of an objectives dict (higher is better); non-increasing in latency."""
+    acc = float(obj["accuracy"])
+    if not obj.get("hw_feasible", obj.get("feasible", False)):
+        return acc - 2.0 * penalty
+    req, lat = obj.get("requirement_s"), obj.get("latency_s")
+    if req is None or lat is None or lat <= req:
+        return acc
+    return acc - penalty * min(1.0, lat / req - 1.0)
+
+
+def _rank_key(obj: dict) -> tuple:
+    lat = obj.get("latency_s")
+    return (reward(obj), -(lat if lat is not None else np.inf))
+
+
+class Controller(Protocol):
+    name: str
+
+    def ask(self, n: int) -> list[Arch]: ...
+
+    def tell(self, archs: Sequence[Arch], objectives: Sequence[dict]) -> None: ...
+
+
+class RandomSearch:
+    """Uniform random sampling."""
+
+    name = "random"
+
+    def __init__(self, space: SearchSpace, seed: int = 0):
+        self.space = space
+        self.rng = np.random.default_rng(seed)
+
+    def ask(self, n: int) -> list[Arch]:
+        return [self.space.sample(self.rng) for _ in range(n)]
+
+    def tell(self, archs, objectives) -> None:
+        pass
+
+
+class RegularizedEvolution:
+    """Aging evolution: tournament selection, mutation (+ optional crossover), the oldest dies."""
+
+    name = "evolution"
+
+    def __init__(self, space: SearchSpace, seed: int = 0, population: int = 16, sample_size: int = 4,
+                 crossover_prob: float = 0.25):
+        self.space = space
+        self.rng = np.random.default_rng(seed)
+        self.population_size = max(2, population)
+        self.sample_size = max(1, sample_size)
+        self.crossover_prob = crossover_prob
+        self.population: list[tuple[Arch, dict]] = []  # oldest first
+        self._proposed = 0
+
+    def ask(self, n: int) -> list[Arch]:
+        out = []
+        for _ in range(n):
+            if self._proposed < self.population_size or not self.population:
+                out.append(self.space.sample(self.rng))
+            else:
+                k = min(self.sample_size, len(self.population))
+                idx = self.rng.choice(len(self.population), size=k, replace=False)
+                cands = sorted((self.population[int(i)] for i in idx), key=lambda p: _rank_key(p[1]), reverse=True)
+                parent = cands[0][0]
+                if len(cands) > 1 and self.rng.random() < self.crossover_prob:
+                    parent = self.space.crossover(parent, cands[1][0], self.rng)
+                out.append(self.space.mutate(parent, self.rng))
+            self._proposed += 1
+        return out
+
+    def tell(self, archs, objectives) -> None:
+        for a, o in zip(archs, objectives):
+            self.population.append((a, o))
+            if len(self.population) > self.population_size:
+                self.population.pop(0)
+
+
+class _one_thread:
+    """Tiny tensors: one intra-op thread (two were measured far slower on a 2-core machine)."""
+
+    def __enter__(self):
+        self.prev = torch.get_num_threads()
+        torch.set_num_threads(1)
+
+    def __exit__(self, *exc):
+        torch.set_num_threads(self.prev)
+
+
+class _Policy(nn.Module):
+    """LSTM policy over a sequence of categorical decisions (one linear head per decision)."""
+
+    def __init__(self, sizes: Sequence[int], hidden: int = 32):
+        super().__init__()
+        self.sizes = list(sizes)
+        self.hidden = hidden
+        self.start = nn.Parameter(torch.zeros(1, hidden))
+        self.embed = nn.ModuleList(nn.Embedding(n, hidden) for n in self.sizes)
+        self.cell = nn.LSTMCell(hidden, hidden)
+        self.heads = nn.ModuleList(nn.Linear(hidden, n) for n in self.sizes)
+
+    def rollout(self, n: int, gen: torch.Generator | None = None, actions: torch.Tensor | None = None):
+        """Sample (or score given) ``actions`` (n, D): returns actions, summed log-prob (n,), mean entropy (n,)."""
+        h = torch.zeros(n, self.hidden)
+        c = torch.zeros(n, self.hidden)
+        x = self.start.expand(n, -1)
+        acts, logp, ent = [], torch.zeros(n), torch.zeros(n)
+        for d, head in enumerate(self.heads):
+            h, c = self.cell(x, (h, c))
+            logits = head(h)
+            lp = torch.log_softmax(logits, dim=1)
+            if actions is None:
+                a = torch.multinomial(lp.exp(), 1, generator=gen).squeeze(1)
+            else:
+                a = actions[:, d]
+            acts.append(a)
+            logp = logp + lp.gather(1, a[:, None]).squeeze(1)
+            ent = ent - (lp.exp() * lp).sum(1)
+            x = self.embed[d](a)
+        return torch.stack(acts, 1), logp, ent / len(self.heads)
+
+
+class RLController:
+    """iNAS-style LSTM policy + REINFORCE (EMA baseline, entropy bonus, Adam)."""
+
+    name = "rl"
+
+    def __init__(self, space: SearchSpace, seed: int = 0, lr: float = 0.05, hidden: int = 32,
+                 baseline_decay: float = 0.8, entropy_weight: float = 0.01, penalty: float = 0.5):
+        self.space = space
+        self.sizes = [len(opts) for _, opts in space.decisions()]
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.policy = _Policy(self.sizes, hidden)
+        self.gen = torch.Generator().manual_seed(seed)
+        self.opt = torch.optim.Adam(self.policy.parameters(), lr=lr)
+        self.baseline: float | None = None
+        self.decay = baseline_decay
+        self.entropy_weight = entropy_weight
+        self.penalty = penalty
+        self.updates = 0
+
+    def ask(self, n: int) -> list[Arch]:
+        with torch.no_grad(), _one_thread():
+            acts, _, _ = self.policy.rollout(n, self.gen)
+        return [self.space.decode([int(v) for v in row]) for row in acts]
+
+    def tell(self, archs, objectives) -> None:
+        if not archs:
+            return
+        r = torch.tensor([reward(o, self.penalty) for o in objectives], dtype=torch.float32)
+        if self.baseline is None:
+            self.baseline = float(r.mean())
+        adv = r - self.baseline
+        acts = torch.tensor([self.space.encode(a) for a in archs], dtype=torch.long)
+        with _one_thread():
+            _, logp, ent = self.policy.rollout(len(archs), actions=acts)
+            loss = -(adv * logp).mean() - self.entropy_weight * ent.mean()
+            self.opt.zero_grad()
+            loss.backward()
+            self.opt.step()
+        self.baseline = self.decay * self.baseline + (1 - self.decay) * float(r.mean())
+        self.updates += 1
+
+
+def make_controller(name: str, space: SearchSpace, seed: int = 0, budget: int | None = None, **kw) -> Controller:
+    """``random`` | ``evolution`` | ``rl``; evolution's population defaults to min(16, budget // 3)."""
+    if name == "random":
+        return RandomSearch(space, seed)
+    if name == "evolution":
+        pop = kw.pop("population", None) or max(4, min(16, (budget or 48) // 3))
+        return RegularizedEvolution(space, seed, population=pop, **kw)
+    if name == "rl":
+        return RLController(space, seed, **kw)
+    raise ValueError(f"unknown controller {name!r} (one of {', '.join(CONTROLLERS)})")
+
+
+# --------------------------------------------------------------------------- the search loop
+@dataclass
+class SearchResult:
+    """What a search evaluated, in order, and how long it took."""
+
+    controller: str
+    history: list[dict] = field(default_factory=list)  # objectives dicts, with "step" and "reward"
+    wall_s: float = 0.0
+    evaluations: int = 0
+
+    @property
+    def evals_per_s(self) -> float:
+        return self.evaluations / self.wall_s if self.wall_s > 0 else float("nan")
+
+    def feasible(self) -> list[dict]:
+        return [o for o in self.history if o["feasible"]]
+
+    def best_feasible(self) -> dict | None:
+        """The most accurate candidate meeting every constraint (ties: lower latency)."""
+        f = self.feasible()
+        return max(f, key=lambda o: (o["accuracy"], -o["latency_s"])) if f else None
+
+    def best(self) -> dict | None:
+        """The best candidate by reward (ties: lower latency); None if nothing was evaluated."""
+        return max(self.history, key=_rank_key) if self.history else None
+
+
+def run_search(controller: Controller, evaluator, budget: int, batch: int = 4,
+               progress: Callable[[int, int], None] | None = None) -> SearchResult:
+    """Ask/evaluate/tell until ``budget`` evaluations; ``batch`` candidates per round (evaluated together)."""
+    if budget < 1:
+        raise ValueError(f"budget must be at least 1 evaluation, got {budget}")
+    res = SearchResult(controller.name)
+    t0 = time.perf_counter()
+    done = 0
+    while done < budget:
+        n = min(batch, budget - done)
+        archs = controller.ask(n)
+        objs = evaluator.evaluate_many(archs)
+        controller.tell(archs, objs)
+        for o in objs:
+            o["step"] = done
+            o["reward"] = reward(o)
+            res.history.append(o)
+            done += 1
+        if progress:
+            progress(done, budget)
+    res.wall_s = time.perf_counter() - t0
+    res.evaluations = done
+    return res
+
+
+def pareto_front(objs: Sequence[dict], x: str = "latency_s", y: str = "accuracy") -> list[dict]:
+    """Feasible, non-dominated candidates (minimise ``x``, maximise ``y``), unique by arch, sorted by ``x``."""
+    seen, pts = set(), []
+    for o in objs:
+        if o["feasible"] and o["arch_id"] not in seen and o.get(x) is not None:
+            seen.add(o["arch_id"])
+            pts.append(o)
+    pts.sort(key=lambda o: (o[x], -o[y]))
+    front, best_y = [], -np.inf
+    for o in pts:
+        if o[y] > best_y:
+            front.append(o)
+            best_y = o[y]
+    return front

@@ -1,0 +1,524 @@
+"""Weight sharing: a Once-for-All supernet over a :class:`~aidi.models.nas.space.SearchSpace`.
+
+The supernet holds, per stage and block, the weights of the largest choice of
+each block kind: a standard conv ``(F_max, C_max, K_max, K_max)`` and a
+depthwise-separable pair (dw ``(C_max, 1, K_max, K_max)``, pw ``(F_max, C_max, 1, 1)``),
+plus the FC head ``(n_classes, F_max)``.  A subnet uses
+
+* elastic kernel size: the centre ``k x k`` crop of the ``K_max`` kernel,
+* elastic width: the first ``filters`` output channels (and the first input
+  channels its predecessor produced),
+* elastic depth: the first ``depth`` blocks of each stage,
+
+so its accuracy is read off the shared weights in milliseconds (no BN, hence
+no statistics to recalibrate).  :func:`extract` copies those slices into a
+standalone :class:`~aidi.models.net.AidiNet` whose outputs equal the
+supernet's for that architecture.
+
+Training is progressive shrinking as in Once-for-All (Cai et al., ICLR 2020),
+in short phases: ``full`` (the largest kernels, depths and widths, the block
+kind sampled per stage), then ``kernel`` (elastic kernel), ``depth`` (+ elastic
+depth) and ``width`` (+ elastic width), each step accumulating the gradients
+of ``subnets_per_step`` subnets: the smallest member opened so far (the
+"sandwich rule" of slimmable networks, which lifts the small members) and
+random ones.  After ``full`` the largest all-conv
+subnet is frozen as the *teacher*; later phases (and fine-tuning) use
+knowledge distillation ``loss = alpha * KD + (1 - alpha) * CE`` with
+``KD = T^2 * KL(softmax(t / T) || softmax(s / T))``.  ``alpha = 0`` turns KD
+off (:func:`kd_ablation` compares both).
+
+Everything is deterministic given the seed (``torch.random.fork_rng``, fixed
+thread count, seeded generators) and cached under ``cache_dir()/nas``
+(atomic writes), never in the repository.
+
+Public API::
+
+    SupernetConfig(...)                               # epochs per phase, lr, KD alpha / temperature, ...
+    Supernet(space)                                   # nn.Module; forward(x, arch)
+    train_supernet(space, data, seed, config) -> Supernet        # cached
+    extract(supernet, arch) -> AidiNet
+    supernet_accuracy(supernet, arch, x, y) -> float
+    finetune(module, data, seed, teacher=None, epochs=, alpha=, temperature=) -> AidiNet
+    train_from_scratch(arch, data, seed, epochs) -> AidiNet      # no KD, no sharing (iNAS-style)
+    split_validation(data, seed) -> NasData
+    kd_ablation(space, data, seed, ...) -> dict
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..data import Dataset
+from ..layers import parse_network
+from ..net import AidiNet, _atomic_save, _deterministic, accuracy, cache_dir
+from .space import Arch, SearchSpace, Stage
+
+PHASES = ("full", "kernel", "depth", "width")
+#: intra-op threads while training: these nets are tiny, and on a 2-core machine two
+#: threads were measured 50x slower per step than one (thread hand-off dominates)
+THREADS = 1
+
+
+def _det(seed: int):
+    return _deterministic(seed, THREADS)
+
+
+@dataclass(frozen=True)
+class SupernetConfig:
+    """Training settings (epochs per progressive-shrinking phase, optimiser, KD).
+
+    ``alpha``: weight of the KD term (0 = plain cross-entropy); ``temperature``:
+    KD softmax temperature; ``subnets_per_step``: subnets sampled per batch in
+    the shrinking phases; ``ft_epochs`` / ``ft_lr``: fine-tuning of finalists.
+    """
+
+    full_epochs: int = 30
+    kernel_epochs: int = 10
+    depth_epochs: int = 10
+    width_epochs: int = 40
+    batch: int = 64
+    lr: float = 3e-3
+    shrink_lr: float = 3e-3
+    subnets_per_step: int = 4
+    alpha: float = 0.5
+    temperature: float = 4.0
+    ft_epochs: int = 10
+    ft_lr: float = 2e-3
+    version: int = 2
+
+    def key(self) -> dict:
+        d = asdict(self)
+        d.pop("ft_epochs")
+        d.pop("ft_lr")
+        return d
+
+    @classmethod
+    def quick(cls, **kw) -> "SupernetConfig":
+        """Tiny epochs (tests, --quick)."""
+        base = dict(full_epochs=4, kernel_epochs=1, depth_epochs=1, width_epochs=2, ft_epochs=2)
+        base.update(kw)
+        return cls(**base)
+
+
+@dataclass(frozen=True)
+class NasData:
+    """Train / validation (search) / test (final report) splits of a data set."""
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    n_classes: int
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return tuple(int(v) for v in self.x_train.shape[1:])  # type: ignore[return-value]
+
+    def fingerprint(self) -> str:
+        h = hashlib.sha256()
+        for a in (self.x_train, self.y_train, self.x_val, self.y_val):
+            h.update(str(a.shape).encode())
+            h.update(np.ascontiguousarray(a[: min(len(a), 256)]).tobytes())
+        return f"{self.name}-{h.hexdigest()[:12]}"
+
+    def as_dataset(self) -> Dataset:
+        """The original train (train + val) / test split as a :class:`~aidi.models.data.Dataset`."""
+        return Dataset(self.name, np.concatenate([self.x_train, self.x_val]),
+                       np.concatenate([self.y_train, self.y_val]), self.x_test, self.y_test, self.n_classes)
+
+
+def split_validation(data: Dataset, seed: int, fraction: float = 0.2) -> NasData:
+    """Hold out ``fraction`` of the training split (per class, shuffled by ``seed``) for the search."""
+    rng = np.random.default_rng(seed)
+    val = np.zeros(len(data.y_train), dtype=bool)
+    for c in np.unique(data.y_train):
+        idx = np.nonzero(data.y_train == c)[0]
+        idx = idx[rng.permutation(len(idx))]
+        val[idx[: int(round(fraction * len(idx)))]] = True
+    return NasData(data.name, np.ascontiguousarray(data.x_train[~val]), data.y_train[~val],
+                   np.ascontiguousarray(data.x_train[val]), data.y_train[val], data.x_test, data.y_test,
+                   data.n_classes)
+
+
+# --------------------------------------------------------------------------- the supernet
+def _crop(w: torch.Tensor, k: int) -> torch.Tensor:
+    o = (w.shape[-1] - k) // 2
+    return w[..., o:o + k, o:o + k]
+
+
+BN_EPS = 1e-5
+#: training images used to recalibrate a member's BN statistics before reading its accuracy
+CALIB_SAMPLES = 1024
+
+
+class Supernet(nn.Module):
+    """Shared weights of every member of ``space``; ``forward(x, arch, stats)`` runs one member.
+
+    Every conv / dwconv / pwconv is followed by batch norm (then ReLU).  BN
+    affine parameters are shared (first channels), but each member has its own
+    statistics: training uses batch statistics, and :meth:`calibrate` computes
+    a member's statistics on training images (OFA's BN recalibration), which
+    :func:`extract` stores as the standalone module's running statistics.
+    """
+
+    def __init__(self, space: SearchSpace):
+        super().__init__()
+        self.space = space
+        cin = space.input_shape[0]
+        self.conv_w, self.dw_w, self.pw_w = nn.ParameterList(), nn.ParameterList(), nn.ParameterList()
+        self.conv_g, self.conv_bt = nn.ParameterList(), nn.ParameterList()
+        self.dw_g, self.dw_bt = nn.ParameterList(), nn.ParameterList()
+        self.pw_g, self.pw_bt = nn.ParameterList(), nn.ParameterList()
+        self.index: dict[tuple[int, int], int] = {}
+        for i, st in enumerate(space.stages):
+            fmax, kmax = max(st.filters), max(st.kernels)
+            for b in range(max(st.depths)):
+                c = cin if b == 0 else fmax
+                self.index[(i, b)] = len(self.conv_w)
+                # torch's default init of the largest layers (kaiming-uniform, a = sqrt(5))
+                self.conv_w.append(nn.Conv2d(c, fmax, kmax, bias=False).weight)
+                self.dw_w.append(nn.Conv2d(c, c, kmax, groups=c, bias=False).weight)
+                self.pw_w.append(nn.Conv2d(c, fmax, 1, bias=False).weight)
+                for g, bt, n in ((self.conv_g, self.conv_bt, fmax), (self.dw_g, self.dw_bt, c),
+                                 (self.pw_g, self.pw_bt, fmax)):
+                    g.append(nn.Parameter(torch.ones(n)))
+                    bt.append(nn.Parameter(torch.zeros(n)))
+            cin = fmax
+        if space.head == "flatten":
+            _, h, w = parse_network(space.largest().to_layers(), space.input_shape).shapes[-2]
+            fc = nn.Linear(cin * h * w, space.n_classes)
+            self.fc_w = nn.Parameter(fc.weight.detach().reshape(space.n_classes, cin, h, w).clone())
+        else:
+            fc = nn.Linear(cin, space.n_classes)
+            self.fc_w = fc.weight
+        self.fc_b = fc.bias
+
+    def head_weight(self, cin: int) -> torch.Tensor:
+        """FC weight of a member whose last stage has ``cin`` channels, ``(n_classes, in_features)``."""
+        return self.fc_w[:, :cin].reshape(self.fc_w.shape[0], -1)
+
+    def ops(self, arch: Arch) -> list[dict]:
+        """The member's weighted ops in order: ``{"w", "gamma", "beta", "pad", "groups"}`` views, and pools."""
+        out: list[dict] = []
+        cin = self.space.input_shape[0]
+        same = arch.padding == "same"
+        for i, s in enumerate(arch.stages):
+            pad = s.k // 2 if same else 0
+            for b in range(s.depth):
+                j = self.index[(i, b)]
+                if s.kind == "conv":
+                    out.append({"w": _crop(self.conv_w[j][: s.filters, :cin], s.k), "gamma": self.conv_g[j][: s.filters],
+                                "beta": self.conv_bt[j][: s.filters], "pad": pad, "groups": 1})
+                else:
+                    out.append({"w": _crop(self.dw_w[j][:cin], s.k), "gamma": self.dw_g[j][:cin],
+                                "beta": self.dw_bt[j][:cin], "pad": pad, "groups": cin})
+                    out.append({"w": self.pw_w[j][: s.filters, :cin], "gamma": self.pw_g[j][: s.filters],
+                                "beta": self.pw_bt[j][: s.filters], "pad": 0, "groups": 1})
+                cin = s.filters
+            if i in arch.pool_after:
+                out.append({"pool": 2})
+        out.append({"head": arch.head, "w": self.head_weight(cin), "b": self.fc_b})
+        return out
+
+    def forward(self, x: torch.Tensor, arch: Arch, stats: Sequence[tuple[torch.Tensor, torch.Tensor]] | None = None,
+                collect: list | None = None) -> torch.Tensor:
+        """Logits ``(B, n_classes)`` of ``arch``.
+
+        ``stats``: per-BN ``(mean, var)`` (eval with those statistics); None: batch statistics.
+        ``collect``: a list that receives each BN's batch ``(mean, biased var)``.
+        """
+        k = 0
+        for op in self.ops(arch):
+            if "pool" in op:
+                x = F.max_pool2d(x, op["pool"], op["pool"])
+            elif "head" in op:
+                x = x.mean(dim=(2, 3)) if op["head"] == "gap" else x.flatten(1)
+                return F.linear(x, op["w"], op["b"])
+            else:
+                x = F.conv2d(x, op["w"], None, 1, op["pad"], groups=op["groups"])
+                if stats is None:
+                    if collect is not None:
+                        with torch.no_grad():
+                            collect.append((x.mean(dim=(0, 2, 3)), x.var(dim=(0, 2, 3), unbiased=False)))
+                    x = F.batch_norm(x, None, None, op["gamma"], op["beta"], True, 0.0, BN_EPS)
+                else:
+                    x = F.batch_norm(x, stats[k][0], stats[k][1], op["gamma"], op["beta"], False, 0.0, BN_EPS)
+                k += 1
+                x = F.relu(x)
+        raise AssertionError("unreachable: ops() ends with the head")
+
+    def calibrate(self, arch: Arch, x_calib: np.ndarray) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """BN statistics of ``arch`` over ``x_calib`` (one batch)."""
+        stats: list = []
+        with torch.no_grad(), _det(0):
+            self.forward(torch.from_numpy(np.ascontiguousarray(x_calib, dtype=np.float32)), arch, collect=stats)
+        return stats
+
+
+def calibration_images(data: "NasData") -> np.ndarray:
+    return data.x_train[:CALIB_SAMPLES]
+
+
+def extract(supernet: Supernet, arch: Arch, x_calib: np.ndarray) -> AidiNet:
+    """A standalone :class:`AidiNet` of ``arch`` with the supernet's (copied) weights and BN statistics
+    recalibrated on ``x_calib``; its outputs equal ``supernet(x, arch, supernet.calibrate(arch, x_calib))``."""
+    if not supernet.space.contains(arch):
+        raise ValueError(f"architecture {arch.describe()} is not in search space {supernet.space.name}")
+    stats = supernet.calibrate(arch, x_calib)
+    module = AidiNet(parse_network(arch.to_layers(), arch.input_shape))
+    weighted = [m for m in module.layers if isinstance(m, (nn.Conv2d, nn.Linear))]
+    bns = [m for m in module.layers if isinstance(m, nn.BatchNorm2d)]
+    ops = [op for op in supernet.ops(arch) if "pool" not in op]
+    assert len(weighted) == len(ops) and len(bns) == len(ops) - 1
+    with torch.no_grad():
+        for op, m, bn, (mu, var) in zip(ops[:-1], weighted[:-1], bns, stats):
+            m.weight.copy_(op["w"])
+            bn.weight.copy_(op["gamma"])
+            bn.bias.copy_(op["beta"])
+            bn.running_mean.copy_(mu)
+            bn.running_var.copy_(var)
+        weighted[-1].weight.copy_(ops[-1]["w"])
+        weighted[-1].bias.copy_(ops[-1]["b"])
+    module.eval()
+    return module
+
+
+def supernet_accuracy(supernet: Supernet, arch: Arch, x: np.ndarray, y: np.ndarray, x_calib: np.ndarray,
+                      batch: int = 1024) -> float:
+    """Top-1 accuracy (fraction) of ``arch`` with inherited weights (BN recalibrated on ``x_calib``)."""
+    supernet.eval()
+    stats = supernet.calibrate(arch, x_calib)
+    correct = 0
+    with torch.no_grad(), _det(0):
+        for k in range(0, len(x), batch):
+            xb = torch.from_numpy(np.ascontiguousarray(x[k:k + batch], dtype=np.float32))
+            correct += int((supernet(xb, arch, stats).argmax(1).numpy() == y[k:k + batch]).sum())
+    return correct / max(1, len(x))
+
+
+# --------------------------------------------------------------------------- training
+def kd_loss(student: torch.Tensor, teacher: torch.Tensor | None, y: torch.Tensor, alpha: float,
+            temperature: float) -> torch.Tensor:
+    """``alpha * T^2 * KL(softmax(t/T) || softmax(s/T)) + (1 - alpha) * CE(s, y)`` (plain CE without a teacher)."""
+    ce = F.cross_entropy(student, y)
+    if teacher is None or alpha <= 0:
+        return ce
+    t = temperature
+    kd = F.kl_div(F.log_softmax(student / t, 1), F.log_softmax(teacher / t, 1), reduction="batchmean",
+                  log_target=True) * (t * t)
+    return alpha * kd + (1.0 - alpha) * ce
+
+
+def _phase_sampler(space: SearchSpace, phase: str) -> Callable[[np.random.Generator, str], Arch]:
+    """Members a phase trains: ``which`` = "random" (uniform over the elastic dimensions opened so
+    far), "max" or "min" (the largest / smallest of them; the block kind stays random)."""
+    elastic = {"k": phase != "full", "depth": phase in ("depth", "width"), "filters": phase == "width"}
+
+    def pick(opts, name, which, rng):
+        if not elastic[name] or which == "max":
+            return max(opts)
+        return min(opts) if which == "min" else opts[int(rng.integers(len(opts)))]
+
+    def sample(rng: np.random.Generator, which: str = "random") -> Arch:
+        stages = []
+        for st in space.stages:
+            kind = st.kinds[int(rng.integers(len(st.kinds)))]
+            stages.append(Stage(kind, pick(st.kernels, "k", which, rng), pick(st.filters, "filters", which, rng),
+                                pick(st.depths, "depth", which, rng)))
+        return space.make(stages)
+
+    return sample
+
+
+def _batches(n: int, batch: int, gen: torch.Generator):
+    perm = torch.randperm(n, generator=gen)
+    for k in range(0, n, batch):
+        yield perm[k:k + batch]
+
+
+def _train_supernet(sn: Supernet, data: NasData, seed: int, cfg: SupernetConfig,
+                    log: Callable[[str], None] | None) -> dict:
+    x = torch.from_numpy(data.x_train)
+    y = torch.from_numpy(data.y_train)
+    rng = np.random.default_rng(seed)
+    gen = torch.Generator().manual_seed(seed)
+    teacher_arch = sn.space.largest("conv")
+    teacher, t_stats = None, None
+    history = {}
+    for phase in PHASES:
+        epochs = getattr(cfg, f"{phase}_epochs")
+        if epochs <= 0:
+            continue
+        if phase != "full" and teacher is None and cfg.alpha > 0:
+            teacher = copy.deepcopy(sn).eval()
+            for p in teacher.parameters():
+                p.requires_grad_(False)
+            t_stats = teacher.calibrate(teacher_arch, calibration_images(data))
+        lr = cfg.lr if phase == "full" else cfg.shrink_lr
+        opt = torch.optim.Adam(sn.parameters(), lr=lr)
+        steps = epochs * ((len(x) + cfg.batch - 1) // cfg.batch)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, steps))
+        sampler = _phase_sampler(sn.space, phase)
+        n_sub = 1 if phase == "full" else cfg.subnets_per_step
+        sn.train()
+        t0 = time.perf_counter()
+        for _ in range(epochs):
+            for idx in _batches(len(x), cfg.batch, gen):
+                xb, yb = x[idx], y[idx]
+                t_logits = None
+                if teacher is not None:
+                    with torch.no_grad():
+                        t_logits = teacher(xb, teacher_arch, t_stats)
+                opt.zero_grad()
+                for j in range(n_sub):
+                    # sandwich rule (slimmable nets / BigNAS): the smallest member every step, then random ones
+                    a = sampler(rng, "min" if j == 0 and n_sub > 1 else "random")
+                    loss = kd_loss(sn(xb, a), t_logits, yb, cfg.alpha, cfg.temperature) / n_sub
+                    loss.backward()
+                opt.step()
+                sched.step()
+        sn.eval()
+        acc_max = supernet_accuracy(sn, teacher_arch, data.x_val, data.y_val, calibration_images(data))
+        history[phase] = {"epochs": epochs, "seconds": time.perf_counter() - t0, "val_acc_largest": acc_max}
+        if log:
+            log(f"supernet phase {phase}: {epochs} epochs, {history[phase]['seconds']:.1f} s, "
+                f"largest subnet val acc {acc_max:.3f}")
+    return history
+
+
+def _supernet_path(space: SearchSpace, data: NasData, seed: int, cfg: SupernetConfig) -> Path:
+    blob = json.dumps({"space": space.id, "data": data.fingerprint(), "seed": seed, "cfg": cfg.key(),
+                       "torch": torch.__version__.split("+")[0]}, sort_keys=True)
+    return cache_dir() / "nas" / f"supernet-{space.name}-{hashlib.sha256(blob.encode()).hexdigest()[:20]}.pt"
+
+
+def train_supernet(space: SearchSpace, data: NasData, seed: int = 0, config: SupernetConfig | None = None,
+                   use_cache: bool = True, log: Callable[[str], None] | None = None) -> Supernet:
+    """Train (or load from ``cache_dir()/nas``) the supernet of ``space`` on ``data``'s training split.
+
+    ``supernet.meta`` holds the phase history, ``train_seconds`` (0 when loaded) and the cache path.
+    """
+    cfg = config or SupernetConfig()
+    if tuple(data.input_shape) != tuple(space.input_shape):
+        raise ValueError(f"search space {space.name} expects input {list(space.input_shape)}, "
+                         f"data set {data.name} has {list(data.input_shape)}")
+    path = _supernet_path(space, data, seed, cfg)
+    with _det(seed):
+        sn = Supernet(space)
+    if use_cache and path.exists():
+        try:
+            blob = torch.load(path, weights_only=True)
+            sn.load_state_dict(blob["state_dict"])
+            sn.eval()
+            sn.meta = {**json.loads(blob["meta"]), "train_seconds": 0.0, "cache_path": str(path), "cached": True}
+            return sn
+        except Exception:  # stale or corrupt: retrain
+            with _det(seed):
+                sn = Supernet(space)
+    t0 = time.perf_counter()
+    with _det(seed):
+        history = _train_supernet(sn, data, seed, cfg, log)
+    dt = time.perf_counter() - t0
+    meta = {"history": history, "train_seconds_when_built": dt, "seed": seed, "config": asdict(cfg)}
+    if use_cache:
+        _atomic_save({"state_dict": sn.state_dict(), "meta": json.dumps(meta)}, path)
+    sn.meta = {**meta, "train_seconds": dt, "cache_path": str(path) if use_cache else None, "cached": False}
+    return sn
+
+
+def teacher_of(supernet: Supernet, x_calib: np.ndarray) -> tuple[AidiNet, Arch]:
+    """The teacher used for KD: the supernet's largest all-conv member as a standalone module."""
+    arch = supernet.space.largest("conv")
+    return extract(supernet, arch, x_calib), arch
+
+
+def _fit(module: nn.Module, data: NasData, seed: int, epochs: int, lr: float, batch: int,
+         teacher: nn.Module | None, alpha: float, temperature: float) -> None:
+    x = torch.from_numpy(data.x_train)
+    y = torch.from_numpy(data.y_train)
+    with _det(seed):
+        gen = torch.Generator().manual_seed(seed)
+        opt = torch.optim.Adam(module.parameters(), lr=lr)
+        steps = epochs * ((len(x) + batch - 1) // batch)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, steps))
+        if teacher is not None:
+            teacher.eval()
+        for _ in range(epochs):
+            module.train()
+            for idx in _batches(len(x), batch, gen):
+                t_logits = None
+                if teacher is not None and alpha > 0:
+                    with torch.no_grad():
+                        t_logits = teacher(x[idx]).flatten(1)
+                opt.zero_grad()
+                kd_loss(module(x[idx]).flatten(1), t_logits, y[idx], alpha, temperature).backward()
+                opt.step()
+                sched.step()
+        module.eval()
+
+
+def finetune(module: AidiNet, data: NasData, seed: int = 0, teacher: nn.Module | None = None,
+             epochs: int = 10, alpha: float = 0.5, temperature: float = 4.0, lr: float = 2e-3,
+             batch: int = 64) -> AidiNet:
+    """Fine-tune a copy of ``module`` (inherited weights) with KD from ``teacher`` (None or alpha 0: CE only)."""
+    m = copy.deepcopy(module)
+    _fit(m, data, seed, epochs, lr, batch, teacher, alpha, temperature)
+    return m
+
+
+def train_from_scratch(arch: Arch, data: NasData, seed: int = 0, epochs: int = 3, lr: float = 3e-3,
+                       batch: int = 64) -> AidiNet:
+    """iNAS-style child training: fresh weights, cross-entropy only, a few epochs."""
+    with _det(seed):
+        module = AidiNet(parse_network(arch.to_layers(), arch.input_shape))
+    _fit(module, data, seed, epochs, lr, batch, None, 0.0, 1.0)
+    return module
+
+
+def module_accuracy(module: nn.Module, x: np.ndarray, y: np.ndarray) -> float:
+    return accuracy(module, x, y)
+
+
+# --------------------------------------------------------------------------- KD ablation
+def kd_ablation(space: SearchSpace, data: NasData, seed: int = 0, config: SupernetConfig | None = None,
+                n_archs: int = 8, finetune_epochs: int | None = None, log: Callable[[str], None] | None = None) -> dict:
+    """What KD adds: supernets trained with ``alpha`` and with ``alpha = 0``, same seed and sampled subnets.
+
+    Reports the mean validation accuracy of ``n_archs`` sampled subnets read off
+    each supernet (inherited weights), and their mean test accuracy after
+    fine-tuning (with KD from that supernet's teacher vs. plain CE).
+    """
+    cfg = config or SupernetConfig()
+    rng = np.random.default_rng(seed + 7919)
+    archs = [space.sample(rng) for _ in range(n_archs)]
+    ft_epochs = cfg.ft_epochs if finetune_epochs is None else finetune_epochs
+    out = {"alpha": cfg.alpha, "temperature": cfg.temperature, "n_archs": n_archs, "archs": [a.id for a in archs]}
+    for label, c in (("kd", cfg), ("no_kd", replace(cfg, alpha=0.0))):
+        t0 = time.perf_counter()
+        sn = train_supernet(space, data, seed, c, log=log)
+        xc = calibration_images(data)
+        teacher, _ = teacher_of(sn, xc)
+        inherited = [supernet_accuracy(sn, a, data.x_val, data.y_val, xc) for a in archs]
+        tuned = [module_accuracy(finetune(extract(sn, a, xc), data, seed, teacher if c.alpha > 0 else None, ft_epochs,
+                                          c.alpha, c.temperature, c.ft_lr), data.x_test, data.y_test)
+                 for a in archs]
+        out[label] = {"inherited_val_acc_mean": float(np.mean(inherited)), "finetuned_test_acc_mean":
+                      float(np.mean(tuned)), "inherited_val_acc": inherited, "finetuned_test_acc": tuned,
+                      "seconds": time.perf_counter() - t0}
+    out["kd_gain_inherited"] = out["kd"]["inherited_val_acc_mean"] - out["no_kd"]["inherited_val_acc_mean"]
+    out["kd_gain_finetuned"] = out["kd"]["finetuned_test_acc_mean"] - out["no_kd"]["finetuned_test_acc_mean"]
+    return out
