@@ -166,6 +166,51 @@ def demo(
 
 
 @app.command()
+def nas(
+    scenario: Path = typer.Argument(..., help="scenario TOML file (its harvester, capacitor, SRAM budget and deadline)"),
+    controller: str = typer.Option("evolution", help="random, evolution (regularized/aging) or rl (LSTM + REINFORCE)"),
+    budget: int = typer.Option(48, help="evaluations (per requirement and method with --compare)"),
+    seed: int = typer.Option(0, help="seed of data split, supernet, controller and fine-tuning"),
+    requirement: Optional[float] = typer.Option(None, help="latency requirement (s); default: the scenario's [sim] deadline_s"),
+    compare: bool = typer.Option(False, "--compare", help="ours vs iNAS-style vs HW-NAS-style at three requirements"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
+    out: Optional[Path] = typer.Option(None, help="output folder (default out/nas/<scenario>)"),
+    workers: int = typer.Option(1, help="local worker processes for the simulations (or Dask workers with --dask local)"),
+    dask: Optional[str] = typer.Option(None, "--dask", help="a Dask scheduler address, or 'local' for a LocalCluster"),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="folder of cifar10 / tinyimagenet (never downloaded)"),
+    dataset: str = typer.Option("digits", help="digits (bundled), cifar10 or tinyimagenet"),
+    quick: bool = typer.Option(False, "--quick", help="tiny training epochs (tests, smoke runs)"),
+) -> None:
+    """Search a network and its intermittent execution design; Pareto front, chosen model saved as a scenario."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from . import nas_run
+
+    err = Console(stderr=True)
+    log = (lambda msg: None) if as_json else (lambda msg: err.print(f"[dim]{msg}[/dim]"))
+    with one_line_errors(str(scenario)):
+        with Progress(transient=True, disable=as_json, console=err) as prog:
+            tasks: dict = {}
+
+            def tick(*a):
+                tag, done, total = a if len(a) == 3 else ("search", *a)
+                if tag not in tasks:
+                    tasks[tag] = prog.add_task(tag, total=total)
+                prog.update(tasks[tag], completed=done)
+
+            kw = dict(controller=controller, budget=budget, seed=seed, requirement_s=requirement, workers=workers,
+                      dask=dask, dataset=dataset, data_dir=data_dir, out=out, quick=quick, progress=tick, log=log)
+            summary = nas_run.run_compare(scenario, **kw) if compare else nas_run.run_nas(scenario, **kw)
+    if as_json:
+        _print_json(summary)
+    elif compare:
+        nas_run.print_compare(summary)
+    else:
+        nas_run.print_nas(summary)
+
+
+@app.command()
 def bench(quick: bool = typer.Option(False, "--quick", help="small sizes"),
           as_json: bool = typer.Option(False, "--json")) -> None:
     """Benchmarks, each next to a baseline measured in the same run."""

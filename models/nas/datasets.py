@@ -1,0 +1,166 @@
+"""CIFAR-10 and Tiny ImageNet from a local folder (never downloaded).
+
+``cifar10``       the "python version" folder: pickled ``data_batch_1`` ..
+                  ``data_batch_5`` and ``test_batch`` (dicts with ``b"data"``,
+                  N x 3072 uint8 rows in CHW order, and ``b"labels"``).
+``tinyimagenet``  ``wnids.txt`` (one class id a line), ``train/<wnid>/images/*.JPEG``
+                  and ``val/images/*.JPEG`` labelled by ``val/val_annotations.txt``
+                  (``file<TAB>wnid<TAB>...``); the val split is the test split.
+
+Pixels are scaled to [0, 1) like ``digits`` (``p / 255 * (1 - 2**-15)``), shape
+``(3, H, W)``.  JPEGs are read with Pillow when it is installed, else with the
+small baseline decoder in :mod:`aidi.models.nas.jpeg`.  Decoded Tiny ImageNet
+arrays are cached under ``cache_dir()/data`` (keyed by the file listing).
+A missing folder or file raises :class:`DatasetError` naming the expected layout.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+from pathlib import Path
+
+import numpy as np
+
+from ..data import Dataset
+
+CIFAR_LAYOUT = "a CIFAR-10 python folder with data_batch_1..data_batch_5 and test_batch"
+TINY_LAYOUT = ("a Tiny ImageNet folder with wnids.txt, train/<wnid>/images/*.JPEG and "
+               "val/val_annotations.txt + val/images/*.JPEG")
+_SCALE = (1.0 - 2.0**-15) / 255.0
+
+
+class DatasetError(ValueError):
+    """A data folder that is missing or not in the expected layout (one-line message)."""
+
+
+def _scale(x: np.ndarray) -> np.ndarray:
+    return (x.astype(np.float64) * _SCALE).astype(np.float32)
+
+
+def _subsample(x, y, n, seed):
+    if n is None or n >= len(y):
+        return x, y
+    idx = np.sort(np.random.default_rng(seed).permutation(len(y))[:n])
+    return x[idx], y[idx]
+
+
+def load_cifar10(data_dir: str | Path, seed: int = 0, max_train: int | None = None,
+                 max_test: int | None = None) -> Dataset:
+    """CIFAR-10 from ``data_dir`` (the ``cifar-10-batches-py`` folder or its parent)."""
+    d = Path(data_dir)
+    if (d / "cifar-10-batches-py").is_dir():
+        d = d / "cifar-10-batches-py"
+    if not d.is_dir():
+        raise DatasetError(f"--data-dir {d}: folder not found; expected {CIFAR_LAYOUT}")
+    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+    missing = [n for n in names if not (d / n).is_file()]
+    if missing:
+        raise DatasetError(f"--data-dir {d}: missing {missing[0]}; expected {CIFAR_LAYOUT}")
+
+    def read(name):
+        try:
+            with open(d / name, "rb") as f:
+                b = pickle.load(f, encoding="bytes")
+            x = np.asarray(b[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+            y = np.asarray(b[b"labels"], dtype=np.int64)
+        except Exception as exc:
+            raise DatasetError(f"{d / name}: not a CIFAR-10 batch ({type(exc).__name__}); expected {CIFAR_LAYOUT}") from None
+        return x, y
+
+    parts = [read(n) for n in names[:5]]
+    xtr = np.concatenate([p[0] for p in parts])
+    ytr = np.concatenate([p[1] for p in parts])
+    xte, yte = read("test_batch")
+    xtr, ytr = _subsample(xtr, ytr, max_train, seed)
+    xte, yte = _subsample(xte, yte, max_test, seed + 1)
+    return Dataset("cifar10", _scale(xtr), ytr, _scale(xte), yte, 10)
+
+
+def read_image(path: Path) -> np.ndarray:
+    """uint8 ``(3, H, W)`` RGB of a JPEG (grayscale replicated)."""
+    try:
+        from PIL import Image  # optional
+    except ImportError:
+        from .jpeg import decode
+
+        img = decode(Path(path).read_bytes())
+    else:
+        with Image.open(path) as im:
+            img = np.asarray(im.convert("RGB"))
+    if img.ndim == 2:
+        img = np.repeat(img[:, :, None], 3, axis=2)
+    return np.ascontiguousarray(img.transpose(2, 0, 1))
+
+
+def load_tinyimagenet(data_dir: str | Path, seed: int = 0, max_per_class: int | None = None,
+                      max_test: int | None = None, use_cache: bool = True) -> Dataset:
+    """Tiny ImageNet from ``data_dir`` (the ``tiny-imagenet-200`` folder or its parent)."""
+    from ..net import cache_dir
+
+    d = Path(data_dir)
+    if (d / "tiny-imagenet-200").is_dir():
+        d = d / "tiny-imagenet-200"
+    if not d.is_dir():
+        raise DatasetError(f"--data-dir {d}: folder not found; expected {TINY_LAYOUT}")
+    for need in ("wnids.txt", "train", "val/val_annotations.txt"):
+        if not (d / need).exists():
+            raise DatasetError(f"--data-dir {d}: missing {need}; expected {TINY_LAYOUT}")
+    wnids = [w.strip() for w in (d / "wnids.txt").read_text().splitlines() if w.strip()]
+    cls = {w: i for i, w in enumerate(wnids)}
+    train = []
+    for w in wnids:
+        files = sorted((d / "train" / w / "images").glob("*.JPEG"))
+        if not files:
+            raise DatasetError(f"--data-dir {d}: no train/{w}/images/*.JPEG; expected {TINY_LAYOUT}")
+        if max_per_class is not None:
+            files = files[:max_per_class]
+        train += [(f, cls[w]) for f in files]
+    test = []
+    for line in (d / "val" / "val_annotations.txt").read_text().splitlines():
+        parts = line.split("\t")
+        if len(parts) >= 2 and parts[1] in cls:
+            test.append((d / "val" / "images" / parts[0], cls[parts[1]]))
+    if not test:
+        raise DatasetError(f"--data-dir {d}: val/val_annotations.txt lists no known class; expected {TINY_LAYOUT}")
+    test.sort()
+    if max_test is not None:
+        test = test[:max_test]
+    listing = "\n".join(f"{p.relative_to(d)}:{p.stat().st_size}" for p, _ in train + test if p.exists())
+    key = hashlib.sha256(f"{d.resolve()}\n{listing}".encode()).hexdigest()[:20]
+    path = cache_dir() / "data" / f"tinyimagenet-{key}.npz"
+    if use_cache and path.is_file():
+        z = np.load(path)
+        xtr, ytr, xte, yte = z["xtr"], z["ytr"], z["xte"], z["yte"]
+    else:
+        def read_all(items):
+            missing = [p for p, _ in items if not p.is_file()]
+            if missing:
+                raise DatasetError(f"--data-dir {d}: missing {missing[0].relative_to(d)}; expected {TINY_LAYOUT}")
+            try:
+                return (np.stack([read_image(p) for p, _ in items]), np.array([c for _, c in items], dtype=np.int64))
+            except ValueError as exc:
+                raise DatasetError(f"--data-dir {d}: {str(exc).splitlines()[0]}") from None
+
+        xtr, ytr = read_all(train)
+        xte, yte = read_all(test)
+        if use_cache:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp.npz")
+            np.savez(tmp, xtr=xtr, ytr=ytr, xte=xte, yte=yte)
+            tmp.replace(path)
+    return Dataset("tinyimagenet", _scale(xtr), ytr, _scale(xte), yte, len(wnids))
+
+
+def load(name: str, data_dir: str | Path | None, seed: int = 0, **kw) -> Dataset:
+    """``digits`` (bundled) or ``cifar10`` / ``tinyimagenet`` from ``data_dir``."""
+    from ..data import load_dataset
+
+    if name == "digits":
+        return load_dataset("digits", seed)
+    if name in ("cifar10", "tinyimagenet"):
+        if data_dir is None:
+            layout = CIFAR_LAYOUT if name == "cifar10" else TINY_LAYOUT
+            raise DatasetError(f"dataset {name} needs --data-dir: {layout}")
+        return load_cifar10(data_dir, seed, **kw) if name == "cifar10" else load_tinyimagenet(data_dir, seed, **kw)
+    raise DatasetError(f"unknown dataset {name!r} (one of digits, cifar10, tinyimagenet)")
