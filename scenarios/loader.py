@@ -139,6 +139,7 @@ class _Reader:
         self.where = path.name
 
     def fail(self, key: str, msg: str):
+        key = key if key.isprintable() else repr(key)  # a quoted TOML key may hold a newline
         raise ScenarioError(f"{self.where}: {key}: {msg}")
 
     def get(self, section: str, key: str, default: Any = ..., kind: str = "float", lo: float | None = None,

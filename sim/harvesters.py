@@ -118,18 +118,24 @@ def read_trace(path: Path, efficiency: float = 1.0, repeat: bool = True) -> Segm
     else:
         raise TraceError(f"{path}: needs columns power_W or voltage_V,current_A (have {', '.join(cols)})")
     times = pd.to_numeric(df["time_s"], errors="coerce").to_numpy(float)
+    # file line of each data row (pandas skipped the header, blank lines and comments)
+    lines = [k + 1 for k, text in enumerate(path.read_text(errors="replace").splitlines())
+             if text.strip() and not text.lstrip().startswith("#")][1:]
+
+    def line_of(row: int) -> int:
+        return lines[row] if row < len(lines) else row + 2
     if times.shape[0] < 2:
         raise TraceError(f"{path}: a trace needs at least two rows")
     bad = ~np.isfinite(times) | ~np.isfinite(power)
     if bad.any():
-        row = int(np.argmax(bad)) + 2
-        raise TraceError(f"{path}: line {row}: time or power is not a finite number")
+        row = int(np.argmax(bad))
+        raise TraceError(f"{path}: line {line_of(row)}: time or power is not a finite number")
     if (power < 0).any():
-        row = int(np.argmax(power < 0)) + 2
-        raise TraceError(f"{path}: line {row}: negative power {power[row - 2]:g} W")
+        row = int(np.argmax(power < 0))
+        raise TraceError(f"{path}: line {line_of(row)}: negative power {power[row]:g} W")
     if (np.diff(times) <= 0).any():
-        row = int(np.argmax(np.diff(times) <= 0)) + 3
-        raise TraceError(f"{path}: line {row}: times are not strictly increasing")
+        row = int(np.argmax(np.diff(times) <= 0)) + 1
+        raise TraceError(f"{path}: line {line_of(row)}: times are not strictly increasing")
     return from_samples(times, power * efficiency, repeat, "trace")
 
 

@@ -128,6 +128,28 @@ def integrals(a, b, c, cap, v1, v2):
 
 
 @njit(cache=True, error_model="numpy")
+def m1_from_time(a, b, c, cap, v1, v2, dt, eq):
+    """int V dt of a move v1 -> v2 lasting dt towards the root ``eq`` of Q (b != 0, real roots).
+
+    Near the approached root, log((v2 - eq)/(v1 - eq)) computed from v2 has lost its digits;
+    the time dt determines it exactly: T = C / (b (re - ro)) (re le - ro lo).
+    """
+    disc = a * a - 4.0 * b * c
+    sq = math.sqrt(disc)
+    qq = -0.5 * (a + math.copysign(sq, a))
+    r1 = qq / b
+    r2 = c / qq
+    if abs(r1 - eq) <= abs(r2 - eq):
+        re, ro = r1, r2
+    else:
+        re, ro = r2, r1
+    w = v2 - v1
+    lo_ = math.log1p(w / (v1 - ro)) if ro != 0.0 else 0.0
+    le = (dt * b * (re - ro) / cap + ro * lo_) / re
+    return cap / b * (w + (re * re * le - ro * ro * lo_) / (re - ro))
+
+
+@njit(cache=True, error_model="numpy")
 def equilibrium(a, b, c, v, up):
     """Nearest root of Q beyond v in the direction of motion (up=True: above v).
 
@@ -184,10 +206,10 @@ def voltage_after(a, b, c, cap, v1, dt, v_bound):
             hi = v
         q = q_of(a, b, c, v)
         nv = v - f * q / (cap * v) if v != 0.0 and q != 0.0 and math.isfinite(f) else 0.5 * (lo + hi)
-        if abs(nv - v) <= 1e-15 * max(1.0, abs(v)):  # Newton step below float resolution: converged
-            return nv
-        if (nv - lo) * (nv - hi) >= 0.0:  # outside the bracket: bisect
+        if (nv - lo) * (nv - hi) > 0.0:  # strictly outside the bracket: bisect
             nv = 0.5 * (lo + hi)
+        if abs(nv - v) <= 1e-15 * max(1.0, abs(v)):  # step below float resolution: converged
+            return nv
         v = nv
     return v
 
@@ -296,6 +318,8 @@ def advance(v, t, horizon, p_load, v_low, v_high, stop_high, cap, i_leak, v_max,
             t_act, m1 = integrals(a, b, c, cap, v, v_int) if v_int != v else (0.0, 0.0)
             if t_act < dt:  # V settled on an equilibrium to float precision: it sits there the rest of dt
                 m1 += v_new * (dt - t_act)
+            if b != 0.0 and not reach and a * a - 4.0 * b * c > 0.0 and eq != 0.0:
+                m1 = m1_from_time(a, b, c, cap, v, v_new, dt, eq)  # approaching a root: time-exact form
             if b == 0.0 and a != 0.0:
                 # the ODE itself gives int V dt = (Delta E - c dt) / a; better conditioned than the log form
                 # whenever the leakage term is not swamped by the constant-power term

@@ -177,10 +177,6 @@ def test_with_values_revalidates(tmp_path):
     assert_one_line(str(info.value), "scen.toml", "power.nonsense")
 
 
-@pytest.mark.xfail(strict=True,
-                   reason="loader.parse (unknown section / unknown key, via _Reader.fail) puts section and key names "
-                          "into the message unescaped: a quoted TOML key containing a newline gives a two-line "
-                          "error; repr() or escaping them would keep it on one line")
 @pytest.mark.parametrize("text", [BASE.replace("v_off = 2.0", 'v_off = 2.0\n"v\\nx" = 1'),
                                   BASE + '["a\\nb"]\nq = 1\n'], ids=["key", "section"])
 def test_error_stays_one_line_for_keys_with_newlines(tmp_path, text):
@@ -275,10 +271,6 @@ def test_read_trace_missing_file(tmp_path):
     assert_one_line(str(info.value), str(tmp_path / "gone.csv"), "not found")
 
 
-@pytest.mark.xfail(strict=True,
-                   reason="harvesters.read_trace (harvesters.py:125-131) reports 'line = row index + 2', which "
-                          "ignores the comment and blank lines pandas skipped: the bad row here is on line 5, "
-                          "the message says line 3")
 @pytest.mark.parametrize("prefix", ["# comment\n# another\n", "\n\n"], ids=["comments", "blank_lines"])
 def test_bad_trace_line_number_counts_skipped_lines(tmp_path, prefix):
     (tmp_path / "t.csv").write_text(prefix + "time_s,power_W\n0,1e-3\n1,-2e-3\n")
@@ -341,10 +333,6 @@ def test_shipped_scenario_engines_agree_on_a_small_workload(path, shipped_segmen
     assert energy_balance_error(r_des) < 1e-9 and energy_balance_error(r_ora) < 1e-9
 
 
-@pytest.mark.xfail(strict=True,
-                   reason="physics.voltage_after (physics.py:187) can return a V one ulp beyond the equilibrium; "
-                          "during the 2 s sleeps between inferences V settles at the Thevenin equilibrium and "
-                          "advance returns NaN harvested/leaked: the run reports energy_J.harvested = NaN")
 def test_shipped_lab_scenario_with_periodic_inferences_balances_energy():
     s = loader.load("lab-1mF").with_values(**{"sim.inferences": 3, "sim.period_s": 2.0})
     n = 3

@@ -318,11 +318,7 @@ def test_voltage_after_inverts_integrals(m):
 
 @st.composite
 def advance_cases(draw, leak=True):
-    """Random advance() calls in the regime where the model is expected to be exact.
-
-    Excluded here (it has its own xfail test below): a Thevenin source with a constant-power load
-    settling at its equilibrium for many time constants R C.
-    """
+    """Random advance() calls, settling at equilibria for many time constants included."""
     cap = 10 ** draw(st.floats(-5, -2))
     v_max = draw(st.floats(1.0, 4.0))
     kind = draw(st.sampled_from(["constant", "thevenin", "trace"]))
@@ -345,9 +341,6 @@ def advance_cases(draw, leak=True):
     p_load = draw(st.sampled_from([0.0, 1.0])) * 10 ** draw(st.floats(-5, -2))
     v_high = v + draw(st.floats(0.0, 1.0)) * (v_max - v)
     horizon = 10 ** draw(st.floats(-3, 1.5))
-    if kind == "thevenin" and p_load > 0.0:
-        # stay clear of V_eq (time constant R C): voltage_after can step past it (xfail below)
-        horizon = min(horizon, 5.0 * cap / float(seg.seg_g[0]))
     return dict(v=v, t=draw(st.floats(0.0, 5.0)), horizon=horizon, p_load=p_load,
                 v_low=v_low, v_high=v_high, stop_high=draw(st.booleans()), cap=cap, i_leak=i_leak,
                 v_max=v_max, seg=seg)
@@ -405,7 +398,7 @@ def test_advance_composes_over_split_horizon(k, frac):
 
 
 # ---------------------------------------------------------------------------------------------
-# Q(V) == 0, equilibria, the 0 V floor; known bugs are strict xfails (remove the mark once fixed)
+# Q(V) == 0, equilibria, the 0 V floor (regressions of bugs found while writing these tests)
 # ---------------------------------------------------------------------------------------------
 
 def test_zero_net_power_holds_voltage():
@@ -517,7 +510,6 @@ VA_REASON = ("physics.voltage_after (physics.py:187): the 'Newton step below flo
              "source with a constant-power load settling for >~30 RC, e.g. the lab-1mF supply during a sleep)")
 
 
-@pytest.mark.xfail(strict=True, reason=VA_REASON)
 def test_voltage_after_stays_within_the_bound_at_equilibrium():
     # the lab-1mF supply (3 V through 52 ohm into 1 mF) feeding the 1.5 uW sleep load
     a, b, c, cap = 3.0 / 52.0, -1.0 / 52.0, -1.5e-6, 1e-3
@@ -525,7 +517,6 @@ def test_voltage_after_stays_within_the_bound_at_equilibrium():
     assert ph.voltage_after(a, b, c, cap, 2.81, 1.8, eq) <= eq
 
 
-@pytest.mark.xfail(strict=True, reason=VA_REASON)
 def test_thevenin_with_load_settling_gives_finite_energies():
     seg = hv.thevenin(3.0, 52.0)
     bad = []
@@ -538,11 +529,6 @@ def test_thevenin_with_load_settling_gives_finite_energies():
     assert not bad, f"{len(bad)} of 920 moves, e.g. {bad[0]}"
 
 
-@pytest.mark.xfail(strict=True,
-                   reason="physics.advance, general step (voltage_after + integrals): a Thevenin source with "
-                          "leakage and a load, settling for >~30 RC, gives leaked/harvested that depend on how "
-                          "the horizon is split (6e-4 relative at h = 8.4 ms here) or NaN (h = 20 ms): the "
-                          "explicit solution used for current-only moves does not cover c != 0")
 def test_thevenin_with_leakage_and_load_composes_while_settling():
     vs, g, cap, i_leak, p_load, v0 = 1.2391498250905497, 0.14208480146875502, 3.557e-5, 7.415e-5, 5.151e-4, 0.806
     seg = hv.thevenin(vs, 1.0 / g)  # R C = 0.25 ms
