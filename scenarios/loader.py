@@ -290,9 +290,12 @@ def parse(raw: dict, path: Path) -> Scenario:
 
     until = r.get("sim", "until_s", 7 * 86400.0, lo=0.0, lo_open=True)
     deadline = r.get("sim", "deadline_s", None, lo=0.0, lo_open=True)
-    sim = SimConfig(inferences=r.get("sim", "inferences", 1, "int", lo=1), until_s=until,
+    sim = SimConfig(inferences=r.get("sim", "inferences", 1, "int", lo=1, hi=1e6), until_s=until,
                     seed=r.get("sim", "seed", 0, "int", lo=0), period_s=r.get("sim", "period_s", 0.0, lo=0.0),
                     deadline_s=deadline)
+    for key in ("name", "description"):
+        if key in raw and not isinstance(raw[key], str):
+            r.fail(key, f"expected a string, got {raw[key]!r}")
     name = raw.get("name", path.stem)
     return Scenario(path=path, name=str(name), description=str(raw.get("description", "")), device=device,
                     power=power, harvester=harvester, model=model, execution=execution, sim=sim, raw=raw)

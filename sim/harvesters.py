@@ -109,12 +109,14 @@ def read_trace(path: Path, efficiency: float = 1.0, repeat: bool = True) -> Segm
     df.columns = cols
     if "time_s" not in cols:
         raise TraceError(f"{path}: missing column time_s (have {', '.join(cols)})")
+    sign_error = None
     if "power_W" in cols:
         power = pd.to_numeric(df["power_W"], errors="coerce").to_numpy(float)
     elif "voltage_V" in cols and "current_A" in cols:
         v = pd.to_numeric(df["voltage_V"], errors="coerce").to_numpy(float)
         i = pd.to_numeric(df["current_A"], errors="coerce").to_numpy(float)
         power = v * i
+        sign_error = (v < 0) | (i < 0)  # a harvester delivers: a negative voltage or current is a sign error
     else:
         raise TraceError(f"{path}: needs columns power_W or voltage_V,current_A (have {', '.join(cols)})")
     times = pd.to_numeric(df["time_s"], errors="coerce").to_numpy(float)
@@ -130,6 +132,9 @@ def read_trace(path: Path, efficiency: float = 1.0, repeat: bool = True) -> Segm
     if bad.any():
         row = int(np.argmax(bad))
         raise TraceError(f"{path}: line {line_of(row)}: time or power is not a finite number")
+    if sign_error is not None and sign_error.any():
+        row = int(np.argmax(sign_error))
+        raise TraceError(f"{path}: line {line_of(row)}: negative voltage_V or current_A")
     if (power < 0).any():
         row = int(np.argmax(power < 0))
         raise TraceError(f"{path}: line {line_of(row)}: negative power {power[row]:g} W")
