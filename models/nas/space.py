@@ -24,7 +24,7 @@ Spaces (:func:`space_for`):
 ``inas``    iNAS's CIFAR-10 space: 3x32x32, 5 single-conv stages, valid
             padding, stride 1, K in {1, 3, 5, 7}, filters in {4, 8, 16, 24}.
 ``tinyimagenet``  the iNAS space on 3x64x64 with 200 classes and a max-pool
-            after stages 0 and 1.
+            after stage 0.
 
 Operations follow the Archai style: ``sample(rng)``, ``mutate(arch, rng)`` and
 ``crossover(a, b, rng)`` take an explicit ``numpy.random.Generator`` and never
@@ -297,7 +297,7 @@ def space_for(dataset: str, input_shape=None, n_classes: int | None = None) -> S
     elif dataset in ("cifar10", "inas"):
         sp = inas_space()
     elif dataset == "tinyimagenet":
-        sp = inas_space((3, 64, 64), 200, pool_after=(0, 1))
+        sp = inas_space((3, 64, 64), 200, pool_after=(0,))
         sp = replace(sp, name="tinyimagenet")
     else:
         raise ValueError(f"unknown search space / dataset {dataset!r} (one of digits, cifar10, tinyimagenet)")

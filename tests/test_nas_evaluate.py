@@ -1,0 +1,95 @@
+"""NAS objectives: the cache, the constraints, the reward, the search loop with each controller."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from aidi.analysis import pipeline
+from aidi.models.nas import (CONTROLLERS, Evaluator, ProxyAccuracy, hardware_objectives, make_controller,
+                             pareto_front, reward, run_search)
+from aidi.models.nas.evaluate import unit_energy_budget
+from aidi.models.nas.space import Stage, digits_space
+
+SC = pipeline.load_scenario("lab-1mF")
+SP = digits_space()
+
+
+def test_energy_budget_is_the_pipelines():
+    assert unit_energy_budget(SC) == pipeline.unit_energy_budget(SC, SC.device.make_platform())
+
+
+def test_cache_returns_identical_objectives():
+    ev = Evaluator(SC, ProxyAccuracy(), requirement_s=1.0)
+    a = SP.sample(np.random.default_rng(0))
+    first = ev.evaluate(a)
+    again = ev.evaluate(a)
+    assert again == first
+    assert ev.cache.hits == 1 and len(ev.cache) == 1
+    again["accuracy"] = -1  # callers cannot corrupt the cache
+    assert ev.evaluate(a) == first
+    # a batch with duplicates computes each arch once
+    b = SP.sample(np.random.default_rng(1))
+    out = ev.evaluate_many([b, a, b])
+    assert out[0] == out[2] and out[1] == first and len(ev.cache) == 2
+    # another requirement or scenario is another key
+    other = Evaluator(SC.with_values(**{"power.capacitor_F": 2e-3}), ProxyAccuracy(), 1.0, cache=ev.cache)
+    assert other.key(a) != ev.key(a)
+
+
+def test_objectives_and_constraints():
+    a = SP.make([Stage("conv", 3, 8, 1), Stage("conv", 3, 16, 1)])
+    o = Evaluator(SC, ProxyAccuracy(), requirement_s=100.0).evaluate(a)
+    for k in ("accuracy", "latency_s", "continuous_latency_s", "sram_bytes", "feasible", "reasons"):
+        assert k in o
+    assert o["feasible"] and o["reasons"] == []
+    assert o["sram_bytes"] <= SC.device.sram_budget_bytes
+    assert o["max_unit_energy_J"] <= o["e_budget_J"]
+    assert o["latency_s"] > o["continuous_latency_s"] > 0  # recharging comes on top of computing
+    assert len(o["designs"]) == 4  # conv, maxpool, conv, fc (BN folded)
+    # the same candidate against a requirement it misses
+    tight = Evaluator(SC, ProxyAccuracy(), requirement_s=o["latency_s"] / 2).evaluate(a)
+    assert not tight["feasible"] and "exceeds the requirement" in tight["reasons"][0]
+    assert tight["hw_feasible"]
+    # an SRAM budget nothing fits
+    small = hardware_objectives(SC.with_values(**{"device.sram_budget_bytes": 300}), a)
+    assert not small["hw_feasible"] and "no execution design fits" in small["reasons"][0]
+    # continuous mode (HW-NAS view): compute-only latency
+    cont = hardware_objectives(SC, a, mode="continuous")
+    assert cont["latency_s"] == cont["continuous_latency_s"] and cont["intermittent_latency_s"] is None
+
+
+@settings(max_examples=60, deadline=None)
+@given(acc=st.floats(0, 1), lat=st.floats(1e-3, 1e3), dl=st.floats(0, 1e3), req=st.floats(1e-3, 1e3))
+def test_reward_never_grows_with_latency(acc, lat, dl, req):
+    o = {"accuracy": acc, "hw_feasible": True, "requirement_s": req}
+    r1 = reward({**o, "latency_s": lat})
+    r2 = reward({**o, "latency_s": lat + dl})
+    assert r2 <= r1 <= acc
+    assert reward({**o, "latency_s": lat, "hw_feasible": False}) < reward({**o, "latency_s": lat})
+
+
+@pytest.mark.parametrize("name", CONTROLLERS)
+def test_each_controller_searches_reproducibly(name):
+    def go():
+        ev = Evaluator(SC, ProxyAccuracy(), requirement_s=1.0)
+        return run_search(make_controller(name, SP, 3, 12), ev, 12, batch=4)
+
+    r = go()
+    assert r.evaluations == 12 and len(r.history) == 12
+    assert [o["arch_id"] for o in r.history] == [o["arch_id"] for o in go().history]
+    front = pareto_front(r.history)
+    assert front and all(o["feasible"] and o["latency_s"] <= 1.0 for o in front)
+    lat = [o["latency_s"] for o in front]
+    acc = [o["accuracy"] for o in front]
+    assert lat == sorted(lat) and acc == sorted(acc)
+    best = r.best_feasible()
+    assert best["feasible"] and best["accuracy"] == max(o["accuracy"] for o in r.feasible())
+
+
+def test_evolution_and_rl_improve_on_their_start():
+    for name in ("evolution", "rl"):
+        ev = Evaluator(SC, ProxyAccuracy(), requirement_s=2.0)
+        r = run_search(make_controller(name, SP, 0, 48), ev, 48, batch=4)
+        rw = [o["reward"] for o in r.history]
+        assert np.mean(rw[-16:]) > np.mean(rw[:16]), name
