@@ -457,11 +457,19 @@ def run_compare(scenario: str | Path, controller: str = "evolution", budget: int
 
 
 # --------------------------------------------------------------------------- printing
+def _console():
+    import sys
+
+    from rich.console import Console
+
+    return Console(width=None if sys.stdout.isatty() else 160)
+
+
 def print_nas(summary: dict, console=None) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    con = console or Console()
+    con = console or _console()
     s = summary["search"]
     sn = summary["supernet"]
     sn_txt = "from cache" if sn["cached"] else "{:.1f} s".format(sn["seconds"])
@@ -495,7 +503,7 @@ def print_compare(summary: dict, console=None) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    con = console or Console()
+    con = console or _console()
     t = Table(title=f"{summary['scenario']}: best test accuracy meeting each latency requirement "
                     f"(budget {summary['budget']}, seed {summary['seed']})")
     t.add_column("requirement s")

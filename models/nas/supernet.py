@@ -3,17 +3,26 @@
 The supernet holds, per stage and block, the weights of the largest choice of
 each block kind: a standard conv ``(F_max, C_max, K_max, K_max)`` and a
 depthwise-separable pair (dw ``(C_max, 1, K_max, K_max)``, pw ``(F_max, C_max, 1, 1)``),
-plus the FC head ``(n_classes, F_max)``.  A subnet uses
+each followed by batch norm (shared affine parameters), plus the FC head
+(``(n_classes, F_max)`` after global pooling, ``(n_classes, F_max, H, W)`` over a
+flattened map).  A subnet uses
 
 * elastic kernel size: the centre ``k x k`` crop of the ``K_max`` kernel,
 * elastic width: the first ``filters`` output channels (and the first input
   channels its predecessor produced),
 * elastic depth: the first ``depth`` blocks of each stage,
 
-so its accuracy is read off the shared weights in milliseconds (no BN, hence
-no statistics to recalibrate).  :func:`extract` copies those slices into a
+so its accuracy is read off the shared weights in milliseconds, after OFA's
+BN recalibration (the member's BN statistics computed on
+:data:`CALIB_SAMPLES` training images; without BN, or without recalibration,
+members with small kernels or widths lose their activation scale and read
+near chance).  :func:`extract` copies those slices and statistics into a
 standalone :class:`~aidi.models.net.AidiNet` whose outputs equal the
-supernet's for that architecture.
+supernet's for that architecture (BN is folded into the conv before Q15).
+
+Deviation from OFA: the kernel is a plain centre crop (OFA learns kernel
+transformation matrices) and channels are not re-sorted by importance
+before the width phase.
 
 Training is progressive shrinking as in Once-for-All (Cai et al., ICLR 2020),
 in short phases: ``full`` (the largest kernels, depths and widths, the block
@@ -34,10 +43,12 @@ thread count, seeded generators) and cached under ``cache_dir()/nas``
 Public API::
 
     SupernetConfig(...)                               # epochs per phase, lr, KD alpha / temperature, ...
-    Supernet(space)                                   # nn.Module; forward(x, arch)
+    Supernet(space)                                   # nn.Module; forward(x, arch, stats); calibrate(arch, x)
     train_supernet(space, data, seed, config) -> Supernet        # cached
-    extract(supernet, arch) -> AidiNet
-    supernet_accuracy(supernet, arch, x, y) -> float
+    calibration_images(data) -> np.ndarray
+    extract(supernet, arch, x_calib) -> AidiNet
+    supernet_accuracy(supernet, arch, x, y, x_calib) -> float
+    teacher_of(supernet, x_calib) -> (AidiNet, Arch)
     finetune(module, data, seed, teacher=None, epochs=, alpha=, temperature=) -> AidiNet
     train_from_scratch(arch, data, seed, epochs) -> AidiNet      # no KD, no sharing (iNAS-style)
     split_validation(data, seed) -> NasData
