@@ -171,7 +171,7 @@ def nas(
     controller: str = typer.Option("evolution", help="random, evolution (regularized/aging) or rl (LSTM + REINFORCE)"),
     budget: int = typer.Option(48, help="evaluations (per requirement and method with --compare)"),
     seed: int = typer.Option(0, help="seed of data split, supernet, controller and fine-tuning"),
-    requirement: Optional[float] = typer.Option(None, help="latency requirement (s); default: the scenario's [sim] deadline_s"),
+    requirement: Optional[float] = typer.Option(None, help="latency requirement (s); default: the scenario's sim.deadline_s"),
     compare: bool = typer.Option(False, "--compare", help="ours vs iNAS-style vs HW-NAS-style at three requirements"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
     out: Optional[Path] = typer.Option(None, help="output folder (default out/nas/<scenario>)"),
