@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import plotly.graph_objects as go
 from rich.console import Console
 from rich.table import Table
 
@@ -20,6 +21,7 @@ from . import sweep as sw
 
 DEMO_SCENARIOS = ("solar-tmy3", "rf-intermittent")
 SWEEP_SCENARIO = "rf-intermittent"
+NAS_SCENARIO = "lab-1mF"
 
 
 def run_demo(out: Path, quick: bool = False, console: Console | None = None) -> dict:
@@ -80,7 +82,30 @@ def run_demo(out: Path, quick: bool = False, console: Console | None = None) -> 
                             + table_html(df[[c for c in cols if c in df]]), [fig]))
     summary["steps"]["sweep"] = {"seconds": time.perf_counter() - t0, "boundary_F": bound}
 
-    # 3. the C runtime for the RF scenario, built and checked on the host and on mspdebug
+    # 3. a short NAS: ours (supernet + KD, evolution) against the iNAS-style and HW-NAS-style baselines
+    t0 = step("NAS on digits under lab-1mF: ours vs iNAS-style vs HW-NAS-style (same seed and budget)")
+    from .nas_run import run_compare
+
+    cmp = run_compare(loader.load(NAS_SCENARIO).path, budget=8 if quick else 16, seed=0, quick=quick,
+                      out=out / "nas")
+    nas_rows = pd.DataFrame(cmp["rows"])
+    fig = go.Figure()
+    for method, grp in nas_rows.groupby("method"):
+        fig.add_trace(go.Scatter(x=grp["latency_s"], y=grp["test_accuracy"], mode="markers", name=method,
+                                 marker=dict(size=11), text=grp["arch"]))
+    for r in cmp["requirements_s"]:
+        fig.add_vline(x=r, line_dash="dot", line_color="grey")
+    fig.update_layout(title="NAS: accuracy vs intermittent latency (dotted: the three latency requirements)",
+                      xaxis_title="intermittent latency under lab-1mF (s)", yaxis_title="held-out accuracy (Q15)",
+                      template="plotly_white")
+    cols = ["requirement_s", "method", "arch", "test_accuracy", "latency_s", "meets", "search_s", "des_matches_oracle"]
+    nas_table = nas_rows[[c for c in cols if c in nas_rows]]
+    sections.append(Section("NAS: ours vs the baselines",
+                            f"<p>Budget {cmp['budget']} evaluations per method and requirement, seed 0; every "
+                            "reported model re-simulated with the SimPy model.</p>" + table_html(nas_table), [fig]))
+    summary["steps"]["nas"] = {"seconds": time.perf_counter() - t0, "rows": nas_table.to_dict(orient="records")}
+
+    # 4. the C runtime for the RF scenario, built and checked on the host and on mspdebug
     t0 = step("emitting the C runtime and checking it (gcc host build; clang-14 + mspdebug when installed)")
     from . import emit as em
 
@@ -110,5 +135,18 @@ def run_demo(out: Path, quick: bool = False, console: Console | None = None) -> 
         t.add_row(*[f"{v:.4g}" if isinstance(v, float) else str(v) for v in r.values()])
     con.print(t)
     con.print(f"capacitor sweep on {SWEEP_SCENARIO}: completes from {bound} F")
+    t = Table(title=f"NAS under {NAS_SCENARIO} (accuracy / intermittent latency per requirement)")
+    t.add_column("requirement")
+    methods = list(dict.fromkeys(nas_table["method"]))
+    for m in methods:
+        t.add_column(m)
+    for req, grp in nas_table.groupby("requirement_s", sort=True):
+        cells = []
+        for m in methods:
+            g = grp[grp["method"] == m]
+            cells.append("-" if g.empty else f"{g['test_accuracy'].iloc[0]:.3f} / {g['latency_s'].iloc[0]:.3f} s"
+                         + ("" if bool(g["meets"].iloc[0]) else " (misses)"))
+        t.add_row(f"{req:.3f} s", *cells)
+    con.print(t)
     con.print(f"report: {out / 'report.html'}  ({summary['wall_s']:.1f} s)")
     return summary

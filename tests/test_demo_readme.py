@@ -46,7 +46,7 @@ def test_demo_quick_report_has_every_section(tmp_path):
     assert r.exit_code == 0, r.output
     html = (tmp_path / "report.html").read_text()
     for title in ("solar-tmy3: voltage and energy", "rf-intermittent: voltage and energy", "Latency vs capacitor",
-                  "Schedulability", "Emitted firmware"):
+                  "Schedulability", "Emitted firmware", "NAS: ours vs the baselines"):
         assert title in html, title
     assert "<script" in html and not re.search(r"<script[^>]+src=.http", html)  # self-contained, offline
     assert (tmp_path / "rf-intermittent" / "events.csv").exists()
