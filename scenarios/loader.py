@@ -176,7 +176,7 @@ class _Reader:
             if not isinstance(v, str):
                 self.fail(full, f"expected a file path, got {v!r}")
             p = Path(v)
-            v = p if p.is_absolute() else (self.path.parent / p)
+            v = (p if p.is_absolute() else (self.path.parent / p)).absolute()
         return v
 
 
