@@ -30,11 +30,13 @@ EVENT_COLUMNS = ("kind", "name", "layer", "unit", "t_start", "t_end", "v_start",
 class Capacitor:
     """The energy store: analytic state (t, V) plus the energy tally."""
 
-    def __init__(self, power: PowerConfig, seg: Segments, tally: Tally):
+    def __init__(self, power: PowerConfig, seg: Segments, tally: Tally, durations: np.ndarray, until_s: float):
         self.p = power
         self.seg = seg
         self.v = power.v_initial
         self.tally = tally
+        self.durations = durations
+        self.until = until_s
 
     def predict(self, t: float, p_load: float, horizon: float, v_low: float, stop_high: bool):
         p = self.p
@@ -87,9 +89,7 @@ class Device:
         self.functional = functional
         self.rng = np.random.default_rng(sim.seed)
         self.tally = Tally()
-        self.cap = Capacitor(power, seg, self.tally)
-        self.cap.durations = work.durations_s
-        self.cap.until = sim.until_s
+        self.cap = Capacitor(power, seg, self.tally, work.durations_s, sim.until_s)
         self.monitor = PowerMonitor(env, self)
         self.events: list[tuple] | None = [] if log else None
         self.eta = power.converter_efficiency
