@@ -176,7 +176,16 @@ class Device:
                         if not done:
                             self.reason = "until_s reached"
                             return
-                    yield from self._units()
+                    i0, k, elapsed, v_end, reason = self._predict_batch()
+                    if self.functional is None and self.events is None:
+                        timeout = self.env.timeout
+                        for j in range(k):  # the hot path: one timeout per committed unit, no delegation
+                            yield timeout(elapsed[j])
+                    else:
+                        yield from self._committed_with_hooks(i0, k, elapsed, v_end)
+                    self._commit_batch(i0, k, v_end, reason)
+                    if reason != physics.ALL_DONE:
+                        yield from self._unit_cut(i0 + k, elapsed[k], v_end[k], reason)
                     if self.reason:
                         return
                 self.completed = True
@@ -188,35 +197,34 @@ class Device:
             finally:
                 self.tally.on_time += self.env.now - t_on
 
-    def _units(self):
-        """Execute the current inference's remaining units; each unit is one timeout."""
-        w = self.work
-        n = len(w)
+    def _predict_batch(self):
+        """Predict the current inference's remaining units back to back (one numba call)."""
         i0 = self.progress
         if self.retry:
             self.tally.units_reexecuted += 1
             self.retry = False
-        k, elapsed, v_end, reason, sums = self.cap.predict_units(self.env.now, i0, n, self.unit_cap_power)
-        elapsed = elapsed[:k + 1].tolist()  # Python floats: SimPy's clock and heap are faster on them
-        v_end = v_end[:k + 1].tolist()
+        k, elapsed, v_end, reason, sums = self.cap.predict_units(self.env.now, i0, len(self.work),
+                                                                 self.unit_cap_power)
         self.tally.add_sums(sums)
-        timeout = self.env.timeout
-        fn = self.functional
-        log = self.events is not None
-        if fn is None and not log:  # the hot path: one timeout per committed unit
-            for j in range(k):
-                yield timeout(elapsed[j])
-        else:
-            for j in range(k):
-                t0 = self.env.now
-                yield timeout(elapsed[j])
-                i = i0 + j
-                if fn is not None:
-                    fn.run_unit(i)
-                if log:
-                    e = w.energy_J[i]
-                    self._log("unit", w.names[i], int(w.layers[i]), i, t0, self.env.now,
-                              v_end[j - 1] if j else self.cap.v, v_end[j], e[0] + e[1] + e[2], "committed")
+        # Python floats: SimPy's clock and heap are faster on them
+        return i0, k, elapsed[:k + 1].tolist(), v_end[:k + 1].tolist(), reason
+
+    def _committed_with_hooks(self, i0, k, elapsed, v_end):
+        """The k committed units one timeout each, with functional execution and the event log."""
+        w, fn, log = self.work, self.functional, self.events is not None
+        for j in range(k):
+            t0 = self.env.now
+            yield self.env.timeout(elapsed[j])
+            i = i0 + j
+            if fn is not None:
+                fn.run_unit(i)
+            if log:
+                e = w.energy_J[i]
+                self._log("unit", w.names[i], int(w.layers[i]), i, t0, self.env.now,
+                          v_end[j - 1] if j else self.cap.v, v_end[j], e[0] + e[1] + e[2], "committed")
+
+    def _commit_batch(self, i0, k, v_end, reason) -> None:
+        w = self.work
         if k:
             self.progress = i0 + k
             self.cap.v = v_end[k - 1]
@@ -231,18 +239,19 @@ class Device:
                 self.progress = 0
                 if self.functional is not None:
                     self.functional.reset()
-            return
-        i = i0 + k
+
+    def _unit_cut(self, i, elapsed, v_end, reason):
+        """The unit after the committed ones: a brown-out (the monitor interrupts) or until_s."""
+        w = self.work
         t0, v0 = self.env.now, self.cap.v
         self.activity = ("unit", i, t0, v0)
         if reason == physics.HIT_LOW:
-            self.monitor.arm(elapsed[k], v_end[k])
-            yield self.env.timeout(w.durations_s[i])  # the monitor interrupts at elapsed[k]
+            self.monitor.arm(elapsed, v_end)
+            yield self.env.timeout(w.durations_s[i])  # the monitor interrupts at `elapsed`
             raise AssertionError("brown-out did not interrupt the MCU")
-        # until_s cut the unit
-        yield self.env.timeout(elapsed[k])
-        self.cap.v = v_end[k]
-        e = self.unit_power[i] * elapsed[k]
+        yield self.env.timeout(elapsed)
+        self.cap.v = v_end
+        e = self.unit_power[i] * elapsed
         layer = int(w.layers[i])
         self.tally.by_category["unfinished"] += e
         self.tally.by_layer[layer] = self.tally.by_layer.get(layer, 0.0) + e
