@@ -11,13 +11,15 @@ converter).  Two presets:
     iNAS's platform (external SPI FRAM): the linear micro-benchmark fits from
     iNAS's CostModel (EMCLab-Sinica/Intermittent-aware-NAS).
 
-Software (CPU) kernel costs of the on-chip preset are calibrated against
-mspdebug cycle counts of the emitted firmware (see models/emit and the README).
+Software (CPU) kernel costs of the on-chip preset (:class:`SoftwareCosts`,
+``Platform.cpu_sw``) describe what the emitted portable-C runtime does, operation
+by operation, and are fitted to mspdebug cycle counts of that firmware (see
+:func:`aidi.analysis.emit.fit_software_costs` and ``tests/test_calibration_mspdebug.py``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,53 @@ class Linear:
 
     def __call__(self, n: float) -> float:
         return self.slope * n + self.offset
+
+
+@dataclass(frozen=True)
+class SoftwareCosts:
+    """MCLK cycles of the emitted portable-C runtime (``backend="cpu"``), operation by operation.
+
+    Each field is the cost of one occurrence of what its comment names, as the
+    runtime (models/emit/runtime/aidi_runtime.c, aidi_kernels_cpu.c) executes
+    it: the CPU copies tiles between FRAM and SRAM word by word (no DMA), walks
+    the tile loops, and computes with ``aidi_sat_add32(acc, aidi_mul16(x, w))``.
+    :mod:`aidi.models.tiling` counts the occurrences (module docstring, "Costs");
+    energy is cycles times the platform's energy per cycle (on-chip FRAM).
+
+    Index arithmetic (``co * tile``, ``y * in_w``, ...) is a 16-bit multiply that
+    the simulator build lowers to the shift-and-add ``__mspabi_mpyi``, one loop
+    iteration per bit of the multiplier: the ``*_bit`` fields charge those bits.
+    """
+
+    layer_start: float     # per layer: tile_decode (32-bit divisions), layer marker
+    unit: float            # per unit: scheduler loop, run_unit set-up, progress commit (4 FRAM words)
+    tile_weighted: float   # per tile of a conv/dwconv/fc layer: geometry, fetch calls, version, kernel call
+    tile_pool: float       # per tile of a pooling layer
+    tile_bit: float        # per bit of the tile coordinates (m, n, r, c indices, m0, r0) of a tile
+    fetch_bit: float       # per tile, per bit of 2*stride, in_h and in_h*in_w (fetch_input's address set-up)
+    in_fetch: float        # per input tile copied FRAM -> SRAM
+    in_row: float          # per input row copied (per channel)
+    in_row_bit: float      # per bit of 2*y of each copied row (its address multiply)
+    in_pad_row: float      # per zero-padding row written
+    in_word: float         # per word of a copied row (bounds check, copy)
+    in_pad_word: float     # per word of a zero-padding row
+    w_filter: float        # per output channel of a weight tile copied FRAM -> SRAM
+    w_word: float          # per weight word copied
+    acc_init: float        # per accumulator initialised from the bias
+    output: float          # per output: round-shift, saturate, ReLU, FRAM store
+    io_channel: float      # per output channel of an accumulator init or write-back pass
+    psum_event: float      # per partial-sum read or write-back pass (half of a round trip)
+    psum_word: float       # per int32 partial sum read from or written to FRAM
+    version_div: float     # per tile whose partial-sum version needs the 32-bit division
+    acc_elem: float        # conv kernel: per accumulator per tile
+    acc_channel: float     # conv kernel: per accumulator per input channel
+    kernel_row: float      # conv kernel: per accumulator per input channel per kernel row
+    mac: float             # conv kernel: one saturating Q15 MAC (aidi_mul16 on the MPY, sat_add32)
+    tile_row: float        # conv and pool kernels: per (output channel, output row) of a tile
+    pool_out: float        # pool kernel: per output (window set-up, FRAM store)
+    avg_div: float         # avgpool/gap: the int32 floor division per output
+    max_tap: float         # maxpool: per window element (int32 compare)
+    avg_tap: float         # avgpool: per window element (int32 add)
 
 
 @dataclass(frozen=True)
@@ -86,6 +135,9 @@ class Platform:
     cpu_mul_energy: float | None = None
     cpu_div_energy: float | None = None
     cpu_max_energy: float | None = None
+    #: the emitted portable-C runtime's costs (backend="cpu"); None: iNAS-style
+    #: cpu_mac_cycles per MAC and DMA data movement
+    cpu_sw: SoftwareCosts | None = None
     sources: dict = field(default_factory=dict, compare=False, hash=False)
 
     @property
@@ -148,6 +200,22 @@ class Platform:
         return cycles / self.mclk_hz
 
 
+#: provenance and caveats of Platform.cpu_sw (the portable-C path's costs)
+_SW_SOURCE = (
+    "fit to mspdebug 0.22 counts of the emitted portable C, SIM_HWMULT=1, 2026-11-23: active-set "
+    "non-negative least squares (numpy) of per-layer MCLK cycles, relative error, over the default digits "
+    "network and aidi.analysis.emit.calibration_network(0..79) (244 layers: conv, dwconv, pwconv, fc, "
+    "maxpool, avgpool, gap; random tile sizes, loop orders and S); in-sample max |error| 3.9 %, rms 1.2 %, "
+    "held out (calibration_network(1000..1059), 171 layers) max 5.3 %, rms 1.6 %; refit with "
+    "aidi.analysis.emit.calibration_set + fit_software_costs. Built with clang-14 -O2 --target=msp430. "
+    "Caveats: mspdebug 0.22 counts with the classic MSP430 instruction timings, not the FR5994's "
+    "MSP430X/CPUX ones, and miscounts some constant-generator forms (#4/#8 via R2, #-1/#2 via R3) that cost "
+    "fewer cycles on silicon; it has no FRAM wait states (1 per FRAM access beyond the cache at 16 MHz on "
+    "the device), no LEA, no DMA and no MPY32 (SIM_HWMULT=1 uses its classic MPY at 0x0130 for the Q15 "
+    "products; index multiplies stay in the software __mspabi_mpyi, hence the *_bit terms, which the "
+    "FR5994's MPY32 would make constant); so these are cycles of the classic-MSP430 simulator, not of the "
+    "silicon at 16 MHz")
+
 # MSP430FR5994 datasheet SLASE54D: 118 uA/MHz active (FRAM, 0% cache hit), 16 MHz max,
 # supply 1.8-3.6 V; at 3.0 V that is 118e-6 * 16 * 3.0 = 5.664 mW at 16 MHz.
 _V_NOM = 3.0
@@ -170,14 +238,22 @@ MSP430FR5994 = Platform(
     dma_write_cycles=Linear(3.0, 30.0),
     # iNAS micro-benchmark fit of msp_mac_q15 (includes the DSPLib call overhead).
     lea_mac_cycles=Linear(1.5, 616.0),
-    # software Q15 MAC in the emitted portable C, MPY32 / __mspabi_mpyl; calibrated
-    # against mspdebug cycle counts of the emitted firmware.
-    cpu_mac_cycles=40.0,
+    # one software Q15 MAC of the emitted portable C (= cpu_sw.mac; the whole portable-C
+    # path is costed by cpu_sw below, this field only serves the cpu_sw=None formula)
+    cpu_mac_cycles=64.61,
     cpu_add_cycles=12.0,
     cpu_mul_cycles=44.0,
     cpu_div_cycles=160.0,
     cpu_max_cycles=14.0,
     commit_words=2,
+    # the emitted portable-C runtime (backend="cpu"), fitted to mspdebug (see _SW_SOURCE)
+    cpu_sw=SoftwareCosts(
+        layer_start=2651.99, unit=796.63, tile_weighted=1139.29, tile_pool=933.16, tile_bit=33.36,
+        fetch_bit=53.08, in_fetch=111.41, in_row=85.66, in_row_bit=13.96, in_pad_row=39.61, in_word=35.44,
+        in_pad_word=10.98, w_filter=24.71, w_word=21.1, acc_init=31.0, output=294.65, io_channel=106.39,
+        psum_event=139.62, psum_word=32.64, version_div=1064.42, acc_elem=75.08, acc_channel=28.66,
+        kernel_row=54.42, mac=64.61, tile_row=87.85, pool_out=124.81, avg_div=901.82, max_tap=49.44,
+        avg_tap=30.97),
     sources={
         "mclk_hz": "SLASE54D: 16 MHz max, FRAM 8 MHz -> 1 wait state (FRCTL0 NWAITS_1)",
         "sram_bytes": "SLASE54D: 8 KB SRAM 0x1C00-0x3BFF",
@@ -188,7 +264,12 @@ MSP430FR5994 = Platform(
         "dma_*": "2 MCLK per DMA word + 1 FRAM wait state, 30-cycle set-up (inferred)",
         "lea_mac_cycles": "iNAS CostModel: msp_mac_q15 1.5*n + 616 cycles",
         "cpu_*": "iNAS CostModel: ADD 12, MUL 44, DIV 160, MAX 14 cycles",
-        "cpu_mac_cycles": "calibrated on mspdebug counts of the emitted portable-C kernels",
+        "cpu_mac_cycles": "= cpu_sw.mac (" + _SW_SOURCE + ")",
+        "cpu_sw": _SW_SOURCE,
+        **{f"cpu_sw.{f.name}": _SW_SOURCE for f in fields(SoftwareCosts) if f.name != "acc_init"},
+        "cpu_sw.acc_init": "counted on the disassembly of the bias pass (15 instructions, classic MSP430 cycle "
+                           "table); it always occurs as often as cpu_sw.output, which the fit absorbs the rest "
+                           "into (" + _SW_SOURCE + ")",
     },
 )
 
