@@ -70,6 +70,39 @@ Costs (per tile, from the :class:`~aidi.sim.platform.Platform` primitives)
   Zero padding is written into SRAM by the loader and not charged.
 * preservation: one ``platform.commit()`` per unit.
 
+``backend="cpu"`` on a platform with ``cpu_sw`` (:class:`~aidi.sim.platform.SoftwareCosts`,
+the msp430fr5994 preset) instead counts what the emitted portable-C runtime
+(models/emit/runtime) executes, each occurrence at the cycles its constant
+gives (fitted to mspdebug, see the platform's ``sources``), energy = cycles x
+energy per cycle:
+
+* compute: per output element and n tile ``acc_elem + Tn*(acc_channel +
+  kh*(kernel_row + kw*mac))`` (depthwise: one channel; pools ``pool_out`` +
+  ``kk*max_tap``, or ``avg_div + kk*avg_tap``); per tile ``tile_weighted`` or
+  ``tile_pool``, ``tile_row`` per (output channel, output row), ``tile_bit``
+  per bit of its tile coordinates and ``fetch_bit`` per bit of fetch_input's
+  address multiplies (software ``__mspabi_mpyi``); ``acc_init`` per accumulator
+  set from the bias, ``output`` per output finalised and stored;
+  ``layer_start`` once per layer.  Independent of loop order and S.
+* data_movement: the CPU copies tiles word by word (no DMA): input tile
+  ``in_fetch`` + per channel the rows (``in_row``, ``in_row_bit`` per bit of
+  the row's address multiply, ``in_pad_row``) and words (``in_word``,
+  ``in_pad_word``) of the padded tile; weight tile ``w_filter`` per output
+  channel + ``w_word`` per word.  Like the runtime's fetch cache (it lives
+  until the next boot), a tile still in SRAM from the previous unit is not
+  fetched again; the refetch a unit needs after a reboot is counted in its
+  maximum energy (atomicity), not in its cycles.  Accumulator passes:
+  ``io_channel`` per output channel, ``psum_event`` + ``psum_word`` per
+  partial sum read or written.  The runtime keeps a block's sum in SRAM only
+  across input-channel tiles that are adjacent in the loop nest (reuse_O):
+  otherwise it spills and reloads the partial sums at every touch.
+* preservation: ``unit`` per unit (scheduler, ``run_unit``, the 4-word
+  progress commit) and ``version_div`` per tile whose partial-sum version
+  needs ``aidi_block_version``'s 32-bit division (n tile > 0, S > its stride).
+
+Pools take this model in plans with ``backend="cpu"``; in LEA and auto plans
+they keep the iNAS-style costs above.
+
 SRAM footprint (bytes, each buffer 4-byte aligned for LEA): input tile
 ``2*Tin*Tri*Tci`` (``Tri = (Tr-1)*s + kh``), weight tile, bias ``4*Tm``, int16
 output staging ``2*Tm*Tr*Tc``, the accumulator slots actually used (extent of
@@ -248,9 +281,27 @@ class _Tables:
     out: np.ndarray
     commit: np.ndarray  # (2,)
     write_len: np.ndarray  # (Mt, Rt, Ct) elements of the output box (for partial-write modelling)
+    # software-runtime terms (backend="cpu" with Platform.cpu_sw; zeros otherwise)
+    tov_mr: np.ndarray  # (Mt, Rt, 2) per-tile overhead: constant + m/r index bits + kernel rows
+    tov_n: np.ndarray  # (Nt, 2) per-tile overhead: n index bits
+    tov_c: np.ndarray  # (Ct, 2) per-tile overhead: c index bits
+    bvc: np.ndarray  # (2,) partial-sum version division, per tile that needs it
+    lay: np.ndarray  # (2,) once per layer
+    sw: bool  # costs follow the emitted runtime (fetch cache, accumulator spills), see _walk
 
 
-def _tables(geom: LayerGeom, tr_: int, tc_: int, tm_: int, tn_: int, p: Platform, backend: str) -> _Tables:
+def _sw_path(geom: LayerGeom, p: Platform, b: str, requested: str | None) -> bool:
+    """Cost layer ``geom`` on backend ``b`` with the emitted portable-C runtime's model (``p.cpu_sw``)?
+
+    Weighted layers: whenever they run on the CPU.  Pools run on the CPU under
+    every backend; they take the software model only in plans that asked for
+    ``backend="cpu"`` (LEA and auto plans keep the iNAS-style costs).
+    """
+    return p.cpu_sw is not None and b == "cpu" and (geom.weighted or requested == "cpu")
+
+
+def _tables(geom: LayerGeom, tr_: int, tc_: int, tm_: int, tn_: int, p: Platform, backend: str,
+            sw: bool = False) -> _Tables:
     C, H, W = geom.in_shape
     M, Ho, Wo = geom.out_shape
     kh, kw, s, pad = geom.kh, geom.kw, geom.stride, geom.pad
@@ -262,6 +313,8 @@ def _tables(geom: LayerGeom, tr_: int, tc_: int, tm_: int, tn_: int, p: Platform
     else:
         n0, tn = _axis(C, tn_)
     grid = (len(m0), len(n0), len(r0), len(c0))
+    if sw and backend == "cpu" and p.cpu_sw is not None:
+        return _sw_tables(geom, p, grid, m0, tm, n0, tn, r0, tr, c0, tc)
     zero2 = np.zeros(2)
     # compute per output element, indexed by the n tile
     if geom.op in ("conv", "fc"):
@@ -315,13 +368,103 @@ def _tables(geom: LayerGeom, tr_: int, tc_: int, tm_: int, tn_: int, p: Platform
     write_len = (otm * otr * otc).astype(np.int64)
     return _Tables(grid, m0, tm, n0, tn, r0, tr, c0, tc, np.ascontiguousarray(vec), np.ascontiguousarray(inp),
                    np.ascontiguousarray(wgt), np.ascontiguousarray(bias), init, req, np.ascontiguousarray(prd),
-                   np.ascontiguousarray(pwr), np.ascontiguousarray(out), _cost(p.commit()), write_len)
+                   np.ascontiguousarray(pwr), np.ascontiguousarray(out), _cost(p.commit()), write_len,
+                   np.zeros((grid[0], grid[2], 2)), np.zeros((grid[1], 2)), np.zeros((grid[3], 2)), zero2, zero2,
+                   False)
+
+
+def _bitlen(a) -> np.ndarray:
+    """``int.bit_length`` of a non-negative int array (the iterations of ``__mspabi_mpyi``)."""
+    a = np.asarray(a, dtype=np.int64)
+    out = np.zeros(a.shape, np.int64)
+    v = a.copy()
+    while (v > 0).any():
+        out += v > 0
+        v >>= 1
+    return out
+
+
+def _sw_tables(geom: LayerGeom, p: Platform, grid, m0, tm, n0, tn, r0, tr, c0, tc) -> _Tables:
+    """Cost tables of the emitted portable-C runtime (``backend="cpu"``, ``Platform.cpu_sw``).
+
+    Counts what aidi_runtime.c / aidi_kernels_cpu.c execute per tile, input or
+    weight fetch, accumulator pass and unit (see :class:`~aidi.sim.platform.SoftwareCosts`).
+    """
+    sw = p.cpu_sw
+    e_cyc = p.energy_per_cycle_J
+
+    def cc(cycles) -> np.ndarray:  # cycles -> (..., 2) [cycles, energy]
+        c = np.asarray(cycles, dtype=np.float64)
+        return np.stack([c, c * e_cyc], axis=-1)
+
+    C, H, W = geom.in_shape
+    M, Ho, Wo = geom.out_shape
+    kh, kw, s, pad = geom.kh, geom.kw, geom.stride, geom.pad
+    kk = kh * kw
+    # compute per output element, by n tile (the kernel's loops: accumulator, channel, kernel row, MAC)
+    if geom.op in ("conv", "fc"):
+        vec = cc(sw.acc_elem + tn * (sw.acc_channel + kh * (sw.kernel_row + kw * sw.mac)))
+    elif geom.op == "dwconv":
+        vec = cc([sw.acc_elem + sw.acc_channel + kh * (sw.kernel_row + kw * sw.mac)])
+    elif geom.op == "maxpool":
+        vec = cc([sw.pool_out + kk * sw.max_tap])
+    else:
+        vec = cc([sw.pool_out + sw.avg_div + kk * sw.avg_tap])
+    # input fetch: every row of the (rows-clipped) padded tile, zero rows written, valid rows copied word by word
+    x_cnt = tm if geom.channel_tied else tn
+    tri = (tr - 1) * s + kh
+    tci = (tc - 1) * s + kw
+    y0 = r0 * s - pad
+    ys = y0[:, None] + np.arange(int(tri.max()))[None, :]
+    valid = (ys >= 0) & (ys < H) & (np.arange(int(tri.max()))[None, :] < tri[:, None])
+    vrows = valid.sum(axis=1)
+    prows = tri - vrows
+    rbits = np.where(valid, _bitlen(np.maximum(2 * ys, 0)), 0).sum(axis=1)
+    per_ch = (vrows[:, None] * (sw.in_row + tci[None, :] * sw.in_word) + rbits[:, None] * sw.in_row_bit
+              + prows[:, None] * (sw.in_pad_row + tci[None, :] * sw.in_pad_word))  # (Rt, Ct)
+    inp = cc(sw.in_fetch + x_cnt[:, None, None] * per_ch[None, :, :])
+    # weights: per output channel, its (n-tile) slice of the filter
+    if geom.op in ("conv", "fc"):
+        wgt = cc(tm[:, None] * (sw.w_filter + (tn[None, :] * kk) * sw.w_word))
+    elif geom.op == "dwconv":
+        wgt = cc(tm[:, None] * (sw.w_filter + kk * sw.w_word))
+    else:
+        wgt = np.zeros((grid[0], 1, 2))
+    otm, otr, otc = tm[:, None, None], tr[None, :, None], tc[None, None, :]
+    elems = otm * otr * otc
+    zero2 = np.zeros(2)
+    if geom.weighted:
+        bias = cc(sw.io_channel * tm)  # per accumulator pass initialising a block from the bias
+        init = cc(sw.acc_init)
+        req = cc(sw.output)
+        out = cc(sw.io_channel * np.broadcast_to(otm, elems.shape))
+        if grid[1] > 1:
+            prd = pwr = cc(sw.psum_event + sw.io_channel * otm + sw.psum_word * elems)
+        else:
+            prd = pwr = np.zeros(out.shape)
+    else:
+        bias, init, req = np.zeros((grid[0], 2)), zero2, zero2
+        out = prd = pwr = np.zeros(elems.shape + (2,))
+    # per-tile overhead: constant, fetch_input's set-up multiplies, index bits, kernel rows
+    tile_c = (sw.tile_weighted if geom.weighted else sw.tile_pool) + sw.fetch_bit * (
+        2 * int(_bitlen(s)) + int(_bitlen(H)) + int(_bitlen(H * W)))
+    mi, ri = np.arange(grid[0]), np.arange(grid[2])
+    tov_mr = cc(tile_c + sw.tile_bit * (_bitlen(mi) + _bitlen(m0))[:, None]
+                + sw.tile_bit * (_bitlen(ri) + _bitlen(r0))[None, :] + sw.tile_row * tm[:, None] * tr[None, :])
+    tov_n = cc(sw.tile_bit * _bitlen(np.arange(grid[1])))
+    tov_c = cc(sw.tile_bit * _bitlen(np.arange(grid[3])))
+    return _Tables(grid, m0, tm, n0, tn, r0, tr, c0, tc, np.ascontiguousarray(vec), np.ascontiguousarray(inp),
+                   np.ascontiguousarray(wgt), np.ascontiguousarray(bias), init, req, np.ascontiguousarray(prd),
+                   np.ascontiguousarray(pwr), np.ascontiguousarray(out), cc(sw.unit), elems.astype(np.int64),
+                   np.ascontiguousarray(tov_mr), np.ascontiguousarray(tov_n), np.ascontiguousarray(tov_c),
+                   cc(sw.version_div), cc(sw.layer_start), True)
 
 
 # --------------------------------------------------------------------------- the walk (numba)
 @njit(cache=True)
 def _walk(dims, axes, S, tied, weighted, idempotent, tm_sz, tr_sz, tc_sz, vec, inp, wgt, bias, init, req,
-          prd, pwr, out, commit, slot_stride, record, e_limit, obj_a, obj_b, bound):
+          prd, pwr, out, commit, tov_mr, tov_n, tov_c, bvc, lay, sw, slot_stride, record, e_limit, obj_a, obj_b,
+          bound):
     """Walk the tile sequence of one layer: per-unit costs, slots, flags (see module docstring).
 
     Returns (status, unit_cost (U, 3, 2), max_unit_energy, max_slots, acc_extent_bytes,
@@ -329,6 +472,16 @@ def _walk(dims, axes, S, tied, weighted, idempotent, tm_sz, tr_sz, tc_sz, vec, i
     The per-tile arrays are empty unless ``record``.  status 0: complete; 1: a
     unit exceeded ``e_limit`` J (stopped there); 2: the running objective
     ``obj_a * cycles + obj_b * energy`` exceeded ``bound`` (stopped there).
+
+    Flags (what a unit must do to be correct after a brown-out) are the same
+    for every backend.  With ``sw`` (the emitted portable-C runtime) the
+    *costs* follow what that runtime executes in one power cycle: a fetch is
+    skipped when the tile is still in SRAM from the previous unit (its fetch
+    cache lives until the next boot), accumulators are spilled to the
+    partial-sum buffers between two non-adjacent touches of a block (no
+    slots), and tiles pay ``tov_*``, ``bvc`` and ``lay``.  The refetch a unit
+    needs after a reboot is added to ``max_unit_energy`` and to the
+    ``e_limit`` check, not to ``unit_cost``.
     """
     mt, nt, rt, ct = dims[0], dims[1], dims[2], dims[3]
     n_tiles = mt * nt * rt * ct
@@ -338,12 +491,14 @@ def _walk(dims, axes, S, tied, weighted, idempotent, tm_sz, tr_sz, tc_sz, vec, i
     for k in range(3, -1, -1):
         st[axes[k]] = acc_st
         acc_st *= dims[axes[k]]
+    spill = sw and st[1] != 1  # the runtime keeps a block's sum in SRAM only across adjacent n tiles
     n_out = mt * rt * ct
     par = np.zeros(n_out, np.int8)
     slot_of = np.full(n_out, -1, np.int64)
     cap = min(S, n_out) + 1
     busy = np.zeros(cap, np.bool_)
     unit_cost = np.zeros((n_units, 3, 2))
+    unit_cold = np.zeros(n_units)
     rn = n_tiles if record else 0
     r_idx = np.zeros((rn, 4), np.int64)
     r_flags = np.zeros(rn, np.int64)
@@ -359,6 +514,8 @@ def _walk(dims, axes, S, tied, weighted, idempotent, tm_sz, tr_sz, tc_sz, vec, i
     res_in = -1
     res_w = -1
     res_b = -1
+    warm_in = -1
+    warm_w = -1
     cyc = 0.0
     run_c = 0.0
     run_e = 0.0
@@ -387,15 +544,28 @@ def _walk(dims, axes, S, tied, weighted, idempotent, tm_sz, tr_sz, tc_sz, vec, i
         fl = 0
         mv0 = 0.0
         mv1 = 0.0
-        cp0 = elems * vec[ni, 0]
-        cp1 = elems * vec[ni, 1]
+        cp0 = elems * vec[ni, 0] + tov_mr[mi, ri, 0] + tov_n[ni, 0] + tov_c[ci, 0]
+        cp1 = elems * vec[ni, 1] + tov_mr[mi, ri, 1] + tov_n[ni, 1] + tov_c[ci, 1]
+        if t == 0:
+            cp0 += lay[0]
+            cp1 += lay[1]
         wr_c = 0.0
+        pv0 = 0.0
+        pv1 = 0.0
         in_key = (xi * rt + ri) * ct + ci
         if in_key != res_in:
             fl |= 1
-            mv0 += inp[xi, ri, ci, 0]
-            mv1 += inp[xi, ri, ci, 1]
             res_in = in_key
+            if not sw:
+                mv0 += inp[xi, ri, ci, 0]
+                mv1 += inp[xi, ri, ci, 1]
+        if sw:
+            if in_key != warm_in:
+                mv0 += inp[xi, ri, ci, 0]
+                mv1 += inp[xi, ri, ci, 1]
+                warm_in = in_key
+            elif fl & 1:
+                unit_cold[u] += inp[xi, ri, ci, 1]
         slot = -1
         rd = 0
         wrp = 0
@@ -403,9 +573,20 @@ def _walk(dims, axes, S, tied, weighted, idempotent, tm_sz, tr_sz, tc_sz, vec, i
             wkey = mi * nt + ni
             if wkey != res_w:
                 fl |= 2
-                mv0 += wgt[mi, ni, 0]
-                mv1 += wgt[mi, ni, 1]
                 res_w = wkey
+                if not sw:
+                    mv0 += wgt[mi, ni, 0]
+                    mv1 += wgt[mi, ni, 1]
+            if sw:
+                if wkey != warm_w:
+                    mv0 += wgt[mi, ni, 0]
+                    mv1 += wgt[mi, ni, 1]
+                    warm_w = wkey
+                elif fl & 2:
+                    unit_cold[u] += wgt[mi, ni, 1]
+                if ni > 0 and st[1] < S:  # partial-sum version (preservation protocol)
+                    pv0 += bvc[0]
+                    pv1 += bvc[1]
             if first:
                 for q in range(cap):
                     if not busy[q]:
@@ -419,36 +600,46 @@ def _walk(dims, axes, S, tied, weighted, idempotent, tm_sz, tr_sz, tc_sz, vec, i
                 if ni == 0:
                     if mi != res_b:
                         fl |= 4
-                        mv0 += bias[mi, 0]
-                        mv1 += bias[mi, 1]
+                        if not sw:
+                            mv0 += bias[mi, 0]
+                            mv1 += bias[mi, 1]
                         res_b = mi
                     fl |= 8
-                    cp0 += elems * init[0]
-                    cp1 += elems * init[1]
                 else:
                     fl |= 16
                     if idempotent:
                         rd = par[o]
+            if first or spill:  # accumulator pass: from the bias, or from FRAM partial sums
+                if ni == 0:
+                    cp0 += elems * init[0]
+                    cp1 += elems * init[1]
+                    if sw:
+                        mv0 += bias[mi, 0]
+                        mv1 += bias[mi, 1]
+                else:
                     mv0 += prd[mi, ri, ci, 0]
                     mv1 += prd[mi, ri, ci, 1]
             slot = slot_of[o]
             e = slot * slot_stride + elems * 4
             if e > extent:
                 extent = e
-            if last:
+            if last or spill:  # write-back pass: outputs, or partial sums
                 if ni == nt - 1:
-                    fl |= 64
                     cp0 += elems * req[0]
                     cp1 += elems * req[1]
                     wr_c = out[mi, ri, ci, 0]
                     mv1 += out[mi, ri, ci, 1]
                 else:
+                    wr_c = pwr[mi, ri, ci, 0]
+                    mv1 += pwr[mi, ri, ci, 1]
+            if last:
+                if ni == nt - 1:
+                    fl |= 64
+                else:
                     fl |= 32
                     if idempotent:
                         wrp = 1 - par[o]
                         par[o] = wrp
-                    wr_c = pwr[mi, ri, ci, 0]
-                    mv1 += pwr[mi, ri, ci, 1]
                 busy[slot] = False
                 slot_of[o] = -1
                 live -= 1
@@ -456,11 +647,13 @@ def _walk(dims, axes, S, tied, weighted, idempotent, tm_sz, tr_sz, tc_sz, vec, i
             fl |= 64
             wr_c = out[mi, ri, ci, 0]
             mv1 += out[mi, ri, ci, 1]
-        tile_c = cp0 + mv0 + wr_c
+        tile_c = cp0 + mv0 + pv0 + wr_c
         unit_cost[u, 0, 0] += cp0
         unit_cost[u, 0, 1] += cp1
         unit_cost[u, 1, 0] += mv0 + wr_c
         unit_cost[u, 1, 1] += mv1
+        unit_cost[u, 2, 0] += pv0
+        unit_cost[u, 2, 1] += pv1
         if record:
             r_idx[t, 0] = mi
             r_idx[t, 1] = ni
@@ -474,15 +667,15 @@ def _walk(dims, axes, S, tied, weighted, idempotent, tm_sz, tr_sz, tc_sz, vec, i
             r_end[t] = cyc + tile_c
         cyc += tile_c
         run_c += tile_c
-        run_e += cp1 + mv1
-        unit_e += cp1 + mv1
+        run_e += cp1 + mv1 + pv1
+        unit_e += cp1 + mv1 + pv1
         if t % S == S - 1 or t == n_tiles - 1:
             unit_cost[u, 2, 0] += commit[0]
             unit_cost[u, 2, 1] += commit[1]
             run_c += commit[0]
             run_e += commit[1]
             unit_e += commit[1]
-        if unit_e > e_limit:
+        if unit_e + unit_cold[u] > e_limit:
             status = 1
             break
         if obj_a * run_c + obj_b * run_e > bound:
@@ -490,7 +683,7 @@ def _walk(dims, axes, S, tied, weighted, idempotent, tm_sz, tr_sz, tc_sz, vec, i
             break
     max_e = 0.0
     for u in range(n_units):
-        e = unit_cost[u, 0, 1] + unit_cost[u, 1, 1] + unit_cost[u, 2, 1]
+        e = unit_cost[u, 0, 1] + unit_cost[u, 1, 1] + unit_cost[u, 2, 1] + unit_cold[u]
         if e > max_e:
             max_e = e
     return status, unit_cost, max_e, max_slots, extent, r_idx, r_flags, r_slot, r_rd, r_wr, r_end, r_wst
@@ -501,8 +694,9 @@ def _run_walk(geom: LayerGeom, d: ExecutionDesign, tab: _Tables, idempotent: boo
     slot_stride = _align(4 * d.Tm * d.Tr * d.Tc)
     return _walk(np.array(tab.grid, np.int64), np.array(ORDER_AXES[d.loop_order], np.int64), d.S,
                  geom.channel_tied, geom.weighted, idempotent, tab.tm, tab.tr, tab.tc, tab.vec, tab.inp, tab.wgt,
-                 tab.bias, tab.init, tab.req, tab.prd, tab.pwr, tab.out, tab.commit, slot_stride, record,
-                 float(e_limit), float(obj_a), float(obj_b), float(bound))
+                 tab.bias, tab.init, tab.req, tab.prd, tab.pwr, tab.out, tab.commit, tab.tov_mr, tab.tov_n,
+                 tab.tov_c, tab.bvc, tab.lay, tab.sw, slot_stride, record, float(e_limit), float(obj_a),
+                 float(obj_b), float(bound))
 
 
 def _lower_bound(geom: LayerGeom, tab: _Tables) -> np.ndarray:
@@ -512,7 +706,11 @@ def _lower_bound(geom: LayerGeom, tab: _Tables) -> np.ndarray:
     lb = mhw * (tab.vec.sum(axis=0) + tab.init + tab.req) + tab.commit
     lb = lb + tab.inp.reshape(-1, 2).sum(0) + tab.out.reshape(-1, 2).sum(0)
     if geom.weighted:
-        lb = lb + tab.wgt.reshape(-1, 2).sum(0) + tab.bias.sum(0)
+        lb = lb + tab.wgt.reshape(-1, 2).sum(0) + tab.bias.sum(0) * (tab.grid[2] * tab.grid[3] if tab.sw else 1)
+    if tab.sw:  # every tile's overhead, once per layer
+        mt, nt, rt, ct = tab.grid
+        lb = lb + tab.lay + tab.tov_mr.sum(axis=(0, 1)) * nt * ct + tab.tov_n.sum(0) * mt * rt * ct \
+            + tab.tov_c.sum(0) * mt * nt * rt
     return lb
 
 
@@ -629,7 +827,7 @@ def evaluate_design(layer, design: ExecutionDesign, platform: Platform | str, sr
     best = None
     for b in _backends(design.backend, backend) if geom.weighted else ["cpu"]:
         d = replace(normalize_design(geom, design), backend=b)
-        tab = _tables(geom, d.Tr, d.Tc, d.Tm, d.Tn, p, b)
+        tab = _tables(geom, d.Tr, d.Tc, d.Tm, d.Tn, p, b, _sw_path(geom, p, b, backend))
         _, uc, max_e, slots, extent, *_ = _run_walk(geom, d, tab, idempotent, False)
         bufs = sram_buffers(geom, d, extent)
         tot = uc.sum(axis=0)
@@ -738,7 +936,7 @@ def search_design(layer, platform: Platform | str, sram_budget: int | None, e_cy
                 if closest is None:
                     closest = (np.inf, reason)
                 continue
-            tab = _tables(geom, base.Tr, base.Tc, base.Tm, base.Tn, p, b)
+            tab = _tables(geom, base.Tr, base.Tc, base.Tm, base.Tn, p, b, _sw_path(geom, p, b, backend))
             lb = _lower_bound(geom, tab)
             cands.append((obj_a * lb[0] + obj_b * lb[1], len(cands), base, b, tab))
     cands.sort(key=lambda c: (c[0], c[1]))
@@ -999,7 +1197,7 @@ def plan_layer(geom: LayerGeom, design: ExecutionDesign, platform: Platform | st
         design = evaluate_design(geom, design, p, budget, backend, idempotent).design
     b = (design.backend or cands[0]) if geom.weighted else "cpu"
     d = replace(normalize_design(geom, design), backend=b)
-    tab = _tables(geom, d.Tr, d.Tc, d.Tm, d.Tn, p, b)
+    tab = _tables(geom, d.Tr, d.Tc, d.Tm, d.Tn, p, b, _sw_path(geom, p, b, backend))
     _, uc, _max_e, slots, extent, idx, flags, slot, rd, wr, t_end, w_start = _run_walk(geom, d, tab, idempotent, True)
     bufs = sram_buffers(geom, d, extent)
     why = _check_sram(geom, bufs, budget, p, b, int(slots))
