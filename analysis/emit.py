@@ -8,16 +8,28 @@ Checks, when ``build`` is set:
   against the budgets, a continuous run on mspdebug's simulator whose
   ``aidi_output`` must equal the reference, and its MCLK cycles per layer next
   to the simulator's estimate for the same designs on the CPU (portable-C) path.
+
+:func:`cycle_table` returns that per-layer table (measured, simulated, error)
+for a scenario, :func:`ir_cycle_table` for any emission IR.  The portable-C
+cost constants (``Platform.cpu_sw``) are refitted with :func:`calibration_set`
+(the default digits network and :func:`calibration_network` samples, measured
+on mspdebug) and :func:`fit_software_costs`; tests/test_calibration_mspdebug.py
+checks them on networks outside the fit.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
 from .errors import UserError
+
+#: what every mspdebug-vs-simulator comparison must say about mspdebug 0.22
+MSPDEBUG_CAVEATS = ("mspdebug 0.22 counts classic MSP430 cycles (not CPUX), miscounts some constant-generator forms, "
+                    "and has no FRAM wait states, LEA, DMA or MPY32 (built with SIM_HWMULT=1: its classic MPY)")
 
 
 def simulated_cpu_cycles(built) -> list[float]:
@@ -28,6 +40,216 @@ def simulated_cpu_cycles(built) -> list[float]:
     plan = tiling.plan_network(built.qmodel, designs, built.platform, built.scenario.device.sram_budget_bytes,
                                backend="cpu", preservation=built.scenario.execution.preservation)
     return [float(lp.unit_cost[:, :, 0].sum()) for lp in plan.layers]
+
+
+def error_table(names: Sequence[str], measured: Sequence[float], simulated: Sequence[float]) -> list[dict]:
+    """Rows ``{layer, mspdebug_cycles, simulated_cycles, error}``; error = (simulated - measured) / measured."""
+    return [{"layer": n, "mspdebug_cycles": int(m), "simulated_cycles": float(s),
+             "error": (float(s) - m) / m if m else None} for n, m, s in zip(names, measured, simulated)]
+
+
+def cycle_table(built, out: Path | str) -> list[dict]:
+    """Per-layer MCLK cycles of the scenario's emitted portable C on mspdebug (SIM_HWMULT=1) next to the
+    simulator's estimate (:func:`simulated_cpu_cycles`): ``{layer, mspdebug_cycles, simulated_cycles, error}``.
+
+    Emits and builds into ``out``; needs make, clang-14, ld.lld-14 and mspdebug.
+    See :data:`MSPDEBUG_CAVEATS`.
+    """
+    res = emit(built, Path(out), build=True)
+    m = res.get("msp430", {})
+    if "cycles_per_layer" not in m:
+        raise UserError(f"msp430-sim: {m.get('skipped', 'not built')}")
+    return m["cycles_per_layer"]
+
+
+# --------------------------------------------------------------------------- calibration of the CPU path
+def ir_geometry(ir) -> list:
+    """The tiler's :class:`~aidi.models.layers.LayerGeom` of every layer of an emission IR
+    (pwconv -> 1x1 conv, gap -> full-window avgpool, fc over the flattened input)."""
+    from aidi.models.layers import LayerGeom
+
+    out = []
+    for i, layer in enumerate(ir.layers):
+        if layer.op == "relu":
+            raise ValueError(f"layer {i}: a standalone relu has no tiler geometry (fuse it into the layer before)")
+        op = {"pwconv": "conv", "gap": "avgpool"}.get(layer.op, layer.op)
+        out.append(LayerGeom(i, op, layer.op, tuple(layer.kernel_in_shape), tuple(layer.out_shape), layer.kh,
+                             layer.kw, layer.stride, layer.pad, layer.relu, layer.weighted))
+    return out
+
+
+def ir_designs(ir) -> list:
+    """The IR's execution designs as the tiler's (clipped to each layer, S tiles per unit, CPU backend)."""
+    from aidi.models.emit.ir import plan_layer
+    from aidi.models.tiling import ExecutionDesign
+
+    out = []
+    for layer in ir.layers:
+        p = plan_layer(layer)
+        out.append(ExecutionDesign(p.tr, p.tc, p.tm, p.tn, layer.design.loop_order, p.S, "hypertile", "cpu"))
+    return out
+
+
+def simulated_ir_cycles(ir, platform="msp430fr5994") -> list[float]:
+    """The simulator's cycles per layer of an emission IR on the portable-C path (``backend="cpu"``)."""
+    from aidi.models import tiling
+
+    p = tiling._platform(platform)
+    plan = tiling.plan_network(ir_geometry(ir), ir_designs(ir), p, p.sram_bytes, backend="cpu")
+    return [float(lp.unit_cost[:, :, 0].sum()) for lp in plan.layers]
+
+
+def measure_ir_cycles(ir, workdir: Path | str) -> list[int]:
+    """mspdebug MCLK cycles per layer of ``ir``'s emitted portable C (SIM_HWMULT=1, one continuous run);
+    the firmware's output must equal the Q15 reference."""
+    from aidi.models.emit import mspsim
+
+    return [int(r["cycles"]) for r in mspsim.calibrate(ir, workdir, sim_hwmult=True)]
+
+
+def ir_cycle_table(ir, workdir: Path | str, platform="msp430fr5994") -> list[dict]:
+    """:func:`error_table` of an emission IR: mspdebug (SIM_HWMULT=1) vs :func:`simulated_ir_cycles`."""
+    return error_table([layer.name for layer in ir.layers], measure_ir_cycles(ir, workdir),
+                       simulated_ir_cycles(ir, platform))
+
+
+def _calibration_spec(rng: np.random.Generator, shape, last: bool) -> dict:
+    c, h, w = shape
+    kinds = ["conv", "conv", "dwconv", "pwconv", "maxpool", "avgpool"] + (["fc", "fc", "gap"] if last else [])
+    while True:
+        t = str(rng.choice(kinds))
+        if t in ("conv", "dwconv"):
+            k = int(rng.choice([1, 2, 3, 3, 5] if t == "conv" else [2, 3, 3, 5]))
+            s, p = int(rng.choice([1, 1, 2])), int(rng.integers(0, k // 2 + 1))
+            if h + 2 * p < k or w + 2 * p < k:
+                continue
+            spec = {"type": t, "k": k, "stride": s, "padding": p, "relu": bool(rng.integers(2))}
+            if t == "conv":
+                spec["filters"] = int(rng.integers(2, 13))
+            return spec
+        if t == "pwconv":
+            return {"type": t, "filters": int(rng.integers(2, 17)), "relu": bool(rng.integers(2))}
+        if t in ("maxpool", "avgpool"):
+            k = int(rng.choice([2, 2, 3]))
+            if h < k or w < k:
+                continue
+            return {"type": t, "k": k, "stride": int(rng.choice([1, 2, k]))}
+        if t == "fc":
+            return {"type": t, "units": int(rng.integers(2, 13)), "relu": bool(rng.integers(2))}
+        return {"type": "gap"}
+
+
+def _calibration_design(rng: np.random.Generator, layer):
+    from aidi.models.emit.ir import LOOP_ORDERS, ExecDesign, plan_layer
+
+    m, ho, wo = layer.out_shape
+    n = layer.kernel_in_shape[0]
+
+    def pick(hi: int) -> int:
+        return int(rng.integers(1, hi + 1)) if rng.random() < 0.7 else int(rng.choice([1, hi]))
+
+    d = ExecDesign(Tr=pick(ho), Tc=pick(wo), Tm=pick(m), Tn=1 if layer.channel_tied else pick(n),
+                   loop_order=str(rng.choice(LOOP_ORDERS)), S=1)
+    nt = plan_layer(layer.with_design(d)).n_tiles
+    s = int(rng.choice([1, 1, 2, 3, 4, 8, nt]))
+    return ExecDesign(d.Tr, d.Tc, d.Tm, d.Tn, d.loop_order, max(1, min(s, nt)))
+
+
+def calibration_network(seed: int, *, max_macs: int = 60000, max_tiles: int = 600):
+    """A random small network (2-4 layers of conv/dwconv/pwconv/maxpool/avgpool, ending in any of those,
+    fc or gap) with random Q15 parameters and random execution designs (tile sizes, loop order, S):
+    one sample of the calibration set of the portable-C cost model.  Deterministic in ``seed``; at most
+    ``max_macs`` MACs and ``max_tiles`` tiles so that mspdebug runs it in well under a second."""
+    from aidi.models import tiling
+    from aidi.models.emit.examples import random_network
+    from aidi.models.emit.ir import plan_layer
+
+    rng = np.random.default_rng(seed)
+    p = tiling._platform("msp430fr5994")
+    for _ in range(200):
+        shape = (int(rng.integers(1, 5)), int(rng.integers(5, 13)), int(rng.integers(5, 13)))
+        n_layers = int(rng.integers(2, 5))
+        try:
+            specs, cur = [], shape
+            for i in range(n_layers):
+                specs.append(_calibration_spec(rng, cur, i == n_layers - 1))
+                cur = random_network(specs, shape, np.random.default_rng(seed), None).layers[-1].out_shape
+            shapes_only = random_network(specs, shape, np.random.default_rng(seed), None)
+            designs = [_calibration_design(rng, layer) for layer in shapes_only.layers]
+            ir = random_network(specs, shape, np.random.default_rng(seed + 1000003), designs, name=f"cal{seed}")
+            plans = [plan_layer(layer) for layer in ir.layers]
+            if sum(q.macs for q in plans) > max_macs or sum(q.n_tiles for q in plans) > max_tiles:
+                continue
+            if max(q.sram_bytes for q in plans) > 3000:
+                continue
+            tiling.plan_network(ir_geometry(ir), ir_designs(ir), p, p.sram_bytes, backend="cpu")
+            return ir
+        except ValueError:
+            continue
+    raise RuntimeError(f"calibration_network({seed}): no network within the limits")
+
+
+def software_cost_features(ir, platform="msp430fr5994") -> np.ndarray:
+    """(layers, fields of :class:`~aidi.sim.platform.SoftwareCosts`): how often the tiler's CPU cost model
+    charges each constant in each layer of ``ir`` (the model is linear in the constants: each column is
+    the layer cycles with that constant set to 1 and the others to 0)."""
+    from aidi.models import tiling
+    from aidi.sim.platform import SoftwareCosts
+
+    p = tiling._platform(platform)
+    names = [f.name for f in fields(SoftwareCosts)]
+    geoms, designs = ir_geometry(ir), ir_designs(ir)
+    cols = []
+    for name in names:
+        unit = SoftwareCosts(**{n: float(n == name) for n in names})
+        plan = tiling.plan_network(geoms, designs, replace(p, cpu_sw=unit), p.sram_bytes, backend="cpu")
+        cols.append([float(lp.unit_cost[:, :, 0].sum()) for lp in plan.layers])
+    return np.array(cols).T
+
+
+def calibration_set(seeds: Sequence[int], workdir: Path | str, *, default: bool = True,
+                    platform="msp430fr5994") -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Measure the calibration set on mspdebug: the default digits network (random Q15 parameters, the
+    designs of :func:`aidi.models.emit.examples.default_network`) and :func:`calibration_network` of each
+    seed.  Returns ``(features, measured cycles, labels)``, one row per layer, ready for
+    :func:`fit_software_costs`.  About half a second of build and simulation per network."""
+    from aidi.models.emit.examples import default_network
+
+    nets = ([("default", default_network(0))] if default else []) + [(f"cal{s}", calibration_network(s)) for s in seeds]
+    feats, meas, labels = [], [], []
+    for tag, ir in nets:
+        feats.append(software_cost_features(ir, platform))
+        meas.extend(measure_ir_cycles(ir, Path(workdir) / tag))
+        labels.extend(f"{tag}/{layer.name}" for layer in ir.layers)
+    return np.vstack(feats), np.asarray(meas, dtype=np.float64), labels
+
+
+def fit_software_costs(features: np.ndarray, measured: Sequence[float], *, fixed: dict | None = None):
+    """Least squares (numpy) of :class:`~aidi.sim.platform.SoftwareCosts` on per-layer ``features``
+    (:func:`software_cost_features` rows) and mspdebug ``measured`` cycles, minimising the relative error
+    per layer.  ``fixed``: constants held at a given value (e.g. ``acc_init``, which always occurs as often
+    as ``output`` and so cannot be told apart from it).  Constants that come out negative are held at 0
+    and the rest refitted (an active-set NNLS).  Returns ``(SoftwareCosts, relative errors)``."""
+    from aidi.sim.platform import SoftwareCosts
+
+    names = [f.name for f in fields(SoftwareCosts)]
+    fixed = dict(fixed or {})
+    X = np.asarray(features, dtype=np.float64)
+    y = np.asarray(measured, dtype=np.float64)
+    w = 1.0 / y
+    coef = np.zeros(len(names))
+    for k, v in fixed.items():
+        coef[names.index(k)] = v
+    free = [i for i, n in enumerate(names) if n not in fixed and X[:, i].any()]
+    rest = y - X @ coef
+    while free:
+        c, *_ = np.linalg.lstsq(X[:, free] * w[:, None], rest * w, rcond=None)
+        if c.min() >= 0:
+            coef[free] = c
+            break
+        free.pop(int(np.argmin(c)))
+    err = (X @ coef - y) / y
+    return SoftwareCosts(**{n: float(round(v, 2)) for n, v in zip(names, coef)}), err
 
 
 def emit(built, out: Path, backend: str = "portable", build: bool = False) -> dict:
@@ -60,11 +282,7 @@ def emit(built, out: Path, backend: str = "portable", build: bool = False) -> di
     size = elfsize.memory_report(str(proj.sim_elf), built.platform.fram_bytes,
                                  built.scenario.device.sram_budget_bytes)
     lc = mspsim.measure_layer_cycles(proj.sim_elf, len(ir.layers), ir.output_len, hwmult=True)
-    est = simulated_cpu_cycles(built)
-    per_layer = []
-    for i, (meas, sim_c) in enumerate(zip(lc.layer_cycles, est)):
-        per_layer.append({"layer": built.graph.layer_names[i], "mspdebug_cycles": int(meas),
-                          "simulated_cycles": sim_c, "error": (sim_c - meas) / meas if meas else None})
+    per_layer = error_table(built.graph.layer_names, lc.layer_cycles, simulated_cpu_cycles(built))
     res["msp430"] = {
         "elf": str(proj.sim_elf),
         "fram_bytes": size["fram_bytes"], "sram_bytes": size["sram_bytes"],
@@ -73,8 +291,7 @@ def emit(built, out: Path, backend: str = "portable", build: bool = False) -> di
         "matches_reference": bool(np.array_equal(lc.output, reference)),
         "total_cycles": lc.total_cycles, "boot_cycles": lc.boot_cycles, "stack_peak_bytes": lc.stack_peak_bytes,
         "cycles_per_layer": per_layer,
-        "note": "mspdebug 0.22 counts classic MSP430 cycles (not CPUX), miscounts some constant-generator forms, "
-                "and has no FRAM wait states, LEA, DMA or MPY32 (built with SIM_HWMULT=1: its classic MPY)",
+        "note": MSPDEBUG_CAVEATS,
     }
     return res
 
