@@ -182,7 +182,13 @@ def bench_sweep(quick: bool = False) -> dict:
     grid = {"power.capacitor_F": [float(c) for c in caps]}
     sweep.run_sweep(path, {"power.capacitor_F": caps[:1]})  # warm caches
     out = {"points": len(caps)}
+    from aidi.analysis import pipeline
+    from aidi.models import tiling
+
     for workers in (1, 2):
+        # same start for both: forked workers would otherwise inherit designs found by the first run
+        tiling._auto_design_cached.cache_clear()
+        pipeline._model.cache_clear()
         t0 = time.perf_counter()
         sweep.run_sweep(path, grid, workers=workers)
         out[f"points_per_s_{workers}_workers"] = len(caps) / (time.perf_counter() - t0)

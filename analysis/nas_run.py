@@ -73,7 +73,9 @@ def parallel_map(workers: int = 1, dask: str | None = None):
             if cluster is not None:
                 cluster.close()
     elif workers > 1:
-        with ProcessPoolExecutor(max_workers=workers) as ex:
+        from .sweep import worker_context
+
+        with ProcessPoolExecutor(max_workers=workers, mp_context=worker_context()) as ex:
             yield lambda fn, args: list(ex.map(fn, *zip(*args))) if args else []
     else:
         yield None

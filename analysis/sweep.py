@@ -59,6 +59,18 @@ def points(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
     return [dict(zip(keys, combo)) for combo in itertools.product(*(grid[k] for k in keys))]
 
 
+def worker_context():
+    """Start method for local worker processes: forkserver (spawn where it is missing).
+
+    Plain fork is unsafe here: a parent that has already run torch (training, quantization)
+    hands its OpenMP thread pool's locks to the children, which can then hang in torch.
+    """
+    import multiprocessing
+
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+
+
 def evaluate_point(scenario_path: str, overrides: dict[str, Any], engine: str = "oracle") -> dict:
     """Build and simulate one variant; returns a flat row (errors become a row too)."""
     from . import pipeline
@@ -125,7 +137,7 @@ def run_sweep(scenario_path: str | Path, grid: dict[str, list[Any]], workers: in
             if cluster is not None:
                 cluster.close()
     elif workers > 1:
-        with ProcessPoolExecutor(max_workers=workers) as ex:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=worker_context()) as ex:
             futs = {ex.submit(evaluate_point, path, p, engine): i for i, p in enumerate(pts)}
             for fut in as_completed(futs):
                 rows[futs[fut]] = fut.result()
