@@ -36,7 +36,6 @@ import math
 import time
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -468,7 +467,6 @@ def _console():
 
 
 def print_nas(summary: dict, console=None) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     con = console or _console()
@@ -502,7 +500,6 @@ def print_nas(summary: dict, console=None) -> None:
 
 
 def print_compare(summary: dict, console=None) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     con = console or _console()

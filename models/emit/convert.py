@@ -10,7 +10,7 @@ torch or numba.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 

@@ -34,7 +34,7 @@ hyper-tile) followed by one commit of the progress record.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import numpy as np
 
