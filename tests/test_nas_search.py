@@ -55,12 +55,14 @@ def test_chosen_model_loads_in_aidi_run(tmp_path):
     assert res["q15_accuracy"] == pytest.approx(s["chosen"]["q15_test_accuracy"])
 
 
-def test_parallel_workers_give_the_same_search(tmp_path):
+def test_parallel_workers_and_dask_give_the_same_search(tmp_path):
     kw = dict(controller="evolution", budget=8, seed=2, quick=True)
     a = nas_run.run_nas("lab-1mF", out=tmp_path / "a", **kw)
     b = nas_run.run_nas("lab-1mF", out=tmp_path / "b", workers=2, **kw)
-    assert [p["arch_id"] for p in a["pareto"]] == [p["arch_id"] for p in b["pareto"]]
-    assert [p["latency_s"] for p in a["pareto"]] == [p["latency_s"] for p in b["pareto"]]
+    c = nas_run.run_nas("lab-1mF", out=tmp_path / "c", workers=2, dask="local", **kw)
+    for other in (b, c):
+        assert [p["arch_id"] for p in a["pareto"]] == [p["arch_id"] for p in other["pareto"]]
+        assert [p["latency_s"] for p in a["pareto"]] == [p["latency_s"] for p in other["pareto"]]
 
 
 def test_compare_json(tmp_path):
