@@ -34,7 +34,6 @@ from __future__ import annotations
 import json
 import math
 import time
-from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable
@@ -42,6 +41,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .errors import UserError
+from .parallel import executor
 
 DATASETS = ("digits", "cifar10", "tinyimagenet")
 #: requirements of --compare: geometric points between the fastest and the slowest member of the space
@@ -54,30 +54,9 @@ SCRATCH_EPOCHS = 3
 # --------------------------------------------------------------------------- parallel maps
 @contextmanager
 def parallel_map(workers: int = 1, dask: str | None = None):
-    """Yield ``map_fn(fn, list_of_arg_tuples) -> list`` on local processes or Dask (as analysis.sweep)."""
-    if dask:
-        from distributed import Client, LocalCluster
-
-        cluster = None
-        if dask == "local":
-            cluster = LocalCluster(n_workers=max(1, workers), threads_per_worker=1, processes=True,
-                                   dashboard_address=None)
-            client = Client(cluster)
-        else:
-            client = Client(dask)
-        try:
-            yield lambda fn, args: client.gather(client.map(fn, *zip(*args), pure=False)) if args else []
-        finally:
-            client.close()
-            if cluster is not None:
-                cluster.close()
-    elif workers > 1:
-        from .sweep import worker_context
-
-        with ProcessPoolExecutor(max_workers=workers, mp_context=worker_context()) as ex:
-            yield lambda fn, args: list(ex.map(fn, *zip(*args))) if args else []
-    else:
-        yield None
+    """Yield ``map_fn(fn, list_of_arg_tuples) -> list`` on local processes or Dask, or None (serial)."""
+    with executor(workers, dask) as pool:
+        yield None if pool is None else pool.map
 
 
 # --------------------------------------------------------------------------- inputs

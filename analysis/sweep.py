@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import itertools
 import tomllib
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import pandas as pd
 
 from .errors import UserError
+from .parallel import executor
 
 #: keys a sweep may set (section.key of the scenario file)
 SHORTCUTS = {
@@ -57,18 +57,6 @@ def parse_sets(sets: Iterable[str]) -> dict[str, list[Any]]:
 def points(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
     keys = list(grid)
     return [dict(zip(keys, combo)) for combo in itertools.product(*(grid[k] for k in keys))]
-
-
-def worker_context():
-    """Start method for local worker processes: forkserver (spawn where it is missing).
-
-    Plain fork is unsafe here: a parent that has already run torch (training, quantization)
-    hands its OpenMP thread pool's locks to the children, which can then hang in torch.
-    """
-    import multiprocessing
-
-    methods = multiprocessing.get_all_start_methods()
-    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
 
 
 def evaluate_point(scenario_path: str, overrides: dict[str, Any], engine: str = "oracle") -> dict:
@@ -115,37 +103,16 @@ def run_sweep(scenario_path: str | Path, grid: dict[str, list[Any]], workers: in
         if progress:
             progress(done, len(pts))
 
-    if dask:
-        from distributed import Client, LocalCluster
-        from distributed import as_completed as d_as_completed
-
-        cluster = None
-        if dask == "local":
-            cluster = LocalCluster(n_workers=max(1, workers), threads_per_worker=1, processes=True,
-                                   dashboard_address=None)
-            client = Client(cluster)
-        else:
-            client = Client(dask)
-        try:
-            futs = [client.submit(evaluate_point, path, p, engine, pure=False) for p in pts]
-            index = {f.key: i for i, f in enumerate(futs)}
-            for fut in d_as_completed(futs):
-                rows[index[fut.key]] = fut.result()
+    with executor(workers, dask) as pool:
+        if pool is None:
+            for i, p in enumerate(pts):
+                rows[i] = evaluate_point(path, p, engine)
                 tick()
-        finally:
-            client.close()
-            if cluster is not None:
-                cluster.close()
-    elif workers > 1:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=worker_context()) as ex:
-            futs = {ex.submit(evaluate_point, path, p, engine): i for i, p in enumerate(pts)}
-            for fut in as_completed(futs):
+        else:
+            futs = {pool.submit(evaluate_point, path, p, engine): i for i, p in enumerate(pts)}
+            for fut in pool.as_completed(list(futs)):
                 rows[futs[fut]] = fut.result()
                 tick()
-    else:
-        for i, p in enumerate(pts):
-            rows[i] = evaluate_point(path, p, engine)
-            tick()
     return pd.DataFrame(rows)
 
 

@@ -1,0 +1,63 @@
+"""Where parallel work runs: local worker processes or a Dask cluster, behind one small interface.
+
+``with executor(workers, dask) as pool:`` yields None (run serially) or a :class:`Pool` whose
+``submit(fn, *args)`` returns a future with ``.result()`` and whose ``as_completed(futures)``
+yields them as they finish.  Sweeps and the NAS use it.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import as_completed as cf_as_completed
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Iterator
+
+
+@dataclass(frozen=True)
+class Pool:
+    submit: Callable[..., Any]
+    as_completed: Callable[[Iterable[Any]], Iterator[Any]]
+
+    def map(self, fn: Callable, args: list[tuple]) -> list:
+        """``[fn(*a) for a in args]`` in parallel, results in order."""
+        futs = [self.submit(fn, *a) for a in args]
+        return [f.result() for f in futs]
+
+
+def worker_context():
+    """Start method for local worker processes: forkserver (spawn where it is missing).
+
+    Plain fork is unsafe here: a parent that has already run torch (training, quantization)
+    hands its OpenMP thread pool's locks to the children, which can then hang in torch.
+    """
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+
+
+@contextmanager
+def executor(workers: int = 1, dask: str | None = None) -> Iterator[Pool | None]:
+    """``dask``: a scheduler address, or ``"local"`` for a LocalCluster of ``workers`` processes."""
+    if dask:
+        from distributed import Client, LocalCluster
+        from distributed import as_completed as d_as_completed
+
+        cluster = None
+        if dask == "local":
+            cluster = LocalCluster(n_workers=max(1, workers), threads_per_worker=1, processes=True,
+                                   dashboard_address=None)
+            client = Client(cluster)
+        else:
+            client = Client(dask)
+        try:
+            yield Pool(lambda fn, *a: client.submit(fn, *a, pure=False), d_as_completed)
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+    elif workers > 1:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=worker_context()) as ex:
+            yield Pool(ex.submit, cf_as_completed)
+    else:
+        yield None
