@@ -45,13 +45,9 @@ class Segments:
 
     def max_power(self, v_lo: float, v_hi: float) -> float:
         """Largest power the source can put into the capacitor for V in [v_lo, v_hi] (W)."""
-        p = float(self.seg_p.max())
-        g = self.seg_g.max()
-        if g > 0:
-            vs = float(self.seg_vs.max())
-            v = min(max(vs / 2.0, v_lo), v_hi)
-            p += float(g) * (vs - v) * v
-        return p
+        from .physics import source_max_power
+
+        return float(source_max_power(self.seg_p, self.seg_g, self.seg_vs, v_lo, v_hi))
 
     def typical_power(self, v_lo: float, v_hi: float) -> float:
         """Mean constant-power part plus the Thevenin power at mid-range voltage (W): a recharge-rate estimate."""

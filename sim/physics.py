@@ -177,6 +177,52 @@ def equilibrium(a, b, c, v, up):
 
 
 @njit(cache=True, error_model="numpy")
+def _toward_root_guess(a, b, c, cap, v1, dt, v_bound):
+    """(voltage after dt, converged) when the move heads for a root ``v_bound`` of Q (two real roots).
+
+    NaN when the move does not head for a root.
+
+    With re the approached root and ro the other, T = C / (b (re - ro)) (re le - ro lo) where
+    le = log((V - re) / (v1 - re)) and lo = log((V - ro) / (v1 - ro)).  For fixed lo this is
+    explicit in le; lo barely changes as V closes on re, so a few fixed-point rounds give V to
+    near float precision even for moves many time constants long, where Newton on T(V) crawls
+    along the logarithmic singularity.
+    """
+    disc = a * a - 4.0 * b * c
+    if b == 0.0 or not disc > 1e-12 * a * a or not math.isfinite(v_bound):
+        return math.nan, False
+    sq = math.sqrt(disc)
+    qq = -0.5 * (a + math.copysign(sq, a))
+    r1 = qq / b
+    r2 = c / qq
+    tol = 1e-12 * max(1.0, abs(v_bound))
+    if abs(r1 - v_bound) <= tol:
+        re, ro = r1, r2
+    elif abs(r2 - v_bound) <= tol:
+        re, ro = r2, r1
+    else:
+        return math.nan, False
+    if re == 0.0 or v1 == ro or v1 == re:
+        return math.nan, False
+    k = cap / (b * (re - ro))
+    lo_ = math.log1p((re - v1) / (v1 - ro))
+    v = math.nan
+    for _ in range(6):
+        le = (dt / k + ro * lo_) / re
+        if not le < 0.0:
+            return math.nan, False
+        v_new = re + (v1 - re) * math.exp(le)
+        # the round contracts errors by rho = |ro / re| |V - re| / |V - ro|: stop when what is left is
+        # below float resolution
+        rho = abs(ro / re) * abs((v_new - re) / (v_new - ro))
+        if rho < 0.5 and abs(v_new - v) * rho <= 1e-16 * abs(v_new) * (1.0 - rho):
+            return v_new, True
+        v = v_new
+        lo_ = math.log1p((v - v1) / (v1 - ro))
+    return v, False  # not converged: a starting point for Newton
+
+
+@njit(cache=True, error_model="numpy")
 def voltage_after(a, b, c, cap, v1, dt, v_bound):
     """Voltage after dt, knowing that the move v1 -> v_bound takes at least dt."""
     lo = v1
@@ -184,12 +230,22 @@ def voltage_after(a, b, c, cap, v1, dt, v_bound):
     v = v1 + (v_bound - v1) * 0.5
     # initial guess from the local rate
     q1 = q_of(a, b, c, v1)
+    short = False
     if v1 > 0.0:  # second-order Taylor step of dV/dt = f(V) = Q(V) / (C V)
         f = q1 / (cap * v1)
         df = ((2.0 * b * v1 + a) * v1 - q1) / (cap * v1 * v1)
         guess = v1 + dt * f + 0.5 * dt * dt * f * df
         if (guess - lo) * (guess - hi) < 0.0:
             v = guess
+            short = abs(dt * df) < 1.0  # Newton converges from here in a step or two
+    if not short:
+        guess, converged = _toward_root_guess(a, b, c, cap, v1, dt, v_bound)
+        if (guess - lo) * (guess - hi) < 0.0:
+            if converged:  # the fixed point solved T(v1, V) = dt to float precision
+                return guess
+            v = guess
+        elif math.isfinite(guess) and (guess - v_bound) * (v_bound - v1) >= 0.0:
+            return v_bound  # on the root to float precision (or an ulp past it)
     for _ in range(200):
         if v == v_bound:  # converged onto the bound (an equilibrium, to float precision)
             return v
@@ -312,14 +368,15 @@ def advance(v, t, horizon, p_load, v_low, v_high, stop_high, cap, i_leak, v_max,
             dt = span
             bound = target if reach else eq
             v_new = voltage_after(a, b, c, cap, v, dt, bound)
-            v_int = v_new
-            if not reach and v_new == bound:  # on the equilibrium to float precision: integrate to the float before
-                v_int = np.nextafter(bound, v)
-            t_act, m1 = integrals(a, b, c, cap, v, v_int) if v_int != v else (0.0, 0.0)
-            if t_act < dt:  # V settled on an equilibrium to float precision: it sits there the rest of dt
-                m1 += v_new * (dt - t_act)
             if b != 0.0 and not reach and a * a - 4.0 * b * c > 0.0 and eq != 0.0:
                 m1 = m1_from_time(a, b, c, cap, v, v_new, dt, eq)  # approaching a root: time-exact form
+            else:
+                v_int = v_new
+                if not reach and v_new == bound:  # on the equilibrium to float precision: stop a float before
+                    v_int = np.nextafter(bound, v)
+                t_act, m1 = integrals(a, b, c, cap, v, v_int) if v_int != v else (0.0, 0.0)
+                if t_act < dt:  # V settled on an equilibrium to float precision: it sits there the rest of dt
+                    m1 += v_new * (dt - t_act)
             if b == 0.0 and a != 0.0:
                 # the ODE itself gives int V dt = (Delta E - c dt) / a; better conditioned than the log form
                 # whenever the leakage term is not swamped by the constant-power term
@@ -343,6 +400,18 @@ def advance(v, t, horizon, p_load, v_low, v_high, stop_high, cap, i_leak, v_max,
         else:
             elapsed = horizon if last else elapsed + dt
     return elapsed, v, HORIZON, e_h, e_c, e_l, e_x
+
+
+@njit(cache=True, error_model="numpy")
+def source_max_power(seg_p, seg_g, seg_vs, v_lo, v_hi):
+    """Largest power a source (segment arrays) can put into the capacitor for V in [v_lo, v_hi] (W)."""
+    p = seg_p.max()
+    g = seg_g.max()
+    if g > 0.0:
+        vs = seg_vs.max()
+        v = min(max(vs / 2.0, v_lo), v_hi)
+        p += g * (vs - v) * v
+    return p
 
 
 def e_cycle(cap: float, v_on: float, v_off: float) -> float:
@@ -385,3 +454,71 @@ def run_units(v, t, i0, i_end, durations, p_cap, v_low, v_on, until, cap, i_leak
         if r[0] < d:
             return j, elapsed, v_end, HORIZON, sums
     return m, elapsed, v_end, ALL_DONE, sums
+
+
+@njit(cache=True, error_model="numpy")
+def run_units_merged(v, t, i0, i_end, durations, p_mcu, eta, run_end, v_low, v_on, until, cap, i_leak, v_max,
+                     seg_t, seg_p, seg_g, seg_vs, period):
+    """:func:`run_units` for the oracle: a run of identical units is one move.
+
+    ``run_end[i]`` is the end (exclusive) of the run of consecutive units with the same duration
+    and power as unit i; ``p_mcu[i] / eta`` is unit i's draw from the capacitor.  The capacitor
+    cannot tell m back-to-back units of duration d at power p from one activity of m*d at p, so a
+    run costs one :func:`advance` when it completes and two more when a brown-out (or until_s)
+    cuts it: one to the start of the unit it cuts, one for that unit.
+
+    Returns ``(k, t_k, v_k, el_cut, v_cut, reason, harvested, consumed, leaked, clipped)``: k units
+    completed in ``t_k`` seconds leaving V = ``v_k``; when ``reason`` is HIT_LOW or HORIZON, unit
+    i0 + k ran ``el_cut`` seconds and left V = ``v_cut``; the energy sums cover everything returned.
+    """
+    e_h = 0.0
+    e_c = 0.0
+    e_l = 0.0
+    e_x = 0.0
+    now = t
+    i = i0
+    while i < i_end:
+        e = min(run_end[i], i_end)
+        d = durations[i]
+        p = p_mcu[i] / eta
+        span = (e - i) * d
+        r = advance(v, now, min(span, until - now), p, v_low, v_on, False, cap, i_leak, v_max,
+                    seg_t, seg_p, seg_g, seg_vs, period)
+        if r[2] != HIT_LOW and r[0] >= span:  # the whole run completes
+            now += r[0]
+            v = r[1]
+            e_h += r[3]
+            e_c += r[4]
+            e_l += r[5]
+            e_x += r[6]
+            i = e
+            continue
+        # cut after about j whole units: move to the start of that unit in one step, then go unit by unit
+        j = min(int(r[0] / d), e - i - 1)
+        if j > 0:
+            r = advance(v, now, j * d, p, v_low, v_on, False, cap, i_leak, v_max,
+                        seg_t, seg_p, seg_g, seg_vs, period)
+            if r[2] != HIT_LOW and r[0] >= j * d:
+                now += r[0]
+                v = r[1]
+                e_h += r[3]
+                e_c += r[4]
+                e_l += r[5]
+                e_x += r[6]
+                i += j
+            # else rounding put the cut in an earlier unit: step from the start of the run
+        while i < e:
+            r = advance(v, now, min(d, until - now), p, v_low, v_on, False, cap, i_leak, v_max,
+                        seg_t, seg_p, seg_g, seg_vs, period)
+            e_h += r[3]
+            e_c += r[4]
+            e_l += r[5]
+            e_x += r[6]
+            if r[2] == HIT_LOW:
+                return i - i0, now - t, v, r[0], r[1], HIT_LOW, e_h, e_c, e_l, e_x
+            if r[0] < d:
+                return i - i0, now - t, v, r[0], r[1], HORIZON, e_h, e_c, e_l, e_x
+            now += r[0]
+            v = r[1]
+            i += 1
+    return i_end - i0, now - t, v, 0.0, v, ALL_DONE, e_h, e_c, e_l, e_x

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from numba import njit
 
 from .config import PowerConfig, SimConfig
 from .harvesters import Segments
@@ -78,10 +79,42 @@ class Workload:
 
     @property
     def power_W(self) -> np.ndarray:
-        return self.energy_J.sum(axis=1) / self.durations_s
+        """E_i / d_i at the MCU (W), computed once."""
+        cached = self.__dict__.get("_power")
+        if cached is None:
+            cached = self.energy_J.sum(axis=1) / self.durations_s
+            object.__setattr__(self, "_power", cached)
+        return cached
 
     def __len__(self) -> int:
         return self.durations_s.shape[0]
+
+
+@njit(cache=True)
+def progress_violation(unit_J, durations, boot_J, boot_s, eta, e_store, p_src):
+    """-2 if the boot can never finish in one power cycle, else the unit that is furthest from fitting,
+    else -1 (see :func:`check_progress`)."""
+    if boot_J / eta > e_store + p_src * boot_s:
+        return -2
+    worst = -1
+    gap = 0.0
+    for i in range(unit_J.shape[0]):
+        need = (boot_J + unit_J[i]) / eta
+        avail = e_store + p_src * (boot_s + durations[i])
+        if need > avail and (worst < 0 or need - avail > gap):
+            worst = i
+            gap = need - avail
+    return worst
+
+
+def progress_budget(power: PowerConfig, seg: Segments) -> tuple[float, float]:
+    """(energy the capacitor gives between V_on and V_off, the source's best power there)."""
+    return e_store(power.capacitor_F, power.v_on, power.v_off), seg.max_power(power.v_off, power.v_on)
+
+
+@njit(cache=True)
+def e_store(cap, v_on, v_off):
+    return 0.5 * cap * (v_on * v_on - v_off * v_off)
 
 
 def check_progress(work: Workload, power: PowerConfig, seg: Segments) -> None:
@@ -91,25 +124,26 @@ def check_progress(work: Workload, power: PowerConfig, seg: Segments) -> None:
     power for the whole boot + unit; if even that is short of what the unit draws, the run
     could only loop.
     """
+    e_store, p_src = progress_budget(power, seg)
+    bad = progress_violation(work.energy_J.sum(axis=1), work.durations_s, work.boot_J, work.boot_s,
+                             power.converter_efficiency, e_store, p_src)
+    if bad != -1:
+        raise NonProgressError(progress_message(work, power, seg, bad))
+
+
+def progress_message(work: Workload, power: PowerConfig, seg: Segments, bad: int) -> str:
+    """The one-line reason for a :func:`progress_violation` result ``bad`` (-2 or a unit index)."""
     eta = power.converter_efficiency
-    e_store = 0.5 * power.capacitor_F * (power.v_on**2 - power.v_off**2)
-    p_src = seg.max_power(power.v_off, power.v_on)
-    if work.boot_J / eta > e_store + p_src * work.boot_s:
-        raise NonProgressError(
-            f"the boot needs {work.boot_J / eta * 1e6:.3f} uJ from the capacitor but one power cycle gives at most "
-            f"{(e_store + p_src * work.boot_s) * 1e6:.3f} uJ (C={power.capacitor_F:g} F, V_on={power.v_on:g} V, "
-            f"V_off={power.v_off:g} V): the device can never finish booting")
-    need = (work.boot_J + work.energy_J.sum(axis=1)) / eta
-    avail = e_store + p_src * (work.boot_s + work.durations_s)
-    bad = np.nonzero(need > avail)[0]
-    if bad.size:
-        i = int(bad[np.argmax((need - avail)[bad])])
-        raise NonProgressError(
-            f"unit {work.names[i]} (layer {int(work.layers[i])}) needs {need[i] * 1e6:.3f} uJ from the capacitor "
-            f"(boot included) but one power cycle gives at most {avail[i] * 1e6:.3f} uJ "
-            f"(C={power.capacitor_F:g} F, V_on={power.v_on:g} V, V_off={power.v_off:g} V); "
-            f"it can never complete: use smaller tiles/hyper-tiles or a larger capacitor"
-        )
+    e_store, p_src = progress_budget(power, seg)
+    where = f"(C={power.capacitor_F:g} F, V_on={power.v_on:g} V, V_off={power.v_off:g} V)"
+    if bad == -2:
+        return (f"the boot needs {work.boot_J / eta * 1e6:.3f} uJ from the capacitor but one power cycle gives at "
+                f"most {(e_store + p_src * work.boot_s) * 1e6:.3f} uJ {where}: the device can never finish booting")
+    need = (work.boot_J + work.energy_J[bad].sum()) / eta
+    avail = e_store + p_src * (work.boot_s + work.durations_s[bad])
+    return (f"unit {work.names[bad]} (layer {int(work.layers[bad])}) needs {need * 1e6:.3f} uJ from the capacitor "
+            f"(boot included) but one power cycle gives at most {avail * 1e6:.3f} uJ {where}; "
+            f"it can never complete: use smaller tiles/hyper-tiles or a larger capacitor")
 
 
 @dataclass
