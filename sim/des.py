@@ -50,9 +50,27 @@ class Capacitor:
         return physics.run_units(self.v, t, i0, i_end, self.durations, p_cap, p.v_off, p.v_on, self.until,
                                  p.capacitor_F, p.leakage_A, p.v_max, s.seg_t, s.seg_p, s.seg_g, s.seg_vs, s.period)
 
+    def predict_cycle(self, t: float, charge: bool, boot_s: float, boot_p_cap: float, release: float, i0: int,
+                      p_cap: np.ndarray):
+        p = self.p
+        s = self.seg
+        return physics.run_cycle(self.v, t, charge, boot_s, boot_p_cap, release, i0, len(self.durations),
+                                 self.durations, p_cap, p.v_off, p.v_on, self.until, p.capacitor_F, p.leakage_A,
+                                 p.v_max, s.seg_t, s.seg_p, s.seg_g, s.seg_vs, s.period)
+
     def apply(self, res) -> None:
         self.v = res[1]
         self.tally.add_power(res)
+
+
+class Alarm(simpy.Event):
+    """An event the monitor waits on, set to go off ``delay`` seconds from now (as simpy.Timeout does
+    it), so that arming costs the monitor no extra wake-up."""
+
+    def set(self, delay: float, value) -> None:
+        self._ok = True
+        self._value = value
+        self.env.schedule(self, simpy.events.NORMAL, delay)
 
 
 class PowerMonitor:
@@ -61,18 +79,17 @@ class PowerMonitor:
     def __init__(self, env: simpy.Environment, device: "Device"):
         self.env = env
         self.device = device
-        self.armed = env.event()
+        self.armed = Alarm(env)
         self.process = env.process(self.run())
 
     def arm(self, delay: float, v_at_brownout: float) -> None:
         """Fire a brown-out ``delay`` seconds from now (the capacitor's energy is already tallied)."""
-        self.armed.succeed((delay, v_at_brownout))
+        self.armed.set(delay, v_at_brownout)
 
     def run(self):
         while True:
-            delay, v = yield self.armed
-            self.armed = self.env.event()
-            yield self.env.timeout(delay)
+            v = yield self.armed  # wakes at the brown-out instant
+            self.armed = Alarm(self.env)
             self.device.cap.v = v
             self.device.process.interrupt("brownout")
 
@@ -112,13 +129,15 @@ class Device:
     def _remaining(self) -> float:
         return self.sim.until_s - self.env.now
 
-    def _activity(self, p_mcu: float, duration: float):
+    def _activity(self, p_mcu: float, duration: float, res=None):
         """Run one activity at constant MCU power; returns (elapsed, completed).
 
-        A predicted brown-out is left to the power monitor, which interrupts us.
+        ``res`` is its prediction if already made (:meth:`Capacitor.predict_cycle`).  A predicted
+        brown-out is left to the power monitor, which interrupts us.
         """
-        horizon = min(duration, self._remaining())
-        res = self.cap.predict(self.env.now, p_mcu / self.eta, horizon, self.power.v_off, False)
+        if res is None:
+            horizon = min(duration, self._remaining())
+            res = self.cap.predict(self.env.now, p_mcu / self.eta, horizon, self.power.v_off, False)
         if res[2] == physics.HIT_LOW:
             self.tally.add_power(res)
             self.monitor.arm(res[0], res[1])
@@ -129,27 +148,27 @@ class Device:
         return res[0], res[0] >= duration
 
     # -- processes ----------------------------------------------------------------
-    def charge(self):
-        """MCU off: wait until V reaches V_on. Returns False if until_s came first."""
-        t0, v0 = self.env.now, self.cap.v
-        res = self.cap.predict(self.env.now, 0.0, self._remaining(), -1.0, True)
-        yield self.env.timeout(res[0])
-        self.cap.apply(res)
-        self.tally.off_time += res[0]
-        self._log("charge", "", -1, -1, t0, self.env.now, v0, self.cap.v, 0.0,
-                  "power_good" if res[2] == physics.HIT_HIGH else "until")
-        if res[2] != physics.HIT_HIGH:
-            self.reason = ("the capacitor settles below v_on: the device never boots" if self.time_invariant
-                           else "until_s reached")
-            return False
-        return True
-
     def mcu(self):
         w = self.work
+        boot_p = w.boot_J / w.boot_s
         while True:
-            if self.cap.v < self.power.v_on:
-                ok = yield from self.charge()
-                if not ok:
+            # the whole cycle is predicted in one call: nothing outside the MCU acts on the capacitor
+            # between the charge, the boot and the units (the monitor only fires what they predict)
+            first = self.progress
+            rc, rb, ru = self.cap.predict_cycle(self.env.now, self.cap.v < self.power.v_on, w.boot_s,
+                                                boot_p / self.eta, self.inference * self.sim.period_s, first,
+                                                self.unit_cap_power)
+            if self.cap.v < self.power.v_on:  # MCU off until V reaches V_on
+                t0, v0 = self.env.now, self.cap.v
+                yield self.env.timeout(rc[0])
+                self.cap.apply(rc)
+                self.tally.off_time += rc[0]
+                if self.events is not None:
+                    self._log("charge", "", -1, -1, t0, self.env.now, v0, self.cap.v, 0.0,
+                              "power_good" if rc[2] == physics.HIT_HIGH else "until")
+                if rc[2] != physics.HIT_HIGH:
+                    self.reason = ("the capacitor settles below v_on: the device never boots" if self.time_invariant
+                                   else "until_s reached")
                     return
             self.tally.power_cycles += 1
             t_on = self.env.now
@@ -158,10 +177,15 @@ class Device:
                     self.functional.reboot(self.rng)
                 t0, v0 = self.env.now, self.cap.v
                 self.activity = ("boot", -1, t0, v0)
-                pb = w.boot_J / w.boot_s
-                el, done = yield from self._activity(pb, w.boot_s)
-                self.tally.by_category["restore"] += pb * el
-                self._log("boot", "", -1, -1, t0, self.env.now, v0, self.cap.v, pb * el, "done" if done else "until")
+                if rb[2] == physics.HIT_LOW:  # browns out: the monitor interrupts us
+                    yield from self._activity(boot_p, w.boot_s, rb)
+                yield self.env.timeout(rb[0])
+                self.cap.apply(rb)
+                el, done = rb[0], rb[0] >= w.boot_s
+                self.tally.by_category["restore"] += boot_p * el
+                if self.events is not None:
+                    self._log("boot", "", -1, -1, t0, self.env.now, v0, self.cap.v, boot_p * el,
+                              "done" if done else "until")
                 if not done:
                     self.reason = "until_s reached"
                     return
@@ -176,7 +200,8 @@ class Device:
                         if not done:
                             self.reason = "until_s reached"
                             return
-                    i0, k, elapsed, v_end, reason = self._predict_batch()
+                    i0, k, elapsed, v_end, reason = self._predict_batch(ru)
+                    ru = None
                     if self.functional is None and self.events is None:
                         timeout = self.env.timeout
                         for j in range(k):  # the hot path: one timeout per committed unit, no delegation
@@ -197,14 +222,16 @@ class Device:
             finally:
                 self.tally.on_time += self.env.now - t_on
 
-    def _predict_batch(self):
-        """Predict the current inference's remaining units back to back (one numba call)."""
+    def _predict_batch(self, ru=None):
+        """Predict the current inference's remaining units back to back (one numba call), or take
+        ``ru``, the prediction :meth:`Capacitor.predict_cycle` made for them."""
         i0 = self.progress
         if self.retry:
             self.tally.units_reexecuted += 1
             self.retry = False
-        k, elapsed, v_end, reason, sums = self.cap.predict_units(self.env.now, i0, len(self.work),
-                                                                 self.unit_cap_power)
+        if ru is None or ru[0] < 0:
+            ru = self.cap.predict_units(self.env.now, i0, len(self.work), self.unit_cap_power)
+        k, elapsed, v_end, reason, sums = ru
         self.tally.add_sums(sums)
         # Python floats: SimPy's clock and heap are faster on them
         return i0, k, elapsed[:k + 1].tolist(), v_end[:k + 1].tolist(), reason

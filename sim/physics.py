@@ -225,6 +225,15 @@ def _toward_root_guess(a, b, c, cap, v1, dt, v_bound):
 @njit(cache=True, error_model="numpy")
 def voltage_after(a, b, c, cap, v1, dt, v_bound):
     """Voltage after dt, knowing that the move v1 -> v_bound takes at least dt."""
+    return solve_voltage(a, b, c, cap, v1, dt, v_bound)[0]
+
+
+@njit(cache=True, error_model="numpy")
+def solve_voltage(a, b, c, cap, v1, dt, v_bound):
+    """(V after dt, T, M1) where (T, M1) = integrals(v1, V') at the last Newton point V', which is
+    within float resolution of V; T and M1 are NaN when V came without a Newton evaluation."""
+    t_ev = math.nan
+    m_ev = math.nan
     lo = v1
     hi = v_bound
     v = v1 + (v_bound - v1) * 0.5
@@ -242,17 +251,19 @@ def voltage_after(a, b, c, cap, v1, dt, v_bound):
         guess, converged = _toward_root_guess(a, b, c, cap, v1, dt, v_bound)
         if (guess - lo) * (guess - hi) < 0.0:
             if converged:  # the fixed point solved T(v1, V) = dt to float precision
-                return guess
+                return guess, t_ev, m_ev
             v = guess
         elif math.isfinite(guess) and (guess - v_bound) * (v_bound - v1) >= 0.0:
-            return v_bound  # on the root to float precision (or an ulp past it)
+            return v_bound, t_ev, m_ev  # on the root to float precision (or an ulp past it)
+    prev = math.inf
+    prev_newton = False
     for _ in range(200):
         if v == v_bound:  # converged onto the bound (an equilibrium, to float precision)
-            return v
-        t, _m = integrals(a, b, c, cap, v1, v)
+            return v, math.nan, math.nan
+        t, m = integrals(a, b, c, cap, v1, v)
         f = t - dt
         if f == 0.0:
-            return v
+            return v, t, m
         if not math.isfinite(f):
             f = math.inf
         # f is increasing along the direction of motion
@@ -261,13 +272,23 @@ def voltage_after(a, b, c, cap, v1, dt, v_bound):
         else:
             hi = v
         q = q_of(a, b, c, v)
-        nv = v - f * q / (cap * v) if v != 0.0 and q != 0.0 and math.isfinite(f) else 0.5 * (lo + hi)
+        newton = v != 0.0 and q != 0.0 and math.isfinite(f)
+        nv = v - f * q / (cap * v) if newton else 0.5 * (lo + hi)
         if (nv - lo) * (nv - hi) > 0.0:  # strictly outside the bracket: bisect
             nv = 0.5 * (lo + hi)
-        if abs(nv - v) <= 1e-15 * max(1.0, abs(v)):  # step below float resolution: converged
-            return nv
+            newton = False
+        step = abs(nv - v)
+        scale = max(1.0, abs(v))
+        if step <= 1e-15 * scale:  # step below float resolution: converged
+            return nv, t, m
+        # two Newton steps in a row: the error left after this one is about step^3 / prev^2
+        # (quadratic convergence, e_k+1 = K e_k^2 with K = step / prev^2); below resolution: done
+        if newton and prev_newton and step < prev and step * step * step <= 1e-16 * scale * prev * prev:
+            return nv, t, m
+        prev = step
+        prev_newton = newton
         v = nv
-    return v
+    return v, math.nan, math.nan
 
 
 @njit(cache=True, error_model="numpy")
@@ -293,6 +314,21 @@ def harvest_segment(t, seg_t, period):
     if end <= t:  # float round-off at a breakpoint
         return harvest_segment(np.nextafter(end, math.inf), seg_t, period)
     return i, end
+
+
+@njit(cache=True, error_model="numpy")
+def _cannot_reach(a, b, c, cap, v, target, span):
+    """True if V cannot move from v to target within span: |dV/dt| = |Q(V)| / (C V) is bounded on the
+    way (Q has no root in between, so |Q| peaks at an end or at the vertex) and too small."""
+    v_min = min(v, target)
+    if not v_min > 0.0:
+        return False
+    q_max = max(abs(q_of(a, b, c, v)), abs(q_of(a, b, c, target)))
+    if b != 0.0:
+        vx = -a / (2.0 * b)
+        if (vx - v) * (vx - target) < 0.0:
+            q_max = max(q_max, abs(q_of(a, b, c, vx)))
+    return q_max * span < cap * v_min * abs(target - v) * (1.0 - 1e-9)
 
 
 @njit(cache=True, error_model="numpy")
@@ -350,7 +386,8 @@ def advance(v, t, horizon, p_load, v_low, v_high, stop_high, cap, i_leak, v_max,
             target = v_low if v_low > 0.0 else 0.0
             reach = target > eq or (target == 0.0 and eq == 0.0 and c == 0.0)
         t_hit = math.inf
-        if reach:
+        m1_hit = 0.0
+        if reach and not _cannot_reach(a, b, c, cap, v, target, span):
             t_hit, m1_hit = integrals(a, b, c, cap, v, target)
         if t_hit <= span:
             dt = t_hit
@@ -367,9 +404,13 @@ def advance(v, t, horizon, p_load, v_low, v_high, stop_high, cap, i_leak, v_max,
         else:
             dt = span
             bound = target if reach else eq
-            v_new = voltage_after(a, b, c, cap, v, dt, bound)
+            v_new, t_ev, m_ev = solve_voltage(a, b, c, cap, v, dt, bound)
             if b != 0.0 and not reach and a * a - 4.0 * b * c > 0.0 and eq != 0.0:
                 m1 = m1_from_time(a, b, c, cap, v, v_new, dt, eq)  # approaching a root: time-exact form
+            elif t_ev == t_ev and v_new != bound:
+                # Newton's last point is within float resolution of v_new: int V dt to there, plus v_new
+                # for the (tiny) rest of dt
+                m1 = m_ev + v_new * (dt - t_ev)
             else:
                 v_int = v_new
                 if not reach and v_new == bound:  # on the equilibrium to float precision: stop a float before
@@ -454,6 +495,35 @@ def run_units(v, t, i0, i_end, durations, p_cap, v_low, v_on, until, cap, i_leak
         if r[0] < d:
             return j, elapsed, v_end, HORIZON, sums
     return m, elapsed, v_end, ALL_DONE, sums
+
+
+@njit(cache=True, error_model="numpy")
+def run_cycle(v, t, charge, boot_s, boot_p, release, i0, i_end, durations, p_cap, v_low, v_on, until, cap, i_leak,
+              v_max, seg_t, seg_p, seg_g, seg_vs, period):
+    """One power cycle's predictions in one call: the charge to V_on (if ``charge``), the boot, and
+    (if the boot completes at or after ``release``) the units from i0, as :func:`advance` and
+    :func:`run_units` would give them called one after the other.
+
+    Returns (charge result, boot result, units result); a part that does not happen is a result
+    of zero elapsed time, and the units result has k = -1 when the units do not start.
+    """
+    none = (0.0, v, HORIZON, 0.0, 0.0, 0.0, 0.0)
+    rc = none
+    if charge:
+        rc = advance(v, t, until - t, 0.0, -1.0, v_on, True, cap, i_leak, v_max, seg_t, seg_p, seg_g, seg_vs,
+                     period)
+        t += rc[0]
+        v = rc[1]
+        if rc[2] != HIT_HIGH:
+            return rc, none, (-1, np.empty(0), np.empty(0), HORIZON, np.zeros(4))
+    rb = advance(v, t, min(boot_s, until - t), boot_p, v_low, v_on, False, cap, i_leak, v_max, seg_t, seg_p, seg_g,
+                 seg_vs, period)
+    t += rb[0]
+    v = rb[1]
+    if rb[2] == HIT_LOW or rb[0] < boot_s or t < release:
+        return rc, rb, (-1, np.empty(0), np.empty(0), HORIZON, np.zeros(4))
+    return rc, rb, run_units(v, t, i0, i_end, durations, p_cap, v_low, v_on, until, cap, i_leak, v_max,
+                             seg_t, seg_p, seg_g, seg_vs, period)
 
 
 @njit(cache=True, error_model="numpy")

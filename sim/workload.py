@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -64,7 +65,8 @@ class Workload:
         )
 
     def prefix_sums(self):
-        """(cumulative energy per category, cumulative total, [(layer, first, end) runs]) as Python lists."""
+        """(cumulative energy per category, cumulative total, [(layer, first, end) runs], run firsts),
+        as Python lists."""
         cached = self.__dict__.get("_prefix")
         if cached is None:
             cum = np.vstack([np.zeros((1, self.energy_J.shape[1])), np.cumsum(self.energy_J, axis=0)])
@@ -73,7 +75,7 @@ class Workload:
             starts = np.concatenate([[0], edges])
             ends = np.concatenate([edges, [len(self.layers)]])
             runs = [(int(self.layers[a]), int(a), int(b)) for a, b in zip(starts, ends)]
-            cached = (cum.tolist(), total.tolist(), runs)
+            cached = (cum.tolist(), total.tolist(), runs, [int(a) for a in starts])
             object.__setattr__(self, "_prefix", cached)
         return cached
 
@@ -167,13 +169,17 @@ class Tally:
 
     def add_units(self, work: "Workload", i0: int, i1: int) -> None:
         """Add the energy of completed units i0..i1-1 by category and by layer (prefix sums: O(layers))."""
-        cum, cum_total, runs = work.prefix_sums()
+        cum, cum_total, runs, firsts = work.prefix_sums()
+        c1, c0, by_cat = cum[i1], cum[i0], self.by_category
         for k, cat in enumerate(UNIT_CATEGORIES):
-            self.by_category[cat] += cum[i1][k] - cum[i0][k]
-        for layer, a, b in runs:
-            lo, hi = max(a, i0), min(b, i1)
-            if lo < hi:
-                self.by_layer[layer] = self.by_layer.get(layer, 0.0) + cum_total[hi] - cum_total[lo]
+            by_cat[cat] += c1[k] - c0[k]
+        by_layer = self.by_layer
+        for r in range(bisect_right(firsts, i0) - 1, len(runs)):  # the layer runs that overlap [i0, i1)
+            layer, a, b = runs[r]
+            if a >= i1:
+                break
+            lo, hi = (a if a > i0 else i0), (b if b < i1 else i1)
+            by_layer[layer] = by_layer.get(layer, 0.0) + cum_total[hi] - cum_total[lo]
 
     def add_sums(self, sums) -> None:
         """Add (harvested, consumed, leaked, clipped) sums."""
