@@ -41,8 +41,8 @@ K_RESTORE, K_REEXEC, K_SLEEP, K_UNFIN = _CAT["restore"], _CAT["reexecution"], _C
 
 
 @njit(cache=True, error_model="numpy")
-def _run(d, pw, layers, run_end, boot_s, boot_p, sleep_w, eta, cap, v_on, v_off, v_max, i_leak, v0, seg_t, seg_p,
-         seg_g, seg_vs, period, inferences, period_s, until, acc, cat, by_layer, lat, cnt):
+def _run(d, pw, layers, run_end, per_len, per_end, boot_s, boot_p, sleep_w, eta, cap, v_on, v_off, v_max, i_leak, v0,
+         seg_t, seg_p, seg_g, seg_vs, period, inferences, period_s, until, acc, cat, by_layer, lat, cnt):
     """One run of the state machine; returns (status, t, v, progress, inferences completed).
 
     Fills acc, lat, cnt, and in cat / by_layer everything but the completed units' own energy
@@ -109,7 +109,7 @@ def _run(d, pw, layers, run_end, boot_s, boot_p, sleep_w, eta, cap, v_on, v_off,
                 cnt[2] += 1
                 retry = False
             k, t_k, v_k, el_cut, v_cut, reason, eh, ec, el, ex = physics.run_units_merged(
-                v, t, i0, n, d, pw, eta, run_end, v_off, v_on, until, cap, i_leak, v_max,
+                v, t, i0, n, d, pw, eta, run_end, per_len, per_end, v_off, v_on, until, cap, i_leak, v_max,
                 seg_t, seg_p, seg_g, seg_vs, period)
             acc[H] += eh; acc[C] += ec; acc[L] += el; acc[X] += ex
             t += t_k
@@ -151,36 +151,138 @@ def _run(d, pw, layers, run_end, boot_s, boot_p, sleep_w, eta, cap, v_on, v_off,
     return status, t, v, progress, inference
 
 
-@njit(cache=True, error_model="numpy")
-def _prepare(d, energy, layers, boot_j, boot_s, eta, e_cap, p_src, pw, run_end, tot_cat, tot_layer):
-    """One pass over a workload's units before the run.
+#: most runs in a repeating pattern the oracle merges (see physics.run_units_merged)
+MAX_PATTERN = 4
 
-    Fills pw (E_i / d_i), run_end (end, exclusive, of the run of identical units containing i),
-    the energy of one inference by unit category (tot_cat) and by layer (tot_layer), and returns
-    what :func:`aidi.sim.workload.progress_violation` returns, with the same arithmetic.
+
+@njit(cache=True, error_model="numpy")
+def _prepare(d, energy, layers, pw, run_end, per_len, per_end, tot_cat, tot_layer, starts, first):
+    """What the oracle needs of one workload whatever the power configuration, in one pass over the units.
+
+    pw = E_i / d_i; run_end[i] = end (exclusive) of the run of identical units (same d and pw)
+    containing i; at the start i of a run, per_len[i] / per_end[i] = the units in the shortest
+    pattern of 2..MAX_PATTERN runs repeated at least 4 times from i, and the end of its whole
+    repeats (per_len 0 elsewhere); tot_cat and tot_layer = one inference's energy by unit category
+    and by layer; first[:k] = the first unit of each distinct (energy, duration) pair, in unit
+    order (past 64 kinds, every unit).  Returns k.
     """
     n = d.shape[0]
-    start = 0
+    n_cat = energy.shape[1]
+    n_runs = 0
+    k = 0
+    ku = np.empty(64)  # energy of each distinct kind
+    kd = np.empty(64)  # and its duration
+    kind = -1  # the kind the previous unit was
+    many = False
+    cat_sum = np.zeros(n_cat)
+    layer_sum = 0.0  # of the current stretch of one layer
+    for i in range(n):
+        u = 0.0
+        for c in range(n_cat):
+            u += energy[i, c]
+            cat_sum[c] += energy[i, c]
+        if i > 0 and layers[i] != layers[i - 1]:
+            tot_layer[layers[i - 1]] += layer_sum
+            layer_sum = 0.0
+        layer_sum += u
+        pw[i] = u / d[i]
+        if i == 0 or d[i] != d[i - 1] or pw[i] != pw[i - 1]:
+            if n_runs > 0:
+                run_end[starts[n_runs - 1]:i] = i
+            starts[n_runs] = i
+            n_runs += 1
+        # distinct kinds of unit, for the non-progress check
+        if many or (kind >= 0 and ku[kind] == u and kd[kind] == d[i]):
+            continue
+        kind = -1
+        for x in range(k):
+            if ku[x] == u and kd[x] == d[i]:
+                kind = x
+                break
+        if kind < 0:
+            if k == 64:
+                many = True
+                continue
+            first[k] = i
+            ku[k] = u
+            kd[k] = d[i]
+            kind = k
+            k += 1
+    run_end[starts[n_runs - 1]:n] = n
+    tot_layer[layers[n - 1]] += layer_sum
+    tot_cat[:] += cat_sum
+    if many:
+        for j in range(n):
+            first[j] = j
+        k = n
+    # repeating patterns of 2..MAX_PATTERN runs, found on the sequence of runs
+    per_len[:] = 0
+    same = np.empty(n_runs, dtype=np.int64)
+    for p in range(2, MAX_PATTERN + 1):
+        nxt = 0  # same[r] = how many runs from r on equal (duration, power, length) the run p before them
+        for r in range(n_runs - 1, -1, -1):
+            if r >= p:
+                a, b = starts[r], starts[r - p]
+                if run_end[a] - a == run_end[b] - b and d[a] == d[b] and pw[a] == pw[b]:
+                    nxt += 1
+                else:
+                    nxt = 0
+            else:
+                nxt = 0
+            same[r] = nxt
+        for r in range(n_runs - p):
+            i = starts[r]
+            reps = (p + same[r + p]) // p
+            if per_len[i] == 0 and reps >= 4:
+                per_len[i] = starts[r + p] - i
+                last = r + reps * p
+                per_end[i] = starts[last] if last < n_runs else n
+    return k
+
+
+@njit(cache=True, error_model="numpy")
+def _compile(off, d, energy, layers):
+    """Per-workload static arrays of a population (see :func:`_prepare`)."""
+    nw = off.shape[0] - 1
+    n_all = d.shape[0]
+    top = 0
+    for i in range(n_all):
+        top = max(top, layers[i])
+    pw = np.empty(n_all)
+    run_end = np.empty(n_all, dtype=np.int64)
+    per_len = np.empty(n_all, dtype=np.int64)
+    per_end = np.empty(n_all, dtype=np.int64)
+    tot_cat = np.zeros((nw, energy.shape[1]))
+    tot_layer = np.zeros((nw, top + 1))
+    starts = np.empty(n_all, dtype=np.int64)
+    first = np.empty(n_all, dtype=np.int64)
+    pair_off = np.zeros(nw + 1, dtype=np.int64)
+    for w in range(nw):
+        a, b = off[w], off[w + 1]
+        k = _prepare(d[a:b], energy[a:b], layers[a:b], pw[a:b], run_end[a:b], per_len[a:b], per_end[a:b], tot_cat[w],
+                     tot_layer[w], starts[a:b], first[pair_off[w]:])
+        pair_off[w + 1] = pair_off[w] + k
+    return pw, run_end, per_len, per_end, tot_cat, tot_layer, pair_off, first[:pair_off[nw]].copy()
+
+
+@njit(cache=True, error_model="numpy")
+def _violation(d, energy, first, boot_j, boot_s, eta, e_cap, p_src):
+    """:func:`aidi.sim.workload.progress_violation` over the distinct units ``first`` only (same
+    arithmetic; the worst unit is always the first of its kind, so the answer is the same)."""
+    if boot_j / eta > e_cap + p_src * boot_s:
+        return -2
     worst = -1
     gap = 0.0
-    for i in range(n):
+    for x in range(first.shape[0]):
+        i = first[x]
         u = 0.0
         for c in range(energy.shape[1]):
             u += energy[i, c]
-            tot_cat[c] += energy[i, c]
-        tot_layer[layers[i]] += u
-        pw[i] = u / d[i]
-        if i > 0 and (d[i] != d[i - 1] or pw[i] != pw[i - 1]):
-            run_end[start:i] = i
-            start = i
         need = (boot_j + u) / eta
         avail = e_cap + p_src * (boot_s + d[i])
         if need > avail and (worst < 0 or need - avail > gap):
             worst = i
             gap = need - avail
-    run_end[start:n] = n
-    if boot_j / eta > e_cap + p_src * boot_s:
-        return -2
     return worst
 
 
@@ -205,49 +307,36 @@ def _add_completed(energy, layers, done, partial, tot_cat, tot_layer, cat, by_la
 
 
 @njit(cache=True, error_model="numpy")
-def _run_many(off, d, energy, layers, boot, eta, cap, v_on, v_off, v_max, i_leak, v0, seg_t, seg_p, seg_g, seg_vs,
-              period, inferences, period_s, until):
-    """Every workload of a batch in one compiled call.
+def _evaluate(off, d, energy, layers, boot, pw, run_end, per_len, per_end, tot_cat, tot_layer, pair_off, first, eta,
+              cap, v_on, v_off, v_max, i_leak, v0, seg_t, seg_p, seg_g, seg_vs, period, inferences, period_s, until):
+    """Every workload of a compiled population under one power configuration, in one call.
 
-    Work w is units off[w]:off[w+1] of the concatenated d, energy, layers, with
-    boot[w] = (boot_s, boot_J, sleep_W).  Returns (ints, floats, by_layer, latencies);
-    the columns of ints and floats are named by INT_COLS and FLOAT_COLS.
+    Returns (ints, floats, by_layer, latencies); the columns of ints and floats are named by
+    INT_COLS and FLOAT_COLS.
     """
     nw = off.shape[0] - 1
-    n_all = d.shape[0]
-    n_ucat = energy.shape[1]
-    pw = np.empty(n_all)
-    run_end = np.empty(n_all, dtype=np.int64)
-    top = 0
-    for i in range(n_all):
-        top = max(top, layers[i])
     e_cap = e_store(cap, v_on, v_off)
     p_src = physics.source_max_power(seg_p, seg_g, seg_vs, v_off, v_on)
     ints = np.zeros((nw, 3 + 6), dtype=np.int64)
     floats = np.zeros((nw, 2 + 6 + N_CAT))
-    by_layer = np.zeros((nw, top + 1))
+    by_layer = np.zeros(tot_layer.shape)
     lat = np.full((nw, inferences), np.nan)
-    tot_cat = np.empty(n_ucat)
-    tot_layer = np.empty(top + 1)
     for w in range(nw):
         a, b = off[w], off[w + 1]
         boot_s, boot_j, sleep_w = boot[w, 0], boot[w, 1], boot[w, 2]
-        tot_cat[:] = 0.0
-        tot_layer[:] = 0.0
-        bad = _prepare(d[a:b], energy[a:b], layers[a:b], boot_j, boot_s, eta, e_cap, p_src, pw[a:b], run_end[a:b],
-                       tot_cat, tot_layer)
+        bad = _violation(d[a:b], energy[a:b], first[pair_off[w]:pair_off[w + 1]], boot_j, boot_s, eta, e_cap, p_src)
         ints[w, 1] = bad
         if bad != -1:
             ints[w, 0] = NON_PROGRESS
             continue
         cat = floats[w, 8:]
-        st, t, v, progress, done = _run(d[a:b], pw[a:b], layers[a:b], run_end[a:b], boot_s, boot_j / boot_s, sleep_w,
-                                        eta, cap, v_on, v_off, v_max, i_leak, v0, seg_t, seg_p, seg_g, seg_vs,
-                                        period, inferences, period_s, until, floats[w, 2:8], cat, by_layer[w],
-                                        lat[w], ints[w, 3:])
+        st, t, v, progress, done = _run(d[a:b], pw[a:b], layers[a:b], run_end[a:b], per_len[a:b], per_end[a:b],
+                                        boot_s, boot_j / boot_s, sleep_w, eta, cap, v_on, v_off, v_max, i_leak, v0,
+                                        seg_t, seg_p, seg_g, seg_vs, period, inferences, period_s, until,
+                                        floats[w, 2:8], cat, by_layer[w], lat[w], ints[w, 3:])
         if st != STUCK:
             partial = progress if done < inferences else 0  # committed units of the unfinished inference
-            _add_completed(energy[a:b], layers[a:b], done, partial, tot_cat, tot_layer, cat, by_layer[w])
+            _add_completed(energy[a:b], layers[a:b], done, partial, tot_cat[w], tot_layer[w], cat, by_layer[w])
         ints[w, 0] = st
         ints[w, 2] = progress
         floats[w, 0] = t
@@ -255,7 +344,7 @@ def _run_many(off, d, energy, layers, boot, eta, cap, v_on, v_off, v_max, i_leak
     return ints, floats, by_layer, lat
 
 
-#: columns of _run_many's outputs
+#: columns of _evaluate's outputs
 INT_COLS = ("status", "bad_unit", "progress", "power_cycles", "units_executed", "units_reexecuted", "units_lost",
             "inferences_completed", "fails_in_row")
 FLOAT_COLS = ("t", "v", "harvested", "consumed", "leaked", "clipped", "on_time", "off_time") + CATEGORIES
@@ -337,22 +426,40 @@ class Batch:
                            self.works[w], self.sim)
 
 
-def simulate_batch(works: Sequence[Workload], power: PowerConfig, seg: Segments, sim: SimConfig) -> Batch:
-    """Run the oracle on many workloads under one power configuration in a single compiled call.
+class Population:
+    """Workloads compiled once for the oracle: evaluate them under many power configurations.
 
-    This is how the NAS and the benchmarks call the oracle: Python's per-call overhead
-    (argument checks, array boxing) is paid once per batch instead of once per workload.
+    Everything that does not depend on the capacitor, thresholds or harvester (unit powers, runs
+    and repeating patterns of units, per-layer totals) is computed here, once; a sweep or a NAS
+    generation then pays one compiled call per power configuration (:meth:`evaluate`).
     """
-    if not works:
-        raise ValueError("simulate_batch needs at least one workload")
-    off = np.zeros(len(works) + 1, dtype=np.int64)
-    np.cumsum([w.durations_s.shape[0] for w in works], out=off[1:])
-    out = _run_many(off, np.concatenate([w.durations_s for w in works]), np.concatenate([w.energy_J for w in works]),
-                    np.concatenate([w.layers for w in works]).astype(np.int64, copy=False),
-                    np.array([(w.boot_s, w.boot_J, w.sleep_W) for w in works]), power.converter_efficiency,
-                    power.capacitor_F, power.v_on, power.v_off, power.v_max, power.leakage_A, power.v_initial,
-                    seg.seg_t, seg.seg_p, seg.seg_g, seg.seg_vs, seg.period, sim.inferences, sim.period_s, sim.until_s)
-    return Batch(list(works), power, seg, sim, out)
+
+    def __init__(self, works: Sequence[Workload]):
+        if not works:
+            raise ValueError("a population needs at least one workload")
+        self.works = list(works)
+        self.off = np.zeros(len(works) + 1, dtype=np.int64)
+        np.cumsum([w.durations_s.shape[0] for w in works], out=self.off[1:])
+        self.d = np.concatenate([w.durations_s for w in works])
+        self.energy = np.concatenate([w.energy_J for w in works])
+        self.layers = np.concatenate([w.layers for w in works]).astype(np.int64, copy=False)
+        self.boot = np.array([(w.boot_s, w.boot_J, w.sleep_W) for w in works])
+        self.static = _compile(self.off, self.d, self.energy, self.layers)
+
+    def __len__(self) -> int:
+        return len(self.works)
+
+    def evaluate(self, power: PowerConfig, seg: Segments, sim: SimConfig) -> "Batch":
+        out = _evaluate(self.off, self.d, self.energy, self.layers, self.boot, *self.static,
+                        power.converter_efficiency, power.capacitor_F, power.v_on, power.v_off, power.v_max,
+                        power.leakage_A, power.v_initial, seg.seg_t, seg.seg_p, seg.seg_g, seg.seg_vs, seg.period,
+                        sim.inferences, sim.period_s, sim.until_s)
+        return Batch(self.works, power, seg, sim, out)
+
+
+def simulate_batch(works: Sequence[Workload], power: PowerConfig, seg: Segments, sim: SimConfig) -> Batch:
+    """Run the oracle on many workloads under one power configuration (compiles a :class:`Population`)."""
+    return Population(works).evaluate(power, seg, sim)
 
 
 def simulate(work: Workload, power: PowerConfig, seg: Segments, sim: SimConfig) -> dict:

@@ -527,15 +527,24 @@ def run_cycle(v, t, charge, boot_s, boot_p, release, i0, i_end, durations, p_cap
 
 
 @njit(cache=True, error_model="numpy")
-def run_units_merged(v, t, i0, i_end, durations, p_mcu, eta, run_end, v_low, v_on, until, cap, i_leak, v_max,
-                     seg_t, seg_p, seg_g, seg_vs, period):
-    """:func:`run_units` for the oracle: a run of identical units is one move.
+def run_units_merged(v, t, i0, i_end, durations, p_mcu, eta, run_end, per_len, per_end, v_low, v_on, until, cap,
+                     i_leak, v_max, seg_t, seg_p, seg_g, seg_vs, period):
+    """:func:`run_units` for the oracle, with runs of identical units and periodic patterns merged.
 
     ``run_end[i]`` is the end (exclusive) of the run of consecutive units with the same duration
-    and power as unit i; ``p_mcu[i] / eta`` is unit i's draw from the capacitor.  The capacitor
-    cannot tell m back-to-back units of duration d at power p from one activity of m*d at p, so a
-    run costs one :func:`advance` when it completes and two more when a brown-out (or until_s)
-    cuts it: one to the start of the unit it cuts, one for that unit.
+    and power as unit i; ``p_mcu[i] / eta`` is unit i's draw from the capacitor.
+
+    * A run of identical units is one move: the capacitor cannot tell m back-to-back units of
+      duration d at power p from one activity of m*d at p.  A run costs one :func:`advance` when it
+      completes and two more when a brown-out (or until_s) cuts it: one to the start of the unit it
+      cuts, one for that unit.
+    * A stretch from i of whole repeats of a short pattern of runs (``per_len[i]`` units, up to
+      ``per_end[i]``, e.g. four first-channel tiles then four accumulating tiles) is stepped
+      pattern by pattern, one move per run, until the capacitor comes back to the same voltage, to
+      float resolution, after one pattern; the patterns left then repeat the same trajectory, so
+      their time and energy are the last pattern's times their number (never past until_s or a
+      change of the source; a pattern that completed cannot brown out when repeated from the same
+      state).  A run that would not complete is left to the run-by-run case.
 
     Returns ``(k, t_k, v_k, el_cut, v_cut, reason, harvested, consumed, leaked, clipped)``: k units
     completed in ``t_k`` seconds leaving V = ``v_k``; when ``reason`` is HIT_LOW or HORIZON, unit
@@ -549,6 +558,53 @@ def run_units_merged(v, t, i0, i_end, durations, p_mcu, eta, run_end, v_low, v_o
     i = i0
     while i < i_end:
         e = min(run_end[i], i_end)
+        n_per = per_len[i]
+        if n_per > 0 and (min(per_end[i], i_end) - i) // n_per >= 4:
+            reps = (min(per_end[i], i_end) - i) // n_per
+            done = 0
+            while done < reps:
+                # one pattern, run by run; a run that would not complete is left to the general case below
+                vv, nn, hh, cc, ll, xx = v, now, e_h, e_c, e_l, e_x
+                j = i
+                p_end = i + n_per
+                whole = True
+                while j < p_end:
+                    ej = min(run_end[j], p_end)
+                    span = (ej - j) * durations[j]
+                    r = advance(vv, nn, min(span, until - nn), p_mcu[j] / eta, v_low, v_on, False, cap, i_leak,
+                                v_max, seg_t, seg_p, seg_g, seg_vs, period)
+                    if r[2] == HIT_LOW or r[0] < span:
+                        whole = False
+                        break
+                    nn += r[0]
+                    vv = r[1]
+                    hh += r[3]
+                    cc += r[4]
+                    ll += r[5]
+                    xx += r[6]
+                    j = ej
+                steady = whole and abs(vv - v) <= 1e-15 * abs(vv)
+                span = nn - now
+                dh, dc, dl, dx = hh - e_h, cc - e_c, ll - e_l, xx - e_x
+                v, now, e_h, e_c, e_l, e_x = vv, nn, hh, cc, ll, xx  # the runs that completed
+                i = j
+                if not whole:
+                    break
+                done += 1
+                if steady and done < reps:  # the patterns left repeat this one: jump over them
+                    _k, seg_end = harvest_segment(now, seg_t, period)
+                    room = min(seg_end, until) - now
+                    fit = reps - done
+                    if fit * span > room:
+                        fit = max(int(room / span) - 1, 0)
+                    now += fit * span
+                    e_h += fit * dh
+                    e_c += fit * dc
+                    e_l += fit * dl
+                    e_x += fit * dx
+                    i += fit * n_per
+                    break
+            continue
         d = durations[i]
         p = p_mcu[i] / eta
         span = (e - i) * d
