@@ -556,15 +556,17 @@ def run_units_merged(v, t, i0, i_end, durations, p_mcu, eta, run_end, per_len, p
     e_x = 0.0
     now = t
     i = i0
+    no_pattern_at = -1  # a pattern stopped here on a run that does not complete: take that run below
     while i < i_end:
         e = min(run_end[i], i_end)
         n_per = per_len[i]
-        if n_per > 0 and (min(per_end[i], i_end) - i) // n_per >= 4:
+        if n_per > 0 and i != no_pattern_at and (min(per_end[i], i_end) - i) // n_per >= 4:
             reps = (min(per_end[i], i_end) - i) // n_per
             done = 0
             while done < reps:
                 # one pattern, run by run; a run that would not complete is left to the general case below
                 vv, nn, hh, cc, ll, xx = v, now, e_h, e_c, e_l, e_x
+                _k, seg_end = harvest_segment(now, seg_t, period)  # the source is constant until then
                 j = i
                 p_end = i + n_per
                 whole = True
@@ -583,16 +585,17 @@ def run_units_merged(v, t, i0, i_end, durations, p_mcu, eta, run_end, per_len, p
                     ll += r[5]
                     xx += r[6]
                     j = ej
-                steady = whole and abs(vv - v) <= 1e-15 * abs(vv)
+                # steady: back to the same voltage, under the same source all along
+                steady = whole and abs(vv - v) <= 1e-15 * abs(vv) and nn <= seg_end
                 span = nn - now
                 dh, dc, dl, dx = hh - e_h, cc - e_c, ll - e_l, xx - e_x
                 v, now, e_h, e_c, e_l, e_x = vv, nn, hh, cc, ll, xx  # the runs that completed
                 i = j
                 if not whole:
+                    no_pattern_at = i
                     break
                 done += 1
                 if steady and done < reps:  # the patterns left repeat this one: jump over them
-                    _k, seg_end = harvest_segment(now, seg_t, period)
                     room = min(seg_end, until) - now
                     fit = reps - done
                     if fit * span > room:
