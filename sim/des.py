@@ -167,7 +167,10 @@ class Device:
                     self._log("charge", "", -1, -1, t0, self.env.now, v0, self.cap.v, 0.0,
                               "power_good" if rc[2] == physics.HIT_HIGH else "until")
                 if rc[2] != physics.HIT_HIGH:
-                    self.reason = ("the capacitor settles below v_on: the device never boots" if self.time_invariant
+                    seg = self.cap.seg
+                    settles = self.time_invariant and physics.never_reaches(
+                        self.cap.v, self.power.v_on, self.power.leakage_A, seg.seg_p, seg.seg_g, seg.seg_vs)
+                    self.reason = ("the capacitor settles below v_on: the device never boots" if settles
                                    else "until_s reached")
                     return
             self.tally.power_cycles += 1

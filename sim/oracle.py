@@ -65,7 +65,8 @@ def _run(d, pw, layers, run_end, per_len, per_end, boot_s, boot_p, sleep_w, eta,
             acc[H] += r[3]; acc[C] += r[4]; acc[L] += r[5]; acc[X] += r[6]
             acc[OFF] += r[0]
             if r[2] != physics.HIT_HIGH:
-                status = NEVER_BOOTS if time_invariant else UNTIL
+                settles = time_invariant and physics.never_reaches(v, v_on, i_leak, seg_p, seg_g, seg_vs)
+                status = NEVER_BOOTS if settles else UNTIL
                 break
         cnt[0] += 1
         t_on = t
@@ -112,7 +113,7 @@ def _run(d, pw, layers, run_end, per_len, per_end, boot_s, boot_p, sleep_w, eta,
                 v, t, i0, n, d, pw, eta, run_end, per_len, per_end, v_off, v_on, until, cap, i_leak, v_max,
                 seg_t, seg_p, seg_g, seg_vs, period)
             acc[H] += eh; acc[C] += ec; acc[L] += el; acc[X] += ex
-            t += t_k
+            t = t_k
             if k > 0:
                 v = v_k
                 cnt[1] += k

@@ -118,7 +118,8 @@ def integrals(a, b, c, cap, v1, v2):
         s = math.sqrt(-disc)
         x1 = (2.0 * b * v1 + a) / s
         x2 = (2.0 * b * v2 + a) / s
-        j = 2.0 / s * math.atan2(x2 - x1, 1.0 + x1 * x2)
+        # x2 - x1 from the move itself: the difference of the two would lose the digits of a short move
+        j = 2.0 / s * math.atan2(2.0 * b * w / s, 1.0 + x1 * x2)
         q1 = q_of(a, b, c, v1)
         lnq = math.log1p(w * (b * (v1 + v2) + a) / q1)
         i1 = lnq / (2.0 * b) - a / (2.0 * b) * j
@@ -455,6 +456,22 @@ def source_max_power(seg_p, seg_g, seg_vs, v_lo, v_hi):
     return p
 
 
+@njit(cache=True, error_model="numpy")
+def never_reaches(v, v_high, i_leak, seg_p, seg_g, seg_vs):
+    """True if, with the MCU off, a time-invariant source (segment 0) can never lift V from v to v_high:
+    V is falling or held, or it rises towards an equilibrium at or below v_high."""
+    g = seg_g[0]
+    a = g * seg_vs[0] - i_leak
+    b = -g
+    c = seg_p[0]
+    q = q_of(a, b, c, v)
+    if v <= 0.0:  # direction of motion at 0 V: sign of lim Q(V)/V
+        q = c if c != 0.0 else a
+    if q <= 0.0:
+        return True
+    return equilibrium(a, b, c, v, True) <= v_high
+
+
 def e_cycle(cap: float, v_on: float, v_off: float) -> float:
     """Energy (J) the capacitor gives between V_on and V_off: C (V_on^2 - V_off^2) / 2."""
     return 0.5 * cap * (v_on * v_on - v_off * v_off)
@@ -527,6 +544,17 @@ def run_cycle(v, t, charge, boot_s, boot_p, release, i0, i_end, durations, p_cap
 
 
 @njit(cache=True, error_model="numpy")
+def _units_before(now, until, d, m):
+    """How many of m back-to-back units of duration d starting at ``now`` finish by until_s (the SimPy
+    model's test: a unit starting at t runs whole if until - t >= d), and the clock after them."""
+    k = 0
+    while k < m and until - now >= d:
+        now += d
+        k += 1
+    return k, now
+
+
+@njit(cache=True, error_model="numpy")
 def run_units_merged(v, t, i0, i_end, durations, p_mcu, eta, run_end, per_len, per_end, v_low, v_on, until, cap,
                      i_leak, v_max, seg_t, seg_p, seg_g, seg_vs, period):
     """:func:`run_units` for the oracle, with runs of identical units and periodic patterns merged.
@@ -546,9 +574,12 @@ def run_units_merged(v, t, i0, i_end, durations, p_mcu, eta, run_end, per_len, p
       change of the source; a pattern that completed cannot brown out when repeated from the same
       state).  A run that would not complete is left to the run-by-run case.
 
+    The clock advances unit by unit, as the SimPy model's does, so that both engines take the same
+    decision when until_s falls on the end of a unit.
+
     Returns ``(k, t_k, v_k, el_cut, v_cut, reason, harvested, consumed, leaked, clipped)``: k units
-    completed in ``t_k`` seconds leaving V = ``v_k``; when ``reason`` is HIT_LOW or HORIZON, unit
-    i0 + k ran ``el_cut`` seconds and left V = ``v_cut``; the energy sums cover everything returned.
+    completed, ending at time ``t_k`` with V = ``v_k``; when ``reason`` is HIT_LOW or HORIZON, unit
+    i0 + k ran ``el_cut`` seconds more and left V = ``v_cut``; the energy sums cover everything returned.
     """
     e_h = 0.0
     e_c = 0.0
@@ -572,13 +603,17 @@ def run_units_merged(v, t, i0, i_end, durations, p_mcu, eta, run_end, per_len, p
                 whole = True
                 while j < p_end:
                     ej = min(run_end[j], p_end)
-                    span = (ej - j) * durations[j]
-                    r = advance(vv, nn, min(span, until - nn), p_mcu[j] / eta, v_low, v_on, False, cap, i_leak,
-                                v_max, seg_t, seg_p, seg_g, seg_vs, period)
-                    if r[2] == HIT_LOW or r[0] < span:
+                    d = durations[j]
+                    k, tt = _units_before(nn, until, d, ej - j)
+                    if k < ej - j:
                         whole = False
                         break
-                    nn += r[0]
+                    r = advance(vv, nn, (ej - j) * d, p_mcu[j] / eta, v_low, v_on, False, cap, i_leak, v_max,
+                                seg_t, seg_p, seg_g, seg_vs, period)
+                    if r[2] == HIT_LOW:
+                        whole = False
+                        break
+                    nn = tt
                     vv = r[1]
                     hh += r[3]
                     cc += r[4]
@@ -596,47 +631,54 @@ def run_units_merged(v, t, i0, i_end, durations, p_mcu, eta, run_end, per_len, p
                     break
                 done += 1
                 if steady and done < reps:  # the patterns left repeat this one: jump over them
-                    room = min(seg_end, until) - now
                     fit = reps - done
-                    if fit * span > room:
+                    room = min(seg_end, until) - now
+                    if (fit + 1) * span > room:  # keep a pattern clear of until_s and of the next segment
                         fit = max(int(room / span) - 1, 0)
-                    now += fit * span
                     e_h += fit * dh
                     e_c += fit * dc
                     e_l += fit * dl
                     e_x += fit * dx
+                    for k in range(i, i + fit * n_per):  # the clock adds unit by unit, as the SimPy model's
+                        now += durations[k]
                     i += fit * n_per
                     break
             continue
         d = durations[i]
         p = p_mcu[i] / eta
-        span = (e - i) * d
-        r = advance(v, now, min(span, until - now), p, v_low, v_on, False, cap, i_leak, v_max,
-                    seg_t, seg_p, seg_g, seg_vs, period)
-        if r[2] != HIT_LOW and r[0] >= span:  # the whole run completes
-            now += r[0]
-            v = r[1]
-            e_h += r[3]
-            e_c += r[4]
-            e_l += r[5]
-            e_x += r[6]
-            i = e
-            continue
-        # cut after about j whole units: move to the start of that unit in one step, then go unit by unit
-        j = min(int(r[0] / d), e - i - 1)
-        if j > 0:
-            r = advance(v, now, j * d, p, v_low, v_on, False, cap, i_leak, v_max,
-                        seg_t, seg_p, seg_g, seg_vs, period)
-            if r[2] != HIT_LOW and r[0] >= j * d:
-                now += r[0]
+        # the units of the run that start early enough to finish before until_s (the SimPy model's test,
+        # on its clock: a sum unit by unit)
+        k, tt = _units_before(now, until, d, e - i)
+        if k > 0:
+            r = advance(v, now, k * d, p, v_low, v_on, False, cap, i_leak, v_max, seg_t, seg_p, seg_g, seg_vs, period)
+            if r[2] != HIT_LOW:
+                now = tt
                 v = r[1]
                 e_h += r[3]
                 e_c += r[4]
                 e_l += r[5]
                 e_x += r[6]
-                i += j
-            # else rounding put the cut in an earlier unit: step from the start of the run
-        while i < e:
+                i += k
+                if i == e:
+                    continue
+            else:
+                # a brown-out after about j whole units: move to the start of that unit in one step; on the
+                # end of a unit to rounding, step every unit like the SimPy model, whose rounding decides
+                x = r[0] / d
+                j = min(int(x), k - 1) if abs(x - round(x)) > 1e-9 * x else 0
+                if j > 0:
+                    r = advance(v, now, j * d, p, v_low, v_on, False, cap, i_leak, v_max,
+                                seg_t, seg_p, seg_g, seg_vs, period)
+                    if r[2] != HIT_LOW:
+                        v = r[1]
+                        e_h += r[3]
+                        e_c += r[4]
+                        e_l += r[5]
+                        e_x += r[6]
+                        now = _units_before(now, until, d, j)[1]
+                        i += j
+                    # else rounding put the cut in an earlier unit: step from the start of the run
+        while i < e:  # unit by unit to the cut (a brown-out or until_s)
             r = advance(v, now, min(d, until - now), p, v_low, v_on, False, cap, i_leak, v_max,
                         seg_t, seg_p, seg_g, seg_vs, period)
             e_h += r[3]
@@ -644,10 +686,10 @@ def run_units_merged(v, t, i0, i_end, durations, p_mcu, eta, run_end, per_len, p
             e_l += r[5]
             e_x += r[6]
             if r[2] == HIT_LOW:
-                return i - i0, now - t, v, r[0], r[1], HIT_LOW, e_h, e_c, e_l, e_x
+                return i - i0, now, v, r[0], r[1], HIT_LOW, e_h, e_c, e_l, e_x
             if r[0] < d:
-                return i - i0, now - t, v, r[0], r[1], HORIZON, e_h, e_c, e_l, e_x
+                return i - i0, now, v, r[0], r[1], HORIZON, e_h, e_c, e_l, e_x
             now += r[0]
             v = r[1]
             i += 1
-    return i_end - i0, now - t, v, 0.0, v, ALL_DONE, e_h, e_c, e_l, e_x
+    return i_end - i0, now, v, 0.0, v, ALL_DONE, e_h, e_c, e_l, e_x

@@ -8,7 +8,7 @@ import shutil
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from aidi.models.emit import ExecDesign, emit_project, reference_forward
@@ -176,7 +176,11 @@ def test_random_networks_and_designs(tmp_path_factory, body, head, designs, seed
     """Random architectures x execution designs: bit-exact, and exact under exhaustive failures."""
     need("host")
     specs = list(body) + [{"type": "fc", "units": 3} if head == "fc" else {"type": "gap"}]
-    ir = random_network(specs, (2, 6, 6), np.random.default_rng(seed), designs[: len(specs)], extreme=extreme)
+    try:
+        ir = random_network(specs, (2, 6, 6), np.random.default_rng(seed), designs[: len(specs)], extreme=extreme)
+    except ValueError as exc:  # e.g. three stride-2 convs shrink 6x6 below the next kernel
+        assume("larger than padded input" not in str(exc))
+        raise
     proj = emit_project(ir, tmp_path_factory.mktemp("rnd"))
     build.make(proj.root, "host")
     r = build.run_host(proj.root, "--check", "--exhaustive")
