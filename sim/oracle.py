@@ -431,8 +431,9 @@ class Population:
     """Workloads compiled once for the oracle: evaluate them under many power configurations.
 
     Everything that does not depend on the capacitor, thresholds or harvester (unit powers, runs
-    and repeating patterns of units, per-layer totals) is computed here, once; a sweep or a NAS
-    generation then pays one compiled call per power configuration (:meth:`evaluate`).
+    and repeating patterns of units, per-layer totals, the distinct units for the non-progress
+    check) is computed here, once; each power configuration then costs one compiled call for
+    all the workloads (:meth:`evaluate`).
     """
 
     def __init__(self, works: Sequence[Workload]):
