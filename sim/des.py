@@ -37,6 +37,8 @@ class Capacitor:
         self.tally = tally
         self.durations = durations
         self.until = until_s
+        self.seg4 = np.vstack([seg.seg_t, seg.seg_p, seg.seg_g, seg.seg_vs])
+        self._params = None  # run_cycle's packed scalars
 
     def predict(self, t: float, p_load: float, horizon: float, v_low: float, stop_high: bool):
         p = self.p
@@ -52,11 +54,12 @@ class Capacitor:
 
     def predict_cycle(self, t: float, charge: bool, boot_s: float, boot_p_cap: float, release: float, i0: int,
                       p_cap: np.ndarray):
-        p = self.p
-        s = self.seg
-        return physics.run_cycle(self.v, t, charge, boot_s, boot_p_cap, release, i0, len(self.durations),
-                                 self.durations, p_cap, p.v_off, p.v_on, self.until, p.capacitor_F, p.leakage_A,
-                                 p.v_max, s.seg_t, s.seg_p, s.seg_g, s.seg_vs, s.period)
+        params = self._params
+        if params is None or params[0] != boot_s or params[1] != boot_p_cap:
+            p = self.p
+            params = self._params = np.array((boot_s, boot_p_cap, p.v_off, p.v_on, self.until, p.capacitor_F,
+                                              p.leakage_A, p.v_max, self.seg.period))
+        return physics.run_cycle(self.v, t, charge, release, i0, self.durations, p_cap, params, self.seg4)
 
     def apply(self, res) -> None:
         self.v = res[1]
@@ -235,7 +238,7 @@ class Device:
         if ru is None or ru[0] < 0:
             ru = self.cap.predict_units(self.env.now, i0, len(self.work), self.unit_cap_power)
         k, elapsed, v_end, reason, sums = ru
-        self.tally.add_sums(sums)
+        self.tally.add_sums(sums.tolist())
         # Python floats: SimPy's clock and heap are faster on them
         return i0, k, elapsed[:k + 1].tolist(), v_end[:k + 1].tolist(), reason
 

@@ -515,15 +515,22 @@ def run_units(v, t, i0, i_end, durations, p_cap, v_low, v_on, until, cap, i_leak
 
 
 @njit(cache=True, error_model="numpy")
-def run_cycle(v, t, charge, boot_s, boot_p, release, i0, i_end, durations, p_cap, v_low, v_on, until, cap, i_leak,
-              v_max, seg_t, seg_p, seg_g, seg_vs, period):
+def run_cycle(v, t, charge, release, i0, durations, p_cap, params, seg4):
     """One power cycle's predictions in one call: the charge to V_on (if ``charge``), the boot, and
-    (if the boot completes at or after ``release``) the units from i0, as :func:`advance` and
-    :func:`run_units` would give them called one after the other.
+    (if the boot completes at or after ``release``) the units from i0 to the end, as :func:`advance`
+    and :func:`run_units` would give them called one after the other.
+
+    ``params`` = (boot_s, boot draw from the capacitor, v_off, v_on, until_s, C, I_leak, v_max,
+    period) and ``seg4`` = (seg_t, seg_p, seg_g, seg_vs) stacked: packed, because a call from
+    Python pays for every argument, once per power cycle.
 
     Returns (charge result, boot result, units result); a part that does not happen is a result
     of zero elapsed time, and the units result has k = -1 when the units do not start.
     """
+    boot_s, boot_p, v_low, v_on, until, cap, i_leak, v_max, period = (
+        params[0], params[1], params[2], params[3], params[4], params[5], params[6], params[7], params[8])
+    seg_t, seg_p, seg_g, seg_vs = seg4[0], seg4[1], seg4[2], seg4[3]
+    i_end = durations.shape[0]
     none = (0.0, v, HORIZON, 0.0, 0.0, 0.0, 0.0)
     rc = none
     if charge:
