@@ -23,7 +23,7 @@ from . import physics
 from .config import PowerConfig, SimConfig
 from .harvesters import Segments
 from .workload import (CATEGORIES, STUCK_BOOT, NonProgressError, Tally, Workload,
-                       e_store, progress_message, result_dict, stuck_unit)
+                       progress_message, progress_violation, result_dict, stuck_unit)
 
 # status codes
 RUNNING, DONE, UNTIL, NEVER_BOOTS, STUCK, NON_PROGRESS = 0, 1, 2, 3, 4, 5
@@ -267,27 +267,6 @@ def _compile(off, d, energy, layers):
 
 
 @njit(cache=True, error_model="numpy")
-def _violation(d, energy, first, boot_j, boot_s, eta, e_cap, p_src):
-    """:func:`aidi.sim.workload.progress_violation` over the distinct units ``first`` only (same
-    arithmetic; the worst unit is always the first of its kind, so the answer is the same)."""
-    if boot_j / eta > e_cap + p_src * boot_s:
-        return -2
-    worst = -1
-    gap = 0.0
-    for x in range(first.shape[0]):
-        i = first[x]
-        u = 0.0
-        for c in range(energy.shape[1]):
-            u += energy[i, c]
-        need = (boot_j + u) / eta
-        avail = e_cap + p_src * (boot_s + d[i])
-        if need > avail and (worst < 0 or need - avail > gap):
-            worst = i
-            gap = need - avail
-    return worst
-
-
-@njit(cache=True, error_model="numpy")
 def _add_completed(energy, layers, done, partial, tot_cat, tot_layer, cat, by_layer):
     """Add the energy of every completed unit by category and by layer.
 
@@ -316,7 +295,7 @@ def _evaluate(off, d, energy, layers, boot, pw, run_end, per_len, per_end, tot_c
     INT_COLS and FLOAT_COLS.
     """
     nw = off.shape[0] - 1
-    e_cap = e_store(cap, v_on, v_off)
+    e_cap = physics.e_cycle(cap, v_on, v_off)
     p_src = physics.source_max_power(seg_p, seg_g, seg_vs, v_off, v_on)
     ints = np.zeros((nw, 3 + 6), dtype=np.int64)
     floats = np.zeros((nw, 2 + 6 + N_CAT))
@@ -325,7 +304,9 @@ def _evaluate(off, d, energy, layers, boot, pw, run_end, per_len, per_end, tot_c
     for w in range(nw):
         a, b = off[w], off[w + 1]
         boot_s, boot_j, sleep_w = boot[w, 0], boot[w, 1], boot[w, 2]
-        bad = _violation(d[a:b], energy[a:b], first[pair_off[w]:pair_off[w + 1]], boot_j, boot_s, eta, e_cap, p_src)
+        # over the distinct units only: the worst unit is the first of its kind, the answer is the same
+        bad = progress_violation(energy[a:b], d[a:b], first[pair_off[w]:pair_off[w + 1]], boot_j, boot_s, eta,
+                                 e_cap, p_src)
         ints[w, 1] = bad
         if bad != -1:
             ints[w, 0] = NON_PROGRESS

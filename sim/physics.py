@@ -472,7 +472,8 @@ def never_reaches(v, v_high, i_leak, seg_p, seg_g, seg_vs):
     return equilibrium(a, b, c, v, True) <= v_high
 
 
-def e_cycle(cap: float, v_on: float, v_off: float) -> float:
+@njit(cache=True)
+def e_cycle(cap, v_on, v_off):
     """Energy (J) the capacitor gives between V_on and V_off: C (V_on^2 - V_off^2) / 2."""
     return 0.5 * cap * (v_on * v_on - v_off * v_off)
 

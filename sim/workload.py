@@ -10,6 +10,7 @@ from numba import njit
 
 from .config import PowerConfig, SimConfig
 from .harvesters import Segments
+from .physics import e_cycle
 from .platform import Platform
 from .taskgraph import UNIT_CATEGORIES, TaskGraph
 
@@ -93,15 +94,19 @@ class Workload:
 
 
 @njit(cache=True)
-def progress_violation(unit_J, durations, boot_J, boot_s, eta, e_store, p_src):
-    """-2 if the boot can never finish in one power cycle, else the unit that is furthest from fitting,
-    else -1 (see :func:`check_progress`)."""
+def progress_violation(energy, durations, units, boot_J, boot_s, eta, e_store, p_src):
+    """-2 if the boot can never finish in one power cycle, else the unit (among ``units``, in order)
+    furthest from fitting, the first such on a tie, else -1 (see :func:`check_progress`)."""
     if boot_J / eta > e_store + p_src * boot_s:
         return -2
     worst = -1
     gap = 0.0
-    for i in range(unit_J.shape[0]):
-        need = (boot_J + unit_J[i]) / eta
+    for x in range(units.shape[0]):
+        i = units[x]
+        u = 0.0
+        for c in range(energy.shape[1]):
+            u += energy[i, c]
+        need = (boot_J + u) / eta
         avail = e_store + p_src * (boot_s + durations[i])
         if need > avail and (worst < 0 or need - avail > gap):
             worst = i
@@ -111,12 +116,7 @@ def progress_violation(unit_J, durations, boot_J, boot_s, eta, e_store, p_src):
 
 def progress_budget(power: PowerConfig, seg: Segments) -> tuple[float, float]:
     """(energy the capacitor gives between V_on and V_off, the source's best power there)."""
-    return e_store(power.capacitor_F, power.v_on, power.v_off), seg.max_power(power.v_off, power.v_on)
-
-
-@njit(cache=True)
-def e_store(cap, v_on, v_off):
-    return 0.5 * cap * (v_on * v_on - v_off * v_off)
+    return e_cycle(power.capacitor_F, power.v_on, power.v_off), seg.max_power(power.v_off, power.v_on)
 
 
 def check_progress(work: Workload, power: PowerConfig, seg: Segments) -> None:
@@ -127,7 +127,7 @@ def check_progress(work: Workload, power: PowerConfig, seg: Segments) -> None:
     could only loop.
     """
     e_store, p_src = progress_budget(power, seg)
-    bad = progress_violation(work.energy_J.sum(axis=1), work.durations_s, work.boot_J, work.boot_s,
+    bad = progress_violation(work.energy_J, work.durations_s, np.arange(len(work)), work.boot_J, work.boot_s,
                              power.converter_efficiency, e_store, p_src)
     if bad != -1:
         raise NonProgressError(progress_message(work, power, seg, bad))

@@ -193,15 +193,23 @@ def test_des_event_log_voltages_in_range_and_contiguous(case):
     assert sum(1 for ev in log if ev[0] == "unit" and ev[9] == "lost") == res["units_lost"]
 
 
-@settings(max_examples=80, deadline=None)
-@given(scenarios())
-def test_oracle_agrees_with_des(case):
+def check_engines_agree(case):
+    """Both engines on one scenario: the same NonProgressError message, or agreeing results (shared by
+    the tests of merged runs and repeating patterns)."""
     work, power, seg, sim = case
     r_des, _log, r_ora = both(work, power, seg, sim)
     if isinstance(r_des, str):
         assert r_des == r_ora
         return
     assert_agree(r_des, r_ora)
+    assert_invariants(r_des, power, work, sim)
+    assert_invariants(r_ora, power, work, sim)
+
+
+@settings(max_examples=80, deadline=None)
+@given(scenarios())
+def test_oracle_agrees_with_des(case):
+    check_engines_agree(case)
 
 
 @settings(max_examples=25, deadline=None)

@@ -35,7 +35,8 @@ from aidi.sim import harvesters as hv
 from aidi.sim import physics as ph
 from aidi.sim.config import PowerConfig, SimConfig
 from aidi.sim.workload import NonProgressError
-from tests.test_sim_engines import assert_agree, assert_invariants, both, logu, make_work
+from tests.test_sim_engines import (assert_agree, assert_invariants, both, check_engines_agree, logu, make_work,
+                                    scenarios)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -44,71 +45,33 @@ from tests.test_sim_engines import assert_agree, assert_invariants, both, logu, 
 
 @st.composite
 def run_scenarios(draw):
-    """As test_sim_engines.scenarios(), but each of n base units is repeated r_i (1..40) times.
+    """test_sim_engines.scenarios() with each of its n base units repeated r_i (1..40) times.
 
     Runs of identical units then exist (so the oracle merges them), and brown-outs and until_s
     cuts fall inside them.  A base unit may copy its predecessor's duration and energy (with
     another layer and category split) so that a run of identical units can span two layers, and the
     whole sequence may be tiled 2..8 times (a repeating pattern of runs, as tiled layers give, which the
     oracle steps pattern by pattern and then jumps over).
-    Every unit and the boot fit in one power cycle; until_s is bounded.
     """
-    cap = draw(logu(-5, -2.5))
-    v_off = draw(st.floats(0.8, 2.4))
-    v_on = v_off + draw(st.floats(0.1, 1.2))
-    v_max = v_on + draw(st.sampled_from([0.0, 0.2]) | st.floats(0.0, 1.0))
-    eta = draw(st.sampled_from([1.0]) | st.floats(0.5, 1.0))
-    leak = draw(st.sampled_from([0.0]) | logu(-9, -5))
-    kind = draw(st.sampled_from(["constant", "thevenin", "trace"]))
-    v_init = draw(st.sampled_from([0.0, v_on, v_max]) | st.floats(0.0, v_max))
-    if kind == "constant":
-        seg = hv.constant(draw(logu(-5, -2)))
-    elif kind == "thevenin":
-        vs = draw(st.floats(0.9 * v_on, v_max + 1.5))
-        seg = hv.thevenin(vs, draw(logu(0.5, 3)))
-        v_init = min(v_init, vs)
-    else:
-        m = draw(st.integers(2, 6))
-        dts = draw(st.lists(st.floats(0.005, 0.5), min_size=m - 1, max_size=m - 1))
-        ps = draw(st.lists(st.none() | st.floats(-5, -2), min_size=m - 1, max_size=m - 1))
-        p = np.array([10 ** draw(st.floats(-5, -2))] + [0.0 if x is None else 10**x for x in ps])
-        seg = hv.from_samples(np.cumsum([0.0] + dts), p, draw(st.booleans()), "trace")
-    power = PowerConfig(cap, v_on, v_off, v_max, leak, v_init, eta)
-
-    e_mcu = power.e_cycle_J
-    n = draw(st.integers(1, 6))
-    d = np.array(draw(st.lists(st.floats(1e-4, 0.05), min_size=n, max_size=n)))
-    frac = np.array(draw(st.lists(st.floats(0.02, 0.7), min_size=n, max_size=n)))
-    split = np.array(draw(st.lists(st.tuples(st.floats(0, 1), st.floats(0, 1), st.floats(0, 1)),
-                                   min_size=n, max_size=n))) + 1e-3
-    energy = (split / split.sum(axis=1, keepdims=True)) * (frac * e_mcu)[:, None]
-    layers = np.sort(np.array(draw(st.lists(st.integers(0, 3), min_size=n, max_size=n))))
+    work, power, seg, sim = draw(scenarios())
+    n = len(work)
+    d, energy, layers = work.durations_s.copy(), work.energy_J.copy(), work.layers
     for i in range(1, n):
         if draw(st.integers(0, 3)) == 0:  # same duration and total energy as unit i - 1: one longer run
             d[i] = d[i - 1]
             energy[i] = energy[i - 1] if draw(st.booleans()) else energy[i - 1][[2, 0, 1]]
     tiles = draw(st.sampled_from([1, 1, 1]) | st.integers(2, 8))  # > 1: a repeating pattern of runs
     reps = np.array(draw(st.lists(st.integers(1, 40 if tiles == 1 else 8), min_size=n, max_size=n)))
-    boot_s = draw(st.floats(1e-4, 5e-3))
     work = make_work(np.tile(np.repeat(d, reps), tiles), np.tile(np.repeat(energy, reps, axis=0), (tiles, 1)),
-                     boot_s=boot_s, boot_J=draw(st.floats(0.01, 0.2)) * e_mcu, sleep_W=draw(logu(-7, -5)),
+                     boot_s=work.boot_s, boot_J=work.boot_J, sleep_W=work.sleep_W,
                      layers=np.tile(np.repeat(layers, reps), tiles))
-    sim = SimConfig(inferences=draw(st.integers(1, 3)), until_s=draw(st.floats(0.05, 20.0)),
-                    period_s=draw(st.sampled_from([0.0]) | st.floats(0.01, 1.0)))
     return work, power, seg, sim
 
 
 @settings(max_examples=60, deadline=None)
 @given(run_scenarios())
 def test_merged_runs_agree_with_des(case):
-    work, power, seg, sim = case
-    r_des, _log, r_ora = both(work, power, seg, sim)
-    if isinstance(r_des, str):
-        assert r_des == r_ora
-        return
-    assert_agree(r_des, r_ora)
-    assert_invariants(r_des, power, work, sim)
-    assert_invariants(r_ora, power, work, sim)
+    check_engines_agree(case)
 
 
 def _brownout_run(n=200):

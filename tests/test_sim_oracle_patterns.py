@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from aidi.sim import harvesters as hv
 from aidi.sim import oracle
 from aidi.sim.config import PowerConfig, SimConfig
-from tests.test_sim_engines import assert_agree, assert_invariants, both, make_work, scenarios
+from tests.test_sim_engines import assert_agree, both, check_engines_agree, make_work, scenarios
 
 
 def patterned(work, kinds, run_lengths, repeats, prefix=0):
@@ -41,13 +41,7 @@ def pattern_scenarios(draw):
 @settings(max_examples=120, deadline=None)
 @given(pattern_scenarios())
 def test_oracle_agrees_with_des_on_repeating_patterns(case):
-    work, power, seg, sim = case
-    r_des, _log, r_ora = both(work, power, seg, sim)
-    if isinstance(r_des, str):
-        assert r_des == r_ora
-        return
-    assert_agree(r_des, r_ora)
-    assert_invariants(r_ora, power, work, sim)
+    check_engines_agree(case)
 
 
 def _two_kinds(n_pairs, d=(0.03, 0.05), p=(5e-3, 9e-3)):
