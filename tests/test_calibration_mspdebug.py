@@ -11,28 +11,19 @@ miscounts some constant-generator forms and has no FRAM wait states, LEA, DMA
 or MPY32: this checks the model against that simulator, not against silicon.
 
 Skipped when make, clang-14, ld.lld-14 or mspdebug are missing, unless
-AIDI_REQUIRE_TOOLCHAIN=1 (then it fails).
+AIDI_REQUIRE_TOOLCHAIN=1 (then it fails): the ``toolchain`` marker, tests/conftest.py.
 """
 
 import numpy as np
 import pytest
 
 from aidi.analysis.emit import MSPDEBUG_CAVEATS, calibration_network, ir_cycle_table, simulated_ir_cycles
-from aidi.models.emit import build
 from aidi.models.emit.examples import random_network
 from aidi.models.emit.ir import ExecDesign
 
 TOLERANCE = 0.10
 #: seeds never used in the fit (that used 0..79)
 HELD_OUT_SEEDS = (2000, 2001, 2002, 2003, 2004, 2005)
-
-
-def need_toolchain() -> None:
-    ok, msg = build.toolchain_gate("sim")
-    if not ok:
-        if build.toolchain_required():
-            pytest.fail(f"AIDI_REQUIRE_TOOLCHAIN=1 but {msg}")
-        pytest.skip(f"calibration check needs the MSP430 toolchain and mspdebug: {msg}")
 
 
 def larger_network():
@@ -52,9 +43,9 @@ def larger_network():
 NETWORKS = [(f"cal{s}", lambda s=s: calibration_network(s)) for s in HELD_OUT_SEEDS] + [("larger", larger_network)]
 
 
+@pytest.mark.toolchain("sim")
 @pytest.mark.parametrize("name,make", NETWORKS, ids=[n for n, _ in NETWORKS])
 def test_simulated_cpu_cycles_within_10_percent_of_mspdebug(name, make, tmp_path):
-    need_toolchain()
     ir = make()
     table = ir_cycle_table(ir, tmp_path / name)  # raises if the firmware's output differs from the reference
     assert [r["layer"] for r in table] == [layer.name for layer in ir.layers]

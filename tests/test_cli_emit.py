@@ -6,17 +6,12 @@ import pytest
 from typer.testing import CliRunner
 
 from aidi.analysis.cli import app
-from aidi.models.emit import build as mk
 
 runner = CliRunner()
 
 
-def test_emit_c_build_matches_functional_run(tmp_path):
-    ok, why = mk.toolchain_gate("host")
-    if not ok:
-        if mk.toolchain_required():
-            pytest.fail(why)
-        pytest.skip(why)
+@pytest.mark.toolchain("host")
+def test_emit_c_build_matches_functional_run(tmp_path, require_toolchain):
     r = runner.invoke(app, ["run", "rf-intermittent", "--json"])
     run = json.loads(r.stdout)
     r = runner.invoke(app, ["emit-c", "rf-intermittent", "--out", str(tmp_path / "c"), "--build", "--json"])
@@ -27,9 +22,8 @@ def test_emit_c_build_matches_functional_run(tmp_path):
     assert (tmp_path / "c" / "README.md").exists() and (tmp_path / "c" / "Makefile").exists()
     m = res["msp430"]
     if "skipped" in m:
-        if mk.toolchain_required():
-            pytest.fail(m["skipped"])
-        pytest.skip(m["skipped"])
+        require_toolchain("msp430-sim")  # skips (fails under AIDI_REQUIRE_TOOLCHAIN=1) naming the missing tools
+        pytest.fail(f"msp430 part skipped although its tools are present: {m['skipped']}")
     assert m["output"] == run["output"] and m["matches_reference"]
     assert m["fits"] and m["fram_bytes"] > 0
     assert len(m["cycles_per_layer"]) == res["layers"]

@@ -1,6 +1,7 @@
 """Emitted C on the host: -Werror builds, bit-exact outputs, power-failure injection.
 
-Needs make and gcc: skipped when missing, unless AIDI_REQUIRE_TOOLCHAIN=1.
+Needs make and gcc: the ``toolchain`` marker (tests/conftest.py) skips when they are missing,
+or fails under AIDI_REQUIRE_TOOLCHAIN=1.
 """
 
 import re
@@ -15,15 +16,9 @@ from aidi.models.emit import ExecDesign, emit_project, reference_forward
 from aidi.models.emit import build
 from aidi.models.emit.examples import random_network, tiny_network
 
+pytestmark = pytest.mark.toolchain("host")
+
 STRICT = "-std=c99 -Wall -Wextra -Werror -pedantic"
-
-
-def need(target: str) -> None:
-    ok, msg = build.toolchain_gate(target)
-    if not ok:
-        if build.toolchain_required():
-            pytest.fail(f"AIDI_REQUIRE_TOOLCHAIN=1 but {msg}")
-        pytest.skip(msg)
 
 
 def _expected(ir) -> np.ndarray:
@@ -38,7 +33,6 @@ def _runs(stderr: str) -> tuple[int, int]:
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    need("host")
     ir = tiny_network(0)
     proj = emit_project(ir, tmp_path_factory.mktemp("tiny"))
     proc = build.make(proj.root, "host")
@@ -109,7 +103,6 @@ def test_harness_catches_a_non_idempotent_runtime(tiny, tmp_path):
 
 def test_extreme_values_saturate_identically(tmp_path):
     """Full-range inputs and weights, biases near the int32 limits, random shifts."""
-    need("host")
     for seed in (1, 2):
         ir = tiny_network(seed, extreme=True)
         proj = emit_project(ir, tmp_path / f"x{seed}")
@@ -121,7 +114,6 @@ def test_extreme_values_saturate_identically(tmp_path):
 
 def test_lea_backend_exact_and_used(tmp_path):
     """BACKEND=lea: emulated DSPLib msp_mac_q15 where provably exact, CPU otherwise."""
-    need("host")
     for extreme in (False, True):
         ir = tiny_network(4, extreme=extreme)
         proj = emit_project(ir, tmp_path / f"lea{extreme}", backend="lea")
@@ -174,7 +166,6 @@ DESIGNS = st.builds(ExecDesign, Tr=st.integers(1, 4), Tc=st.integers(1, 4), Tm=s
        designs=st.lists(DESIGNS, min_size=4, max_size=4), seed=st.integers(0, 2**16), extreme=st.booleans())
 def test_random_networks_and_designs(tmp_path_factory, body, head, designs, seed, extreme):
     """Random architectures x execution designs: bit-exact, and exact under exhaustive failures."""
-    need("host")
     specs = list(body) + [{"type": "fc", "units": 3} if head == "fc" else {"type": "gap"}]
     try:
         ir = random_network(specs, (2, 6, 6), np.random.default_rng(seed), designs[: len(specs)], extreme=extreme)

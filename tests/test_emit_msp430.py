@@ -1,8 +1,8 @@
 """Emitted C on the MSP430: clang-14/ld.lld-14 build, size report, and mspdebug's simulator
 (continuous runs, random power failures, cycles per layer, compiler helpers).
 
-Needs make, clang(-14), ld.lld(-14) and mspdebug: skipped when missing, unless
-AIDI_REQUIRE_TOOLCHAIN=1.
+Needs make, clang(-14), ld.lld(-14) and mspdebug: the ``toolchain`` marker (tests/conftest.py)
+skips when they are missing, or fails under AIDI_REQUIRE_TOOLCHAIN=1.
 """
 
 import struct
@@ -16,18 +16,11 @@ from aidi.models.emit import build, mspsim
 from aidi.models.emit.elfsize import format_report, memory_report, sections, symbols
 from aidi.models.emit.examples import default_network, tiny_network
 
-
-def need(target: str) -> None:
-    ok, msg = build.toolchain_gate(target)
-    if not ok:
-        if build.toolchain_required():
-            pytest.fail(f"AIDI_REQUIRE_TOOLCHAIN=1 but {msg}")
-        pytest.skip(msg)
+pytestmark = pytest.mark.toolchain("msp430-sim")
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    need("msp430-sim")
     ir = tiny_network(0)
     proj = emit_project(ir, tmp_path_factory.mktemp("tiny430"))
     proc = build.make(proj.root, "msp430-sim")
@@ -69,16 +62,16 @@ def test_firmware_layout_and_size_report(tiny):
         build.make(proj.root, "size", variables={"FRAM_BUDGET": "1000"})
 
 
+@pytest.mark.toolchain("sim")
 def test_continuous_run_matches_reference(tiny):
-    need("sim")
     ir, proj, _ = tiny
     r = mspsim.run_firmware(proj.sim_elf, ir.output_len, hwmult=False)
     assert np.array_equal(r.output, _expected(ir)) and r.boots == 1 and r.cycles > r.instructions
 
 
+@pytest.mark.toolchain("sim")
 def test_random_power_failures_on_the_simulator(tiny):
     """Power fails at random instruction counts; SRAM and registers are junk at every boot."""
-    need("sim")
     ir, proj, _ = tiny
     clean = mspsim.run_firmware(proj.sim_elf, ir.output_len)
     rng = np.random.default_rng(11)
@@ -93,8 +86,8 @@ def test_random_power_failures_on_the_simulator(tiny):
     assert np.array_equal(r.output, _expected(ir))
 
 
+@pytest.mark.toolchain("sim")
 def test_cycles_per_layer(tiny):
-    need("sim")
     ir, proj, _ = tiny
     lc = mspsim.measure_layer_cycles(proj.sim_elf, len(ir.layers), ir.output_len)
     assert np.array_equal(lc.output, _expected(ir))
@@ -104,9 +97,9 @@ def test_cycles_per_layer(tiny):
     assert 0 < lc.stack_peak_bytes < 512  # the linker script's stack reserve
 
 
+@pytest.mark.toolchain("sim")
 def test_hwmult_and_lea_emulation_builds(tmp_path):
     """SIM_HWMULT=1 (mspdebug's MPY peripheral) and BACKEND=lea (emulated DSPLib) on the MSP430."""
-    need("sim")
     ir = default_network(0)
     proj = emit_project(ir, tmp_path / "d")
     build.make(proj.root, "msp430-sim", variables={"SIM_HWMULT": "1", "BACKEND": "lea"})
@@ -117,8 +110,8 @@ def test_hwmult_and_lea_emulation_builds(tmp_path):
     assert np.array_equal(slow.output, _expected(ir)) and slow.cycles > fast.cycles
 
 
+@pytest.mark.toolchain("sim")
 def test_sim_run_target(tiny):
-    need("sim")
     ir, proj, _ = tiny
     out = build.make(proj.root, "sim-run").stdout
     vals = mspsim._md_bytes(out)
@@ -187,10 +180,10 @@ def _wrap(v, bits):
     return v - (1 << bits) if v >> (bits - 1) else v
 
 
+@pytest.mark.toolchain("sim")
 @pytest.mark.parametrize("hwmult", [False, True])
 def test_compiler_helpers_on_the_simulator(tiny, tmp_path, hwmult):
     """__mspabi_* (mul, div, rem, shifts) and aidi_mul16 against C semantics, on mspdebug."""
-    need("sim")
     _, proj, _ = tiny
     rng = np.random.default_rng(5)
     n = 48
@@ -276,9 +269,9 @@ def test_hardware_sources_compile_against_ti_style_headers(tiny, tmp_path):
     assert lea and lea[0].size > 0  # the tile buffers go to LEA RAM on hardware
 
 
+@pytest.mark.toolchain("sim")
 def test_quantized_model_end_to_end(tmp_path):
     """QModel + tiling designs -> IR -> C: host and simulator firmware give q15.reference_forward's output."""
-    need("sim")
     pytest.importorskip("torch")
     from aidi.models import q15
     from aidi.models.emit import ir_from_qmodel

@@ -106,17 +106,3 @@ def run_host(root: str | Path, *args: str, timeout: float = 120.0) -> HostRun:
             out = None
     return HostRun(proc.returncode, out, proc.stdout, proc.stderr)
 
-
-def toolchain_gate(target: str) -> tuple[bool, str]:
-    """For tests: ``(ok, message)``.  ``ok`` is False when tools for ``target`` are
-    missing; the caller skips, or fails when the environment sets
-    ``AIDI_REQUIRE_TOOLCHAIN=1`` (see :func:`toolchain_required`)."""
-    msg = missing_message(target)
-    return (not msg, msg)
-
-
-def toolchain_required() -> bool:
-    """True when ``AIDI_REQUIRE_TOOLCHAIN=1``: missing tools are errors, not skips."""
-    import os
-
-    return os.environ.get("AIDI_REQUIRE_TOOLCHAIN", "") == "1"
