@@ -25,6 +25,7 @@ def test_parse_sets_grid_and_errors():
         sweep.parse_sets(["bogus=1"])
 
 
+@pytest.mark.slow
 def test_sweep_local_processes_equal_dask_local_cluster():
     path = loader.load("rf-intermittent").path
     grid = {"power.capacitor_F": [2.2e-6, 4.7e-6, 1e-5]}

@@ -132,6 +132,7 @@ def test_missing_file():
     assert r.exit_code == 2 and "not found" in r.stderr
 
 
+@pytest.mark.slow
 def test_console_script_runs():
     r = subprocess.run([sys.executable, "-m", "aidi.analysis.cli", "check", "lab-1mF", "--json"],
                        capture_output=True, text=True, timeout=300)

@@ -31,6 +31,7 @@ def test_readme_has_commands():
         assert any(c.split()[1] == verb for c in cmds), verb
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cmd", readme_commands())
 def test_readme_command_runs(cmd, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # relative --out folders land in tmp
@@ -44,6 +45,7 @@ def test_readme_command_runs(cmd, tmp_path, monkeypatch):
     assert r.exit_code == 0, f"{cmd}\n{r.output}"
 
 
+@pytest.mark.slow
 def test_demo_quick_report_has_every_section(tmp_path):
     r = runner.invoke(app, ["demo", "--quick", "--out", str(tmp_path), "--json"])
     assert r.exit_code == 0, r.output

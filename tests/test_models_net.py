@@ -54,6 +54,7 @@ def test_corrupt_cache_is_retrained(cache):
     assert t2.train_seconds > 0 and t2.float_accuracy == t1.float_accuracy
 
 
+@pytest.mark.slow
 def test_default_model_trains_well_and_quantizes(cache):
     threads = torch.get_num_threads()
     tm = load_or_train(list(DEFAULT_LAYERS), DEFAULT_INPUT, seed=0)

@@ -124,6 +124,7 @@ def test_tinyimagenet_errors_name_the_layout(tmp_path):
         load_tinyimagenet(tmp_path / "t")
 
 
+@pytest.mark.slow
 def test_nas_runs_on_a_cifar10_folder(tmp_path, monkeypatch):
     monkeypatch.setenv("AIDI_CACHE_DIR", str(tmp_path / "cache"))
     write_cifar(tmp_path / "cifar", n=12)

@@ -69,6 +69,7 @@ def test_reward_never_grows_with_latency(acc, lat, dl, req):
     assert reward({**o, "latency_s": lat, "hw_feasible": False}) < reward({**o, "latency_s": lat})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", CONTROLLERS)
 def test_each_controller_searches_reproducibly(name):
     def go():
@@ -87,6 +88,7 @@ def test_each_controller_searches_reproducibly(name):
     assert best["feasible"] and best["accuracy"] == max(o["accuracy"] for o in r.feasible())
 
 
+@pytest.mark.slow
 def test_evolution_and_rl_improve_on_their_start():
     for name in ("evolution", "rl"):
         ev = Evaluator(SC, ProxyAccuracy(), requirement_s=2.0)

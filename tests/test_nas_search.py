@@ -29,6 +29,7 @@ def nas_json(*args) -> dict:
     return json.loads(lines[0])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("controller", CONTROLLERS)
 def test_tiny_search_finds_only_feasible_candidates(controller, tmp_path):
     s = nas_json("lab-1mF", "--controller", controller, "--budget", "8", "--out", str(tmp_path))
@@ -42,6 +43,7 @@ def test_tiny_search_finds_only_feasible_candidates(controller, tmp_path):
     assert (tmp_path / "pareto.html").is_file() and (tmp_path / "history.csv").is_file()
 
 
+@pytest.mark.slow
 def test_chosen_model_loads_in_aidi_run(tmp_path):
     s = nas_json("lab-1mF", "--budget", "6", "--seed", "1", "--out", str(tmp_path))
     doc = tomllib.loads((tmp_path / "scenario.toml").read_text())
@@ -55,6 +57,7 @@ def test_chosen_model_loads_in_aidi_run(tmp_path):
     assert res["q15_accuracy"] == pytest.approx(s["chosen"]["q15_test_accuracy"])
 
 
+@pytest.mark.slow
 def test_parallel_workers_and_dask_give_the_same_search(tmp_path):
     kw = dict(controller="evolution", budget=8, seed=2, quick=True)
     a = nas_run.run_nas("lab-1mF", out=tmp_path / "a", **kw)
@@ -65,6 +68,7 @@ def test_parallel_workers_and_dask_give_the_same_search(tmp_path):
         assert [p["latency_s"] for p in a["pareto"]] == [p["latency_s"] for p in other["pareto"]]
 
 
+@pytest.mark.slow
 def test_compare_json(tmp_path):
     s = nas_json("lab-1mF", "--compare", "--budget", "4", "--out", str(tmp_path))
     assert len(s["table"]) == 3 and len(s["requirements_s"]) == 3

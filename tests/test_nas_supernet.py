@@ -34,6 +34,7 @@ def test_split_is_disjoint_stratified_and_seeded(data):
     assert np.array_equal(again.y_val, data.y_val)
 
 
+@pytest.mark.slow
 def test_extracted_subnet_equals_the_supernet(trained, data):
     sp = digits_space()
     rng = np.random.default_rng(0)
@@ -53,6 +54,7 @@ def test_extracted_subnet_equals_the_supernet(trained, data):
             S.module_accuracy(m, data.x_val, data.y_val))
 
 
+@pytest.mark.slow
 def test_training_is_deterministic_and_cached(cache, data, trained):
     again = S.train_supernet(digits_space(), data, 0, S.SupernetConfig.quick())
     assert again.meta["cached"]
@@ -63,6 +65,7 @@ def test_training_is_deterministic_and_cached(cache, data, trained):
     assert not torch.equal(other.fc_b, trained.fc_b)
 
 
+@pytest.mark.slow
 def test_supernet_learns(trained, data):
     xc = S.calibration_images(data)
     assert S.supernet_accuracy(trained, digits_space().largest("conv"), data.x_val, data.y_val, xc) > 0.6
@@ -77,6 +80,7 @@ def test_kd_loss():
     assert S.kd_loss(s, -s, y, 1.0, 2.0) > 0
 
 
+@pytest.mark.slow
 def test_finetune_and_scratch(trained, data):
     a = digits_space().make([Stage("conv", 3, 8, 1), Stage("conv", 3, 16, 1)])
     xc = S.calibration_images(data)
@@ -90,6 +94,7 @@ def test_finetune_and_scratch(trained, data):
     assert all(torch.equal(p, q) for p, q in zip(m1.parameters(), m2.parameters()))
 
 
+@pytest.mark.slow
 def test_kd_ablation_reports_both(cache, data):
     cfg = S.SupernetConfig.quick(full_epochs=2, width_epochs=1, ft_epochs=1)
     r = S.kd_ablation(digits_space(), data, 0, cfg, n_archs=2)

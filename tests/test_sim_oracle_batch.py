@@ -337,6 +337,7 @@ def _t_exact(a, b, c, cap, v1, v2):
         return float(mpmath.re(t))
 
 
+@pytest.mark.slow
 @settings(max_examples=400, deadline=None)
 @given(moves(), st.floats(-3.0, 3.0) | st.sampled_from([-1e-9, -1e-12, 0.0, 1e-12, 1e-9]))
 def test_cannot_reach_never_rules_out_a_reachable_target(move, log_ratio):
