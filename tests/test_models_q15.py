@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from aidi.models import q15
-from aidi.models.layers import parse_network
+from aidi.models.layers import geometry, parse_network
 from aidi.models.net import fold, folded_forward, random_model
 
 NET = [
@@ -96,15 +96,57 @@ def test_accuracy_and_output_helpers(model):
     assert np.allclose(qm.dequantize_output(y), np.ldexp(y.astype(float), -qm.s_output))
 
 
-def test_conv_reference_zero_padding_is_a_no_op_term():
-    # a padded conv equals the unpadded conv over the zero-extended input (padding terms add 0)
-    rng = np.random.default_rng(0)
-    x = rng.integers(-32768, 32768, (1, 2, 4, 4)).astype(np.int16)
-    w = np.full((1, 2, 3, 3), 32767, np.int16)
-    acc0 = np.full((1, 1, 4, 4), 2**31 - 5, np.int32)
-    out = q15.conv_accumulate(np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1))), w, acc0, 1)
-    assert out.shape == (1, 1, 4, 4) and out.dtype == np.int32
-    assert out.max() <= 2**31 - 1 and out.min() >= -(2**31)
+def _one_layer_qmodel(spec: dict, input_shape, w, b) -> q15.QModel:
+    """A QModel of one executed layer with all formats 0 (shift 0): outputs are the raw integer sums."""
+    (geom,) = geometry(parse_network([spec], list(input_shape)))
+    layer = q15.QLayer(geom, np.asarray(w, np.int16), np.asarray(b, np.int32), 0, 0, 0, 0)
+    return q15.QModel((layer,), tuple(input_shape), 0)
+
+
+def test_conv_zero_padding_hand_computed():
+    # 3x3 input 1..9, 3x3 all-ones kernel, padding 1: each output is the sum of the in-image neighbours
+    x = np.arange(1, 10, dtype=np.int16).reshape(1, 3, 3)
+    qm = _one_layer_qmodel({"type": "conv", "k": 3, "filters": 1, "padding": 1}, (1, 3, 3),
+                           np.ones((1, 1, 3, 3)), [100])
+    want = np.array([[12, 21, 16], [27, 45, 33], [24, 39, 28]]) + 100
+    assert q15.reference_forward(qm, x)[-1].tolist() == [want.tolist()]
+
+
+def test_conv_accumulate_saturates_on_padded_input_by_hand():
+    # all products <= 0: saturating order does not matter; padded zeros add nothing
+    x = np.pad(np.arange(1, 10, dtype=np.int16).reshape(1, 1, 3, 3), ((0, 0), (0, 0), (1, 1), (1, 1)))
+    acc0 = np.full((1, 1, 3, 3), -(2**31) + 30, np.int32)
+    out = q15.conv_accumulate(x, -np.ones((1, 1, 3, 3), np.int16), acc0, 1)
+    # acc0 minus the neighbour sums 12 21 16 / 27 45 33 / 24 39 28; sums over 30 clamp to INT32_MIN
+    want = -(2**31) + np.array([[18, 9, 14], [3, 0, 0], [6, 0, 2]])
+    assert out[0, 0].tolist() == want.tolist()
+
+
+@pytest.mark.parametrize("op", ["conv", "dwconv"])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_padded_conv_equals_torch_float64(op, stride):
+    # small integers: every sum stays inside int16, so the Q15 forward (formats 0, shift 0)
+    # must equal torch's float64 convolution exactly, padding included
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(3)
+    c, h, wd, m = 3, 7, 6, 4
+    if op == "conv":
+        spec = {"type": "conv", "k": 3, "filters": m, "padding": 2, "stride": stride}
+        w = rng.integers(-20, 21, (m, c, 3, 3))
+        groups = 1
+    else:
+        spec = {"type": "dwconv", "k": 3, "padding": 2, "stride": stride}
+        w = rng.integers(-20, 21, (c, 1, 3, 3))
+        groups, m = c, c
+    b = rng.integers(-500, 501, m)
+    x = rng.integers(-20, 21, (2, c, h, wd))
+    qm = _one_layer_qmodel(spec, (c, h, wd), w, b)
+    got = q15.forward_batch(qm, x.astype(np.int16))[-1]
+    want = torch.nn.functional.conv2d(torch.tensor(x, dtype=torch.float64), torch.tensor(w, dtype=torch.float64),
+                                      torch.tensor(b, dtype=torch.float64), stride=stride, padding=2,
+                                      groups=groups).numpy()
+    assert np.abs(want).max() < 2**15 - 1  # no saturation anywhere
+    assert got.shape == want.shape and np.array_equal(got.astype(np.int64), want.astype(np.int64))
 
 
 def test_shapes_come_from_geometry():
