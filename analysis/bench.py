@@ -108,13 +108,13 @@ def bench_oracle(quick: bool = False) -> dict:
     * ``oracle_single_call_evals_per_s``: :func:`~aidi.sim.oracle.simulate` once per network,
       full result dict included.
     """
-    from aidi.models import tiling
+    from aidi.models.design_search import design_network
 
     platform, power, seg = _inas_setup()
     e_budget = power.e_cycle_J - platform.boot_energy_J
     works = []
     for layers in inas_cifar_networks(8 if quick else 32):
-        plan = tiling.plan_network(layers, None, platform, 4096, e_cycle_J=e_budget, input_shape=[3, 32, 32])
+        plan = design_network(layers, platform, 4096, e_cycle_J=e_budget, input_shape=[3, 32, 32])
         works.append(Workload.from_graph(plan.task_graph(), platform))
     sim = SimConfig(until_s=1e7)
     pop = oracle.Population(works)  # warm-up (numba compile)
@@ -201,11 +201,11 @@ def bench_sweep(quick: bool = False) -> dict:
     sweep.run_sweep(path, {"power.capacitor_F": caps[:1]})  # warm caches
     out = {"points": len(caps)}
     from aidi.analysis import pipeline
-    from aidi.models import tiling
+    from aidi.models import design_search
 
     for workers in (1, 2):
         # same start for both: forked workers would otherwise inherit designs found by the first run
-        tiling._auto_design_cached.cache_clear()
+        design_search._search_cached.cache_clear()
         pipeline._model.cache_clear()
         t0 = time.perf_counter()
         sweep.run_sweep(path, grid, workers=workers)

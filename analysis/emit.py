@@ -34,11 +34,11 @@ MSPDEBUG_CAVEATS = ("mspdebug 0.22 counts classic MSP430 cycles (not CPUX), misc
 
 def simulated_cpu_cycles(built) -> list[float]:
     """The simulator's cycle estimate per layer for the same tiles on the portable-C (CPU) path."""
-    from aidi.models import tiling
+    from aidi.models import schedule
 
     designs = [replace(lp.design, backend="cpu") for lp in built.plan.layers]
-    plan = tiling.plan_network(built.qmodel, designs, built.platform, built.scenario.device.sram_budget_bytes,
-                               backend="cpu", preservation=built.scenario.execution.preservation)
+    plan = schedule.plan_network(built.qmodel, designs, built.platform, built.scenario.device.sram_budget_bytes,
+                                 backend="cpu")
     return [float(lp.unit_cost[:, :, 0].sum()) for lp in plan.layers]
 
 
@@ -81,7 +81,7 @@ def ir_geometry(ir) -> list:
 def ir_designs(ir) -> list:
     """The IR's execution designs as the tiler's (clipped to each layer, S tiles per unit, CPU backend)."""
     from aidi.models.emit.ir import plan_layer
-    from aidi.models.tiling import ExecutionDesign
+    from aidi.models.schedule import ExecutionDesign
 
     out = []
     for layer in ir.layers:
@@ -92,10 +92,10 @@ def ir_designs(ir) -> list:
 
 def simulated_ir_cycles(ir, platform="msp430fr5994") -> list[float]:
     """The simulator's cycles per layer of an emission IR on the portable-C path (``backend="cpu"``)."""
-    from aidi.models import tiling
+    from aidi.models import schedule
 
-    p = tiling._platform(platform)
-    plan = tiling.plan_network(ir_geometry(ir), ir_designs(ir), p, p.sram_bytes, backend="cpu")
+    p = schedule.plan.get_platform_of(platform)
+    plan = schedule.plan_network(ir_geometry(ir), ir_designs(ir), p, p.sram_bytes, backend="cpu")
     return [float(lp.unit_cost[:, :, 0].sum()) for lp in plan.layers]
 
 
@@ -160,12 +160,12 @@ def calibration_network(seed: int, *, max_macs: int = 60000, max_tiles: int = 60
     fc or gap) with random Q15 parameters and random execution designs (tile sizes, loop order, S):
     one sample of the calibration set of the portable-C cost model.  Deterministic in ``seed``; at most
     ``max_macs`` MACs and ``max_tiles`` tiles so that mspdebug runs it in well under a second."""
-    from aidi.models import tiling
+    from aidi.models import schedule
     from aidi.models.emit.examples import random_network
     from aidi.models.emit.ir import plan_layer
 
     rng = np.random.default_rng(seed)
-    p = tiling._platform("msp430fr5994")
+    p = schedule.plan.get_platform_of("msp430fr5994")
     for _ in range(200):
         shape = (int(rng.integers(1, 5)), int(rng.integers(5, 13)), int(rng.integers(5, 13)))
         n_layers = int(rng.integers(2, 5))
@@ -182,7 +182,7 @@ def calibration_network(seed: int, *, max_macs: int = 60000, max_tiles: int = 60
                 continue
             if max(q.sram_bytes for q in plans) > 3000:
                 continue
-            tiling.plan_network(ir_geometry(ir), ir_designs(ir), p, p.sram_bytes, backend="cpu")
+            schedule.plan_network(ir_geometry(ir), ir_designs(ir), p, p.sram_bytes, backend="cpu")
             return ir
         except ValueError:
             continue
@@ -193,16 +193,16 @@ def software_cost_features(ir, platform="msp430fr5994") -> np.ndarray:
     """(layers, fields of :class:`~aidi.sim.platform.SoftwareCosts`): how often the tiler's CPU cost model
     charges each constant in each layer of ``ir`` (the model is linear in the constants: each column is
     the layer cycles with that constant set to 1 and the others to 0)."""
-    from aidi.models import tiling
+    from aidi.models import schedule
     from aidi.sim.platform import SoftwareCosts
 
-    p = tiling._platform(platform)
+    p = schedule.plan.get_platform_of(platform)
     names = [f.name for f in fields(SoftwareCosts)]
     geoms, designs = ir_geometry(ir), ir_designs(ir)
     cols = []
     for name in names:
         unit = SoftwareCosts(**{n: float(n == name) for n in names})
-        plan = tiling.plan_network(geoms, designs, replace(p, cpu_sw=unit), p.sram_bytes, backend="cpu")
+        plan = schedule.plan_network(geoms, designs, replace(p, cpu_sw=unit), p.sram_bytes, backend="cpu")
         cols.append([float(lp.unit_cost[:, :, 0].sum()) for lp in plan.layers])
     return np.array(cols).T
 

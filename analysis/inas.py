@@ -144,7 +144,7 @@ def compare(layer: InasLayer, d: InasDesign, capacitor_F: float, r_ohm: float | 
     """iNAS's estimate next to our oracle on the same layer, design and supply."""
     import numpy as np
 
-    from aidi.models import tiling
+    from aidi.models import schedule
     from aidi.models.layers import geometry, parse_network
     from aidi.sim import harvesters, oracle
     from aidi.sim.config import PowerConfig, SimConfig
@@ -158,8 +158,8 @@ def compare(layer: InasLayer, d: InasDesign, capacitor_F: float, r_ohm: float | 
                         [layer.N, in_h, in_w])
     geom = geometry(net)[0]
     p = MSP430FR5994_EXTFRAM
-    design = tiling.ExecutionDesign(d.Tr, d.Tc, d.Tm, d.Tn, d.loop_order, d.S)
-    plan = tiling.plan_network([geom], [design], p, sram_budget=4096)
+    design = schedule.ExecutionDesign(d.Tr, d.Tc, d.Tm, d.Tn, d.loop_order, d.S)
+    plan = schedule.plan_network([geom], [design], p, sram_budget=4096)
     work = Workload.from_graph(plan.task_graph(), p)
     power = PowerConfig(capacitor_F=capacitor_F, v_on=INAS_V_ON, v_off=INAS_V_OFF, v_max=INAS_V_SUP,
                         v_initial=INAS_V_ON)

@@ -87,7 +87,7 @@ def unit_energy_budget(sc: loader.Scenario, platform: Platform) -> float:
 
 def build(sc: loader.Scenario) -> Built:
     """Model, Q15, execution designs and the task graph for a scenario."""
-    from aidi.models import tiling
+    from aidi.models import design_search, schedule
 
     platform = sc.device.make_platform()
     trained, qm, q_acc = load_model(sc)
@@ -100,12 +100,11 @@ def build(sc: loader.Scenario) -> Built:
     # "auto" designs minimise compute time plus recharge time at the source's typical power
     p_harvest = segments.typical_power(sc.power.v_off, sc.power.v_on) * sc.power.converter_efficiency
     try:
-        designs = tiling.resolve_designs(qm, ex.tile, ex.loop_order, ex.hyper_tile, ex.preservation,
+        designs = design_search.resolve_designs(qm, ex.tile, ex.loop_order, ex.hyper_tile, ex.preservation,
                                          platform=platform, sram_budget=sc.device.sram_budget_bytes,
                                          e_cycle_J=e_budget, backend=ex.backend,
                                          harvest_power_W=p_harvest if p_harvest > 0 else None)
-        plan = tiling.plan_network(qm, designs, platform, sc.device.sram_budget_bytes, e_cycle_J=e_budget,
-                                   backend=ex.backend, preservation=ex.preservation)
+        plan = schedule.plan_network(qm, designs, platform, sc.device.sram_budget_bytes, backend=ex.backend)
     except ValueError as exc:
         raise UserError(f"{sc.path.name}: {str(exc).splitlines()[0]}") from None
     graph = plan.task_graph()

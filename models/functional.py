@@ -1,6 +1,6 @@
 """Functional intermittent execution over simulated FRAM and SRAM.
 
-:class:`FunctionalRun` executes a tiled network (:class:`aidi.models.tiling.NetPlan`)
+:class:`FunctionalRun` executes a tiled network (:class:`aidi.models.schedule.NetPlan`)
 unit by unit with the numba Q15 kernels, on two byte arrays:
 
 * ``fram`` (non-volatile): progress record, input, weights and biases,
@@ -39,15 +39,16 @@ import numpy as np
 from ..sim.taskgraph import TaskGraph
 from . import kernels as K
 from .q15 import QModel, reference_forward
-from .tiling import (F_INIT_BIAS, F_INIT_PSUM, F_LOAD_B, F_LOAD_IN, F_LOAD_W, F_WRITE_OUT, F_WRITE_PSUM, LayerPlan,
-                     NetPlan, _align)
+from .schedule.design import F_INIT_BIAS, F_INIT_PSUM, F_LOAD_B, F_LOAD_IN, F_LOAD_W, F_WRITE_OUT, F_WRITE_PSUM
+from .schedule.memory import align
+from .schedule.plan import LayerPlan, NetPlan
 
 
 class FunctionalRun:
     """One inference of a tiled Q15 network on simulated FRAM/SRAM.
 
     Args:
-        plan: the tiled network (from :func:`aidi.models.tiling.plan_network`).
+        plan: the tiled network (from :func:`aidi.models.schedule.plan_network`).
         qmodel: the quantized model whose executed layers match ``plan.geoms``.
         x_q: int16 input ``(C, H, W)`` with ``qmodel.s_input`` fractional bits.
 
@@ -74,9 +75,9 @@ class FunctionalRun:
 
     @classmethod
     def from_graph(cls, graph: TaskGraph, qmodel: QModel, x_q: np.ndarray) -> "FunctionalRun":
-        """Build from a task graph made by :func:`aidi.models.tiling.build_task_graph`."""
+        """Build from a task graph made by ``NetPlan.task_graph()``."""
         if not graph.units or not hasattr(graph.units[0].payload, "plan"):
-            raise ValueError("functional run: the task graph carries no tiling plan (build it with build_task_graph)")
+            raise ValueError("functional run: the task graph carries no tiling plan (build it with NetPlan.task_graph())")
         return cls(graph.units[0].payload.plan, qmodel, x_q)
 
     # -- memory helpers ---------------------------------------------------------
@@ -170,7 +171,7 @@ class FunctionalRun:
             ws, te = tl["w_start"][t], tl["t_end"][t]
             if elapsed > ws:
                 mi, _, ri, ci = tl["idx"][t]
-                n = int(lp.tables.write_len[mi, ri, ci])
+                n = int(lp.tables.out_elems[mi, ri, ci])
                 self._tile(lp, t, limit=int(n * (elapsed - ws) / (te - ws)))
             break
         self.poison_sram(rng)
@@ -235,7 +236,7 @@ class FunctionalRun:
             w4 = self._fram(f"w{g.index}", np.int16).reshape(ql.w.shape)
             wb[:] = (w4[m0:m0 + tm, 0] if g.op == "dwconv" else w4[m0:m0 + tm, n0:n0 + tn]).ravel()
         slot = int(tl["slot"][t])
-        stride_b = _align(4 * lp.design.Tm * lp.design.Tr * lp.design.Tc)
+        stride_b = align(4 * lp.design.Tm * lp.design.Tr * lp.design.Tc)
         acc = self._sbuf(lp, "acc", ne, np.int32, extra=slot * stride_b)
         if fl & F_INIT_BIAS:
             bb = self._sbuf(lp, "bias", tm, np.int32)

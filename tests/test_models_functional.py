@@ -18,8 +18,9 @@ from aidi.models.functional import FunctionalRun
 from aidi.models.net import random_model
 from aidi.models import q15
 from aidi.models.q15 import QModel, quantize, reference_forward
-from aidi.models.tiling import (F_LOAD_IN, LOOP_ORDERS, PRESERVATIONS, STACK_BYTES, ExecutionDesign,
-                                build_task_graph, plan_network)
+from aidi.models.design_search import design_network
+from aidi.models.schedule import LOOP_ORDERS, PRESERVATIONS, STACK_BYTES, ExecutionDesign, plan_network
+from aidi.models.schedule.design import F_LOAD_IN
 from aidi.sim.platform import MSP430FR5994
 
 P = MSP430FR5994
@@ -227,7 +228,7 @@ def test_partial_write_back_lands_a_prefix(models):
 
 def test_from_graph_and_api_errors(models):
     qm, x = models["calibrated"]
-    tg = build_task_graph(qm, None, P, 4096, e_cycle_J=1e-4)
+    tg = design_network(qm, P, 4096, e_cycle_J=1e-4).task_graph()
     run = FunctionalRun.from_graph(tg, qm, x)
     assert run.n_units == len(tg) and run.progress() == 0
     with pytest.raises(ValueError, match="unit 1 requested but committed progress is 0"):

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
+from aidi.models.cache import cache_dir
 from aidi.models.data import load_dataset
 from aidi.models.layers import DEFAULT_INPUT, DEFAULT_LAYERS, parse_network
-from aidi.models.net import (build_module, cache_dir, fold, folded_forward, load_model, load_or_train, random_model,
-                             save_model)
+from aidi.models.net import build_module, fold, folded_forward, load_model, load_or_train, random_model, save_model
 from aidi.models.q15 import q15_accuracy, quantize
 
 SMALL = [{"type": "conv", "k": 3, "filters": 4, "relu": True}, {"type": "gap"}, {"type": "fc", "units": 10}]
@@ -132,13 +132,13 @@ def test_bn_folding_matches_module():
 def test_prepare_model_end_to_end(cache):
     from aidi.models.functional import FunctionalRun
     from aidi.models.prepare import prepare_model
-    from aidi.models.tiling import build_task_graph
+    from aidi.models.design_search import design_network
 
     pm = prepare_model(SMALL, DEFAULT_INPUT, weights="random", seed=1, sample_index=2)
     assert pm.x_q.dtype == np.int16 and pm.x_q.shape == DEFAULT_INPUT and 0 <= pm.label < 10
     assert np.array_equal(pm.x_q, pm.qmodel.quantize_input(pm.trained.dataset.x_test[2]))
     assert 0.0 <= pm.q15_accuracy <= 1.0 and pm.net.key() == parse_network(SMALL, DEFAULT_INPUT).key()
-    tg = build_task_graph(pm.qmodel, None, "msp430fr5994", 2048, e_cycle_J=20e-6, backend="auto")
+    tg = design_network(pm.qmodel, "msp430fr5994", 2048, e_cycle_J=20e-6, backend="auto").task_graph()
     run = FunctionalRun.from_graph(tg, pm.qmodel, pm.x_q)
     run.run_to_completion()
     assert run.output_matches_reference()

@@ -1,7 +1,7 @@
 """Objectives of a candidate under a scenario: accuracy, intermittent latency, SRAM, feasibility.
 
 :func:`hardware_objectives` (no weights needed) tiles the candidate with
-:func:`aidi.models.tiling.auto_design` per layer for the scenario's per-cycle
+:func:`aidi.models.design_search.auto_design` per layer for the scenario's per-cycle
 energy budget (:func:`aidi.analysis.pipeline.unit_energy_budget`: one power
 cycle after the converter, minus the boot) and SRAM budget, builds the task
 graph and runs the fast oracle under the scenario's harvester.  Per-layer
@@ -56,10 +56,10 @@ def unit_energy_budget(sc) -> float:
 
 @functools.lru_cache(maxsize=4096)
 def _layer_design(geom: LayerGeom, device, budget: int, e_cycle_J: float, backend: str, preservation: str):
-    from .. import tiling
+    from ..design_search import auto_design
 
     try:
-        return tiling.auto_design(geom, device.make_platform(), budget, e_cycle_J, backend=backend,
+        return auto_design(geom, device.make_platform(), budget, e_cycle_J, backend=backend,
                                   preservation=preservation), None
     except ValueError as exc:
         return None, str(exc).splitlines()[0]
@@ -75,7 +75,7 @@ def hardware_objectives(scenario, arch: Arch | Sequence[dict], mode: str = "inte
 
     Never raises for an infeasible candidate: ``hw_feasible`` is False and ``reasons`` says why.
     """
-    from .. import tiling
+    from ..schedule import plan_network
     from ...sim import oracle
     from ...sim.workload import NonProgressError, Workload
 
@@ -110,8 +110,7 @@ def hardware_objectives(scenario, arch: Arch | Sequence[dict], mode: str = "inte
         return out
     out["designs"] = [d.to_dict() for d in designs]
     try:
-        plan = tiling.plan_network(geoms, designs, platform, budget, e_cycle_J=e_design, backend=ex.backend,
-                                   preservation=ex.preservation)
+        plan = plan_network(geoms, designs, platform, budget, backend=ex.backend)
     except ValueError as exc:
         out["reasons"].append(str(exc).splitlines()[0])
         out["hw_seconds"] = time.perf_counter() - t0

@@ -9,9 +9,11 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from aidi.models.layers import LayerGeom, default_network, geometry, parse_network
-from aidi.models.tiling import (F_INIT_BIAS, F_INIT_PSUM, F_LOAD_IN, F_LOAD_W, F_WRITE_OUT, F_WRITE_PSUM,
-                                LOOP_ORDERS, PRESERVATIONS, STACK_BYTES, ExecutionDesign, auto_design,
-                                build_task_graph, evaluate_design, plan_layer, plan_network, resolve_designs)
+from aidi.models.design_search import auto_design, design_network, divisors, resolve_designs, s_candidates
+from aidi.models.schedule import (LOOP_ORDERS, PRESERVATIONS, STACK_BYTES, ExecutionDesign, evaluate_design,
+                                  plan_layer, plan_network)
+from aidi.models.schedule.design import (F_INIT_BIAS, F_INIT_PSUM, F_LOAD_IN, F_LOAD_W, F_WRITE_OUT,
+                                         F_WRITE_PSUM)
 from aidi.sim.platform import MSP430FR5994, MSP430FR5994_EXTFRAM
 from aidi.sim.taskgraph import UNIT_CATEGORIES, TaskGraph
 
@@ -196,19 +198,18 @@ def test_design_validation():
 
 
 def brute_force(g, budget, e_cycle, backend, platform=P):
-    from aidi.models.tiling import _divisors, _s_candidates
 
     best = None
     m, ho, wo = g.out_shape
-    tns = [None] if g.channel_tied else _divisors(g.in_shape[0])
-    for tr in _divisors(ho):
-        for tc in _divisors(wo):
-            for tm in _divisors(m):
+    tns = [None] if g.channel_tied else divisors(g.in_shape[0])
+    for tr in divisors(ho):
+        for tc in divisors(wo):
+            for tm in divisors(m):
                 for tn in tns:
                     for order in LOOP_ORDERS:
                         d0 = ExecutionDesign(tr, tc, tm, tn or tm, order, 1)
                         nt = evaluate_design(g, d0, platform, budget, backend).n_tiles
-                        for s in _s_candidates(nt):
+                        for s in s_candidates(nt):
                             c = evaluate_design(g, replace(d0, S=s), platform, budget, backend)
                             if c.sram_reason is None and c.max_unit_energy_J <= e_cycle:
                                 if best is None or c.cycles < best.cycles:
@@ -254,7 +255,7 @@ def test_task_graph_matches_layer_costs():
     net = default_network()
     designs = [ExecutionDesign(3, 2, 4, 1, "reuse_I", 3), ExecutionDesign(2, 4, 8, 3, "reuse_W", 4),
                ExecutionDesign(1, 2, 16, 1, "reuse_O", 2, "tile"), ExecutionDesign(1, 1, 5, 16, "reuse_O", 2)]
-    tg = build_task_graph(net, designs, P, 4096, backend="cpu")
+    tg = plan_network(net, designs, P, 4096, backend="cpu").task_graph()
     assert isinstance(tg, TaskGraph) and tg.layer_names == ["conv0", "conv1", "maxpool2", "fc3"]
     assert tg.mclk_hz == P.mclk_hz
     plan = tg.units[0].payload.plan
@@ -275,7 +276,7 @@ def test_task_graph_matches_layer_costs():
             assert 0 <= r.start and r.start + r.length <= plan.fram.total and r.length > 0
         assert plan.fram.range("progress") in u.fram_writes
     # same graph from dict specs and from a Network
-    tg2 = build_task_graph(net.to_dicts(), designs, P, 4096, backend="cpu", input_shape=net.input_shape)
+    tg2 = plan_network(net.to_dicts(), designs, P, 4096, backend="cpu", input_shape=net.input_shape).task_graph()
     assert [u.cycles for u in tg2.units] == [u.cycles for u in tg.units]
 
 
@@ -283,9 +284,11 @@ def test_plan_network_errors():
     net = default_network()
     with pytest.raises(ValueError, match="designs: 1 given for 4 executed layers"):
         plan_network(net, [ExecutionDesign(1, 1, 1, 1)], P, 4096)
-    with pytest.raises(ValueError, match="needs the per-cycle energy budget"):
+    with pytest.raises(ValueError, match="give one ExecutionDesign per executed layer"):
         plan_network(net, None, P, 4096)
-    plan = plan_network(net, {0: ExecutionDesign(6, 6, 8, 1)}, P, 4096, e_cycle_J=1e-3)
+    with pytest.raises(ValueError, match=r"layer 1 \(conv\): no execution design given"):
+        plan_network(net, {0: ExecutionDesign(6, 6, 8, 1)}, P, 4096)
+    plan = design_network(net, P, 4096, designs={0: ExecutionDesign(6, 6, 8, 1)}, e_cycle_J=1e-3)
     assert plan.layers[0].design.Tr == 6 and len(plan.units) == sum(lp.n_units for lp in plan.layers)
     assert plan.fram.regions["psum0"][1] == 0 or any(lp.grid[1] > 1 for lp in plan.layers)
 
@@ -309,5 +312,5 @@ def test_resolve_designs_from_scenario_values():
     fast = resolve_designs(net, platform=P, sram_budget=4096, e_cycle_J=1e-3, backend="auto")
     e = [sum(evaluate_design(g, d, P, 4096).energy_J for g, d in zip(geometry(net), ds)) for ds in (slow_source, fast)]
     assert e[0] <= e[1] * (1 + 1e-12)
-    plan = plan_network(net, None, P, 4096, e_cycle_J=1e-3, backend="auto", harvest_power_W=1e-6)
+    plan = design_network(net, P, 4096, e_cycle_J=1e-3, backend="auto", harvest_power_W=1e-6)
     assert [lp.design for lp in plan.layers] == [replace(d, S=d.S) for d in slow_source]

@@ -1,0 +1,120 @@
+"""Cost tables of the emitted portable-C runtime (``backend="cpu"``), and their calibration fit.
+
+Counts what ``aidi_runtime.c`` / ``aidi_kernels_cpu.c`` (models/emit/runtime)
+execute per tile, input or weight fetch, accumulator pass and unit, each
+occurrence at the cycles its :class:`~aidi.sim.platform.SoftwareCosts`
+constant gives (fitted to mspdebug, see the platform's ``sources``); energy =
+cycles x the platform's energy per cycle:
+
+* compute: per output element and n tile ``acc_elem + Tn*(acc_channel +
+  kh*(kernel_row + kw*mac))`` (depthwise: one channel; pools ``pool_out`` +
+  ``kk*max_tap``, or ``avg_div + kk*avg_tap``); per tile ``tile_weighted`` or
+  ``tile_pool``, ``tile_row`` per (output channel, output row), ``tile_bit``
+  per bit of its tile coordinates and ``fetch_bit`` per bit of fetch_input's
+  address multiplies (software ``__mspabi_mpyi``); ``acc_init`` per accumulator
+  set from the bias, ``output`` per output finalised and stored;
+  ``layer_start`` once per layer.  Independent of loop order and S.
+* data movement: the CPU copies tiles word by word (no DMA): input tile
+  ``in_fetch`` + per channel the rows (``in_row``, ``in_row_bit`` per bit of
+  the row's address multiply, ``in_pad_row``) and words (``in_word``,
+  ``in_pad_word``) of the padded tile; weight tile ``w_filter`` per output
+  channel + ``w_word`` per word.  Accumulator passes: ``io_channel`` per output
+  channel, ``psum_event`` + ``psum_word`` per partial sum read or written.
+* preservation: ``unit`` per unit (scheduler, ``run_unit``, the progress
+  commit) and ``version_div`` per tile whose partial-sum version needs
+  ``aidi_block_version``'s 32-bit division (n tile > 0, S > its stride).
+
+The fetch cache and the accumulator spills of the runtime are modelled by the
+walk (:mod:`aidi.models.schedule.walk`) when ``CostTables.software`` is set.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...sim.platform import Platform
+from ..layers import LayerGeom
+from .tables import CostTables
+
+
+def bitlen(a) -> np.ndarray:
+    """``int.bit_length`` of a non-negative int array (the iterations of ``__mspabi_mpyi``)."""
+    a = np.asarray(a, dtype=np.int64)
+    out = np.zeros(a.shape, np.int64)
+    v = a.copy()
+    while (v > 0).any():
+        out += v > 0
+        v >>= 1
+    return out
+
+
+def tables(geom: LayerGeom, axes, p: Platform) -> CostTables:
+    """The portable-C runtime's :class:`CostTables` of ``geom`` (needs ``p.cpu_sw``)."""
+    m0, tm, n0, tn, r0, tr, c0, tc = axes
+    grid = (len(m0), len(n0), len(r0), len(c0))
+    sw = p.cpu_sw
+    e_cyc = p.energy_per_cycle_J
+
+    def cc(cycles) -> np.ndarray:  # cycles -> (..., 2) [cycles, energy]
+        c = np.asarray(cycles, dtype=np.float64)
+        return np.stack([c, c * e_cyc], axis=-1)
+
+    C, H, W = geom.in_shape
+    kh, kw, s, pad = geom.kh, geom.kw, geom.stride, geom.pad
+    kk = kh * kw
+    # compute per output element, by n tile (the kernel's loops: accumulator, channel, kernel row, MAC)
+    if geom.op in ("conv", "fc"):
+        vec = cc(sw.acc_elem + tn * (sw.acc_channel + kh * (sw.kernel_row + kw * sw.mac)))
+    elif geom.op == "dwconv":
+        vec = cc([sw.acc_elem + sw.acc_channel + kh * (sw.kernel_row + kw * sw.mac)])
+    elif geom.op == "maxpool":
+        vec = cc([sw.pool_out + kk * sw.max_tap])
+    else:
+        vec = cc([sw.pool_out + sw.avg_div + kk * sw.avg_tap])
+    # input fetch: every row of the (rows-clipped) padded tile, zero rows written, valid rows copied word by word
+    x_cnt = tm if geom.channel_tied else tn
+    tri = (tr - 1) * s + kh
+    tci = (tc - 1) * s + kw
+    y0 = r0 * s - pad
+    ys = y0[:, None] + np.arange(int(tri.max()))[None, :]
+    valid = (ys >= 0) & (ys < H) & (np.arange(int(tri.max()))[None, :] < tri[:, None])
+    vrows = valid.sum(axis=1)
+    prows = tri - vrows
+    rbits = np.where(valid, bitlen(np.maximum(2 * ys, 0)), 0).sum(axis=1)
+    per_ch = (vrows[:, None] * (sw.in_row + tci[None, :] * sw.in_word) + rbits[:, None] * sw.in_row_bit
+              + prows[:, None] * (sw.in_pad_row + tci[None, :] * sw.in_pad_word))  # (Rt, Ct)
+    inp = cc(sw.in_fetch + x_cnt[:, None, None] * per_ch[None, :, :])
+    # weights: per output channel, its (n-tile) slice of the filter
+    if geom.op in ("conv", "fc"):
+        wgt = cc(tm[:, None] * (sw.w_filter + (tn[None, :] * kk) * sw.w_word))
+    elif geom.op == "dwconv":
+        wgt = cc(tm[:, None] * (sw.w_filter + kk * sw.w_word))
+    else:
+        wgt = np.zeros((grid[0], 1, 2))
+    otm, otr, otc = tm[:, None, None], tr[None, :, None], tc[None, None, :]
+    elems = otm * otr * otc
+    zero2 = np.zeros(2)
+    if geom.weighted:
+        bias = cc(sw.io_channel * tm)  # per accumulator pass initialising a block from the bias
+        init = cc(sw.acc_init)
+        req = cc(sw.output)
+        out = cc(sw.io_channel * np.broadcast_to(otm, elems.shape))
+        if grid[1] > 1:
+            prd = pwr = cc(sw.psum_event + sw.io_channel * otm + sw.psum_word * elems)
+        else:
+            prd = pwr = np.zeros(out.shape)
+    else:
+        bias, init, req = np.zeros((grid[0], 2)), zero2, zero2
+        out = prd = pwr = np.zeros(elems.shape + (2,))
+    # per-tile overhead: constant, fetch_input's set-up multiplies, index bits, kernel rows
+    tile_c = (sw.tile_weighted if geom.weighted else sw.tile_pool) + sw.fetch_bit * (
+        2 * int(bitlen(s)) + int(bitlen(H)) + int(bitlen(H * W)))
+    mi, ri = np.arange(grid[0]), np.arange(grid[2])
+    tov_mr = cc(tile_c + sw.tile_bit * (bitlen(mi) + bitlen(m0))[:, None]
+                + sw.tile_bit * (bitlen(ri) + bitlen(r0))[None, :] + sw.tile_row * tm[:, None] * tr[None, :])
+    tov_n = cc(sw.tile_bit * bitlen(np.arange(grid[1])))
+    tov_c = cc(sw.tile_bit * bitlen(np.arange(grid[3])))
+    c = np.ascontiguousarray
+    return CostTables(m0, tm, n0, tn, r0, tr, c0, tc, c(vec), c(inp), c(wgt), c(bias), init, req, c(prd), c(pwr),
+                      c(out), cc(sw.unit), elems.astype(np.int64), c(tov_mr), c(tov_n), c(tov_c),
+                      cc(sw.version_div), cc(sw.layer_start), True)
