@@ -1,5 +1,8 @@
 """Weight sharing: extracted subnets equal the supernet, training is deterministic, KD and fine-tuning work."""
 
+import math
+import statistics
+
 import numpy as np
 import pytest
 import torch
@@ -94,9 +97,72 @@ def test_finetune_and_scratch(trained, data):
     assert all(torch.equal(p, q) for p, q in zip(m1.parameters(), m2.parameters()))
 
 
+def test_kd_loss_equals_a_hand_computed_kl():
+    # T = 2: teacher [2 ln 3, 0] softens to (3/4, 1/4), a zero student to (1/2, 1/2)
+    T = 2.0
+    s = torch.zeros(1, 2, dtype=torch.float64)
+    t = torch.tensor([[T * math.log(3.0), 0.0]], dtype=torch.float64)
+    y = torch.tensor([1])
+    kl = 0.75 * math.log(0.75 / 0.5) + 0.25 * math.log(0.25 / 0.5)
+    assert S.kd_loss(s, t, y, 1.0, T).item() == pytest.approx(T * T * kl, rel=1e-12)
+    assert S.kd_loss(s, t, y, 0.25, T).item() == pytest.approx(0.25 * T * T * kl + 0.75 * math.log(2.0), rel=1e-12)
+    # batchmean: a batch of this row and a matching (zero-KL) row halves the KD term
+    s2, t2, y2 = torch.cat([s, s]), torch.cat([t, s]), torch.tensor([1, 1])
+    assert S.kd_loss(s2, t2, y2, 1.0, T).item() == pytest.approx(T * T * kl / 2, rel=1e-12)
+
+
+def test_kd_loss_at_high_temperature_matches_logits():
+    # Hinton et al. (2015): as T grows, T^2 KL -> sum((d - mean d)^2) / (2 n), d = teacher - student logits
+    s = torch.tensor([[1.0, -2.0, 0.5, 3.0]], dtype=torch.float64)
+    t = torch.tensor([[0.0, 1.0, -1.0, 2.0]], dtype=torch.float64)
+    y = torch.tensor([0])
+    # d = (-1, 3, -1.5, -1), mean -0.125: squares 0.765625 + 9.765625 + 1.890625 + 0.765625 = 13.1875
+    limit = 13.1875 / 8
+    assert S.kd_loss(s, t, y, 1.0, 1000.0).item() == pytest.approx(limit, rel=1e-2)
+    assert S.kd_loss(s, t, y, 1.0, 1.0).item() != pytest.approx(limit, rel=0.1)  # a limit, not an identity
+    # shifting all student logits by a constant changes nothing (softmax is shift invariant)
+    assert S.kd_loss(s + 5.0, t, y, 1.0, 3.0).item() == pytest.approx(S.kd_loss(s, t, y, 1.0, 3.0).item(), rel=1e-12)
+
+
+@pytest.mark.parametrize("alpha", [1.0, 0.0])
+def test_kd_pulls_the_student_to_the_teacher_and_ce_to_the_labels(alpha):
+    # free student logits on a fixed batch whose labels all disagree with the teacher's argmax
+    gen = torch.Generator().manual_seed(0)
+    t = 3.0 * torch.randn(16, 5, generator=gen)
+    y = (t.argmax(1) + 1) % 5
+    s = torch.zeros(16, 5, requires_grad=True)
+    opt = torch.optim.Adam([s], lr=0.1)
+    losses = []
+    for _ in range(300):
+        opt.zero_grad()
+        loss = S.kd_loss(s, t, y, alpha, 2.0)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.05 * losses[0]
+    if alpha == 1.0:  # distillation alone: the student's soft targets become the teacher's
+        assert torch.equal(s.argmax(1), t.argmax(1))
+        assert torch.allclose(torch.softmax(s / 2.0, 1), torch.softmax(t / 2.0, 1), atol=1e-2)
+    else:
+        assert torch.equal(s.argmax(1), y)
+
+
 @pytest.mark.slow
 def test_kd_ablation_reports_both(cache, data):
     cfg = S.SupernetConfig.quick(full_epochs=2, width_epochs=1, ft_epochs=1)
     r = S.kd_ablation(digits_space(), data, 0, cfg, n_archs=2)
-    assert set(r) >= {"kd", "no_kd", "kd_gain_inherited", "kd_gain_finetuned"}
-    assert r["kd_gain_inherited"] == pytest.approx(r["kd"]["inherited_val_acc_mean"] - r["no_kd"]["inherited_val_acc_mean"])
+    assert r["alpha"] == cfg.alpha > 0 and len(r["archs"]) == 2
+    for label in ("kd", "no_kd"):
+        for key, n_images in (("inherited_val_acc", len(data.x_val)), ("finetuned_test_acc", len(data.x_test))):
+            accs = r[label][key]
+            assert len(accs) == 2
+            # each an accuracy over whole images: a count / n_images in [0, 1]
+            assert all(0.0 <= a <= 1.0 and round(a * n_images) == pytest.approx(a * n_images, abs=1e-9) for a in accs)
+    # the gains from the per-architecture accuracies, not from the reported means
+    assert r["kd_gain_inherited"] == pytest.approx(statistics.fmean(r["kd"]["inherited_val_acc"])
+                                                   - statistics.fmean(r["no_kd"]["inherited_val_acc"]), abs=1e-12)
+    assert r["kd_gain_finetuned"] == pytest.approx(statistics.fmean(r["kd"]["finetuned_test_acc"])
+                                                   - statistics.fmean(r["no_kd"]["finetuned_test_acc"]), abs=1e-12)
+    # the two arms really differ (alpha reached the training): same seed, different inherited weights
+    assert r["kd"]["inherited_val_acc"] != r["no_kd"]["inherited_val_acc"] or \
+        r["kd"]["finetuned_test_acc"] != r["no_kd"]["finetuned_test_acc"]
