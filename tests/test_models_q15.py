@@ -1,5 +1,7 @@
 """Q15 quantization rules and the integer reference forward."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -89,11 +91,16 @@ def test_reference_forward_single_equals_batch(model):
 
 def test_accuracy_and_output_helpers(model):
     tm, qm = model
-    acc = q15.q15_accuracy(qm, tm.dataset.x_test, tm.dataset.y_test)
-    assert 0.0 <= acc <= 1.0
+    x, labels = tm.dataset.x_test[:40], tm.dataset.y_test[:40]
+    # top-1 over single-image forwards, against the batched helper (batches of 7 cut it unevenly)
+    hits = sum(int(np.argmax(q15.reference_forward(qm, qm.quantize_input(xi))[-1]) == yi) for xi, yi in zip(x, labels))
+    assert q15.q15_accuracy(qm, x, labels, batch=7) == hits / 40
     assert qm.output_shape == (3, 1, 1)
-    y = q15.reference_forward(qm, qm.quantize_input(tm.dataset.x_test[0]))[-1]
-    assert np.allclose(qm.dequantize_output(y), np.ldexp(y.astype(float), -qm.s_output))
+    # hand values: Q0.15 output -> 0.5, -1, 2^-15; Q3.12 (s = 12) -> 4, -8, 2^-12
+    last = qm.layers[-1]
+    for s_out, want in ((15, [0.5, -1.0, 2.0**-15]), (12, [4.0, -8.0, 2.0**-12])):
+        m = replace(qm, layers=qm.layers[:-1] + (replace(last, s_out=s_out),))
+        assert m.dequantize_output(np.array([16384, -32768, 1], np.int16)).tolist() == want
 
 
 def _one_layer_qmodel(spec: dict, input_shape, w, b) -> q15.QModel:
