@@ -14,7 +14,7 @@ import plotly.graph_objects as go
 from rich.console import Console
 from rich.table import Table
 
-from aidi.sim.des import EVENT_COLUMNS
+from aidi.sim.des import EVENT_COLUMNS, Event
 
 _console = Console(stderr=False, width=None if sys.stdout.isatty() else 160)
 
@@ -52,8 +52,9 @@ def render(sections: list[Section], title: str) -> str:
 
 
 
-def events_frame(events: list[tuple] | None) -> pd.DataFrame:
-    """The event log as a tidy DataFrame (one row per unit/commit/boot/charge/sleep)."""
+def events_frame(events: list[Event] | None) -> pd.DataFrame:
+    """The event log (:class:`~aidi.sim.des.Event` records) as a tidy DataFrame, one column per field
+    (one row per unit/commit/boot/charge/sleep)."""
     return pd.DataFrame(events or [], columns=list(EVENT_COLUMNS))
 
 
@@ -111,13 +112,7 @@ def _charge_curve(row, power, seg, n: int = 40) -> tuple[np.ndarray, np.ndarray]
     from aidi.sim import physics
 
     ts = np.linspace(row.t_start, row.t_end, n)
-    vs = np.empty(n)
-    for k, t in enumerate(ts):
-        r = physics.advance(row.v_start, row.t_start, t - row.t_start, 0.0, -1.0, power.v_on, True,
-                            power.capacitor_F, power.leakage_A, power.v_max, seg.seg_t, seg.seg_p, seg.seg_g,
-                            seg.seg_vs, seg.period)
-        vs[k] = r[1]
-    return ts, vs
+    return ts, physics.charge_trace(row.v_start, row.t_start, ts, power.v_on, physics.circuit(power, seg))
 
 
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
@@ -198,7 +193,7 @@ def cycles_figure(per_layer: pd.DataFrame, layer_names: list[str]) -> go.Figure:
     return fig
 
 
-def write_run(out: Path, built, res: dict, events: list[tuple] | None) -> None:
+def write_run(out: Path, built, res: dict, events: list[Event] | None) -> None:
     """Write the event log (CSV and parquet), the figures and one report.html with them all."""
 
     out = Path(out)

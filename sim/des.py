@@ -16,6 +16,8 @@ committed when the brown-out comes is lost and runs again after recharge and reb
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import simpy
 
@@ -24,7 +26,25 @@ from .config import PowerConfig, SimConfig
 from .harvesters import Segments
 from .workload import STUCK_BOOT, NonProgressError, Tally, Workload, check_progress, result_dict, stuck_unit
 
-EVENT_COLUMNS = ("kind", "name", "layer", "unit", "t_start", "t_end", "v_start", "v_end", "energy_J", "outcome")
+
+class Event(NamedTuple):
+    """One record of the event log: an activity of the device, from its start to its end."""
+
+    kind: str  #: "charge" (MCU off), "boot", "sleep" or "unit"
+    name: str  #: the unit's name ("" for the others)
+    layer: int  #: the unit's layer index (-1 for the others)
+    unit: int  #: the unit's index in the workload (-1 for the others)
+    t_start: float  #: start time (s)
+    t_end: float  #: end time (s)
+    v_start: float  #: capacitor voltage at the start (V)
+    v_end: float  #: and at the end (V)
+    energy_J: float  #: energy the MCU spent on it (J; 0 while charging)
+    outcome: str  #: "power_good", "until", "done", "committed", "brownout" or "lost"
+
+
+EVENT_COLUMNS = Event._fields
+
+_tuple_new = tuple.__new__  # Move._make without its checks: wraps physics' plain tuples, once per power cycle
 
 
 class Capacitor:
@@ -38,31 +58,40 @@ class Capacitor:
         self.durations = durations
         self.until = until_s
         self.seg4 = np.vstack([seg.seg_t, seg.seg_p, seg.seg_g, seg.seg_vs])
-        self._params = None  # run_cycle's packed scalars
+        # the packed scalars of physics' Python entry points (slots physics.P_*); the boot's are set per cycle
+        self._params = params = np.zeros(physics.N_PARAMS)
+        params[physics.P_V_OFF] = power.v_off
+        params[physics.P_V_ON] = power.v_on
+        params[physics.P_UNTIL] = until_s
+        params[physics.P_CAP] = power.capacitor_F
+        params[physics.P_I_LEAK] = power.leakage_A
+        params[physics.P_V_MAX] = power.v_max
+        params[physics.P_PERIOD] = seg.period
 
-    def predict(self, t: float, p_load: float, horizon: float, v_low: float, stop_high: bool):
-        p = self.p
-        s = self.seg
-        return physics.advance(self.v, t, horizon, p_load, v_low, p.v_on, stop_high, p.capacitor_F,
-                               p.leakage_A, p.v_max, s.seg_t, s.seg_p, s.seg_g, s.seg_vs, s.period)
+    def predict(self, t: float, p_load: float, horizon: float, v_low: float) -> physics.Move:
+        """The move of an activity drawing ``p_load`` W from the capacitor for ``horizon`` s, stopped by a
+        brown-out at ``v_low``."""
+        return _tuple_new(physics.Move, physics.predict_move(self.v, t, horizon, p_load, v_low, False, self._params,
+                                                             self.seg4))
 
-    def predict_units(self, t: float, i0: int, i_end: int, p_cap: np.ndarray):
-        p = self.p
-        s = self.seg
-        return physics.run_units(self.v, t, i0, i_end, self.durations, p_cap, p.v_off, p.v_on, self.until,
-                                 p.capacitor_F, p.leakage_A, p.v_max, s.seg_t, s.seg_p, s.seg_g, s.seg_vs, s.period)
+    def predict_units(self, t: float, i0: int, p_cap: np.ndarray):
+        """Units i0.. to the end of the workload, back to back (:func:`aidi.sim.physics.run_units`)."""
+        return physics.predict_units(self.v, t, i0, self.durations, p_cap, self._params, self.seg4)
 
     def predict_cycle(self, t: float, charge: bool, boot_s: float, boot_p_cap: float, release: float, i0: int,
                       p_cap: np.ndarray):
+        """The charge to V_on (if ``charge``), the boot and the units from i0 (:func:`aidi.sim.physics.run_cycle`):
+        returns (charge :class:`~aidi.sim.physics.Move`, boot Move, run_units result)."""
         params = self._params
-        if params is None or params[0] != boot_s or params[1] != boot_p_cap:
-            p = self.p
-            params = self._params = np.array((boot_s, boot_p_cap, p.v_off, p.v_on, self.until, p.capacitor_F,
-                                              p.leakage_A, p.v_max, self.seg.period))
-        return physics.run_cycle(self.v, t, charge, release, i0, self.durations, p_cap, params, self.seg4)
+        if params[physics.P_BOOT_S] != boot_s or params[physics.P_BOOT_W] != boot_p_cap:
+            params[physics.P_BOOT_S] = boot_s
+            params[physics.P_BOOT_W] = boot_p_cap
+        rc, rb, ru = physics.run_cycle(self.v, t, charge, release, i0, self.durations, p_cap, params, self.seg4)
+        Move = physics.Move
+        return _tuple_new(Move, rc), _tuple_new(Move, rb), ru
 
-    def apply(self, res) -> None:
-        self.v = res[1]
+    def apply(self, res: physics.Move) -> None:
+        self.v = res.v_end
         self.tally.add_power(res)
 
 
@@ -111,7 +140,7 @@ class Device:
         self.tally = Tally()
         self.cap = Capacitor(power, seg, self.tally, work.durations_s, sim.until_s)
         self.monitor = PowerMonitor(env, self)
-        self.events: list[tuple] | None = [] if log else None
+        self.events: list[Event] | None = [] if log else None
         self.eta = power.converter_efficiency
         self.unit_power = work.power_W
         self.unit_cap_power = self.unit_power / self.eta
@@ -127,7 +156,7 @@ class Device:
     # -- helpers ------------------------------------------------------------------
     def _log(self, kind, name, layer, unit, t0, t1, v0, v1, e, outcome):
         if self.events is not None:
-            self.events.append((kind, name, layer, unit, t0, t1, v0, v1, e, outcome))
+            self.events.append(Event(kind, name, layer, unit, t0, t1, v0, v1, e, outcome))
 
     def _remaining(self) -> float:
         return self.sim.until_s - self.env.now
@@ -140,15 +169,15 @@ class Device:
         """
         if res is None:
             horizon = min(duration, self._remaining())
-            res = self.cap.predict(self.env.now, p_mcu / self.eta, horizon, self.power.v_off, False)
-        if res[2] == physics.HIT_LOW:
+            res = self.cap.predict(self.env.now, p_mcu / self.eta, horizon, self.power.v_off)
+        if res.reason == physics.HIT_LOW:
             self.tally.add_power(res)
-            self.monitor.arm(res[0], res[1])
-            yield self.env.event()  # runs until the monitor's interrupt at res[0] (nothing else triggers it)
+            self.monitor.arm(res.elapsed_s, res.v_end)
+            yield self.env.event()  # runs until the monitor's interrupt at res.elapsed_s (nothing else triggers it)
             raise AssertionError("brown-out did not interrupt the MCU")
-        yield self.env.timeout(res[0])
+        yield self.env.timeout(res.elapsed_s)
         self.cap.apply(res)
-        return res[0], res[0] >= duration
+        return res.elapsed_s, res.elapsed_s >= duration
 
     # -- processes ----------------------------------------------------------------
     def mcu(self):
@@ -163,13 +192,13 @@ class Device:
                                                 self.unit_cap_power)
             if self.cap.v < self.power.v_on:  # MCU off until V reaches V_on
                 t0, v0 = self.env.now, self.cap.v
-                yield self.env.timeout(rc[0])
+                yield self.env.timeout(rc.elapsed_s)
                 self.cap.apply(rc)
-                self.tally.off_time += rc[0]
+                self.tally.off_time += rc.elapsed_s
                 if self.events is not None:
                     self._log("charge", "", -1, -1, t0, self.env.now, v0, self.cap.v, 0.0,
-                              "power_good" if rc[2] == physics.HIT_HIGH else "until")
-                if rc[2] != physics.HIT_HIGH:
+                              "power_good" if rc.reason == physics.HIT_HIGH else "until")
+                if rc.reason != physics.HIT_HIGH:
                     seg = self.cap.seg
                     settles = self.time_invariant and physics.never_reaches(
                         self.cap.v, self.power.v_on, self.power.leakage_A, seg.seg_p, seg.seg_g, seg.seg_vs)
@@ -183,11 +212,11 @@ class Device:
                     self.functional.reboot(self.rng)
                 t0, v0 = self.env.now, self.cap.v
                 self.activity = ("boot", -1, t0, v0)
-                if rb[2] == physics.HIT_LOW:  # browns out: the monitor interrupts us
+                if rb.reason == physics.HIT_LOW:  # browns out: the monitor interrupts us
                     yield from self._activity(boot_p, w.boot_s, rb)
-                yield self.env.timeout(rb[0])
+                yield self.env.timeout(rb.elapsed_s)
                 self.cap.apply(rb)
-                el, done = rb[0], rb[0] >= w.boot_s
+                el, done = rb.elapsed_s, rb.elapsed_s >= w.boot_s
                 self.tally.by_category["restore"] += boot_p * el
                 if self.events is not None:
                     self._log("boot", "", -1, -1, t0, self.env.now, v0, self.cap.v, boot_p * el,
@@ -236,7 +265,7 @@ class Device:
             self.tally.units_reexecuted += 1
             self.retry = False
         if ru is None or ru[0] < 0:
-            ru = self.cap.predict_units(self.env.now, i0, len(self.work), self.unit_cap_power)
+            ru = self.cap.predict_units(self.env.now, i0, self.unit_cap_power)
         k, elapsed, v_end, reason, sums = ru
         self.tally.add_sums(sums.tolist())
         # Python floats: SimPy's clock and heap are faster on them
@@ -323,8 +352,8 @@ class Device:
 
 
 def simulate(work: Workload, power: PowerConfig, seg: Segments, sim: SimConfig, functional=None,
-             log: bool = False) -> tuple[dict, list[tuple] | None]:
-    """Run the SimPy model; returns (the ``aidi run --json`` dict, the event log or None)."""
+             log: bool = False) -> tuple[dict, list[Event] | None]:
+    """Run the SimPy model; returns (the ``aidi run --json`` dict, the event log (:class:`Event` records) or None)."""
     check_progress(work, power, seg)
     env = simpy.Environment()
     dev = Device(env, work, power, seg, sim, functional=functional, log=log)

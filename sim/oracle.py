@@ -14,7 +14,7 @@ with the SimPy model on every shipped scenario and on random ones.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 from numba import njit
@@ -32,59 +32,117 @@ _REASONS = {
     UNTIL: "until_s reached",
     NEVER_BOOTS: "the capacitor settles below v_on: the device never boots",
 }
-# accumulator slots
-H, C, L, X, ON, OFF = range(6)
+#: the accumulators of one run (``acc``, float), in FLOAT_COLS order after t and v: energies (J), times (s)
+ACCUMULATORS = ("harvested", "consumed", "leaked", "clipped", "on_time", "off_time")
+H, C, L, X, ON, OFF = range(len(ACCUMULATORS))
+#: the counters of one run (``cnt``, int), in INT_COLS order after status, bad_unit and progress
+COUNTERS = ("power_cycles", "units_executed", "units_reexecuted", "units_lost", "inferences_completed",
+            "fails_in_row")
+N_CYCLES, N_EXECUTED, N_REEXECUTED, N_LOST, N_INFERENCES, N_FAILS = range(len(COUNTERS))
+N_ACC, N_COUNTERS = len(ACCUMULATORS), len(COUNTERS)
 # category slots (order of CATEGORIES)
 _CAT = {c: i for i, c in enumerate(CATEGORIES)}
 N_CAT = len(CATEGORIES)
 K_RESTORE, K_REEXEC, K_SLEEP, K_UNFIN = _CAT["restore"], _CAT["reexecution"], _CAT["sleep"], _CAT["unfinished"]
 
 
-@njit(cache=True, error_model="numpy")
-def _run(d, pw, layers, run_end, per_len, per_end, boot_s, boot_p, sleep_w, eta, cap, v_on, v_off, v_max, i_leak, v0,
-         seg_t, seg_p, seg_g, seg_vs, period, inferences, period_s, until, acc, cat, by_layer, lat, cnt):
-    """One run of the state machine; returns (status, t, v, progress, inferences completed).
+class Job(NamedTuple):
+    """One workload as the compiled loop sees it (arrays: one entry per unit)."""
 
-    Fills acc, lat, cnt, and in cat / by_layer everything but the completed units' own energy
-    (see :func:`_add_completed`).
+    durations_s: np.ndarray  #: unit durations (s)
+    power_W: np.ndarray  #: unit MCU power E_i / d_i (W)
+    layers: np.ndarray  #: unit layer indices
+    run_end: np.ndarray  #: end (exclusive) of each unit's run of identical units (see _prepare)
+    per_len: np.ndarray  #: units in the repeating pattern starting at a unit, 0 if none
+    per_end: np.ndarray  #: end of that pattern's whole repeats
+    boot_s: float  #: boot (restore) duration (s)
+    boot_W: float  #: boot MCU power (W)
+    sleep_W: float  #: MCU power while sleeping until a release (W)
+
+
+class Bounds(NamedTuple):
+    """The device's thresholds and the run's bounds: everything of a run but the circuit and the job."""
+
+    eta: float  #: converter efficiency: the MCU's P is drawn from the capacitor as P / eta
+    v_on: float  #: boot threshold (V)
+    v_off: float  #: brown-out threshold (V)
+    v_initial: float  #: voltage at t = 0 (V)
+    inferences: int  #: inferences to run
+    period_s: float  #: release period of the inferences (s); 0: back to back
+    until_s: float  #: time bound (s)
+
+
+class Sinks(NamedTuple):
+    """Where a run tallies (arrays filled in place, views into :func:`_evaluate`'s outputs)."""
+
+    acc: np.ndarray  #: slots H, C, L, X (J), ON, OFF (s)
+    cat: np.ndarray  #: energy by category, in CATEGORIES order (J)
+    by_layer: np.ndarray  #: energy by layer (J)
+    lat: np.ndarray  #: latency of each completed inference (s)
+    cnt: np.ndarray  #: counters N_CYCLES ... N_FAILS
+
+
+class RunEnd(NamedTuple):
+    """How a run of :func:`_run` ended."""
+
+    status: int  #: DONE, UNTIL, NEVER_BOOTS or STUCK
+    t: float  #: time (s)
+    v: float  #: voltage (V)
+    progress: int  #: committed unit index of the unfinished inference (-1: stuck at boot)
+    inferences: int  #: inferences completed
+
+
+@njit(cache=True, error_model="numpy")
+def _run(job, circ, bounds, out):
+    """One run of the state machine for a :class:`Job` under a :class:`~aidi.sim.physics.Circuit` and
+    :class:`Bounds`; returns a :class:`RunEnd`.
+
+    Fills ``out`` (:class:`Sinks`): acc, lat, cnt, and in cat / by_layer everything but the completed
+    units' own energy (see :func:`_add_completed`).
     """
+    d, pw, layers = job.durations_s, job.power_W, job.layers
+    run_end, per_len, per_end = job.run_end, job.per_len, job.per_end
+    boot_s, boot_p, sleep_w = job.boot_s, job.boot_W, job.sleep_W
+    eta, v_on, v_off = bounds.eta, bounds.v_on, bounds.v_off
+    inferences, period_s, until = bounds.inferences, bounds.period_s, bounds.until_s
+    acc, cat, by_layer, lat, cnt = out.acc, out.cat, out.by_layer, out.lat, out.cnt
+    i_leak = circ.leakage_A
     n = d.shape[0]
-    time_invariant = seg_t.shape[0] == 1 and period == 0.0  # as Segments.time_invariant
+    time_invariant = circ.seg_t.shape[0] == 1 and circ.period == 0.0  # as Segments.time_invariant
     t = 0.0
-    v = v0
+    v = bounds.v_initial
     progress = 0
     inference = 0
     retry = False
     status = RUNNING
     while True:
         if v < v_on:
-            r = physics.advance(v, t, until - t, 0.0, -1.0, v_on, True, cap, i_leak, v_max,
-                                seg_t, seg_p, seg_g, seg_vs, period)
-            t += r[0]
-            v = r[1]
-            acc[H] += r[3]; acc[C] += r[4]; acc[L] += r[5]; acc[X] += r[6]
-            acc[OFF] += r[0]
-            if r[2] != physics.HIT_HIGH:
-                settles = time_invariant and physics.never_reaches(v, v_on, i_leak, seg_p, seg_g, seg_vs)
+            r = physics.advance(v, t, until - t, 0.0, -1.0, v_on, True, circ)
+            t += r.elapsed_s
+            v = r.v_end
+            acc[H] += r.harvested_J; acc[C] += r.consumed_J; acc[L] += r.leaked_J; acc[X] += r.clipped_J
+            acc[OFF] += r.elapsed_s
+            if r.reason != physics.HIT_HIGH:
+                settles = time_invariant and physics.never_reaches(v, v_on, i_leak, circ.seg_p, circ.seg_g,
+                                                                   circ.seg_vs)
                 status = NEVER_BOOTS if settles else UNTIL
                 break
-        cnt[0] += 1
+        cnt[N_CYCLES] += 1
         t_on = t
-        r = physics.advance(v, t, min(boot_s, until - t), boot_p / eta, v_off, v_on, False, cap, i_leak, v_max,
-                            seg_t, seg_p, seg_g, seg_vs, period)
-        t += r[0]
-        v = r[1]
-        acc[H] += r[3]; acc[C] += r[4]; acc[L] += r[5]; acc[X] += r[6]
-        cat[K_RESTORE] += boot_p * r[0]
-        if r[2] == physics.HIT_LOW:
+        r = physics.advance(v, t, min(boot_s, until - t), boot_p / eta, v_off, v_on, False, circ)
+        t += r.elapsed_s
+        v = r.v_end
+        acc[H] += r.harvested_J; acc[C] += r.consumed_J; acc[L] += r.leaked_J; acc[X] += r.clipped_J
+        cat[K_RESTORE] += boot_p * r.elapsed_s
+        if r.reason == physics.HIT_LOW:
             acc[ON] += t - t_on
-            cnt[5] += 1
-            if time_invariant and cnt[5] >= 2:
+            cnt[N_FAILS] += 1
+            if time_invariant and cnt[N_FAILS] >= 2:
                 status = STUCK
                 progress = -1
                 break
             continue
-        if r[0] < boot_s:
+        if r.elapsed_s < boot_s:
             status = UNTIL
             acc[ON] += t - t_on
             break
@@ -93,51 +151,48 @@ def _run(d, pw, layers, run_end, per_len, per_end, boot_s, boot_p, sleep_w, eta,
             release = inference * period_s
             if t < release:
                 dur = release - t
-                r = physics.advance(v, t, min(dur, until - t), sleep_w / eta, v_off, v_on, False, cap, i_leak,
-                                    v_max, seg_t, seg_p, seg_g, seg_vs, period)
-                t += r[0]
-                v = r[1]
-                acc[H] += r[3]; acc[C] += r[4]; acc[L] += r[5]; acc[X] += r[6]
-                cat[K_SLEEP] += sleep_w * r[0]
-                if r[2] == physics.HIT_LOW:
+                r = physics.advance(v, t, min(dur, until - t), sleep_w / eta, v_off, v_on, False, circ)
+                t += r.elapsed_s
+                v = r.v_end
+                acc[H] += r.harvested_J; acc[C] += r.consumed_J; acc[L] += r.leaked_J; acc[X] += r.clipped_J
+                cat[K_SLEEP] += sleep_w * r.elapsed_s
+                if r.reason == physics.HIT_LOW:
                     browned = True
                     break
-                if r[0] < dur:
+                if r.elapsed_s < dur:
                     status = UNTIL
                     break
             i0 = progress
             if retry:
-                cnt[2] += 1
+                cnt[N_REEXECUTED] += 1
                 retry = False
-            k, t_k, v_k, el_cut, v_cut, reason, eh, ec, el, ex = physics.run_units_merged(
-                v, t, i0, n, d, pw, eta, run_end, per_len, per_end, v_off, v_on, until, cap, i_leak, v_max,
-                seg_t, seg_p, seg_g, seg_vs, period)
-            acc[H] += eh; acc[C] += ec; acc[L] += el; acc[X] += ex
-            t = t_k
-            if k > 0:
-                v = v_k
-                cnt[1] += k
-                cnt[5] = 0
-                progress = i0 + k
-            if reason == physics.ALL_DONE:
+            m = physics.run_units_merged(v, t, i0, n, d, pw, eta, run_end, per_len, per_end, v_off, v_on, until, circ)
+            acc[H] += m.harvested_J; acc[C] += m.consumed_J; acc[L] += m.leaked_J; acc[X] += m.clipped_J
+            t = m.t_k
+            if m.k > 0:
+                v = m.v_k
+                cnt[N_EXECUTED] += m.k
+                cnt[N_FAILS] = 0
+                progress = i0 + m.k
+            if m.reason == physics.ALL_DONE:
                 lat[inference] = t - inference * period_s
                 inference += 1
-                cnt[4] += 1
+                cnt[N_INFERENCES] += 1
                 if inference < inferences:
                     progress = 0
                 continue
-            i = i0 + k
-            t += el_cut
-            v = v_cut
-            e = pw[i] * el_cut
+            i = i0 + m.k
+            t += m.el_cut
+            v = m.v_cut
+            e = pw[i] * m.el_cut
             by_layer[layers[i]] += e
-            if reason == physics.HIT_LOW:
+            if m.reason == physics.HIT_LOW:
                 cat[K_REEXEC] += e
-                cnt[3] += 1
+                cnt[N_LOST] += 1
                 retry = True
-                cnt[5] += 1
+                cnt[N_FAILS] += 1
                 browned = True
-                if time_invariant and cnt[5] >= 2:
+                if time_invariant and cnt[N_FAILS] >= 2:
                     status = STUCK
                 break
             cat[K_UNFIN] += e
@@ -149,7 +204,7 @@ def _run(d, pw, layers, run_end, per_len, per_end, boot_s, boot_p, sleep_w, eta,
         if not browned:
             status = DONE
             break
-    return status, t, v, progress, inference
+    return RunEnd(status, t, v, progress, inference)
 
 
 #: most runs in a repeating pattern the oracle merges (see physics.run_units_merged)
@@ -297,8 +352,10 @@ def _evaluate(off, d, energy, layers, boot, pw, run_end, per_len, per_end, tot_c
     nw = off.shape[0] - 1
     e_cap = physics.e_cycle(cap, v_on, v_off)
     p_src = physics.source_max_power(seg_p, seg_g, seg_vs, v_off, v_on)
-    ints = np.zeros((nw, 3 + 6), dtype=np.int64)
-    floats = np.zeros((nw, 2 + 6 + N_CAT))
+    circ = physics.Circuit(cap, i_leak, v_max, seg_t, seg_p, seg_g, seg_vs, period)
+    bounds = Bounds(eta, v_on, v_off, v0, inferences, period_s, until)
+    ints = np.zeros((nw, 3 + N_COUNTERS), dtype=np.int64)
+    floats = np.zeros((nw, 2 + N_ACC + N_CAT))
     by_layer = np.zeros(tot_layer.shape)
     lat = np.full((nw, inferences), np.nan)
     for w in range(nw):
@@ -311,25 +368,25 @@ def _evaluate(off, d, energy, layers, boot, pw, run_end, per_len, per_end, tot_c
         if bad != -1:
             ints[w, 0] = NON_PROGRESS
             continue
-        cat = floats[w, 8:]
-        st, t, v, progress, done = _run(d[a:b], pw[a:b], layers[a:b], run_end[a:b], per_len[a:b], per_end[a:b],
-                                        boot_s, boot_j / boot_s, sleep_w, eta, cap, v_on, v_off, v_max, i_leak, v0,
-                                        seg_t, seg_p, seg_g, seg_vs, period, inferences, period_s, until,
-                                        floats[w, 2:8], cat, by_layer[w], lat[w], ints[w, 3:])
-        if st != STUCK:
-            partial = progress if done < inferences else 0  # committed units of the unfinished inference
-            _add_completed(energy[a:b], layers[a:b], done, partial, tot_cat[w], tot_layer[w], cat, by_layer[w])
-        ints[w, 0] = st
-        ints[w, 2] = progress
-        floats[w, 0] = t
-        floats[w, 1] = v
+        cat = floats[w, 2 + N_ACC:]
+        job = Job(d[a:b], pw[a:b], layers[a:b], run_end[a:b], per_len[a:b], per_end[a:b], boot_s, boot_j / boot_s,
+                  sleep_w)
+        end = _run(job, circ, bounds, Sinks(floats[w, 2:2 + N_ACC], cat, by_layer[w], lat[w], ints[w, 3:]))
+        if end.status != STUCK:
+            # committed units of the unfinished inference
+            partial = end.progress if end.inferences < inferences else 0
+            _add_completed(energy[a:b], layers[a:b], end.inferences, partial, tot_cat[w], tot_layer[w], cat,
+                           by_layer[w])
+        ints[w, 0] = end.status
+        ints[w, 2] = end.progress
+        floats[w, 0] = end.t
+        floats[w, 1] = end.v
     return ints, floats, by_layer, lat
 
 
 #: columns of _evaluate's outputs
-INT_COLS = ("status", "bad_unit", "progress", "power_cycles", "units_executed", "units_reexecuted", "units_lost",
-            "inferences_completed", "fails_in_row")
-FLOAT_COLS = ("t", "v", "harvested", "consumed", "leaked", "clipped", "on_time", "off_time") + CATEGORIES
+INT_COLS = ("status", "bad_unit", "progress") + COUNTERS
+FLOAT_COLS = ("t", "v") + ACCUMULATORS + CATEGORIES
 
 
 class Batch:

@@ -39,6 +39,7 @@ Energy bookkeeping of a move of duration dt:
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 from numba import njit
@@ -47,6 +48,63 @@ _GL_X, _GL_W = np.polynomial.legendre.leggauss(48)
 
 #: reasons returned by :func:`advance`
 HORIZON, HIT_LOW, HIT_HIGH, ALL_DONE = 0, 1, 2, 3
+
+
+class Circuit(NamedTuple):
+    """The capacitor and its source, fixed over a run: the parameter record of :func:`advance`.
+
+    The source is piecewise constant: segment i starts at ``seg_t[i]`` and puts ``seg_p[i]`` of
+    constant power plus a Thevenin current ``seg_g[i] (seg_vs[i] - V)`` into the capacitor.
+    """
+
+    capacitor_F: float  #: capacitance (F)
+    leakage_A: float  #: constant leakage current (A)
+    v_max: float  #: clamp voltage (V); the surplus above it is clipped
+    seg_t: np.ndarray  #: segment start times (s), increasing, seg_t[0] == 0
+    seg_p: np.ndarray  #: constant-power part of each segment (W)
+    seg_g: np.ndarray  #: Thevenin conductance 1/R of each segment (S)
+    seg_vs: np.ndarray  #: Thevenin source voltage of each segment (V)
+    period: float  #: the segments repeat with this period (s); 0: the last one lasts forever
+
+
+def circuit(power, seg) -> Circuit:
+    """The :class:`Circuit` of a PowerConfig and a harvester's Segments."""
+    return Circuit(power.capacitor_F, power.leakage_A, power.v_max, seg.seg_t, seg.seg_p, seg.seg_g, seg.seg_vs,
+                   seg.period)
+
+
+class Move(NamedTuple):
+    """What :func:`advance` returns: one move of the capacitor."""
+
+    elapsed_s: float  #: time the move took (s)
+    v_end: float  #: capacitor voltage at its end (V)
+    reason: int  #: why it stopped: HORIZON, HIT_LOW or HIT_HIGH
+    harvested_J: float  #: energy the source put in (J)
+    consumed_J: float  #: energy the load drew (J)
+    leaked_J: float  #: energy lost to leakage (J)
+    clipped_J: float  #: surplus discarded by the clamp at v_max (J)
+
+
+class Merged(NamedTuple):
+    """What :func:`run_units_merged` returns: the units from i0 executed until a cut or the end."""
+
+    k: int  #: units completed
+    t_k: float  #: time at the end of the k-th (s)
+    v_k: float  #: voltage then (V)
+    el_cut: float  #: when ``reason`` is HIT_LOW or HORIZON, how long unit i0 + k ran more (s)
+    v_cut: float  #: and the voltage it left (V)
+    reason: int  #: HIT_LOW (brown-out), HORIZON (until_s) or ALL_DONE
+    harvested_J: float  #: energy sums over everything returned, the cut unit included (J)
+    consumed_J: float
+    leaked_J: float
+    clipped_J: float
+
+
+#: slots of ``params``, the scalars that the entry points called from Python (:func:`run_cycle`,
+#: :func:`predict_move`, :func:`predict_units`) take packed in one float64 array: a call from Python
+#: pays for every argument, and more for a NamedTuple than for an array
+P_BOOT_S, P_BOOT_W, P_V_OFF, P_V_ON, P_UNTIL, P_CAP, P_I_LEAK, P_V_MAX, P_PERIOD = range(9)
+N_PARAMS = 9
 
 
 @njit(cache=True, error_model="numpy")
@@ -333,26 +391,27 @@ def _cannot_reach(a, b, c, cap, v, target, span):
 
 
 @njit(cache=True, error_model="numpy")
-def advance(v, t, horizon, p_load, v_low, v_high, stop_high, cap, i_leak, v_max,
-            seg_t, seg_p, seg_g, seg_vs, period):
-    """Integrate the capacitor from (t, v) for at most ``horizon`` seconds.
+def advance(v, t, horizon, p_load, v_low, v_high, stop_high, circ):
+    """Integrate the capacitor of ``circ`` (a :class:`Circuit`) from (t, v) for at most ``horizon`` seconds.
 
     The load draws ``p_load`` W from the capacitor.  Stops early when V falls to
     ``v_low`` (reason HIT_LOW) or, if ``stop_high``, rises to ``v_high``
-    (reason HIT_HIGH).  Above, the voltage is clamped at ``v_max`` and the
-    surplus counted as clipped.
+    (reason HIT_HIGH).  Above, the voltage is clamped at ``circ.v_max`` and the
+    surplus counted as clipped.  Times in s, voltages in V.
 
-    Returns (elapsed, v_end, reason, harvested, consumed, leaked, clipped), J.
+    Returns a :class:`Move`: (elapsed_s, v_end, reason, harvested_J, consumed_J, leaked_J, clipped_J).
     """
+    cap, i_leak, v_max, period = circ.capacitor_F, circ.leakage_A, circ.v_max, circ.period
+    seg_t, seg_p, seg_g, seg_vs = circ.seg_t, circ.seg_p, circ.seg_g, circ.seg_vs
     elapsed = 0.0
     e_h = 0.0
     e_c = 0.0
     e_l = 0.0
     e_x = 0.0
     if v_low > 0.0 and v <= v_low:
-        return 0.0, v, HIT_LOW, e_h, e_c, e_l, e_x
+        return Move(0.0, v, HIT_LOW, e_h, e_c, e_l, e_x)
     if stop_high and v >= v_high:
-        return 0.0, v, HIT_HIGH, e_h, e_c, e_l, e_x
+        return Move(0.0, v, HIT_HIGH, e_h, e_c, e_l, e_x)
     while elapsed < horizon:
         now = t + elapsed
         i, seg_end = harvest_segment(now, seg_t, period)
@@ -436,12 +495,22 @@ def advance(v, t, horizon, p_load, v_low, v_high, stop_high, cap, i_leak, v_max,
         if t_hit <= span:
             elapsed += dt
             if not up and v_low > 0.0:
-                return elapsed, v, HIT_LOW, e_h, e_c, e_l, e_x
+                return Move(elapsed, v, HIT_LOW, e_h, e_c, e_l, e_x)
             if up and stop_high and target == v_high:
-                return elapsed, v, HIT_HIGH, e_h, e_c, e_l, e_x
+                return Move(elapsed, v, HIT_HIGH, e_h, e_c, e_l, e_x)
         else:
             elapsed = horizon if last else elapsed + dt
-    return elapsed, v, HORIZON, e_h, e_c, e_l, e_x
+    return Move(elapsed, v, HORIZON, e_h, e_c, e_l, e_x)
+
+
+@njit(cache=True, error_model="numpy")
+def charge_trace(v, t, times, v_high, circ):
+    """Voltage (V) at each of ``times`` (s, from t on) while the capacitor of ``circ`` charges from (t, v) with
+    the MCU off (no load) up to ``v_high``: :func:`advance` to each time, in one call from Python."""
+    out = np.empty(times.shape[0])
+    for k in range(times.shape[0]):
+        out[k] = advance(v, t, times[k] - t, 0.0, -1.0, v_high, True, circ).v_end
+    return out
 
 
 @njit(cache=True, error_model="numpy")
@@ -479,16 +548,15 @@ def e_cycle(cap, v_on, v_off):
 
 
 @njit(cache=True, error_model="numpy")
-def run_units(v, t, i0, i_end, durations, p_cap, v_low, v_on, until, cap, i_leak, v_max,
-              seg_t, seg_p, seg_g, seg_vs, period):
+def run_units(v, t, i0, i_end, durations, p_cap, v_low, v_on, until, circ):
     """Execute units i0 .. i_end-1 back to back until one browns out or until_s.
 
-    ``p_cap[i]`` is unit i's draw from the capacitor (W).  Returns
-    ``(k, elapsed, v_end, reason, sums)``: k units completed; ``elapsed[j]`` and
-    ``v_end[j]`` for j <= k (entry k is the unit that browned out or was cut by
-    until_s, when ``reason`` is HIT_LOW or HORIZON and k < i_end - i0);
-    ``sums`` = (harvested, consumed, leaked, clipped) over everything returned,
-    the partial unit included; ``reason`` is ALL_DONE when every unit completed.
+    ``p_cap[i]`` is unit i's draw from the capacitor (W), ``durations[i]`` its duration (s);
+    ``circ`` is the :class:`Circuit`.  Returns ``(k, elapsed, v_end, reason, sums)``: k units
+    completed; ``elapsed[j]`` (s) and ``v_end[j]`` (V) for j <= k (entry k is the unit that browned
+    out or was cut by until_s, when ``reason`` is HIT_LOW or HORIZON and k < i_end - i0); ``sums`` =
+    (harvested, consumed, leaked, clipped) (J) over everything returned, the partial unit included;
+    ``reason`` is ALL_DONE when every unit completed.
     """
     m = i_end - i0
     elapsed = np.empty(m)
@@ -498,21 +566,50 @@ def run_units(v, t, i0, i_end, durations, p_cap, v_low, v_on, until, cap, i_leak
     for j in range(m):
         i = i0 + j
         d = durations[i]
-        r = advance(v, now, min(d, until - now), p_cap[i], v_low, v_on, False, cap, i_leak, v_max,
-                    seg_t, seg_p, seg_g, seg_vs, period)
-        elapsed[j] = r[0]
-        v_end[j] = r[1]
-        v = r[1]
-        now += r[0]
-        sums[0] += r[3]
-        sums[1] += r[4]
-        sums[2] += r[5]
-        sums[3] += r[6]
-        if r[2] == HIT_LOW:
+        r = advance(v, now, min(d, until - now), p_cap[i], v_low, v_on, False, circ)
+        elapsed[j] = r.elapsed_s
+        v_end[j] = r.v_end
+        v = r.v_end
+        now += r.elapsed_s
+        sums[0] += r.harvested_J
+        sums[1] += r.consumed_J
+        sums[2] += r.leaked_J
+        sums[3] += r.clipped_J
+        if r.reason == HIT_LOW:
             return j, elapsed, v_end, HIT_LOW, sums
-        if r[0] < d:
+        if r.elapsed_s < d:
             return j, elapsed, v_end, HORIZON, sums
     return m, elapsed, v_end, ALL_DONE, sums
+
+
+@njit(cache=True, error_model="numpy")
+def _unpack(params, seg4):
+    """The :class:`Circuit` of a packed ``params`` (slots P_*) and ``seg4`` = (seg_t, seg_p, seg_g, seg_vs) stacked."""
+    return Circuit(params[P_CAP], params[P_I_LEAK], params[P_V_MAX], seg4[0], seg4[1], seg4[2], seg4[3],
+                   params[P_PERIOD])
+
+
+@njit(cache=True, error_model="numpy")
+def _plain(m):
+    """A :class:`Move` as a plain tuple in its field order: numba boxes a NamedTuple for Python several times
+    slower than a tuple; the Python side rebuilds it with ``Move._make``."""
+    return m.elapsed_s, m.v_end, m.reason, m.harvested_J, m.consumed_J, m.leaked_J, m.clipped_J
+
+
+@njit(cache=True, error_model="numpy")
+def predict_move(v, t, horizon, p_load, v_low, stop_high, params, seg4):
+    """:func:`advance` (with v_high = v_on) for a caller in Python, the circuit packed (see P_BOOT_S...).
+
+    Returns the :class:`Move`'s fields as a plain tuple: wrap it with ``Move._make``.
+    """
+    return _plain(advance(v, t, horizon, p_load, v_low, params[P_V_ON], stop_high, _unpack(params, seg4)))
+
+
+@njit(cache=True, error_model="numpy")
+def predict_units(v, t, i0, durations, p_cap, params, seg4):
+    """:func:`run_units` from i0 to the end (v_low = v_off, until_s) for a caller in Python, the circuit packed."""
+    return run_units(v, t, i0, durations.shape[0], durations, p_cap, params[P_V_OFF], params[P_V_ON],
+                     params[P_UNTIL], _unpack(params, seg4))
 
 
 @njit(cache=True, error_model="numpy")
@@ -521,34 +618,34 @@ def run_cycle(v, t, charge, release, i0, durations, p_cap, params, seg4):
     (if the boot completes at or after ``release``) the units from i0 to the end, as :func:`advance`
     and :func:`run_units` would give them called one after the other.
 
-    ``params`` = (boot_s, boot draw from the capacitor, v_off, v_on, until_s, C, I_leak, v_max,
-    period) and ``seg4`` = (seg_t, seg_p, seg_g, seg_vs) stacked: packed, because a call from
-    Python pays for every argument, once per power cycle.
+    ``params`` holds the scalars in the slots P_BOOT_S (boot duration, s), P_BOOT_W (boot draw
+    from the capacitor, W), P_V_OFF, P_V_ON (V), P_UNTIL (until_s, s), P_CAP (F), P_I_LEAK (A),
+    P_V_MAX (V), P_PERIOD (s), and ``seg4`` = (seg_t, seg_p, seg_g, seg_vs) stacked: packed,
+    because a call from Python pays for every argument, once per power cycle.
 
-    Returns (charge result, boot result, units result); a part that does not happen is a result
-    of zero elapsed time, and the units result has k = -1 when the units do not start.
+    Returns (charge result, boot result, units result); the first two are :class:`Move` fields
+    as plain tuples (wrap them with ``Move._make``), the units result is :func:`run_units`'s.  A
+    part that does not happen is a move of zero elapsed time, and the units result has k = -1
+    when the units do not start.
     """
-    boot_s, boot_p, v_low, v_on, until, cap, i_leak, v_max, period = (
-        params[0], params[1], params[2], params[3], params[4], params[5], params[6], params[7], params[8])
-    seg_t, seg_p, seg_g, seg_vs = seg4[0], seg4[1], seg4[2], seg4[3]
+    boot_s, boot_p, v_low, v_on, until = (
+        params[P_BOOT_S], params[P_BOOT_W], params[P_V_OFF], params[P_V_ON], params[P_UNTIL])
+    circ = _unpack(params, seg4)
     i_end = durations.shape[0]
-    none = (0.0, v, HORIZON, 0.0, 0.0, 0.0, 0.0)
+    none = Move(0.0, v, HORIZON, 0.0, 0.0, 0.0, 0.0)
     rc = none
     if charge:
-        rc = advance(v, t, until - t, 0.0, -1.0, v_on, True, cap, i_leak, v_max, seg_t, seg_p, seg_g, seg_vs,
-                     period)
-        t += rc[0]
-        v = rc[1]
-        if rc[2] != HIT_HIGH:
-            return rc, none, (-1, np.empty(0), np.empty(0), HORIZON, np.zeros(4))
-    rb = advance(v, t, min(boot_s, until - t), boot_p, v_low, v_on, False, cap, i_leak, v_max, seg_t, seg_p, seg_g,
-                 seg_vs, period)
-    t += rb[0]
-    v = rb[1]
-    if rb[2] == HIT_LOW or rb[0] < boot_s or t < release:
-        return rc, rb, (-1, np.empty(0), np.empty(0), HORIZON, np.zeros(4))
-    return rc, rb, run_units(v, t, i0, i_end, durations, p_cap, v_low, v_on, until, cap, i_leak, v_max,
-                             seg_t, seg_p, seg_g, seg_vs, period)
+        rc = advance(v, t, until - t, 0.0, -1.0, v_on, True, circ)
+        t += rc.elapsed_s
+        v = rc.v_end
+        if rc.reason != HIT_HIGH:
+            return _plain(rc), _plain(none), (-1, np.empty(0), np.empty(0), HORIZON, np.zeros(4))
+    rb = advance(v, t, min(boot_s, until - t), boot_p, v_low, v_on, False, circ)
+    t += rb.elapsed_s
+    v = rb.v_end
+    if rb.reason == HIT_LOW or rb.elapsed_s < boot_s or t < release:
+        return _plain(rc), _plain(rb), (-1, np.empty(0), np.empty(0), HORIZON, np.zeros(4))
+    return _plain(rc), _plain(rb), run_units(v, t, i0, i_end, durations, p_cap, v_low, v_on, until, circ)
 
 
 @njit(cache=True, error_model="numpy")
@@ -563,8 +660,7 @@ def _units_before(now, until, d, m):
 
 
 @njit(cache=True, error_model="numpy")
-def run_units_merged(v, t, i0, i_end, durations, p_mcu, eta, run_end, per_len, per_end, v_low, v_on, until, cap,
-                     i_leak, v_max, seg_t, seg_p, seg_g, seg_vs, period):
+def run_units_merged(v, t, i0, i_end, durations, p_mcu, eta, run_end, per_len, per_end, v_low, v_on, until, circ):
     """:func:`run_units` for the oracle, with runs of identical units and periodic patterns merged.
 
     ``run_end[i]`` is the end (exclusive) of the run of consecutive units with the same duration
@@ -585,10 +681,13 @@ def run_units_merged(v, t, i0, i_end, durations, p_mcu, eta, run_end, per_len, p
     The clock advances unit by unit, as the SimPy model's does, so that both engines take the same
     decision when until_s falls on the end of a unit.
 
-    Returns ``(k, t_k, v_k, el_cut, v_cut, reason, harvested, consumed, leaked, clipped)``: k units
-    completed, ending at time ``t_k`` with V = ``v_k``; when ``reason`` is HIT_LOW or HORIZON, unit
-    i0 + k ran ``el_cut`` seconds more and left V = ``v_cut``; the energy sums cover everything returned.
+    ``circ`` is the :class:`Circuit`; times in s, voltages in V, ``p_mcu`` in W.
+
+    Returns a :class:`Merged`: k units completed, ending at time ``t_k`` with V = ``v_k``; when
+    ``reason`` is HIT_LOW or HORIZON, unit i0 + k ran ``el_cut`` seconds more and left V = ``v_cut``;
+    the energy sums (J) cover everything returned.
     """
+    seg_t, period = circ.seg_t, circ.period
     e_h = 0.0
     e_c = 0.0
     e_l = 0.0
@@ -616,17 +715,16 @@ def run_units_merged(v, t, i0, i_end, durations, p_mcu, eta, run_end, per_len, p
                     if k < ej - j:
                         whole = False
                         break
-                    r = advance(vv, nn, (ej - j) * d, p_mcu[j] / eta, v_low, v_on, False, cap, i_leak, v_max,
-                                seg_t, seg_p, seg_g, seg_vs, period)
-                    if r[2] == HIT_LOW:
+                    r = advance(vv, nn, (ej - j) * d, p_mcu[j] / eta, v_low, v_on, False, circ)
+                    if r.reason == HIT_LOW:
                         whole = False
                         break
                     nn = tt
-                    vv = r[1]
-                    hh += r[3]
-                    cc += r[4]
-                    ll += r[5]
-                    xx += r[6]
+                    vv = r.v_end
+                    hh += r.harvested_J
+                    cc += r.consumed_J
+                    ll += r.leaked_J
+                    xx += r.clipped_J
                     j = ej
                 # steady: back to the same voltage, under the same source all along
                 steady = whole and abs(vv - v) <= 1e-15 * abs(vv) and nn <= seg_end
@@ -658,46 +756,44 @@ def run_units_merged(v, t, i0, i_end, durations, p_mcu, eta, run_end, per_len, p
         # on its clock: a sum unit by unit)
         k, tt = _units_before(now, until, d, e - i)
         if k > 0:
-            r = advance(v, now, k * d, p, v_low, v_on, False, cap, i_leak, v_max, seg_t, seg_p, seg_g, seg_vs, period)
-            if r[2] != HIT_LOW:
+            r = advance(v, now, k * d, p, v_low, v_on, False, circ)
+            if r.reason != HIT_LOW:
                 now = tt
-                v = r[1]
-                e_h += r[3]
-                e_c += r[4]
-                e_l += r[5]
-                e_x += r[6]
+                v = r.v_end
+                e_h += r.harvested_J
+                e_c += r.consumed_J
+                e_l += r.leaked_J
+                e_x += r.clipped_J
                 i += k
                 if i == e:
                     continue
             else:
                 # a brown-out after about j whole units: move to the start of that unit in one step; on the
                 # end of a unit to rounding, step every unit like the SimPy model, whose rounding decides
-                x = r[0] / d
+                x = r.elapsed_s / d
                 j = min(int(x), k - 1) if abs(x - round(x)) > 1e-9 * x else 0
                 if j > 0:
-                    r = advance(v, now, j * d, p, v_low, v_on, False, cap, i_leak, v_max,
-                                seg_t, seg_p, seg_g, seg_vs, period)
-                    if r[2] != HIT_LOW:
-                        v = r[1]
-                        e_h += r[3]
-                        e_c += r[4]
-                        e_l += r[5]
-                        e_x += r[6]
+                    r = advance(v, now, j * d, p, v_low, v_on, False, circ)
+                    if r.reason != HIT_LOW:
+                        v = r.v_end
+                        e_h += r.harvested_J
+                        e_c += r.consumed_J
+                        e_l += r.leaked_J
+                        e_x += r.clipped_J
                         now = _units_before(now, until, d, j)[1]
                         i += j
                     # else rounding put the cut in an earlier unit: step from the start of the run
         while i < e:  # unit by unit to the cut (a brown-out or until_s)
-            r = advance(v, now, min(d, until - now), p, v_low, v_on, False, cap, i_leak, v_max,
-                        seg_t, seg_p, seg_g, seg_vs, period)
-            e_h += r[3]
-            e_c += r[4]
-            e_l += r[5]
-            e_x += r[6]
-            if r[2] == HIT_LOW:
-                return i - i0, now, v, r[0], r[1], HIT_LOW, e_h, e_c, e_l, e_x
-            if r[0] < d:
-                return i - i0, now, v, r[0], r[1], HORIZON, e_h, e_c, e_l, e_x
-            now += r[0]
-            v = r[1]
+            r = advance(v, now, min(d, until - now), p, v_low, v_on, False, circ)
+            e_h += r.harvested_J
+            e_c += r.consumed_J
+            e_l += r.leaked_J
+            e_x += r.clipped_J
+            if r.reason == HIT_LOW:
+                return Merged(i - i0, now, v, r.elapsed_s, r.v_end, HIT_LOW, e_h, e_c, e_l, e_x)
+            if r.elapsed_s < d:
+                return Merged(i - i0, now, v, r.elapsed_s, r.v_end, HORIZON, e_h, e_c, e_l, e_x)
+            now += r.elapsed_s
+            v = r.v_end
             i += 1
-    return i_end - i0, now, v, 0.0, v, ALL_DONE, e_h, e_c, e_l, e_x
+    return Merged(i_end - i0, now, v, 0.0, v, ALL_DONE, e_h, e_c, e_l, e_x)

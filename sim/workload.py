@@ -189,11 +189,11 @@ class Tally:
         self.clipped += sums[3]
 
     def add_power(self, res) -> None:
-        """Add the energy integrals of one physics.advance result."""
-        self.harvested += res[3]
-        self.consumed += res[4]
-        self.leaked += res[5]
-        self.clipped += res[6]
+        """Add the energy integrals of one :class:`aidi.sim.physics.Move` (an advance result)."""
+        self.harvested += res.harvested_J
+        self.consumed += res.consumed_J
+        self.leaked += res.leaked_J
+        self.clipped += res.clipped_J
 
 
 def result_dict(tally: Tally, power: PowerConfig, v_final: float, t_end: float, completed: bool,

@@ -172,25 +172,24 @@ def test_des_event_log_voltages_in_range_and_contiguous(case):
     except NonProgressError:
         return
     assert log, "a run always logs at least one event"
-    assert log[0][4] == 0.0 and log[0][6] == power.v_initial
+    assert log[0].t_start == 0.0 and log[0].v_start == power.v_initial
     for prev, ev in zip(log, log[1:]):
-        assert ev[4] == prev[5], "events are contiguous in time"
-        assert ev[6] == prev[7], "V is continuous across events"
+        assert ev.t_start == prev.t_end, "events are contiguous in time"
+        assert ev.v_start == prev.v_end, "V is continuous across events"
     for ev in log:
-        kind, name, layer, unit, t0, t1, v0, v1, e, outcome = ev
-        assert 0.0 <= v0 <= power.v_max and 0.0 <= v1 <= power.v_max, ev
-        assert t1 >= t0
-        if kind == "unit" and outcome == "committed":
-            assert t1 - t0 == pytest.approx(work.durations_s[unit], rel=1e-9)
-            assert v1 >= power.v_off * (1 - 1e-12), "a committed unit never went below V_off"
-        if kind == "charge" and outcome == "power_good":
-            assert v1 == power.v_on
-        if outcome == "brownout" or outcome == "lost":
-            assert v1 == pytest.approx(power.v_off, rel=1e-12)
-    assert log[-1][5] == res["sim_time_s"] and log[-1][7] == res["v_final"]
-    assert sum(1 for ev in log if ev[0] == "boot") == res["power_cycles"]
-    assert sum(1 for ev in log if ev[0] == "unit" and ev[9] == "committed") == res["units_executed"]
-    assert sum(1 for ev in log if ev[0] == "unit" and ev[9] == "lost") == res["units_lost"]
+        assert 0.0 <= ev.v_start <= power.v_max and 0.0 <= ev.v_end <= power.v_max, ev
+        assert ev.t_end >= ev.t_start
+        if ev.kind == "unit" and ev.outcome == "committed":
+            assert ev.t_end - ev.t_start == pytest.approx(work.durations_s[ev.unit], rel=1e-9)
+            assert ev.v_end >= power.v_off * (1 - 1e-12), "a committed unit never went below V_off"
+        if ev.kind == "charge" and ev.outcome == "power_good":
+            assert ev.v_end == power.v_on
+        if ev.outcome == "brownout" or ev.outcome == "lost":
+            assert ev.v_end == pytest.approx(power.v_off, rel=1e-12)
+    assert log[-1].t_end == res["sim_time_s"] and log[-1].v_end == res["v_final"]
+    assert sum(1 for ev in log if ev.kind == "boot") == res["power_cycles"]
+    assert sum(1 for ev in log if ev.kind == "unit" and ev.outcome == "committed") == res["units_executed"]
+    assert sum(1 for ev in log if ev.kind == "unit" and ev.outcome == "lost") == res["units_lost"]
 
 
 def check_engines_agree(case):
@@ -278,7 +277,7 @@ def test_brownout_loses_the_unit_and_reexecutes_it():
         assert res["power_cycles"] == 2
         assert res["units_lost"] == 1 and res["units_reexecuted"] == 1 and res["units_executed"] == 2
         assert res["energy_J"]["by_category"]["reexecution"] > 0
-    assert [ev[9] for ev in log if ev[0] == "unit"] == ["committed", "lost", "committed"]
+    assert [ev.outcome for ev in log if ev.kind == "unit"] == ["committed", "lost", "committed"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -347,7 +346,7 @@ def test_until_s_cuts_a_unit_counts_it_unfinished():
     for res in (r_des, r_ora):
         assert res["units_executed"] == 5
         assert res["energy_J"]["by_category"]["unfinished"] == pytest.approx(3e-6 * 0.5, rel=1e-6)
-    assert log[-1][9] == "until"
+    assert log[-1].outcome == "until"
 
 
 def test_des_on_time_counts_last_on_period_when_until_cuts_the_run():

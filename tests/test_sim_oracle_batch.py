@@ -97,7 +97,7 @@ def test_merged_run_browns_out_mid_run_several_times():
     assert r_des["power_cycles"] == r_ora["power_cycles"]
     assert r_des["units_lost"] == r_ora["units_lost"]
     assert r_des["latency_s"] == pytest.approx(r_ora["latency_s"], rel=1e-9)
-    lost = [ev[3] for ev in log if ev[0] == "unit" and ev[9] == "lost"]
+    lost = [ev.unit for ev in log if ev.kind == "unit" and ev.outcome == "lost"]
     assert all(0 < i < 199 for i in lost), "brown-outs fall strictly inside the run"
 
 
@@ -109,7 +109,7 @@ def test_merged_run_cut_by_until_s_mid_run(until):
     sim = SimConfig(until_s=until)
     r_des, log, r_ora = both(work, power, seg, sim)
     assert_agree(r_des, r_ora)
-    assert log[-1][0] == "unit" and log[-1][9] == "until"
+    assert log[-1].kind == "unit" and log[-1].outcome == "until"
     for res in (r_des, r_ora):
         assert_invariants(res, power, work, sim)
         assert not res["completed"] and res["reason"] == "until_s reached"

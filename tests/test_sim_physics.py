@@ -1,8 +1,9 @@
 """Capacitor physics (aidi.sim.physics, aidi.sim.harvesters): closed forms checked by hand,
 then properties on random sources, loads and thresholds.
 
-Conventions of ``physics.advance``: it returns
-``(elapsed, v_end, reason, harvested, consumed, leaked, clipped)``; energies in J.
+Conventions of ``physics.advance``: it takes the capacitor and source as one ``physics.Circuit``
+and returns a ``physics.Move`` (elapsed_s, v_end, reason, harvested_J, consumed_J, leaked_J,
+clipped_J); energies in J.
 """
 
 from __future__ import annotations
@@ -29,12 +30,17 @@ def approx(x, rel=REL):
 
 def adv(v, seg, horizon, *, t=0.0, p_load=0.0, v_low=-1.0, v_high=10.0, stop_high=False, cap=1e-3,
         i_leak=0.0, v_max=10.0):
-    return ph.advance(v, t, horizon, p_load, v_low, v_high, stop_high, cap, i_leak, v_max,
-                      seg.seg_t, seg.seg_p, seg.seg_g, seg.seg_vs, seg.period)
+    circ = ph.Circuit(cap, i_leak, v_max, seg.seg_t, seg.seg_p, seg.seg_g, seg.seg_vs, seg.period)
+    return ph.advance(v, t, horizon, p_load, v_low, v_high, stop_high, circ)
 
 
 def stored(cap, v):
     return 0.5 * cap * v * v
+
+
+def net(r):
+    """What a move left in the capacitor by its energy terms: harvested - consumed - leaked - clipped (J)."""
+    return r.harvested_J - r.consumed_J - r.leaked_J - r.clipped_J
 
 
 # ---------------------------------------------------------------------------------------------
@@ -46,11 +52,11 @@ def stored(cap, v):
 def test_constant_power_charge_time_from_zero(cap, v, p):
     expected = cap * v * v / (2.0 * p)
     r = adv(0.0, hv.constant(p), 1e12, v_high=v, stop_high=True, cap=cap)
-    assert r[2] == ph.HIT_HIGH
-    assert r[0] == approx(expected)
-    assert r[1] == v
-    assert r[3] == approx(stored(cap, v))  # everything harvested is stored
-    assert r[4] == 0.0 and r[5] == 0.0 and r[6] == 0.0
+    assert r.reason == ph.HIT_HIGH
+    assert r.elapsed_s == approx(expected)
+    assert r.v_end == v
+    assert r.harvested_J == approx(stored(cap, v))  # everything harvested is stored
+    assert r.consumed_J == 0.0 and r.leaked_J == 0.0 and r.clipped_J == 0.0
     t, m1 = ph.integrals(0.0, 0.0, p, cap, 0.0, v)
     assert t == approx(expected)
     # V(t) = sqrt(2 P t / C): int_0^T V dt = (2/3) V T
@@ -59,7 +65,7 @@ def test_constant_power_charge_time_from_zero(cap, v, p):
 
 def test_constant_power_charge_applies_harvester_efficiency():
     r = adv(0.0, hv.constant(4e-3, efficiency=0.5), 1e12, v_high=3.0, stop_high=True, cap=1e-3)
-    assert r[0] == approx(1e-3 * 9.0 / (2.0 * 2e-3))
+    assert r.elapsed_s == approx(1e-3 * 9.0 / (2.0 * 2e-3))
 
 
 @pytest.mark.parametrize("vs,r_ohm,cap,v", [(3.0, 52.0, 1e-3, 2.99), (3.0, 52.0, 1e-3, 1.0),
@@ -67,9 +73,9 @@ def test_constant_power_charge_applies_harvester_efficiency():
 def test_thevenin_charge_time_from_zero(vs, r_ohm, cap, v):
     expected = -r_ohm * cap * math.log(1.0 - v / vs)
     r = adv(0.0, hv.thevenin(vs, r_ohm), 1e12, v_high=v, stop_high=True, cap=cap)
-    assert r[2] == ph.HIT_HIGH
-    assert r[0] == approx(expected)
-    assert r[3] == approx(stored(cap, v))
+    assert r.reason == ph.HIT_HIGH
+    assert r.elapsed_s == approx(expected)
+    assert r.harvested_J == approx(stored(cap, v))
 
 
 @pytest.mark.parametrize("v1,v2", [(1.0, 2.9), (2.8, 2.99), (0.5, 0.6), (2.0, 2.999999)])
@@ -77,9 +83,9 @@ def test_thevenin_charge_time_from_initial_voltage(v1, v2):
     vs, r_ohm, cap = 3.0, 52.0, 1e-3
     expected = r_ohm * cap * math.log((vs - v1) / (vs - v2))
     r = adv(v1, hv.thevenin(vs, r_ohm), 1e12, v_high=v2, stop_high=True, cap=cap)
-    assert r[2] == ph.HIT_HIGH
-    assert r[0] == approx(expected)
-    assert r[3] == approx(stored(cap, v2) - stored(cap, v1))
+    assert r.reason == ph.HIT_HIGH
+    assert r.elapsed_s == approx(expected)
+    assert r.harvested_J == approx(stored(cap, v2) - stored(cap, v1))
 
 
 @pytest.mark.parametrize("cap,v1,v2,p", [(1e-3, 3.0, 2.0, 2e-3), (100e-6, 2.99, 2.8, 3.3e-3),
@@ -87,46 +93,46 @@ def test_thevenin_charge_time_from_initial_voltage(v1, v2):
 def test_constant_power_discharge_time(cap, v1, v2, p):
     expected = cap * (v1 * v1 - v2 * v2) / (2.0 * p)
     r = adv(v1, hv.constant(0.0), 1e12, p_load=p, v_low=v2, cap=cap)
-    assert r[2] == ph.HIT_LOW
-    assert r[1] == v2
-    assert r[0] == approx(expected)
-    assert r[4] == approx(p * expected)
-    assert r[4] == approx(stored(cap, v1) - stored(cap, v2))
-    assert r[3] == 0.0 and r[5] == 0.0 and r[6] == 0.0
+    assert r.reason == ph.HIT_LOW
+    assert r.v_end == v2
+    assert r.elapsed_s == approx(expected)
+    assert r.consumed_J == approx(p * expected)
+    assert r.consumed_J == approx(stored(cap, v1) - stored(cap, v2))
+    assert r.harvested_J == 0.0 and r.leaked_J == 0.0 and r.clipped_J == 0.0
 
 
 def test_discharge_with_source_uses_net_power():
     cap, v1, v2, p_src, p_load = 1e-3, 3.0, 2.0, 1e-3, 3e-3
     expected = cap * (v1 * v1 - v2 * v2) / (2.0 * (p_load - p_src))
     r = adv(v1, hv.constant(p_src), 1e12, p_load=p_load, v_low=v2, cap=cap)
-    assert r[0] == approx(expected)
-    assert r[3] == approx(p_src * expected)
-    assert r[4] == approx(p_load * expected)
+    assert r.elapsed_s == approx(expected)
+    assert r.harvested_J == approx(p_src * expected)
+    assert r.consumed_J == approx(p_load * expected)
 
 
 @pytest.mark.parametrize("cap,i_leak,v1,v2", [(1e-3, 1e-6, 3.0, 2.0), (100e-6, 5e-8, 3.3, 0.1)])
 def test_leakage_alone_is_linear_in_v(cap, i_leak, v1, v2):
     expected = cap * (v1 - v2) / i_leak
     r = adv(v1, hv.constant(0.0), 1e12, v_low=v2, cap=cap, i_leak=i_leak)
-    assert r[2] == ph.HIT_LOW
-    assert r[0] == approx(expected)
-    assert r[5] == approx(stored(cap, v1) - stored(cap, v2))
+    assert r.reason == ph.HIT_LOW
+    assert r.elapsed_s == approx(expected)
+    assert r.leaked_J == approx(stored(cap, v1) - stored(cap, v2))
     # a fixed horizon: V(t) = V1 - I t / C
     h = 0.37 * expected
     r = adv(v1, hv.constant(0.0), h, cap=cap, i_leak=i_leak)
-    assert r[2] == ph.HORIZON
-    assert r[0] == h
-    assert r[1] == approx(v1 - i_leak * h / cap)
-    assert r[5] == approx(i_leak * h * (v1 + r[1]) / 2.0)
+    assert r.reason == ph.HORIZON
+    assert r.elapsed_s == h
+    assert r.v_end == approx(v1 - i_leak * h / cap)
+    assert r.leaked_J == approx(i_leak * h * (v1 + r.v_end) / 2.0)
 
 
 def test_leakage_decays_to_zero_and_stays_there():
     cap, i_leak, v1 = 1e-4, 1e-6, 1.0
     t0 = cap * v1 / i_leak
     r = adv(v1, hv.constant(0.0), 3 * t0, cap=cap, i_leak=i_leak)
-    assert r[0] == 3 * t0
-    assert r[1] == 0.0
-    assert r[5] == approx(stored(cap, v1))
+    assert r.elapsed_s == 3 * t0
+    assert r.v_end == 0.0
+    assert r.leaked_J == approx(stored(cap, v1))
 
 
 @pytest.mark.parametrize("cap,v_on,v_off", [(1e-3, 2.99, 2.8), (100e-6, 2.8, 2.0), (4.7e-4, 3.0, 2.0)])
@@ -136,27 +142,27 @@ def test_e_cycle(cap, v_on, v_off):
     assert PowerConfig(cap, v_on, v_off, v_on, converter_efficiency=0.8).e_cycle_J == approx(0.8 * e)
     # what the capacitor actually gives a load between V_on and V_off
     r = adv(v_on, hv.constant(0.0), 1e12, p_load=1e-3, v_low=v_off, cap=cap)
-    assert r[4] == approx(e)
+    assert r.consumed_J == approx(e)
 
 
 def test_clamp_at_v_max_counts_surplus_as_clipped():
     cap, v_max, p_src, p_load, i_leak, h = 1e-3, 3.0, 2e-3, 0.5e-3, 1e-6, 10.0
     r = adv(v_max, hv.constant(p_src), h, p_load=p_load, cap=cap, i_leak=i_leak, v_max=v_max)
-    assert r[2] == ph.HORIZON and r[0] == h
-    assert r[1] == v_max
-    assert r[3] == approx(p_src * h)
-    assert r[4] == approx(p_load * h)
-    assert r[5] == approx(i_leak * v_max * h)
-    assert r[6] == approx((p_src - p_load - i_leak * v_max) * h)
+    assert r.reason == ph.HORIZON and r.elapsed_s == h
+    assert r.v_end == v_max
+    assert r.harvested_J == approx(p_src * h)
+    assert r.consumed_J == approx(p_load * h)
+    assert r.leaked_J == approx(i_leak * v_max * h)
+    assert r.clipped_J == approx((p_src - p_load - i_leak * v_max) * h)
 
 
 def test_charge_then_clamp_constant_power():
     cap, v_max, p, h = 1e-3, 3.0, 2e-3, 10.0
     t_reach = cap * v_max**2 / (2 * p)
     r = adv(0.0, hv.constant(p), h, cap=cap, v_max=v_max)
-    assert r[1] == v_max
-    assert r[3] == approx(p * h)
-    assert r[6] == approx(p * (h - t_reach))
+    assert r.v_end == v_max
+    assert r.harvested_J == approx(p * h)
+    assert r.clipped_J == approx(p * (h - t_reach))
 
 
 def test_charge_then_clamp_thevenin():
@@ -164,15 +170,15 @@ def test_charge_then_clamp_thevenin():
     t_reach = r_ohm * cap * math.log(vs / (vs - v_max))
     surplus = (vs - v_max) * v_max / r_ohm
     r = adv(0.0, hv.thevenin(vs, r_ohm), h, cap=cap, v_max=v_max)
-    assert r[1] == v_max
-    assert r[6] == approx(surplus * (h - t_reach))
-    assert r[3] == approx(stored(cap, v_max) + surplus * (h - t_reach))
+    assert r.v_end == v_max
+    assert r.clipped_J == approx(surplus * (h - t_reach))
+    assert r.harvested_J == approx(stored(cap, v_max) + surplus * (h - t_reach))
 
 
 def test_stop_high_is_capped_by_v_max():
     # asking to stop at a v_high above the clamp: V is held at v_max, never reaches v_high
     r = adv(0.0, hv.constant(1e-3), 100.0, v_high=4.0, stop_high=True, cap=1e-4, v_max=3.0)
-    assert r[2] == ph.HORIZON and r[1] == 3.0
+    assert r.reason == ph.HORIZON and r.v_end == 3.0
 
 
 def test_start_conditions_return_immediately():
@@ -223,9 +229,9 @@ def test_trace_charge_crosses_breakpoints_and_wraps_period():
     # one period gives 2e-3*1 + 1e-3*2 + 4e-3*2 = 12 mJ; 13 mJ is 0.5 s into the second period
     v = math.sqrt(2 * 0.013 / cap)
     r = adv(0.0, seg, 1e9, v_high=v, stop_high=True, cap=cap)
-    assert r[2] == ph.HIT_HIGH
-    assert r[0] == approx(5.5)
-    assert r[3] == approx(0.013)
+    assert r.reason == ph.HIT_HIGH
+    assert r.elapsed_s == approx(5.5)
+    assert r.harvested_J == approx(0.013)
 
 
 def test_trace_horizon_energy_over_breakpoints():
@@ -233,19 +239,19 @@ def test_trace_horizon_energy_over_breakpoints():
     seg = hv.from_samples(np.array([0.0, 1.0, 3.0]), P3, True, "trace")
     r = adv(0.0, seg, 7.25, cap=cap)
     e = 0.012 + 2e-3 * 1.0 + 1e-3 * 1.25
-    assert r[0] == 7.25
-    assert r[3] == approx(e)
-    assert r[1] == approx(math.sqrt(2 * e / cap))
+    assert r.elapsed_s == 7.25
+    assert r.harvested_J == approx(e)
+    assert r.v_end == approx(math.sqrt(2 * e / cap))
     # starting mid-period: 1 s of 4 mW, then 1 s of 2 mW; periodic, so t=4 and t=104 agree
     for t0 in (4.0, 104.0):
         r = adv(0.0, seg, 2.0, t=t0, cap=cap)
-        assert r[3] == approx(0.006)
+        assert r.harvested_J == approx(0.006)
 
 
 def test_trace_not_repeated_holds_last_value():
     seg = hv.from_samples(np.array([0.0, 1.0, 3.0]), P3, False, "trace")
     r = adv(0.0, seg, 10.0, cap=1e-3)
-    assert r[3] == approx(2e-3 + 2e-3 + 4e-3 * 7)
+    assert r.harvested_J == approx(2e-3 + 2e-3 + 4e-3 * 7)
 
 
 def test_trace_discharge_under_load_crosses_breakpoint():
@@ -253,10 +259,10 @@ def test_trace_discharge_under_load_crosses_breakpoint():
     cap = 1e-3
     seg = hv.from_samples(np.array([0.0, 1.0, 3.0]), P3, False, "trace")
     r = adv(3.0, seg, 100.0, p_load=5e-3, v_low=1.0, cap=cap)
-    assert r[2] == ph.HIT_LOW
-    assert r[0] == approx(1.25)
-    assert r[4] == approx(5e-3 * 1.25)
-    assert r[3] == approx(2e-3 + 1e-3 * 0.25)
+    assert r.reason == ph.HIT_LOW
+    assert r.elapsed_s == approx(1.25)
+    assert r.consumed_J == approx(5e-3 * 1.25)
+    assert r.harvested_J == approx(2e-3 + 1e-3 * 0.25)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -353,7 +359,8 @@ def run_case(k, v=None, t=None, horizon=None):
 
 
 def energy_scale(k, r):
-    return max(r[3], r[4] + r[5] + r[6], stored(k["cap"], k["v"]), stored(k["cap"], r[1]), 1e-30)
+    return max(r.harvested_J, r.consumed_J + r.leaked_J + r.clipped_J, stored(k["cap"], k["v"]),
+               stored(k["cap"], r.v_end), 1e-30)
 
 
 @settings(max_examples=150, deadline=None)
@@ -385,16 +392,16 @@ def test_advance_bounds_and_energy_closure(k):
 def test_advance_composes_over_split_horizon(k, frac):
     """advance(h) == advance(f h) followed by advance((1 - f) h): same V and energies."""
     r = run_case(k)
-    assume(r[2] == ph.HORIZON)
+    assume(r.reason == ph.HORIZON)
     h1 = k["horizon"] * frac
     r1 = run_case(k, horizon=h1)
-    assume(r1[2] == ph.HORIZON)
-    r2 = run_case(k, v=r1[1], t=k["t"] + h1, horizon=k["horizon"] - h1)
-    assume(r2[2] == ph.HORIZON)
-    assert r2[1] == pytest.approx(r[1], rel=1e-9, abs=1e-9 * k["v_max"])
+    assume(r1.reason == ph.HORIZON)
+    r2 = run_case(k, v=r1.v_end, t=k["t"] + h1, horizon=k["horizon"] - h1)
+    assume(r2.reason == ph.HORIZON)
+    assert r2.v_end == pytest.approx(r.v_end, rel=1e-9, abs=1e-9 * k["v_max"])
     scale = energy_scale(k, r)
-    for j in (3, 4, 5, 6):
-        assert abs(r1[j] + r2[j] - r[j]) <= 1e-9 * scale, ("harvested", "consumed", "leaked", "clipped")[j - 3]
+    for f in ("harvested_J", "consumed_J", "leaked_J", "clipped_J"):
+        assert abs(getattr(r1, f) + getattr(r2, f) - getattr(r, f)) <= 1e-9 * scale, f
 
 
 # ---------------------------------------------------------------------------------------------
@@ -410,8 +417,8 @@ def test_zero_net_power_holds_voltage():
 def test_thevenin_at_source_voltage_holds_voltage():
     """V exactly at a Thevenin V_s (Q(V) == 0) used to raise ZeroDivisionError."""
     r = adv(2.5, hv.thevenin(2.5, 50.0), 5.0, v_high=2.8, stop_high=True, cap=1e-3)
-    assert r[:3] == (5.0, 2.5, ph.HORIZON)
-    assert r[3:] == (0.0, 0.0, 0.0, 0.0)
+    assert (r.elapsed_s, r.v_end, r.reason) == (5.0, 2.5, ph.HORIZON)
+    assert (r.harvested_J, r.consumed_J, r.leaked_J, r.clipped_J) == (0.0, 0.0, 0.0, 0.0)
 
 
 def test_thevenin_one_ulp_below_source_voltage_gives_finite_energies():
@@ -420,19 +427,19 @@ def test_thevenin_one_ulp_below_source_voltage_gives_finite_energies():
     vs, cap = 2.1875, 1e-3
     v0 = float(np.nextafter(vs, 0.0))
     r = adv(v0, hv.thevenin(vs, 10.0), 0.5, cap=cap, v_max=3.0)
-    assert v0 <= r[1] <= vs
-    assert all(math.isfinite(x) for x in r[3:])
-    assert r[3] == pytest.approx(stored(cap, r[1]) - stored(cap, v0), abs=1e-15)
+    assert v0 <= r.v_end <= vs
+    assert all(math.isfinite(x) for x in (r.harvested_J, r.consumed_J, r.leaked_J, r.clipped_J))
+    assert r.harvested_J == pytest.approx(stored(cap, r.v_end) - stored(cap, v0), abs=1e-15)
 
 
 def test_constant_power_with_leakage_settled_closes_energy():
     """Long after V has settled at V_eq = P/I (M1 used to cover only the time until saturation)."""
     cap, p, i_leak, v0, h = 1e-4, 1e-6, 1e-6, 0.5, 1e4  # V_eq = 1 V, time constant ~ C V/I = 100 s
     r = adv(v0, hv.constant(p), h, cap=cap, i_leak=i_leak, v_max=3.0)
-    assert r[1] == approx(1.0)
-    de = stored(cap, r[1]) - stored(cap, v0)
-    assert r[3] == approx(p * h)
-    assert r[5] == approx(p * h - de)
+    assert r.v_end == approx(1.0)
+    de = stored(cap, r.v_end) - stored(cap, v0)
+    assert r.harvested_J == approx(p * h)
+    assert r.leaked_J == approx(p * h - de)
 
 
 def test_thevenin_with_leakage_settled_leaked_energy_closed_form():
@@ -442,8 +449,8 @@ def test_thevenin_with_leakage_settled_leaked_energy_closed_form():
     v_eq, rc = vs - i_leak * r_ohm, r_ohm * cap
     m1 = v_eq * h - (v_eq - v0) * rc * (1 - math.exp(-h / rc))
     r = adv(v0, hv.thevenin(vs, r_ohm), h, cap=cap, i_leak=i_leak, v_max=3.0)
-    assert r[1] == approx(v_eq)
-    assert r[5] == approx(i_leak * m1)
+    assert r.v_end == approx(v_eq)
+    assert r.leaked_J == approx(i_leak * m1)
 
 
 def test_thevenin_with_leakage_short_horizon_is_exact():
@@ -452,8 +459,8 @@ def test_thevenin_with_leakage_short_horizon_is_exact():
     v_eq, rc = vs - i_leak * r_ohm, r_ohm * cap
     m1 = v_eq * h - (v_eq - v0) * rc * (1 - math.exp(-h / rc))
     r = adv(v0, hv.thevenin(vs, r_ohm), h, cap=cap, i_leak=i_leak, v_max=3.0)
-    assert r[1] == approx(v_eq - (v_eq - v0) * math.exp(-h / rc))
-    assert r[5] == approx(i_leak * m1)
+    assert r.v_end == approx(v_eq - (v_eq - v0) * math.exp(-h / rc))
+    assert r.leaked_J == approx(i_leak * m1)
 
 
 # While V approaches an equilibrium to within a few ulps, T(v, v_new) and M1 = int V dt from the
@@ -465,8 +472,8 @@ def test_constant_power_with_leakage_closes_energy_while_approaching_equilibrium
     errors = []
     for h in np.linspace(100.0, 6000.0, 120):
         r = adv(v0, hv.constant(p), h, cap=cap, i_leak=i_leak, v_max=3.0)
-        de = stored(cap, r[1]) - stored(cap, v0)
-        errors.append(abs(de - (r[3] - r[4] - r[5] - r[6])) / r[3])
+        de = stored(cap, r.v_end) - stored(cap, v0)
+        errors.append(abs(de - net(r)) / r.harvested_J)
     assert max(errors) < 1e-9
 
 
@@ -478,7 +485,7 @@ def test_thevenin_with_leakage_leaked_energy_while_approaching_equilibrium():
     for h in np.linspace(0.05, 1.0, 96):
         m1 = v_eq * h - (v_eq - v0) * rc * (1 - math.exp(-h / rc))
         r = adv(v0, hv.thevenin(vs, r_ohm), h, cap=cap, i_leak=i_leak, v_max=3.0)
-        errors.append(abs(r[5] / (i_leak * m1) - 1))
+        errors.append(abs(r.leaked_J / (i_leak * m1) - 1))
     assert max(errors) < 1e-9
 
 
@@ -490,7 +497,7 @@ def test_trace_with_leakage_at_equilibrium_closes_energy_across_breakpoints():
     errors = []
     for h in np.linspace(1.0, 100.0, 100):
         r = adv(0.0, seg, h, cap=cap, i_leak=5e-6, v_max=3.0)
-        errors.append(abs(stored(cap, r[1]) - (r[3] - r[4] - r[5] - r[6])) / r[3])
+        errors.append(abs(stored(cap, r.v_end) - net(r)) / r.harvested_J)
     assert max(errors) < 1e-9
 
 
@@ -499,9 +506,9 @@ def test_floor_at_zero_volts_with_load_closes_energy():
     and nothing as consumed."""
     cap, v0, p_src, p_load, h = 1e-3, 1.0, 1e-4, 1e-3, 10.0
     r = adv(v0, hv.constant(p_src), h, p_load=p_load, v_low=-1.0, cap=cap)
-    assert r[1] == 0.0
-    de = stored(cap, r[1]) - stored(cap, v0)
-    assert abs(de - (r[3] - r[4] - r[5] - r[6])) <= 1e-9 * stored(cap, v0)
+    assert r.v_end == 0.0
+    de = stored(cap, r.v_end) - stored(cap, v0)
+    assert abs(de - net(r)) <= 1e-9 * stored(cap, v0)
 
 
 VA_REASON = ("physics.voltage_after (physics.py:187): the 'Newton step below float resolution' early return "
@@ -523,8 +530,8 @@ def test_thevenin_with_load_settling_gives_finite_energies():
     for v0 in np.linspace(2.8, 2.99, 20):
         for h in np.linspace(0.5, 5.0, 46):
             r = adv(float(v0), seg, float(h), p_load=1.5e-6, v_low=2.8, v_high=2.99, cap=1e-3, v_max=3.0)
-            de = stored(1e-3, r[1]) - stored(1e-3, float(v0))
-            if not (all(math.isfinite(x) for x in r) and abs(de - (r[3] - r[4] - r[5] - r[6])) <= 1e-9 * r[3]):
+            de = stored(1e-3, r.v_end) - stored(1e-3, float(v0))
+            if not (all(math.isfinite(x) for x in r) and abs(de - net(r)) <= 1e-9 * r.harvested_J):
                 bad.append((float(v0), float(h), r))
     assert not bad, f"{len(bad)} of 920 moves, e.g. {bad[0]}"
 
@@ -539,8 +546,8 @@ def test_thevenin_with_leakage_and_load_composes_while_settling():
     bad = []
     for h in np.linspace(0.002, 0.05, 49):
         r, r1 = run(v0, 0.0, h), run(v0, 0.0, h / 2)
-        r2 = run(r1[1], h / 2, h / 2)
-        for j in (3, 5):
-            if not abs(r1[j] + r2[j] - r[j]) <= 1e-9 * r[j]:
-                bad.append((float(h), j, r[j], r1[j] + r2[j]))
+        r2 = run(r1.v_end, h / 2, h / 2)
+        for f in ("harvested_J", "leaked_J"):
+            if not abs(getattr(r1, f) + getattr(r2, f) - getattr(r, f)) <= 1e-9 * getattr(r, f):
+                bad.append((float(h), f, getattr(r, f), getattr(r1, f) + getattr(r2, f)))
     assert not bad, f"{len(bad)} mismatches, e.g. {bad[0]}"
