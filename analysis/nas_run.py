@@ -76,10 +76,10 @@ def _check_args(controller: str, budget: int, dataset: str, workers: int) -> Non
 def load_data(dataset: str, data_dir: str | Path | None, seed: int):
     """(search space, NasData) of a data set."""
     from aidi.models.nas import space_for, split_validation
-    from aidi.models.nas.datasets import DatasetError, load
+    from aidi.models.data import DatasetError, load_dataset, load_image_folder
 
     try:
-        ds = load(dataset, data_dir, seed)
+        ds = load_dataset("digits", seed) if dataset == "digits" else load_image_folder(dataset, data_dir, seed)
     except DatasetError as exc:
         raise UserError(str(exc)) from None
     data = split_validation(ds, seed)

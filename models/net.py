@@ -37,6 +37,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .cache import cache_dir
 from .data import Dataset, load_dataset
 from .layers import (BN, FC, GAP, AvgPool, Conv, DWConv, LayerGeom, MaxPool, Network, PWConv, ReLU,
                      geometry, parse_network)
@@ -44,12 +45,6 @@ from .layers import (BN, FC, GAP, AvgPool, Conv, DWConv, LayerGeom, MaxPool, Net
 DEFAULT_EPOCHS = 30
 TRAIN_THREADS = 1  # intra-op threads while training: tiny nets gain nothing from more, and oversubscribed thread pools (parallel sweeps, pytest -n) slow down by 10x
 _TRAIN_HPARAMS = {"optimizer": "adam", "lr": 1e-2, "batch": 32, "lr_decay": "cosine", "version": 1}
-
-
-def cache_dir() -> Path:
-    """``$AIDI_CACHE_DIR`` or ``~/.cache/aidi`` (created on demand by writers)."""
-    env = os.environ.get("AIDI_CACHE_DIR")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "aidi"
 
 
 class AidiNet(nn.Module):

@@ -7,9 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from aidi.analysis.cli import app
-from aidi.models.data import load_dataset
-from aidi.models.nas import jpeg
-from aidi.models.nas.datasets import DatasetError, load_cifar10, load_tinyimagenet, read_image
+from aidi.models.data import DatasetError, jpeg, load_cifar10, load_dataset, load_tinyimagenet, read_image
 
 
 def write_cifar(d, n=20, seed=0):

@@ -70,9 +70,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..cache import cache_dir
 from ..data import Dataset
 from ..layers import parse_network
-from ..net import AidiNet, _atomic_save, _deterministic, accuracy, cache_dir
+from ..net import AidiNet, _atomic_save, _deterministic, accuracy
 from .space import Arch, SearchSpace, Stage
 
 PHASES = ("full", "kernel", "depth", "width")

@@ -1,37 +1,122 @@
-"""CIFAR-10 and Tiny ImageNet from a local folder (never downloaded).
+"""Data sets for training, calibration and the functional input sample.
 
-``cifar10``       the "python version" folder: pickled ``data_batch_1`` ..
-                  ``data_batch_5`` and ``test_batch`` (dicts with ``b"data"``,
-                  N x 3072 uint8 rows in CHW order, and ``b"labels"``).
-``tinyimagenet``  ``wnids.txt`` (one class id a line), ``train/<wnid>/images/*.JPEG``
-                  and ``val/images/*.JPEG`` labelled by ``val/val_annotations.txt``
-                  (``file<TAB>wnid<TAB>...``); the val split is the test split.
+Light on purpose: numpy (and scikit-learn for ``digits``) only; neither torch
+nor :mod:`aidi.models.nas` is imported, so a data set loads without the NAS stack.
 
-Pixels are scaled to [0, 1) like ``digits`` (``p / 255 * (1 - 2**-15)``), shape
-``(3, H, W)``.  JPEGs are read with Pillow when it is installed, else with the
-small baseline decoder in :mod:`aidi.models.nas.jpeg`.  Decoded Tiny ImageNet
-arrays are cached under ``cache_dir()/data`` (keyed by the file listing).
-A missing folder or file raises :class:`DatasetError` naming the expected layout.
+``digits``
+    scikit-learn's bundled 8x8 handwritten digits (1797 images, 10 classes; no
+    download).  Pixels 0..16 are scaled to ``[0, 1)`` as ``p / 16 * (1 - 2**-15)``
+    so that the largest pixel is exactly the largest Q15 value 32767/32768.
+    Shape ``(1, 8, 8)``.  Train/test split: 80/20, stratified, shuffled by ``seed``.
+``cifar10``
+    read from a local folder (``data_dir``, else ``$AIDI_DATA_DIR``; never
+    downloaded): the "python version" folder, pickled ``data_batch_1`` ..
+    ``data_batch_5`` and ``test_batch`` (dicts with ``b"data"``, N x 3072 uint8
+    rows in CHW order, and ``b"labels"``).  Shape ``(3, 32, 32)``.
+``tinyimagenet``
+    read from a local folder likewise: ``wnids.txt`` (one class id a line),
+    ``train/<wnid>/images/*.JPEG`` and ``val/images/*.JPEG`` labelled by
+    ``val/val_annotations.txt`` (``file<TAB>wnid<TAB>...``).  Shape ``(3, 64, 64)``.
+    JPEGs are read with Pillow when it is installed, else with the small baseline
+    decoder in :mod:`aidi.models.data.jpeg`.  Decoded arrays are cached under
+    ``cache_dir()/data`` (keyed by the file listing).
+``synthetic``
+    uniform ``[0, 1)`` inputs of any shape with random labels, drawn from a
+    ``numpy.random.Generator`` seeded by ``seed``; for architectures whose input
+    is not 8x8 (calibration of random-weight models for latency studies).
+
+The folder data sets use their published test (val) split as the test split;
+their pixels are scaled like ``digits`` (``p / 255 * (1 - 2**-15)``).  A missing
+folder or file raises :class:`DatasetError` naming the expected layout.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import pickle
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..data import Dataset
+from ..cache import cache_dir
 
+DATASETS = ("digits", "synthetic", "cifar10", "tinyimagenet")
+DIGITS_SHAPE = (1, 8, 8)
 CIFAR_LAYOUT = "a CIFAR-10 python folder with data_batch_1..data_batch_5 and test_batch"
 TINY_LAYOUT = ("a Tiny ImageNet folder with wnids.txt, train/<wnid>/images/*.JPEG and "
                "val/val_annotations.txt + val/images/*.JPEG")
+FOLDER_LAYOUTS = {"cifar10": CIFAR_LAYOUT, "tinyimagenet": TINY_LAYOUT}
 _SCALE = (1.0 - 2.0**-15) / 255.0
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Float32 inputs ``(B, C, H, W)`` in [0, 1) and int64 labels, split into train and test."""
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    n_classes: int
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return tuple(self.x_train.shape[1:])  # type: ignore[return-value]
 
 
 class DatasetError(ValueError):
     """A data folder that is missing or not in the expected layout (one-line message)."""
+
+
+def load_dataset(name: str = "digits", seed: int = 0, input_shape=None, n_classes: int = 10,
+                 n_synthetic: int = 256, data_dir=None) -> Dataset:
+    """Load a data set with a fixed train/test split chosen by ``seed``.
+
+    ``data_dir`` (else ``$AIDI_DATA_DIR``) holds the folder data sets.
+    Raises ValueError for an unknown name or a shape the data set does not have.
+    """
+    if name == "digits":
+        if input_shape is not None and tuple(input_shape) != DIGITS_SHAPE:
+            raise ValueError(f"dataset 'digits' has input shape {list(DIGITS_SHAPE)}, model input is {list(input_shape)}")
+        from sklearn.datasets import load_digits
+        from sklearn.model_selection import train_test_split
+
+        d = load_digits()
+        x = (d.images.astype(np.float64) / 16.0 * (1.0 - 2.0**-15)).astype(np.float32)[:, None, :, :]
+        y = d.target.astype(np.int64)
+        xtr, xte, ytr, yte = train_test_split(x, y, test_size=0.2, random_state=seed, stratify=y)
+        return Dataset("digits", np.ascontiguousarray(xtr), ytr, np.ascontiguousarray(xte), yte, 10)
+    if name == "synthetic":
+        if input_shape is None:
+            raise ValueError("dataset 'synthetic' needs an input shape")
+        rng = np.random.default_rng(seed)
+        shape = tuple(int(v) for v in input_shape)
+        x = rng.random((n_synthetic, *shape), dtype=np.float64).astype(np.float32)
+        y = rng.integers(0, n_classes, n_synthetic).astype(np.int64)
+        k = n_synthetic * 4 // 5
+        return Dataset("synthetic", x[:k], y[:k], x[k:], y[k:], n_classes)
+    if name in FOLDER_LAYOUTS:
+        ds = load_image_folder(name, data_dir or os.environ.get("AIDI_DATA_DIR"), seed)
+        if input_shape is not None and tuple(input_shape) != ds.input_shape:
+            raise ValueError(f"dataset {name!r} has input shape {list(ds.input_shape)}, model input is {list(input_shape)}")
+        return ds
+    raise ValueError(f"unknown dataset {name!r} (one of {', '.join(DATASETS)})")
+
+
+def load_image_folder(name: str, data_dir: str | Path | None, seed: int = 0, **kw) -> Dataset:
+    """``cifar10`` / ``tinyimagenet`` from ``data_dir`` (``**kw``: the loader's subset limits).
+
+    Unlike :func:`load_dataset`, does not fall back on ``$AIDI_DATA_DIR``: a None ``data_dir``
+    raises :class:`DatasetError`, as does an unknown name.
+    """
+    if name not in FOLDER_LAYOUTS:
+        raise DatasetError(f"unknown dataset {name!r} (one of {', '.join(FOLDER_LAYOUTS)})")
+    if data_dir is None:
+        raise DatasetError(f"dataset {name} needs --data-dir: {FOLDER_LAYOUTS[name]}")
+    return load_cifar10(data_dir, seed, **kw) if name == "cifar10" else load_tinyimagenet(data_dir, seed, **kw)
 
 
 def _scale(x: np.ndarray) -> np.ndarray:
@@ -96,8 +181,6 @@ def read_image(path: Path) -> np.ndarray:
 def load_tinyimagenet(data_dir: str | Path, seed: int = 0, max_per_class: int | None = None,
                       max_test: int | None = None, use_cache: bool = True) -> Dataset:
     """Tiny ImageNet from ``data_dir`` (the ``tiny-imagenet-200`` folder or its parent)."""
-    from ..net import cache_dir
-
     d = Path(data_dir)
     if (d / "tiny-imagenet-200").is_dir():
         d = d / "tiny-imagenet-200"
@@ -150,17 +233,3 @@ def load_tinyimagenet(data_dir: str | Path, seed: int = 0, max_per_class: int | 
             np.savez(tmp, xtr=xtr, ytr=ytr, xte=xte, yte=yte)
             tmp.replace(path)
     return Dataset("tinyimagenet", _scale(xtr), ytr, _scale(xte), yte, len(wnids))
-
-
-def load(name: str, data_dir: str | Path | None, seed: int = 0, **kw) -> Dataset:
-    """``digits`` (bundled) or ``cifar10`` / ``tinyimagenet`` from ``data_dir``."""
-    from ..data import load_dataset
-
-    if name == "digits":
-        return load_dataset("digits", seed)
-    if name in ("cifar10", "tinyimagenet"):
-        if data_dir is None:
-            layout = CIFAR_LAYOUT if name == "cifar10" else TINY_LAYOUT
-            raise DatasetError(f"dataset {name} needs --data-dir: {layout}")
-        return load_cifar10(data_dir, seed, **kw) if name == "cifar10" else load_tinyimagenet(data_dir, seed, **kw)
-    raise DatasetError(f"unknown dataset {name!r} (one of digits, cifar10, tinyimagenet)")

@@ -6,7 +6,7 @@
 arithmetic-coded files raise :class:`JpegError` (install Pillow for those).
 Tiny ImageNet's files are baseline JPEGs.  Pure Python entropy decoding:
 roughly milliseconds per 64x64 image; enough for tests and small subsets,
-while :func:`aidi.models.nas.datasets.read_image` prefers Pillow when present.
+while :func:`aidi.models.data.read_image` prefers Pillow when present.
 
 :func:`encode` writes baseline JPEGs (grayscale or YCbCr 4:4:4 / 4:2:0) with
 a given flat quantiser and fixed-length Huffman codes (valid, not compact);
