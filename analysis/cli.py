@@ -128,7 +128,8 @@ def sweep(
 def emit_c(
     scenario: Path = typer.Argument(..., help="scenario TOML file"),
     out: Path = typer.Option(..., help="folder for the C project"),
-    backend: str = typer.Option("portable", help="portable (plain C kernels) or lea (TI DSPLib calls)"),
+    backend: str = typer.Option(None, help="portable (plain C kernels) or lea (TI DSPLib calls); default: the "
+                                             "scenario's [execution] backend, as `aidi run` simulates it"),
     build: bool = typer.Option(False, "--build", help="also build and check it (make host check; msp430-sim if the "
                                                       "toolchain is installed)"),
     as_json: bool = typer.Option(False, "--json"),
@@ -138,7 +139,7 @@ def emit_c(
     from . import pipeline
 
     with one_line_errors(str(scenario)):
-        if backend not in ("portable", "lea"):
+        if backend is not None and backend not in ("portable", "lea"):
             raise UserError(f"--backend: expected portable or lea, got {backend!r}")
         built = pipeline.build(pipeline.load_scenario(scenario))
         res = em.emit(built, out, backend=backend, build=build)

@@ -10,16 +10,16 @@ Checks, when ``build`` is set:
   to the simulator's estimate for the same designs on the CPU (portable-C) path.
 
 :func:`cycle_table` returns that per-layer table (measured, simulated, error)
-for a scenario, :func:`ir_cycle_table` for any emission IR.  The portable-C
+for a scenario, :func:`program_cycle_table` for any program (Q15 model + plan).  The portable-C
 cost constants (``Platform.cpu_sw``) are refitted with :func:`calibration_set`
 (the default digits network and :func:`calibration_network` samples, measured
-on mspdebug) and :func:`fit_software_costs`; tests/test_calibration_mspdebug.py
+on mspdebug) and :func:`aidi.models.costs.software.fit_software_costs`; tests/test_calibration_mspdebug.py
 checks them on networks outside the fit.
 """
 
 from __future__ import annotations
 
-from dataclasses import fields, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
@@ -63,60 +63,32 @@ def cycle_table(built, out: Path | str) -> list[dict]:
 
 
 # --------------------------------------------------------------------------- calibration of the CPU path
-def ir_geometry(ir) -> list:
-    """The tiler's :class:`~aidi.models.layers.LayerGeom` of every layer of an emission IR
-    (pwconv -> 1x1 conv, gap -> full-window avgpool, fc over the flattened input)."""
-    from aidi.models.layers import LayerGeom
-
-    out = []
-    for i, layer in enumerate(ir.layers):
-        if layer.op == "relu":
-            raise ValueError(f"layer {i}: a standalone relu has no tiler geometry (fuse it into the layer before)")
-        op = {"pwconv": "conv", "gap": "avgpool"}.get(layer.op, layer.op)
-        out.append(LayerGeom(i, op, layer.op, tuple(layer.kernel_in_shape), tuple(layer.out_shape), layer.kh,
-                             layer.kw, layer.stride, layer.pad, layer.relu, layer.weighted))
-    return out
-
-
-def ir_designs(ir) -> list:
-    """The IR's execution designs as the tiler's (clipped to each layer, S tiles per unit, CPU backend)."""
-    from aidi.models.emit.ir import plan_layer
-    from aidi.models.schedule import ExecutionDesign
-
-    out = []
-    for layer in ir.layers:
-        p = plan_layer(layer)
-        out.append(ExecutionDesign(p.tr, p.tc, p.tm, p.tn, layer.design.loop_order, p.S, "hypertile", "cpu"))
-    return out
-
-
-def simulated_ir_cycles(ir, platform="msp430fr5994") -> list[float]:
-    """The simulator's cycles per layer of an emission IR on the portable-C path (``backend="cpu"``)."""
+def program_cpu_cycles(prog, platform="msp430fr5994") -> list[float]:
+    """The simulator's cycles per layer of a program's designs on the portable-C path (``backend="cpu"``)."""
     from aidi.models import schedule
 
-    p = schedule.plan.get_platform_of(platform)
-    plan = schedule.plan_network(ir_geometry(ir), ir_designs(ir), p, p.sram_bytes, backend="cpu")
-    return [float(lp.unit_cost[:, :, 0].sum()) for lp in plan.layers]
+    designs = [replace(d, backend="cpu") for d in prog.plan.designs]
+    plan = schedule.plan_network(prog.plan.geoms, designs, platform, backend="cpu")
+    return [lp.cycles for lp in plan.layers]
 
 
-def measure_ir_cycles(ir, workdir: Path | str) -> list[int]:
-    """mspdebug MCLK cycles per layer of ``ir``'s emitted portable C (SIM_HWMULT=1, one continuous run);
+def measure_program_cycles(prog, workdir: Path | str) -> list[int]:
+    """mspdebug MCLK cycles per layer of ``prog``'s emitted portable C (SIM_HWMULT=1, one continuous run);
     the firmware's output must equal the Q15 reference."""
     from aidi.models.emit import mspsim
 
-    return [int(r["cycles"]) for r in mspsim.calibrate(ir, workdir, sim_hwmult=True)]
+    return [int(r["cycles"]) for r in mspsim.calibrate(prog, workdir, sim_hwmult=True)]
 
 
-def ir_cycle_table(ir, workdir: Path | str, platform="msp430fr5994") -> list[dict]:
-    """:func:`error_table` of an emission IR: mspdebug (SIM_HWMULT=1) vs :func:`simulated_ir_cycles`."""
-    return error_table([layer.name for layer in ir.layers], measure_ir_cycles(ir, workdir),
-                       simulated_ir_cycles(ir, platform))
+def program_cycle_table(prog, workdir: Path | str, platform="msp430fr5994") -> list[dict]:
+    """:func:`error_table` of a program: mspdebug (SIM_HWMULT=1) vs :func:`program_cpu_cycles`."""
+    return error_table(prog.layer_names, measure_program_cycles(prog, workdir), program_cpu_cycles(prog, platform))
 
 
 def _calibration_spec(rng: np.random.Generator, shape, last: bool) -> dict:
     c, h, w = shape
     kinds = ["conv", "conv", "dwconv", "pwconv", "maxpool", "avgpool"] + (["fc", "fc", "gap"] if last else [])
-    while True:
+    for _ in range(1000):
         t = str(rng.choice(kinds))
         if t in ("conv", "dwconv"):
             k = int(rng.choice([1, 2, 3, 3, 5] if t == "conv" else [2, 3, 3, 5]))
@@ -137,132 +109,93 @@ def _calibration_spec(rng: np.random.Generator, shape, last: bool) -> dict:
         if t == "fc":
             return {"type": t, "units": int(rng.integers(2, 13)), "relu": bool(rng.integers(2))}
         return {"type": "gap"}
+    raise RuntimeError(f"no layer fits the shape {shape}")
 
 
-def _calibration_design(rng: np.random.Generator, layer):
-    from aidi.models.emit.ir import LOOP_ORDERS, ExecDesign, plan_layer
+def _calibration_design(rng: np.random.Generator, geom):
+    from aidi.models.schedule import ExecutionDesign
+    from aidi.models.schedule.design import n_tiles
 
-    m, ho, wo = layer.out_shape
-    n = layer.kernel_in_shape[0]
+    m, ho, wo = geom.out_shape
+    n = geom.in_shape[0]
 
     def pick(hi: int) -> int:
         return int(rng.integers(1, hi + 1)) if rng.random() < 0.7 else int(rng.choice([1, hi]))
 
-    d = ExecDesign(Tr=pick(ho), Tc=pick(wo), Tm=pick(m), Tn=1 if layer.channel_tied else pick(n),
-                   loop_order=str(rng.choice(LOOP_ORDERS)), S=1)
-    nt = plan_layer(layer.with_design(d)).n_tiles
+    tr, tc, tm = pick(ho), pick(wo), pick(m)
+    tn = tm if geom.channel_tied else pick(n)
+    nt = n_tiles(geom, tr, tc, tm, tn)
     s = int(rng.choice([1, 1, 2, 3, 4, 8, nt]))
-    return ExecDesign(d.Tr, d.Tc, d.Tm, d.Tn, d.loop_order, max(1, min(s, nt)))
+    return ExecutionDesign(tr, tc, tm, tn, str(rng.choice(["reuse_I", "reuse_W", "reuse_O"])), max(1, min(s, nt)))
 
 
 def calibration_network(seed: int, *, max_macs: int = 60000, max_tiles: int = 600):
-    """A random small network (2-4 layers of conv/dwconv/pwconv/maxpool/avgpool, ending in any of those,
-    fc or gap) with random Q15 parameters and random execution designs (tile sizes, loop order, S):
-    one sample of the calibration set of the portable-C cost model.  Deterministic in ``seed``; at most
-    ``max_macs`` MACs and ``max_tiles`` tiles so that mspdebug runs it in well under a second."""
-    from aidi.models import schedule
-    from aidi.models.emit.examples import random_network
-    from aidi.models.emit.ir import plan_layer
+    """A random small program (2-4 layers of conv/dwconv/pwconv/maxpool/avgpool, ending in any of those,
+    fc or gap) with random Q15 parameters and random execution designs (tile sizes, loop order, S) on the
+    portable-C path: one sample of the calibration set of the portable-C cost model.  Deterministic in
+    ``seed``; at most ``max_macs`` MACs and ``max_tiles`` tiles so that mspdebug runs it in well under a
+    second."""
+    from aidi.models.emit.examples import random_program
+    from aidi.models.layers import geometry, parse_network
 
     rng = np.random.default_rng(seed)
-    p = schedule.plan.get_platform_of("msp430fr5994")
     for _ in range(200):
         shape = (int(rng.integers(1, 5)), int(rng.integers(5, 13)), int(rng.integers(5, 13)))
         n_layers = int(rng.integers(2, 5))
         try:
-            specs, cur = [], shape
+            specs = []
             for i in range(n_layers):
+                cur = geometry(parse_network(specs, list(shape)))[-1].out_shape if specs else shape
                 specs.append(_calibration_spec(rng, cur, i == n_layers - 1))
-                cur = random_network(specs, shape, np.random.default_rng(seed), None).layers[-1].out_shape
-            shapes_only = random_network(specs, shape, np.random.default_rng(seed), None)
-            designs = [_calibration_design(rng, layer) for layer in shapes_only.layers]
-            ir = random_network(specs, shape, np.random.default_rng(seed + 1000003), designs, name=f"cal{seed}")
-            plans = [plan_layer(layer) for layer in ir.layers]
-            if sum(q.macs for q in plans) > max_macs or sum(q.n_tiles for q in plans) > max_tiles:
-                continue
-            if max(q.sram_bytes for q in plans) > 3000:
-                continue
-            schedule.plan_network(ir_geometry(ir), ir_designs(ir), p, p.sram_bytes, backend="cpu")
-            return ir
-        except ValueError:
+            geoms = geometry(parse_network(specs, list(shape)))
+            designs = [_calibration_design(rng, g) for g in geoms]
+            prog = random_program(specs, shape, np.random.default_rng(seed + 1000003), designs, name=f"cal{seed}")
+        except (ValueError, RuntimeError):
             continue
+        rts = [lp.runtime for lp in prog.layers]
+        if sum(r.macs for r in rts) > max_macs or sum(lp.n_tiles for lp in prog.layers) > max_tiles:
+            continue
+        if max(r.sram_bytes for r in rts) > 3000:
+            continue
+        return prog
     raise RuntimeError(f"calibration_network({seed}): no network within the limits")
-
-
-def software_cost_features(ir, platform="msp430fr5994") -> np.ndarray:
-    """(layers, fields of :class:`~aidi.sim.platform.SoftwareCosts`): how often the tiler's CPU cost model
-    charges each constant in each layer of ``ir`` (the model is linear in the constants: each column is
-    the layer cycles with that constant set to 1 and the others to 0)."""
-    from aidi.models import schedule
-    from aidi.sim.platform import SoftwareCosts
-
-    p = schedule.plan.get_platform_of(platform)
-    names = [f.name for f in fields(SoftwareCosts)]
-    geoms, designs = ir_geometry(ir), ir_designs(ir)
-    cols = []
-    for name in names:
-        unit = SoftwareCosts(**{n: float(n == name) for n in names})
-        plan = schedule.plan_network(geoms, designs, replace(p, cpu_sw=unit), p.sram_bytes, backend="cpu")
-        cols.append([float(lp.unit_cost[:, :, 0].sum()) for lp in plan.layers])
-    return np.array(cols).T
 
 
 def calibration_set(seeds: Sequence[int], workdir: Path | str, *, default: bool = True,
                     platform="msp430fr5994") -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Measure the calibration set on mspdebug: the default digits network (random Q15 parameters, the
-    designs of :func:`aidi.models.emit.examples.default_network`) and :func:`calibration_network` of each
+    designs of :func:`aidi.models.emit.examples.default_program`) and :func:`calibration_network` of each
     seed.  Returns ``(features, measured cycles, labels)``, one row per layer, ready for
-    :func:`fit_software_costs`.  About half a second of build and simulation per network."""
-    from aidi.models.emit.examples import default_network
+    :func:`aidi.models.costs.software.fit_software_costs`.  About half a second of build and simulation
+    per network."""
+    from aidi.models.costs.software import software_cost_features
+    from aidi.models.emit.examples import default_program
 
-    nets = ([("default", default_network(0))] if default else []) + [(f"cal{s}", calibration_network(s)) for s in seeds]
+    nets = ([("default", default_program(0))] if default else []) + [(f"cal{s}", calibration_network(s)) for s in seeds]
     feats, meas, labels = [], [], []
-    for tag, ir in nets:
-        feats.append(software_cost_features(ir, platform))
-        meas.extend(measure_ir_cycles(ir, Path(workdir) / tag))
-        labels.extend(f"{tag}/{layer.name}" for layer in ir.layers)
+    for tag, prog in nets:
+        feats.append(software_cost_features(prog.plan, platform))
+        meas.extend(measure_program_cycles(prog, Path(workdir) / tag))
+        labels.extend(f"{tag}/{name}" for name in prog.layer_names)
     return np.vstack(feats), np.asarray(meas, dtype=np.float64), labels
 
 
-def fit_software_costs(features: np.ndarray, measured: Sequence[float], *, fixed: dict | None = None):
-    """Least squares (numpy) of :class:`~aidi.sim.platform.SoftwareCosts` on per-layer ``features``
-    (:func:`software_cost_features` rows) and mspdebug ``measured`` cycles, minimising the relative error
-    per layer.  ``fixed``: constants held at a given value (e.g. ``acc_init``, which always occurs as often
-    as ``output`` and so cannot be told apart from it).  Constants that come out negative are held at 0
-    and the rest refitted (an active-set NNLS).  Returns ``(SoftwareCosts, relative errors)``."""
-    from aidi.sim.platform import SoftwareCosts
-
-    names = [f.name for f in fields(SoftwareCosts)]
-    fixed = dict(fixed or {})
-    X = np.asarray(features, dtype=np.float64)
-    y = np.asarray(measured, dtype=np.float64)
-    w = 1.0 / y
-    coef = np.zeros(len(names))
-    for k, v in fixed.items():
-        coef[names.index(k)] = v
-    free = [i for i, n in enumerate(names) if n not in fixed and X[:, i].any()]
-    rest = y - X @ coef
-    while free:
-        c, *_ = np.linalg.lstsq(X[:, free] * w[:, None], rest * w, rcond=None)
-        if c.min() >= 0:
-            coef[free] = c
-            break
-        free.pop(int(np.argmin(c)))
-    err = (X @ coef - y) / y
-    return SoftwareCosts(**{n: float(round(v, 2)) for n, v in zip(names, coef)}), err
-
-
-def emit(built, out: Path, backend: str = "portable", build: bool = False) -> dict:
+def emit(built, out: Path, backend: str | None = None, build: bool = False) -> dict:
+    """Emit the scenario's program (its Q15 model, plan and input sample); ``backend`` None: the plan's
+    (``lea`` when the plan runs a layer on the LEA, else ``portable``).  With ``build``: the host build
+    must reproduce the Q15 reference, and on mspdebug (when installed) the portable-C build's output and
+    cycles per layer are compared with the simulator's portable-C estimate (mspdebug has no LEA)."""
     from aidi.models import emit as em
     from aidi.models.emit import build as mk
     from aidi.models.emit import elfsize, mspsim
 
-    ir = em.ir_from_qmodel(built.qmodel, built.x_q, built.plan,
-                           budgets=em.Budgets(fram_bytes=built.platform.fram_bytes,
-                                              sram_bytes=built.scenario.device.sram_budget_bytes))
-    proj = em.emit_project(ir, out, backend=backend)
+    prog = em.Program(built.qmodel, built.plan, built.x_q,
+                      budgets=em.Budgets(fram_bytes=built.platform.fram_bytes,
+                                         sram_bytes=built.scenario.device.sram_budget_bytes))
+    proj = em.emit_project(prog, out, backend=backend)
+    backend = proj.manifest["backend"]
     reference = np.asarray(built.qmodel_reference_output(), dtype=np.int16)
-    res: dict = {"out": str(proj.root), "backend": backend, "layers": len(ir.layers),
+    res: dict = {"out": str(proj.root), "backend": backend, "layers": len(prog.layers),
                  "expected_output": [int(v) for v in proj.expected],
                  "matches_reference": bool(np.array_equal(proj.expected, reference))}
     if not build:
@@ -278,10 +211,10 @@ def emit(built, out: Path, backend: str = "portable", build: bool = False) -> di
     if msg:
         res["msp430"] = {"skipped": msg}
         return res
-    mk.make(proj.root, "msp430-sim", variables={"SIM_HWMULT": "1"})
+    mk.make(proj.root, "msp430-sim", variables={"SIM_HWMULT": "1", "BACKEND": "portable"})
     size = elfsize.memory_report(str(proj.sim_elf), built.platform.fram_bytes,
                                  built.scenario.device.sram_budget_bytes)
-    lc = mspsim.measure_layer_cycles(proj.sim_elf, len(ir.layers), ir.output_len, hwmult=True)
+    lc = mspsim.measure_layer_cycles(proj.sim_elf, len(prog.layers), prog.output_len, hwmult=True)
     per_layer = error_table(built.graph.layer_names, lc.layer_cycles, simulated_cpu_cycles(built))
     res["msp430"] = {
         "elf": str(proj.sim_elf),

@@ -17,9 +17,9 @@ AIDI_REQUIRE_TOOLCHAIN=1 (then it fails): the ``toolchain`` marker, tests/confte
 import numpy as np
 import pytest
 
-from aidi.analysis.emit import MSPDEBUG_CAVEATS, calibration_network, ir_cycle_table, simulated_ir_cycles
-from aidi.models.emit.examples import random_network
-from aidi.models.emit.ir import ExecDesign
+from aidi.analysis.emit import MSPDEBUG_CAVEATS, calibration_network, program_cpu_cycles, program_cycle_table
+from aidi.models.emit.examples import random_program
+from aidi.models.schedule import ExecutionDesign as ExecDesign
 
 TOLERANCE = 0.10
 #: seeds never used in the fit (that used 0..79)
@@ -32,12 +32,12 @@ def larger_network():
              {"type": "dwconv", "k": 3, "padding": 1, "relu": True}, {"type": "pwconv", "filters": 12, "relu": True},
              {"type": "avgpool", "k": 2}, {"type": "fc", "units": 10}]
     designs = [ExecDesign(Tr=4, Tc=8, Tm=4, Tn=3, loop_order="reuse_O", S=4),
-               ExecDesign(Tr=4, Tc=8, Tm=4, loop_order="reuse_I", S=2),
-               ExecDesign(Tr=8, Tc=4, Tm=2, loop_order="reuse_W", S=3),
+               ExecDesign(Tr=4, Tc=8, Tm=4, Tn=1, loop_order="reuse_I", S=2),
+               ExecDesign(Tr=8, Tc=4, Tm=2, Tn=1, loop_order="reuse_W", S=3),
                ExecDesign(Tr=2, Tc=8, Tm=6, Tn=4, loop_order="reuse_I", S=4),
-               ExecDesign(Tr=4, Tc=4, Tm=12, loop_order="reuse_O", S=1),
+               ExecDesign(Tr=4, Tc=4, Tm=12, Tn=1, loop_order="reuse_O", S=1),
                ExecDesign(Tr=1, Tc=1, Tm=5, Tn=96, loop_order="reuse_W", S=1)]
-    return random_network(specs, (3, 16, 16), np.random.default_rng(7), designs, name="aidi_larger")
+    return random_program(specs, (3, 16, 16), np.random.default_rng(7), designs, name="aidi_larger")
 
 
 NETWORKS = [(f"cal{s}", lambda s=s: calibration_network(s)) for s in HELD_OUT_SEEDS] + [("larger", larger_network)]
@@ -47,8 +47,8 @@ NETWORKS = [(f"cal{s}", lambda s=s: calibration_network(s)) for s in HELD_OUT_SE
 @pytest.mark.parametrize("name,make", NETWORKS, ids=[n for n, _ in NETWORKS])
 def test_simulated_cpu_cycles_within_10_percent_of_mspdebug(name, make, tmp_path):
     ir = make()
-    table = ir_cycle_table(ir, tmp_path / name)  # raises if the firmware's output differs from the reference
-    assert [r["layer"] for r in table] == [layer.name for layer in ir.layers]
+    table = program_cycle_table(ir, tmp_path / name)  # raises if the firmware's output differs from the reference
+    assert [r["layer"] for r in table] == ir.layer_names
     bad = [f"{r['layer']}: simulated {r['simulated_cycles']:.0f} vs mspdebug {r['mspdebug_cycles']} "
            f"({r['error']:+.1%})" for r in table if abs(r["error"]) > TOLERANCE]
     assert not bad, f"{name}: layers off by more than {TOLERANCE:.0%} ({MSPDEBUG_CAVEATS}): " + "; ".join(bad)
@@ -56,9 +56,11 @@ def test_simulated_cpu_cycles_within_10_percent_of_mspdebug(name, make, tmp_path
 
 def test_held_out_networks_differ_from_the_calibration_set():
     """The held-out seeds give networks the fit never saw (not a copy of one of its 80)."""
-    fitted = {tuple((layer.op, layer.in_shape, layer.design) for layer in calibration_network(s).layers)
-              for s in range(80)}
+    def key(prog):
+        return tuple((lp.geom.name, lp.geom.in_shape, lp.design) for lp in prog.layers)
+
+    fitted = {key(calibration_network(s)) for s in range(80)}
     for s in HELD_OUT_SEEDS:
-        ir = calibration_network(s)
-        assert tuple((layer.op, layer.in_shape, layer.design) for layer in ir.layers) not in fitted
-        assert all(c > 0 for c in simulated_ir_cycles(ir))
+        prog = calibration_network(s)
+        assert key(prog) not in fitted
+        assert all(c > 0 for c in program_cpu_cycles(prog))

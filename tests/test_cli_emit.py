@@ -17,6 +17,7 @@ def test_emit_c_build_matches_functional_run(tmp_path, require_toolchain):
     r = runner.invoke(app, ["emit-c", "rf-intermittent", "--out", str(tmp_path / "c"), "--build", "--json"])
     assert r.exit_code == 0, r.output
     res = json.loads(r.stdout)
+    assert res["backend"] == "lea"  # the scenario's backend, the one `aidi run` simulated
     assert res["expected_output"] == run["output"]
     assert res["host"]["output"] == run["output"]
     assert (tmp_path / "c" / "README.md").exists() and (tmp_path / "c" / "Makefile").exists()

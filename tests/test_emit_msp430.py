@@ -11,24 +11,24 @@ import subprocess
 import numpy as np
 import pytest
 
-from aidi.models.emit import emit_project, reference_forward
+from aidi.models.emit import emit_project
 from aidi.models.emit import build, mspsim
 from aidi.models.emit.elfsize import format_report, memory_report, sections, symbols
-from aidi.models.emit.examples import default_network, tiny_network
+from aidi.models.emit.examples import default_program, tiny_program
 
 pytestmark = pytest.mark.toolchain("msp430-sim")
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    ir = tiny_network(0)
+    ir = tiny_program(0)
     proj = emit_project(ir, tmp_path_factory.mktemp("tiny430"))
     proc = build.make(proj.root, "msp430-sim")
     return ir, proj, proc
 
 
 def _expected(ir):
-    return reference_forward(ir)[-1].reshape(-1)
+    return ir.reference_output()
 
 
 def test_firmware_layout_and_size_report(tiny):
@@ -100,7 +100,7 @@ def test_cycles_per_layer(tiny):
 @pytest.mark.toolchain("sim")
 def test_hwmult_and_lea_emulation_builds(tmp_path):
     """SIM_HWMULT=1 (mspdebug's MPY peripheral) and BACKEND=lea (emulated DSPLib) on the MSP430."""
-    ir = default_network(0)
+    ir = default_program(0)
     proj = emit_project(ir, tmp_path / "d")
     build.make(proj.root, "msp430-sim", variables={"SIM_HWMULT": "1", "BACKEND": "lea"})
     fast = mspsim.run_firmware(proj.sim_elf, ir.output_len, hwmult=True)
@@ -271,12 +271,13 @@ def test_hardware_sources_compile_against_ti_style_headers(tiny, tmp_path):
 
 @pytest.mark.toolchain("sim")
 def test_quantized_model_end_to_end(tmp_path):
-    """QModel + tiling designs -> IR -> C: host and simulator firmware give q15.reference_forward's output."""
+    """QModel + plan -> C: host and simulator firmware give q15.reference_forward's output."""
     pytest.importorskip("torch")
     from aidi.models import q15
-    from aidi.models.emit import ir_from_qmodel
+    from aidi.models.emit import Program
     from aidi.models.net import random_model
-    from aidi.models.tiling import ExecutionDesign as ED
+    from aidi.models.schedule import ExecutionDesign as ED
+    from aidi.models.schedule import plan_network
 
     specs = [{"type": "conv", "k": 3, "filters": 4, "relu": True}, {"type": "bn"},
              {"type": "maxpool", "k": 2}, {"type": "fc", "units": 5}]
@@ -284,7 +285,7 @@ def test_quantized_model_end_to_end(tmp_path):
     qm = q15.quantize(tm)
     x = qm.quantize_input(tm.dataset.x_test[0])
     designs = [ED(3, 2, 2, 1, "reuse_W", 4), ED(1, 3, 4, 1, "reuse_O", 2), ED(1, 1, 5, 16, "reuse_O", 2)]
-    ir = ir_from_qmodel(qm, x, designs, name="digits")
+    ir = Program(qm, plan_network(qm, designs, "msp430fr5994", backend="cpu"), x, name="digits")
     want = q15.reference_forward(qm, x)[-1].reshape(-1)
     proj = emit_project(ir, tmp_path / "q")
     build.make(proj.root, "host", "msp430-sim")

@@ -1,4 +1,8 @@
-"""Write the C project of a :class:`~.ir.NetworkIR`: templates + the static runtime.
+"""Write the C project of a :class:`~.program.Program` (Q15 model + plan): templates + the static runtime.
+
+The emitter renders; it plans nothing.  Every count and size in the generated
+tables comes from the plan (:mod:`aidi.models.schedule`), which the simulator
+costs and the functional run executes.
 
 Layout of the emitted folder::
 
@@ -20,8 +24,9 @@ from pathlib import Path
 import numpy as np
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from .ir import LayerIR, LayerPlan, NetworkIR, memory_estimate, plan_layer
-from .reference import reference_forward
+from ..schedule import PROGRESS_BYTES, LayerPlan
+from ..schedule.design import LOOP_NESTS
+from .program import Program
 
 HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE / "templates"
@@ -30,9 +35,10 @@ BACKENDS = ("portable", "lea")
 #: LEA RAM usable for data on the FR5994 (0x2C00-0x3AC7; TI reserves the rest for the LEA stack)
 LEA_RAM_BYTES = 0xEC8
 
-_C_OP = {"conv": "AIDI_OP_CONV", "pwconv": "AIDI_OP_CONV", "fc": "AIDI_OP_CONV", "dwconv": "AIDI_OP_DWCONV",
-         "maxpool": "AIDI_OP_MAXPOOL", "avgpool": "AIDI_OP_AVGPOOL", "gap": "AIDI_OP_AVGPOOL",
-         "relu": "AIDI_OP_RELU"}
+_C_OP = {"conv": "AIDI_OP_CONV", "fc": "AIDI_OP_CONV", "dwconv": "AIDI_OP_DWCONV", "maxpool": "AIDI_OP_MAXPOOL",
+         "avgpool": "AIDI_OP_AVGPOOL"}
+#: emitted kernels per plan backend
+KERNELS = {"cpu": "portable", "lea": "lea"}
 _C_DIM = {"r": "AIDI_DIM_R", "c": "AIDI_DIM_C", "m": "AIDI_DIM_M", "n": "AIDI_DIM_N"}
 _RUNTIME_FILES = ("aidi_platform.h", "aidi_q15.h", "aidi_runtime.h", "aidi_runtime.c", "aidi_kernels.h",
                   "aidi_kernels_cpu.c", "aidi_kernels_lea.c", "aidi_dsplib.h", "aidi_dsplib_emu.c",
@@ -70,97 +76,128 @@ def _c_ints(values: np.ndarray, *, per_line: int = 12, int32: bool = False) -> s
     return ",\n".join("    " + r for r in rows)
 
 
-def _check_limits(ir: NetworkIR, plans: list[LayerPlan]) -> None:
-    for i, (layer, p) in enumerate(zip(ir.layers, plans)):
-        what = f"layer {i} ({layer.name or layer.op})"
-        dims = (p.in_c, p.in_h, p.in_w, p.out_c, p.out_h, p.out_w)
-        if max(dims) > 65535:
+def _check_limits(prog: Program) -> None:
+    for name, lp in zip(prog.layer_names, prog.layers):
+        g = lp.geom
+        what = f"layer {g.index} ({name})"
+        if max(g.in_shape + g.out_shape) > 65535:
             raise ValueError(f"{what}: dimensions above 65535 are not supported by the C runtime")
-        if max(layer.kh, layer.kw, layer.stride, layer.pad) > 255:
+        if max(g.kh, g.kw, g.stride, g.pad) > 255:
             raise ValueError(f"{what}: kernel, stride and padding must be below 256")
-        if p.S > 65535:
+        if lp.design.S > 65535:
             raise ValueError(f"{what}: S above 65535 tiles is not supported")
-    if sum(p.n_units for p in plans) >= 1 << 32:
+    if sum(lp.n_units for lp in prog.layers) >= 1 << 32:
         raise ValueError("network: more than 2^32 units")
 
 
-def _layer_context(i: int, layer: LayerIR, plan: LayerPlan, unit_base: int, src: str, dst: str) -> dict:
+def _plan_context(lp: LayerPlan) -> dict:
+    """The layer's schedule as the C tables need it, read off the plan (no planning here)."""
+    g, d, rt = lp.geom, lp.design, lp.runtime
+    mt, nt, rtiles, ct = lp.grid
+    return dict(in_c=g.in_shape[0], in_h=g.in_shape[1], in_w=g.in_shape[2], out_c=g.out_shape[0],
+                out_h=g.out_shape[1], out_w=g.out_shape[2], tr=d.Tr, tc=d.Tc, tm=d.Tm, tn=d.Tn, nr=rtiles, nc=ct,
+                nm=mt, nn=nt, order=LOOP_NESTS[d.loop_order], S=d.S, n_tiles=lp.n_tiles, n_units=lp.n_units,
+                stride_n=lp.n_stride, **rt._asdict(), sram_bytes=rt.sram_bytes)
+
+
+def _layer_context(i: int, name: str, lp: LayerPlan, ql, unit_base: int, src: str, dst: str) -> dict:
+    g = lp.geom
     ctx = dict(
-        index=i, name=layer.name or f"L{i}_{layer.op}", op=layer.op, weighted=layer.weighted,
-        in_shape=layer.in_shape, out_shape=layer.out_shape, design=layer.design, plan=plan,
-        relu=layer.relu, shift=layer.shift, stride=layer.stride, pad=layer.pad, kh=layer.kh, kw=layer.kw,
-        c_op=_C_OP[layer.op], c_nest=", ".join(_C_DIM[d] for d in plan.order), unit_base=unit_base,
-        src=src, dst=dst,
+        index=i, name=name, op=g.op, weighted=g.weighted, in_shape=g.in_shape, out_shape=g.out_shape,
+        design=lp.design, plan=_plan_context(lp), relu=g.relu, shift=ql.shift, stride=g.stride, pad=g.pad, kh=g.kh,
+        kw=g.kw, c_op=_C_OP[g.op], c_nest=", ".join(_C_DIM[a] for a in LOOP_NESTS[lp.design.loop_order]),
+        unit_base=unit_base, src=src, dst=dst,
     )
-    if layer.weighted:
-        ctx.update(weight_len=layer.weight.size, bias_len=layer.bias.size,
-                   weight_c=_c_ints(layer.weight), bias_c=_c_ints(layer.bias, per_line=6, int32=True))
+    if g.weighted:
+        ctx.update(weight_len=ql.w.size, bias_len=ql.b.size, weight_c=_c_ints(ql.w), bias_c=_c_ints(ql.b, per_line=6, int32=True))
     return ctx
 
 
-def emit_project(ir: NetworkIR, out_dir: str | Path, *, backend: str = "portable") -> EmittedProject:
-    """Write the C project for ``ir`` into ``out_dir`` (created; existing files are replaced).
+def memory_estimate(prog: Program) -> dict[str, int]:
+    """Data bytes the runtime allocates (code excluded): FRAM and SRAM tile buffers."""
+    rts = [lp.runtime for lp in prog.layers]
+    acts = [int(np.prod(lp.geom.out_shape)) for lp in prog.layers]
+    inner = acts[:-1]
+    weights = sum(2 * ql.w.size + 4 * ql.b.size for ql in prog.qmodel.layers if ql.geom.weighted)
+    return {
+        "fram_weights": weights,
+        "fram_input": 2 * prog.x_q.size,
+        "fram_activations": 2 * (max(inner) if inner else 0) * min(2, len(inner)) + 2 * acts[-1],
+        "fram_psum": 2 * 4 * max(r.psum_elems for r in rts),
+        "fram_progress": PROGRESS_BYTES,
+        "sram_buffers": 2 * max(r.in_buf for r in rts) + 2 * max(r.w_buf for r in rts) + 4 * max(r.acc_buf for r in rts),
+    }
 
-    ``backend`` is the default of the Makefile's ``BACKEND`` (``portable``: CPU
+
+def emit_project(prog: Program, out_dir: str | Path, *, backend: str | None = None) -> EmittedProject:
+    """Write the C project of ``prog`` into ``out_dir`` (created; existing files are replaced).
+
+    ``backend``: the kernels the Makefile builds by default (``portable``: CPU
     kernels; ``lea``: DSPLib msp_mac_q15 where exact, emulated on the host).
-    The simulator build always works with either; real LEA needs ``make msp430``.
+    None (the default) takes the plan's: ``lea`` when a layer of the plan runs
+    on the LEA, else ``portable`` -- the firmware the simulator costs.  The
+    simulator build works with either; real LEA needs ``make msp430``.
+    Raises ValueError for an unknown backend or a network beyond the runtime's limits.
     """
+    if backend is None:
+        backend = "lea" if any(lp.backend == "lea" for lp in prog.layers) else "portable"
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     root = Path(out_dir)
-    plans = [plan_layer(layer) for layer in ir.layers]
-    _check_limits(ir, plans)
-    expected = reference_forward(ir)[-1].reshape(-1)
+    _check_limits(prog)
+    expected = prog.reference_output()
 
     # activation buffers: layer i writes act[i % 2] (ping-pong), the last one aidi_output
-    n = len(ir.layers)
+    n = len(prog.layers)
     act_buffers = ["aidi_act_a", "aidi_act_b"][: min(2, n - 1)]
     layers, base = [], 0
-    for i, (layer, plan) in enumerate(zip(ir.layers, plans)):
+    for i, (name, lp, ql) in enumerate(zip(prog.layer_names, prog.layers, prog.qmodel.layers)):
         src = "aidi_input" if i == 0 else act_buffers[(i - 1) % 2]
         dst = "aidi_output" if i == n - 1 else act_buffers[i % 2]
-        layers.append(_layer_context(i, layer, plan, base, src, dst))
-        base += plan.n_units
+        layers.append(_layer_context(i, name, lp, ql, base, src, dst))
+        base += lp.n_units
     total_units = base
+    plans = [c["plan"] for c in layers]
 
     even = lambda v: max(2, v + (v & 1))  # noqa: E731
     sizes = dict(
-        in_buf=max(1, max(p.in_buf for p in plans)),
-        w_buf=even(max(p.w_buf for p in plans)),
-        acc_buf=max(1, max(p.acc_buf for p in plans)),
-        vec_buf=even(max(p.w_stride for p in plans)),
-        tm_max=max(1, max(p.tm for p in plans)),
-        act_len=max([1] + [int(np.prod(layer.out_shape)) for layer in ir.layers[:-1]]),
-        psum_len=max(1, max(p.psum_elems for p in plans)),
+        in_buf=max(1, max(p["in_buf"] for p in plans)),
+        w_buf=even(max(p["w_buf"] for p in plans)),
+        acc_buf=max(1, max(p["acc_buf"] for p in plans)),
+        vec_buf=even(max(p["w_stride"] for p in plans)),
+        tm_max=max(1, max(p["tm"] for p in plans)),
+        act_len=max([1] + [int(np.prod(lp.geom.out_shape)) for lp in prog.layers[:-1]]),
+        psum_len=max(1, max(p["psum_elems"] for p in plans)),
+        progress_bytes=PROGRESS_BYTES,
     )
-    mem = memory_estimate(ir)
+    mem = memory_estimate(prog)
     sram_lea = 4 * (sizes["acc_buf"] + 1 + sizes["tm_max"]) + 2 * (sizes["vec_buf"] + sizes["w_buf"] + sizes["in_buf"])
     manifest = {
-        "name": ir.name,
+        "name": prog.name,
         "backend": backend,
-        "input_shape": list(ir.input_shape),
-        "output_shape": list(ir.output_shape),
-        "output_len": ir.output_len,
+        "input_shape": list(prog.qmodel.input_shape),
+        "output_shape": list(prog.output_shape),
+        "output_len": prog.output_len,
         "n_layers": n,
         "total_units": total_units,
         "expected_output": [int(v) for v in expected],
-        "budgets": asdict(ir.budgets),
+        "budgets": asdict(prog.budgets),
         "memory_estimate": mem,
         "lea_ram_bytes_needed": sram_lea,
         "layers": [
             {
                 "name": c["name"], "op": c["op"], "in_shape": list(c["in_shape"]), "out_shape": list(c["out_shape"]),
-                "design": asdict(c["design"]), "tiles": c["plan"].n_tiles, "units": c["plan"].n_units,
-                "unit_base": c["unit_base"], "macs": c["plan"].macs, "sram_bytes": c["plan"].sram_bytes,
-                "plan": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(c["plan"]).items()},
+                "design": c["design"].to_dict(), "tiles": c["plan"]["n_tiles"], "units": c["plan"]["n_units"],
+                "unit_base": c["unit_base"], "macs": c["plan"]["macs"], "sram_bytes": c["plan"]["sram_bytes"],
+                "plan": {k: (list(v) if isinstance(v, tuple) else v) for k, v in c["plan"].items()},
             }
             for c in layers
         ],
     }
     ctx = dict(
-        name=ir.name, layers=layers, total_units=total_units, output_len=ir.output_len, sizes=sizes,
-        input_shape=ir.input_shape, input_len=ir.input.size, input_c=_c_ints(ir.input),
-        act_buffers=act_buffers, expected_c=_c_ints(expected), backend=backend, budgets=ir.budgets,
+        name=prog.name, layers=layers, total_units=total_units, output_len=prog.output_len, sizes=sizes,
+        input_shape=prog.qmodel.input_shape, input_len=prog.x_q.size, input_c=_c_ints(prog.x_q),
+        act_buffers=act_buffers, expected_c=_c_ints(expected), backend=backend, budgets=prog.budgets,
         memory=mem, manifest=manifest, lea_ram_bytes=LEA_RAM_BYTES, sram_lea=sram_lea,
     )
     env = Environment(loader=FileSystemLoader(str(TEMPLATES)), undefined=StrictUndefined,

@@ -208,38 +208,37 @@ def random_failure_schedule(rng: np.random.Generator, n: int, total_instructions
     return [int(v) for v in rng.integers(1, max(2, total_instructions + 1), size=n)]
 
 
-def layer_cycle_records(ir, lc: LayerCycles) -> list[dict]:
+def layer_cycle_records(prog, lc: LayerCycles) -> list[dict]:
     """One flat record per layer (tidy-table ready): work counts of the plan and measured cycles."""
-    from .ir import plan_network
-
     out = []
-    for i, (layer, p) in enumerate(zip(ir.layers, plan_network(ir))):
-        cyc, ins = lc.layer_cycles[i], lc.layer_instructions[i]
+    for i, (name, lp) in enumerate(zip(prog.layer_names, prog.layers)):
+        cyc, ins, macs = lc.layer_cycles[i], lc.layer_instructions[i], lp.runtime.macs
         out.append({
-            "layer": i, "name": layer.name, "op": layer.op, "macs": p.macs,
-            "outputs": int(np.prod(layer.out_shape)), "tiles": p.n_tiles, "units": p.n_units,
-            "cycles": cyc, "instructions": ins, "cycles_per_mac": cyc / p.macs if p.macs else float("nan"),
+            "layer": i, "name": name, "op": lp.geom.op, "macs": macs,
+            "outputs": int(np.prod(lp.geom.out_shape)), "tiles": lp.n_tiles, "units": lp.n_units,
+            "cycles": cyc, "instructions": ins, "cycles_per_mac": cyc / macs if macs else float("nan"),
         })
     return out
 
 
-def calibrate(ir, workdir: str | Path, *, sim_hwmult: bool = True, backend: str = "portable") -> list[dict]:
-    """Emit ``ir``, build the simulator firmware and measure cycles per layer.
+def calibrate(prog, workdir: str | Path, *, sim_hwmult: bool = True, backend: str = "portable") -> list[dict]:
+    """Emit ``prog`` (a :class:`~.program.Program`), build the simulator firmware and measure cycles per layer.
 
     ``sim_hwmult=True`` builds with ``SIM_HWMULT=1`` (16x16 multiplies on the MPY
     peripheral, as the FR5994 does with its MPY32); False uses the software
     shift-and-add multiply.  Returns :func:`layer_cycle_records` plus run totals
     in every record (``total_cycles``, ``boot_cycles``, ``stack_peak_bytes``).
+    Raises MspSimError when the firmware's output differs from the Q15 reference.
     """
     from . import build
     from .emitter import emit_project
 
-    proj = emit_project(ir, workdir, backend=backend)
+    proj = emit_project(prog, workdir, backend=backend)
     build.make(proj.root, "msp430-sim", variables={"SIM_HWMULT": "1" if sim_hwmult else "0"})
-    lc = measure_layer_cycles(proj.sim_elf, len(ir.layers), ir.output_len, hwmult=sim_hwmult)
-    if not np.array_equal(lc.output, proj.expected):
+    lc = measure_layer_cycles(proj.sim_elf, len(prog.layers), prog.output_len, hwmult=sim_hwmult)
+    if not np.array_equal(lc.output, prog.reference_output()):
         raise MspSimError("firmware output differs from the reference")
-    recs = layer_cycle_records(ir, lc)
+    recs = layer_cycle_records(prog, lc)
     for r in recs:
         r.update(total_cycles=lc.total_cycles, boot_cycles=lc.boot_cycles, stack_peak_bytes=lc.stack_peak_bytes,
                  sim_hwmult=sim_hwmult)

@@ -16,7 +16,7 @@ ping-pong buffers, and two int32 partial-sum buffers (double buffering, see
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Mapping, NamedTuple, Sequence
 
 import numpy as np
 
@@ -29,13 +29,53 @@ from .design import ExecutionDesign
 STACK_BYTES = 256
 #: buffer alignment in SRAM (LEA operands must be 32-bit aligned)
 ALIGN = 4
-#: FRAM bytes of the progress record
-PROGRESS_BYTES = 8
+#: progress records in FRAM: two records of ``PROGRESS_WORDS`` 16-bit words {g_lo, g_hi, ~g_lo, ~g_hi};
+#: the commit of unit index g rewrites record g % 2 (see models/emit/runtime/aidi_runtime.h)
+PROGRESS_RECORDS = 2
+PROGRESS_WORDS = 4
+#: FRAM bytes of the progress records (the C runtime static-asserts ``sizeof aidi_progress`` against it)
+PROGRESS_BYTES = 2 * PROGRESS_RECORDS * PROGRESS_WORDS
 
 
 def align(n: int) -> int:
     """``n`` rounded up to :data:`ALIGN` bytes."""
     return (int(n) + ALIGN - 1) // ALIGN * ALIGN
+
+
+class RuntimeLayout(NamedTuple):
+    """One layer's tile geometry and SRAM/FRAM buffer sizes as the emitted C runtime lays them out.
+
+    Element counts, not bytes (int16 unless noted).  The C runtime sizes its
+    static buffers from the largest of these over all layers
+    (``AIDI_IN_BUF``, ``AIDI_W_BUF``, ``AIDI_ACC_BUF``, ``AIDI_PSUM_LEN``) and
+    the generated tables static-assert them.
+    """
+
+    tri: int  # input tile rows: (Tr - 1) * stride + kh
+    tci: int  # input tile columns
+    in_buf: int  # input tile: Tin * tri * tci (Tin = Tn, or Tm for channel-tied layers)
+    w_stride: int  # int16 per output channel in the weight tile, rounded up to even (LEA vectors)
+    w_buf: int  # weight tile: Tm * w_stride
+    acc_buf: int  # int32 accumulators of one output block: Tm * Tr * Tc (0 for pools)
+    psum_elems: int  # int32 partial sums per FRAM slot: the layer's outputs when Nt > 1, else 0
+    macs: int  # multiply-accumulates (pools: window taps) of the whole layer
+
+    @property
+    def sram_bytes(self) -> int:
+        return 2 * self.in_buf + 2 * self.w_buf + 4 * self.acc_buf
+
+
+def runtime_layout(geom: LayerGeom, d: ExecutionDesign, n_in_tiles: int) -> RuntimeLayout:
+    """:class:`RuntimeLayout` of ``geom`` under a normalised design ``d`` with ``n_in_tiles`` input-channel tiles."""
+    tri = (d.Tr - 1) * geom.stride + geom.kh
+    tci = (d.Tc - 1) * geom.stride + geom.kw
+    per_m = geom.kh * geom.kw * (1 if geom.op == "dwconv" else d.Tn) if geom.weighted else 0
+    w_stride = per_m + (per_m & 1)
+    window = geom.kh * geom.kw * (1 if geom.channel_tied else geom.in_shape[0])
+    out = int(np.prod(geom.out_shape))
+    return RuntimeLayout(tri, tci, d.Tn * tri * tci, w_stride, d.Tm * w_stride,
+                         d.Tm * d.Tr * d.Tc if geom.weighted else 0,
+                         out if geom.weighted and n_in_tiles > 1 else 0, out * window)
 
 
 def sram_buffers(geom: LayerGeom, d: ExecutionDesign, acc_extent: int) -> dict[str, tuple[int, int]]:
@@ -101,8 +141,12 @@ class FramLayout:
         return FramRange(o, n)
 
 
-def fram_layout(geoms: Sequence[LayerGeom], need_psum: bool) -> FramLayout:
-    """The FRAM regions of a network (see the module docstring)."""
+def fram_layout(geoms: Sequence[LayerGeom], n_in_tiles: Sequence[int]) -> FramLayout:
+    """The FRAM regions of a network whose layers have ``n_in_tiles`` input-channel tiles each.
+
+    The partial-sum buffers hold the largest output of a layer with more than
+    one input-channel tile, as the C runtime's ``AIDI_PSUM_LEN`` does.
+    """
     regions, off = {}, 0
 
     def add(name, nbytes):
@@ -119,7 +163,8 @@ def fram_layout(geoms: Sequence[LayerGeom], need_psum: bool) -> FramLayout:
     act = max(2 * int(np.prod(g.out_shape)) for g in geoms)
     add("act0", act)
     add("act1", act if len(geoms) > 1 else 0)
-    ps = max((4 * int(np.prod(g.out_shape)) for g in geoms if g.weighted), default=0) if need_psum else 0
+    ps = max((4 * int(np.prod(g.out_shape)) for g, nt in zip(geoms, n_in_tiles) if g.weighted and nt > 1),
+             default=0)
     add("psum0", ps)
     add("psum1", ps)
     return FramLayout(regions, off)

@@ -22,7 +22,7 @@ from ..costs import CostTables, cost_tables, uses_software_model
 from ..layers import LayerGeom, Network, geometry, parse_network
 from .design import (BACKENDS, F_INIT_PSUM, F_LOAD_B, F_LOAD_IN, F_LOAD_W, F_WRITE_OUT, F_WRITE_PSUM, LOOP_NESTS,
                      ExecutionDesign, n_stride, normalize_design)
-from .memory import FramLayout, check_sram, fram_layout, sram_buffers, sram_footprint
+from .memory import FramLayout, check_sram, fram_layout, runtime_layout, sram_buffers, sram_footprint
 from .walk import walk
 
 
@@ -162,6 +162,11 @@ class LayerPlan:
 
     def unit_cycles(self, k: int) -> float:
         return float(self.unit_cost[k, :, 0].sum())
+
+    @property
+    def runtime(self):
+        """The C runtime's tile geometry and buffer sizes (:class:`~.memory.RuntimeLayout`)."""
+        return runtime_layout(self.geom, self.design, self.grid[1])
 
     @property
     def cycles(self) -> float:
@@ -335,8 +340,7 @@ def plan_network(model, designs, platform: Platform | str = "msp430fr5994", sram
     for i, (g, d) in enumerate(zip(geoms, designs)):
         fin = "input" if i == 0 else f"act{(i - 1) % 2}"
         plans.append(plan_layer(g, d, p, budget, backend, idempotent, fin, f"act{i % 2}"))
-    need_psum = any(lp.grid[1] > 1 for lp in plans)
-    fram = fram_layout(geoms, need_psum)
+    fram = fram_layout(geoms, [lp.grid[1] for lp in plans])
     if fram.total > p.fram_bytes:
         raise ValueError(f"model needs {fram.total} B of FRAM data, {p.name} has {p.fram_bytes} B")
     units, off = [], 0
