@@ -47,6 +47,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from aidi.models.schedule.design import ExecutionDesign
 from aidi.sim.platform import MSP430FR5994_EXTFRAM, Platform
 
 INAS_V_ON = 2.99
@@ -70,29 +71,19 @@ class InasLayer:
     s: int = 1
 
 
-@dataclass(frozen=True)
-class InasDesign:
-    Tr: int
-    Tc: int
-    Tm: int
-    Tn: int
-    loop_order: str
-    S: int
-
-
-def _n_tiles(layer: InasLayer, d: InasDesign) -> int:
+def _n_tiles(layer: InasLayer, d: ExecutionDesign) -> int:
     return (math.ceil(layer.H / d.Tr) * math.ceil(layer.W / d.Tc) * math.ceil(layer.M / d.Tm)
             * math.ceil(layer.N / d.Tn))
 
 
-def sram_bytes(layer: InasLayer, d: InasDesign) -> int:
+def sram_bytes(layer: InasLayer, d: ExecutionDesign) -> int:
     tri = layer.s * d.Tr + layer.K - layer.s
     tci = layer.s * d.Tc + layer.K - layer.s
     out = d.Tr * d.Tc * d.Tm * (1 if d.loop_order == "reuse_O" else d.S)
     return 2 * (tri * tci * d.Tn + layer.K * layer.K * d.Tm * d.Tn + out)
 
 
-def power_cycle(layer: InasLayer, d: InasDesign, p: Platform = MSP430FR5994_EXTFRAM) -> dict:
+def power_cycle(layer: InasLayer, d: ExecutionDesign, p: Platform = MSP430FR5994_EXTFRAM) -> dict:
     """E_pc (J) and L_pc (s) of one power cycle of S tiles, split into iNAS's terms."""
     tri = layer.s * d.Tr + layer.K - layer.s
     tci = layer.s * d.Tc + layer.K - layer.s
@@ -117,7 +108,7 @@ def power_cycle(layer: InasLayer, d: InasDesign, p: Platform = MSP430FR5994_EXTF
     return {"E_pc_J": sum(e.values()), "L_pc_s": sum(lat.values()), "energy_J": e, "latency_s": lat}
 
 
-def layer_estimate(layer: InasLayer, d: InasDesign, capacitor_F: float, r_ohm: float, v_on: float = INAS_V_ON,
+def layer_estimate(layer: InasLayer, d: ExecutionDesign, capacitor_F: float, r_ohm: float, v_on: float = INAS_V_ON,
                    v_off: float = INAS_V_OFF, v_sup: float = INAS_V_SUP, margin: float = INAS_MARGIN,
                    p: Platform = MSP430FR5994_EXTFRAM) -> dict:
     """iNAS's per-layer estimate: feasibility, power cycles and end-to-end latency."""
@@ -140,7 +131,7 @@ def layer_estimate(layer: InasLayer, d: InasDesign, capacitor_F: float, r_ohm: f
     }
 
 
-def compare(layer: InasLayer, d: InasDesign, capacitor_F: float, r_ohm: float | None = None) -> dict:
+def compare(layer: InasLayer, d: ExecutionDesign, capacitor_F: float, r_ohm: float | None = None) -> dict:
     """iNAS's estimate next to our oracle on the same layer, design and supply."""
     import numpy as np
 
@@ -158,8 +149,7 @@ def compare(layer: InasLayer, d: InasDesign, capacitor_F: float, r_ohm: float | 
                         [layer.N, in_h, in_w])
     geom = geometry(net)[0]
     p = MSP430FR5994_EXTFRAM
-    design = schedule.ExecutionDesign(d.Tr, d.Tc, d.Tm, d.Tn, d.loop_order, d.S)
-    plan = schedule.plan_network([geom], [design], p, sram_budget=4096)
+    plan = schedule.plan_network([geom], [d], p, sram_budget=4096)
     work = Workload.from_graph(plan.task_graph(), p)
     power = PowerConfig(capacitor_F=capacitor_F, v_on=INAS_V_ON, v_off=INAS_V_OFF, v_max=INAS_V_SUP,
                         v_initial=INAS_V_ON)

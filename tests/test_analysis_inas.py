@@ -5,12 +5,13 @@ import math
 import pytest
 
 from aidi.analysis import inas
+from aidi.models.schedule import ExecutionDesign
 from aidi.sim.platform import MSP430FR5994_EXTFRAM as P
 
 
 def test_energy_buffer_and_recharge_by_hand():
     layer = inas.InasLayer(N=1, H=2, W=2, M=1, K=1)
-    d = inas.InasDesign(Tr=1, Tc=1, Tm=1, Tn=1, loop_order="reuse_O", S=1)
+    d = ExecutionDesign(Tr=1, Tc=1, Tm=1, Tn=1, loop_order="reuse_O", S=1)
     est = inas.layer_estimate(layer, d, capacitor_F=1e-3, r_ohm=52.0)
     # E_av = 1/2 * 1 mF * (2.99^2 - 2.8^2) * 0.55
     assert est["E_av_J"] == pytest.approx(0.5e-3 * (2.99**2 - 2.8**2) * 0.55, rel=1e-12)
@@ -29,8 +30,8 @@ def test_energy_buffer_and_recharge_by_hand():
 
 def test_sram_rule_and_loop_order_volumes():
     layer = inas.InasLayer(N=8, H=8, W=8, M=8, K=3)
-    d_o = inas.InasDesign(2, 2, 4, 4, "reuse_O", 4)
-    d_i = inas.InasDesign(2, 2, 4, 4, "reuse_I", 4)
+    d_o = ExecutionDesign(2, 2, 4, 4, "reuse_O", 4)
+    d_i = ExecutionDesign(2, 2, 4, 4, "reuse_I", 4)
     # 2 * (Tri*Tci*Tn + K*K*Tm*Tn + Tr*Tc*Tm*S), no S for reuse_O
     assert inas.sram_bytes(layer, d_o) == 2 * (4 * 4 * 4 + 9 * 16 + 2 * 2 * 4)
     assert inas.sram_bytes(layer, d_i) == 2 * (4 * 4 * 4 + 9 * 16 + 2 * 2 * 4 * 4)
@@ -44,13 +45,13 @@ def test_sram_rule_and_loop_order_volumes():
 
 def test_infeasible_when_cycle_exceeds_buffer():
     layer = inas.InasLayer(N=3, H=28, W=28, M=8, K=5)
-    est = inas.layer_estimate(layer, inas.InasDesign(4, 4, 4, 3, "reuse_I", 2), 1e-3, 52.0)
+    est = inas.layer_estimate(layer, ExecutionDesign(4, 4, 4, 3, "reuse_I", 2), 1e-3, 52.0)
     assert not est["feasible"] and math.isinf(est["latency_s"])
 
 
 def test_compare_runs_our_oracle_on_the_same_design():
     layer = inas.InasLayer(N=2, H=6, W=6, M=4, K=3)
-    d = inas.InasDesign(2, 2, 2, 2, "reuse_I", 1)
+    d = ExecutionDesign(2, 2, 2, 2, "reuse_I", 1)
     r = inas.compare(layer, d, 1e-3)
     assert r["inas"]["feasible"]
     assert r["ours"]["latency_s"] > 0
