@@ -24,7 +24,8 @@ import numpy as np
 from ..sim.platform import Platform
 from .costs import cost_tables, lower_bound, uses_software_model
 from .layers import LayerGeom
-from .schedule.design import LOOP_ORDERS, PRESERVATIONS, ExecutionDesign, normalize_design, tile_limits
+from .schedule.design import (DEFAULT_BACKEND, LOOP_ORDERS, PRESERVATIONS, ExecutionDesign, normalize_design,
+                              tile_limits)
 from .schedule.memory import check_sram, sram_buffers
 from .schedule.plan import NetPlan, backend_choices, geoms_of, get_platform_of, plan_network, sram_budget_of
 from .schedule.walk import COMPLETE, OVER_BOUND, OVER_E_LIMIT, walk
@@ -72,8 +73,9 @@ def _raise_infeasible(geom: LayerGeom, p: Platform, sram_budget, e_cycle_J: floa
                      f"E_cycle {e_cycle_J:.3e} J); closest: {reason}")
 
 
-def search_design(layer, platform: Platform | str, sram_budget: int | None, e_cycle_J: float, *, backend: str = "lea",
-                  preservation: str = "hypertile", harvest_power_W: float | None = None, tile=None,
+def search_design(layer, platform: Platform | str, sram_budget: int | None, e_cycle_J: float, *,
+                  backend: str = DEFAULT_BACKEND, preservation: str = "hypertile",
+                  harvest_power_W: float | None = None, tile=None,
                   loop_order: str | None = None, S: int | None = None) -> ExecutionDesign:
     """The fastest feasible design of one layer (uncached search).
 
@@ -104,8 +106,9 @@ def search_design(layer, platform: Platform | str, sram_budget: int | None, e_cy
     return out.design
 
 
-def auto_design(layer, platform: Platform | str, sram_budget: int | None, e_cycle_J: float, *, backend: str = "lea",
-                preservation: str = "hypertile", harvest_power_W: float | None = None, tile=None,
+def auto_design(layer, platform: Platform | str, sram_budget: int | None, e_cycle_J: float, *,
+                backend: str = DEFAULT_BACKEND, preservation: str = "hypertile",
+                harvest_power_W: float | None = None, tile=None,
                 loop_order: str | None = None, S: int | None = None, return_cost: bool = False):
     """:func:`search_design`, memoised on the layer's geometry (not its index or name) and the budgets.
 
@@ -216,7 +219,7 @@ def _search(geom: LayerGeom, p: Platform, sram_budget, e_cycle_J: float, backend
 
 def resolve_designs(model, tile="auto", loop_order="auto", hyper_tile="auto", preservation: str = "hypertile", *,
                     platform: Platform | str = "msp430fr5994", sram_budget: int | None = None,
-                    e_cycle_J: float | None = None, backend: str = "lea", input_shape=None,
+                    e_cycle_J: float | None = None, backend: str = DEFAULT_BACKEND, input_shape=None,
                     harvest_power_W: float | None = None) -> list[ExecutionDesign]:
     """Designs from a scenario's ``[execution]`` values, filling ``"auto"`` fields with :func:`auto_design`.
 
@@ -270,7 +273,7 @@ def resolve_designs(model, tile="auto", loop_order="auto", hyper_tile="auto", pr
 
 
 def design_network(model, platform: Platform | str = "msp430fr5994", sram_budget: int | None = None, *,
-                   e_cycle_J: float, designs=None, backend: str = "lea", preservation: str = "hypertile",
+                   e_cycle_J: float, designs=None, backend: str = DEFAULT_BACKEND, preservation: str = "hypertile",
                    idempotent: bool = True, input_shape=None, harvest_power_W: float | None = None) -> NetPlan:
     """Plan ``model`` with :func:`auto_design` for every layer whose design is None or ``"auto"``.
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from aidi.sim import harvesters
 from aidi.sim.config import PowerConfig, SimConfig
+from aidi.sim.platform import DEFAULT_BACKEND
 from aidi.sim.platform import PLATFORMS, Platform, get_platform
 
 SHIPPED_DIR = Path(__file__).parent
@@ -80,7 +81,7 @@ class ExecutionSpec:
     loop_order: Any = "auto"
     hyper_tile: Any = "auto"
     preservation: str = "hypertile"
-    backend: str = "lea"
+    backend: str = DEFAULT_BACKEND
 
 
 @dataclass(frozen=True)
@@ -273,7 +274,7 @@ def parse(raw: dict, path: Path) -> Scenario:
     pres = r.get("execution", "preservation", "hypertile", "str")
     if pres not in ("tile", "hypertile", "layer"):
         r.fail("execution.preservation", f"expected tile, hypertile or layer, got {pres!r}")
-    backend = r.get("execution", "backend", "lea", "str")
+    backend = r.get("execution", "backend", DEFAULT_BACKEND, "str")
     if backend not in ("lea", "cpu", "auto"):
         r.fail("execution.backend", f"expected lea, cpu or auto, got {backend!r}")
     lo = ex.get("loop_order", "auto")

@@ -317,3 +317,8 @@ def get_platform(name: str, mclk_hz: float | None = None) -> Platform:
     if mclk_hz is not None and mclk_hz != p.mclk_hz:
         p = p.with_mclk(mclk_hz)
     return p
+
+#: the execution backend every command uses (``aidi run``, ``check``, ``emit-c``, the NAS) unless the
+#: scenario's ``[execution] backend`` says otherwise: the FR5994's Low-Energy Accelerator ("lea"),
+#: with "cpu" (the portable-C kernels) and "auto" (the faster per layer) as alternatives
+DEFAULT_BACKEND = "lea"

@@ -34,13 +34,12 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from ...sim.platform import DEFAULT_BACKEND  # noqa: F401  (re-exported: the one default backend)
 from ..layers import LayerGeom
 
 LOOP_ORDERS = ("reuse_I", "reuse_W", "reuse_O")
 PRESERVATIONS = ("tile", "hypertile", "layer")
 BACKENDS = ("lea", "cpu")
-#: the backend every command uses unless the scenario's ``[execution] backend`` says otherwise
-DEFAULT_BACKEND = "lea"
 #: tile loop nest per order, outermost first, over the tile axes m (output channels),
 #: n (input channels), r (output rows), c (output columns)
 LOOP_NESTS: dict[str, tuple[str, str, str, str]] = {

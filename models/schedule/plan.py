@@ -20,8 +20,8 @@ from ...sim.platform import Platform, get_platform
 from ...sim.taskgraph import UNIT_CATEGORIES, FramRange, TaskGraph, Unit
 from ..costs import CostTables, cost_tables, uses_software_model
 from ..layers import LayerGeom, Network, geometry, parse_network
-from .design import (BACKENDS, F_INIT_PSUM, F_LOAD_B, F_LOAD_IN, F_LOAD_W, F_WRITE_OUT, F_WRITE_PSUM, LOOP_NESTS,
-                     ExecutionDesign, n_stride, normalize_design)
+from .design import (BACKENDS, DEFAULT_BACKEND, F_INIT_PSUM, F_LOAD_B, F_LOAD_IN, F_LOAD_W, F_WRITE_OUT, F_WRITE_PSUM,
+                     LOOP_NESTS, ExecutionDesign, n_stride, normalize_design)
 from .memory import FramLayout, check_sram, fram_layout, runtime_layout, sram_buffers, sram_footprint
 from .walk import walk
 
@@ -81,7 +81,7 @@ class DesignCost:
 
 
 def evaluate_design(layer, design: ExecutionDesign, platform: Platform | str, sram_budget: int | None = None,
-                    backend: str = "lea", idempotent: bool = True) -> DesignCost:
+                    backend: str = DEFAULT_BACKEND, idempotent: bool = True) -> DesignCost:
     """Cost of one layer under one design (no SRAM error: see ``sram_reason``).
 
     ``backend`` ("lea", "cpu" or "auto" = the faster of both) applies unless the
@@ -288,7 +288,8 @@ def geoms_of(model, input_shape=None) -> list[LayerGeom]:
 
 
 def plan_layer(geom: LayerGeom, design: ExecutionDesign, platform: Platform | str, sram_budget: int | None = None,
-               backend: str = "lea", idempotent: bool = True, fram_in: str = "input", fram_out: str = "act0") -> LayerPlan:
+               backend: str = DEFAULT_BACKEND, idempotent: bool = True, fram_in: str = "input",
+               fram_out: str = "act0") -> LayerPlan:
     """Tile one layer; raises ValueError if the design does not fit the SRAM budget.
 
     The backend is the design's, else ``backend`` ("auto": the faster of LEA and CPU that fits).
@@ -312,7 +313,7 @@ def plan_layer(geom: LayerGeom, design: ExecutionDesign, platform: Platform | st
 
 
 def plan_network(model, designs, platform: Platform | str = "msp430fr5994", sram_budget: int | None = None, *,
-                 backend: str = "lea", idempotent: bool = True, input_shape=None) -> NetPlan:
+                 backend: str = DEFAULT_BACKEND, idempotent: bool = True, input_shape=None) -> NetPlan:
     """Tile every executed layer of ``model`` (QModel, Network, LayerGeom list, or layer dicts + input_shape).
 
     ``designs``: one :class:`ExecutionDesign` per executed layer, or a dict
