@@ -126,6 +126,8 @@ class Platform:
     cpu_mul_cycles: float
     cpu_div_cycles: float
     cpu_max_cycles: float
+    cpu_abs_cycles: float  # |x| of one Q15 word (no load or loop)
+    cpu_copy_cycles: float  # one SRAM word copied by a CPU loop (load, store, pointer and loop updates)
     commit_words: int  # words written to commit a progress record
     # optional energy fits (J); None -> cycles * energy_per_cycle
     dma_read_energy: Linear | None = None
@@ -189,6 +191,14 @@ class Platform:
         e = None if self.cpu_max_energy is None else self.cpu_max_energy * n
         return self._cost(self.cpu_max_cycles * n, e)
 
+    def cpu_abs(self, n: int = 1) -> Cost:
+        """``n`` absolute values of Q15 words (energy: cycles x energy per cycle)."""
+        return self._cost(self.cpu_abs_cycles * n, None)
+
+    def cpu_copy(self, n_words: int = 1) -> Cost:
+        """``n_words`` SRAM words copied one by one by the CPU (energy: cycles x energy per cycle)."""
+        return self._cost(self.cpu_copy_cycles * n_words, None)
+
     def commit(self) -> Cost:
         """Write one progress record (index + version) to FRAM."""
         return self.dma_write(self.commit_words)
@@ -215,6 +225,16 @@ _SW_SOURCE = (
     "products; index multiplies stay in the software __mspabi_mpyi, hence the *_bit terms, which the "
     "FR5994's MPY32 would make constant); so these are cycles of the classic-MSP430 simulator, not of the "
     "silicon at 16 MHz")
+
+#: provenance of the LEA kernel's CPU primitives (Platform.cpu_abs_cycles, cpu_copy_cycles)
+_ABS_SOURCE = (
+    "counted: clang-14 -O2 --target=msp430 compiles aidi_kernels_lea.c's |x| to the branchless sign-mask "
+    "form (mov, swpb, sxt, 7 x rra, add, xor): 12 single-cycle register instructions, classic MSP430 "
+    "cycle table; the load and the loop are charged by the primitive it is paired with (MAX or ADD)")
+_COPY_SOURCE = (
+    "inferred: mov x(Rs),x(Rd) 6 cycles (MSP430 format I, indexed to indexed) + ~6 cycles of pointer "
+    "increments and loop test; the gather's address arithmetic (i * tci, a software __mspabi_mpyi in "
+    "the clang simulator build) is not included")
 
 # MSP430FR5994 datasheet SLASE54D: 118 uA/MHz active (FRAM, 0% cache hit), 16 MHz max,
 # supply 1.8-3.6 V; at 3.0 V that is 118e-6 * 16 * 3.0 = 5.664 mW at 16 MHz.
@@ -245,6 +265,8 @@ MSP430FR5994 = Platform(
     cpu_mul_cycles=44.0,
     cpu_div_cycles=160.0,
     cpu_max_cycles=14.0,
+    cpu_abs_cycles=12.0,
+    cpu_copy_cycles=12.0,
     commit_words=2,
     # the emitted portable-C runtime (backend="cpu"), fitted to mspdebug (see _SW_SOURCE)
     cpu_sw=SoftwareCosts(
@@ -264,6 +286,8 @@ MSP430FR5994 = Platform(
         "dma_*": "2 MCLK per DMA word + 1 FRAM wait state, 30-cycle set-up (inferred)",
         "lea_mac_cycles": "iNAS CostModel: msp_mac_q15 1.5*n + 616 cycles",
         "cpu_*": "iNAS CostModel: ADD 12, MUL 44, DIV 160, MAX 14 cycles",
+        "cpu_abs_cycles": _ABS_SOURCE,
+        "cpu_copy_cycles": _COPY_SOURCE,
         "cpu_mac_cycles": "= cpu_sw.mac (" + _SW_SOURCE + ")",
         "cpu_sw": _SW_SOURCE,
         **{f"cpu_sw.{f.name}": _SW_SOURCE for f in fields(SoftwareCosts) if f.name != "acc_init"},
@@ -292,6 +316,8 @@ MSP430FR5994_EXTFRAM = Platform(
     cpu_mul_cycles=44.0,
     cpu_div_cycles=160.0,
     cpu_max_cycles=14.0,
+    cpu_abs_cycles=12.0,
+    cpu_copy_cycles=12.0,
     commit_words=2,
     dma_read_energy=Linear(2.7e-8, 2.0e-7),
     dma_write_energy=Linear(2.6815e-8, 1.9336e-7),
@@ -304,6 +330,8 @@ MSP430FR5994_EXTFRAM = Platform(
         "dma_*": "iNAS CostModel: NVM->VM 64n+424 cyc, 2.7e-8n+2.0e-7 J; VM->NVM 64.0008n+422.23 cyc, 2.6815e-8n+1.9336e-7 J",
         "lea_mac_*": "iNAS CostModel: 1.5n+616 cyc, 5.273e-10n+2.044e-7 J",
         "cpu_*": "iNAS CostModel: ADD 12 cyc 3.936 nJ, MUL 44 cyc 19.25 nJ, DIV 160 cyc 43.7 nJ, MAX 14 cyc 4.23 nJ",
+        "cpu_abs_cycles": _ABS_SOURCE + "; energy cycles x energy per cycle (no iNAS fit)",
+        "cpu_copy_cycles": _COPY_SOURCE + "; energy cycles x energy per cycle (no iNAS fit)",
         "boot": "iNAS CostModel: reboot 70 ms, 77.88 uJ (= 1/2 * 330 uF * (2.99^2 - 2.91^2))",
     },
 )

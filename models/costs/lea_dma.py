@@ -3,13 +3,30 @@
 Per tile, from the :class:`~aidi.sim.platform.Platform` primitives (each
 cites its source in ``sim/platform.py``):
 
-* compute: ``backend="lea"``: one ``msp_mac_q15`` of length ``Tn`` (rounded up
-  to even, a DSPLib requirement) plus one CPU add per output element per
-  ``(kh, kw)`` (depthwise: one MAC of length ``kw`` per output element per
-  ``kh``); ``backend="cpu"``: ``kh*kw*Tn`` software MACs per output element.
-  Accumulator init from the bias: one CPU add per element; the output step:
-  2 adds + 2 max (+1 max with ReLU) per element.  Pools run on the CPU:
-  ``kk`` max, or ``kk`` adds and one division, per output element.
+* compute, ``backend="lea"`` (conv, fc, dwconv): the calls the emitted LEA
+  kernel ``aidi_conv_tile_lea`` (models/emit/runtime/aidi_kernels_lea.c)
+  makes, with ``len = n_cnt*kh*kw`` (``n_cnt`` = ``Tn`` of the tile's n tile,
+  1 for depthwise) and ``len_e = len + len % 2`` (DSPLib wants even lengths;
+  the vectors carry a zero pad):
+
+  - per output element: one ``msp_mac_q15`` of length ``len_e``, the
+    exactness guard (``sum|w| <= limit``, ``-2^30 < acc < 2^30``: 3 MAX) and
+    the accumulate ``acc + mac/2`` (1 ADD);
+  - the im2col gather of the window into the vector, ``len_e`` CPU word
+    copies: once per output position ``(r, c)`` of the tile for conv/fc
+    (shared by the tile's ``Tm`` output channels), once per output element
+    for depthwise;
+  - per tile: the ``max|x|`` scan over the padded input tile, ``x_cnt*Tri*Tci``
+    x (ABS + MAX) (``x_cnt`` = ``Tn``, or ``Tm`` for depthwise), the limit
+    ``2^30 / max|x|`` (1 DIV), and ``sum|w|`` over each output channel's
+    filter slice, ``Tm*len`` x (ABS + ADD).
+
+  This is the LEA path.  Where saturation could occur (a data-dependent test)
+  the kernel computes that element with the CPU dot product instead; that
+  fallback is not costed.  ``backend="cpu"``: ``kh*kw*Tn`` software MACs per
+  output element.  Accumulator init from the bias: one CPU add per element;
+  the output step: 2 adds + 2 max (+1 max with ReLU) per element.  Pools run
+  on the CPU: ``kk`` max, or ``kk`` adds and one division, per output element.
 * data movement: DMA of each contiguous FRAM block of a loaded input tile,
   weight tile, bias and partial-sum tile, and of each written output or
   partial-sum block (int32 = 2 words), plus iNAS's addressing overheads per
@@ -52,21 +69,49 @@ def input_rows_cols(geom: LayerGeom, r0, tr, c0, tc):
     return rows, cols
 
 
+def lea_len(geom: LayerGeom, tn: np.ndarray) -> np.ndarray:
+    """Vector length ``n_cnt*kh*kw`` of the LEA kernel's dot products, by n tile (depthwise: one channel)."""
+    n_cnt = np.ones_like(tn) if geom.op == "dwconv" else tn
+    return n_cnt * geom.kh * geom.kw
+
+
 def compute_per_elem(geom: LayerGeom, p: Platform, backend: str, tn: np.ndarray) -> np.ndarray:
     """``(Nt, 2)`` compute per output element by n tile (see the module docstring)."""
     kh, kw = geom.kh, geom.kw
+    if backend == "lea" and geom.weighted:
+        ln = lea_len(geom, tn)
+        ln_e = ln + ln % 2
+        per = vec_cost(p.lea_mac, ln_e) + pair(p.cpu_max(3)) + pair(p.cpu_add(1))
+        if geom.op == "dwconv":  # the window is gathered per output element
+            per = per + vec_cost(p.cpu_copy, ln_e)
+        return per
     if geom.op in ("conv", "fc"):
-        if backend == "lea":
-            return kh * kw * (vec_cost(p.lea_mac, tn + tn % 2) + pair(p.cpu_add(1)))
         return kh * kw * vec_cost(p.cpu_mac, tn)
     if geom.op == "dwconv":
-        per = kh * (pair(p.lea_mac(kw + kw % 2)) + pair(p.cpu_add(1))) if backend == "lea" else pair(p.cpu_mac(kh * kw))
-        return np.broadcast_to(per, (1, 2)).copy()
+        return np.broadcast_to(pair(p.cpu_mac(kh * kw)), (1, 2)).copy()
     kk = kh * kw
     per = pair(p.cpu_max(kk)) if geom.op == "maxpool" else pair(p.cpu_add(kk)) + pair(p.cpu_div(1))
     if geom.relu:
         per = per + pair(p.cpu_max(1))
     return np.broadcast_to(per, (1, 2)).copy()
+
+
+def lea_tile_compute(geom: LayerGeom, p: Platform, axes) -> tuple[np.ndarray, np.ndarray]:
+    """Per-tile compute of the LEA kernel: ``(Xn, Rt, Ct, 2)`` keyed by the input tile (``max|x|`` scan,
+    limit division, conv's gathers) and ``(Mt, Nt, 2)`` keyed by the weight tile (``sum|w|``)."""
+    m0, tm, n0, tn, r0, tr, c0, tc = axes
+    s = geom.stride
+    x_cnt = tm if geom.channel_tied else tn
+    tri = (tr - 1) * s + geom.kh
+    tci = (tc - 1) * s + geom.kw
+    scan = pair(p.cpu_abs(1)) + pair(p.cpu_max(1))
+    by_in = (x_cnt[:, None, None] * tri[None, :, None] * tci[None, None, :])[..., None] * scan + pair(p.cpu_div(1))
+    ln = lea_len(geom, tn)
+    if geom.op != "dwconv":  # one gather per output position (r, c), shared by the tile's output channels
+        pos = tr[None, :, None] * tc[None, None, :]
+        by_in = by_in + pos[..., None] * vec_cost(p.cpu_copy, ln + ln % 2)[:, None, None, :]
+    by_w = (tm[:, None] * ln[None, :])[..., None] * (pair(p.cpu_abs(1)) + pair(p.cpu_add(1)))
+    return by_in, by_w
 
 
 def tables(geom: LayerGeom, axes, p: Platform, backend: str) -> CostTables:
@@ -105,8 +150,15 @@ def tables(geom: LayerGeom, axes, p: Platform, backend: str) -> CostTables:
         pwr = dma_box(p.dma_write, otm, otr, otc, Ho, Wo, 2) + ovh
     else:
         prd = pwr = np.zeros(out.shape)
+    if backend == "lea" and geom.weighted:
+        by_in, by_w = lea_tile_compute(geom, p, axes)
+    else:
+        by_in, by_w = np.zeros(inp.shape), np.zeros(wgt.shape)
     c = np.ascontiguousarray
-    return CostTables(m0, tm, n0, tn, r0, tr, c0, tc, c(vec), c(inp), c(wgt), c(bias), init, req, c(prd), c(pwr),
-                      c(out), pair(p.commit()), (otm * otr * otc).astype(np.int64),
-                      np.zeros((grid[0], grid[2], 2)), np.zeros((grid[1], 2)), np.zeros((grid[3], 2)), zero2, zero2,
-                      False)
+    return CostTables(
+        m0=m0, tm=tm, n0=n0, tn=tn, r0=r0, tr=tr, c0=c0, tc=tc, compute_per_elem=c(vec), load_input=c(inp),
+        load_weights=c(wgt), load_bias=c(bias), acc_init=init, requant=req, psum_read=c(prd), psum_write=c(pwr),
+        out_write=c(out), commit=pair(p.commit()), out_elems=(otm * otr * otc).astype(np.int64),
+        tile_overhead_mr=np.zeros((grid[0], grid[2], 2)), tile_overhead_n=np.zeros((grid[1], 2)),
+        tile_overhead_c=np.zeros((grid[3], 2)), tile_by_input=c(by_in), tile_by_weights=c(by_w),
+        version_div=zero2, layer_start=zero2, software=False)

@@ -115,9 +115,13 @@ def tables(geom: LayerGeom, axes, p: Platform) -> CostTables:
     tov_n = cc(sw.tile_bit * bitlen(np.arange(grid[1])))
     tov_c = cc(sw.tile_bit * bitlen(np.arange(grid[3])))
     c = np.ascontiguousarray
-    return CostTables(m0, tm, n0, tn, r0, tr, c0, tc, c(vec), c(inp), c(wgt), c(bias), init, req, c(prd), c(pwr),
-                      c(out), cc(sw.unit), elems.astype(np.int64), c(tov_mr), c(tov_n), c(tov_c),
-                      cc(sw.version_div), cc(sw.layer_start), True)
+    return CostTables(
+        m0=m0, tm=tm, n0=n0, tn=tn, r0=r0, tr=tr, c0=c0, tc=tc, compute_per_elem=c(vec), load_input=c(inp),
+        load_weights=c(wgt), load_bias=c(bias), acc_init=init, requant=req, psum_read=c(prd), psum_write=c(pwr),
+        out_write=c(out), commit=cc(sw.unit), out_elems=elems.astype(np.int64), tile_overhead_mr=c(tov_mr),
+        tile_overhead_n=c(tov_n), tile_overhead_c=c(tov_c), tile_by_input=np.zeros(inp.shape),
+        tile_by_weights=np.zeros(wgt.shape), version_div=cc(sw.version_div), layer_start=cc(sw.layer_start),
+        software=True)
 
 
 # --------------------------------------------------------------------------- calibration fit

@@ -20,6 +20,11 @@ class CostTables(NamedTuple):
     Axes: ``Mt, Nt, Rt, Ct`` tiles along output channels, input channels, rows,
     columns; ``Xn`` input-tile channel tiles (``Mt`` for channel-tied layers,
     else ``Nt``).  Costs are ``[cycles, energy_J]``.
+
+    The compute of tile ``(m, n, r, c)`` is ``out_elems[m, r, c] *
+    compute_per_elem[n] + tile_by_input[x, r, c] + tile_by_weights[m, n] +
+    tile_overhead_mr[m, r] + tile_overhead_n[n] + tile_overhead_c[c]`` (``x``
+    = ``m`` for channel-tied layers, else ``n``), plus the accumulator passes.
     """
 
     m0: np.ndarray  # (Mt,) int64 first output channel of each m tile
@@ -44,6 +49,8 @@ class CostTables(NamedTuple):
     tile_overhead_mr: np.ndarray  # (Mt, Rt, 2) per-tile overhead by (m, r) tile (software runtime)
     tile_overhead_n: np.ndarray  # (Nt, 2) per-tile overhead by n tile (software runtime)
     tile_overhead_c: np.ndarray  # (Ct, 2) per-tile overhead by c tile (software runtime)
+    tile_by_input: np.ndarray  # (Xn, Rt, Ct, 2) per-tile compute keyed by its input tile (LEA kernel: scans, gathers)
+    tile_by_weights: np.ndarray  # (Mt, Nt, 2) per-tile compute keyed by its weight tile (LEA kernel: sum|w|)
     version_div: np.ndarray  # (2,) partial-sum version division, per tile that needs it (software runtime)
     layer_start: np.ndarray  # (2,) once per layer (software runtime)
     software: bool  # costs follow the emitted portable-C runtime (fetch cache, accumulator spills)
@@ -77,12 +84,14 @@ def pair(c) -> np.ndarray:
 
 def lower_bound(geom, tab: CostTables) -> np.ndarray:
     """[cycles, energy] no schedule of these tile sizes can beat: all compute, every input/weight/bias
-    tile loaded once, every output written once, one commit (and, for the software runtime, every
-    tile's overhead once)."""
+    tile loaded once, every output written once, one commit, every tile's per-tile compute (and, for
+    the software runtime, every tile's overhead once)."""
     mhw = float(np.prod(geom.out_shape))
     lb = mhw * (tab.compute_per_elem.sum(axis=0) + tab.acc_init + tab.requant) + tab.commit
     lb = lb + tab.load_input.reshape(-1, 2).sum(0) + tab.out_write.reshape(-1, 2).sum(0)
     mt, nt, rt, ct = tab.grid
+    lb = lb + tab.tile_by_input.reshape(-1, 2).sum(0) * (1 if geom.channel_tied else mt) \
+        + tab.tile_by_weights.reshape(-1, 2).sum(0) * rt * ct
     if geom.weighted:
         lb = lb + tab.load_weights.reshape(-1, 2).sum(0) + tab.load_bias.sum(0) * (rt * ct if tab.software else 1)
     if tab.software:

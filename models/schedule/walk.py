@@ -99,6 +99,7 @@ def _walk(tab, prm):
     acc_init, requant, psum_rd, psum_wr, out_wr = tab.acc_init, tab.requant, tab.psum_read, tab.psum_write, tab.out_write
     commit, version_div, layer_start, software = tab.commit, tab.version_div, tab.layer_start, tab.software
     tov_mr, tov_n, tov_c = tab.tile_overhead_mr, tab.tile_overhead_n, tab.tile_overhead_c
+    by_in, by_w = tab.tile_by_input, tab.tile_by_weights
     mt, nt, rt, ct = dims[0], dims[1], dims[2], dims[3]
     n_tiles = mt * nt * rt * ct
     n_units = (n_tiles + S - 1) // S
@@ -162,6 +163,8 @@ def _walk(tab, prm):
         mv1 = 0.0
         cp0 = elems * compute[ni, 0] + tov_mr[mi, ri, 0] + tov_n[ni, 0] + tov_c[ci, 0]
         cp1 = elems * compute[ni, 1] + tov_mr[mi, ri, 1] + tov_n[ni, 1] + tov_c[ci, 1]
+        cp0 += by_in[xi, ri, ci, 0] + by_w[mi, ni, 0]
+        cp1 += by_in[xi, ri, ci, 1] + by_w[mi, ni, 1]
         if t == 0:
             cp0 += layer_start[0]
             cp1 += layer_start[1]
