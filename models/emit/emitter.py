@@ -170,6 +170,7 @@ def emit_project(prog: Program, out_dir: str | Path, *, backend: str | None = No
         psum_len=max(1, max(p["psum_elems"] for p in plans)),
         progress_bytes=PROGRESS_BYTES,
     )
+    fram = {k: n for k, (_, n) in prog.plan.fram.regions.items()}  # the simulator's FRAM layout, asserted in C
     mem = memory_estimate(prog)
     sram_lea = 4 * (sizes["acc_buf"] + 1 + sizes["tm_max"]) + 2 * (sizes["vec_buf"] + sizes["w_buf"] + sizes["in_buf"])
     manifest = {
@@ -198,7 +199,7 @@ def emit_project(prog: Program, out_dir: str | Path, *, backend: str | None = No
         name=prog.name, layers=layers, total_units=total_units, output_len=prog.output_len, sizes=sizes,
         input_shape=prog.qmodel.input_shape, input_len=prog.x_q.size, input_c=_c_ints(prog.x_q),
         act_buffers=act_buffers, expected_c=_c_ints(expected), backend=backend, budgets=prog.budgets,
-        memory=mem, manifest=manifest, lea_ram_bytes=LEA_RAM_BYTES, sram_lea=sram_lea,
+        memory=mem, manifest=manifest, fram=fram, lea_ram_bytes=LEA_RAM_BYTES, sram_lea=sram_lea,
     )
     env = Environment(loader=FileSystemLoader(str(TEMPLATES)), undefined=StrictUndefined,
                       keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)

@@ -7,10 +7,14 @@ int16 output staging ``2*Tm*Tr*Tc``, the accumulator slots actually used
 ``backend="lea"`` the input and weight buffers must also fit the platform's
 LEA RAM.
 
-FRAM data (:func:`fram_layout`): the progress record, the input sample,
+FRAM data (:func:`fram_layout`): the progress records, the input sample,
 per weighted layer its int16 weights and int32 bias, two activation
-ping-pong buffers, and two int32 partial-sum buffers (double buffering, see
-:mod:`.walk`).
+ping-pong buffers (the largest output of a layer but the last), the output,
+and two int32 partial-sum buffers (double buffering, see :mod:`.walk`).  The
+emitted C runtime allocates the same regions (``aidi_progress``,
+``aidi_input``, ``aidi_w<i>``/``aidi_b<i>``, ``aidi_act_a``/``aidi_act_b``,
+``aidi_output``, ``aidi_psum``) and static-asserts each size against this
+layout.
 """
 
 from __future__ import annotations
@@ -160,9 +164,11 @@ def fram_layout(geoms: Sequence[LayerGeom], n_in_tiles: Sequence[int]) -> FramLa
         if g.weighted:
             add(f"w{g.index}", 2 * int(np.prod(g.weight_shape)))
             add(f"b{g.index}", 4 * g.out_shape[0])
-    act = max(2 * int(np.prod(g.out_shape)) for g in geoms)
-    add("act0", act)
-    add("act1", act if len(geoms) > 1 else 0)
+    n = len(geoms)
+    act = max((2 * int(np.prod(g.out_shape)) for g in geoms[:-1]), default=0)
+    add("act0", act)  # ping-pong between the layers; the last one writes "output"
+    add("act1", act if n > 2 else 0)
+    add("output", 2 * int(np.prod(geoms[-1].out_shape)))
     ps = max((4 * int(np.prod(g.out_shape)) for g, nt in zip(geoms, n_in_tiles) if g.weighted and nt > 1),
              default=0)
     add("psum0", ps)

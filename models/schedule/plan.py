@@ -340,7 +340,8 @@ def plan_network(model, designs, platform: Platform | str = "msp430fr5994", sram
     plans = []
     for i, (g, d) in enumerate(zip(geoms, designs)):
         fin = "input" if i == 0 else f"act{(i - 1) % 2}"
-        plans.append(plan_layer(g, d, p, budget, backend, idempotent, fin, f"act{i % 2}"))
+        fout = "output" if i == len(geoms) - 1 else f"act{i % 2}"
+        plans.append(plan_layer(g, d, p, budget, backend, idempotent, fin, fout))
     fram = fram_layout(geoms, [lp.grid[1] for lp in plans])
     if fram.total > p.fram_bytes:
         raise ValueError(f"model needs {fram.total} B of FRAM data, {p.name} has {p.fram_bytes} B")
