@@ -109,9 +109,10 @@ def bench_oracle(quick: bool = False) -> dict:
       full result dict included.
     """
     from aidi.models.design_search import design_network
+    from aidi.models.hardware import unit_energy_budget
 
     platform, power, seg = _inas_setup()
-    e_budget = power.e_cycle_J - platform.boot_energy_J
+    e_budget = unit_energy_budget(power, platform)
     works = []
     for layers in inas_cifar_networks(8 if quick else 32):
         plan = design_network(layers, platform, 4096, e_cycle_J=e_budget, input_shape=[3, 32, 32])

@@ -27,7 +27,7 @@ def unit_table(built) -> pd.DataFrame:
     w = built.work
     p = built.scenario.power
     eta = p.converter_efficiency
-    e_store = 0.5 * p.capacitor_F * (p.v_on**2 - p.v_off**2)
+    e_store = p.e_store_J
     p_src = built.segments.max_power(p.v_off, p.v_on)
     need = (w.boot_J + w.energy_J.sum(axis=1)) / eta
     best = e_store + p_src * (w.boot_s + w.durations_s)
@@ -109,7 +109,7 @@ def analyse(built) -> dict:
     return {
         "scenario": sc.name,
         "e_cycle_J": p.e_cycle_J,
-        "e_store_J": 0.5 * p.capacitor_F * (p.v_on**2 - p.v_off**2),
+        "e_store_J": p.e_store_J,
         "boot_J": built.work.boot_J,
         "sram_budget_bytes": budget,
         "sram_max_bytes": max_sram,

@@ -210,6 +210,7 @@ def run_nas(scenario: str | Path, controller: str = "evolution", budget: int = 4
             quick: bool = False, progress: Callable[[int, int], None] | None = None,
             log: Callable[[str], None] | None = None) -> dict:
     """One search; returns a JSON-ready summary and writes OUT (see the module docstring)."""
+    from aidi.models.hardware import HardwareEvaluator
     from aidi.models.nas import (Evaluator, SupernetAccuracy, extract, finetune, make_controller, pareto_front,
                                  run_search, teacher_of, train_supernet)
     from aidi.models.nas.supernet import calibration_images, module_accuracy
@@ -230,7 +231,7 @@ def run_nas(scenario: str | Path, controller: str = "evolution", budget: int = 4
     sn_s = time.perf_counter() - t0
     log(f"supernet ready ({'cache' if sn.meta.get('cached') else f'trained in {sn_s:.1f} s'})")
     with parallel_map(workers, dask) as map_fn:
-        ev = Evaluator(sc, SupernetAccuracy(sn, data), req, map_fn=map_fn)
+        ev = Evaluator(HardwareEvaluator(sc), SupernetAccuracy(sn, data), req, map_fn=map_fn)
         res = run_search(make_controller(controller, space, seed, budget), ev, budget, BATCH, progress)
     front = pareto_front(res.history)
     log(f"search: {res.evaluations} evaluations in {res.wall_s:.1f} s, {len(res.feasible())} feasible, "
@@ -322,10 +323,11 @@ def pareto_figure(history: list[dict], front: list[dict], requirement_s: float |
 # --------------------------------------------------------------------------- comparison
 def default_requirements(sc, space, requirement_s: float | None = None) -> list[float]:
     """Three requirements between the smallest and the largest member's intermittent latency (geometric)."""
-    from aidi.models.nas import hardware_objectives
+    from aidi.models.hardware import HardwareEvaluator
 
-    lo = hardware_objectives(sc, space.smallest())["latency_s"]
-    hi = hardware_objectives(sc, space.largest("conv"))["latency_s"]
+    hw = HardwareEvaluator(sc)
+    lo = hw(space.smallest())["latency_s"]
+    hi = hw(space.largest("conv"))["latency_s"]
     cap = requirement_s if requirement_s is not None else sc.sim.deadline_s
     if hi is None or (cap is not None and cap < hi):
         hi = cap
@@ -353,9 +355,9 @@ def run_compare(scenario: str | Path, controller: str = "evolution", budget: int
                 progress: Callable[[str, int, int], None] | None = None,
                 log: Callable[[str], None] | None = None) -> dict:
     """Ours vs iNAS-style vs HW-NAS-style at three requirements, same seed and budget."""
+    from aidi.models.hardware import HardwareEvaluator
     from aidi.models.nas import (Arch, Evaluator, ScratchAccuracy, SupernetAccuracy, extract, finetune,
-                                 hardware_objectives, make_controller, run_search, teacher_of, train_from_scratch,
-                                 train_supernet)
+                                 make_controller, run_search, teacher_of, train_from_scratch, train_supernet)
     from aidi.models.nas.supernet import calibration_images
 
     from . import pipeline
@@ -374,6 +376,7 @@ def run_compare(scenario: str | Path, controller: str = "evolution", budget: int
     reqs = requirements or default_requirements(sc, space, requirement_s)
     scratch_epochs = 1 if quick else SCRATCH_EPOCHS
     final_epochs = cfg.full_epochs
+    hw_int = HardwareEvaluator(sc)
     rows = []
     with parallel_map(workers, dask) as map_fn:
         for ri, req in enumerate(reqs):
@@ -383,13 +386,14 @@ def run_compare(scenario: str | Path, controller: str = "evolution", budget: int
                     progress(tag, 0, budget)
                 cb = (lambda d, t, tag=tag: progress(tag, d, t)) if progress else None
                 if method == "ours":
-                    ev = Evaluator(sc, SupernetAccuracy(sn, data), req, map_fn=map_fn)
+                    ev = Evaluator(hw_int, SupernetAccuracy(sn, data), req, map_fn=map_fn)
                     ctl = make_controller(controller, space, seed, budget)
                 elif method == "inas":
-                    ev = Evaluator(sc, ScratchAccuracy(data, scratch_epochs, seed), req, map_fn=map_fn)
+                    ev = Evaluator(hw_int, ScratchAccuracy(data, scratch_epochs, seed), req, map_fn=map_fn)
                     ctl = make_controller("rl", space, seed, budget)
                 else:
-                    ev = Evaluator(sc, SupernetAccuracy(sn, data), req, mode="continuous", map_fn=map_fn)
+                    ev = Evaluator(HardwareEvaluator(sc, "continuous"), SupernetAccuracy(sn, data), req,
+                                   map_fn=map_fn)
                     ctl = make_controller(controller, space, seed, budget)
                 res = run_search(ctl, ev, budget, BATCH, cb)
                 best = res.best_feasible()
@@ -412,7 +416,7 @@ def run_compare(scenario: str | Path, controller: str = "evolution", budget: int
                 row["final_train_s"] = time.perf_counter() - t1
                 obj = best
                 if method == "hwnas":  # deploy under the harvester with the best design found afterwards
-                    obj = hardware_objectives(sc, arch, "intermittent")
+                    obj = hw_int(arch)
                     obj["feasible"] = bool(obj["hw_feasible"] and obj["latency_s"] <= req)
                 row.update(_deploy_and_confirm(tag, sc, arch, obj, module, data, seed, req, out_dir))
                 row["search_accuracy"] = best["accuracy"]

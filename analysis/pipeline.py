@@ -1,7 +1,8 @@
 """Scenario -> model -> Q15 -> execution design -> task graph -> simulation.
 
-The one place where the packages meet: scenarios (what the user wrote), models
-(the network, its Q15 form and its tiling) and sim (the device).
+Loads the scenario's model (trained once, cached) and hands it to the library's
+composition root, :func:`aidi.models.hardware.compose` (designs, plan, Workload),
+turning its ValueErrors into one-line user errors; then runs the simulator.
 """
 
 from __future__ import annotations
@@ -80,37 +81,22 @@ class Built:
         return FunctionalRun(self.plan, self.qmodel, self.x_q)
 
 
-def unit_energy_budget(sc: loader.Scenario, platform: Platform) -> float:
-    """Energy (J, at the MCU) a unit may use: one power cycle after the converter, minus the boot."""
-    return sc.power.e_cycle_J - platform.boot_energy_J
+def build(sc: loader.Scenario, plans=None) -> Built:
+    """Model, Q15, execution designs and the task graph for a scenario (:func:`aidi.models.hardware.compose`).
 
+    ``plans``: a :class:`aidi.models.hardware.PlanCache` shared by runs whose
+    designs agree (a sweep), or None.
+    """
+    from aidi.models import hardware
 
-def build(sc: loader.Scenario) -> Built:
-    """Model, Q15, execution designs and the task graph for a scenario."""
-    from aidi.models import design_search, schedule
-
-    platform = sc.device.make_platform()
     trained, qm, q_acc = load_model(sc)
-    e_budget = unit_energy_budget(sc, platform)
-    if e_budget <= 0:
-        raise UserError(f"{sc.path.name}: power: one power cycle ({sc.power.e_cycle_J * 1e6:.3f} uJ) does not even "
-                        f"cover the boot ({platform.boot_energy_J * 1e6:.3f} uJ): raise capacitor_F or v_on")
-    ex = sc.execution
     segments = sc.harvester.segments()
-    # "auto" designs minimise compute time plus recharge time at the source's typical power
-    p_harvest = segments.typical_power(sc.power.v_off, sc.power.v_on) * sc.power.converter_efficiency
     try:
-        designs = design_search.resolve_designs(qm, ex.tile, ex.loop_order, ex.hyper_tile, ex.preservation,
-                                         platform=platform, sram_budget=sc.device.sram_budget_bytes,
-                                         e_cycle_J=e_budget, backend=ex.backend,
-                                         harvest_power_W=p_harvest if p_harvest > 0 else None)
-        plan = schedule.plan_network(qm, designs, platform, sc.device.sram_budget_bytes, backend=ex.backend)
+        hw = hardware.compose(sc, qm, segments=segments, cache=plans)
     except ValueError as exc:
         raise UserError(f"{sc.path.name}: {str(exc).splitlines()[0]}") from None
-    graph = plan.task_graph()
-    work = Workload.from_graph(graph, platform)
     x_q = qm.quantize_input(trained.dataset.x_test[:1])[0]
-    return Built(sc, platform, trained, qm, plan, graph, work, segments, x_q, q_acc)
+    return Built(sc, hw.platform, trained, qm, hw.plan, hw.graph, hw.work, hw.segments, x_q, q_acc)
 
 
 def simulate(built: Built, engine: str = "des", functional: bool = False, log: bool = False):

@@ -59,16 +59,44 @@ def points(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
     return [dict(zip(keys, combo)) for combo in itertools.product(*(grid[k] for k in keys))]
 
 
-def evaluate_point(scenario_path: str, overrides: dict[str, Any], engine: str = "oracle") -> dict:
-    """Build and simulate one variant; returns a flat row (errors become a row too)."""
+#: plans and workloads shared by the points a process evaluates (one per structure: model, device, execution,
+#: designs); a point that changes only power, harvester or run values and keeps its designs reuses one
+_PLANS = None
+
+
+def plan_cache():
+    """This process's :class:`aidi.models.hardware.PlanCache` (created on first use)."""
+    global _PLANS
+    if _PLANS is None:
+        from aidi.models.hardware import PlanCache
+
+        _PLANS = PlanCache()
+    return _PLANS
+
+
+def point_errors() -> tuple[type[BaseException], ...]:
+    """What makes a point a row with an error instead of a crash: a user's value or an infeasible point."""
+    from .errors import user_errors
+
+    return (ValueError, *user_errors())
+
+
+def evaluate_point(scenario_path: str, overrides: dict[str, Any], engine: str = "oracle", plans=None) -> dict:
+    """Build and simulate one variant; returns a flat row.
+
+    A point that cannot run (a bad value, nothing fits, no progress) is a row with
+    ``error``; any other exception is a bug and propagates.  ``plans``: the
+    :class:`~aidi.models.hardware.PlanCache` to plan through (default: this
+    process's, so points with the same structure and designs plan once).
+    """
     from . import pipeline
 
     row: dict[str, Any] = dict(overrides)
     try:
         sc = pipeline.load_scenario(scenario_path).with_values(**overrides)
-        built = pipeline.build(sc)
+        built = pipeline.build(sc, plans=plan_cache() if plans is None else plans)
         res, _ = pipeline.simulate(built, engine=engine, functional=False, log=False)
-    except Exception as exc:  # a point that cannot run is a result, not a crash
+    except point_errors() as exc:  # a point that cannot run is a result, not a crash
         row.update({"completed": False, "error": str(exc).splitlines()[0]})
         return row
     e = res["energy_J"]

@@ -24,9 +24,16 @@ class PowerConfig:
     converter_efficiency: float = 1.0
 
     @property
+    def e_store_J(self) -> float:
+        """Energy the capacitor gives between V_on and V_off (before the converter), J: :func:`physics.e_cycle`."""
+        from .physics import e_cycle  # lazy: reading a scenario does not load numba
+
+        return e_cycle(self.capacitor_F, self.v_on, self.v_off)
+
+    @property
     def e_cycle_J(self) -> float:
-        """Energy one power cycle can give the MCU (after the converter), J."""
-        return 0.5 * self.capacitor_F * (self.v_on**2 - self.v_off**2) * self.converter_efficiency
+        """Energy one power cycle can give the MCU (after the converter), J: ``e_store_J * converter_efficiency``."""
+        return self.e_store_J * self.converter_efficiency
 
 
 @dataclass(frozen=True)

@@ -58,6 +58,69 @@ def test_sweep_cli_bad_value_is_one_line():
     assert "power.capacitor_F" in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
+def _counting_plans(monkeypatch):
+    """Count plans made through the composition root; start the sweep's per-process cache afresh."""
+    from aidi.models import hardware
+
+    calls = []
+    real = hardware.plan_network
+
+    def counting(*a, **k):
+        calls.append(1)
+        return real(*a, **k)
+
+    monkeypatch.setattr(hardware, "plan_network", counting)
+    monkeypatch.setattr(sweep, "_PLANS", None)
+    return calls
+
+
+def test_sweep_plans_once_per_structure_and_equals_per_point_rebuild(monkeypatch):
+    from aidi.models import hardware
+
+    calls = _counting_plans(monkeypatch)
+    path = str(loader.load("lab-1mF").path)
+    # power, harvester and run values that leave the designs alone, crossed with a structural change
+    grid = {"power.v_initial": [0.0, 2.9], "sim.inferences": [1, 2], "device.sram_budget_bytes": [3072, 4096]}
+    df = sweep.run_sweep(path, grid, workers=1)
+    assert len(df) == 8 and df["completed"].all() and (df["error"] == "").all()
+    assert len(calls) == 2  # one plan per SRAM budget
+    calls.clear()
+    rebuilt = pd.DataFrame([sweep.evaluate_point(path, p, plans=hardware.PlanCache()) for p in sweep.points(grid)])
+    assert len(calls) == 8
+    pd.testing.assert_frame_equal(df, rebuilt)
+    # a capacitor changes the per-cycle budget, so "auto" designs may change: one plan per distinct design set
+    calls = _counting_plans(monkeypatch)
+    caps = {"power.capacitor_F": [1e-3, 1.2e-3, 2e-3, 4e-3]}
+    df = sweep.run_sweep(path, caps, workers=1)
+    sc = loader.load(path)
+    qm = pipeline.load_model(sc)[1]
+    distinct = {tuple(hardware.resolve(sc.with_values(**p), qm)) for p in sweep.points(caps)}
+    assert len(calls) == len(distinct)
+    rebuilt = pd.DataFrame([sweep.evaluate_point(path, p, plans=hardware.PlanCache()) for p in sweep.points(caps)])
+    pd.testing.assert_frame_equal(df, rebuilt)
+
+
+def test_sweep_point_bug_propagates_infeasible_point_is_a_row(monkeypatch):
+    from aidi.models import hardware
+    from aidi.sim import oracle
+
+    path = str(loader.load("rf-intermittent").path)
+    row = sweep.evaluate_point(path, {"power.capacitor_F": 2.2e-6})  # no unit fits one cycle
+    assert row["completed"] is False and "E_cycle" in row["error"]
+
+    def bug(*a, **k):
+        raise ZeroDivisionError("a bug, not a data point")
+
+    monkeypatch.setattr(oracle, "simulate", bug)
+    with pytest.raises(ZeroDivisionError):
+        sweep.evaluate_point(path, {"power.capacitor_F": 1e-5})
+    with pytest.raises(ZeroDivisionError):
+        sweep.run_sweep(path, {"power.capacitor_F": [1e-5]}, workers=1)
+    monkeypatch.setattr(hardware, "plan_network", lambda *a, **k: None.plan)  # a TypeError-like AttributeError
+    with pytest.raises(AttributeError):
+        sweep.evaluate_point(path, {"power.capacitor_F": 1e-5}, plans=hardware.PlanCache())
+
+
 def _built(tmp_path, cap, extra=""):
     text = f"""
 [power]

@@ -6,21 +6,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aidi.analysis import pipeline
-from aidi.models.nas import (CONTROLLERS, Evaluator, ProxyAccuracy, hardware_objectives, make_controller,
-                             pareto_front, reward, run_search)
-from aidi.models.nas.evaluate import unit_energy_budget
+from aidi.models.hardware import HardwareEvaluator
+from aidi.models.nas import (CONTROLLERS, Evaluator, ProxyAccuracy, make_controller, pareto_front, reward,
+                             run_search)
 from aidi.models.nas.space import Stage, digits_space
 
 SC = pipeline.load_scenario("lab-1mF")
 SP = digits_space()
-
-
-def test_energy_budget_is_the_pipelines():
-    assert unit_energy_budget(SC) == pipeline.unit_energy_budget(SC, SC.device.make_platform())
+HW = HardwareEvaluator(SC)
 
 
 def test_cache_returns_identical_objectives():
-    ev = Evaluator(SC, ProxyAccuracy(), requirement_s=1.0)
+    ev = Evaluator(HW, ProxyAccuracy(), requirement_s=1.0)
     a = SP.sample(np.random.default_rng(0))
     first = ev.evaluate(a)
     again = ev.evaluate(a)
@@ -33,13 +30,15 @@ def test_cache_returns_identical_objectives():
     out = ev.evaluate_many([b, a, b])
     assert out[0] == out[2] and out[1] == first and len(ev.cache) == 2
     # another requirement or scenario is another key
-    other = Evaluator(SC.with_values(**{"power.capacitor_F": 2e-3}), ProxyAccuracy(), 1.0, cache=ev.cache)
+    other = Evaluator(HardwareEvaluator(SC.with_values(**{"power.capacitor_F": 2e-3})), ProxyAccuracy(), 1.0,
+                      cache=ev.cache)
     assert other.key(a) != ev.key(a)
+    assert Evaluator(HardwareEvaluator(SC, "continuous"), ProxyAccuracy(), 1.0).key(a) != ev.key(a)
 
 
 def test_objectives_and_constraints():
     a = SP.make([Stage("conv", 3, 8, 1), Stage("conv", 3, 16, 1)])
-    o = Evaluator(SC, ProxyAccuracy(), requirement_s=100.0).evaluate(a)
+    o = Evaluator(HW, ProxyAccuracy(), requirement_s=100.0).evaluate(a)
     for k in ("accuracy", "latency_s", "continuous_latency_s", "sram_bytes", "feasible", "reasons"):
         assert k in o
     assert o["feasible"] and o["reasons"] == []
@@ -48,14 +47,14 @@ def test_objectives_and_constraints():
     assert o["latency_s"] > o["continuous_latency_s"] > 0  # recharging comes on top of computing
     assert len(o["designs"]) == 4  # conv, maxpool, conv, fc (BN folded)
     # the same candidate against a requirement it misses
-    tight = Evaluator(SC, ProxyAccuracy(), requirement_s=o["latency_s"] / 2).evaluate(a)
+    tight = Evaluator(HW, ProxyAccuracy(), requirement_s=o["latency_s"] / 2).evaluate(a)
     assert not tight["feasible"] and "exceeds the requirement" in tight["reasons"][0]
     assert tight["hw_feasible"]
     # an SRAM budget nothing fits
-    small = hardware_objectives(SC.with_values(**{"device.sram_budget_bytes": 300}), a)
+    small = HardwareEvaluator(SC.with_values(**{"device.sram_budget_bytes": 300}))(a)
     assert not small["hw_feasible"] and "no execution design fits" in small["reasons"][0]
     # continuous mode (HW-NAS view): compute-only latency
-    cont = hardware_objectives(SC, a, mode="continuous")
+    cont = HardwareEvaluator(SC, "continuous")(a)
     assert cont["latency_s"] == cont["continuous_latency_s"] and cont["intermittent_latency_s"] is None
 
 
@@ -73,7 +72,7 @@ def test_reward_never_grows_with_latency(acc, lat, dl, req):
 @pytest.mark.parametrize("name", CONTROLLERS)
 def test_each_controller_searches_reproducibly(name):
     def go():
-        ev = Evaluator(SC, ProxyAccuracy(), requirement_s=1.0)
+        ev = Evaluator(HW, ProxyAccuracy(), requirement_s=1.0)
         return run_search(make_controller(name, SP, 3, 12), ev, 12, batch=4)
 
     r = go()
@@ -91,7 +90,7 @@ def test_each_controller_searches_reproducibly(name):
 @pytest.mark.slow
 def test_evolution_and_rl_improve_on_their_start():
     for name in ("evolution", "rl"):
-        ev = Evaluator(SC, ProxyAccuracy(), requirement_s=2.0)
+        ev = Evaluator(HW, ProxyAccuracy(), requirement_s=2.0)
         r = run_search(make_controller(name, SP, 0, 48), ev, 48, batch=4)
         rw = [o["reward"] for o in r.history]
         assert np.mean(rw[-16:]) > np.mean(rw[:16]), name

@@ -1,152 +1,41 @@
-"""Objectives of a candidate under a scenario: accuracy, intermittent latency, SRAM, feasibility.
+"""Objectives of a candidate: accuracy, the hardware's objectives, the latency requirement, feasibility.
 
-:func:`hardware_objectives` (no weights needed) tiles the candidate with
-:func:`aidi.models.design_search.auto_design` per layer for the scenario's per-cycle
-energy budget (:func:`aidi.analysis.pipeline.unit_energy_budget`: one power
-cycle after the converter, minus the boot) and SRAM budget, builds the task
-graph and runs the fast oracle under the scenario's harvester.  Per-layer
-designs are memoised by layer geometry, so candidates that share layers share
-the search.
-
-:class:`Evaluator` adds the accuracy (a pluggable source: supernet readout,
-training from scratch, or any ``arch -> float``) and the latency requirement
-(the scenario's ``[sim] deadline_s`` or a given value), and caches objectives
-by ``(arch.id, scenario.digest(), accuracy source, requirement, mode)``; a
+:class:`Evaluator` is handed a hardware evaluator (``hardware(arch) -> dict``
+with a ``key``; :class:`aidi.models.hardware.HardwareEvaluator` binds a
+scenario) and an accuracy source (supernet readout, training from scratch, or
+any ``arch -> float``), as Once-for-All's search is handed an efficiency and an
+accuracy predictor: it knows nothing of how either is computed.  It adds the
+latency requirement (given, or the hardware evaluator's ``deadline_s``) and
+caches objectives by ``(arch.id, hardware key, accuracy key, requirement)``; a
 cached call returns an identical dict.
 
-Objectives dict (``evaluate(arch)``)::
+Objectives dict (``evaluate(arch)``): the hardware evaluator's (latency_s,
+sram_bytes, hw_feasible, reasons, ...; see
+:class:`aidi.models.hardware.HardwareEvaluator`) plus::
 
-    arch_id, arch (its dict), layers, accuracy (fraction), latency_s (intermittent; in "continuous"
-    mode the continuous one), intermittent_latency_s, continuous_latency_s, sram_bytes, sram_budget_bytes,
-    max_unit_energy_J, e_budget_J, power_cycles, energy_J, designs (one dict per executed layer),
-    requirement_s, mode, hw_feasible, feasible, reasons (list of one-line strings)
+    arch_id, arch (its dict), describe, accuracy (fraction), requirement_s, feasible
 
-Constraints: SRAM footprint <= budget; every unit within one cycle's energy;
-the oracle run completes; latency <= requirement.  ``mode="continuous"`` is the
-HW-NAS view: designs for an unbounded energy budget and latency = the sum of
-unit durations (compute only, no recharging, no boots).
+Constraints: the hardware's (``hw_feasible``) and latency <= requirement.
 """
 
 from __future__ import annotations
 
 import copy
-import functools
 import time
-from dataclasses import replace
 from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
-from ..layers import LayerGeom, geometry, parse_network
 from .space import Arch
 
-MODES = ("intermittent", "continuous")
-#: per-cycle energy budget standing for "unbounded" under continuous power (J)
-CONTINUOUS_E_CYCLE_J = 1e3
 
+class HardwareSource(Protocol):
+    """``arch -> hardware objectives`` (with ``latency_s``, ``hw_feasible``, ``reasons``) and a ``key``."""
 
-def unit_energy_budget(sc) -> float:
-    """The scenario's per-unit energy budget (J): :func:`aidi.analysis.pipeline.unit_energy_budget`.
+    key: str
+    deadline_s: float | None
 
-    Computed here the same way (one power cycle after the converter, minus the
-    boot) so that models/ does not import analysis/; a test checks both agree.
-    """
-    return sc.power.e_cycle_J - sc.device.make_platform().boot_energy_J
-
-
-@functools.lru_cache(maxsize=4096)
-def _layer_design(geom: LayerGeom, device, budget: int, e_cycle_J: float, backend: str, preservation: str):
-    from ..design_search import auto_design
-
-    try:
-        return auto_design(geom, device.make_platform(), budget, e_cycle_J, backend=backend,
-                                  preservation=preservation), None
-    except ValueError as exc:
-        return None, str(exc).splitlines()[0]
-
-
-def _canonical(g: LayerGeom) -> LayerGeom:
-    return replace(g, index=0, bn=-1, spec_indices=())
-
-
-def hardware_objectives(scenario, arch: Arch | Sequence[dict], mode: str = "intermittent",
-                        input_shape=None) -> dict:
-    """Tile and simulate ``arch`` (an :class:`Arch` or layer dicts + ``input_shape``) under ``scenario``.
-
-    Never raises for an infeasible candidate: ``hw_feasible`` is False and ``reasons`` says why.
-    """
-    from ..schedule import plan_network
-    from ...sim import oracle
-    from ...sim.workload import NonProgressError, Workload
-
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
-    t0 = time.perf_counter()
-    if isinstance(arch, Arch):
-        layers, shape = arch.to_layers(), arch.input_shape
-    else:
-        layers, shape = list(arch), input_shape
-    sc = scenario
-    platform = sc.device.make_platform()
-    budget = sc.device.sram_budget_bytes
-    e_budget = unit_energy_budget(sc)
-    e_design = e_budget if mode == "intermittent" else CONTINUOUS_E_CYCLE_J
-    ex = sc.execution
-    out: dict[str, Any] = {"latency_s": None, "intermittent_latency_s": None, "continuous_latency_s": None,
-                           "sram_bytes": None, "sram_budget_bytes": budget, "max_unit_energy_J": None,
-                           "e_budget_J": e_budget, "power_cycles": None, "energy_J": None, "designs": [],
-                           "mode": mode, "hw_feasible": False, "reasons": []}
-    geoms = geometry(parse_network(layers, shape))
-    designs = []
-    for g in geoms:
-        d, why = _layer_design(_canonical(g), sc.device, budget, e_design, ex.backend, ex.preservation)
-        if d is None:
-            out["reasons"].append(why.replace("layer 0 (", f"layer {g.index} (", 1))
-            designs.append(None)
-        else:
-            designs.append(d)
-    if out["reasons"]:
-        out["hw_seconds"] = time.perf_counter() - t0
-        return out
-    out["designs"] = [d.to_dict() for d in designs]
-    try:
-        plan = plan_network(geoms, designs, platform, budget, backend=ex.backend)
-    except ValueError as exc:
-        out["reasons"].append(str(exc).splitlines()[0])
-        out["hw_seconds"] = time.perf_counter() - t0
-        return out
-    graph = plan.task_graph()
-    work = Workload.from_graph(graph, platform)
-    unit_e = work.energy_J.sum(axis=1)
-    out["sram_bytes"] = int(graph.max_sram_bytes())
-    out["max_unit_energy_J"] = float(unit_e.max())
-    out["continuous_latency_s"] = float(work.durations_s.sum())
-    out["units"] = len(work)
-    if out["sram_bytes"] > budget:
-        out["reasons"].append(f"SRAM {out['sram_bytes']} B exceeds the budget {budget} B")
-    if mode == "continuous":
-        out["latency_s"] = out["continuous_latency_s"]
-        out["energy_J"] = float(unit_e.sum())
-    else:
-        if out["max_unit_energy_J"] > e_budget * (1 + 1e-12):
-            out["reasons"].append(f"a unit needs {out['max_unit_energy_J'] * 1e6:.3f} uJ, one power cycle gives "
-                                  f"{e_budget * 1e6:.3f} uJ")
-        try:
-            res = oracle.simulate(work, sc.power, sc.harvester.segments(), sc.sim)
-        except NonProgressError as exc:
-            out["reasons"].append(str(exc).splitlines()[0])
-        except Exception as exc:  # a simulator failure is an infeasible candidate, not a crashed search
-            out["reasons"].append(f"simulator error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
-        else:
-            out["power_cycles"] = int(res["power_cycles"])
-            out["energy_J"] = float(res["energy_J"]["consumed"])
-            if res["completed"]:
-                out["latency_s"] = out["intermittent_latency_s"] = float(res["latency_s"])
-            else:
-                out["reasons"].append(f"the inference does not complete ({res['reason'] or 'unknown'})")
-    out["hw_feasible"] = not out["reasons"]
-    out["hw_seconds"] = time.perf_counter() - t0
-    return out
+    def __call__(self, arch: Arch) -> dict[str, Any]: ...
 
 
 # --------------------------------------------------------------------------- accuracy sources
@@ -202,7 +91,7 @@ class ProxyAccuracy:
 
 # --------------------------------------------------------------------------- evaluator and cache
 class ObjectiveCache:
-    """In-memory objectives keyed by ``(arch.id, scenario digest, accuracy key, requirement, mode)``."""
+    """In-memory objectives keyed by ``(arch.id, hardware key, accuracy key, requirement)``."""
 
     def __init__(self):
         self._d: dict[tuple, dict] = {}
@@ -229,33 +118,29 @@ def serial_map(fn: Callable, args: list[tuple]) -> list:
 
 
 class Evaluator:
-    """``evaluate(arch) -> objectives`` under one scenario, requirement and accuracy source.
+    """``evaluate(arch) -> objectives`` with one hardware evaluator, requirement and accuracy source.
 
-    ``map_fn(fn, list_of_arg_tuples) -> list`` runs :func:`hardware_objectives`
-    (serially by default; analysis.nas_run passes process-pool or Dask maps).
-    Accuracy is computed in the calling process (the supernet lives there).
+    ``map_fn(fn, list_of_arg_tuples) -> list`` runs the hardware evaluator
+    (serially by default; analysis.nas_run passes process-pool or Dask maps, so
+    it must pickle).  Accuracy is computed in the calling process (the supernet
+    lives there).
     """
 
-    def __init__(self, scenario, accuracy: AccuracySource, requirement_s: float | None = None,
-                 mode: str = "intermittent", cache: ObjectiveCache | None = None,
-                 map_fn: Callable[[Callable, list], list] | None = None):
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
-        req = requirement_s if requirement_s is not None else scenario.sim.deadline_s
+    def __init__(self, hardware: HardwareSource, accuracy: AccuracySource, requirement_s: float | None = None,
+                 cache: ObjectiveCache | None = None, map_fn: Callable[[Callable, list], list] | None = None):
+        req = requirement_s if requirement_s is not None else getattr(hardware, "deadline_s", None)
         if req is not None and not (np.isfinite(req) and req > 0):
             raise ValueError(f"latency requirement must be a positive number of seconds, got {req!r}")
-        self.scenario = scenario
-        self.digest = scenario.digest()
+        self.hardware = hardware
         self.accuracy = accuracy
         self.requirement_s = req
-        self.mode = mode
         self.cache = cache if cache is not None else ObjectiveCache()
         self.map_fn = map_fn or serial_map
         self.evaluations = 0
         self.accuracy_seconds = 0.0
 
     def key(self, arch: Arch) -> tuple:
-        return (arch.id, self.digest, self.accuracy.key, self.requirement_s, self.mode)
+        return (arch.id, self.hardware.key, self.accuracy.key, self.requirement_s)
 
     def _finish(self, arch: Arch, hw: dict, acc: float) -> dict:
         obj = {"arch_id": arch.id, "arch": arch.to_dict(), "describe": arch.describe(), "accuracy": float(acc),
@@ -284,7 +169,7 @@ class Evaluator:
             else:
                 todo.append(a)
         if todo:
-            hws = self.map_fn(hardware_objectives, [(self.scenario, a, self.mode) for a in todo])
+            hws = self.map_fn(self.hardware, [(a,) for a in todo])
             for a, hw in zip(todo, hws):
                 t0 = time.perf_counter()
                 acc = self.accuracy(a)
