@@ -113,7 +113,7 @@ def auto_design(layer, platform: Platform | str, sram_budget: int | None, e_cycl
     """:func:`search_design`, memoised on the layer's geometry (not its index or name) and the budgets.
 
     ``e_cycle_J`` is the energy (J) one power cycle can give a unit: the
-    scenario's :func:`aidi.analysis.pipeline.unit_energy_budget`.
+    scenario's :func:`aidi.models.hardware.unit_energy_budget`.
     """
     from .schedule.plan import evaluate_design
 
