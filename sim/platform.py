@@ -54,7 +54,7 @@ class Linear:
 
 @dataclass(frozen=True)
 class SoftwareCosts:
-    """MCLK cycles of the emitted portable-C runtime (``backend="cpu"``), operation by operation.
+    """MCLK cycles of the emitted C runtime and its portable kernels, operation by operation.
 
     Each field is the cost of one occurrence of what its comment names, as the
     runtime (models/emit/runtime/aidi_runtime.c, aidi_kernels_cpu.c) executes
@@ -62,6 +62,10 @@ class SoftwareCosts:
     the tile loops, and computes with ``aidi_sat_add32(acc, aidi_mul16(x, w))``.
     :mod:`aidi.models.costs.software` counts the occurrences (module docstring);
     energy is cycles times the platform's energy per cycle (on-chip FRAM).
+    The runtime's fields apply under every backend; the conv kernel's
+    (``acc_elem``, ``acc_channel``, ``kernel_row``, ``mac``, and ``tile_row`` of
+    conv tiles) only to ``backend="cpu"``: the LEA kernel is costed from the
+    platform's LEA and CPU primitives instead.
 
     Index arithmetic (``co * tile``, ``y * in_w``, ...) is a 16-bit multiply that
     the simulator build lowers to the shift-and-add ``__mspabi_mpyi``, one loop
@@ -73,7 +77,7 @@ class SoftwareCosts:
     tile_weighted: float   # per tile of a conv/dwconv/fc layer: geometry, fetch calls, version, kernel call
     tile_pool: float       # per tile of a pooling layer
     tile_bit: float        # per bit of the tile coordinates (m, n, r, c indices, m0, r0) of a tile
-    fetch_bit: float       # per tile, per bit of 2*stride, in_h and in_h*in_w (fetch_input's address set-up)
+    fetch_bit: float       # per tile, per bit of stride (twice), in_h and in_h*in_w (fetch_input's address set-up)
     in_fetch: float        # per input tile copied FRAM -> SRAM
     in_row: float          # per input row copied (per channel)
     in_row_bit: float      # per bit of 2*y of each copied row (its address multiply)
@@ -137,8 +141,10 @@ class Platform:
     cpu_mul_energy: float | None = None
     cpu_div_energy: float | None = None
     cpu_max_energy: float | None = None
-    #: the emitted portable-C runtime's costs (backend="cpu"); None: iNAS-style
-    #: cpu_mac_cycles per MAC and DMA data movement
+    #: the emitted C runtime's costs: its data movement, passes, per-tile and unit
+    #: overheads and pools under every backend, the portable conv kernel under
+    #: backend="cpu" (aidi.models.costs.software); None: iNAS-style tables
+    #: (cpu_mac_cycles per MAC, DMA data movement) for every layer
     cpu_sw: SoftwareCosts | None = None
     sources: dict = field(default_factory=dict, compare=False, hash=False)
 

@@ -12,6 +12,14 @@ events of each unit per loop order (traced by hand through the loop nests of
 ``models/schedule/design.py``), and what each event costs.  Dropping or double
 counting any term (a gather, the max|x| scan, sum|w|, the guard, a load, a
 partial-sum pass) changes a unit's cycles by at least 12 cycles.
+
+Which model applies (``models/costs/__init__.py``): on ``msp430fr5994-extfram``
+(no ``cpu_sw``, iNAS's platform) the iNAS-style LEA/DMA tables; on
+``msp430fr5994`` the emitted runtime's costs (CPU tile copies behind its fetch
+cache, accumulator passes and spills, per-tile overheads, unit commit) under
+both backends, with the LEA kernel's compute for ``backend="lea"`` and the
+portable kernel's for ``backend="cpu"``; pools take the runtime's pool kernel
+under every backend.
 """
 
 import numpy as np
@@ -134,25 +142,150 @@ def hand_units(order: str, q) -> np.ndarray:
     return out
 
 
-@pytest.mark.parametrize("platform", sorted(PLATFORMS))
 @pytest.mark.parametrize("order", ["reuse_I", "reuse_W", "reuse_O"])
-def test_lea_dma_unit_costs_by_hand(order, platform):
+def test_lea_dma_unit_costs_by_hand(order):
+    """iNAS-style LEA/DMA costs on iNAS's platform (external FRAM, no ``cpu_sw``)."""
+    platform = "msp430fr5994-extfram"
     d = ExecutionDesign(Tr=1, Tc=2, Tm=2, Tn=2, loop_order=order, S=2)
     lp = plan_layer(GEOM, d, PLATFORMS[platform], backend="lea")
-    assert lp.backend == "lea"
+    assert lp.backend == "lea" and not lp.tables.software
     want = hand_units(order, PRIMS[platform])
     np.testing.assert_allclose(lp.unit_cost[..., 0], want[..., 0], rtol=1e-12)
     np.testing.assert_allclose(lp.unit_cost[..., 1], want[..., 1], rtol=1e-12)
 
 
 def test_lea_tile_compute_spelled_out():
-    """One tile (m0, n0, r0) on the on-chip preset, as plain numbers: 4 elements x (1.5*18 + 616 + 3*14 + 12)
-    + 2 gathers x 18 x 12 + 2*3*4 x (12 + 14) + 160 + 2 x 18 x (12 + 12) = 2788 + 432 + 784 + 864 = 4868."""
-    assert event_cost(("tile", 0, 0), PRIMS["msp430fr5994"])[1][0] == pytest.approx(4868.0)
+    """One tile (m0, n0, r0), as plain numbers (the LEA kernel's primitives have the same cycles on both
+    presets): 4 elements x (1.5*18 + 616 + 3*14 + 12) + 2 gathers x 18 x 12 + 2*3*4 x (12 + 14) + 160
+    + 2 x 18 x (12 + 12) = 2788 + 432 + 784 + 864 = 4868."""
+    for q in PRIMS.values():
+        assert event_cost(("tile", 0, 0), q)[1][0] == pytest.approx(4868.0)
     d = ExecutionDesign(Tr=1, Tc=2, Tm=2, Tn=2, loop_order="reuse_O", S=1)
-    lp = plan_layer(GEOM, d, MSP430FR5994, backend="lea")
+    lp = plan_layer(GEOM, d, MSP430FR5994_EXTFRAM, backend="lea")
     # unit 0 = tile (m0, n0, r0) alone: compute 4868 + 4 bias inits x 12
     assert lp.unit_cost[0, 0, 0] == pytest.approx(4868.0 + 48.0)
+
+
+def _bits(i: int) -> int:
+    return i.bit_length()
+
+
+#: events of each unit (2 tiles each) in the emitted runtime (aidi_runtime.c), per loop order; tile = (m, n, r).
+#: fetch_input / fetch_weights skip a tile still in SRAM (key (n, r) / (m, n), kept across units of one boot);
+#: weighted_tile runs an accumulator pass (bias at n = 0, else partial sums) unless the previous tile of the
+#: unit was the same block's previous n tile (stride of n = 1), and a write-back pass (outputs at the last n,
+#: else partial sums) unless the next tile is the block's next n tile; "vdiv" is aidi_block_version's division
+#: (n > 0 and stride of n < S).  Strides of n: reuse_O 1, reuse_I Mt = 2, reuse_W Rt*Ct = 2 (= S: no vdiv).
+RUNTIME_UNITS = {
+    "reuse_O": [  # nest m, r, c, n: units (m, r); every tile changes both fetch keys
+        [("in", 0, r), ("w", m, 0), ("bias", m), ("tile", m, 0, r),
+         ("in", 1, r), ("w", m, 1), ("vdiv",), ("tile", m, 1, r), ("out", m)]
+        for m, r in [(0, 0), (0, 1), (1, 0), (1, 1)]
+    ],
+    "reuse_I": [  # nest r, c, n, m: units (r, n), one input tile each (the m1 tile hits the cache)
+        [("in", n, r)] + [ev for m in (0, 1) for ev in (
+            [("w", m, 0), ("bias", m), ("tile", m, 0, r), ("psum_wr", m)] if n == 0 else
+            [("w", m, 1), ("psum_rd", m), ("tile", m, 1, r), ("out", m)])]
+        for r, n in [(0, 0), (0, 1), (1, 0), (1, 1)]
+    ],
+    "reuse_W": [  # nest m, n, r, c: units (m, n), one weight tile each (the r1 tile hits the cache)
+        [("w", m, n)] + [ev for r in (0, 1) for ev in (
+            [("in", 0, r), ("bias", m), ("tile", m, 0, r), ("psum_wr", m)] if n == 0 else
+            [("in", 1, r), ("psum_rd", m), ("tile", m, 1, r), ("out", m)])]
+        for m, n in [(0, 0), (0, 1), (1, 0), (1, 1)]
+    ],
+}
+
+
+def runtime_event_cycles(ev, sw, q, kernel: str) -> tuple[int, float]:
+    """(category, cycles) of one runtime event: 0 compute, 1 data movement, 2 preservation.
+
+    ``kernel``: "lea" (aidi_conv_tile_lea, costed from the LEA/CPU primitives ``q``) or "cpu"
+    (aidi_conv_tile_cpu, the fitted ``cpu_sw`` kernel constants)."""
+    kind, *a = ev
+    if kind == "in":  # fetch_input: tn channels x 3 rows (r..r+2) x 4 words, no padding; row address bits
+        n, r = a
+        row_bits = sum(_bits(2 * y) for y in (r, r + 1, r + 2))
+        return 1, sw.in_fetch + TN[n] * (3 * (sw.in_row + 4 * sw.in_word) + row_bits * sw.in_row_bit)
+    if kind == "w":  # fetch_weights: per output channel its tn*9 words
+        m, n = a
+        return 1, TM[m] * (sw.w_filter + 9 * TN[n] * sw.w_word)
+    if kind in ("bias", "out"):  # one pass over the block's tm channels x 2 elements (the per-element part is compute)
+        return 1, sw.io_channel * TM[a[0]]
+    if kind in ("psum_rd", "psum_wr"):  # int32 partial sums of the block: tm channels x 2 elements
+        return 1, sw.psum_event + sw.io_channel * TM[a[0]] + sw.psum_word * TM[a[0]] * 2
+    if kind == "vdiv":
+        return 2, sw.version_div
+    assert kind == "tile"
+    m, n, r = a
+    # runtime per tile: geometry/fetch calls/version/kernel call, fetch_input's address set-up (two multiplies
+    # by stride = 1: 2 x 1 bit, in_h = 4: 3 bits, in_h*in_w = 16: 5 bits), the bits of m, m0 = 2m, r, r0 = r, n
+    cyc = sw.tile_weighted + sw.fetch_bit * (2 * 1 + 3 + 5) + sw.tile_bit * (
+        _bits(m) + _bits(2 * m) + 2 * _bits(r) + _bits(n))
+    if kernel == "lea":  # the LEA kernel's calls (event_cost's hand formula), no CPU kernel loops
+        cyc += event_cost(("tile", m, n), q)[1][0]
+    else:  # the portable kernel: per accumulator its loops and MACs, per (output channel, output row) tile_row
+        cyc += TM[m] * 2 * (sw.acc_elem + TN[n] * (sw.acc_channel + 3 * (sw.kernel_row + 3 * sw.mac)))
+        cyc += sw.tile_row * TM[m] * 1
+    return 0, cyc
+
+
+def runtime_units(order: str, kernel: str) -> np.ndarray:
+    """(4, 3) cycles per unit and category of the layer on the on-chip preset's runtime."""
+    sw, q = MSP430FR5994.cpu_sw, PRIMS["msp430fr5994"]
+    want = np.zeros((4, 3))
+    for u, events in enumerate(RUNTIME_UNITS[order]):
+        for ev in events:
+            k, cyc = runtime_event_cycles(ev, sw, q, kernel)
+            want[u, k] += cyc
+            if ev[0] == "bias":  # acc_init per accumulator set from the bias
+                want[u, 0] += TM[ev[1]] * 2 * sw.acc_init
+            if ev[0] == "out":  # output per accumulator finalised and stored
+                want[u, 0] += TM[ev[1]] * 2 * sw.output
+        want[u, 2] += sw.unit  # scheduler, run_unit, the progress commit
+    want[0, 0] += sw.layer_start
+    return want
+
+
+@pytest.mark.parametrize("order", ["reuse_I", "reuse_W", "reuse_O"])
+def test_onchip_lea_runtime_unit_costs_by_hand(order):
+    """``backend="lea"`` on the on-chip preset: the emitted runtime's data movement, passes, overheads and
+    commit (its fetch cache and spills included) around the LEA kernel's compute.  Both kernels share every
+    runtime term, so the difference to ``backend="cpu"`` is exactly the kernel terms."""
+    d = ExecutionDesign(Tr=1, Tc=2, Tm=2, Tn=2, loop_order=order, S=2)
+    lp = plan_layer(GEOM, d, MSP430FR5994, backend="lea")
+    assert lp.backend == "lea" and lp.tables.software
+    want = runtime_units(order, "lea")
+    np.testing.assert_allclose(lp.unit_cost[..., 0], want, rtol=1e-12)
+    np.testing.assert_allclose(lp.unit_cost[..., 1], want * E_CYC, rtol=1e-12)
+    cpu = plan_layer(GEOM, d, MSP430FR5994, backend="cpu")
+    np.testing.assert_allclose(cpu.unit_cost[..., 0], runtime_units(order, "cpu"), rtol=1e-12)
+    np.testing.assert_allclose(cpu.unit_cost[..., 1:, 0], lp.unit_cost[..., 1:, 0], rtol=1e-12)
+
+
+POOL = LayerGeom(1, "maxpool", "maxpool", (2, 4, 4), (2, 2, 2), 2, 2, 2, 0, False, False)
+
+
+@pytest.mark.parametrize("backend", ["lea", "cpu"])
+def test_onchip_pool_runs_the_runtime_pool_kernel_under_every_backend(backend):
+    """A 2x2/2 maxpool over 2x4x4, one tile (Tr=Tc=Tm=2), S=1, on the on-chip preset: the portable pool
+    kernel whatever the plan's backend.  Compute: 8 outputs x (pool_out + 4 max_tap), tile_pool,
+    fetch_input's set-up bits (two multiplies by stride = 2: 2 x 2 bits, in_h = 4: 3, in_h*in_w = 16: 5; tile
+    indices all 0),
+    tile_row per (channel, row) = 2*2, layer_start.  Data: one input fetch of 2 channels x 4 rows x 4 words,
+    row address bits 2y for y = 0..3: 0 + 2 + 3 + 3.  The pool stores its outputs itself (in pool_out)."""
+    sw = MSP430FR5994.cpu_sw
+    d = ExecutionDesign(Tr=2, Tc=2, Tm=2, Tn=2, loop_order="reuse_O", S=1)
+    lp = plan_layer(POOL, d, MSP430FR5994, backend=backend)
+    assert lp.backend == "cpu" and lp.tables.software
+    cp = 8 * (sw.pool_out + 4 * sw.max_tap) + sw.tile_pool + sw.fetch_bit * (2 * 2 + 3 + 5) + sw.tile_row * 4
+    cp += sw.layer_start
+    dm = sw.in_fetch + 2 * (4 * (sw.in_row + 4 * sw.in_word) + 8 * sw.in_row_bit)
+    want = np.array([[cp, dm, sw.unit]])
+    np.testing.assert_allclose(lp.unit_cost[..., 0], want, rtol=1e-12)
+    np.testing.assert_allclose(lp.unit_cost[..., 1], want * E_CYC, rtol=1e-12)
+    # iNAS's platform keeps its iNAS-style pool costs
+    assert not plan_layer(POOL, d, MSP430FR5994_EXTFRAM, backend=backend).tables.software
 
 
 def test_portable_c_unit_costs_by_hand():

@@ -217,12 +217,14 @@ def test_partial_write_back_lands_a_prefix(models):
     total = lp.unit_cycles(0)
     run = FunctionalRun(plan, qm, x)
     before = run.fram.copy()
-    run.interrupt_unit(0, (ws + 0.5 * (te - ws)) / total, np.random.default_rng(0))
+    # half-way through the write-back window, half an element past the 180th landed output, so that the
+    # fraction -> cycles round trip (non-integer runtime cycles) cannot move the count across a boundary
+    n = 5 * 9 * 8 // 2
+    run.interrupt_unit(0, (ws + (n + 0.5) / (5 * 9 * 8) * (te - ws)) / total, np.random.default_rng(0))
     out = run._fram("act0", np.int16)[:5 * 9 * 8]
     expect = reference_forward(qm, x)[0].ravel()
     landed = np.flatnonzero(run.fram != before)
     assert landed.size > 0 and run.progress() == 0
-    n = int(5 * 9 * 8 * 0.5)
     assert np.array_equal(out[:n], expect[:n]) and (out[n:] == 0).all()
 
 

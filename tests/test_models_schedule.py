@@ -125,9 +125,18 @@ def test_compute_cost_independent_of_schedule(g, data):
              for o in LOOP_ORDERS for s in (1, 3)]
     comp = [c.by_category["compute"] for c in costs]
     assert np.allclose(comp, comp[0], rtol=1e-12)
+    sw = P.cpu_sw  # the on-chip preset is costed as the emitted runtime under every backend
     for c in costs:
         assert c.cycles > 0 and c.energy_J > 0 and c.max_unit_energy_J <= c.energy_J * (1 + 1e-12)
-        assert c.by_category["preservation"] == pytest.approx(c.n_units * P.commit().energy_J)
+        # preservation: the runtime's unit (scheduler + progress commit) per unit, and aidi_block_version's
+        # division per tile of n tile > 0 when the block's n tiles are fewer than S tiles apart
+        (M, Ho, Wo), dd = g.out_shape, c.design
+        mt, rt, ct = -(-M // dd.Tm), -(-Ho // dd.Tr), -(-Wo // dd.Tc)
+        nt = 1 if g.channel_tied else -(-g.in_shape[0] // dd.Tn)
+        stride_n = {"reuse_O": 1, "reuse_I": mt, "reuse_W": rt * ct}[dd.loop_order]  # nests m r c n / r c n m / m n r c
+        vdiv = (nt - 1) * mt * rt * ct if g.weighted and stride_n < dd.S else 0
+        assert c.by_category["preservation"] == pytest.approx(
+            (c.n_units * sw.unit + vdiv * sw.version_div) * P.energy_per_cycle_J, rel=1e-12, abs=0)
     # one unit for the whole layer moves no more data than one unit per tile
     one = evaluate_design(g, replace(d, preservation="layer"), P, 8192, "lea")
     per_tile = evaluate_design(g, replace(d, preservation="tile"), P, 8192, "lea")

@@ -1,7 +1,18 @@
 """Cost tables of a layer's tiles: what each tile, fetch, write-back and commit costs.
 
-* :mod:`.lea_dma` -- iNAS-style: DMA transfers, LEA (or CPU) MACs, addressing overheads;
-* :mod:`.software` -- the emitted portable-C runtime, constant by constant (fitted to mspdebug);
+Which model costs what, by platform and backend:
+
+* a platform with ``Platform.cpu_sw`` (the ``msp430fr5994`` preset): the
+  emitted C runtime, :mod:`.software`, under every backend -- CPU tile copies
+  behind a fetch cache, accumulator passes and spills, per-tile runtime
+  overheads, the runtime's unit commit (``CostTables.software``, which the walk
+  reads).  The kernel is the backend's: ``"cpu"`` the portable C kernel
+  (fitted to mspdebug), ``"lea"`` the LEA kernel's calls
+  (:func:`.lea_dma.compute_per_elem`, :func:`.lea_dma.lea_tile_compute`).
+  Pools run the portable pool kernel under every backend.
+* a platform without ``cpu_sw`` (the ``msp430fr5994-extfram`` preset, iNAS's
+  platform): :mod:`.lea_dma`, iNAS-style -- DMA transfers, LEA (or CPU) MACs,
+  iNAS's addressing overheads and commit, no fetch cache.
 * :mod:`.tables` -- the :class:`CostTables` record both produce and the walk reads.
 
 :func:`cost_tables` picks one for a (layer, tile sizes, backend).  Pure
@@ -20,22 +31,26 @@ from .tables import CostTables, axis_tiles, lower_bound
 __all__ = ["CostTables", "cost_tables", "lower_bound", "uses_software_model"]
 
 
-def uses_software_model(geom: LayerGeom, p: Platform, backend: str, requested: str | None) -> bool:
-    """Cost layer ``geom`` on ``backend`` with the emitted portable-C runtime's model (``p.cpu_sw``)?
+def uses_software_model(geom: LayerGeom, p: Platform, backend: str, requested: str | None = None) -> bool:
+    """Cost layer ``geom`` on ``backend`` as the emitted C runtime executes it (:mod:`.software`)?
 
-    Weighted layers: whenever they run on the CPU.  Pools run on the CPU under
-    every backend; they take the software model only in plans that asked for
-    ``backend="cpu"`` (LEA and auto plans keep the iNAS-style costs).
+    Yes on every platform with ``p.cpu_sw``, whatever the layer, its backend
+    or the plan's requested backend (``requested``): the firmware fetches tiles
+    with the CPU behind a fetch cache under both kernel backends, and pools run
+    the portable pool kernel in LEA plans too.  No on a platform without
+    ``cpu_sw`` (iNAS-style :mod:`.lea_dma` tables).  ``geom``, ``backend`` and
+    ``requested`` do not change the answer; they stay for the callers.
     """
-    return p.cpu_sw is not None and backend == "cpu" and (geom.weighted or requested == "cpu")
+    return p.cpu_sw is not None
 
 
 def cost_tables(geom: LayerGeom, tr: int, tc: int, tm: int, tn: int, p: Platform, backend: str,
                 software_model: bool = False) -> CostTables:
     """:class:`CostTables` of ``geom`` under tile sizes ``(tr, tc, tm, tn)`` on ``backend`` ("lea" | "cpu").
 
-    ``software_model``: cost the CPU path with the portable-C runtime's model
-    (:func:`uses_software_model`); needs ``p.cpu_sw``.
+    ``software_model``: cost it as the emitted runtime executes it
+    (:func:`uses_software_model`; needs ``p.cpu_sw``), with the ``backend``
+    kernel; else the iNAS-style tables.
     """
     M, Ho, Wo = geom.out_shape
     m0, tm_ = axis_tiles(M, tm)
@@ -46,6 +61,6 @@ def cost_tables(geom: LayerGeom, tr: int, tc: int, tm: int, tn: int, p: Platform
     else:
         n0, tn_ = axis_tiles(geom.in_shape[0], tn)
     axes = (m0, tm_, n0, tn_, r0, tr_, c0, tc_)
-    if software_model and backend == "cpu" and p.cpu_sw is not None:
-        return software.tables(geom, axes, p)
+    if software_model and p.cpu_sw is not None:
+        return software.tables(geom, axes, p, backend)
     return lea_dma.tables(geom, axes, p, backend)

@@ -1,5 +1,13 @@
 """iNAS-style cost tables: DMA transfers, LEA vector MACs or CPU MACs, addressing overheads.
 
+Which platform gets them: every layer of a platform without
+``Platform.cpu_sw`` (the ``msp430fr5994-extfram`` preset, iNAS's platform,
+which ``analysis/inas.py`` compares against), under either backend.  A
+platform with ``cpu_sw`` (the ``msp430fr5994`` preset) is costed as the
+emitted runtime executes (:mod:`.software`) under every backend; for
+``backend="lea"`` it borrows this module's LEA kernel terms
+(:func:`compute_per_elem`, :func:`lea_tile_compute`) and nothing else.
+
 Per tile, from the :class:`~aidi.sim.platform.Platform` primitives (each
 cites its source in ``sim/platform.py``):
 

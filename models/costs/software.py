@@ -1,31 +1,61 @@
-"""Cost tables of the emitted portable-C runtime (``backend="cpu"``), and their calibration fit.
+"""Cost tables of the emitted C runtime on a platform with ``Platform.cpu_sw`` (the ``msp430fr5994`` preset).
 
-Counts what ``aidi_runtime.c`` / ``aidi_kernels_cpu.c`` (models/emit/runtime)
-execute per tile, input or weight fetch, accumulator pass and unit, each
-occurrence at the cycles its :class:`~aidi.sim.platform.SoftwareCosts`
-constant gives (fitted to mspdebug, see the platform's ``sources``); energy =
-cycles x the platform's energy per cycle:
+The runtime (``aidi_runtime.c``, models/emit/runtime) is the same whatever the
+kernel backend: it fetches input and weight tiles with CPU loops (no DMA)
+behind a fetch cache, runs the accumulator passes, commits a progress record
+per unit; pools always run the portable pool kernel (``aidi_kernels_cpu.c``).
+Only the conv/dwconv/fc kernel differs: ``aidi_conv_tile_cpu`` (``backend="cpu"``,
+the portable-C path) or ``aidi_conv_tile_lea`` (``backend="lea"``).  So this
+module costs every layer of such a platform, under either backend; the
+iNAS-style tables (:mod:`.lea_dma`) remain for platforms without ``cpu_sw``.
 
-* compute: per output element and n tile ``acc_elem + Tn*(acc_channel +
-  kh*(kernel_row + kw*mac))`` (depthwise: one channel; pools ``pool_out`` +
-  ``kk*max_tap``, or ``avg_div + kk*avg_tap``); per tile ``tile_weighted`` or
-  ``tile_pool``, ``tile_row`` per (output channel, output row), ``tile_bit``
-  per bit of its tile coordinates and ``fetch_bit`` per bit of fetch_input's
-  address multiplies (software ``__mspabi_mpyi``); ``acc_init`` per accumulator
-  set from the bias, ``output`` per output finalised and stored;
-  ``layer_start`` once per layer.  Independent of loop order and S.
-* data movement: the CPU copies tiles word by word (no DMA): input tile
-  ``in_fetch`` + per channel the rows (``in_row``, ``in_row_bit`` per bit of
-  the row's address multiply, ``in_pad_row``) and words (``in_word``,
-  ``in_pad_word``) of the padded tile; weight tile ``w_filter`` per output
-  channel + ``w_word`` per word.  Accumulator passes: ``io_channel`` per output
-  channel, ``psum_event`` + ``psum_word`` per partial sum read or written.
-* preservation: ``unit`` per unit (scheduler, ``run_unit``, the progress
-  commit) and ``version_div`` per tile whose partial-sum version needs
-  ``aidi_block_version``'s 32-bit division (n tile > 0, S > its stride).
+Each occurrence of what the runtime and the portable kernels execute per
+tile, input or weight fetch, accumulator pass and unit is charged at the
+cycles its :class:`~aidi.sim.platform.SoftwareCosts` constant gives (fitted to
+mspdebug, see the platform's ``sources``); energy = cycles x the platform's
+energy per cycle:
+
+* compute, portable kernels: per output element and n tile ``acc_elem +
+  Tn*(acc_channel + kh*(kernel_row + kw*mac))`` (depthwise: one channel;
+  pools ``pool_out`` + ``kk*max_tap``, or ``avg_div + kk*avg_tap``) and
+  ``tile_row`` per (output channel, output row) of a tile: the loops of
+  ``aidi_conv_tile_cpu`` / ``aidi_pool_tile``.
+* compute, LEA kernel (``backend="lea"``, weighted layers): those kernel terms
+  are replaced by the calls ``aidi_conv_tile_lea`` makes, costed from the
+  platform's primitives exactly as :mod:`.lea_dma` does
+  (:func:`.lea_dma.compute_per_elem`: per element one ``msp_mac_q15``, the
+  exactness guard and the accumulate, dwconv's per-element gather;
+  :func:`.lea_dma.lea_tile_compute`: per tile the ``max|x|`` scan, the limit
+  division, conv's per-position gathers, ``sum|w|``).  ``tile_row`` is dropped
+  (it is the CPU kernel's (m, r) loop; the LEA kernel's loops are r, c, m and
+  its per-element work is in the primitives above).  ``acc_elem``,
+  ``acc_channel``, ``kernel_row``, ``mac`` are dropped with the CPU kernel.
+* compute, runtime (both backends): per tile ``tile_weighted`` or
+  ``tile_pool`` (tile geometry, the fetch calls, the partial-sum version, the
+  kernel call), ``tile_bit`` per bit of its tile coordinates and ``fetch_bit``
+  per bit of fetch_input's address multiplies (software ``__mspabi_mpyi``);
+  ``acc_init`` per accumulator set from the bias, ``output`` per output
+  finalised and stored; ``layer_start`` once per layer.  Independent of loop
+  order and S.  ``tile_weighted`` is one fitted constant that also holds the
+  CPU kernel's call prologue (a few instructions and its ``tri*tci``,
+  ``stride*tci`` set-up multiplies, not separable in the fit); the LEA
+  backend keeps it whole, as the stand-in for ``aidi_conv_tile_lea``'s own
+  prologue (``len``, ``plane``, ``n_in`` set-up), which no other term charges.
+* data movement (both backends): the CPU copies tiles word by word (no DMA):
+  input tile ``in_fetch`` + per channel the rows (``in_row``, ``in_row_bit``
+  per bit of the row's address multiply, ``in_pad_row``) and words
+  (``in_word``, ``in_pad_word``) of the padded tile; weight tile ``w_filter``
+  per output channel + ``w_word`` per word.  Accumulator passes:
+  ``io_channel`` per output channel, ``psum_event`` + ``psum_word`` per
+  partial sum read or written.
+* preservation (both backends): ``unit`` per unit (scheduler, ``run_unit``,
+  the progress commit) and ``version_div`` per tile whose partial-sum version
+  needs ``aidi_block_version``'s 32-bit division (n tile > 0, S > its stride).
 
 The fetch cache and the accumulator spills of the runtime are modelled by the
-walk (:mod:`aidi.models.schedule.walk`) when ``CostTables.software`` is set.
+walk (:mod:`aidi.models.schedule.walk`) since ``CostTables.software`` is set.
+The calibration fit (:mod:`.calibration`) covers the portable-C path only;
+the LEA terms are the iNAS micro-benchmark fits and counted primitives.
 """
 
 from __future__ import annotations
@@ -34,6 +64,7 @@ import numpy as np
 
 from ...sim.platform import Platform
 from ..layers import LayerGeom
+from . import lea_dma
 from .tables import CostTables
 
 
@@ -48,8 +79,12 @@ def bitlen(a) -> np.ndarray:
     return out
 
 
-def tables(geom: LayerGeom, axes, p: Platform) -> CostTables:
-    """The portable-C runtime's :class:`CostTables` of ``geom`` (needs ``p.cpu_sw``)."""
+def tables(geom: LayerGeom, axes, p: Platform, backend: str = "cpu") -> CostTables:
+    """The emitted runtime's :class:`CostTables` of ``geom`` with the ``backend`` kernel (needs ``p.cpu_sw``).
+
+    ``axes`` = (m0, tm, n0, tn, r0, tr, c0, tc).  ``backend="lea"`` changes the
+    kernel terms of weighted layers only (module docstring); pools run the
+    portable pool kernel under every backend."""
     m0, tm, n0, tn, r0, tr, c0, tc = axes
     grid = (len(m0), len(n0), len(r0), len(c0))
     sw = p.cpu_sw
@@ -62,8 +97,11 @@ def tables(geom: LayerGeom, axes, p: Platform) -> CostTables:
     C, H, W = geom.in_shape
     kh, kw, s, pad = geom.kh, geom.kw, geom.stride, geom.pad
     kk = kh * kw
+    lea = backend == "lea" and geom.weighted
     # compute per output element, by n tile (the kernel's loops: accumulator, channel, kernel row, MAC)
-    if geom.op in ("conv", "fc"):
+    if lea:  # aidi_conv_tile_lea: msp_mac_q15, guard, accumulate (+ dwconv's gather)
+        vec = lea_dma.compute_per_elem(geom, p, "lea", tn)
+    elif geom.op in ("conv", "fc"):
         vec = cc(sw.acc_elem + tn * (sw.acc_channel + kh * (sw.kernel_row + kw * sw.mac)))
     elif geom.op == "dwconv":
         vec = cc([sw.acc_elem + sw.acc_channel + kh * (sw.kernel_row + kw * sw.mac)])
@@ -106,19 +144,25 @@ def tables(geom: LayerGeom, axes, p: Platform) -> CostTables:
     else:
         bias, init, req = np.zeros((grid[0], 2)), zero2, zero2
         out = prd = pwr = np.zeros(elems.shape + (2,))
-    # per-tile overhead: constant, fetch_input's set-up multiplies, index bits, kernel rows
+    # per-tile overhead: the runtime's (constant, fetch_input's set-up multiplies, index bits) and,
+    # for the portable kernels, their (output channel, output row) loop
     tile_c = (sw.tile_weighted if geom.weighted else sw.tile_pool) + sw.fetch_bit * (
         2 * int(bitlen(s)) + int(bitlen(H)) + int(bitlen(H * W)))
     mi, ri = np.arange(grid[0]), np.arange(grid[2])
+    kernel_rows = 0.0 if lea else sw.tile_row * tm[:, None] * tr[None, :]
     tov_mr = cc(tile_c + sw.tile_bit * (bitlen(mi) + bitlen(m0))[:, None]
-                + sw.tile_bit * (bitlen(ri) + bitlen(r0))[None, :] + sw.tile_row * tm[:, None] * tr[None, :])
+                + sw.tile_bit * (bitlen(ri) + bitlen(r0))[None, :] + kernel_rows)
     tov_n = cc(sw.tile_bit * bitlen(np.arange(grid[1])))
     tov_c = cc(sw.tile_bit * bitlen(np.arange(grid[3])))
+    if lea:  # the LEA kernel's per-tile scans, gathers and sum|w|
+        by_in, by_w = lea_dma.lea_tile_compute(geom, p, axes)
+    else:
+        by_in, by_w = np.zeros(inp.shape), np.zeros(wgt.shape)
     c = np.ascontiguousarray
     return CostTables(
         m0=m0, tm=tm, n0=n0, tn=tn, r0=r0, tr=tr, c0=c0, tc=tc, compute_per_elem=c(vec), load_input=c(inp),
         load_weights=c(wgt), load_bias=c(bias), acc_init=init, requant=req, psum_read=c(prd), psum_write=c(pwr),
         out_write=c(out), commit=cc(sw.unit), out_elems=elems.astype(np.int64), tile_overhead_mr=c(tov_mr),
-        tile_overhead_n=c(tov_n), tile_overhead_c=c(tov_c), tile_by_input=np.zeros(inp.shape),
-        tile_by_weights=np.zeros(wgt.shape), version_div=cc(sw.version_div), layer_start=cc(sw.layer_start),
+        tile_overhead_n=c(tov_n), tile_overhead_c=c(tov_c), tile_by_input=c(by_in),
+        tile_by_weights=c(by_w), version_div=cc(sw.version_div), layer_start=cc(sw.layer_start),
         software=True)

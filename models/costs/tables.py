@@ -53,7 +53,7 @@ class CostTables(NamedTuple):
     tile_by_weights: np.ndarray  # (Mt, Nt, 2) per-tile compute keyed by its weight tile (LEA kernel: sum|w|)
     version_div: np.ndarray  # (2,) partial-sum version division, per tile that needs it (software runtime)
     layer_start: np.ndarray  # (2,) once per layer (software runtime)
-    software: bool  # costs follow the emitted portable-C runtime (fetch cache, accumulator spills)
+    software: bool  # costs follow the emitted C runtime (fetch cache, accumulator spills), either kernel
 
     @property
     def grid(self) -> tuple[int, int, int, int]:
