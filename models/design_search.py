@@ -22,7 +22,7 @@ from typing import Mapping
 import numpy as np
 
 from ..sim.platform import Platform
-from .costs import cost_tables, lower_bound, uses_software_model
+from .costs import cost_tables, lower_bound
 from .layers import LayerGeom
 from .schedule.design import (DEFAULT_BACKEND, LOOP_ORDERS, PRESERVATIONS, ExecutionDesign, normalize_design,
                               tile_limits)
@@ -161,7 +161,7 @@ def _search(geom: LayerGeom, p: Platform, sram_budget, e_cycle_J: float, backend
                 if closest is None:
                     closest = (np.inf, reason)
                 continue
-            tab = cost_tables(geom, base.Tr, base.Tc, base.Tm, base.Tn, p, b, uses_software_model(geom, p, b, backend))
+            tab = cost_tables(geom, base.Tr, base.Tc, base.Tm, base.Tn, p, b)
             lb = lower_bound(geom, tab)
             cands.append((obj_a * lb[0] + obj_b * lb[1], len(cands), base, b, tab))
     cands.sort(key=lambda c: (c[0], c[1]))

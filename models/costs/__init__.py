@@ -28,29 +28,18 @@ from ..layers import LayerGeom
 from . import lea_dma, software
 from .tables import CostTables, axis_tiles, lower_bound
 
-__all__ = ["CostTables", "cost_tables", "lower_bound", "uses_software_model"]
+__all__ = ["CostTables", "cost_tables", "lower_bound"]
 
 
-def uses_software_model(geom: LayerGeom, p: Platform, backend: str, requested: str | None = None) -> bool:
-    """Cost layer ``geom`` on ``backend`` as the emitted C runtime executes it (:mod:`.software`)?
-
-    Yes on every platform with ``p.cpu_sw``, whatever the layer, its backend
-    or the plan's requested backend (``requested``): the firmware fetches tiles
-    with the CPU behind a fetch cache under both kernel backends, and pools run
-    the portable pool kernel in LEA plans too.  No on a platform without
-    ``cpu_sw`` (iNAS-style :mod:`.lea_dma` tables).  ``geom``, ``backend`` and
-    ``requested`` do not change the answer; they stay for the callers.
-    """
-    return p.cpu_sw is not None
-
-
-def cost_tables(geom: LayerGeom, tr: int, tc: int, tm: int, tn: int, p: Platform, backend: str,
-                software_model: bool = False) -> CostTables:
+def cost_tables(geom: LayerGeom, tr: int, tc: int, tm: int, tn: int, p: Platform, backend: str) -> CostTables:
     """:class:`CostTables` of ``geom`` under tile sizes ``(tr, tc, tm, tn)`` on ``backend`` ("lea" | "cpu").
 
-    ``software_model``: cost it as the emitted runtime executes it
-    (:func:`uses_software_model`; needs ``p.cpu_sw``), with the ``backend``
-    kernel; else the iNAS-style tables.
+    On a platform with ``p.cpu_sw`` (the FR5994 preset) every layer is costed
+    as the emitted C runtime executes it (:mod:`.software`, with the
+    ``backend`` kernel): the firmware fetches tiles with the CPU behind a fetch
+    cache under both kernel backends, and pools run the portable pool kernel in
+    LEA plans too.  Without ``cpu_sw`` (the iNAS preset): the iNAS-style
+    :mod:`.lea_dma` tables.
     """
     M, Ho, Wo = geom.out_shape
     m0, tm_ = axis_tiles(M, tm)
@@ -61,6 +50,6 @@ def cost_tables(geom: LayerGeom, tr: int, tc: int, tm: int, tn: int, p: Platform
     else:
         n0, tn_ = axis_tiles(geom.in_shape[0], tn)
     axes = (m0, tm_, n0, tn_, r0, tr_, c0, tc_)
-    if software_model and p.cpu_sw is not None:
+    if p.cpu_sw is not None:
         return software.tables(geom, axes, p, backend)
     return lea_dma.tables(geom, axes, p, backend)

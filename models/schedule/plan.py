@@ -18,7 +18,7 @@ import numpy as np
 
 from ...sim.platform import Platform, get_platform
 from ...sim.taskgraph import UNIT_CATEGORIES, FramRange, TaskGraph, Unit
-from ..costs import CostTables, cost_tables, uses_software_model
+from ..costs import CostTables, cost_tables
 from ..layers import LayerGeom, Network, geometry, parse_network
 from .design import (BACKENDS, DEFAULT_BACKEND, F_INIT_PSUM, F_LOAD_B, F_LOAD_IN, F_LOAD_W, F_WRITE_OUT, F_WRITE_PSUM,
                      LOOP_NESTS, ExecutionDesign, n_stride, normalize_design)
@@ -93,7 +93,7 @@ def evaluate_design(layer, design: ExecutionDesign, platform: Platform | str, sr
     best = None
     for b in backend_choices(design.backend, backend) if geom.weighted else ["cpu"]:
         d = replace(normalize_design(geom, design), backend=b)
-        tab = cost_tables(geom, d.Tr, d.Tc, d.Tm, d.Tn, p, b, uses_software_model(geom, p, b, backend))
+        tab = cost_tables(geom, d.Tr, d.Tc, d.Tm, d.Tn, p, b)
         w = walk(tab, d, geom, idempotent=idempotent)
         bufs = sram_buffers(geom, d, w.acc_extent)
         tot = w.unit_cost.sum(axis=0)
@@ -301,7 +301,7 @@ def plan_layer(geom: LayerGeom, design: ExecutionDesign, platform: Platform | st
         design = evaluate_design(geom, design, p, budget, backend, idempotent).design
     b = (design.backend or cands[0]) if geom.weighted else "cpu"
     d = replace(normalize_design(geom, design), backend=b)
-    tab = cost_tables(geom, d.Tr, d.Tc, d.Tm, d.Tn, p, b, uses_software_model(geom, p, b, backend))
+    tab = cost_tables(geom, d.Tr, d.Tc, d.Tm, d.Tn, p, b)
     w = walk(tab, d, geom, idempotent=idempotent, record=True)
     bufs = sram_buffers(geom, d, w.acc_extent)
     why = check_sram(geom, bufs, budget, p, b, int(w.max_slots))
