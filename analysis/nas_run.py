@@ -131,7 +131,7 @@ def dumps_toml(doc: dict) -> str:
 
 
 def scenario_doc(sc, arch, designs: list[dict], model_file: str | None, seed: int,
-                 requirement_s: float | None) -> dict:
+                 requirement_s: float | None, data_dir: str | Path | None = None) -> dict:
     """The scenario's document with [model] = the candidate and [execution] = its explicit designs."""
     raw = json.loads(json.dumps(sc.raw, default=str))
     if sc.harvester.file is not None:  # relative paths resolved against the original folder
@@ -141,6 +141,8 @@ def scenario_doc(sc, arch, designs: list[dict], model_file: str | None, seed: in
     model = {"input": list(arch.input_shape), "seed": int(seed), "layers": arch.to_layers()}
     if model_file is not None:
         model["file"] = model_file
+    if data_dir is not None:  # the folder data set the weights were trained on (their test accuracy needs it)
+        model["data_dir"] = str(Path(data_dir).resolve())
     else:
         model["weights"] = "random"
     raw["model"] = model
@@ -158,7 +160,7 @@ def scenario_doc(sc, arch, designs: list[dict], model_file: str | None, seed: in
 
 
 def write_candidate(out_dir: Path, stem: str, sc, arch, designs, module, data, seed: int,
-                    requirement_s: float | None) -> Path:
+                    requirement_s: float | None, data_dir: str | Path | None = None) -> Path:
     """Save weights (``stem.pt``) and a scenario (``stem.toml``) that loads them; returns the TOML path."""
     from aidi.models import net as mnet
     from aidi.models.layers import parse_network
@@ -168,7 +170,7 @@ def write_candidate(out_dir: Path, stem: str, sc, arch, designs, module, data, s
                                 0, "nas", float("nan"))
     mnet.save_model(trained, out_dir / f"{stem}.pt")
     path = out_dir / f"{stem}.toml"
-    path.write_text(dumps_toml(scenario_doc(sc, arch, designs, f"{stem}.pt", seed, requirement_s)))
+    path.write_text(dumps_toml(scenario_doc(sc, arch, designs, f"{stem}.pt", seed, requirement_s, data_dir)))
     return path
 
 
@@ -247,7 +249,7 @@ def run_nas(scenario: str | Path, controller: str = "evolution", budget: int = 4
         m = finetune(extract(sn, arch, xc), data, seed, teacher, cfg.ft_epochs, cfg.alpha, cfg.temperature, cfg.ft_lr)
         row = _summary_row(o)
         row["finetuned_val_accuracy"] = module_accuracy(m, data.x_val, data.y_val)
-        path = write_candidate(out_dir / "candidates", arch.id, sc, arch, o["designs"], m, data, seed, req)
+        path = write_candidate(out_dir / "candidates", arch.id, sc, arch, o["designs"], m, data, seed, req, data_dir)
         row.update(confirm(path, o["latency_s"]))
         row["designs"] = o["designs"]
         finals.append((row, arch, m))
@@ -256,7 +258,7 @@ def run_nas(scenario: str | Path, controller: str = "evolution", budget: int = 4
     chosen = None
     if ok:
         row, arch, m = max(ok, key=lambda f: (f[0]["finetuned_val_accuracy"], -f[0]["latency_s"]))
-        path = write_candidate(out_dir, "model", sc, arch, row["designs"], m, data, seed, req)
+        path = write_candidate(out_dir, "model", sc, arch, row["designs"], m, data, seed, req, data_dir)
         (out_dir / "scenario.toml").write_text((out_dir / "model.toml").read_text())
         (out_dir / "model.toml").unlink()
         chosen = {**{k: v for k, v in row.items() if k != "scenario"}, "scenario": str(out_dir / "scenario.toml"),
@@ -337,10 +339,11 @@ def default_requirements(sc, space, requirement_s: float | None = None) -> list[
     return [float(lo * (hi / lo) ** f) for f in COMPARE_FRACTIONS]
 
 
-def _deploy_and_confirm(tag: str, sc, arch, obj: dict, module, data, seed: int, req: float, out_dir: Path) -> dict:
+def _deploy_and_confirm(tag: str, sc, arch, obj: dict, module, data, seed: int, req: float, out_dir: Path,
+                        data_dir: str | Path | None = None) -> dict:
     from aidi.models.nas.supernet import module_accuracy
 
-    path = write_candidate(out_dir, tag, sc, arch, obj["designs"], module, data, seed, req)
+    path = write_candidate(out_dir, tag, sc, arch, obj["designs"], module, data, seed, req, data_dir)
     c = confirm(path, obj["intermittent_latency_s"])
     return {"arch": arch.describe(), "arch_id": arch.id, "test_accuracy": module_accuracy(module, data.x_test,
                                                                                             data.y_test),
@@ -418,7 +421,7 @@ def run_compare(scenario: str | Path, controller: str = "evolution", budget: int
                 if method == "hwnas":  # deploy under the harvester with the best design found afterwards
                     obj = hw_int(arch)
                     obj["feasible"] = bool(obj["hw_feasible"] and obj["latency_s"] <= req)
-                row.update(_deploy_and_confirm(tag, sc, arch, obj, module, data, seed, req, out_dir))
+                row.update(_deploy_and_confirm(tag, sc, arch, obj, module, data, seed, req, out_dir, data_dir))
                 row["search_accuracy"] = best["accuracy"]
                 rows.append(row)
                 log(f"{tag}: {row.get('arch')} acc {row.get('test_accuracy')} meets {row['meets']}")

@@ -29,11 +29,12 @@ def load_scenario(path: str | Path) -> loader.Scenario:
 
 
 @functools.lru_cache(maxsize=16)
-def _model(layers_json: str, input_shape: tuple, weights: str, seed: int, epochs: int, base_dir: str):
+def _model(layers_json: str, input_shape: tuple, weights: str, seed: int, epochs: int, base_dir: str,
+           data_dir: str | None = None):
     from aidi.models import net, q15
 
     trained = net.load_model(json.loads(layers_json), list(input_shape), weights=weights, seed=seed, epochs=epochs,
-                             base_dir=base_dir)
+                             base_dir=base_dir, data_dir=data_dir)
     qm = q15.quantize(trained)
     acc = q15.q15_accuracy(qm, trained.dataset.x_test, trained.dataset.y_test)
     return trained, qm, acc
@@ -45,7 +46,7 @@ def load_model(sc: loader.Scenario):
     weights = str(m.file) if m.file is not None else m.weights
     try:
         return _model(json.dumps(list(m.layers), sort_keys=True), tuple(m.input), weights, m.seed, m.epochs,
-                      str(sc.path.parent))
+                      str(sc.path.parent), None if m.data_dir is None else str(m.data_dir))
     except ValueError as exc:
         raise UserError(f"{sc.path.name}: {str(exc).splitlines()[0]}") from None
 

@@ -205,7 +205,8 @@ def _as_network(specs, input_shape) -> Network:
 
 
 def load_or_train(specs: Sequence[dict] | Network, input_shape: Sequence[int] | None = None, seed: int = 0,
-                  dataset: str = "digits", epochs: int = DEFAULT_EPOCHS, use_cache: bool = True) -> TrainedModel:
+                  dataset: str = "digits", epochs: int = DEFAULT_EPOCHS, use_cache: bool = True,
+                  data_dir: str | Path | None = None) -> TrainedModel:
     """Train (or load from the cache) a float model on ``dataset``.
 
     Args:
@@ -219,7 +220,7 @@ def load_or_train(specs: Sequence[dict] | Network, input_shape: Sequence[int] | 
     Returns a :class:`TrainedModel` with the held-out float accuracy.
     """
     net = _as_network(specs, input_shape)
-    data = load_dataset(dataset, seed, net.input_shape)
+    data = load_dataset(dataset, seed, net.input_shape, data_dir=data_dir)
     path = cache_dir() / "models" / f"{net.key()}-{_cache_key(net, dataset, seed, epochs)}.pt"
     module = build_module(net, seed)
     if use_cache and path.exists():
@@ -267,17 +268,19 @@ def save_model(trained: TrainedModel, path: str | Path) -> None:
 
 
 def load_model(specs: Sequence[dict] | Network, input_shape: Sequence[int] | None = None, weights: str = "trained:digits",
-               seed: int = 0, epochs: int = DEFAULT_EPOCHS, base_dir: str | Path | None = None) -> TrainedModel:
+               seed: int = 0, epochs: int = DEFAULT_EPOCHS, base_dir: str | Path | None = None,
+               data_dir: str | Path | None = None) -> TrainedModel:
     """Dispatch a scenario's ``weights`` value: ``"random"``, ``"trained:<dataset>"`` or a file path.
 
-    Relative paths resolve against ``base_dir``.  Raises ValueError for a missing
+    Relative paths resolve against ``base_dir``; ``data_dir`` is the folder of a
+    folder data set (cifar10, tinyimagenet; else ``$AIDI_DATA_DIR``).  Raises ValueError for a missing
     file or an architecture mismatch.
     """
     net = _as_network(specs, input_shape)
     if weights == "random":
         return random_model(net, seed=seed)
     if isinstance(weights, str) and weights.startswith("trained:"):
-        return load_or_train(net, seed=seed, dataset=weights.split(":", 1)[1], epochs=epochs)
+        return load_or_train(net, seed=seed, dataset=weights.split(":", 1)[1], epochs=epochs, data_dir=data_dir)
     path = Path(weights)
     if base_dir is not None and not path.is_absolute():
         path = Path(base_dir) / path
@@ -294,7 +297,7 @@ def load_model(specs: Sequence[dict] | Network, input_shape: Sequence[int] | Non
     module.load_state_dict(blob["state_dict"])
     module.eval()
     dataset = meta.get("dataset", "digits")
-    data = load_dataset(dataset, int(meta.get("seed", seed)), net.input_shape)
+    data = load_dataset(dataset, int(meta.get("seed", seed)), net.input_shape, data_dir=data_dir)
     return TrainedModel(net, module, data, int(meta.get("seed", seed)), 0, str(path),
                         accuracy(module, data.x_test, data.y_test))
 

@@ -71,6 +71,7 @@ class ModelSpec:
     seed: int = 0
     file: Path | None = None
     epochs: int = 30
+    data_dir: Path | None = None  # folder of a folder data set (cifar10, tinyimagenet) the weights were trained on
 
 
 @dataclass(frozen=True)
@@ -127,7 +128,7 @@ _ALLOWED = {
     "power": {"capacitor_F", "v_on", "v_off", "v_max", "leakage_A", "v_initial", "converter_efficiency"},
     "harvester": {"kind", "power_W", "v_source", "r_ohm", "file", "repeat", "efficiency", "area_cm2",
                   "cell_efficiency", "start_hour", "step_s", "hours"},
-    "model": {"input", "layers", "weights", "seed", "file", "epochs"},
+    "model": {"input", "layers", "weights", "seed", "file", "epochs", "data_dir"},
     "execution": {"tile", "loop_order", "hyper_tile", "preservation", "backend"},
     "sim": {"inferences", "until_s", "seed", "period_s", "deadline_s"},
 }
@@ -266,9 +267,12 @@ def parse(raw: dict, path: Path) -> Scenario:
     mfile = r.get("model", "file", None, kind="path")
     if mfile is not None and not mfile.is_file():
         r.fail("model.file", f"file not found: {mfile}")
+    ddir = r.get("model", "data_dir", None, kind="path")
+    if ddir is not None and not ddir.is_dir():
+        r.fail("model.data_dir", f"not a folder: {ddir}")
     model = ModelSpec(input=tuple(shape), layers=tuple(layers), weights=weights,
                       seed=r.get("model", "seed", 0, "int", lo=0), file=mfile,
-                      epochs=r.get("model", "epochs", 30, "int", lo=1))
+                      epochs=r.get("model", "epochs", 30, "int", lo=1), data_dir=ddir)
 
     ex = raw.get("execution", {})
     pres = r.get("execution", "preservation", "hypertile", "str")

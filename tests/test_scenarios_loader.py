@@ -127,6 +127,7 @@ BAD = {
     "until_zero": (BASE + "[sim]\nuntil_s = 0\n", "sim.until_s"),
     "inferences_zero": (BASE + "[sim]\ninferences = 0\n", "sim.inferences"),
     "negative_period": (BASE + "[sim]\nperiod_s = -1\n", "sim.period_s"),
+    "model_data_dir_missing": (BASE + '[model]\ndata_dir = "no-such-folder"\n', "model.data_dir"),
 }
 
 
