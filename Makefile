@@ -19,7 +19,7 @@ demo: $(STAMP) clean-stale-numba
 # numba's cache is keyed on each function's own file only: drop caches older than any
 # source file so a compiled caller never keeps a stale copy of an edited callee.
 clean-stale-numba:
-	@newest=$$(ls -t sim/*.py models/*.py | head -1); \
+	@newest=$$(ls -t $$(find sim models -name '*.py') | head -1); \
 	find sim models -path '*__pycache__*' \( -name '*.nbi' -o -name '*.nbc' \) ! -newer "$$newest" -delete 2>/dev/null || true
 
 test: $(STAMP) clean-stale-numba
