@@ -22,11 +22,11 @@ from typing import Mapping
 import numpy as np
 
 from ..sim.platform import Platform
-from .costs import cost_tables, lower_bound
+from .costs import cost_tables, lower_bound, runtime_model
 from .layers import LayerGeom
 from .schedule.design import (DEFAULT_BACKEND, LOOP_ORDERS, PRESERVATIONS, ExecutionDesign, normalize_design,
                               tile_limits)
-from .schedule.memory import check_sram, sram_buffers
+from .schedule.memory import check_sram, layer_sram_buffers
 from .schedule.plan import NetPlan, backend_choices, geoms_of, get_platform_of, plan_network, sram_budget_of
 from .schedule.walk import COMPLETE, OVER_BOUND, OVER_E_LIMIT, walk
 
@@ -147,6 +147,7 @@ def _search(geom: LayerGeom, p: Platform, sram_budget, e_cycle_J: float, backend
         tns = [0] if geom.channel_tied else divisors(geom.in_shape[0])
         tiles = [(tr, tc, tm, tn) for tm in divisors(m) for tn in tns for tr in divisors(ho) for tc in divisors(wo)]
     orders = [loop_order] if loop_order else list(LOOP_ORDERS)
+    runtime = runtime_model(p)  # costed (and laid out in SRAM) as the emitted C runtime
     obj_a = 1.0 / p.mclk_hz
     obj_b = 1.0 / harvest_power_W if harvest_power_W else 0.0
     # candidates with their lower bound; explored best-first, stopping when the bound cannot win
@@ -154,8 +155,8 @@ def _search(geom: LayerGeom, p: Platform, sram_budget, e_cycle_J: float, backend
     closest = None  # (energy, reason) of the smallest infeasible candidate, for the error message
     for tr, tc, tm, tn in tiles:
         base = normalize_design(geom, ExecutionDesign(tr, tc, tm, tn if tn else tm, orders[0], 1, preservation))
-        bufs = sram_buffers(geom, base, 4 * base.Tm * base.Tr * base.Tc)
-        for b in backends:
+        for b in backends:  # one accumulator block: what every schedule of these tiles needs at least
+            bufs = layer_sram_buffers(geom, base, 4 * base.Tm * base.Tr * base.Tc, b, runtime)
             reason = check_sram(geom, bufs, budget, p, b, 1)
             if reason:
                 if closest is None:
@@ -188,7 +189,8 @@ def _search(geom: LayerGeom, p: Platform, sram_budget, e_cycle_J: float, backend
                     if w.status == OVER_E_LIMIT:
                         why = f"a unit needs more than E_cycle {e_cycle_J:.3e} J"
                     elif w.status == COMPLETE:
-                        why = check_sram(geom, sram_buffers(geom, d, w.acc_extent), budget, p, b, int(w.max_slots))
+                        why = check_sram(geom, layer_sram_buffers(geom, d, w.acc_extent, b, runtime), budget, p, b,
+                                         int(w.max_slots))
                     cache[s] = (d, w, why, w.status == OVER_BOUND)
                 return cache[s]
 

@@ -224,7 +224,10 @@ class FunctionalRun:
                 x3[...] = 0
             src = self._fram(lp.fram_in, np.int16)[:C * H * W].reshape(C, H, W)
             x3[:, ya - y0:yb - y0, xa - x0:xe - x0] = src[n0:n0 + tn, ya:yb, xa:xe]
-        out16 = self._sbuf(lp, "output", ne, np.int16)
+        # the emitted runtime's layout (lp.sram without "output"/"bias") moves outputs and biases between
+        # FRAM and its accumulators directly; the iNAS-style layout stages them in SRAM
+        staged = "output" in lp.sram
+        out16 = self._sbuf(lp, "output", ne, np.int16) if staged else np.empty(ne, np.int16)
         if not g.weighted:
             K.pool_tile(xb, out16, tm, tr, tc, kh, kw, s, tri, tci, g.op == "maxpool", g.relu)
             self._write_box(lp.fram_out, np.int16, g.out_shape, m0, tm, r0, tr, c0, tc, out16, limit)
@@ -239,9 +242,12 @@ class FunctionalRun:
         stride_b = align(4 * lp.design.Tm * lp.design.Tr * lp.design.Tc)
         acc = self._sbuf(lp, "acc", ne, np.int32, extra=slot * stride_b)
         if fl & F_INIT_BIAS:
-            bb = self._sbuf(lp, "bias", tm, np.int32)
-            if fl & F_LOAD_B:
-                bb[:] = self._fram(f"b{g.index}", np.int32)[m0:m0 + tm]
+            if staged:
+                bb = self._sbuf(lp, "bias", tm, np.int32)
+                if fl & F_LOAD_B:
+                    bb[:] = self._fram(f"b{g.index}", np.int32)[m0:m0 + tm]
+            else:
+                bb = self._fram(f"b{g.index}", np.int32)[m0:m0 + tm].copy()
             K.fill_bias(acc, bb, tm, tr, tc)
         elif fl & F_INIT_PSUM:
             n = M * Ho * Wo

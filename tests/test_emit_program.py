@@ -80,8 +80,8 @@ def test_lea_plan_emits_lea_kernels(tmp_path):
 @given(nr=st.integers(1, 4), nc=st.integers(1, 3), nm=st.integers(1, 4), nn=st.integers(1, 5),
        order=st.sampled_from(sorted(LOOP_NESTS)), S=st.integers(1, 12))
 def test_block_version_of_the_c_runtime_matches_the_walk(nr, nc, nm, nn, order, S):
-    """``aidi_block_version`` (mirrored by schedule.block_version) reads and writes the partial-sum slots
-    the walk assigned (its static versions), and equals the brute-force count of earlier units."""
+    """``aidi_block_version`` (mirrored by schedule.block_version) equals the brute-force count of earlier
+    units, and the partial-sum slots the walk assigned are the ones ``weighted_tile`` reads and writes."""
     prog = random_program([{"type": "pwconv", "filters": nm}], (nn, nr, nc), np.random.default_rng(0),
                           [ExecutionDesign(1, 1, 1, 1, order, S)])
     lp = prog.layers[0]
@@ -95,8 +95,9 @@ def test_block_version_of_the_c_runtime_matches_the_walk(nr, nc, nm, nn, order, 
         assert k == len({v for v in seen if v < u})
         assert ni == len(seen)  # n tiles of a block in ascending order
         fl = int(lp.tiles["flags"][t])
-        if fl & F_INIT_PSUM:
-            assert lp.tiles["rd"][t] == k % 2
+        if fl & F_INIT_PSUM:  # weighted_tile's rslot: committed on the block's first touch in the unit
+            first_touch = t < u * lp.design.S + lp.n_stride
+            assert lp.tiles["rd"][t] == (k if first_touch else k + 1) % 2
         if fl & F_WRITE_PSUM:
             assert lp.tiles["wr"][t] == (k + 1) % 2
         seen.append(u)

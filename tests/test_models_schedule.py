@@ -85,36 +85,44 @@ def test_schedule_covers_every_output_exactly_once(gd, backend):
         assert (cover == 1).all()
 
 
+@pytest.mark.parametrize("platform", [P, MSP430FR5994_EXTFRAM], ids=["runtime-spills", "inas-slots"])
 @settings(max_examples=120, deadline=None)
-@given(layer_and_design())
-def test_units_are_idempotent_by_construction(gd):
+@given(gd=layer_and_design())
+def test_units_are_idempotent_by_construction(platform, gd):
+    """Both accumulator protocols (the emitted runtime's spills on the FR5994 preset, iNAS-style slots on
+    the iNAS preset): a unit trusts nothing in SRAM, a block's first touch in a unit reads the committed
+    partial sums, a later touch the ones this unit wrote, and a unit never overwrites the committed ones."""
     g, d = gd
     try:
-        lp = plan_layer(g, d, P, 8192, "cpu")
+        lp = plan_layer(g, d, platform, 8192, "cpu")
     except ValueError:
         assume(False)
     tl = lp.tiles
-    last_written = {}
+    committed = {}
     for k in range(lp.n_units):
         tiles = list(lp.unit_tiles(k))
         f0 = tl["flags"][tiles[0]]
         assert f0 & F_LOAD_IN and (f0 & F_LOAD_W or not g.weighted)  # nothing trusted from SRAM
-        read, wrote = {}, {}
+        wrote, live = {}, None  # versions this unit wrote; the block whose accumulators are in SRAM
         for t in tiles:
             fl = tl["flags"][t]
             o = tuple(tl["idx"][t][[0, 2, 3]])
             ni = tl["idx"][t][1]
-            assert bool(fl & F_INIT_BIAS) == (g.weighted and ni == 0 and o not in read and o not in wrote
-                                              and not any(tl["idx"][u][1] < ni for u in tiles if u < t))
+            if not g.weighted:
+                continue
+            assert bool(fl & F_INIT_BIAS) == (ni == 0 and live != o)
             if fl & F_INIT_PSUM:
-                assert ni > 0 and o not in read
-                read[o] = tl["rd"][t]
-                assert last_written[o] == read[o]  # reads what the previous unit wrote
+                assert ni > 0
+                assert tl["rd"][t] == wrote.get(o, committed.get(o)), "reads the latest version"
+            elif ni > 0 and platform is P:
+                assert live == o  # no pass: the block's sums are still in SRAM from the adjacent tile
+            live = o
             if fl & F_WRITE_PSUM:
+                assert tl["wr"][t] != committed.get(o, -1)  # never overwrites what a re-execution reads
                 wrote[o] = tl["wr"][t]
-        for o, p in wrote.items():
-            assert read.get(o, -1) != p  # never overwrites what it read
-            last_written[o] = p
+            if fl & (F_WRITE_PSUM | F_WRITE_OUT) and platform is P:
+                live = None  # written back: the next touch re-initialises
+        committed.update(wrote)
 
 
 @settings(max_examples=60, deadline=None)
@@ -159,22 +167,35 @@ def test_loop_orders_reuse_what_they_say():
     assert count("reuse_W", F_LOAD_W) == 4 * 3  # each weight tile once
     assert count("reuse_O", F_WRITE_PSUM) == 0 and count("reuse_O", F_INIT_PSUM) == 0
     assert count("reuse_O", F_LOAD_IN) == 4 * 3 * 2 * 2
-    # reuse_I with one unit keeps all outputs of an input tile live: Mt slots
-    lp = plan_layer(g, replace(base, loop_order="reuse_I"), P, 8192, "lea")
+    # reuse_I with one unit: iNAS-style slots keep all outputs of an input tile live (Mt slots); the
+    # emitted runtime spills them to FRAM between touches and holds one accumulator block
+    lp = plan_layer(g, replace(base, loop_order="reuse_I"), MSP430FR5994_EXTFRAM, 8192, "lea")
     assert lp.slots == 4 and lp.sram["acc"][1] == 4 * (2 * 4 * 4 * 4)
+    lp = plan_layer(g, replace(base, loop_order="reuse_I"), P, 8192, "lea")
+    assert lp.slots == 1 and lp.sram["acc"][1] == 4 * (2 * 4 * 4)
+    assert int((lp.tiles["flags"] & F_WRITE_PSUM != 0).sum()) == 4 * 2 * 2 * 2  # every touch but the last n
 
 
 def test_sram_buffers_and_footprint():
     g = conv_geom()
     d = ExecutionDesign(2, 4, 4, 3, "reuse_O", 1)
-    lp = plan_layer(g, d, P, 4096, "lea")
     tri, tci = 2 - 1 + 3, 4 - 1 + 3
+    # iNAS-style (iNAS preset): input, weights, bias, int16 output staging, accumulator slots
+    lp = plan_layer(g, d, MSP430FR5994_EXTFRAM, 4096, "lea")
     assert lp.sram == {"input": (0, 2 * 3 * tri * tci), "weights": (144, 2 * 4 * 3 * 9), "bias": (360, 16),
                        "output": (376, 64), "acc": (440, 128)}
     assert lp.sram_bytes == 440 + 128 + STACK_BYTES
-    spans = sorted(lp.sram.values())
-    assert all(o % 4 == 0 for o, _ in spans)
-    assert all(a[0] + a[1] <= b[0] for a, b in zip(spans, spans[1:]))  # no overlap
+    # the emitted runtime's aidi_sram_t (FR5994 preset, LEA kernel): one accumulator block, the LEA's Q31
+    # result, sum|w| per output channel, one im2col vector (3*9 = 27 words, padded to 28), weight tiles
+    # with the same even stride, the input tile, the fetch cache (3 pointers, 9 uint16, one uint32)
+    lp = plan_layer(g, d, P, 4096, "lea")
+    assert lp.sram == {"acc": (0, 128), "lea_mac": (128, 4), "lea_wabs": (132, 16), "lea_vec": (148, 56),
+                       "weights": (204, 2 * 4 * 28), "input": (428, 2 * 3 * tri * tci), "cache": (572, 28)}
+    assert lp.sram_bytes == 600 + STACK_BYTES
+    for lp in (lp, plan_layer(g, d, MSP430FR5994_EXTFRAM, 4096, "lea")):
+        spans = sorted(lp.sram.values())
+        assert all(o % 4 == 0 for o, _ in spans)
+        assert all(a[0] + a[1] <= b[0] for a, b in zip(spans, spans[1:]))  # no overlap
 
 
 def test_sram_budget_error_names_buffer():

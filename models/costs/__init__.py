@@ -28,7 +28,13 @@ from ..layers import LayerGeom
 from . import lea_dma, software
 from .tables import CostTables, axis_tiles, lower_bound
 
-__all__ = ["CostTables", "cost_tables", "lower_bound"]
+__all__ = ["CostTables", "cost_tables", "lower_bound", "runtime_model"]
+
+
+def runtime_model(p: Platform) -> bool:
+    """Is a plan on ``p`` costed (and laid out in SRAM) as the emitted C runtime executes it?  Yes on
+    platforms with ``cpu_sw`` (the FR5994 preset), no on the iNAS preset."""
+    return p.cpu_sw is not None
 
 
 def cost_tables(geom: LayerGeom, tr: int, tc: int, tm: int, tn: int, p: Platform, backend: str) -> CostTables:
@@ -50,6 +56,6 @@ def cost_tables(geom: LayerGeom, tr: int, tc: int, tm: int, tn: int, p: Platform
     else:
         n0, tn_ = axis_tiles(geom.in_shape[0], tn)
     axes = (m0, tm_, n0, tn_, r0, tr_, c0, tc_)
-    if p.cpu_sw is not None:
+    if runtime_model(p):
         return software.tables(geom, axes, p, backend)
     return lea_dma.tables(geom, axes, p, backend)

@@ -26,14 +26,13 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from ..schedule import PROGRESS_BYTES, LayerPlan
 from ..schedule.design import LOOP_NESTS
+from ..schedule.memory import runtime_sram_sizes
 from .program import Program
 
 HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE / "templates"
 RUNTIME = HERE / "runtime"
 BACKENDS = ("portable", "lea")
-#: LEA RAM usable for data on the FR5994 (0x2C00-0x3AC7; TI reserves the rest for the LEA stack)
-LEA_RAM_BYTES = 0xEC8
 
 _C_OP = {"conv": "AIDI_OP_CONV", "fc": "AIDI_OP_CONV", "dwconv": "AIDI_OP_DWCONV", "maxpool": "AIDI_OP_MAXPOOL",
          "avgpool": "AIDI_OP_AVGPOOL"}
@@ -159,13 +158,8 @@ def emit_project(prog: Program, out_dir: str | Path, *, backend: str | None = No
     total_units = base
     plans = [c["plan"] for c in layers]
 
-    even = lambda v: max(2, v + (v & 1))  # noqa: E731
     sizes = dict(
-        in_buf=max(1, max(p["in_buf"] for p in plans)),
-        w_buf=even(max(p["w_buf"] for p in plans)),
-        acc_buf=max(1, max(p["acc_buf"] for p in plans)),
-        vec_buf=even(max(p["w_stride"] for p in plans)),
-        tm_max=max(1, max(p["tm"] for p in plans)),
+        **runtime_sram_sizes([lp.runtime for lp in prog.layers], [lp.design.Tm for lp in prog.layers]),
         act_len=max([1] + [int(np.prod(lp.geom.out_shape)) for lp in prog.layers[:-1]]),
         psum_len=max(1, max(p["psum_elems"] for p in plans)),
         progress_bytes=PROGRESS_BYTES,
@@ -199,7 +193,7 @@ def emit_project(prog: Program, out_dir: str | Path, *, backend: str | None = No
         name=prog.name, layers=layers, total_units=total_units, output_len=prog.output_len, sizes=sizes,
         input_shape=prog.qmodel.input_shape, input_len=prog.x_q.size, input_c=_c_ints(prog.x_q),
         act_buffers=act_buffers, expected_c=_c_ints(expected), backend=backend, budgets=prog.budgets,
-        memory=mem, manifest=manifest, fram=fram, lea_ram_bytes=LEA_RAM_BYTES, sram_lea=sram_lea,
+        memory=mem, manifest=manifest, fram=fram, lea_ram_bytes=prog.plan.platform.lea_ram_bytes, sram_lea=sram_lea,
     )
     env = Environment(loader=FileSystemLoader(str(TEMPLATES)), undefined=StrictUndefined,
                       keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)

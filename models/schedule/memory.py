@@ -82,8 +82,62 @@ def runtime_layout(geom: LayerGeom, d: ExecutionDesign, n_in_tiles: int) -> Runt
                          out if geom.weighted and n_in_tiles > 1 else 0, out * window)
 
 
+#: bytes of the C runtime's fetch cache in ``aidi_sram_t`` (3 pointers, 5 + 4 uint16, one uint32; MSP430
+#: small memory model: 2-byte pointers)
+RUNTIME_CACHE_BYTES = 3 * 2 + 9 * 2 + 4
+
+
+def runtime_sram_buffers(geom: LayerGeom, d: ExecutionDesign, backend: str) -> dict[str, tuple[int, int]]:
+    """The emitted C runtime's SRAM (``aidi_sram_t``, models/emit/runtime/aidi_runtime.h) for one layer:
+    ``name -> (offset, bytes)`` in struct order.
+
+    int32 accumulators of one output block (the runtime spills partial sums between non-adjacent touches
+    of a block, so one block is live), with the LEA kernel its Q31 result, sum|w| per output channel and
+    one im2col vector, then the weight and input tiles and the fetch cache.  Bias and outputs go between
+    FRAM and the accumulators directly (no SRAM staging).  The runtime sizes each buffer for the largest
+    layer; this is one layer's need.
+    """
+    rt = runtime_layout(geom, d, 1)
+    sizes = {}
+    if geom.weighted:
+        sizes["acc"] = 4 * rt.acc_buf
+        if backend == "lea":
+            sizes["lea_mac"] = 4
+            sizes["lea_wabs"] = 4 * d.Tm
+            sizes["lea_vec"] = 2 * max(2, rt.w_stride)
+        sizes["weights"] = 2 * rt.w_buf
+    sizes["input"] = 2 * rt.in_buf
+    sizes["cache"] = RUNTIME_CACHE_BYTES
+    out, off = {}, 0
+    for k, v in sizes.items():
+        out[k] = (off, int(v))
+        off = align(off + v)
+    return out
+
+
+def runtime_sram_sizes(layouts: Sequence[RuntimeLayout], tms: Sequence[int]) -> dict[str, int]:
+    """Element counts of the C runtime's static SRAM buffers for a network (``AIDI_IN_BUF``,
+    ``AIDI_W_BUF``, ``AIDI_ACC_BUF``, ``AIDI_VEC_BUF``, ``AIDI_TM_MAX``): the largest need of any layer,
+    at least 1 (2 and even for the LEA vectors).  ``tms``: each layer's Tm."""
+    def even(v: int) -> int:
+        return max(2, v + (v & 1))
+
+    return dict(in_buf=max(1, max(r.in_buf for r in layouts)), w_buf=even(max(r.w_buf for r in layouts)),
+                acc_buf=max(1, max(r.acc_buf for r in layouts)), vec_buf=even(max(r.w_stride for r in layouts)),
+                tm_max=max(1, max(tms)))
+
+
+def layer_sram_buffers(geom: LayerGeom, d: ExecutionDesign, acc_extent: int, backend: str,
+                       runtime: bool) -> dict[str, tuple[int, int]]:
+    """A layer's SRAM buffers: the emitted runtime's (:func:`runtime_sram_buffers`) when the plan is costed
+    as that runtime executes (``runtime``, platforms with ``cpu_sw``), else the iNAS-style
+    :func:`sram_buffers`."""
+    return runtime_sram_buffers(geom, d, backend) if runtime else sram_buffers(geom, d, acc_extent)
+
+
 def sram_buffers(geom: LayerGeom, d: ExecutionDesign, acc_extent: int) -> dict[str, tuple[int, int]]:
-    """SRAM buffers ``name -> (offset, bytes)`` in layout order (each start 4-byte aligned).
+    """iNAS-style SRAM buffers ``name -> (offset, bytes)`` in layout order (each start 4-byte aligned):
+    input and weight tiles, bias, int16 output staging and the accumulator slots.
 
     ``acc_extent``: bytes of the accumulator region actually used (from the walk).
     """
@@ -125,7 +179,11 @@ def check_sram(geom: LayerGeom, buffers, budget: int, platform: Platform, backen
         big = max(buffers.items(), key=lambda kv: kv[1][1])[0]
         return (f"SRAM footprint {total} B exceeds budget {budget} B "
                 f"({parts}, stack {STACK_BYTES} B; largest: {big})")
-    if backend == "lea":
+    if backend == "lea" and "lea_mac" in buffers:  # the runtime's whole SRAM struct sits in .leaRAM
+        lea = align(max(o + n for o, n in buffers.values()))
+        if lea > platform.lea_ram_bytes:
+            return f"LEA buffers ({lea} B: accumulators, LEA vectors, tiles, fetch cache) exceed LEA RAM {platform.lea_ram_bytes} B"
+    elif backend == "lea":  # iNAS-style: the DSPLib operands (input and weight tiles) live in LEA RAM
         lea = sum(align(buffers[k][1]) for k in ("input", "weights") if k in buffers)
         if geom.op in ("conv", "fc", "dwconv") and lea > platform.lea_ram_bytes:
             return (f"LEA operands (input {buffers['input'][1]} B + weights "

@@ -22,7 +22,7 @@ from ..costs import CostTables, cost_tables
 from ..layers import LayerGeom, Network, geometry, parse_network
 from .design import (BACKENDS, DEFAULT_BACKEND, F_INIT_PSUM, F_LOAD_B, F_LOAD_IN, F_LOAD_W, F_WRITE_OUT, F_WRITE_PSUM,
                      LOOP_NESTS, ExecutionDesign, n_stride, normalize_design)
-from .memory import FramLayout, check_sram, fram_layout, runtime_layout, sram_buffers, sram_footprint
+from .memory import FramLayout, check_sram, fram_layout, layer_sram_buffers, runtime_layout, sram_footprint
 from .walk import walk
 
 
@@ -95,7 +95,7 @@ def evaluate_design(layer, design: ExecutionDesign, platform: Platform | str, sr
         d = replace(normalize_design(geom, design), backend=b)
         tab = cost_tables(geom, d.Tr, d.Tc, d.Tm, d.Tn, p, b)
         w = walk(tab, d, geom, idempotent=idempotent)
-        bufs = sram_buffers(geom, d, w.acc_extent)
+        bufs = layer_sram_buffers(geom, d, w.acc_extent, b, tab.software)
         tot = w.unit_cost.sum(axis=0)
         why = check_sram(geom, bufs, budget, p, b, int(w.max_slots))
         c = DesignCost(d, float(tot[:, 0].sum()), float(tot[:, 1].sum()),
@@ -303,7 +303,7 @@ def plan_layer(geom: LayerGeom, design: ExecutionDesign, platform: Platform | st
     d = replace(normalize_design(geom, design), backend=b)
     tab = cost_tables(geom, d.Tr, d.Tc, d.Tm, d.Tn, p, b)
     w = walk(tab, d, geom, idempotent=idempotent, record=True)
-    bufs = sram_buffers(geom, d, w.acc_extent)
+    bufs = layer_sram_buffers(geom, d, w.acc_extent, b, tab.software)
     why = check_sram(geom, bufs, budget, p, b, int(w.max_slots))
     if why:
         raise ValueError(f"{geom.describe()}: {why}")

@@ -24,12 +24,16 @@ of its writes landed) recomputes the same values: units are idempotent.
 place, as a naive runtime would) to show that the functional checker catches
 double counting.
 
-With the software cost model (``CostTables.software``: the emitted
-portable-C runtime) the *costs* follow what that runtime executes in one power
-cycle: a fetch is skipped when the tile is still in SRAM from the previous
-unit (its fetch cache lives until the next boot), accumulators are spilled to
-the partial-sum buffers between two non-adjacent touches of a block (no
-slots), and tiles pay the per-tile overheads.  The refetch a unit needs after a
+With the runtime cost model (``CostTables.software``: the emitted C runtime,
+platforms with ``cpu_sw``) the walk follows that runtime's protocol: a fetch is
+skipped in the costs when the tile is still in SRAM from the previous unit (its
+fetch cache lives until the next boot), and a block's partial sums are spilled
+to FRAM between two touches that are not adjacent in the loop nest, so one
+accumulator block is live: such a touch initialises its accumulators (flags
+INIT_BIAS / INIT_PSUM; the block's first touch in the unit reads the committed
+version, a later one the version this unit writes) and writes them back
+(WRITE_PSUM / WRITE_OUT), as ``weighted_tile`` in aidi_runtime.c does.  Tiles
+also pay the per-tile overheads.  The refetch a unit needs after a
 reboot is added to ``max_unit_energy`` and to the ``e_limit`` check, not to
 ``unit_cost``.  The flags (what a unit must do to be correct after a
 brown-out) are the same for every backend.
@@ -206,7 +210,7 @@ def _walk(tab, prm):
                 if ni > 0 and st[1] < S:  # partial-sum version (preservation protocol)
                     pv0 += version_div[0]
                     pv1 += version_div[1]
-            if first:
+            if first or spill:  # the block gets an accumulator slot (spilled: for this tile only)
                 for q in range(cap):
                     if not busy[q]:
                         slot = q
@@ -226,8 +230,8 @@ def _walk(tab, prm):
                     fl |= F_INIT_BIAS
                 else:
                     fl |= F_INIT_PSUM
-                    if idempotent:
-                        rd = par[o]
+                    if idempotent:  # the committed version; a later spilled touch reads this unit's own
+                        rd = par[o] if first else 1 - par[o]
             if first or spill:  # accumulator pass: from the bias, or from FRAM partial sums
                 if ni == 0:
                     cp0 += elems * acc_init[0]
@@ -251,14 +255,15 @@ def _walk(tab, prm):
                 else:
                     wr_c = psum_wr[mi, ri, ci, 0]
                     mv1 += psum_wr[mi, ri, ci, 1]
-            if last:
+            if last or spill:
                 if ni == nt - 1:
                     fl |= F_WRITE_OUT
                 else:
                     fl |= F_WRITE_PSUM
                     if idempotent:
                         wrp = 1 - par[o]
-                        par[o] = wrp
+                        if last:
+                            par[o] = wrp
                 busy[slot] = False
                 slot_of[o] = -1
                 live -= 1
