@@ -69,14 +69,13 @@ from .tables import CostTables
 
 
 def bitlen(a) -> np.ndarray:
-    """``int.bit_length`` of a non-negative int array (the iterations of ``__mspabi_mpyi``)."""
+    """``int.bit_length`` of a non-negative int array (the iterations of ``__mspabi_mpyi``).
+
+    ``frexp`` gives the binary exponent e with ``a = m * 2**e``, ``0.5 <= m < 1``: the bit length of
+    ``a > 0`` (exact below 2**53).
+    """
     a = np.asarray(a, dtype=np.int64)
-    out = np.zeros(a.shape, np.int64)
-    v = a.copy()
-    while (v > 0).any():
-        out += v > 0
-        v >>= 1
-    return out
+    return np.where(a > 0, np.frexp(a.astype(np.float64))[1], 0).astype(np.int64)
 
 
 def tables(geom: LayerGeom, axes, p: Platform, backend: str = "cpu") -> CostTables:
@@ -90,9 +89,10 @@ def tables(geom: LayerGeom, axes, p: Platform, backend: str = "cpu") -> CostTabl
     sw = p.cpu_sw
     e_cyc = p.energy_per_cycle_J
 
+    per = np.array([1.0, e_cyc])
+
     def cc(cycles) -> np.ndarray:  # cycles -> (..., 2) [cycles, energy]
-        c = np.asarray(cycles, dtype=np.float64)
-        return np.stack([c, c * e_cyc], axis=-1)
+        return np.multiply.outer(np.asarray(cycles, dtype=np.float64), per)
 
     C, H, W = geom.in_shape
     kh, kw, s, pad = geom.kh, geom.kw, geom.stride, geom.pad
