@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from aidi.sim import harvesters
-from aidi.sim.config import PowerConfig, SimConfig
+from aidi.sim.config import DEFAULT_DISPATCH, PowerConfig, SimConfig
 from aidi.sim.platform import DEFAULT_BACKEND
 from aidi.sim.platform import PLATFORMS, Platform, get_platform
 
@@ -129,7 +129,7 @@ _ALLOWED = {
     "harvester": {"kind", "power_W", "v_source", "r_ohm", "file", "repeat", "efficiency", "area_cm2",
                   "cell_efficiency", "start_hour", "step_s", "hours"},
     "model": {"input", "layers", "weights", "seed", "file", "epochs", "data_dir"},
-    "execution": {"tile", "loop_order", "hyper_tile", "preservation", "backend"},
+    "execution": {"tile", "loop_order", "hyper_tile", "preservation", "backend", "dispatch", "dispatch_margin"},
     "sim": {"inferences", "until_s", "seed", "period_s", "deadline_s"},
 }
 
@@ -293,11 +293,15 @@ def parse(raw: dict, path: Path) -> Scenario:
     execution = ExecutionSpec(tile=ex.get("tile", "auto"), loop_order=lo, hyper_tile=hyper, preservation=pres,
                               backend=backend)
 
+    dispatch = r.get("execution", "dispatch", DEFAULT_DISPATCH, "str")
+    if dispatch not in ("greedy", "energy_aware"):
+        r.fail("execution.dispatch", f"expected greedy or energy_aware, got {dispatch!r}")
+    margin = r.get("execution", "dispatch_margin", 0.05, lo=0.0, hi=10.0)
     until = r.get("sim", "until_s", 7 * 86400.0, lo=0.0, lo_open=True)
     deadline = r.get("sim", "deadline_s", None, lo=0.0, lo_open=True)
     sim = SimConfig(inferences=r.get("sim", "inferences", 1, "int", lo=1, hi=1e6), until_s=until,
                     seed=r.get("sim", "seed", 0, "int", lo=0), period_s=r.get("sim", "period_s", 0.0, lo=0.0),
-                    deadline_s=deadline)
+                    deadline_s=deadline, dispatch=dispatch, dispatch_margin=margin)
     for key in ("name", "description"):
         if key in raw and not isinstance(raw[key], str):
             r.fail(key, f"expected a string, got {raw[key]!r}")

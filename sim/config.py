@@ -36,12 +36,28 @@ class PowerConfig:
         return self.e_store_J * self.converter_efficiency
 
 
+#: the dispatch policy of a scenario without ``[execution] dispatch`` (see SimConfig.dispatch)
+DEFAULT_DISPATCH = "greedy"
+
+
 @dataclass(frozen=True)
 class SimConfig:
-    """Run bounds: how many inferences, released every period_s (0: back to back), until_s bound."""
+    """Run bounds: how many inferences, released every period_s (0: back to back), until_s bound; and the
+    dispatch policy.
+
+    dispatch: "greedy" starts a unit whenever the MCU is on; "energy_aware" measures V before each unit
+    and sleeps in LPM3 until V reaches the unit's start threshold (:func:`aidi.sim.workload.start_thresholds`);
+    dispatch_margin: the threshold's energy E_need is multiplied by 1 + dispatch_margin (a fraction).
+    """
 
     inferences: int = 1
     until_s: float = 7 * 86400.0
     seed: int = 0
     period_s: float = 0.0
     deadline_s: float | None = None
+    dispatch: str = DEFAULT_DISPATCH
+    dispatch_margin: float = 0.05
+
+    @property
+    def energy_aware(self) -> bool:
+        return self.dispatch == "energy_aware"

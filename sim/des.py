@@ -24,13 +24,14 @@ import simpy
 from . import physics
 from .config import PowerConfig, SimConfig
 from .harvesters import Segments
-from .workload import STUCK_BOOT, NonProgressError, Tally, Workload, check_progress, result_dict, stuck_unit
+from .workload import (STUCK_BOOT, NonProgressError, Tally, Workload, check_progress, check_thresholds, result_dict,
+                       stuck_unit, stuck_wait)
 
 
 class Event(NamedTuple):
     """One record of the event log: an activity of the device, from its start to its end."""
 
-    kind: str  #: "charge" (MCU off), "boot", "sleep" or "unit"
+    kind: str  #: "charge" (MCU off), "boot", "sleep", "unit", or energy_aware's "measure", "wait", "wake"
     name: str  #: the unit's name ("" for the others)
     layer: int  #: the unit's layer index (-1 for the others)
     unit: int  #: the unit's index in the workload (-1 for the others)
@@ -151,6 +152,12 @@ class Device:
         self.completed = False
         self.reason = ""
         self.time_invariant = seg.time_invariant
+        # energy_aware dispatch: per-unit start thresholds (V), the phases' MCU powers (W)
+        self.aware = sim.energy_aware
+        if self.aware:
+            self.v_start = check_thresholds(work, power, sim.dispatch_margin).tolist()
+            self.costs = work.dispatch_costs
+            self._disp_out = np.empty(12)
         self.process = env.process(self.mcu())
 
     # -- helpers ------------------------------------------------------------------
@@ -188,8 +195,8 @@ class Device:
             # between the charge, the boot and the units (the monitor only fires what they predict)
             first = self.progress
             rc, rb, ru = self.cap.predict_cycle(self.env.now, self.cap.v < self.power.v_on, w.boot_s,
-                                                boot_p / self.eta, self.inference * self.sim.period_s, first,
-                                                self.unit_cap_power)
+                                                boot_p / self.eta, self.inference * self.sim.period_s,
+                                                len(w) if self.aware else first, self.unit_cap_power)
             if self.cap.v < self.power.v_on:  # MCU off until V reaches V_on
                 t0, v0 = self.env.now, self.cap.v
                 yield self.env.timeout(rc.elapsed_s)
@@ -235,6 +242,11 @@ class Device:
                         if not done:
                             self.reason = "until_s reached"
                             return
+                    if self.aware:
+                        yield from self._dispatch_units()
+                        if self.reason:
+                            return
+                        continue
                     i0, k, elapsed, v_end, reason = self._predict_batch(ru)
                     ru = None
                     if self.functional is None and self.events is None:
@@ -302,6 +314,70 @@ class Device:
                 if self.functional is not None:
                     self.functional.reset()
 
+    _PHASES = ("measure", "wait", "wake", "unit")
+
+    def _dispatch_units(self):
+        """The current inference's remaining units under energy_aware dispatch, one
+        :func:`aidi.sim.physics.dispatch_unit` prediction each: measure V, wait in LPM3 for the unit's
+        start threshold if below it, wake up, run the unit (one timeout per phase)."""
+        w, n, out, tally = self.work, len(self.work), self._disp_out, self.tally
+        cat = tally.by_category
+        while True:
+            i = self.progress
+            if self.retry:
+                tally.units_reexecuted += 1
+                self.retry = False
+            phase, why, waited = physics.predict_dispatch(
+                self.cap.v, self.env.now, w.durations_s[i], self.unit_power[i], self.v_start[i], self.costs, self.eta,
+                self.cap._params, self.cap.seg4, out)
+            if waited:
+                tally.threshold_waits += 1
+            tally.add_sums(out[8:12].tolist())
+            el_v = out[:8].tolist()
+            for ph in range(phase + 1):
+                if not waited and (ph == physics.PH_WAIT or ph == physics.PH_WAKE):
+                    continue
+                el, ve = el_v[ph], el_v[4 + ph]
+                p = (w.measure_W, w.wait_W, w.wake_W, self.unit_power[i])[ph]
+                kind = self._PHASES[ph]
+                t0, v0 = self.env.now, self.cap.v
+                if ph == phase and why == physics.HIT_LOW:
+                    self.activity = (kind, i, t0, v0)
+                    self.activity_W = p
+                    self.monitor.arm(el, ve)
+                    yield self.env.event()  # runs until the monitor's interrupt at `el`
+                    raise AssertionError("brown-out did not interrupt the MCU")
+                yield self.env.timeout(el)
+                self.cap.v = ve
+                if ph < physics.PH_UNIT:
+                    cat["wait"] += p * el
+                    if ph == physics.PH_WAIT:
+                        tally.wait_time += el
+                    self._log(kind, w.names[i], int(w.layers[i]), i, t0, self.env.now, v0, ve, p * el,
+                              "until" if ph == phase else "done")
+                    if ph == phase:
+                        self.reason = "until_s reached"
+                        return
+                elif why == physics.ALL_DONE:
+                    if self.functional is not None:
+                        self.functional.run_unit(i)
+                    if self.events is not None:
+                        e = w.energy_J[i]
+                        self._log("unit", w.names[i], int(w.layers[i]), i, t0, self.env.now, v0, ve,
+                                  e[0] + e[1] + e[2], "committed")
+                    last = i + 1 == n
+                    self._commit_batch(i, 1, [ve], physics.ALL_DONE if last else physics.HORIZON)
+                    if last:
+                        return
+                else:  # until_s cut the unit
+                    e = self.unit_power[i] * el
+                    layer = int(w.layers[i])
+                    cat["unfinished"] += e
+                    tally.by_layer[layer] = tally.by_layer.get(layer, 0.0) + e
+                    self._log("unit", w.names[i], layer, i, t0, self.env.now, v0, ve, e, "until")
+                    self.reason = "until_s reached"
+                    return
+
     def _unit_cut(self, i, elapsed, v_end, reason):
         """The unit after the committed ones: a brown-out (the monitor interrupts) or until_s."""
         w = self.work
@@ -331,6 +407,16 @@ class Device:
             self.fails_in_row += 1
             if self.time_invariant and self.fails_in_row >= 2:
                 self.reason = STUCK_BOOT
+        elif kind in ("measure", "wait", "wake"):
+            e = self.activity_W * el
+            i = self.progress
+            self.tally.by_category["wait"] += e
+            if kind == "wait":
+                self.tally.wait_time += el
+            self._log(kind, w.names[i], int(w.layers[i]), i, t0, self.env.now, v0, self.cap.v, e, "brownout")
+            self.fails_in_row += 1
+            if self.time_invariant and self.fails_in_row >= 2:
+                self.reason = stuck_wait(w.names[i])
         elif kind == "sleep":
             e = w.sleep_W * el
             self.tally.by_category["sleep"] += e

@@ -22,28 +22,29 @@ from numba import njit
 from . import physics
 from .config import PowerConfig, SimConfig
 from .harvesters import Segments
-from .workload import (CATEGORIES, STUCK_BOOT, NonProgressError, Tally, Workload,
-                       progress_message, progress_violation, result_dict, stuck_unit)
+from .workload import (CATEGORIES, STUCK_BOOT, NonProgressError, Tally, Workload, progress_message,
+                       progress_violation, result_dict, start_message, start_thresholds, stuck_unit, stuck_wait)
 
 # status codes
-RUNNING, DONE, UNTIL, NEVER_BOOTS, STUCK, NON_PROGRESS = 0, 1, 2, 3, 4, 5
+RUNNING, DONE, UNTIL, NEVER_BOOTS, STUCK, NON_PROGRESS, STUCK_WAIT, NO_START = 0, 1, 2, 3, 4, 5, 6, 7
 _REASONS = {
     DONE: "",
     UNTIL: "until_s reached",
     NEVER_BOOTS: "the capacitor settles below v_on: the device never boots",
 }
 #: the accumulators of one run (``acc``, float), in FLOAT_COLS order after t and v: energies (J), times (s)
-ACCUMULATORS = ("harvested", "consumed", "leaked", "clipped", "on_time", "off_time")
-H, C, L, X, ON, OFF = range(len(ACCUMULATORS))
+ACCUMULATORS = ("harvested", "consumed", "leaked", "clipped", "on_time", "off_time", "wait_time")
+H, C, L, X, ON, OFF, WAIT = range(len(ACCUMULATORS))
 #: the counters of one run (``cnt``, int), in INT_COLS order after status, bad_unit and progress
 COUNTERS = ("power_cycles", "units_executed", "units_reexecuted", "units_lost", "inferences_completed",
-            "fails_in_row")
-N_CYCLES, N_EXECUTED, N_REEXECUTED, N_LOST, N_INFERENCES, N_FAILS = range(len(COUNTERS))
+            "fails_in_row", "threshold_waits")
+N_CYCLES, N_EXECUTED, N_REEXECUTED, N_LOST, N_INFERENCES, N_FAILS, N_WAITS = range(len(COUNTERS))
 N_ACC, N_COUNTERS = len(ACCUMULATORS), len(COUNTERS)
 # category slots (order of CATEGORIES)
 _CAT = {c: i for i, c in enumerate(CATEGORIES)}
 N_CAT = len(CATEGORIES)
 K_RESTORE, K_REEXEC, K_SLEEP, K_UNFIN = _CAT["restore"], _CAT["reexecution"], _CAT["sleep"], _CAT["unfinished"]
+K_WAIT = _CAT["wait"]
 
 
 class Job(NamedTuple):
@@ -58,6 +59,8 @@ class Job(NamedTuple):
     boot_s: float  #: boot (restore) duration (s)
     boot_W: float  #: boot MCU power (W)
     sleep_W: float  #: MCU power while sleeping until a release (W)
+    v_start: np.ndarray = np.empty(0)  #: energy_aware's start threshold of each unit (V; unused under greedy)
+    costs: np.ndarray = np.zeros(5)  #: energy_aware's phase costs (Workload.dispatch_costs)
 
 
 class Bounds(NamedTuple):
@@ -70,6 +73,7 @@ class Bounds(NamedTuple):
     inferences: int  #: inferences to run
     period_s: float  #: release period of the inferences (s); 0: back to back
     until_s: float  #: time bound (s)
+    aware: bool = False  #: energy_aware dispatch (else greedy)
 
 
 class Sinks(NamedTuple):
@@ -163,24 +167,37 @@ def _run(job, circ, bounds, out):
                     status = UNTIL
                     break
             i0 = progress
-            if retry:
-                cnt[N_REEXECUTED] += 1
-                retry = False
-            m = physics.run_units_merged(v, t, i0, n, d, pw, eta, run_end, per_len, per_end, v_off, v_on, until, circ)
-            acc[H] += m.harvested_J; acc[C] += m.consumed_J; acc[L] += m.leaked_J; acc[X] += m.clipped_J
-            t = m.t_k
-            if m.k > 0:
-                v = m.v_k
-                cnt[N_EXECUTED] += m.k
-                cnt[N_FAILS] = 0
-                progress = i0 + m.k
-            if m.reason == physics.ALL_DONE:
+            if bounds.aware:
+                why, t, v, progress, retry = _dispatch_units(job, circ, bounds, out, t, v, progress, retry)
+            else:
+                if retry:
+                    cnt[N_REEXECUTED] += 1
+                    retry = False
+                m = physics.run_units_merged(v, t, i0, n, d, pw, eta, run_end, per_len, per_end, v_off, v_on, until,
+                                             circ)
+                acc[H] += m.harvested_J; acc[C] += m.consumed_J; acc[L] += m.leaked_J; acc[X] += m.clipped_J
+                t = m.t_k
+                if m.k > 0:
+                    v = m.v_k
+                    cnt[N_EXECUTED] += m.k
+                    cnt[N_FAILS] = 0
+                    progress = i0 + m.k
+                why = m.reason
+            if why == physics.ALL_DONE:
                 lat[inference] = t - inference * period_s
                 inference += 1
                 cnt[N_INFERENCES] += 1
                 if inference < inferences:
                     progress = 0
                 continue
+            if bounds.aware:  # _dispatch_units tallied the cut
+                if why == physics.HIT_LOW:
+                    browned = True
+                    if time_invariant and cnt[N_FAILS] >= 2:
+                        status = STUCK if retry else STUCK_WAIT
+                    break
+                status = UNTIL
+                break
             i = i0 + m.k
             t += m.el_cut
             v = m.v_cut
@@ -205,6 +222,61 @@ def _run(job, circ, bounds, out):
             status = DONE
             break
     return RunEnd(status, t, v, progress, inference)
+
+
+@njit(cache=True, error_model="numpy")
+def _dispatch_units(job, circ, bounds, out, t, v, progress, retry):
+    """The current inference's units from ``progress`` under energy_aware dispatch, unit by unit
+    (:func:`aidi.sim.physics.dispatch_unit`), as the SimPy model's ``Device._dispatch_units``.
+
+    Returns (ALL_DONE, HIT_LOW (a brown-out) or HORIZON (until_s), t, v, progress, retry).
+    """
+    d, pw, layers, v_start, costs = job.durations_s, job.power_W, job.layers, job.v_start, job.costs
+    acc, cat, by_layer, cnt = out.acc, out.cat, out.by_layer, out.cnt
+    eta, v_off, until = bounds.eta, bounds.v_off, bounds.until_s
+    n = d.shape[0]
+    buf = np.empty(12)
+    while True:
+        i = progress
+        if retry:
+            cnt[N_REEXECUTED] += 1
+            retry = False
+        phase, why, waited = physics.dispatch_unit(v, t, until, d[i], pw[i], v_start[i], costs, eta, v_off, circ, buf)
+        if waited:
+            cnt[N_WAITS] += 1
+        acc[H] += buf[8]; acc[C] += buf[9]; acc[L] += buf[10]; acc[X] += buf[11]
+        for ph in range(phase + 1):
+            if not waited and (ph == physics.PH_WAIT or ph == physics.PH_WAKE):
+                continue
+            el = buf[ph]
+            t += el
+            v = buf[4 + ph]
+            if ph < physics.PH_UNIT:
+                cat[K_WAIT] += (costs[1] if ph == physics.PH_MEASURE else costs[2] if ph == physics.PH_WAIT
+                                else costs[4]) * el
+                if ph == physics.PH_WAIT:
+                    acc[WAIT] += el
+                if ph == phase:  # a brown-out or until_s before the unit
+                    if why == physics.HIT_LOW:
+                        cnt[N_FAILS] += 1
+                    return why, t, v, progress, retry
+            elif why == physics.ALL_DONE:
+                cnt[N_EXECUTED] += 1
+                cnt[N_FAILS] = 0
+                progress = i + 1
+                if progress == n:
+                    return why, t, v, progress, retry
+            else:
+                e = pw[i] * el
+                by_layer[layers[i]] += e
+                if why == physics.HIT_LOW:
+                    cat[K_REEXEC] += e
+                    cnt[N_LOST] += 1
+                    cnt[N_FAILS] += 1
+                    retry = True
+                else:
+                    cat[K_UNFIN] += e
+                return why, t, v, progress, retry
 
 
 #: most runs in a repeating pattern the oracle merges (see physics.run_units_merged)
@@ -343,7 +415,8 @@ def _add_completed(energy, layers, done, partial, tot_cat, tot_layer, cat, by_la
 
 @njit(cache=True, error_model="numpy")
 def _evaluate(off, d, energy, layers, boot, pw, run_end, per_len, per_end, tot_cat, tot_layer, pair_off, first, eta,
-              cap, v_on, v_off, v_max, i_leak, v0, seg_t, seg_p, seg_g, seg_vs, period, inferences, period_s, until):
+              cap, v_on, v_off, v_max, i_leak, v0, seg_t, seg_p, seg_g, seg_vs, period, inferences, period_s, until,
+              aware, margin):
     """Every workload of a compiled population under one power configuration, in one call.
 
     Returns (ints, floats, by_layer, latencies); the columns of ints and floats are named by
@@ -353,7 +426,7 @@ def _evaluate(off, d, energy, layers, boot, pw, run_end, per_len, per_end, tot_c
     e_cap = physics.e_cycle(cap, v_on, v_off)
     p_src = physics.source_max_power(seg_p, seg_g, seg_vs, v_off, v_on)
     circ = physics.Circuit(cap, i_leak, v_max, seg_t, seg_p, seg_g, seg_vs, period)
-    bounds = Bounds(eta, v_on, v_off, v0, inferences, period_s, until)
+    bounds = Bounds(eta, v_on, v_off, v0, inferences, period_s, until, aware)
     ints = np.zeros((nw, 3 + N_COUNTERS), dtype=np.int64)
     floats = np.zeros((nw, 2 + N_ACC + N_CAT))
     by_layer = np.zeros(tot_layer.shape)
@@ -368,11 +441,21 @@ def _evaluate(off, d, energy, layers, boot, pw, run_end, per_len, per_end, tot_c
         if bad != -1:
             ints[w, 0] = NON_PROGRESS
             continue
+        costs = boot[w, 3:8]
+        if aware:
+            v_start = start_thresholds(energy[a:b], d[a:b], costs, eta, cap, v_off, v_max, i_leak, margin)
+            bad = np.argmax(v_start)
+            if v_start[bad] > v_on:
+                ints[w, 0] = NO_START
+                ints[w, 1] = bad
+                continue
+        else:
+            v_start = np.empty(0)
         cat = floats[w, 2 + N_ACC:]
         job = Job(d[a:b], pw[a:b], layers[a:b], run_end[a:b], per_len[a:b], per_end[a:b], boot_s, boot_j / boot_s,
-                  sleep_w)
+                  sleep_w, v_start, costs)
         end = _run(job, circ, bounds, Sinks(floats[w, 2:2 + N_ACC], cat, by_layer[w], lat[w], ints[w, 3:]))
-        if end.status != STUCK:
+        if end.status != STUCK and end.status != STUCK_WAIT:
             # committed units of the unfinished inference
             partial = end.progress if end.inferences < inferences else 0
             _add_completed(energy[a:b], layers[a:b], end.inferences, partial, tot_cat[w], tot_layer[w], cat,
@@ -443,6 +526,13 @@ class Batch:
             return NonProgressError(progress_message(work, self.power, self.seg, bad))
         if st == STUCK:
             return NonProgressError(STUCK_BOOT if progress < 0 else stuck_unit(work.names[progress]))
+        if st == STUCK_WAIT:
+            return NonProgressError(stuck_wait(work.names[progress]))
+        if st == NO_START:
+            v_start = start_thresholds(work.energy_J, work.durations_s, work.dispatch_costs,
+                                       self.power.converter_efficiency, self.power.capacitor_F, self.power.v_off,
+                                       self.power.v_max, self.power.leakage_A, self.sim.dispatch_margin)
+            return NonProgressError(start_message(work, self.power, v_start, bad))
         return None
 
     def result(self, w: int) -> dict:
@@ -455,7 +545,8 @@ class Batch:
         tally = Tally(harvested=f["harvested"], consumed=f["consumed"], leaked=f["leaked"], clipped=f["clipped"],
                       on_time=f["on_time"], off_time=f["off_time"], power_cycles=i["power_cycles"],
                       units_executed=i["units_executed"], units_reexecuted=i["units_reexecuted"],
-                      units_lost=i["units_lost"], inferences_completed=i["inferences_completed"])
+                      units_lost=i["units_lost"], inferences_completed=i["inferences_completed"],
+                      wait_time=f["wait_time"], threshold_waits=i["threshold_waits"])
         tally.by_category = {c: f[c] for c in CATEGORIES}
         bl = self.by_layer[w].tolist()
         tally.by_layer = {k: bl[k] for k in np.unique(self.works[w].layers).tolist() if bl[k] != 0.0}
@@ -483,7 +574,7 @@ class Population:
         self.d = np.concatenate([w.durations_s for w in works])
         self.energy = np.concatenate([w.energy_J for w in works])
         self.layers = np.concatenate([w.layers for w in works]).astype(np.int64, copy=False)
-        self.boot = np.array([(w.boot_s, w.boot_J, w.sleep_W) for w in works])
+        self.boot = np.array([(w.boot_s, w.boot_J, w.sleep_W, *w.dispatch_costs) for w in works])
         self.static = _compile(self.off, self.d, self.energy, self.layers)
 
     def __len__(self) -> int:
@@ -493,7 +584,7 @@ class Population:
         out = _evaluate(self.off, self.d, self.energy, self.layers, self.boot, *self.static,
                         power.converter_efficiency, power.capacitor_F, power.v_on, power.v_off, power.v_max,
                         power.leakage_A, power.v_initial, seg.seg_t, seg.seg_p, seg.seg_g, seg.seg_vs, seg.period,
-                        sim.inferences, sim.period_s, sim.until_s)
+                        sim.inferences, sim.period_s, sim.until_s, sim.energy_aware, sim.dispatch_margin)
         return Batch(self.works, power, seg, sim, out)
 
 

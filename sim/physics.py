@@ -797,3 +797,70 @@ def run_units_merged(v, t, i0, i_end, durations, p_mcu, eta, run_end, per_len, p
             v = r.v_end
             i += 1
     return Merged(i_end - i0, now, v, 0.0, v, ALL_DONE, e_h, e_c, e_l, e_x)
+
+
+#: the phases of :func:`dispatch_unit`, in order: the voltage measurement, the LPM3 wait for the start
+#: threshold, the wake-up from it, the unit
+PH_MEASURE, PH_WAIT, PH_WAKE, PH_UNIT = range(4)
+
+
+@njit(cache=True, error_model="numpy")
+def dispatch_unit(v, t, until, d, p_unit, v_start, costs, eta, v_low, circ, out):
+    """One unit under energy_aware dispatch, from (t, v): measure V (``costs[0]`` s at ``costs[1]`` W);
+    if V < ``v_start``, sleep in LPM3 (``costs[2]`` W) until V reaches it (a comparator interrupt) and
+    wake up (``costs[3]`` s at ``costs[4]`` W); then run the unit (``d`` s at ``p_unit`` W).  Powers are
+    the MCU's, drawn from the capacitor through the converter (/ ``eta``); a brown-out at ``v_low`` or
+    until_s stops the sequence.
+
+    Fills ``out`` (12 floats): elapsed (s) of each phase (PH_*) in out[0:4], the voltage after it in
+    out[4:8] (a phase not run: 0 s, the voltage before it), and (harvested, consumed, leaked, clipped)
+    (J) over everything in out[8:12].  Returns (the last phase run, why it ended: ALL_DONE (the unit
+    completed), HIT_LOW (brown-out) or HORIZON (until_s), whether it waited).
+    """
+    for k in range(4):
+        out[k] = 0.0
+    out[8] = out[9] = out[10] = out[11] = 0.0
+    waited = False
+    phase = PH_MEASURE
+    while phase <= PH_UNIT:
+        out[4 + phase] = v
+        if phase == PH_WAIT:
+            if v >= v_start:
+                out[4 + PH_WAKE] = v
+                phase = PH_UNIT
+                continue
+            waited = True
+            r = advance(v, t, until - t, costs[2] / eta, v_low, v_start, True, circ)
+            dur = math.inf
+        else:
+            if phase == PH_MEASURE:
+                dur, p = costs[0], costs[1]
+            elif phase == PH_WAKE:
+                dur, p = costs[3], costs[4]
+            else:
+                dur, p = d, p_unit
+            r = advance(v, t, min(dur, until - t), p / eta, v_low, v_start, False, circ)
+        out[phase] = r.elapsed_s
+        out[4 + phase] = r.v_end
+        out[8] += r.harvested_J
+        out[9] += r.consumed_J
+        out[10] += r.leaked_J
+        out[11] += r.clipped_J
+        t += r.elapsed_s
+        v = r.v_end
+        if r.reason == HIT_LOW:
+            return phase, HIT_LOW, waited
+        if phase == PH_WAIT:
+            if r.reason != HIT_HIGH:
+                return phase, HORIZON, waited
+        elif r.elapsed_s < dur:
+            return phase, HORIZON, waited
+        phase += 1
+    return PH_UNIT, ALL_DONE, waited
+
+
+@njit(cache=True, error_model="numpy")
+def predict_dispatch(v, t, d, p_unit, v_start, costs, eta, params, seg4, out):
+    """:func:`dispatch_unit` (v_low = v_off, until_s) for a caller in Python, the circuit packed."""
+    return dispatch_unit(v, t, params[P_UNTIL], d, p_unit, v_start, costs, eta, params[P_V_OFF],
+                         _unpack(params, seg4), out)

@@ -146,6 +146,12 @@ class Platform:
     #: backend="cpu" (aidi.models.costs.software); None: iNAS-style tables
     #: (cpu_mac_cycles per MAC, DMA data movement) for every layer
     cpu_sw: SoftwareCosts | None = None
+    #: energy-aware dispatch (``[execution] dispatch = "energy_aware"``): one supply-voltage measurement
+    #: before a unit, the LPM3 wait for the comparator's interrupt, and the wake-up from it
+    measure_s: float = 0.0  # ADC12_B reading of AVCC/2 (reference settling, sampling, conversion)
+    measure_energy_J: float = 0.0
+    wait_power_W: float = 0.0  # LPM3 with COMP_E watching VCC through its reference ladder
+    wake_s: float = 0.0  # LPM3 -> active, at active_power_W
     sources: dict = field(default_factory=dict, compare=False, hash=False)
 
     @property
@@ -248,6 +254,31 @@ _COPY_SOURCE = (
 _V_NOM = 3.0
 _P_ACTIVE_16MHZ = 118e-6 * 16 * _V_NOM
 
+# Energy-aware dispatch costs (SLASE54D typical values at 3.0 V, 25 C; tables "REF_A", "ADC12_B",
+# "Comparator_E", "Wake-up characteristics", "LPM3 supply currents").  Entered from the datasheet's
+# tables as recalled, without the PDF at hand: re-check the figures below against SLASE54D.
+# Voltage measurement: the ADC12_B on its internal AVCC/2 channel (ADC12BATMAP) against the 1.2 V
+# REF_A reference: reference settling t_SETTLE 40 us (max) + sampling 16 ADC12CLK + conversion 14
+# ADC12CLK (12 bit) on MODOSC (4.8 MHz typ) = 46.25 us, while the CPU stays active at 16 MHz
+# (1.888 mA) and the ADC (I_ADC12_B single-ended 145 uA typ) and the reference (I_REF+ 15 uA) draw.
+_MEASURE_S = 40e-6 + (16 + 14) / 4.8e6
+_MEASURE_J = _MEASURE_S * (118e-6 * 16 + 145e-6 + 15e-6) * _V_NOM
+# Threshold wait: LPM3 (I_LPM3,VLO 0.5 uA) with COMP_E in ultra-low-power mode (CEPWRMD = 10,
+# I_AVCC_COMP 0.5 uA... 1.3 uA: max taken) comparing the 1.2 V reference (REF_A static, ~1 uA in
+# low-power mode) with VCC through its 32-tap reference ladder: the ladder tap is set from V_start,
+# the comparator interrupt (CEIFG) wakes the CPU.  0.5 + 1.3 + 1.0 = 2.8 uA.
+_WAIT_W = (0.5e-6 + 1.3e-6 + 1.0e-6) * _V_NOM
+# Wake-up from LPM3 to active (t_WAKE-UP-LPM3): 7 us typ, 10 us max (max taken), at active power.
+_WAKE_S = 10e-6
+_DISPATCH_SOURCES = {
+    "measure_s": "SLASE54D: REF_A t_SETTLE 40 us max + ADC12_B 16 sample + 14 conversion ADC12CLK at "
+                 "MODOSC 4.8 MHz typ (AVCC/2 via ADC12BATMAP) = 46.25 us",
+    "measure_energy_J": "SLASE54D: active 118 uA/MHz at 16 MHz + I_ADC12_B 145 uA + I_REF+ 15 uA, at 3.0 V, "
+                        "over measure_s",
+    "wait_power_W": "SLASE54D: LPM3 (VLO) 0.5 uA + COMP_E ultra-low-power 1.3 uA max + REF_A static ~1 uA, at 3.0 V",
+    "wake_s": "SLASE54D: t_WAKE-UP-LPM3 7 us typ, 10 us max (max taken), at active power",
+}
+
 MSP430FR5994 = Platform(
     name="msp430fr5994",
     mclk_hz=16e6,
@@ -259,6 +290,10 @@ MSP430FR5994 = Platform(
     sleep_power_W=0.5e-6 * _V_NOM,
     boot_s=0.5e-3,
     boot_energy_J=0.5e-3 * _P_ACTIVE_16MHZ,
+    measure_s=_MEASURE_S,
+    measure_energy_J=_MEASURE_J,
+    wait_power_W=_WAIT_W,
+    wake_s=_WAKE_S,
     # DMA block transfer: 2 MCLK per word plus one FRAM wait state per FRAM access
     # (NWAITS_1 at 16 MHz) and ~30 cycles of channel set-up (inferred).
     dma_read_cycles=Linear(3.0, 30.0),
@@ -290,6 +325,7 @@ MSP430FR5994 = Platform(
         "active_power_W": "SLASE54D: 118 uA/MHz active at 3.0 V",
         "sleep_power_W": "SLASE54D: LPM3 (VLO) 0.5 uA",
         "boot_s": "SLASE54D: BOR/power-up 0.5 ms typ",
+        **_DISPATCH_SOURCES,
         "dma_*": "2 MCLK per DMA word + 1 FRAM wait state, 30-cycle set-up (inferred)",
         "lea_mac_cycles": "iNAS CostModel: msp_mac_q15 1.5*n + 616 cycles",
         "cpu_*": "iNAS CostModel: ADD 12, MUL 44, DIV 160, MAX 14 cycles",
@@ -315,6 +351,10 @@ MSP430FR5994_EXTFRAM = Platform(
     sleep_power_W=0.5e-6 * _V_NOM,
     boot_s=70e-3,
     boot_energy_J=77.88e-6,
+    measure_s=_MEASURE_S,
+    measure_energy_J=_MEASURE_J,
+    wait_power_W=_WAIT_W,
+    wake_s=_WAKE_S,
     dma_read_cycles=Linear(64.0, 424.0),
     dma_write_cycles=Linear(64.0008, 422.23),
     lea_mac_cycles=Linear(1.5, 616.0),
@@ -340,6 +380,7 @@ MSP430FR5994_EXTFRAM = Platform(
         "cpu_abs_cycles": _ABS_SOURCE + "; energy cycles x energy per cycle (no iNAS fit)",
         "cpu_copy_cycles": _COPY_SOURCE + "; energy cycles x energy per cycle (no iNAS fit)",
         "boot": "iNAS CostModel: reboot 70 ms, 77.88 uJ (= 1/2 * 330 uF * (2.99^2 - 2.91^2))",
+        **_DISPATCH_SOURCES,
     },
 )
 

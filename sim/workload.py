@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_right
 from dataclasses import dataclass, field
 
@@ -15,7 +16,8 @@ from .platform import Platform
 from .taskgraph import UNIT_CATEGORIES, TaskGraph
 
 #: energy categories reported in ``energy_J.by_category``; their sum is ``consumed``
-CATEGORIES = UNIT_CATEGORIES + ("restore", "reexecution", "sleep", "unfinished", "converter_loss")
+#: ("wait": energy_aware dispatch's voltage measurements, LPM3 threshold waits and wake-ups)
+CATEGORIES = UNIT_CATEGORIES + ("restore", "reexecution", "sleep", "unfinished", "wait", "converter_loss")
 
 
 class NonProgressError(ValueError):
@@ -29,6 +31,12 @@ STUCK_BOOT = ("the boot failed twice from a full capacitor under a constant sour
 def stuck_unit(name: str) -> str:
     return (f"unit {name} failed twice from a full capacitor under a constant source: "
             "it cannot complete in one power cycle")
+
+
+def stuck_wait(name: str) -> str:
+    return (f"unit {name}: the device browned out twice before it (measuring V or waiting in LPM3 for the "
+            "unit's start threshold) from a full capacitor under a constant source: the source cannot lift V "
+            "to the threshold")
 
 
 @dataclass(frozen=True)
@@ -46,6 +54,13 @@ class Workload:
     boot_J: float
     sleep_W: float
     layer_names: list[str] = field(default_factory=list)
+    #: energy_aware dispatch: the voltage measurement before a unit (s, W at the MCU), the LPM3
+    #: threshold wait (W) and the wake-up from it (s, W)
+    measure_s: float = 0.0
+    measure_W: float = 0.0
+    wait_W: float = 0.0
+    wake_s: float = 0.0
+    wake_W: float = 0.0
 
     @classmethod
     def from_graph(cls, graph: TaskGraph, platform: Platform) -> "Workload":
@@ -63,7 +78,17 @@ class Workload:
             boot_J=platform.boot_energy_J,
             sleep_W=platform.sleep_power_W,
             layer_names=list(graph.layer_names),
+            measure_s=platform.measure_s,
+            measure_W=platform.measure_energy_J / platform.measure_s if platform.measure_s > 0 else 0.0,
+            wait_W=platform.wait_power_W,
+            wake_s=platform.wake_s,
+            wake_W=platform.active_power_W,
         )
+
+    @property
+    def dispatch_costs(self) -> np.ndarray:
+        """(measure_s, measure_W, wait_W, wake_s, wake_W), the MCU's powers (W)."""
+        return np.array([self.measure_s, self.measure_W, self.wait_W, self.wake_s, self.wake_W])
 
     def prefix_sums(self):
         """(cumulative energy per category, cumulative total, [(layer, first, end) runs], run firsts),
@@ -148,6 +173,46 @@ def progress_message(work: Workload, power: PowerConfig, seg: Segments, bad: int
             f"it can never complete: use smaller tiles/hyper-tiles or a larger capacitor")
 
 
+@njit(cache=True, error_model="numpy")
+def start_thresholds(energy, durations, costs, eta, cap, v_off, v_max, i_leak, margin):
+    """energy_aware's start threshold of every unit (V): V_start = sqrt(V_off^2 + 2 E_need / C).
+
+    E_need (J, from the capacitor, no harvest) = (1 + margin) * [(E_unit + E_measure + E_wake) / eta
+    + I_leak * V_max * (d_unit + t_measure + t_wake)]: the unit, the measurement before it and the
+    wake-up from LPM3 drawn through the converter, and leakage bounded at V_max over their durations.
+    ``energy[i, k]`` (J at the MCU), ``durations[i]`` (s), ``costs`` = Workload.dispatch_costs.
+    """
+    n = durations.shape[0]
+    out = np.empty(n)
+    meas_s, meas_w, wake_s, wake_w = costs[0], costs[1], costs[3], costs[4]
+    fixed = meas_s * meas_w + wake_s * wake_w
+    for i in range(n):
+        u = 0.0
+        for c in range(energy.shape[1]):
+            u += energy[i, c]
+        need = (1.0 + margin) * ((u + fixed) / eta + i_leak * v_max * (durations[i] + meas_s + wake_s))
+        out[i] = math.sqrt(v_off * v_off + 2.0 * need / cap)
+    return out
+
+
+def start_message(work: "Workload", power: PowerConfig, v_start: np.ndarray, bad: int) -> str:
+    """The one-line error of a unit whose start threshold is above V_on."""
+    return (f"unit {work.names[bad]} (layer {int(work.layers[bad])}) needs V_start = {v_start[bad]:.4f} V to start "
+            f"under dispatch = energy_aware but the device boots at V_on = {power.v_on:g} V: it can never be "
+            f"scheduled (C={power.capacitor_F:g} F, V_off={power.v_off:g} V); use smaller tiles/hyper-tiles, "
+            "a larger capacitor, a smaller dispatch_margin or dispatch = \"greedy\"")
+
+
+def check_thresholds(work: "Workload", power: PowerConfig, margin: float) -> np.ndarray:
+    """The start thresholds (:func:`start_thresholds`); raise NonProgressError if one is above V_on."""
+    v_start = start_thresholds(work.energy_J, work.durations_s, work.dispatch_costs, power.converter_efficiency,
+                               power.capacitor_F, power.v_off, power.v_max, power.leakage_A, margin)
+    bad = int(np.argmax(v_start))
+    if v_start[bad] > power.v_on:
+        raise NonProgressError(start_message(work, power, v_start, bad))
+    return v_start
+
+
 @dataclass
 class Tally:
     """Accumulators both engines fill in the same way."""
@@ -163,6 +228,8 @@ class Tally:
     units_reexecuted: int = 0
     units_lost: int = 0
     inferences_completed: int = 0
+    wait_time: float = 0.0
+    threshold_waits: int = 0
     by_category: dict = field(default_factory=lambda: {c: 0.0 for c in CATEGORIES})
     by_layer: dict = field(default_factory=dict)
     latencies: list = field(default_factory=list)
@@ -223,6 +290,9 @@ def result_dict(tally: Tally, power: PowerConfig, v_final: float, t_end: float, 
         "units_reexecuted": tally.units_reexecuted,
         "units_lost": tally.units_lost,
         "v_final": v_final,
+        "dispatch": sim.dispatch,
+        "wait_s": tally.wait_time,
+        "threshold_waits": tally.threshold_waits,
         "energy_J": {
             "harvested": tally.harvested,
             "consumed": tally.consumed,

@@ -106,6 +106,8 @@ power_W = 0.01
      'hyper_tile = 1\n', "SRAM"),
     (BASE + '\n[execution]\ntile = [64, 64, 64, 64]\nloop_order = "reuse_O"\nhyper_tile = 1\n', "exceeds"),
     ("[power\n", "not valid TOML"),
+    (BASE + '\n[execution]\ndispatch = "lazy"\n', "execution.dispatch"),
+    (BASE + '\n[execution]\ndispatch_margin = -0.1\n', "execution.dispatch_margin"),
 ])
 def test_bad_input_one_line_exit_2(tmp_path, text, needle):
     p = _write(tmp_path, text)
@@ -125,6 +127,22 @@ def test_unit_that_never_fits_is_reported(tmp_path):
     assert r.exit_code == 2
     assert "never complete" in r.stderr or "does not even cover" in r.stderr
     assert "uJ" in r.stderr
+
+
+def test_start_threshold_above_v_on_is_reported(tmp_path):
+    text = (Path(loader.__file__).parent / "weak-source.toml").read_text()
+    p = _write(tmp_path, text + '\n[execution]\ndispatch = "energy_aware"\ndispatch_margin = 10.0\n')
+    r = runner.invoke(app, ["run", str(p), "--engine", "oracle", "--json"])
+    assert r.exit_code == 2, r.output
+    err = r.stderr.strip()
+    assert len(err.splitlines()) == 1 and "V_start = " in err and "V_on = 2.8 V" in err and "layer 0" in err, err
+
+
+def test_energy_aware_weak_source_loses_no_unit():
+    res = run_json("run", "weak-source", "--engine", "oracle")
+    assert res["dispatch"] == "greedy" and res["units_lost"] > 0
+    text = (Path(loader.__file__).parent / "weak-source.toml").read_text()
+    assert "[execution]" not in text
 
 
 def test_missing_file():

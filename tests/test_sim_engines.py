@@ -4,6 +4,7 @@ small scenarios: energy balance, voltage bounds, agreement, determinism, non-pro
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -101,9 +102,9 @@ def assert_agree(r_des, r_ora):
     assert set(r_des) == set(r_ora)
     assert r_des["engine"] == "des" and r_ora["engine"] == "oracle"
     for k in ("completed", "power_cycles", "units", "units_executed", "units_reexecuted", "units_lost",
-              "inferences", "inferences_completed"):
+              "inferences", "inferences_completed", "dispatch", "threshold_waits"):
         assert r_des[k] == r_ora[k], k
-    for k in ("latency_s", "sim_time_s", "off_time_s", "v_final", "last_inference_latency_s"):
+    for k in ("latency_s", "sim_time_s", "off_time_s", "v_final", "last_inference_latency_s", "wait_s"):
         assert close(r_des[k], r_ora[k]), (k, r_des[k], r_ora[k])
     assert close(r_des["on_time_s"], r_ora["on_time_s"]), (r_des["on_time_s"], r_ora["on_time_s"])
     assert r_des["reason"] == r_ora["reason"]
@@ -416,3 +417,84 @@ def test_energy_balance_closes_when_leakage_holds_v_below_v_on():
             assert not res["completed"] and "never boots" in res["reason"]
             errors.append(energy_balance_error(res))
     assert max(errors) < 1e-9
+
+
+# ---------------------------------------------------------------------------------------------
+# energy_aware dispatch
+# ---------------------------------------------------------------------------------------------
+
+def with_dispatch_costs(work, meas_s=46e-6, meas_W=6.1e-3, wait_W=8.4e-6, wake_s=10e-6, wake_W=5.7e-3, scale=1.0):
+    return replace(work, energy_J=work.energy_J * scale, measure_s=meas_s, measure_W=meas_W, wait_W=wait_W,
+                   wake_s=wake_s, wake_W=wake_W)
+
+
+@settings(max_examples=80, deadline=None)
+@given(scenarios(), st.floats(0.05, 1.0), logu(-6, -4), st.sampled_from([0.0, 0.05]) | st.floats(0.0, 0.5))
+def test_oracle_agrees_with_des_energy_aware(case, scale, meas_s, margin):
+    work, power, seg, sim = case
+    work = with_dispatch_costs(work, meas_s=meas_s, scale=scale)
+    sim = replace(sim, dispatch="energy_aware", dispatch_margin=margin)
+    r_des, log, r_ora = both(work, power, seg, sim)
+    if isinstance(r_des, str):
+        assert r_des == r_ora
+        return
+    assert_agree(r_des, r_ora)
+    for res in (r_des, r_ora):
+        assert_invariants(res, power, work, sim)
+        assert res["dispatch"] == "energy_aware"
+        assert res["wait_s"] <= res["on_time_s"] * (1 + 1e-12) + 1e-15
+        if seg.seg_g.max() == 0.0:  # a source that never draws from the capacitor: no started unit is lost
+            assert res["units_lost"] == 0
+    assert sum(1 for ev in log if ev.kind == "wait") == r_des["threshold_waits"]
+
+
+def test_energy_aware_loses_no_unit_when_the_source_drops_to_zero():
+    # 1 mW for 0.1 s, then 0 W for 0.2 s, repeated: greedy starts units the capacitor alone cannot finish
+    cap, v_on, v_off = 1e-4, 3.0, 2.0
+    e_cycle = 0.5 * cap * (v_on**2 - v_off**2)
+    work = with_dispatch_costs(make_work([0.02] * 8, [[0.3 * e_cycle, 0, 0]] * 8))
+    power = PowerConfig(cap, v_on, v_off, v_on + 0.3)
+    seg = hv.from_samples(np.array([0.0, 0.1]), np.array([1e-3, 0.0]), True, "trace")
+    greedy = both(work, power, seg, SimConfig(until_s=1e3))
+    aware = both(work, power, seg, SimConfig(until_s=1e3, dispatch="energy_aware"))
+    for r_des, _, r_ora in (greedy, aware):
+        assert_agree(r_des, r_ora)
+        assert r_des["completed"] and energy_balance_error(r_des) < 1e-12
+    assert greedy[0]["units_lost"] > 0
+    assert aware[0]["units_lost"] == 0 and aware[0]["energy_J"]["by_category"]["reexecution"] == 0.0
+    assert aware[0]["threshold_waits"] > 0 and aware[0]["wait_s"] > 0
+    assert aware[0]["energy_J"]["by_category"]["wait"] > 0
+    assert aware[0]["latency_s"] < greedy[0]["latency_s"]
+
+
+def test_start_threshold_above_v_on_raises_naming_unit_and_voltages():
+    cap, v_on, v_off = 1e-4, 3.0, 2.0
+    e_cycle = 0.5 * cap * (v_on**2 - v_off**2)
+    work = with_dispatch_costs(make_work([0.01, 0.01], [[0.1 * e_cycle, 0, 0], [0.9 * e_cycle, 0, 0]], layers=[0, 1]))
+    power = PowerConfig(cap, v_on, v_off, v_on)
+    sim = SimConfig(dispatch="energy_aware", dispatch_margin=0.2)
+    des.simulate(work, power, hv.constant(1e-3), replace(sim, dispatch="greedy"))  # greedy runs it
+    for run in (lambda: des.simulate(work, power, hv.constant(1e-3), sim),
+                lambda: oracle.simulate(work, power, hv.constant(1e-3), sim)):
+        with pytest.raises(NonProgressError, match=r"unit L1/u1 \(layer 1\) needs V_start = 3\.\d+ V .* V_on = 3 V"):
+            run()
+
+
+def test_start_threshold_formula():
+    from aidi.sim.workload import start_thresholds
+    cap, v_off, eta, leak, v_max, margin = 1e-4, 2.0, 0.8, 1e-6, 3.3, 0.1
+    work = with_dispatch_costs(make_work([0.01], [[1e-5, 2e-5, 0.0]]))
+    e_need = (1 + margin) * ((3e-5 + 46e-6 * 6.1e-3 + 10e-6 * 5.7e-3) / eta + leak * v_max * (0.01 + 46e-6 + 10e-6))
+    v = start_thresholds(work.energy_J, work.durations_s, work.dispatch_costs, eta, cap, v_off, v_max, leak, margin)
+    assert v[0] == pytest.approx(math.sqrt(v_off**2 + 2 * e_need / cap), rel=1e-14)
+
+
+def test_energy_aware_stuck_wait_raises_non_progress():
+    # LPM3 draws more than the source gives: the wait browns out from V_on every cycle
+    cap, v_on, v_off = 1e-4, 3.0, 2.0
+    e_cycle = 0.5 * cap * (v_on**2 - v_off**2)
+    # V_start just below V_on: after the boot V is below it, and LPM3 then loses more than the source gives
+    work = with_dispatch_costs(make_work([0.01], [[e_cycle - 8.4e-7, 0, 0]]), wait_W=2e-3)
+    power = PowerConfig(cap, v_on, v_off, v_on)
+    msgs = both(work, power, hv.constant(1e-3), SimConfig(dispatch="energy_aware", dispatch_margin=0.0))
+    assert isinstance(msgs[0], str) and msgs[0] == msgs[2] and "start threshold" in msgs[0]

@@ -97,7 +97,7 @@ def test_oracle_named_counters_and_run_record():
     seg = hv.constant(1e-3)
     sim = SimConfig(until_s=100.0)
     res_des, _ = des.simulate(work, power, seg, sim)
-    assert oracle.INT_COLS[3:] == oracle.COUNTERS and oracle.FLOAT_COLS[2:8] == oracle.ACCUMULATORS
+    assert oracle.INT_COLS[3:] == oracle.COUNTERS and oracle.FLOAT_COLS[2:2 + oracle.N_ACC] == oracle.ACCUMULATORS
     pop = oracle.Population([work])
     pw, run_end, per_len, per_end = pop.static[:4]
     job = oracle.Job(work.durations_s, pw, work.layers.astype(np.int64), run_end, per_len, per_end, work.boot_s,
