@@ -2,52 +2,99 @@
 
 from __future__ import annotations
 
-import json
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from .errors import UserError, one_line_errors
+from . import jsonout
+from .errors import one_line_errors
+
+class _OneLineUsageErrors(typer.core.TyperGroup):
+    """A bad option value, an unknown option or a missing argument is one line on stderr, exit status 2."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:  # typer >= 0.2x vendors click as typer._click
+            from typer._click import exceptions as cx
+        except ImportError:  # pragma: no cover - older typer on plain click
+            from click import exceptions as cx
+
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except cx.NoArgsIsHelpError as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except cx.UsageError as exc:
+            msg = " ".join(exc.format_message().replace("Value error, ", "").split())
+            where = exc.ctx.command_path if exc.ctx is not None else "aidi"
+            print(f"aidi: error: {msg} (see {where} --help)", file=sys.stderr)
+            sys.exit(2)
+        except cx.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            print("Aborted!", file=sys.stderr)
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  cls=_OneLineUsageErrors,
                   help="Deep inference on battery-less MSP430FR5994 devices: simulate, check, sweep, search, emit C.")
 
 
 def _print_json(obj: dict) -> None:
-    sys.stdout.write(json.dumps(obj, default=_json_default) + "\n")
+    """One line of strict JSON (RFC 8259): an undefined value (NaN, infinity) is ``null``."""
+    sys.stdout.write(jsonout.dumps(obj) + "\n")
 
 
-def _json_default(o):
-    import numpy as np
+# enumerated options: typer validates them as choices and lists them in --help
+class Engine(str, Enum):
+    des = "des"
+    oracle = "oracle"
 
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serializable: {type(o).__name__}")
+
+class Backend(str, Enum):
+    portable = "portable"
+    lea = "lea"
+
+
+class Controller(str, Enum):
+    random = "random"
+    evolution = "evolution"
+    rl = "rl"
+
+
+class Dataset(str, Enum):
+    digits = "digits"
+    cifar10 = "cifar10"
+    tinyimagenet = "tinyimagenet"
+
+
+FORCE_HELP = "write into a non-empty folder that aidi did not make (files of the same names are replaced)"
 
 
 @app.command()
 def run(
     scenario: Path = typer.Argument(..., help="scenario TOML file (or the name of a shipped one)"),
-    engine: str = typer.Option("des", help="des (SimPy model) or oracle (compiled numba loop)"),
+    engine: Engine = typer.Option(Engine.des, help="des (SimPy model) or oracle (compiled numba loop)"),
     functional: bool = typer.Option(True, "--functional/--no-functional",
                                     help="also compute the network's output bit-exactly (des only)"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
     out: Optional[Path] = typer.Option(None, help="write events.csv, events.parquet, voltage.html, report.html"),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ) -> None:
     """Simulate one scenario: latency, power cycles, where the energy goes."""
-    from . import pipeline, report
+    from . import outdir, pipeline, report
 
+    engine = engine.value
     with one_line_errors(str(scenario)):
-        if engine not in ("des", "oracle"):
-            raise UserError(f"--engine: expected des or oracle, got {engine!r}")
+        if out is not None:
+            outdir.prepare(out, force)
         sc = pipeline.load_scenario(scenario)
         built = pipeline.build(sc)
         res, events = pipeline.simulate(built, engine=engine, functional=functional and engine == "des",
@@ -84,17 +131,21 @@ def sweep(
     set_: list[str] = typer.Option(..., "--set", help="KEY=V1,V2,... (repeat for a grid), e.g. power.capacitor_F=1e-4,1e-3"),
     workers: int = typer.Option(1, help="local worker processes (or Dask workers with --dask local)"),
     dask: Optional[str] = typer.Option(None, "--dask", help="a Dask scheduler address, or 'local' for a LocalCluster"),
-    engine: str = typer.Option("oracle", help="oracle or des"),
+    engine: Engine = typer.Option(Engine.oracle, help="oracle or des"),
     as_json: bool = typer.Option(False, "--json"),
     out: Optional[Path] = typer.Option(None, help="write sweep.csv, sweep.parquet and sweep.html here"),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ) -> None:
     """Run a grid of scenario variants in parallel; tidy table, figure and feasibility boundary."""
     from rich.progress import Progress
 
-    from . import pipeline, report
+    from . import outdir, pipeline, report
     from . import sweep as sw
 
+    engine = engine.value
     with one_line_errors(str(scenario)):
+        if out is not None:
+            outdir.prepare(out, force)
         grid = sw.parse_sets(set_)
         sc = pipeline.load_scenario(scenario)
         for key in grid:  # validate every value before any work starts
@@ -114,7 +165,6 @@ def sweep(
         "rows": df.where(df.notna(), None).to_dict(orient="records"),
     }
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
         df.to_csv(out / "sweep.csv", index=False)
         df.to_parquet(out / "sweep.parquet", index=False)
         sw.figure(df, key, f"{sc.name}: sweep of {key}").write_html(out / "sweep.html", include_plotlyjs=True)
@@ -128,19 +178,21 @@ def sweep(
 def emit_c(
     scenario: Path = typer.Argument(..., help="scenario TOML file"),
     out: Path = typer.Option(..., help="folder for the C project"),
-    backend: str = typer.Option(None, help="portable (plain C kernels) or lea (TI DSPLib calls); default: the "
-                                             "scenario's [execution] backend, as `aidi run` simulates it"),
+    backend: Optional[Backend] = typer.Option(None, help="portable (plain C kernels) or lea (TI DSPLib calls); "
+                                                          "default: the scenario's [execution] backend, as `aidi run` "
+                                                          "simulates it"),
     build: bool = typer.Option(False, "--build", help="also build and check it (make host check; msp430-sim if the "
                                                       "toolchain is installed)"),
     as_json: bool = typer.Option(False, "--json"),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ) -> None:
     """Write the C runtime for the scenario's network and execution design (same input as `aidi run`)."""
     from . import emit as em
-    from . import pipeline
+    from . import outdir, pipeline
 
+    backend = None if backend is None else backend.value
     with one_line_errors(str(scenario)):
-        if backend is not None and backend not in ("portable", "lea"):
-            raise UserError(f"--backend: expected portable or lea, got {backend!r}")
+        outdir.prepare(out, force)
         built = pipeline.build(pipeline.load_scenario(scenario))
         res = em.emit(built, out, backend=backend, build=build)
     if as_json:
@@ -154,13 +206,16 @@ def demo(
     out: Path = typer.Option(Path("out/demo"), help="where report.html and the figures go"),
     quick: bool = typer.Option(False, "--quick", help="small budgets (for tests)"),
     as_json: bool = typer.Option(False, "--json"),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ) -> None:
     """The embedded defaults end to end: simulate, sweep, search, emit C; writes OUT/report.html."""
     from rich.console import Console
 
+    from . import outdir
     from .demo import run_demo
 
     with one_line_errors("demo"):
+        outdir.prepare(out, force)
         summary = run_demo(out, quick=quick, console=Console(stderr=True) if as_json else None)
     if as_json:
         _print_json(summary)
@@ -169,7 +224,8 @@ def demo(
 @app.command()
 def nas(
     scenario: Path = typer.Argument(..., help="scenario TOML file (its harvester, capacitor, SRAM budget and deadline)"),
-    controller: str = typer.Option("evolution", help="random, evolution (regularized/aging) or rl (LSTM + REINFORCE)"),
+    controller: Controller = typer.Option(Controller.evolution,
+                                          help="random, evolution (regularized/aging) or rl (LSTM + REINFORCE)"),
     budget: int = typer.Option(48, help="evaluations (per requirement and method with --compare)"),
     seed: int = typer.Option(0, help="seed of data split, supernet, controller and fine-tuning"),
     requirement: Optional[float] = typer.Option(None, help="latency requirement (s); default: the scenario's sim.deadline_s"),
@@ -179,8 +235,9 @@ def nas(
     workers: int = typer.Option(1, help="local worker processes for the simulations (or Dask workers with --dask local)"),
     dask: Optional[str] = typer.Option(None, "--dask", help="a Dask scheduler address, or 'local' for a LocalCluster"),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="folder of cifar10 / tinyimagenet (never downloaded)"),
-    dataset: str = typer.Option("digits", help="digits (bundled), cifar10 or tinyimagenet"),
+    dataset: Dataset = typer.Option(Dataset.digits, help="digits (bundled), cifar10 or tinyimagenet"),
     quick: bool = typer.Option(False, "--quick", help="tiny training epochs (tests, smoke runs)"),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ) -> None:
     """Search a network and its intermittent execution design; Pareto front, chosen model saved as a scenario."""
     from rich.console import Console
@@ -188,9 +245,14 @@ def nas(
 
     from . import nas_run
 
+    from . import outdir
+
+    controller, dataset = controller.value, dataset.value
     err = Console(stderr=True)
     log = (lambda msg: None) if as_json else (lambda msg: err.print(f"[dim]{msg}[/dim]"))
     with one_line_errors(str(scenario)):
+        if out is not None:
+            outdir.prepare(out, force)
         with Progress(transient=True, disable=as_json, console=err) as prog:
             tasks: dict = {}
 

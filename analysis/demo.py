@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import html
-import json
 import time
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from rich.table import Table
 from aidi.scenarios import loader
 
 from . import check as chk
+from . import jsonout
 from . import pipeline, report
 from .report import Section, render, table_html
 from . import sweep as sw
@@ -127,7 +127,7 @@ def run_demo(out: Path, quick: bool = False, console: Console | None = None) -> 
 
     summary["wall_s"] = time.perf_counter() - t_all
     (out / "report.html").write_text(render(sections, "aidi demo report"))
-    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    (out / "summary.json").write_text(jsonout.dumps(summary, indent=1))
     t = Table(title="aidi demo")
     for c in rows[0]:
         t.add_column(c)

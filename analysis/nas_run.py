@@ -40,6 +40,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from . import jsonout
 from .errors import UserError
 from .parallel import executor
 
@@ -287,7 +288,7 @@ def run_nas(scenario: str | Path, controller: str = "evolution", budget: int = 4
     hist.to_csv(out_dir / "history.csv", index=False)
     pareto_figure(res.history, front, req, f"{sc.name}: {controller} search, {budget} evaluations").write_html(
         out_dir / "pareto.html", include_plotlyjs=True)
-    (out_dir / "result.json").write_text(json.dumps(summary, indent=1, default=_json_default))
+    (out_dir / "result.json").write_text(jsonout.dumps(summary, indent=1))
     return summary
 
 
@@ -439,7 +440,7 @@ def run_compare(scenario: str | Path, controller: str = "evolution", budget: int
                "supernet_s_when_built": sn.meta.get("train_seconds_when_built"),
                "scratch_epochs": scratch_epochs, "rows": rows, "table": table, "out": str(out_dir)}
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "compare.json").write_text(json.dumps(summary, indent=1, default=_json_default))
+    (out_dir / "compare.json").write_text(jsonout.dumps(summary, indent=1))
     return summary
 
 

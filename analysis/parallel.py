@@ -36,6 +36,38 @@ def worker_context():
     return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
 
 
+#: seconds to wait for a Dask scheduler before giving up with a one-line error
+CONNECT_TIMEOUT_S = 5.0
+
+
+def connect(address: str, timeout_s: float | None = None):
+    """A ``distributed.Client`` for a scheduler address (``tcp://host:port`` or ``host:port``).
+
+    Raises :class:`~aidi.analysis.errors.UserError` (one line) for an address that is not one, or a
+    scheduler that does not answer within ``timeout_s``.
+    """
+    import logging
+
+    from distributed import Client
+
+    from .errors import UserError
+
+    host, sep, port = address.rpartition("://")[2].rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UserError(f"--dask: expected 'local' or a scheduler address like tcp://HOST:PORT, got {address!r}")
+    timeout_s = CONNECT_TIMEOUT_S if timeout_s is None else timeout_s
+    quiet = logging.getLogger("distributed")
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)  # the failed connection's own log lines would bury the one-line error
+    try:
+        return Client(address, timeout=f"{timeout_s}s")
+    except (OSError, TimeoutError, ValueError) as exc:
+        why = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+        raise UserError(f"--dask {address}: no Dask scheduler answered within {timeout_s:g} s ({why})") from None
+    finally:
+        quiet.setLevel(level)
+
+
 @contextmanager
 def executor(workers: int = 1, dask: str | None = None) -> Iterator[Pool | None]:
     """``dask``: a scheduler address, or ``"local"`` for a LocalCluster of ``workers`` processes."""
@@ -49,7 +81,7 @@ def executor(workers: int = 1, dask: str | None = None) -> Iterator[Pool | None]
                                    dashboard_address=None)
             client = Client(cluster)
         else:
-            client = Client(dask)
+            client = connect(dask)
         try:
             yield Pool(lambda fn, *a: client.submit(fn, *a, pure=False), d_as_completed)
         finally:

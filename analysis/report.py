@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 import html
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,6 +14,8 @@ from rich.console import Console
 from rich.table import Table
 
 from aidi.sim.des import EVENT_COLUMNS, Event
+
+from . import jsonout
 
 _console = Console(stderr=False, width=None if sys.stdout.isatty() else 160)
 
@@ -201,7 +202,7 @@ def write_run(out: Path, built, res: dict, events: list[Event] | None) -> None:
     ev = events_frame(events)
     ev.to_csv(out / "events.csv", index=False)
     ev.to_parquet(out / "events.parquet", index=False)
-    (out / "result.json").write_text(json.dumps(res, indent=1, default=float))
+    (out / "result.json").write_text(jsonout.dumps(res, indent=1))
     names = built.graph.layer_names
     voltage_figure(ev, names, f"{built.scenario.name}: capacitor voltage", built.scenario.power,
                    built.segments).write_html(
@@ -223,7 +224,7 @@ def write_run_report(path: Path, built, res: dict, ev: pd.DataFrame) -> None:
                                    "units_reexecuted", "on_time_s", "off_time_s") if k in res}
     if "output_matches_reference" in res:
         summary["output_matches_reference"] = res["output_matches_reference"]
-    body = "<pre>" + html.escape(json.dumps(summary, indent=1)) + "</pre>"
+    body = "<pre>" + html.escape(jsonout.dumps(summary, indent=1)) + "</pre>"
     verdict = "schedulable" if sched["schedulable"] else "NOT schedulable: " + "; ".join(sched["reasons"])
     sections = [
         Section("Run", body, [voltage_figure(ev, names, f"{built.scenario.name}: capacitor voltage",

@@ -45,10 +45,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any, ClassVar, Mapping, Sequence
 
 Shape = tuple[int, int, int]
+
+#: bounds of a network description (beyond any MSP430's 256 KB FRAM, well within a host's memory):
+#: every integer key (k, filters, units, stride, padding, input dims) at most MAX_INT, at most
+#: MAX_ELEMENTS weights per layer and values per layer output / input.
+MAX_INT = 65535
+MAX_ELEMENTS = 2**22
 
 
 class _Kind:
@@ -218,15 +225,18 @@ LAYER_TYPES: dict[str, type[LayerSpec]] = {
 
 
 def _coerce(index: int, type_: str, key: str, kind: str, value: Any, spec_k: Any) -> Any:
+    given = value
+
     def bad() -> ValueError:
-        return ValueError(f"layer {index} ({type_}): key '{key}' must be {kind}, got {value!r}")
+        return ValueError(f"layer {index} ({type_}): key '{key}' must be {kind}, got {given!r}")
 
     if kind == _Kind.BOOL:
         if not isinstance(value, bool):
             raise bad()
         return value
     if kind == _Kind.POS_FLOAT:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        if (isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0
+                or not math.isfinite(value)):
             raise bad()
         return float(value)
     if kind == _Kind.PADDING and isinstance(value, str):
@@ -248,6 +258,8 @@ def _coerce(index: int, type_: str, key: str, kind: str, value: Any, spec_k: Any
         raise bad()
     if kind in (_Kind.NONNEG_INT, _Kind.PADDING) and value < 0:
         raise bad()
+    if value > MAX_INT:
+        raise ValueError(f"layer {index} ({type_}): key '{key}' must be at most {MAX_INT}, got {given!r}")
     return value
 
 
@@ -318,6 +330,9 @@ def _parse_shape(input_shape: Sequence[int]) -> Shape:
         raise ValueError(f"model input must be [C, H, W], got {input_shape!r}") from None
     if len(shape) != 3 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in shape):
         raise ValueError(f"model input must be [C, H, W] of positive integers, got {list(shape)!r}")
+    if max(shape) > MAX_INT or math.prod(shape) > MAX_ELEMENTS:
+        raise ValueError(f"model input {list(shape)!r} is too large (each of C, H, W at most {MAX_INT}, "
+                         f"C*H*W at most {MAX_ELEMENTS})")
     return shape  # type: ignore[return-value]
 
 
@@ -346,6 +361,12 @@ def parse_network(layers: Sequence[Mapping[str, Any] | LayerSpec] | Network, inp
             raise ValueError("layer 0 (relu): relu must follow another layer")
     net = Network(shape, specs)
     net.shapes  # shape inference raises on bad kernels
+    for g in geometry(net):
+        for what, n in (("weights", math.prod(g.weight_shape)), ("output values", math.prod(g.out_shape))):
+            if n > MAX_ELEMENTS:
+                i = g.spec_indices[0]
+                raise ValueError(f"layer {i} ({net.layers[i].type}): {n} {what}, more than {MAX_ELEMENTS} (far beyond "
+                                 "the device's memory)")
     return net
 
 

@@ -121,6 +121,32 @@ DEFAULT_LAYERS = (
     {"type": "fc", "units": 10},
 )
 
+#: plausible range of every physical quantity (SI units, inclusive; "open" bounds in the message are exclusive).
+#: Outside it the loader stops with a one-line error naming the key: the engines' closed forms keep the energy
+#: balance to ~1e-12 inside these ranges (a Thevenin R*C far below 1 us, or capacitors of 1e15 F, lose it).
+TEN_YEARS_S = 10 * 365 * 86400.0
+LIMITS: dict[str, tuple[float, float]] = {
+    "power.capacitor_F": (1e-7, 100.0),        # 100 nF .. 100 F (supercapacitors)
+    "power.v_on": (0.1, 60.0),                 # V
+    "power.v_off": (0.1, 60.0),
+    "power.v_max": (0.1, 60.0),
+    "power.v_initial": (0.0, 60.0),
+    "power.leakage_A": (0.0, 1.0),             # A
+    "harvester.power_W": (0.0, 100.0),         # W
+    "harvester.v_source": (0.1, 60.0),         # V
+    "harvester.r_ohm": (1.0, 1e9),             # ohm: 1 ohm .. 1 Gohm
+    "harvester.area_cm2": (1e-3, 1e4),         # cm^2
+    "harvester.start_hour": (0.0, 87600.0),    # h from the TMY3 file's first row (the window must lie in the file)
+    "harvester.step_s": (1.0, 3600.0),         # s
+    "harvester.hours": (1.0 / 60.0, 87600.0),  # h
+    "sim.until_s": (1e-6, TEN_YEARS_S),        # s
+    "sim.period_s": (0.0, TEN_YEARS_S),
+    "sim.deadline_s": (1e-6, TEN_YEARS_S),
+    "sim.seed": (0, 2**32 - 1),
+    "model.seed": (0, 2**32 - 1),
+    "model.epochs": (1, 100000),
+}
+
 _ALLOWED = {
     "name": None,
     "description": None,
@@ -153,6 +179,11 @@ class _Reader:
                 self.fail(full, "missing")
             return default
         v = sec[key]
+        if full in LIMITS and kind in ("float", "int"):
+            lim_lo, lim_hi = LIMITS[full]
+            if lo is None or lim_lo > lo or (lim_lo == lo and not lo_open):
+                lo, lo_open = lim_lo, False
+            hi = lim_hi if hi is None else min(hi, lim_hi)
         if kind in ("float", "int"):
             if isinstance(v, bool) or not isinstance(v, (int, float)):
                 self.fail(full, f"expected a number, got {v!r}")
@@ -262,11 +293,19 @@ def parse(raw: dict, path: Path) -> Scenario:
     if not isinstance(layers, list) or not layers or not all(isinstance(x, dict) for x in layers):
         r.fail("model.layers", "expected a non-empty array of tables like {type=\"conv\", k=3, filters=8}")
     weights = r.get("model", "weights", "trained:digits", "str")
-    if weights not in ("random", "trained:digits") and not weights.startswith("trained:"):
-        r.fail("model.weights", f"expected \"random\", \"trained:digits\" or a [model] file, got {weights!r}")
     mfile = r.get("model", "file", None, kind="path")
     if mfile is not None and not mfile.is_file():
         r.fail("model.file", f"file not found: {mfile}")
+    if weights not in ("random", "trained:digits") and not weights.startswith("trained:"):
+        # a file saved by `aidi nas` may be named in `weights` too (the same as `file = ...`)
+        wfile = r.get("model", "weights", kind="path")
+        if not wfile.is_file():
+            r.fail("model.weights", f"expected \"random\", \"trained:<dataset>\" or a weights file saved by "
+                                    f"`aidi nas` (file not found: {wfile})")
+        if mfile is not None and mfile != wfile:
+            r.fail("model.weights", f"names a file ({wfile.name}) and model.file names another ({mfile.name}): "
+                                    "give one")
+        mfile, weights = wfile, str(wfile)
     ddir = r.get("model", "data_dir", None, kind="path")
     if ddir is not None and not ddir.is_dir():
         r.fail("model.data_dir", f"not a folder: {ddir}")

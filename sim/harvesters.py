@@ -14,19 +14,35 @@ Kinds:
 ``constant``  power_W (after ``efficiency``)
 ``thevenin``  v_source through r_ohm, the iNAS bench supply
 ``trace``     CSV ``time_s,power_W`` or ``time_s,voltage_V,current_A`` (power = V * I), piecewise
-              constant, repeated with period ``t_last + (t_last - t_prev)`` unless ``repeat = false``
+              constant, repeated with period ``t_last + (t_last - t_prev)`` unless ``repeat = false``.
+              UTF-8 (a byte-order mark is fine); ``#`` starts a comment; blank lines are skipped;
+              errors name the file's line.  Logger noise: a negative sample no further below 0 than
+              the noise floor (``NOISE_FLOOR``: 1 mV, 1 uA, 1 uW) is read as 0; anything more
+              negative is an error naming the line.
 ``pv``        a TMY3 file (pvlib's bundled ``723170TYA.CSV`` by default): hourly global horizontal
               irradiance, linearly interpolated to ``step_s`` and turned into cell power as
-              irradiance * area * efficiency; starts at ``start_hour`` of the year.
+              irradiance * area * efficiency; starts at ``start_hour`` (hours from the file's first
+              row) and lasts ``hours``; the window must lie inside the file (no wrap-around).  A blank
+              or non-numeric GHI cell is an error naming the line (aidi does not guess missing
+              irradiance: fill it in, e.g. 0 at night).
+
+Every :class:`Segments` is checked when it is built: times, powers, conductances and source
+voltages must be finite and non-negative, times strictly increasing from 0, the period finite
+(a :class:`TraceError` otherwise), so neither engine is handed a source it cannot integrate.
 """
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+
+class TraceError(ValueError):
+    """A trace file that cannot be used; the message names the file and the reason."""
 
 
 @dataclass(frozen=True)
@@ -37,6 +53,24 @@ class Segments:
     seg_vs: np.ndarray
     period: float
     kind: str
+
+    def __post_init__(self):
+        arrays = {"time": self.seg_t, "power": self.seg_p, "conductance": self.seg_g, "source voltage": self.seg_vs}
+        n = np.shape(self.seg_t)[0] if np.ndim(self.seg_t) == 1 else -1
+        for name, a in arrays.items():
+            a = np.asarray(a, dtype=np.float64)
+            if a.ndim != 1 or a.shape[0] != n or n < 1:
+                raise TraceError(f"{self.kind} source: segment arrays must be 1-D of one length >= 1")
+            if not np.isfinite(a).all():
+                raise TraceError(f"{self.kind} source: segment {int(np.argmax(~np.isfinite(a)))}: {name} is not finite")
+            if (a < 0).any():
+                raise TraceError(f"{self.kind} source: segment {int(np.argmax(a < 0))}: negative {name}")
+        t = np.asarray(self.seg_t, dtype=np.float64)
+        if t[0] != 0.0 or (n > 1 and not (np.diff(t) > 0).all()):
+            raise TraceError(f"{self.kind} source: segment times must start at 0 and strictly increase")
+        if not (np.isfinite(self.period) and self.period >= 0.0) or (self.period > 0.0 and self.period <= t[-1]):
+            raise TraceError(f"{self.kind} source: period must be finite and beyond the last segment, "
+                             f"got {self.period!r}")
 
     @property
     def time_invariant(self) -> bool:
@@ -88,52 +122,75 @@ def from_samples(times: np.ndarray, power: np.ndarray, repeat: bool, kind: str) 
     return Segments(t, power, np.zeros(n), np.zeros(n), period, kind)
 
 
-class TraceError(ValueError):
-    """A trace file that cannot be used; the message names the file and the reason."""
+#: logger noise floor: a negative sample no further below 0 than this reads as 0 (V, A, W)
+NOISE_FLOOR = {"voltage_V": 1e-3, "current_A": 1e-6, "power_W": 1e-6}
+
+
+def _csv_rows(path: Path) -> tuple[list[int], str]:
+    """(file line number of each kept line, the kept lines as CSV text): comments and blank lines dropped."""
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise TraceError(f"{path}: not a UTF-8 text file") from None
+    numbers, kept = [], []
+    for k, line in enumerate(text.splitlines(), start=1):
+        line = line.split("#", 1)[0]
+        if line.strip():
+            numbers.append(k)
+            kept.append(line)
+    return numbers, "\n".join(kept) + "\n"
+
+
+def _column(df: pd.DataFrame, name: str) -> np.ndarray:
+    return pd.to_numeric(df[name].str.strip(), errors="coerce").to_numpy(float)
 
 
 def read_trace(path: Path, efficiency: float = 1.0, repeat: bool = True) -> Segments:
-    """Read a CSV trace: ``time_s,power_W`` or ``time_s,voltage_V,current_A``."""
+    """Read a CSV trace: ``time_s,power_W`` or ``time_s,voltage_V,current_A`` (see the module docstring)."""
     path = Path(path)
     if not path.is_file():
         raise TraceError(f"{path}: trace file not found")
+    lines, text = _csv_rows(path)
+    if not lines:
+        raise TraceError(f"{path}: not a readable CSV (no header line)")
     try:
-        df = pd.read_csv(path, comment="#")
+        df = pd.read_csv(io.StringIO(text), skip_blank_lines=False, dtype=str)
     except Exception as exc:  # pandas raises many kinds
         raise TraceError(f"{path}: not a readable CSV ({exc.__class__.__name__}: {exc})".splitlines()[0]) from None
-    cols = [c.strip() for c in df.columns]
+    cols = [str(c).strip() for c in df.columns]
     df.columns = cols
     if "time_s" not in cols:
         raise TraceError(f"{path}: missing column time_s (have {', '.join(cols)})")
-    sign_error = None
+
+    def line_of(row: int) -> int:  # data row -> file line (lines[0] is the header)
+        return lines[row + 1] if row + 1 < len(lines) else row + 2
+
+    def denoise(name: str, a: np.ndarray) -> np.ndarray:
+        neg = a < -NOISE_FLOOR[name]
+        if neg.any():
+            row = int(np.argmax(neg))
+            raise TraceError(f"{path}: line {line_of(row)}: negative {name} {a[row]:g} (below the logger noise floor "
+                             f"-{NOISE_FLOOR[name]:g})")
+        return np.where(a < 0, 0.0, a)
+
     if "power_W" in cols:
-        power = pd.to_numeric(df["power_W"], errors="coerce").to_numpy(float)
+        parts = {"power_W": _column(df, "power_W")}
     elif "voltage_V" in cols and "current_A" in cols:
-        v = pd.to_numeric(df["voltage_V"], errors="coerce").to_numpy(float)
-        i = pd.to_numeric(df["current_A"], errors="coerce").to_numpy(float)
-        power = v * i
-        sign_error = (v < 0) | (i < 0)  # a harvester delivers: a negative voltage or current is a sign error
+        parts = {"voltage_V": _column(df, "voltage_V"), "current_A": _column(df, "current_A")}
     else:
         raise TraceError(f"{path}: needs columns power_W or voltage_V,current_A (have {', '.join(cols)})")
-    times = pd.to_numeric(df["time_s"], errors="coerce").to_numpy(float)
-    # file line of each data row (pandas skipped the header, blank lines and comments)
-    lines = [k + 1 for k, text in enumerate(path.read_text(errors="replace").splitlines())
-             if text.strip() and not text.lstrip().startswith("#")][1:]
-
-    def line_of(row: int) -> int:
-        return lines[row] if row < len(lines) else row + 2
+    times = _column(df, "time_s")
     if times.shape[0] < 2:
         raise TraceError(f"{path}: a trace needs at least two rows")
-    bad = ~np.isfinite(times) | ~np.isfinite(power)
+    bad = ~np.isfinite(times)
+    for a in parts.values():
+        bad |= ~np.isfinite(a)
     if bad.any():
         row = int(np.argmax(bad))
         raise TraceError(f"{path}: line {line_of(row)}: time or power is not a finite number")
-    if sign_error is not None and sign_error.any():
-        row = int(np.argmax(sign_error))
-        raise TraceError(f"{path}: line {line_of(row)}: negative voltage_V or current_A")
-    if (power < 0).any():
-        row = int(np.argmax(power < 0))
-        raise TraceError(f"{path}: line {line_of(row)}: negative power {power[row]:g} W")
+    power = np.ones_like(times)
+    for name, a in parts.items():
+        power = power * denoise(name, a)
     if (np.diff(times) <= 0).any():
         row = int(np.argmax(np.diff(times) <= 0)) + 1
         raise TraceError(f"{path}: line {line_of(row)}: times are not strictly increasing")
@@ -158,8 +215,15 @@ def pv(area_cm2: float, efficiency: float, file: Path | None = None, start_hour:
         data, _meta = pvlib.iotools.read_tmy3(str(path), map_variables=True)
     except Exception as exc:
         raise TraceError(f"{path}: not a TMY3 file ({exc.__class__.__name__})") from None
-    ghi = data["ghi"].to_numpy(float)
+    ghi = pd.to_numeric(data["ghi"], errors="coerce").to_numpy(float)
     n_h = ghi.shape[0]
+    if not np.isfinite(ghi).all():  # TMY3: line 1 site, line 2 header, row k on line k + 3
+        row = int(np.argmax(~np.isfinite(ghi)))
+        raise TraceError(f"{path}: line {row + 3}: GHI is blank or not a number (aidi does not guess missing "
+                         "irradiance; fill the cell, e.g. 0 at night)")
+    if start_hour + hours > n_h:
+        raise TraceError(f"{path}: harvester.start_hour {start_hour:g} + hours {hours:g} goes beyond the file's "
+                         f"{n_h} hours")
     hours_axis = np.arange(n_h, dtype=float)
     t_h = start_hour + np.arange(0.0, hours, step_s / 3600.0)
     irr = np.interp(np.mod(t_h, n_h), hours_axis, ghi, period=n_h)
