@@ -574,7 +574,8 @@ class Population:
         self.d = np.concatenate([w.durations_s for w in works])
         self.energy = np.concatenate([w.energy_J for w in works])
         self.layers = np.concatenate([w.layers for w in works]).astype(np.int64, copy=False)
-        self.boot = np.array([(w.boot_s, w.boot_J, w.sleep_W, *w.dispatch_costs) for w in works])
+        self.boot = np.array([(w.boot_s, w.boot_J, w.sleep_W, w.measure_s, w.measure_W, w.wait_W, w.wake_s, w.wake_W)
+                              for w in works])  # columns 3: in Workload.dispatch_costs order
         self.static = _compile(self.off, self.d, self.energy, self.layers)
 
     def __len__(self) -> int:
