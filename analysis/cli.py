@@ -245,14 +245,10 @@ def nas(
 
     from . import nas_run
 
-    from . import outdir
-
     controller, dataset = controller.value, dataset.value
     err = Console(stderr=True)
     log = (lambda msg: None) if as_json else (lambda msg: err.print(f"[dim]{msg}[/dim]"))
     with one_line_errors(str(scenario)):
-        if out is not None:
-            outdir.prepare(out, force)
         with Progress(transient=True, disable=as_json, console=err) as prog:
             tasks: dict = {}
 
@@ -263,7 +259,8 @@ def nas(
                 prog.update(tasks[tag], completed=done)
 
             kw = dict(controller=controller, budget=budget, seed=seed, requirement_s=requirement, workers=workers,
-                      dask=dask, dataset=dataset, data_dir=data_dir, out=out, quick=quick, progress=tick, log=log)
+                      dask=dask, dataset=dataset, data_dir=data_dir, out=out, quick=quick, progress=tick, log=log,
+                      force=force)
             summary = nas_run.run_compare(scenario, **kw) if compare else nas_run.run_nas(scenario, **kw)
     if as_json:
         _print_json(summary)

@@ -40,7 +40,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import jsonout
+from . import jsonout, outdir
 from .errors import UserError
 from .parallel import executor
 
@@ -211,8 +211,11 @@ def run_nas(scenario: str | Path, controller: str = "evolution", budget: int = 4
             requirement_s: float | None = None, workers: int = 1, dask: str | None = None,
             dataset: str = "digits", data_dir: str | Path | None = None, out: str | Path | None = None,
             quick: bool = False, progress: Callable[[int, int], None] | None = None,
-            log: Callable[[str], None] | None = None) -> dict:
-    """One search; returns a JSON-ready summary and writes OUT (see the module docstring)."""
+            log: Callable[[str], None] | None = None, force: bool = False) -> dict:
+    """One search; returns a JSON-ready summary and writes OUT (see the module docstring).
+
+    OUT (default ``out/nas/<scenario>``) must be new, empty or made by aidi, unless ``force``
+    (:func:`aidi.analysis.outdir.prepare`, checked before any work starts)."""
     from aidi.models.hardware import HardwareEvaluator
     from aidi.models.nas import (Evaluator, SupernetAccuracy, extract, finetune, make_controller, pareto_front,
                                  run_search, teacher_of, train_supernet)
@@ -226,7 +229,7 @@ def run_nas(scenario: str | Path, controller: str = "evolution", budget: int = 4
     req = requirement_s if requirement_s is not None else sc.sim.deadline_s
     if req is not None and not (math.isfinite(req) and req > 0):
         raise UserError(f"--requirement: must be a positive number of seconds, got {req}")
-    out_dir = Path(out) if out is not None else Path("out") / "nas" / sc.name
+    out_dir = outdir.prepare(Path(out) if out is not None else Path("out") / "nas" / sc.name, force)
     space, data = load_data(dataset, data_dir, seed)
     cfg = supernet_config(quick)
     t0 = time.perf_counter()
@@ -357,8 +360,8 @@ def run_compare(scenario: str | Path, controller: str = "evolution", budget: int
                 dataset: str = "digits", data_dir: str | Path | None = None, out: str | Path | None = None,
                 quick: bool = False, requirements: list[float] | None = None,
                 progress: Callable[[str, int, int], None] | None = None,
-                log: Callable[[str], None] | None = None) -> dict:
-    """Ours vs iNAS-style vs HW-NAS-style at three requirements, same seed and budget."""
+                log: Callable[[str], None] | None = None, force: bool = False) -> dict:
+    """Ours vs iNAS-style vs HW-NAS-style at three requirements, same seed and budget (OUT as in :func:`run_nas`)."""
     from aidi.models.hardware import HardwareEvaluator
     from aidi.models.nas import (Arch, Evaluator, ScratchAccuracy, SupernetAccuracy, extract, finetune,
                                  make_controller, run_search, teacher_of, train_from_scratch, train_supernet)
@@ -369,7 +372,7 @@ def run_compare(scenario: str | Path, controller: str = "evolution", budget: int
     _check_args(controller, budget, dataset, workers)
     log = log or (lambda s: None)
     sc = pipeline.load_scenario(scenario)
-    out_dir = Path(out) if out is not None else Path("out") / "nas" / f"{sc.name}-compare"
+    out_dir = outdir.prepare(Path(out) if out is not None else Path("out") / "nas" / f"{sc.name}-compare", force)
     space, data = load_data(dataset, data_dir, seed)
     cfg = supernet_config(quick)
     t0 = time.perf_counter()

@@ -435,3 +435,21 @@ def test_layer_too_big_for_any_device_is_refused_before_torch():
 def test_cli_huge_layer_one_line(tmp_path):
     p = write(tmp_path, BASE + '[model]\nlayers = [{type = "fc", units = 1e308}]\n', "bad.toml")
     cli_error(["run", str(p)], "bad.toml", "units")
+
+
+@pytest.mark.parametrize("extra", [[], ["--compare"]])
+def test_nas_refuses_a_users_folder_before_any_work(tmp_path, extra):
+    user = tmp_path / "mine"
+    user.mkdir()
+    (user / "notes.txt").write_text("my own\n")
+    t0 = time.perf_counter()
+    cli_error(["nas", "lab-1mF", "--budget", "2", "--quick", "--out", str(user), *extra], "not empty", "--force")
+    assert time.perf_counter() - t0 < 30
+    assert sorted(p.name for p in user.iterdir()) == ["notes.txt"]
+
+
+def test_nas_default_folder_is_checked_too(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "out" / "nas").mkdir(parents=True)
+    (tmp_path / "out" / "nas" / "lab-1mF").write_text("a file where the folder would go")
+    cli_error(["nas", "lab-1mF", "--budget", "2", "--quick"], "not a folder")
