@@ -453,3 +453,14 @@ def test_nas_default_folder_is_checked_too(tmp_path, monkeypatch):
     (tmp_path / "out" / "nas").mkdir(parents=True)
     (tmp_path / "out" / "nas" / "lab-1mF").write_text("a file where the folder would go")
     cli_error(["nas", "lab-1mF", "--budget", "2", "--quick"], "not a folder")
+
+
+@settings(max_examples=10, deadline=None)
+@given(r_ohm=st.floats(LIMITS["harvester.r_ohm"][0], 1e3), cap=st.floats(1e-4, 1e-1))
+def test_thevenin_in_range_keeps_the_energy_balance(r_ohm, cap):
+    from aidi.analysis import pipeline
+    from aidi.sim.workload import energy_balance_error
+
+    sc = loader.load("lab-1mF").with_values(**{"harvester.r_ohm": r_ohm, "power.capacitor_F": cap})
+    res, _ = pipeline.simulate(pipeline.build(sc), engine="oracle", functional=False, log=False)
+    assert energy_balance_error(res) < 1e-9
