@@ -33,7 +33,7 @@ def test_design_power_has_the_harvest_term_and_rejects_a_boot_that_eats_the_cycl
     assert e == hardware.unit_energy_budget(SC.power, plat)
     assert p == seg.typical_power(SC.power.v_off, SC.power.v_on) * SC.power.converter_efficiency > 0
     assert hardware.design_power(SC, plat, seg, continuous=True) == (hardware.CONTINUOUS_E_CYCLE_J, None)
-    tiny = SC.with_values(**{"power.capacitor_F": 1e-9})
+    tiny = SC.with_values(**{"power.capacitor_F": 1e-7})  # the smallest plausible capacitor: 55 nJ per cycle
     with pytest.raises(ValueError, match="does not even cover the boot"):
         hardware.design_power(tiny, plat, seg)
 
