@@ -52,12 +52,10 @@ class Capacitor:
     """The energy store: analytic state (t, V) plus the energy tally."""
 
     def __init__(self, power: PowerConfig, seg: Segments, tally: Tally, durations: np.ndarray, until_s: float):
-        self.p = power
         self.seg = seg
         self.v = power.v_initial
         self.tally = tally
         self.durations = durations
-        self.until = until_s
         self.seg4 = np.vstack([seg.seg_t, seg.seg_p, seg.seg_g, seg.seg_vs])
         # the packed scalars of physics' Python entry points (slots physics.P_*); the boot's are set per cycle
         self._params = params = np.zeros(physics.N_PARAMS)

@@ -97,6 +97,15 @@ class RunEnd(NamedTuple):
 
 
 @njit(cache=True, error_model="numpy")
+def _add_energies(acc, m):
+    """Add a move's (:class:`~aidi.sim.physics.Move` or Merged) harvested/consumed/leaked/clipped J to ``acc``."""
+    acc[H] += m.harvested_J
+    acc[C] += m.consumed_J
+    acc[L] += m.leaked_J
+    acc[X] += m.clipped_J
+
+
+@njit(cache=True, error_model="numpy")
 def _run(job, circ, bounds, out):
     """One run of the state machine for a :class:`Job` under a :class:`~aidi.sim.physics.Circuit` and
     :class:`Bounds`; returns a :class:`RunEnd`.
@@ -124,7 +133,7 @@ def _run(job, circ, bounds, out):
             r = physics.advance(v, t, until - t, 0.0, -1.0, v_on, True, circ)
             t += r.elapsed_s
             v = r.v_end
-            acc[H] += r.harvested_J; acc[C] += r.consumed_J; acc[L] += r.leaked_J; acc[X] += r.clipped_J
+            _add_energies(acc, r)
             acc[OFF] += r.elapsed_s
             if r.reason != physics.HIT_HIGH:
                 settles = time_invariant and physics.never_reaches(v, v_on, i_leak, circ.seg_p, circ.seg_g,
@@ -136,7 +145,7 @@ def _run(job, circ, bounds, out):
         r = physics.advance(v, t, min(boot_s, until - t), boot_p / eta, v_off, v_on, False, circ)
         t += r.elapsed_s
         v = r.v_end
-        acc[H] += r.harvested_J; acc[C] += r.consumed_J; acc[L] += r.leaked_J; acc[X] += r.clipped_J
+        _add_energies(acc, r)
         cat[K_RESTORE] += boot_p * r.elapsed_s
         if r.reason == physics.HIT_LOW:
             acc[ON] += t - t_on
@@ -158,7 +167,7 @@ def _run(job, circ, bounds, out):
                 r = physics.advance(v, t, min(dur, until - t), sleep_w / eta, v_off, v_on, False, circ)
                 t += r.elapsed_s
                 v = r.v_end
-                acc[H] += r.harvested_J; acc[C] += r.consumed_J; acc[L] += r.leaked_J; acc[X] += r.clipped_J
+                _add_energies(acc, r)
                 cat[K_SLEEP] += sleep_w * r.elapsed_s
                 if r.reason == physics.HIT_LOW:
                     browned = True
@@ -175,7 +184,7 @@ def _run(job, circ, bounds, out):
                     retry = False
                 m = physics.run_units_merged(v, t, i0, n, d, pw, eta, run_end, per_len, per_end, v_off, v_on, until,
                                              circ)
-                acc[H] += m.harvested_J; acc[C] += m.consumed_J; acc[L] += m.leaked_J; acc[X] += m.clipped_J
+                _add_energies(acc, m)
                 t = m.t_k
                 if m.k > 0:
                     v = m.v_k

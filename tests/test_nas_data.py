@@ -133,10 +133,10 @@ def test_nas_runs_on_a_cifar10_folder(tmp_path, monkeypatch):
 
     s = json.loads(r.stdout)
     assert s["search_space"] == "inas" and s["search"]["evaluations"] == 2
-    written = tmp_path / "out" / "candidates"
-    tomls = sorted(written.glob("*.toml")) if written.is_dir() else []
-    if tomls:  # a written candidate names its data folder: `aidi run` reloads it without --data-dir
-        monkeypatch.delenv("AIDI_DATA_DIR", raising=False)
-        assert f'data_dir = "{(tmp_path / "cifar").resolve()}"' in tomls[0].read_text()
-        r = CliRunner().invoke(app, ["run", str(tomls[0]), "--engine", "oracle", "--json"])
-        assert r.exit_code == 0, r.output
+    # a written candidate names its data folder: `aidi run` reloads it without --data-dir
+    tomls = sorted((tmp_path / "out" / "candidates").glob("*.toml"))
+    assert tomls, "the search confirmed no candidate"
+    monkeypatch.delenv("AIDI_DATA_DIR", raising=False)
+    assert f'data_dir = "{(tmp_path / "cifar").resolve()}"' in tomls[0].read_text()
+    r = CliRunner().invoke(app, ["run", str(tomls[0]), "--engine", "oracle", "--json"])
+    assert r.exit_code == 0, r.output
