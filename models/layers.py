@@ -247,19 +247,17 @@ def _coerce(index: int, type_: str, key: str, kind: str, value: Any, spec_k: Any
                 raise ValueError(f"layer {index} ({type_}): padding 'same' needs an odd k, got k={spec_k!r}")
             return (spec_k - 1) // 2
         raise bad()
-    # integers (accept integral floats, as TOML/JSON writers sometimes produce them)
+    # integers (accept integral floats, as TOML/JSON writers sometimes produce them), at most MAX_INT
+    def bad_int() -> ValueError:
+        return ValueError(f"layer {index} ({type_}): key '{key}' must be {kind} at most {MAX_INT}, got {given!r}")
+
     if isinstance(value, bool):
-        raise bad()
+        raise bad_int()
     if isinstance(value, float) and value.is_integer():
         value = int(value)
-    if not isinstance(value, int):
-        raise bad()
-    if kind == _Kind.POS_INT and value < 1:
-        raise bad()
-    if kind in (_Kind.NONNEG_INT, _Kind.PADDING) and value < 0:
-        raise bad()
-    if value > MAX_INT:
-        raise ValueError(f"layer {index} ({type_}): key '{key}' must be at most {MAX_INT}, got {given!r}")
+    if (not isinstance(value, int) or value > MAX_INT or (kind == _Kind.POS_INT and value < 1)
+            or (kind in (_Kind.NONNEG_INT, _Kind.PADDING) and value < 0)):
+        raise bad_int()
     return value
 
 
