@@ -254,29 +254,35 @@ _COPY_SOURCE = (
 _V_NOM = 3.0
 _P_ACTIVE_16MHZ = 118e-6 * 16 * _V_NOM
 
-# Energy-aware dispatch costs (SLASE54D typical values at 3.0 V, 25 C; tables "REF_A", "ADC12_B",
-# "Comparator_E", "Wake-up characteristics", "LPM3 supply currents").  Entered from the datasheet's
-# tables as recalled, without the PDF at hand: re-check the figures below against SLASE54D.
-# Voltage measurement: the ADC12_B on its internal AVCC/2 channel (ADC12BATMAP) against the 1.2 V
-# REF_A reference: reference settling t_SETTLE 40 us (max) + sampling 16 ADC12CLK + conversion 14
-# ADC12CLK (12 bit) on MODOSC (4.8 MHz typ) = 46.25 us, while the CPU stays active at 16 MHz
-# (1.888 mA) and the ADC (I_ADC12_B single-ended 145 uA typ) and the reference (I_REF+ 15 uA) draw.
+# Energy-aware dispatch costs, from the TI datasheets' tables (typical values at 3.0 V, 25 C unless
+# "max" is said), checked against TI's online copies of SLASE54D (MSP430FR5994) on 2026-11-30:
+# * Voltage measurement: the ADC12_B on its internal AVCC/2 channel (ADC12BATMAP) against the 1.2 V
+#   REF_A reference: reference settling (t_SETTLE 40 us, taken as the max; the REF_A table of SLASE54D was
+#   not at hand) + sampling 16 ADC12CLK + conversion 14 ADC12CLK (12 bit) on MODOSC (4.8 MHz typ)
+#   = 46.25 us, while the CPU stays active at 16 MHz (118 uA/MHz = 1.888 mA), the ADC draws
+#   I(ADC12_B) single-ended 145 uA (SLASE54D "12-bit ADC, power supply and input range conditions") and
+#   the reference with its ADC buffer draws I_REF+_ADC_BUF 247 uA (REF_A table of SLASEF5B, MSP430FR604x,
+#   the same REF_A module with REFOUT = 0, ADC12PWRMD = 0).
 _MEASURE_S = 40e-6 + (16 + 14) / 4.8e6
-_MEASURE_J = _MEASURE_S * (118e-6 * 16 + 145e-6 + 15e-6) * _V_NOM
-# Threshold wait: LPM3 (I_LPM3,VLO 0.5 uA) with COMP_E in ultra-low-power mode (CEPWRMD = 10,
-# I_AVCC_COMP 0.5 uA... 1.3 uA: max taken) comparing the 1.2 V reference (REF_A static, ~1 uA in
-# low-power mode) with VCC through its 32-tap reference ladder: the ladder tap is set from V_start,
-# the comparator interrupt (CEIFG) wakes the CPU.  0.5 + 1.3 + 1.0 = 2.8 uA.
-_WAIT_W = (0.5e-6 + 1.3e-6 + 1.0e-6) * _V_NOM
-# Wake-up from LPM3 to active (t_WAKE-UP-LPM3): 7 us typ, 10 us max (max taken), at active power.
-_WAKE_S = 10e-6
+_MEASURE_J = _MEASURE_S * (118e-6 * 16 + 145e-6 + 247e-6) * _V_NOM
+# * Threshold wait: LPM3 (0.7 uA typ, SLASE54D "Operating modes" table) with COMP_E in its slow power
+#   mode (CEPWRMD = 10) comparing the supply (through the board's divider on a CEx pin; its current
+#   depends on the resistors and is not included) with the shared 1.2 V reference on the comparator's
+#   resistor ladder: I_AVCC_COMP_REF (comparator + ladder + REF, CEREFACC = 1, low-power accuracy) 16 uA
+#   typ, 19 uA max (SLASE54D "Comparator_E"; max taken).  The ladder tap is set from V_start; the
+#   comparator interrupt (CEIFG) wakes the CPU.  0.7 + 19 = 19.7 uA.
+_WAIT_W = (0.7e-6 + 19e-6) * _V_NOM
+# * Wake-up from LPM3 to active: t_WAKE-UP LPM3 = 9.6 us + 2.5 / f_DCO max (SLASE54D "Wake-up times from
+#   low-power modes and reset"; 6.6 us + 2.0 / f_DCO typ), at f_DCO = 16 MHz, at active power.
+_WAKE_S = 9.6e-6 + 2.5 / 16e6
 _DISPATCH_SOURCES = {
-    "measure_s": "SLASE54D: REF_A t_SETTLE 40 us max + ADC12_B 16 sample + 14 conversion ADC12CLK at "
-                 "MODOSC 4.8 MHz typ (AVCC/2 via ADC12BATMAP) = 46.25 us",
-    "measure_energy_J": "SLASE54D: active 118 uA/MHz at 16 MHz + I_ADC12_B 145 uA + I_REF+ 15 uA, at 3.0 V, "
-                        "over measure_s",
-    "wait_power_W": "SLASE54D: LPM3 (VLO) 0.5 uA + COMP_E ultra-low-power 1.3 uA max + REF_A static ~1 uA, at 3.0 V",
-    "wake_s": "SLASE54D: t_WAKE-UP-LPM3 7 us typ, 10 us max (max taken), at active power",
+    "measure_s": "SLASE54D: ADC12_B 16 sample + 14 conversion ADC12CLK at MODOSC 4.8 MHz typ (AVCC/2 via "
+                 "ADC12BATMAP) + REF_A t_SETTLE 40 us (max) = 46.25 us",
+    "measure_energy_J": "SLASE54D: active 118 uA/MHz at 16 MHz + I(ADC12_B) single-ended 145 uA; SLASEF5B "
+                        "REF_A: I_REF+_ADC_BUF 247 uA; at 3.0 V, over measure_s",
+    "wait_power_W": "SLASE54D: LPM3 0.7 uA typ (operating modes) + COMP_E I_AVCC_COMP_REF (CEPWRMD = 10, "
+                    "CEREFACC = 1) 19 uA max, at 3.0 V; the board's supply divider is not included",
+    "wake_s": "SLASE54D: t_WAKE-UP LPM3 9.6 us + 2.5/f_DCO max at f_DCO = 16 MHz, at active power",
 }
 
 MSP430FR5994 = Platform(
