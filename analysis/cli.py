@@ -73,6 +73,8 @@ class Dataset(str, Enum):
     digits = "digits"
     cifar10 = "cifar10"
     tinyimagenet = "tinyimagenet"
+    fashion_mnist = "fashion-mnist"
+    mnist = "mnist"
 
 
 FORCE_HELP = "write into a non-empty folder that aidi did not make (files of the same names are replaced)"
@@ -234,8 +236,11 @@ def nas(
     out: Optional[Path] = typer.Option(None, help="output folder (default out/nas/<scenario>)"),
     workers: int = typer.Option(1, help="local worker processes for the simulations (or Dask workers with --dask local)"),
     dask: Optional[str] = typer.Option(None, "--dask", help="a Dask scheduler address, or 'local' for a LocalCluster"),
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="folder of cifar10 / tinyimagenet (never downloaded)"),
-    dataset: Dataset = typer.Option(Dataset.digits, help="digits (bundled), cifar10 or tinyimagenet"),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="folder of cifar10 / tinyimagenet / fashion-mnist / "
+                                            "mnist (never downloaded; fashion-mnist defaults to Debian's "
+                                            "/usr/share/datasets/fashion-mnist)"),
+    dataset: Dataset = typer.Option(Dataset.digits, help="digits (bundled), cifar10, tinyimagenet, fashion-mnist or "
+                                                         "mnist (IDX files)"),
     quick: bool = typer.Option(False, "--quick", help="tiny training epochs (tests, smoke runs)"),
     force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ) -> None:

@@ -44,7 +44,7 @@ from . import jsonout, outdir
 from .errors import UserError
 from .parallel import executor
 
-DATASETS = ("digits", "cifar10", "tinyimagenet")
+DATASETS = ("digits", "cifar10", "tinyimagenet", "fashion-mnist", "mnist")
 #: requirements of --compare: geometric points between the fastest and the slowest member of the space
 COMPARE_FRACTIONS = (0.25, 0.5, 0.75)
 BATCH = 4  # candidates per ask/tell round (fixed, so results do not depend on the worker count)

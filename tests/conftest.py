@@ -10,6 +10,11 @@ module's fixtures too: the gate runs before any fixture is set up.
 Inside a test, the ``require_toolchain`` fixture applies the same gate midway
 (e.g. after a host-only part that ran).
 
+``@pytest.mark.dataset("fashion-mnist")`` likewise skips a test whose data set is not
+in its default folder (``aidi.models.data.DEFAULT_DIRS``, naming the Debian package);
+``AIDI_REQUIRE_DATASETS=1`` (set by ``.ci/run``, which installs the package) makes
+that a failure.
+
 ``pytest -m "not slow and not toolchain"`` is the fast subset (see README).
 """
 
@@ -22,6 +27,9 @@ import pytest
 from aidi.models.emit import build
 
 REQUIRE_ENV = "AIDI_REQUIRE_TOOLCHAIN"
+REQUIRE_DATA_ENV = "AIDI_REQUIRE_DATASETS"
+#: Debian packages that install a data set into its default folder
+DATASET_PACKAGES = {"fashion-mnist": "dataset-fashion-mnist"}
 
 
 def gate_toolchain(*targets: str) -> None:
@@ -37,11 +45,33 @@ def gate_toolchain(*targets: str) -> None:
     pytest.skip(why)
 
 
+def gate_datasets(*names: str) -> None:
+    """Skip (or fail under ``AIDI_REQUIRE_DATASETS=1``) unless every data set's default folder has its files."""
+    from aidi.models.data import DEFAULT_DIRS, IDX_FILES
+
+    if not names:
+        raise ValueError("dataset marker needs a name, e.g. @pytest.mark.dataset('fashion-mnist')")
+    msgs = []
+    for n in names:
+        d = DEFAULT_DIRS[n]
+        if not all((d / f).is_file() or (d / f"{f}.gz").is_file() for f in IDX_FILES):
+            msgs.append(f"{n}: no IDX files in {d} (Debian package {DATASET_PACKAGES[n]})")
+    if not msgs:
+        return
+    why = "; ".join(msgs)
+    if os.environ.get(REQUIRE_DATA_ENV, "") == "1":
+        pytest.fail(f"{REQUIRE_DATA_ENV}=1 but {why}", pytrace=False)
+    pytest.skip(why)
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
     marks = list(item.iter_markers("toolchain"))
     if marks:
         gate_toolchain(*dict.fromkeys(t for mark in marks for t in mark.args))
+    marks = list(item.iter_markers("dataset"))
+    if marks:
+        gate_datasets(*dict.fromkeys(t for mark in marks for t in mark.args))
 
 
 @pytest.fixture

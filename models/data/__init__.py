@@ -17,9 +17,18 @@ nor :mod:`aidi.models.nas` is imported, so a data set loads without the NAS stac
     read from a local folder likewise: ``wnids.txt`` (one class id a line),
     ``train/<wnid>/images/*.JPEG`` and ``val/images/*.JPEG`` labelled by
     ``val/val_annotations.txt`` (``file<TAB>wnid<TAB>...``).  Shape ``(3, 64, 64)``.
-    JPEGs are read with Pillow when it is installed, else with the small baseline
-    decoder in :mod:`aidi.models.data.jpeg`.  Decoded arrays are cached under
-    ``cache_dir()/data`` (keyed by the file listing).
+    JPEGs are decoded by Pillow (pinned in requirements.txt).  Decoded arrays are
+    cached under ``cache_dir()/data`` (keyed by the file listing).
+``fashion-mnist`` / ``mnist``
+    the four standard IDX files (LeCun et al., http://yann.lecun.com/exdb/mnist/;
+    Xiao et al. 2017 for Fashion-MNIST, same format): ``train-images-idx3-ubyte``,
+    ``train-labels-idx1-ubyte``, ``t10k-images-idx3-ubyte``, ``t10k-labels-idx1-ubyte``,
+    each gzipped (``.gz``) or not, read with numpy (:func:`read_idx` checks the magic
+    number, the dimensions and the length).  Shape ``(1, 28, 28)``, 10 classes,
+    60000/10000 train/test.  The folder is ``data_dir``, else ``$AIDI_DATA_DIR`` (or
+    its ``fashion-mnist`` / ``mnist`` subfolder) when it holds the files, else, for
+    ``fashion-mnist``, :data:`DEFAULT_DIRS` (where Debian's ``dataset-fashion-mnist``
+    package installs them).
 ``synthetic``
     uniform ``[0, 1)`` inputs of any shape with random labels, drawn from a
     ``numpy.random.Generator`` seeded by ``seed``; for architectures whose input
@@ -27,11 +36,13 @@ nor :mod:`aidi.models.nas` is imported, so a data set loads without the NAS stac
 
 The folder data sets use their published test (val) split as the test split;
 their pixels are scaled like ``digits`` (``p / 255 * (1 - 2**-15)``).  A missing
-folder or file raises :class:`DatasetError` naming the expected layout.
+folder or file, or a file that is not in its format, raises :class:`DatasetError`
+(one line) naming the file and the expected layout.
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import os
 import pickle
@@ -42,12 +53,22 @@ import numpy as np
 
 from ..cache import cache_dir
 
-DATASETS = ("digits", "synthetic", "cifar10", "tinyimagenet")
+DATASETS = ("digits", "synthetic", "cifar10", "tinyimagenet", "fashion-mnist", "mnist")
 DIGITS_SHAPE = (1, 8, 8)
 CIFAR_LAYOUT = "a CIFAR-10 python folder with data_batch_1..data_batch_5 and test_batch"
 TINY_LAYOUT = ("a Tiny ImageNet folder with wnids.txt, train/<wnid>/images/*.JPEG and "
                "val/val_annotations.txt + val/images/*.JPEG")
-FOLDER_LAYOUTS = {"cifar10": CIFAR_LAYOUT, "tinyimagenet": TINY_LAYOUT}
+IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+IDX_LAYOUT = "a folder with the IDX files " + ", ".join(f"{f}[.gz]" for f in IDX_FILES)
+IDX_DATASETS = ("fashion-mnist", "mnist")
+FOLDER_LAYOUTS = {"cifar10": CIFAR_LAYOUT, "tinyimagenet": TINY_LAYOUT, "fashion-mnist": IDX_LAYOUT,
+                  "mnist": IDX_LAYOUT}
+#: where a data set's files are when neither ``data_dir`` nor ``$AIDI_DATA_DIR`` holds them:
+#: Debian's package ``dataset-fashion-mnist`` (``dpkg -L dataset-fashion-mnist``); MNIST has no
+#: Debian package.
+DEFAULT_DIRS = {"fashion-mnist": Path("/usr/share/datasets/fashion-mnist")}
+#: IDX type codes (the magic number's third byte) and their big-endian numpy types
+_IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 _SCALE = (1.0 - 2.0**-15) / 255.0
 
 
@@ -98,6 +119,11 @@ def load_dataset(name: str = "digits", seed: int = 0, input_shape=None, n_classe
         y = rng.integers(0, n_classes, n_synthetic).astype(np.int64)
         k = n_synthetic * 4 // 5
         return Dataset("synthetic", x[:k], y[:k], x[k:], y[k:], n_classes)
+    if name in IDX_DATASETS:
+        ds = load_idx_folder(name, data_dir, seed)
+        if input_shape is not None and tuple(input_shape) != ds.input_shape:
+            raise ValueError(f"dataset {name!r} has input shape {list(ds.input_shape)}, model input is {list(input_shape)}")
+        return ds
     if name in FOLDER_LAYOUTS:
         ds = load_image_folder(name, data_dir or os.environ.get("AIDI_DATA_DIR"), seed)
         if input_shape is not None and tuple(input_shape) != ds.input_shape:
@@ -107,13 +133,17 @@ def load_dataset(name: str = "digits", seed: int = 0, input_shape=None, n_classe
 
 
 def load_image_folder(name: str, data_dir: str | Path | None, seed: int = 0, **kw) -> Dataset:
-    """``cifar10`` / ``tinyimagenet`` from ``data_dir`` (``**kw``: the loader's subset limits).
+    """``cifar10`` / ``tinyimagenet`` / ``fashion-mnist`` / ``mnist`` from ``data_dir``
+    (``**kw``: the loader's subset limits).
 
     Unlike :func:`load_dataset`, does not fall back on ``$AIDI_DATA_DIR``: a None ``data_dir``
-    raises :class:`DatasetError`, as does an unknown name.
+    raises :class:`DatasetError` (except for a data set with a :data:`DEFAULT_DIRS` folder),
+    as does an unknown name.
     """
     if name not in FOLDER_LAYOUTS:
         raise DatasetError(f"unknown dataset {name!r} (one of {', '.join(FOLDER_LAYOUTS)})")
+    if name in IDX_DATASETS:
+        return load_idx_folder(name, data_dir, seed, use_env=False, **kw)
     if data_dir is None:
         raise DatasetError(f"dataset {name} needs --data-dir: {FOLDER_LAYOUTS[name]}")
     return load_cifar10(data_dir, seed, **kw) if name == "cifar10" else load_tinyimagenet(data_dir, seed, **kw)
@@ -163,19 +193,117 @@ def load_cifar10(data_dir: str | Path, seed: int = 0, max_train: int | None = No
 
 
 def read_image(path: Path) -> np.ndarray:
-    """uint8 ``(3, H, W)`` RGB of a JPEG (grayscale replicated)."""
-    try:
-        from PIL import Image  # optional
-    except ImportError:
-        from .jpeg import decode
+    """uint8 ``(3, H, W)`` RGB of an image file (a JPEG; grayscale replicated), decoded by Pillow.
 
-        img = decode(Path(path).read_bytes())
-    else:
+    Raises :class:`DatasetError` naming the file when Pillow cannot decode it.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
         with Image.open(path) as im:
             img = np.asarray(im.convert("RGB"))
-    if img.ndim == 2:
-        img = np.repeat(img[:, :, None], 3, axis=2)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DatasetError(f"{path}: not a readable image ({why})") from None
     return np.ascontiguousarray(img.transpose(2, 0, 1))
+
+
+def read_idx(path: str | Path, ndim: int) -> np.ndarray:
+    """The array in an IDX file (gzipped when its name ends in ``.gz``), checked.
+
+    Format (LeCun et al., http://yann.lecun.com/exdb/mnist/): two zero bytes, a
+    type code (0x08 unsigned byte, ... 0x0E double), the number of dimensions,
+    then one big-endian uint32 per dimension, then the data, C order, big-endian.
+    ``ndim`` is what the caller expects (3 for images, 1 for labels).
+
+    Returns the array in native byte order, shape the file's dimensions.
+    Raises :class:`DatasetError` naming the file on a bad magic number, a type
+    code, number of dimensions or length that does not match, or a bad gzip stream.
+    """
+    path = Path(path)
+    try:
+        raw = gzip.decompress(path.read_bytes()) if path.name.endswith(".gz") else path.read_bytes()
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        raise DatasetError(f"{path}: cannot read ({str(exc).splitlines()[0] or type(exc).__name__})") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_TYPES:
+        raise DatasetError(f"{path}: not an IDX file (magic number {raw[:4].hex() or 'missing'}, "
+                           f"expected 0000080{ndim} for this file)")
+    if raw[3] != ndim:
+        raise DatasetError(f"{path}: IDX file has {raw[3]} dimensions, expected {ndim} "
+                           f"(magic number {raw[:4].hex()}, expected 0000080{ndim})")
+    head = 4 + 4 * ndim
+    if len(raw) < head:
+        raise DatasetError(f"{path}: IDX header cut short ({len(raw)} bytes, expected {head})")
+    dims = tuple(int(v) for v in np.frombuffer(raw, ">u4", ndim, 4))
+    dtype = np.dtype(_IDX_TYPES[raw[2]])
+    want = head + int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    if len(raw) != want:
+        raise DatasetError(f"{path}: IDX dimensions {list(dims)} need {want} bytes, the file has {len(raw)}")
+    return np.frombuffer(raw, dtype, offset=head).reshape(dims).astype(dtype.newbyteorder("="))
+
+
+def idx_folder(name: str, data_dir: str | Path | None, use_env: bool = True) -> Path:
+    """The folder an IDX data set is read from: ``data_dir`` (or its ``name`` subfolder),
+    else ``$AIDI_DATA_DIR`` (likewise) when it holds the files and ``use_env``, else
+    :data:`DEFAULT_DIRS`; :class:`DatasetError` when none is given or found."""
+    def has_files(d: Path) -> bool:
+        return all((d / f).is_file() or (d / f"{f}.gz").is_file() for f in IDX_FILES)
+
+    if data_dir is not None:
+        d = Path(data_dir)
+        return d / name if not has_files(d) and has_files(d / name) else d
+    env = os.environ.get("AIDI_DATA_DIR") if use_env else None
+    if env:
+        for d in (Path(env), Path(env) / name):
+            if has_files(d):
+                return d
+    if name in DEFAULT_DIRS:
+        return DEFAULT_DIRS[name]
+    raise DatasetError(f"dataset {name} needs --data-dir: {IDX_LAYOUT}")
+
+
+def load_idx_folder(name: str, data_dir: str | Path | None = None, seed: int = 0, max_train: int | None = None,
+                    max_test: int | None = None, use_env: bool = True) -> Dataset:
+    """``fashion-mnist`` or ``mnist`` from the folder :func:`idx_folder` picks.
+
+    ``max_train`` / ``max_test``: a subset drawn by ``seed`` (sorted indices).
+    Returns :class:`Dataset` with x ``(N, 1, H, W)`` float32 in [0, 1), y int64.
+    Raises :class:`DatasetError` naming the folder or file and the layout.
+    """
+    if name not in IDX_DATASETS:
+        raise DatasetError(f"unknown IDX dataset {name!r} (one of {', '.join(IDX_DATASETS)})")
+    d = idx_folder(name, data_dir, use_env)
+    hint = " (Debian package dataset-fashion-mnist)" if d == DEFAULT_DIRS.get(name) else ""
+    if not d.is_dir():
+        raise DatasetError(f"--data-dir {d}: folder not found{hint}; expected {IDX_LAYOUT}")
+
+    def read(stem: str, ndim: int) -> np.ndarray:
+        for f in (d / stem, d / f"{stem}.gz"):
+            if f.is_file():
+                return read_idx(f, ndim)
+        raise DatasetError(f"--data-dir {d}: missing {stem}[.gz]{hint}; expected {IDX_LAYOUT}")
+
+    def split(prefix: str):
+        x = read(f"{prefix}-images-idx3-ubyte", 3)
+        y = read(f"{prefix}-labels-idx1-ubyte", 1)
+        where = d / f"{prefix}-labels-idx1-ubyte"
+        if x.dtype != np.uint8 or y.dtype != np.uint8:
+            raise DatasetError(f"{d / (prefix + '-images-idx3-ubyte')}: expected unsigned-byte images and labels "
+                               f"(type 0x08), got {x.dtype} / {y.dtype}")
+        if len(x) != len(y):
+            raise DatasetError(f"{where}[.gz]: {len(y)} labels for {len(x)} images")
+        if len(y) and int(y.max()) >= 10:
+            raise DatasetError(f"{where}[.gz]: label {int(y.max())} out of range 0..9")
+        return x[:, None, :, :], y.astype(np.int64)
+
+    xtr, ytr = split("train")
+    xte, yte = split("t10k")
+    if xtr.shape[1:] != xte.shape[1:]:
+        raise DatasetError(f"--data-dir {d}: train images are {list(xtr.shape[2:])}, t10k images "
+                           f"{list(xte.shape[2:])}")
+    xtr, ytr = _subsample(xtr, ytr, max_train, seed)
+    xte, yte = _subsample(xte, yte, max_test, seed + 1)
+    return Dataset(name, _scale(xtr), ytr, _scale(xte), yte, 10)
 
 
 def load_tinyimagenet(data_dir: str | Path, seed: int = 0, max_per_class: int | None = None,

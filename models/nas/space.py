@@ -25,6 +25,9 @@ Spaces (:func:`space_for`):
             padding, stride 1, K in {1, 3, 5, 7}, filters in {4, 8, 16, 24}.
 ``tinyimagenet``  the iNAS space on 3x64x64 with 200 classes and a max-pool
             after stage 0.
+``fashion-mnist`` / ``mnist``  the iNAS space on 1x28x28 with K in {1, 3, 5}:
+            five valid 7x7 convolutions would need 31x31 inputs, so K = 7 goes
+            (the largest member ends on an 8x8 map).
 
 Operations follow the Archai style: ``sample(rng)``, ``mutate(arch, rng)`` and
 ``crossover(a, b, rng)`` take an explicit ``numpy.random.Generator`` and never
@@ -280,14 +283,14 @@ def digits_space() -> SearchSpace:
     ), pool_after=(0,), padding="same", n_classes=10, head="flatten")
 
 
-def inas_space(input_shape=(3, 32, 32), n_classes: int = 10, pool_after=()) -> SearchSpace:
+def inas_space(input_shape=(3, 32, 32), n_classes: int = 10, pool_after=(), kernels=(1, 3, 5, 7)) -> SearchSpace:
     """iNAS's CIFAR-10 space: 5 conv layers, valid padding, K in {1,3,5,7}, filters in {4,8,16,24}, GAP + FC."""
-    st = StageSpace(("conv",), (1, 3, 5, 7), (4, 8, 16, 24), (1,))
+    st = StageSpace(("conv",), tuple(kernels), (4, 8, 16, 24), (1,))
     return SearchSpace("inas", tuple(int(v) for v in input_shape), (st,) * 5, pool_after=tuple(pool_after),
                        padding="valid", n_classes=n_classes)
 
 
-SPACES = ("digits", "inas", "tinyimagenet")
+SPACES = ("digits", "inas", "tinyimagenet", "fashion-mnist", "mnist")
 
 
 def space_for(dataset: str, input_shape=None, n_classes: int | None = None) -> SearchSpace:
@@ -299,8 +302,11 @@ def space_for(dataset: str, input_shape=None, n_classes: int | None = None) -> S
     elif dataset == "tinyimagenet":
         sp = inas_space((3, 64, 64), 200, pool_after=(0,))
         sp = replace(sp, name="tinyimagenet")
+    elif dataset in ("fashion-mnist", "mnist"):
+        sp = replace(inas_space((1, 28, 28), 10, kernels=(1, 3, 5)), name=dataset)
     else:
-        raise ValueError(f"unknown search space / dataset {dataset!r} (one of digits, cifar10, tinyimagenet)")
+        raise ValueError(f"unknown search space / dataset {dataset!r} "
+                         "(one of digits, cifar10, tinyimagenet, fashion-mnist, mnist)")
     if input_shape is not None or n_classes is not None:
         sp = sp.with_input(input_shape or sp.input_shape, n_classes)
     return sp
