@@ -24,8 +24,10 @@ from aidi.sim.workload import Workload
 from .errors import UserError
 
 
-def load_scenario(path: str | Path) -> loader.Scenario:
-    return loader.load(path)
+def load_scenario(path: str | Path | loader.Scenario) -> loader.Scenario:
+    """A scenario file or shipped name, loaded and validated (:func:`aidi.scenarios.loader.load`); an already
+    loaded :class:`~aidi.scenarios.loader.Scenario` (e.g. one changed in Python) is returned as is."""
+    return path if isinstance(path, loader.Scenario) else loader.load(path)
 
 
 @functools.lru_cache(maxsize=16)

@@ -119,9 +119,11 @@ def evaluate_point(scenario_path: str, overrides: dict[str, Any], engine: str = 
 
 def run_sweep(scenario_path: str | Path, grid: dict[str, list[Any]], workers: int = 1, dask: str | None = None,
               engine: str = "oracle", progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
-    """Run every grid point; one row per point, in grid order."""
+    """Run every grid point; one row per point, in grid order.
+
+    ``scenario_path``: a scenario file, a shipped name, or a loaded Scenario (sent to the workers as is)."""
     pts = points(grid)
-    path = str(scenario_path)
+    path = str(scenario_path) if isinstance(scenario_path, (str, Path)) else scenario_path
     rows: list[dict | None] = [None] * len(pts)
     done = 0
 
