@@ -234,6 +234,26 @@ def resolve_designs(model, tile="auto", loop_order="auto", hyper_tile="auto", pr
     p = get_platform_of(platform)
     budget = sram_budget_of(p, sram_budget)
     geoms = geoms_of(model, input_shape)
+    out = []
+    for g, pin in zip(geoms, execution_pins(geoms, tile, loop_order, hyper_tile, preservation)):
+        if isinstance(pin, ExecutionDesign):
+            out.append(pin)
+            continue
+        if e_cycle_J is None:
+            raise ValueError(f"{g.describe()}: automatic execution design needs the per-cycle energy budget")
+        t, o, h = pin
+        out.append(auto_design(g, p, budget, e_cycle_J, backend=backend, preservation=preservation,
+                               harvest_power_W=harvest_power_W, tile=t, loop_order=o, S=h))
+    return out
+
+
+def execution_pins(geoms: list[LayerGeom], tile="auto", loop_order="auto", hyper_tile="auto",
+                   preservation: str = "hypertile") -> list:
+    """Per executed layer, what a scenario's ``[execution]`` values fix: a whole :class:`ExecutionDesign`
+    (nothing automatic), or ``(tile, loop_order, S)`` with None for each "auto" field.
+
+    Accepted values as :func:`resolve_designs`; raises ValueError naming the ``execution.*`` key.
+    """
     n = len(geoms)
 
     def per_layer(v, key, is_single):
@@ -265,12 +285,7 @@ def resolve_designs(model, tile="auto", loop_order="auto", hyper_tile="auto", pr
             out.append(normalize_design(g, ExecutionDesign(*t, loop_order=o, S=1 if h == "auto" else h,
                                                            preservation=preservation)))
             continue
-        if e_cycle_J is None:
-            raise ValueError(f"{g.describe()}: automatic execution design needs the per-cycle energy budget")
-        out.append(auto_design(g, p, budget, e_cycle_J, backend=backend, preservation=preservation,
-                               harvest_power_W=harvest_power_W,
-                               tile=None if t == "auto" else t, loop_order=None if o == "auto" else o,
-                               S=None if h == "auto" else h))
+        out.append((None if t == "auto" else tuple(t), None if o == "auto" else o, None if h == "auto" else h))
     return out
 
 
@@ -302,3 +317,359 @@ def design_network(model, platform: Platform | str = "msp430fr5994", sram_budget
                             harvest_power_W=harvest_power_W) if d is None or d == "auto" else d
                 for g, d in zip(geoms, designs)]
     return plan_network(geoms, resolved, p, budget, backend=backend, idempotent=idempotent)
+
+
+# =========================================================================== the latency optimizer
+# Objective: the oracle's latency of one whole inference under the scenario's power and dispatch.
+# Each layer's design space is ranked by a surrogate (lower-bound costs -> a latency estimate), the best few
+# per layer are walked (exact unit costs, atomicity) and simulated with the oracle on the whole network,
+# layer by layer (coordinate descent), many candidates per compiled Population call.
+
+#: (tile, backend, S) combinations per layer walked after the surrogate's ranking
+WALK_TOP = 24
+#: designs per layer simulated with the oracle on the whole network (per coordinate-descent pass)
+ORACLE_TOP = 6
+#: coordinate-descent passes over the layers at most
+MAX_PASSES = 3
+#: largest number of whole-network design combinations the exhaustive reference simulates
+EXHAUSTIVE_LIMIT = 200_000
+#: rejection reasons counted per layer (besides the designs that were only slower)
+REASONS = ("sram", "atomicity", "fram", "pruned")
+
+
+@dataclass(frozen=True)
+class PowerContext:
+    """What the objective needs of a scenario: power, harvester segments, run settings, unit energy budget.
+
+    ``sim`` is the scenario's :class:`~aidi.sim.config.SimConfig`; the objective simulates one inference
+    from the scenario's initial state with its dispatch policy (``sim.dispatch``, ``sim.dispatch_margin``).
+    ``e_unit_J``: the largest energy (J, at the MCU) one unit may use
+    (:func:`aidi.models.hardware.unit_energy_budget`).
+    """
+
+    power: object
+    segments: object
+    sim: object
+    e_unit_J: float
+
+    def one_inference(self):
+        return replace(self.sim, inferences=1, period_s=0.0, deadline_s=None)
+
+    def atomic_limit_J(self, p: Platform) -> float:
+        """Largest unit energy (J at the MCU) the dispatch policy can ever run: the unit budget under greedy;
+        under energy_aware the unit whose start threshold reaches V_on (leakage over the unit not counted:
+        the oracle rejects what is left)."""
+        if not self.sim.energy_aware:
+            return self.e_unit_J
+        pw = self.power
+        e_store = 0.5 * pw.capacitor_F * (pw.v_on ** 2 - pw.v_off ** 2)
+        fixed = p.measure_energy_J + p.wake_s * p.active_power_W
+        return min(self.e_unit_J, pw.converter_efficiency * e_store / (1.0 + self.sim.dispatch_margin) - fixed)
+
+
+@dataclass(frozen=True)
+class Walked:
+    """One design of one layer with its exact per-unit costs (the walk's)."""
+
+    design: ExecutionDesign
+    durations_s: np.ndarray  # (U,) s
+    energy_J: np.ndarray  # (U, 3) J by unit category
+    surrogate_s: float  # the surrogate's latency estimate of the layer alone (s)
+
+    @property
+    def key(self):
+        d = self.design
+        return (d.Tr, d.Tc, d.Tm, d.Tn, d.loop_order, d.S, d.backend)
+
+
+@dataclass
+class LayerSpace:
+    """One layer's design space after ranking: the walked designs best-first (surrogate), rejection counts."""
+
+    geom: LayerGeom
+    walked: list[Walked]
+    rejected: dict
+    n_designs: int
+
+
+@dataclass
+class LayerChoice:
+    """The optimizer's answer for one layer: the chosen design, the alternatives simulated, rejections.
+
+    ``alternatives``: ``[(design, latency_s)]`` best first, each the whole inference's oracle latency (s)
+    with this layer's design swapped (the other layers at their chosen designs; NaN: did not complete).
+    ``rejected``: designs of the space counted by reason (``sram``, ``atomicity``, ``fram``, ``pruned``:
+    never walked because the surrogate ranked them below the walked ones), ``n_designs`` the space's size.
+    """
+
+    geom: LayerGeom
+    design: ExecutionDesign
+    latency_s: float
+    alternatives: list
+    rejected: dict
+    n_designs: int
+
+
+@dataclass
+class Optimized:
+    """Designs of a network and the oracle latency (s) of one inference with them (NaN: no design completes)."""
+
+    designs: list
+    latency_s: float
+    layers: list
+    evaluations: int
+    exhaustive: bool = False
+
+
+def _surrogate(cycles, energy, units, p: Platform, ctx: PowerContext, p_harvest) -> np.ndarray:
+    """Latency estimate (s) of a layer alone: compute time and boots, or the energy (units, reboots, the
+    greedy policy's lost half unit per power cycle, energy_aware's measurements) over the harvest power."""
+    cycles, energy, units = (np.asarray(a, dtype=np.float64) for a in (cycles, energy, units))
+    t = cycles / p.mclk_hz
+    if not p_harvest:
+        return t + energy * 1e-9
+    e_cyc = max(ctx.e_unit_J, 1e-30)
+    p_act = energy / np.maximum(t, 1e-30)
+    drain = np.maximum(p_act - p_harvest, 1e-30)
+    work_per_cycle = np.where(p_act > p_harvest, e_cyc * p_act / drain, np.inf)
+    e_u = energy / np.maximum(units, 1.0)
+    if ctx.sim.energy_aware:
+        waste, extra = 0.0, units * (p.measure_energy_J + p.wake_s * p.active_power_W)
+    else:
+        waste, extra = 0.5 * e_u, 0.0
+    cycles_n = np.where(np.isfinite(work_per_cycle), energy / np.maximum(work_per_cycle - waste, 1e-30), 0.0)
+    e_total = energy + extra + cycles_n * (p.boot_energy_J + waste)
+    return np.maximum(t + cycles_n * p.boot_s, e_total / p_harvest)
+
+
+@lru_cache(maxsize=65536)
+def _tables_cached(geom: LayerGeom, tile, p: Platform, backend: str):
+    tab = cost_tables(geom, *tile, p, backend)
+    return tab, lower_bound(geom, tab)
+
+
+def _layer_space(geom: LayerGeom, p: Platform, budget: int, ctx: PowerContext, p_harvest, backend: str,
+                 preservation: str, tile, loop_order, S, exhaustive: bool) -> LayerSpace:
+    """Rank one layer's designs by the surrogate and walk the best (all of them when ``exhaustive``)."""
+    backends = backend_choices(None, backend) if geom.weighted else ["cpu"]
+    m, ho, wo = geom.out_shape
+    if tile is not None:
+        tiles = [tuple(int(v) for v in tile)]
+    else:
+        tns = [0] if geom.channel_tied else divisors(geom.in_shape[0])
+        tiles = [(tr, tc, tm, tn) for tm in divisors(m) for tn in tns for tr in divisors(ho) for tc in divisors(wo)]
+    orders = [loop_order] if loop_order else list(LOOP_ORDERS)
+    runtime = runtime_model(p)
+    limit = ctx.atomic_limit_J(p)
+    rejected = dict.fromkeys(REASONS, 0)
+    n_designs = 0
+    rows = []  # (base design, backend, tables, S, cycles lb, energy lb, units)
+    for tr, tc, tm, tn in tiles:
+        base = normalize_design(geom, ExecutionDesign(tr, tc, tm, tn if tn else tm, orders[0], 1, preservation))
+        from .schedule.design import n_tiles as _n_tiles
+        nt = _n_tiles(geom, base.Tr, base.Tc, base.Tm, base.Tn)
+        if S is not None:
+            svals = [min(int(S), nt)]
+        elif preservation == "hypertile":
+            svals = s_candidates(nt)
+        else:
+            svals = [1 if preservation == "tile" else nt]
+        per_combo = len(svals) * len(orders)
+        for b in backends:
+            n_designs += per_combo
+            bufs = layer_sram_buffers(geom, base, 4 * base.Tm * base.Tr * base.Tc, b, runtime)
+            if check_sram(geom, bufs, budget, p, b, 1):
+                rejected["sram"] += per_combo
+                continue
+            tab, lb = _tables_cached(_canonical(geom), (base.Tr, base.Tc, base.Tm, base.Tn), p, b)
+            for s in svals:
+                u = -(-nt // s)
+                cyc = lb[0] + (u - 1) * tab.commit[0]
+                en = lb[1] + (u - 1) * tab.commit[1]
+                if en / u > limit * (1 + 1e-12):  # even the mean unit is too large
+                    rejected["atomicity"] += len(orders)
+                    continue
+                rows.append((base, b, tab, s, cyc, en, u))
+    if not rows:
+        return LayerSpace(geom, [], rejected, n_designs)
+    sur = _surrogate([r[4] for r in rows], [r[5] for r in rows], [r[6] for r in rows], p, ctx, p_harvest)
+    order_idx = np.argsort(sur, kind="stable")
+    walked: list[Walked] = []
+    n_walked = 0
+    seen = set()
+    for j in order_idx:
+        if not exhaustive and n_walked >= WALK_TOP and len(walked) >= ORACLE_TOP:
+            break
+        base, b, tab, s, *_ = rows[j]
+        n_walked += 1
+        for order in orders:
+            d = replace(base, loop_order=order, S=s, backend=b)
+            w = walk(tab, d, geom, e_limit=limit)
+            if w.status == OVER_E_LIMIT:
+                rejected["atomicity"] += 1
+                continue
+            if check_sram(geom, layer_sram_buffers(geom, d, w.acc_extent, b, runtime), budget, p, b,
+                          int(w.max_slots)):
+                rejected["sram"] += 1
+                continue
+            uc = w.unit_cost
+            dur = uc[:, :, 0].sum(axis=1) / p.mclk_hz
+            en = np.ascontiguousarray(uc[:, :, 1])
+            sig = (dur.tobytes(), en.tobytes())
+            if sig in seen and not exhaustive:  # the same unit costs as a design already kept (order ties)
+                continue
+            seen.add(sig)
+            walked.append(Walked(d, dur, en, float(_surrogate(dur.sum() * p.mclk_hz, en.sum(), len(dur), p, ctx,
+                                                              p_harvest))))
+    walked_rows = n_walked * len(orders)
+    rejected["pruned"] += (len(rows) - n_walked) * len(orders)
+    del walked_rows
+    walked.sort(key=lambda w: w.surrogate_s)
+    return LayerSpace(geom, walked, rejected, n_designs)
+
+
+def _workload(parts: list, p: Platform):
+    """The oracle's Workload of a network from one :class:`Walked` per layer."""
+    from ..sim.workload import Workload
+
+    d = np.concatenate([w.durations_s for w in parts])
+    e = np.concatenate([w.energy_J for w in parts])
+    layers = np.concatenate([np.full(len(w.durations_s), i, np.int64) for i, w in enumerate(parts)])
+    names = [f"L{i}/u{k}" for i, w in enumerate(parts) for k in range(len(w.durations_s))]
+    return Workload(names, layers, d, e, p.boot_s, p.boot_energy_J, p.sleep_power_W,
+                    measure_s=p.measure_s,
+                    measure_W=p.measure_energy_J / p.measure_s if p.measure_s > 0 else 0.0,
+                    wait_W=p.wait_power_W, wake_s=p.wake_s, wake_W=p.active_power_W)
+
+
+def _simulate(networks: list[list], p: Platform, ctx: PowerContext) -> np.ndarray:
+    """Oracle latency (s) of one inference of each network (NaN: does not complete), one Population call."""
+    from ..sim import oracle
+
+    batch = oracle.Population([_workload(n, p) for n in networks]).evaluate(ctx.power, ctx.segments,
+                                                                              ctx.one_inference())
+    return batch.latency_s
+
+
+def _fram_ok(geoms, nts, p: Platform) -> bool:
+    from .schedule.memory import fram_layout
+
+    return fram_layout(geoms, nts).total <= p.fram_bytes
+
+
+def optimize_designs(geoms: list[LayerGeom], platform: Platform | str, sram_budget: int | None, ctx: PowerContext, *,
+                     backend: str = DEFAULT_BACKEND, preservation: str = "hypertile", pins=None,
+                     exhaustive: bool = False, top_k: int = ORACLE_TOP) -> Optimized:
+    """Execution designs of ``geoms`` minimising the oracle latency of one inference under ``ctx``.
+
+    ``pins``: per layer ``(tile, loop_order, S)`` with None for "auto" (or a fixed
+    :class:`ExecutionDesign`).  Per layer, the space of :func:`search_design` (tiles over divisors, loop
+    orders, S over powers of two and the tile count, backends) is ranked by a surrogate latency (lower-bound
+    costs, recharge and reboots, the dispatch policy's losses); the best :data:`WALK_TOP` are walked
+    (constraints: SRAM budget, unit energy within one power cycle / the dispatch threshold, FRAM
+    capacity) and the best ``top_k`` simulated with the oracle on the whole network, layer by layer, until no
+    layer changes (at most :data:`MAX_PASSES` passes).  ``exhaustive``: every design of every layer is
+    walked and every combination simulated (ValueError when more than :data:`EXHAUSTIVE_LIMIT`): the
+    reference the tests compare with.  Raises ValueError naming the layer when nothing fits.
+    """
+    import itertools
+
+    p = get_platform_of(platform)
+    budget = sram_budget_of(p, sram_budget)
+    pins = pins or [None] * len(geoms)
+    p_h = ctx.segments.typical_power(ctx.power.v_off, ctx.power.v_on) * ctx.power.converter_efficiency
+    spaces = []
+    for g, pin in zip(geoms, pins):
+        if isinstance(pin, ExecutionDesign):  # fixed by the scenario: only the backend may be open
+            walked = []
+            for b in backend_choices(pin.backend, backend) if g.weighted else ["cpu"]:
+                d = replace(normalize_design(g, pin), backend=b)
+                tab, _ = _tables_cached(_canonical(g), (d.Tr, d.Tc, d.Tm, d.Tn), p, b)
+                uc = walk(tab, d, g).unit_cost
+                walked.append(Walked(d, uc[:, :, 0].sum(axis=1) / p.mclk_hz, np.ascontiguousarray(uc[:, :, 1]), 0.0))
+            spaces.append(LayerSpace(g, walked, dict.fromkeys(REASONS, 0), len(walked)))
+            continue
+        tile, order, s = pin if pin is not None else (None, None, None)
+        if tile is not None:
+            _check_args(g, ctx.e_unit_J, preservation, tile)
+        sp = _layer_space(g, p, budget, ctx, p_h, backend, preservation, tile, order, s, exhaustive)
+        if not sp.walked:
+            _raise_infeasible(g, p, budget, ctx.atomic_limit_J(p),
+                              "every design is over the SRAM budget" if sp.rejected["sram"] == sp.n_designs
+                              else "a unit needs more than one power cycle gives")
+        spaces.append(sp)
+    n = len(geoms)
+    # FRAM: the partial-sum buffers exist when some layer has more than one input-channel tile
+    nt_of = [[(1 if g.channel_tied else -(-g.in_shape[0] // w.design.Tn)) for w in sp.walked]
+             for g, sp in zip(geoms, spaces)]
+    if not _fram_ok(geoms, [1] * n, p):
+        raise ValueError(f"model needs {_fram_total(geoms, [1] * n)} B of FRAM data, {p.name} has {p.fram_bytes} B")
+    if not _fram_ok(geoms, [2] * n, p):  # a layer with psums does not fit: drop those candidates
+        for i, sp in enumerate(spaces):
+            keep = [w for w, nt in zip(sp.walked, nt_of[i]) if nt == 1 or _fram_ok(
+                geoms, [nt if k == i else 1 for k in range(n)], p)]
+            sp.rejected["fram"] += len(sp.walked) - len(keep)
+            if not keep:
+                _raise_infeasible(geoms[i], p, budget, ctx.atomic_limit_J(p), "FRAM capacity")
+            sp.walked = keep
+    evaluations = 0
+    if exhaustive:
+        total = int(np.prod([len(sp.walked) for sp in spaces], dtype=np.float64))
+        if total > EXHAUSTIVE_LIMIT:
+            raise ValueError(f"exhaustive search: {total} design combinations exceed the limit of "
+                             f"{EXHAUSTIVE_LIMIT}; use a smaller network or drop --exhaustive")
+        best, best_lat, chunk = None, np.inf, []
+        combos = itertools.product(*(range(len(sp.walked)) for sp in spaces))
+        while True:
+            chunk = list(itertools.islice(combos, 4096))
+            if not chunk:
+                break
+            lat = _simulate([[spaces[i].walked[j] for i, j in enumerate(c)] for c in chunk], p, ctx)
+            evaluations += len(chunk)
+            lat = np.where(np.isnan(lat), np.inf, lat)
+            k = int(np.argmin(lat))
+            if lat[k] < best_lat:
+                best_lat, best = float(lat[k]), chunk[k]
+        current = list(best) if best is not None else [0] * n
+    else:
+        current = [0] * n  # the surrogate's best per layer
+        best_lat = np.inf
+        for _ in range(MAX_PASSES):
+            changed = False
+            for i, sp in enumerate(spaces):
+                cands = list(range(min(top_k, len(sp.walked))))
+                if current[i] not in cands:
+                    cands.append(current[i])
+                nets = [[spaces[k].walked[j if k == i else current[k]] for k in range(n)] for j in cands]
+                lat = _simulate(nets, p, ctx)
+                evaluations += len(nets)
+                lat = np.where(np.isnan(lat), np.inf, lat)
+                k = int(np.argmin(lat))
+                if lat[k] < best_lat * (1 - 1e-12) and cands[k] != current[i]:
+                    changed = True
+                    current[i] = cands[k]
+                best_lat = min(best_lat, float(lat[k]))
+            if not changed or n == 1:
+                break
+    # alternatives per layer: the top designs swapped into the chosen network
+    layers = []
+    for i, sp in enumerate(spaces):
+        cands = list(range(min(max(top_k, 1), len(sp.walked))))
+        if current[i] not in cands:
+            cands.append(current[i])
+        nets = [[spaces[k].walked[j if k == i else current[k]] for k in range(n)] for j in cands]
+        lat = _simulate(nets, p, ctx)
+        evaluations += len(nets)
+        alts = sorted(((sp.walked[j].design, float(x)) for j, x in zip(cands, lat)),
+                      key=lambda a: (np.inf if np.isnan(a[1]) else a[1]))
+        chosen = sp.walked[current[i]].design
+        layers.append(LayerChoice(sp.geom, chosen, float(lat[cands.index(current[i])]), alts, dict(sp.rejected),
+                                  sp.n_designs))
+    final = float(layers[-1].latency_s) if layers else float("nan")
+    return Optimized([lc.design for lc in layers], final, layers, evaluations, exhaustive)
+
+
+def _fram_total(geoms, nts) -> int:
+    from .schedule.memory import fram_layout
+
+    return fram_layout(geoms, nts).total

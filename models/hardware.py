@@ -32,7 +32,7 @@ from ..sim.harvesters import Segments
 from ..sim.platform import Platform
 from ..sim.taskgraph import TaskGraph
 from ..sim.workload import NonProgressError, Workload
-from .design_search import resolve_designs
+from .design_search import ORACLE_TOP, Optimized, PowerContext, execution_pins, optimize_designs, resolve_designs
 from .layers import LayerGeom
 from .schedule.design import ExecutionDesign
 from .schedule.plan import NetPlan, geoms_of, plan_network, sram_budget_of
@@ -73,13 +73,45 @@ def design_power(sc, platform: Platform, segments: Segments | None = None,
 
 def resolve(sc, layers, *, platform: Platform | None = None, segments: Segments | None = None,
             continuous: bool = False, input_shape=None) -> list[ExecutionDesign]:
-    """One design per executed layer from the scenario's ``[execution]`` values ("auto" fields searched)."""
+    """One design per executed layer from the scenario's ``[execution]`` values.
+
+    Intermittent: "auto" fields come from the latency optimizer (:func:`optimize`: the oracle's latency
+    of one inference under the scenario's power and dispatch).  Continuous: the fastest designs for an
+    unbounded energy budget (:func:`aidi.models.design_search.resolve_designs`).
+    """
     platform = platform or sc.device.make_platform()
-    e_cycle_J, p_harvest = design_power(sc, platform, segments, continuous)
+    geoms = geoms_of(layers, input_shape)
     ex = sc.execution
-    return resolve_designs(geoms_of(layers, input_shape), ex.tile, ex.loop_order, ex.hyper_tile, ex.preservation,
+    if not continuous:
+        pins = execution_pins(geoms, ex.tile, ex.loop_order, ex.hyper_tile, ex.preservation)
+        if all(isinstance(pin, ExecutionDesign) for pin in pins):
+            return pins
+        return optimize(sc, geoms, platform=platform, segments=segments).designs
+    e_cycle_J, p_harvest = design_power(sc, platform, segments, continuous)
+    return resolve_designs(geoms, ex.tile, ex.loop_order, ex.hyper_tile, ex.preservation,
                            platform=platform, sram_budget=sc.device.sram_budget_bytes, e_cycle_J=e_cycle_J,
                            backend=ex.backend, harvest_power_W=p_harvest)
+
+
+def power_context(sc, platform: Platform, segments: Segments | None = None) -> PowerContext:
+    """The optimizer's view of scenario ``sc``: power, harvester segments, run settings, unit energy budget
+    (ValueError if the boot alone uses a whole power cycle)."""
+    e_budget, _ = design_power(sc, platform, segments)
+    seg = segments if segments is not None else sc.harvester.segments()
+    return PowerContext(sc.power, seg, sc.sim, e_budget)
+
+
+def optimize(sc, layers, *, platform: Platform | None = None, segments: Segments | None = None, input_shape=None,
+             exhaustive: bool = False, top_k: int = ORACLE_TOP) -> Optimized:
+    """The latency optimizer (:func:`aidi.models.design_search.optimize_designs`) on scenario ``sc``'s
+    ``[execution]`` values ("auto" fields searched), its power and dispatch policy."""
+    platform = platform or sc.device.make_platform()
+    geoms = geoms_of(layers, input_shape)
+    ex = sc.execution
+    pins = execution_pins(geoms, ex.tile, ex.loop_order, ex.hyper_tile, ex.preservation)
+    return optimize_designs(geoms, platform, sc.device.sram_budget_bytes, power_context(sc, platform, segments),
+                            backend=ex.backend, preservation=ex.preservation, pins=pins, exhaustive=exhaustive,
+                            top_k=top_k)
 
 
 @dataclass(frozen=True)
