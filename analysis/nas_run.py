@@ -211,8 +211,11 @@ def run_nas(scenario: str | Path, controller: str = "evolution", budget: int = 4
             requirement_s: float | None = None, workers: int = 1, dask: str | None = None,
             dataset: str = "digits", data_dir: str | Path | None = None, out: str | Path | None = None,
             quick: bool = False, progress: Callable[[int, int], None] | None = None,
-            log: Callable[[str], None] | None = None, force: bool = False) -> dict:
-    """One search; returns a JSON-ready summary and writes OUT (see the module docstring).
+            log: Callable[[str], None] | None = None, force: bool = False, formats=("html",),
+            train_progress: Callable[[int, int], None] | None = None) -> dict:
+    """One search; returns a JSON-ready summary and writes OUT (see the module docstring);
+    ``formats``: the Pareto figure's files (:data:`aidi.analysis.figures.FORMATS`); ``progress(done, budget)``
+    follows the search (called with 0 first), ``train_progress(batches, total)`` the supernet's training.
 
     OUT (default ``out/nas/<scenario>``) must be new, empty or made by aidi, unless ``force``
     (:func:`aidi.analysis.outdir.prepare`, checked before any work starts)."""
@@ -233,11 +236,13 @@ def run_nas(scenario: str | Path, controller: str = "evolution", budget: int = 4
     space, data = load_data(dataset, data_dir, seed)
     cfg = supernet_config(quick)
     t0 = time.perf_counter()
-    sn = train_supernet(space, data, seed, cfg, log=log)
+    sn = train_supernet(space, data, seed, cfg, log=log, progress=train_progress)
     sn_s = time.perf_counter() - t0
     log(f"supernet ready ({'cache' if sn.meta.get('cached') else f'trained in {sn_s:.1f} s'})")
     with parallel_map(workers, dask) as map_fn:
         ev = Evaluator(HardwareEvaluator(sc), SupernetAccuracy(sn, data), req, map_fn=map_fn)
+        if progress:
+            progress(0, budget)  # the total up front: the time left is estimated from the first batch on
         res = run_search(make_controller(controller, space, seed, budget), ev, budget, BATCH, progress)
     front = pareto_front(res.history)
     log(f"search: {res.evaluations} evaluations in {res.wall_s:.1f} s, {len(res.feasible())} feasible, "
@@ -289,8 +294,11 @@ def run_nas(scenario: str | Path, controller: str = "evolution", budget: int = 4
     hist = pd.DataFrame([{**_summary_row(o), "step": o["step"], "reward": o["reward"],
                           "reasons": "; ".join(o["reasons"])} for o in res.history])
     hist.to_csv(out_dir / "history.csv", index=False)
-    pareto_figure(res.history, front, req, f"{sc.name}: {controller} search, {budget} evaluations").write_html(
-        out_dir / "pareto.html", include_plotlyjs=True)
+    from .figures import FigureWriter
+
+    with FigureWriter(out_dir, formats) as fw:  # pareto.html (+ .svg/.pdf/.png), plotly.js once in out_dir
+        fw.figure(pareto_figure(res.history, front, req, f"{sc.name}: {controller} search, {budget} evaluations"),
+                  out_dir / "pareto")
     (out_dir / "result.json").write_text(jsonout.dumps(summary, indent=1))
     return summary
 
@@ -318,11 +326,13 @@ def pareto_figure(history: list[dict], front: list[dict], requirement_s: float |
     fig.add_trace(go.Scatter(x=[o["latency_s"] for o in front], y=[o["accuracy"] for o in front],
                              mode="lines+markers", name="Pareto front", line={"shape": "hv"},
                              text=[o["describe"] for o in front]))
-    if requirement_s is not None:
-        fig.add_vline(x=requirement_s, line_dash="dash", annotation_text=f"requirement {requirement_s:.3g} s")
+    from .figures import vline
+
+    fig.update_xaxes(type="log")
+    if requirement_s is not None:  # its label at log10(x): plotly's own annotation_text would stretch the axis
+        vline(fig, requirement_s, f"requirement {requirement_s:.3g} s", log_x=True)
     fig.update_layout(title=title, xaxis_title="intermittent latency (s)",
                       yaxis_title="validation accuracy (supernet)", template="plotly_white")
-    fig.update_xaxes(type="log")
     return fig
 
 
@@ -360,7 +370,8 @@ def run_compare(scenario: str | Path, controller: str = "evolution", budget: int
                 dataset: str = "digits", data_dir: str | Path | None = None, out: str | Path | None = None,
                 quick: bool = False, requirements: list[float] | None = None,
                 progress: Callable[[str, int, int], None] | None = None,
-                log: Callable[[str], None] | None = None, force: bool = False) -> dict:
+                log: Callable[[str], None] | None = None, force: bool = False,
+                train_progress: Callable[[int, int], None] | None = None) -> dict:
     """Ours vs iNAS-style vs HW-NAS-style at three requirements, same seed and budget (OUT as in :func:`run_nas`)."""
     from aidi.models.hardware import HardwareEvaluator
     from aidi.models.nas import (Arch, Evaluator, ScratchAccuracy, SupernetAccuracy, extract, finetune,
@@ -376,7 +387,7 @@ def run_compare(scenario: str | Path, controller: str = "evolution", budget: int
     space, data = load_data(dataset, data_dir, seed)
     cfg = supernet_config(quick)
     t0 = time.perf_counter()
-    sn = train_supernet(space, data, seed, cfg, log=log)
+    sn = train_supernet(space, data, seed, cfg, log=log, progress=train_progress)
     sn_s = time.perf_counter() - t0
     xc = calibration_images(data)
     teacher, _ = teacher_of(sn, xc)

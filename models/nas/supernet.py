@@ -363,7 +363,8 @@ def _batches(n: int, batch: int, gen: torch.Generator):
 
 
 def _train_supernet(sn: Supernet, data: NasData, seed: int, cfg: SupernetConfig,
-                    log: Callable[[str], None] | None) -> dict:
+                    log: Callable[[str], None] | None,
+                    progress: Callable[[int, int], None] | None = None) -> dict:
     x = torch.from_numpy(data.x_train)
     y = torch.from_numpy(data.y_train)
     rng = np.random.default_rng(seed)
@@ -371,6 +372,11 @@ def _train_supernet(sn: Supernet, data: NasData, seed: int, cfg: SupernetConfig,
     teacher_arch = sn.space.largest("conv")
     teacher, t_stats = None, None
     history = {}
+    per_epoch = (len(x) + cfg.batch - 1) // cfg.batch
+    total_steps = sum(max(0, getattr(cfg, f"{ph}_epochs")) for ph in PHASES) * per_epoch
+    step = 0
+    if progress:
+        progress(0, total_steps)
     for phase in PHASES:
         epochs = getattr(cfg, f"{phase}_epochs")
         if epochs <= 0:
@@ -403,6 +409,9 @@ def _train_supernet(sn: Supernet, data: NasData, seed: int, cfg: SupernetConfig,
                     loss.backward()
                 opt.step()
                 sched.step()
+                step += 1
+                if progress:
+                    progress(step, total_steps)
         sn.eval()
         acc_max = supernet_accuracy(sn, teacher_arch, data.x_val, data.y_val, calibration_images(data))
         history[phase] = {"epochs": epochs, "seconds": time.perf_counter() - t0, "val_acc_largest": acc_max}
@@ -419,8 +428,11 @@ def _supernet_path(space: SearchSpace, data: NasData, seed: int, cfg: SupernetCo
 
 
 def train_supernet(space: SearchSpace, data: NasData, seed: int = 0, config: SupernetConfig | None = None,
-                   use_cache: bool = True, log: Callable[[str], None] | None = None) -> Supernet:
+                   use_cache: bool = True, log: Callable[[str], None] | None = None,
+                   progress: Callable[[int, int], None] | None = None) -> Supernet:
     """Train (or load from ``cache_dir()/nas``) the supernet of ``space`` on ``data``'s training split.
+
+    ``progress(batches_done, batches_total)`` is called as training goes (not when loaded).
 
     ``supernet.meta`` holds the phase history, ``train_seconds`` (0 when loaded) and the cache path.
     """
@@ -443,7 +455,7 @@ def train_supernet(space: SearchSpace, data: NasData, seed: int = 0, config: Sup
                 sn = Supernet(space)
     t0 = time.perf_counter()
     with _det(seed):
-        history = _train_supernet(sn, data, seed, cfg, log)
+        history = _train_supernet(sn, data, seed, cfg, log, progress)
     dt = time.perf_counter() - t0
     meta = {"history": history, "train_seconds_when_built": dt, "seed": seed, "config": asdict(cfg)}
     if use_cache:
