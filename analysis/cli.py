@@ -128,6 +128,24 @@ def check(
 
 
 @app.command()
+def explore(
+    scenario: Path = typer.Argument(..., help="scenario TOML file"),
+    top: int = typer.Option(5, "--top", min=1, help="alternatives shown per layer"),
+    exhaustive: bool = typer.Option(False, "--exhaustive", help="simulate every design combination (small networks)"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
+) -> None:
+    """Execution designs the latency optimizer chooses per layer, the alternatives and why others were rejected."""
+    from . import explore as exp
+
+    with one_line_errors(str(scenario)):
+        res = exp.explore(scenario, top_k=top, exhaustive=exhaustive)
+    if as_json:
+        _print_json(res.to_dict())
+    else:
+        exp.print_explore(res)
+
+
+@app.command()
 def sweep(
     scenario: Path = typer.Argument(..., help="scenario TOML file"),
     set_: list[str] = typer.Option(..., "--set", help="KEY=V1,V2,... (repeat for a grid), e.g. power.capacitor_F=1e-4,1e-3"),

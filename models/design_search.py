@@ -559,7 +559,7 @@ def _fram_ok(geoms, nts, p: Platform) -> bool:
 
 def optimize_designs(geoms: list[LayerGeom], platform: Platform | str, sram_budget: int | None, ctx: PowerContext, *,
                      backend: str = DEFAULT_BACKEND, preservation: str = "hypertile", pins=None,
-                     exhaustive: bool = False, top_k: int = ORACLE_TOP) -> Optimized:
+                     exhaustive: bool = False, top_k: int = ORACLE_TOP, alternatives: int | None = None) -> Optimized:
     """Execution designs of ``geoms`` minimising the oracle latency of one inference under ``ctx``.
 
     ``pins``: per layer ``(tile, loop_order, S)`` with None for "auto" (or a fixed
@@ -570,7 +570,9 @@ def optimize_designs(geoms: list[LayerGeom], platform: Platform | str, sram_budg
     capacity) and the best ``top_k`` simulated with the oracle on the whole network, layer by layer, until no
     layer changes (at most :data:`MAX_PASSES` passes).  ``exhaustive``: every design of every layer is
     walked and every combination simulated (ValueError when more than :data:`EXHAUSTIVE_LIMIT`): the
-    reference the tests compare with.  Raises ValueError naming the layer when nothing fits.
+    reference the tests compare with.  ``alternatives``: designs per layer reported in
+    :attr:`LayerChoice.alternatives` (default ``top_k``; reporting only, the choice does not depend on it).
+    Raises ValueError naming the layer when nothing fits.
     """
     import itertools
 
@@ -654,7 +656,7 @@ def optimize_designs(geoms: list[LayerGeom], platform: Platform | str, sram_budg
     # alternatives per layer: the top designs swapped into the chosen network
     layers = []
     for i, sp in enumerate(spaces):
-        cands = list(range(min(max(top_k, 1), len(sp.walked))))
+        cands = list(range(min(max(top_k if alternatives is None else alternatives, 1), len(sp.walked))))
         if current[i] not in cands:
             cands.append(current[i])
         nets = [[spaces[k].walked[j if k == i else current[k]] for k in range(n)] for j in cands]

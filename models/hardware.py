@@ -32,7 +32,7 @@ from ..sim.harvesters import Segments
 from ..sim.platform import Platform
 from ..sim.taskgraph import TaskGraph
 from ..sim.workload import NonProgressError, Workload
-from .design_search import ORACLE_TOP, Optimized, PowerContext, execution_pins, optimize_designs, resolve_designs
+from .design_search import Optimized, PowerContext, execution_pins, optimize_designs, resolve_designs
 from .layers import LayerGeom
 from .schedule.design import ExecutionDesign
 from .schedule.plan import NetPlan, geoms_of, plan_network, sram_budget_of
@@ -102,16 +102,17 @@ def power_context(sc, platform: Platform, segments: Segments | None = None) -> P
 
 
 def optimize(sc, layers, *, platform: Platform | None = None, segments: Segments | None = None, input_shape=None,
-             exhaustive: bool = False, top_k: int = ORACLE_TOP) -> Optimized:
+             exhaustive: bool = False, alternatives: int | None = None) -> Optimized:
     """The latency optimizer (:func:`aidi.models.design_search.optimize_designs`) on scenario ``sc``'s
-    ``[execution]`` values ("auto" fields searched), its power and dispatch policy."""
+    ``[execution]`` values ("auto" fields searched), its power and dispatch policy; ``alternatives``: designs
+    reported per layer (the choice does not depend on it)."""
     platform = platform or sc.device.make_platform()
     geoms = geoms_of(layers, input_shape)
     ex = sc.execution
     pins = execution_pins(geoms, ex.tile, ex.loop_order, ex.hyper_tile, ex.preservation)
     return optimize_designs(geoms, platform, sc.device.sram_budget_bytes, power_context(sc, platform, segments),
                             backend=ex.backend, preservation=ex.preservation, pins=pins, exhaustive=exhaustive,
-                            top_k=top_k)
+                            alternatives=alternatives)
 
 
 @dataclass(frozen=True)
