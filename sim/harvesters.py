@@ -34,6 +34,8 @@ voltages must be finite and non-negative, times strictly increasing from 0, the 
 from __future__ import annotations
 
 import io
+import logging
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,6 +128,16 @@ def from_samples(times: np.ndarray, power: np.ndarray, repeat: bool, kind: str) 
 NOISE_FLOOR = {"voltage_V": 1e-3, "current_A": 1e-6, "power_W": 1e-6}
 
 
+def _denoise(name: str, a: np.ndarray, where) -> np.ndarray:
+    """``a`` with negatives inside the noise floor read as 0; below it a TraceError at ``where(index)``."""
+    neg = a < -NOISE_FLOOR[name]
+    if neg.any():
+        row = int(np.argmax(neg))
+        raise TraceError(f"{where(row)}: negative {name} {a[row]:g} (below the logger noise floor "
+                         f"-{NOISE_FLOOR[name]:g})")
+    return np.where(a < 0, 0.0, a)
+
+
 def _csv_rows(path: Path) -> tuple[list[int], str]:
     """(file line number of each kept line, the kept lines as CSV text): comments and blank lines dropped."""
     try:
@@ -165,14 +177,6 @@ def read_trace(path: Path, efficiency: float = 1.0, repeat: bool = True) -> Segm
     def line_of(row: int) -> int:  # data row -> file line (lines[0] is the header)
         return lines[row + 1] if row + 1 < len(lines) else row + 2
 
-    def denoise(name: str, a: np.ndarray) -> np.ndarray:
-        neg = a < -NOISE_FLOOR[name]
-        if neg.any():
-            row = int(np.argmax(neg))
-            raise TraceError(f"{path}: line {line_of(row)}: negative {name} {a[row]:g} (below the logger noise floor "
-                             f"-{NOISE_FLOOR[name]:g})")
-        return np.where(a < 0, 0.0, a)
-
     if "power_W" in cols:
         parts = {"power_W": _column(df, "power_W")}
     elif "voltage_V" in cols and "current_A" in cols:
@@ -190,7 +194,7 @@ def read_trace(path: Path, efficiency: float = 1.0, repeat: bool = True) -> Segm
         raise TraceError(f"{path}: line {line_of(row)}: time or power is not a finite number")
     power = np.ones_like(times)
     for name, a in parts.items():
-        power = power * denoise(name, a)
+        power = power * _denoise(name, a, lambda row: f"{path}: line {line_of(row)}")
     if (np.diff(times) <= 0).any():
         row = int(np.argmax(np.diff(times) <= 0)) + 1
         raise TraceError(f"{path}: line {line_of(row)}: times are not strictly increasing")
@@ -231,5 +235,152 @@ def pv(area_cm2: float, efficiency: float, file: Path | None = None, start_hour:
     times = (t_h - start_hour) * 3600.0
     return from_samples(times, power, True, "pv")
 
+#: averaging window of a Shepherd recording (s) when ``harvester.window_s`` is not given: 1000 samples at the
+#: testbed's 100 kS/s (shepherd_core.config.CoreConfig.SAMPLERATE_SPS, a 10 us sample period)
+SHEPHERD_WINDOW_S = 0.01
 
-__all__ = ["Segments", "constant", "thevenin", "read_trace", "pv", "from_samples", "TraceError", "default_tmy3"]
+
+@contextmanager
+def _shepherd_quiet():
+    """Silence shepherd-core's own log records (its file checks log to stderr); aidi reports one line itself."""
+    loggers = [logging.getLogger(n) for n in ("SHPCore", "SHPCore.Reader")]
+    for lg in loggers:
+        lg.addFilter(_drop_all)
+    try:
+        yield
+    finally:
+        for lg in loggers:
+            lg.removeFilter(_drop_all)
+
+
+def _drop_all(_record) -> bool:
+    return False
+
+
+def read_shepherd(path: Path, efficiency: float = 1.0, repeat: bool = True,
+                  window_s: float = SHEPHERD_WINDOW_S) -> Segments:
+    """A Shepherd testbed harvest recording (HDF5) as power segments of ``window_s`` seconds.
+
+    Read through the Shepherd project's own ``shepherd_core.Reader`` (the file's ``data/time``,
+    ``data/voltage``, ``data/current`` datasets, raw integers turned into s, V and A by each dataset's
+    ``gain``/``offset`` attributes: SI = raw * gain + offset).  Only harvester recordings of IV samples
+    (``mode = "harvester"``, ``datatype = "ivsample"``: the voltage and current at the harvester's
+    operating point, 100 kS/s on the testbed) are accepted; an ``ivcurve`` or ``isc_voc`` recording,
+    or an emulator recording (a target's consumption), is a one-line :class:`TraceError`.
+
+    Power is V * I per sample under the ``trace`` kind's logger rule: a negative voltage or current
+    no further below 0 than :data:`NOISE_FLOOR` (1 mV, 1 uA; calibration offsets of real recordings
+    give about -1e-7 A) reads as 0, anything more negative is an error naming the sample and its
+    time.  Each sample holds until the next timestamp (the last one for the last interval), so the
+    recording's energy is integrated exactly; it is then averaged over windows of ``window_s``
+    seconds from the first sample (the last window ends with the recording), times ``efficiency``.
+    With ``repeat`` the recording repeats with its duration as the period; otherwise the last
+    window's power lasts forever.  The file is streamed in the Reader's chunks (bounded memory).
+
+    Returns segments of length ceil(duration / window_s).  Raises TraceError (missing file, not an
+    HDF5 Shepherd file, wrong mode or datatype, fewer than two samples, times not increasing,
+    negative samples below the noise floor).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise TraceError(f"{path}: Shepherd recording not found")
+    if not (np.isfinite(window_s) and window_s > 0):
+        raise TraceError(f"{path}: window_s must be a positive number of seconds, got {window_s!r}")
+    try:
+        import shepherd_core
+    except ImportError:  # pragma: no cover - a pinned dependency
+        raise TraceError(f"{path}: reading Shepherd recordings needs the shepherd-core package "
+                         "(pip install -r requirements.txt)") from None
+    with _shepherd_quiet():
+        try:
+            reader = shepherd_core.Reader(path, verbose=False)
+        except KeyError:
+            raise TraceError(f"{path}: not a Shepherd recording (no data group with time, voltage and current "
+                             "datasets)") from None
+        except Exception as exc:  # h5py and pydantic raise many kinds for a file that is not HDF5
+            raise TraceError(f"{path}: not a Shepherd HDF5 recording ({exc.__class__.__name__})") from None
+        with reader:
+            return _shepherd_segments(reader, path, efficiency, repeat, window_s)
+
+
+def _shepherd_segments(reader, path: Path, efficiency: float, repeat: bool, window_s: float) -> Segments:
+    mode = reader.get_mode()
+    mode = mode.decode() if isinstance(mode, bytes) else str(mode)
+    if mode != "harvester":
+        raise TraceError(f"{path}: Shepherd mode {mode!r}: aidi reads harvester recordings (mode 'harvester'; "
+                         "an emulator recording is a target's consumption, not a harvest)")
+    raw_type = reader.h5file["data"].attrs.get("datatype", "")
+    raw_type = raw_type.decode() if isinstance(raw_type, bytes) else str(raw_type)
+    dtype = reader.get_datatype()
+    if dtype is None or dtype.value != "ivsample":
+        name = dtype.value if dtype is not None else (raw_type or "missing")
+        raise TraceError(f"{path}: Shepherd datatype {name!r}: aidi reads IV-sample recordings (datatype "
+                         "'ivsample'); an ivcurve or isc_voc recording needs a virtual harvester to pick the "
+                         "operating point first")
+    n = int(reader.samples_n)
+    if n < 2:
+        raise TraceError(f"{path}: a Shepherd recording needs at least two samples, got {n}")
+    cal = reader.get_calibration_data()
+    t_gain = float(cal.time.gain)
+    t0 = int(reader.ds_time[0])
+
+    def chunks():  # (first index, raw time, raw voltage, raw current); the Reader's chunks, then the tail
+        step = reader.CHUNK_SAMPLES_N
+        full = n // step
+        for k, (t, v, i) in enumerate(reader.read(0, full, step, is_raw=True)):
+            yield k * step, t, v, i
+        if full * step < n:
+            lo = full * step
+            yield lo, reader.ds_time[lo:n], reader.ds_voltage[lo:n], reader.ds_current[lo:n]
+
+    closed: list[float] = []  # energy (J) of each finished window k * window_s .. (k + 1) * window_s
+    open_e = 0.0  # energy so far in the window that is open (index len(closed))
+
+    def add(t: np.ndarray, p: np.ndarray, t_end: float) -> None:
+        """Add samples starting at t (s) with power p (W), the last one lasting until t_end (s): each piece
+        between sample times and window edges goes to its window (sums, no differences: a silent window is 0)."""
+        nonlocal open_e
+        k = len(closed) + 1  # the open window ends at edge k
+        b = np.arange(k, int(np.floor(t_end / window_s)) + 1) * window_s
+        b = b[b < t_end - 1e-9 * window_s]  # no sliver of a window at the end
+        cuts = np.sort(np.concatenate((t, b, [t_end])))
+        starts = cuts[:-1]
+        energy = p[np.searchsorted(t, starts, side="right") - 1] * np.diff(cuts)
+        sums = np.bincount(np.searchsorted(b, starts, side="right"), weights=energy, minlength=b.shape[0] + 1)
+        if b.shape[0]:
+            closed.append(open_e + float(sums[0]))
+            closed.extend(sums[1:-1].tolist())
+            open_e = float(sums[-1])
+        else:
+            open_e += float(sums[0])
+
+    prev_t = prev_p = None  # the previous chunk's last sample: start time (s) and power (W)
+    for first, t_raw, v_raw, i_raw in chunks():
+        t = (np.asarray(t_raw, dtype=np.int64) - t0).astype(np.float64) * t_gain
+        sample = lambda j, t=t, first=first: f"{path}: sample {first + j} (t = {t[j]:.6f} s)"  # noqa: E731
+        v = _denoise("voltage_V", np.asarray(cal.voltage.raw_to_si(np.asarray(v_raw, dtype=np.float64))), sample)
+        i = _denoise("current_A", np.asarray(cal.current.raw_to_si(np.asarray(i_raw, dtype=np.float64))), sample)
+        p = v * i
+        if prev_t is not None:
+            t, p = np.concatenate(([prev_t], t)), np.concatenate(([prev_p], p))
+            first -= 1
+        bad = np.diff(t) <= 0
+        if bad.any():
+            j = int(np.argmax(bad)) + 1
+            raise TraceError(f"{path}: sample {first + j}: time does not increase ({t[j]:.9f} s after "
+                             f"{t[j - 1]:.9f} s)")
+        if t.shape[0] > 1:
+            add(t[:-1], p[:-1], float(t[-1]))
+            last_dt = float(t[-1] - t[-2])
+        prev_t, prev_p = float(t[-1]), float(p[-1])
+    duration = prev_t + last_dt  # the last sample lasts as long as the interval before it
+    add(np.array([prev_t]), np.array([prev_p]), duration)
+    closed.append(open_e)
+    m = len(closed)
+    edges = np.arange(m) * window_s
+    power = np.array(closed) / np.diff(np.append(edges, duration))
+    return Segments(edges, power * efficiency, np.zeros(m), np.zeros(m), duration if repeat else 0.0, "shepherd")
+
+
+__all__ = ["Segments", "constant", "thevenin", "read_trace", "pv", "from_samples", "TraceError", "default_tmy3",
+           "read_shepherd", "SHEPHERD_WINDOW_S"]

@@ -205,7 +205,7 @@ SECTION_BASE = {
     "harvester": None,
 }
 KIND_FOR = {"power_W": "constant", "v_source": "thevenin", "r_ohm": "thevenin", "area_cm2": "pv",
-            "start_hour": "pv", "step_s": "pv", "hours": "pv"}
+            "start_hour": "pv", "step_s": "pv", "hours": "pv", "window_s": "shepherd"}
 
 
 def scenario_with(key: str, value) -> str:
@@ -227,7 +227,7 @@ def scenario_with(key: str, value) -> str:
     elif section == "harvester":
         kind = KIND_FOR[name]
         harv = {"kind": kind, "thevenin": {"v_source": 3.0, "r_ohm": 52.0}, "constant": {"power_W": 1e-3},
-                "pv": {}}[kind] | {"kind": kind}
+                "pv": {}, "shepherd": {"file": "rec.h5"}}[kind] | {"kind": kind}
         harv[name] = value
     else:
         extra = f"[{section}]\n{name} = {json.dumps(value)}\n"
