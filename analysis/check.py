@@ -9,15 +9,28 @@ best case adds the largest source power over the boot + unit time.  Verdicts:
 * ``fits``         worst case fits: it completes in one cycle whatever the source does
 * ``needs_harvest`` fits only if the source delivers during the cycle
 * ``never``        does not fit even in the best case: the run cannot progress
+
+Latency is reported twice.  *Simulated*: the oracle runs one inference under the scenario's
+harvester and dispatch policy.  *Guaranteed*: :func:`aidi.sim.bound.latency_bound`, an upper
+bound for every source that never gives less than the scenario's guaranteed minimum power
+(the source model for constant and Thevenin sources; the minimum over the run's window, or
+``[harvester] p_min_W``, for time-varying ones); None with a reason when the source can give
+0 W or the minimum cannot carry the device.  The deadline verdict is given for both.
+
+``schedulable`` (the exit status of ``aidi check``: 0 when true, 1 when false) is the simulated
+verdict: every unit can complete, SRAM fits, the inference completes under the harvester and
+meets the deadline.  ``guaranteed`` adds that the bound exists and meets the deadline.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 
+from aidi.sim import bound as bnd
 from aidi.sim import oracle
-from aidi.sim.config import SimConfig
 from aidi.sim.harvesters import constant
 from aidi.sim.workload import NonProgressError
 
@@ -46,8 +59,20 @@ def unit_table(built) -> pd.DataFrame:
     })
 
 
+def guarantee(built) -> bnd.Bound:
+    """The worst-case latency bound of one inference of ``built`` (:func:`aidi.sim.bound.latency_bound`) under the
+    scenario's guaranteed minimum source power and dispatch policy."""
+    sc = built.scenario
+    h = sc.harvester
+    p_min = getattr(h, "p_min_W", None)
+    source = bnd.min_source(built.segments, sc.power, sc.sim.until_s,
+                            None if p_min is None else p_min * h.efficiency)
+    return bnd.latency_bound(built.work, sc.power, source, sc.sim)
+
+
 def analyse(built) -> dict:
-    """The full verdict: per layer and unit, SRAM, latency under continuous power and the harvester."""
+    """The full verdict: per layer and unit, SRAM, latency under continuous power and the harvester, the
+    worst-case latency bound, the deadline (guaranteed and simulated); see the module docstring."""
     sc = built.scenario
     p = sc.power
     units = unit_table(built)
@@ -81,7 +106,7 @@ def analyse(built) -> dict:
         })
     # latency: continuous power (no brown-outs) and the scenario's harvester (oracle)
     continuous_s = float(built.work.boot_s + built.work.durations_s.sum())
-    sim_one = SimConfig(inferences=1, until_s=sc.sim.until_s, seed=sc.sim.seed)
+    sim_one = replace(sc.sim, inferences=1, period_s=0.0)  # the scenario's dispatch policy and margin
     harvested: dict
     try:
         r = oracle.simulate(built.work, p, built.segments, sim_one)
@@ -91,21 +116,30 @@ def analyse(built) -> dict:
         harvested = {"completed": False, "latency_s": None, "power_cycles": None, "reason": str(exc)}
     # continuous supply: a constant source larger than the MCU ever draws
     strong = constant(10.0 * float(built.work.power_W.max()) / p.converter_efficiency + 1e-3)
-    from dataclasses import replace
-
     rc = oracle.simulate(built.work, replace(p, v_initial=max(p.v_initial, p.v_on)), strong, sim_one)
     deadline = sc.sim.deadline_s
-    reasons = []
-    if harvested["latency_s"] is None:
-        reasons.append(f"does not complete under the harvester: {harvested['reason']}")
-    elif deadline is not None and harvested["latency_s"] > deadline:
-        reasons.append(f"latency {harvested['latency_s']:.3f} s > deadline {deadline:g} s")
+    static = []  # what fails whatever the source does
     max_sram = int(units["sram_bytes"].max())
     if max_sram > budget:
-        reasons.append(f"SRAM {max_sram} B > budget {budget} B")
+        static.append(f"SRAM {max_sram} B > budget {budget} B")
     never = units[units["verdict"] == "never"]
     if len(never):
-        reasons.append(f"{len(never)} unit(s) can never complete in one power cycle (first: {never['unit'].iloc[0]})")
+        static.append(f"{len(never)} unit(s) can never complete in one power cycle (first: {never['unit'].iloc[0]})")
+    sim_s = harvested["latency_s"]
+    reasons = []
+    if sim_s is None:
+        reasons.append(f"does not complete under the harvester: {harvested['reason']}")
+    elif deadline is not None and sim_s > deadline:
+        reasons.append(f"latency {sim_s:.3f} s > deadline {deadline:g} s")
+    reasons += static
+    bound = guarantee(built)
+    b_s = bound.latency_s
+    not_guaranteed = []
+    if b_s is None:
+        not_guaranteed.append(f"no latency guarantee: {bound.reason}")
+    elif deadline is not None and b_s > deadline:
+        not_guaranteed.append(f"latency bound {b_s:.6g} s > deadline {deadline:g} s")
+    not_guaranteed += static
     return {
         "scenario": sc.name,
         "e_cycle_J": p.e_cycle_J,
@@ -120,7 +154,33 @@ def analyse(built) -> dict:
         "continuous": {"latency_s": rc["latency_s"], "compute_time_s": continuous_s},
         "harvester": harvested,
         "deadline_s": deadline,
+        "latency_bound_s": b_s,
+        "latency_bound": bound.as_dict(),
+        "meets_deadline": {
+            "guaranteed": None if deadline is None else bool(b_s is not None and b_s <= deadline),
+            "simulated": None if deadline is None else bool(sim_s is not None and sim_s <= deadline),
+        },
         "schedulable": not reasons,
         "reasons": reasons,
+        "guaranteed": not not_guaranteed,
+        "guarantee_reasons": not_guaranteed,
         "layers": layers,
     }
+
+
+def guarantee_lines(res: dict) -> list[str]:
+    """The bound and the two deadline verdicts of an :func:`analyse` result, as lines for the terminal."""
+    b = res["latency_bound"]
+    src = b["p_min"]["from"]
+    if res["latency_bound_s"] is None:
+        lines = [f"latency bound ({b['dispatch']}): no guarantee: {b['reason']}"]
+    else:
+        parts = ", ".join(f"{k} {v:.4g} s" for k, v in b["parts_s"].items() if v > 0.0)
+        lines = [f"latency bound ({b['dispatch']}, guaranteed minimum {src}): {res['latency_bound_s']:.6g} s "
+                 f"({parts})"]
+    d = res["deadline_s"]
+    if d is not None:
+        m = res["meets_deadline"]
+        lines.append(f"deadline {d:g} s: guaranteed {'met' if m['guaranteed'] else 'NOT guaranteed'}; simulated "
+                     f"{'met' if m['simulated'] else 'missed'}")
+    return lines

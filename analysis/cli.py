@@ -113,8 +113,15 @@ def run(
 def check(
     scenario: Path = typer.Argument(..., help="scenario TOML file"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
+    guaranteed: bool = typer.Option(False, "--guaranteed",
+                                    help="exit 1 also when the worst-case latency bound is missing or misses the "
+                                         "deadline"),
 ) -> None:
-    """Schedulability: does every unit fit one power cycle, the SRAM budget and the deadline?"""
+    """Schedulability: does every unit fit one power cycle, the SRAM budget and the deadline (simulated, and
+    guaranteed by a worst-case latency bound under the source's guaranteed minimum power)?
+
+    Exit status: 0 schedulable, 1 not schedulable, 2 bad input.
+    """
     from . import check as chk
     from . import pipeline, report
 
@@ -125,6 +132,10 @@ def check(
         _print_json(res)
     else:
         report.print_check(res)
+        for line in chk.guarantee_lines(res):
+            typer.echo(line)
+    ok = res["schedulable"] and (res["guaranteed"] or not guaranteed)
+    raise typer.Exit(0 if ok else 1)
 
 
 @app.command()

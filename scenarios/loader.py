@@ -51,7 +51,7 @@ class HarvesterSpec:
     start_hour: float = 0.0
     step_s: float = 60.0
     hours: float = 168.0
-    window_s: float = harvesters.SHEPHERD_WINDOW_S
+    p_min_W: float | None = None  # a time-varying source's guaranteed minimum (W, before efficiency), aidi check
 
     def segments(self) -> harvesters.Segments:
         if self.kind == "constant":
@@ -60,8 +60,6 @@ class HarvesterSpec:
             return harvesters.thevenin(self.v_source, self.r_ohm)
         if self.kind == "trace":
             return harvesters.read_trace(self.file, self.efficiency, self.repeat)
-        if self.kind == "shepherd":
-            return harvesters.read_shepherd(self.file, self.efficiency, self.repeat, self.window_s)
         return harvesters.pv(self.area_cm2, self.cell_efficiency * self.efficiency, self.file, self.start_hour,
                              self.step_s, self.hours)
 
@@ -142,7 +140,7 @@ LIMITS: dict[str, tuple[float, float]] = {
     "harvester.start_hour": (0.0, 87600.0),    # h from the TMY3 file's first row (the window must lie in the file)
     "harvester.step_s": (1.0, 3600.0),         # s
     "harvester.hours": (1.0 / 60.0, 87600.0),  # h
-    "harvester.window_s": (1e-5, 3600.0),      # s: one Shepherd sample (10 us) .. 1 h
+    "harvester.p_min_W": (0.0, 100.0),         # W (open at 0: a guarantee of 0 W guarantees nothing)
     "sim.until_s": (1e-6, TEN_YEARS_S),        # s
     "sim.period_s": (0.0, TEN_YEARS_S),
     "sim.deadline_s": (1e-6, TEN_YEARS_S),
@@ -157,7 +155,8 @@ _ALLOWED = {
     "device": {"platform", "mclk_hz", "sram_budget_bytes"},
     "power": {"capacitor_F", "v_on", "v_off", "v_max", "leakage_A", "v_initial", "converter_efficiency"},
     "harvester": {"kind", "power_W", "v_source", "r_ohm", "file", "repeat", "efficiency", "area_cm2",
-                  "cell_efficiency", "start_hour", "step_s", "hours", "window_s"},
+                  "cell_efficiency", "start_hour", "step_s", "hours",
+                  "p_min_W"},
     "model": {"input", "layers", "weights", "seed", "file", "epochs", "data_dir"},
     "execution": {"tile", "loop_order", "hyper_tile", "preservation", "backend", "dispatch", "dispatch_margin"},
     "sim": {"inferences", "until_s", "seed", "period_s", "deadline_s"},
@@ -262,7 +261,7 @@ def parse(raw: dict, path: Path) -> Scenario:
     if "harvester" not in raw:
         r.fail("harvester", "missing section")
     kind = r.get("harvester", "kind", kind="str")
-    kinds = ("constant", "thevenin", "trace", "pv", "shepherd")
+    kinds = ("constant", "thevenin", "trace", "pv")
     if kind not in kinds:
         r.fail("harvester.kind", f"unknown kind {kind!r} (known: {', '.join(kinds)})")
     hk: dict[str, Any] = {"kind": kind, "efficiency": r.get("harvester", "efficiency", 1.0, lo=0.0, lo_open=True,
@@ -277,10 +276,6 @@ def parse(raw: dict, path: Path) -> Scenario:
     elif kind == "trace":
         hk["file"] = r.get("harvester", "file", kind="path")
         hk["repeat"] = r.get("harvester", "repeat", True, kind="bool")
-    elif kind == "shepherd":
-        hk["file"] = r.get("harvester", "file", kind="path")
-        hk["repeat"] = r.get("harvester", "repeat", True, kind="bool")
-        hk["window_s"] = r.get("harvester", "window_s", harvesters.SHEPHERD_WINDOW_S)
     else:
         f = r.get("harvester", "file", None, kind="path")
         hk["file"] = f
@@ -289,8 +284,14 @@ def parse(raw: dict, path: Path) -> Scenario:
         hk["start_hour"] = r.get("harvester", "start_hour", 0.0, lo=0.0, hi=8760.0)
         hk["step_s"] = r.get("harvester", "step_s", 60.0, lo=1.0)
         hk["hours"] = r.get("harvester", "hours", 168.0, lo=0.0, lo_open=True)
+    if kind in ("constant", "thevenin"):
+        if "p_min_W" in raw["harvester"]:
+            r.fail("harvester.p_min_W", f"only for a time-varying source (trace, pv, ...): a {kind} source's "
+                                        "minimum comes from its model")
+    else:
+        hk["p_min_W"] = r.get("harvester", "p_min_W", None, lo=0.0, lo_open=True)
     harvester = HarvesterSpec(**hk)
-    if kind in ("trace", "pv", "shepherd") and harvester.file is not None and not harvester.file.is_file():
+    if kind in ("trace", "pv") and harvester.file is not None and not harvester.file.is_file():
         r.fail("harvester.file", f"file not found: {harvester.file}")
 
     shape = raw.get("model", {}).get("input", [1, 8, 8])

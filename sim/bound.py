@@ -1,0 +1,367 @@
+"""Worst-case latency of one inference when the source is only known to give at least some power.
+
+``aidi check`` reports this bound beside the simulated latency: the simulation shows what one
+trace does; the bound holds for every source that never gives less than the guaranteed minimum.
+
+The guaranteed minimum source
+-----------------------------
+:func:`min_source` gives P_min(V), a power the source puts into the capacitor at voltage V
+at every instant of the run, as one time-invariant source (constant power p plus a Thevenin
+part g (V_s - V) V, the terms of :mod:`aidi.sim.physics`):
+
+* ``constant``: the source itself (power_W * efficiency);
+* ``thevenin``: the source itself, (V_s - V) V / R at V;
+* ``trace`` / ``pv`` (any time-varying segments): the smallest segment power over the window the
+  run uses, [0, until_s) (every segment when the trace repeats within it), or the scenario's
+  ``[harvester] p_min_W`` (times ``efficiency``, like the trace) when the user guarantees one.
+  A time-varying segment with a Thevenin part counts with its smallest power for V in [0, V_max].
+
+Where the source can give 0 W (a zero segment, ``power_W = 0``), nothing is guaranteed: the
+bound is None and the reason says why.
+
+Derivation
+----------
+Write Q_L(V) = P_min(V) - I_leak V - L for the net power into the capacitor under the minimum
+source with a load drawing L (W, from the capacitor: the MCU's power / eta).  The capacitor
+obeys C V dV/dt = Q(t, V) with Q(t, V) >= Q_L(V) at every t and V for the real source.
+
+(1) *Comparison.*  Over a phase of fixed duration with a fixed load (the boot, a measurement,
+    a unit), a run that starts at V_a >= V_b stays at or above the minimum-source trajectory
+    from V_b (the comparison lemma for the scalar ODE; the clamp at V_max is monotone too), so
+    if the latter does not reach V_off neither does the run, and the run ends at or above it.
+    A rise from V_a to a target V_t <= V_on with load L (charging with the MCU off, L = 0; the
+    LPM3 wait for a start threshold, L = P_LPM3 / eta) takes at most
+    T_L(V_b -> V_t) = C int_{V_b}^{V_t} V / Q_L(V) dV when Q_L > 0 on [V_b, V_t] (closed form:
+    :func:`aidi.sim.physics.advance`, the engines' own charging law).  Q_L is concave in V
+    (b = -1/R <= 0), so Q_L > 0 on an interval iff it is at both ends (at V = 0 with no
+    constant-power term, iff its slope is).  If Q_L <= 0 somewhere on a needed rise, the run
+    may never get there: no bound.
+
+(2) *Start.*  The first power cycle starts at V_initial: the capacitor charges to V_on
+    (T_0(V_initial -> V_on); nothing if V_initial >= V_on), and the boot (t_boot at its power)
+    starts from max(V_initial, V_on).  If the minimum-source boot, or the voltage measurement
+    that follows it (energy_aware), reaches V_off, a run may brown out there in every cycle: no
+    bound.  Otherwise V after them is at least V_b (by (1)).
+
+(3) *energy_aware, unit i* (threshold V_s,i = sqrt(V_off^2 + 2 E_need,i / C),
+    :func:`aidi.sim.workload.start_thresholds`; V_s,i > V_on: no bound).  Let V_i be a lower
+    bound on V before unit i's measurement (V_b for the first).  Let V_m be the minimum-source
+    voltage after the measurement (t_meas) from V_i.
+
+    * If V_m does not reach V_off, the measurement cannot brown out.  If V_m >= V_s,i the real
+      V is above the threshold too: no wait, the unit starts at once at >= V_m; time
+      t_meas + d_i.  Otherwise the MCU may wait in LPM3 until V reaches V_s,i, at most
+      T_LPM3(V_m -> V_s,i) by (1), then wake (t_wake) and run: time
+      t_meas + T_LPM3(V_m -> V_s,i) + t_wake + d_i.
+    * If V_m reaches V_off, the run may brown out during the measurement (never, in fact, after a
+      unit that started at its threshold: E_need covers the next measurement; kept for safety):
+      the worse of (a) no brown-out, V after the measurement >= V_off:
+      t_meas + T_LPM3(V_off -> V_s,i) + t_wake + d_i, and (b) a brown-out (after at most t_meas),
+      charge V_off -> V_on (T_0), boot, measure again (from V_b' of the boot from V_on; again
+      no bound if that reaches V_off), then as above from there.
+    * A unit starts at or above V_s,i (no wait), or wakes at exactly V_s,i: it starts at
+      >= U_i = V_m when V_m >= V_s,i, else min(V_s,i, the minimum-source voltage after the
+      wake-up from V_s,i).  E_need covers the wake-up, the unit and the next measurement with no
+      harvest at all, so the unit completes; V_{i+1} = the minimum-source voltage after d_i at
+      the unit's power from U_i.  After a brown-out the unit is the first after a boot, so
+      each unit browns out at most once.
+
+(4) *greedy.*  No threshold: a unit runs whenever the MCU is on.  While the minimum-source
+    chain (from V_b, unit after unit) stays above V_off, the run completes unit i in d_i.  From
+    the first unit the chain cannot carry, any unit may be lost, but at most once: it runs again
+    right after a recharge and a boot, from V_b' (if the minimum source carries the boot then
+    unit i from V_on to its end above V_off; else no bound: it may be lost in every cycle).
+    Such a unit costs at most d_i (the lost part) + T_0(V_off -> V_on) + t_boot + d_i; the
+    chain is not resumed (after a unit that was not lost V is only known to be >= V_off).
+
+The bound is the sum of the start and every unit's worst time, rounded up by a relative 1e-9
+(the engines and the bound sum the same closed-form moves in different orders).  It is exact
+in the worst case for a time-invariant source under energy_aware when units do not start
+above their thresholds; it is loose under greedy and for traces whose minimum is far below
+their mean.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from numba import njit
+
+from . import physics
+from .config import PowerConfig, SimConfig
+from .harvesters import Segments
+from .workload import Workload, start_message, start_thresholds
+
+#: statuses of :func:`_bound`
+OK, NO_CHARGE, NO_BOOT, NO_WAIT, NO_UNIT, NO_RECHARGE = range(6)
+#: slots of the time breakdown (s) :func:`_bound` fills
+PARTS = ("charge", "boot", "units", "dispatch", "wait", "recovery")
+P_CHARGE, P_BOOT, P_UNITS, P_DISPATCH, P_WAIT, P_RECOVERY = range(len(PARTS))
+#: relative round-up of the bound (float rounding of the engines' sums, see the module docstring)
+ROUND_UP = 1e-9
+
+
+@dataclass(frozen=True)
+class MinSource:
+    """The guaranteed minimum source: P_min(V) = p_W + g_S (vs_V - V) V into the capacitor (W).
+
+    ``origin`` says where it comes from (shown to the user); ``zero`` names why it can give
+    0 W (empty when it cannot).
+    """
+
+    p_W: float
+    g_S: float = 0.0
+    vs_V: float = 0.0
+    origin: str = ""
+    zero: str = ""
+
+    def power_at(self, v: float) -> float:
+        """P_min at V (W)."""
+        return self.p_W + self.g_S * (self.vs_V - v) * v
+
+    def circuit(self, power: PowerConfig) -> physics.Circuit:
+        """The :class:`~aidi.sim.physics.Circuit` of the capacitor under this source alone."""
+        one = np.zeros(1)
+        return physics.Circuit(power.capacitor_F, power.leakage_A, power.v_max, one, np.array([self.p_W]),
+                               np.array([self.g_S]), np.array([self.vs_V]), 0.0)
+
+
+def min_source(seg: Segments, power: PowerConfig, until_s: float, p_min_W: float | None = None) -> MinSource:
+    """The guaranteed minimum of ``seg`` over the run's window [0, ``until_s``) (see the module docstring).
+
+    ``p_min_W``: a user-given guaranteed minimum into the capacitor (W, efficiency applied), used
+    for a time-varying source instead of its minimum.
+    """
+    if seg.time_invariant:
+        p, g, vs = float(seg.seg_p[0]), float(seg.seg_g[0]), float(seg.seg_vs[0])
+        if g > 0.0:
+            src = MinSource(p, g, vs, f"{seg.kind} source: {vs:g} V through {1.0 / g:g} ohm")
+            return src if vs > 0.0 else MinSource(p, g, vs, src.origin, "the source voltage is 0 V")
+        return MinSource(p, origin=f"{seg.kind} source: {p:g} W",
+                         zero="" if p > 0.0 else f"the {seg.kind} source gives {p:g} W")
+    if p_min_W is not None:
+        return MinSource(float(p_min_W), origin=f"harvester.p_min_W: {p_min_W:g} W (after efficiency)",
+                         zero="" if p_min_W > 0.0 else "harvester.p_min_W is 0 W")
+    t = np.asarray(seg.seg_t)
+    used = np.ones(t.shape[0], dtype=bool) if seg.period > 0.0 and until_s >= seg.period else t < until_s
+    lo = np.minimum(seg.seg_p, seg.seg_p + seg.seg_g * (seg.seg_vs - power.v_max) * power.v_max)
+    lo = np.where(used, lo, np.inf)
+    k = int(np.argmin(lo))
+    p = max(float(lo[k]), 0.0)
+    window = f"[0, {min(until_s, seg.period if seg.period > 0.0 else until_s):g} s)"
+    origin = f"{seg.kind} minimum over {window}: {p:g} W"
+    zero = "" if p > 0.0 else (f"the {seg.kind} gives {p:g} W from t = {float(t[k]):g} s (within the run's window "
+                               f"{window}); set [harvester] p_min_W to a minimum the source guarantees")
+    return MinSource(p, origin=origin, zero=zero)
+
+
+@njit(cache=True, error_model="numpy")
+def _rise(v1, v2, p_load, circ):
+    """Time (s) for V to rise from v1 to v2 (<= V_max) under ``circ``'s time-invariant source with the load
+    ``p_load`` (W from the capacitor); inf when the net power Q is not > 0 on all of (v1, v2]."""
+    if v2 <= v1:
+        return 0.0
+    a = circ.seg_g[0] * circ.seg_vs[0] - circ.leakage_A
+    b = -circ.seg_g[0]
+    c = circ.seg_p[0] - p_load
+    q1 = physics.q_of(a, b, c, v1)
+    if v1 <= 0.0:  # direction of motion at 0 V: sign of lim Q(V)/V
+        q1 = c if c != 0.0 else a
+    if not (q1 > 0.0 and physics.q_of(a, b, c, v2) > 0.0):  # Q is concave: > 0 at both ends, > 0 between
+        return math.inf
+    r = physics.advance(v1, 0.0, math.inf, p_load, -1.0, v2, True, circ)
+    return r.elapsed_s if r.reason == physics.HIT_HIGH else math.inf
+
+
+@njit(cache=True, error_model="numpy")
+def _hold(v, d, p_load, v_off, v_on, circ):
+    """(V after d s at the load p_load from v, True if it reached v_off on the way) under ``circ``."""
+    if d <= 0.0:
+        return v, False
+    r = physics.advance(v, 0.0, d, p_load, v_off, v_on, False, circ)
+    return r.v_end, r.reason == physics.HIT_LOW
+
+
+@njit(cache=True, error_model="numpy")
+def _bound(durations, p_unit, v_start, costs, boot_s, boot_w, eta, v_on, v_off, v_init, aware, circ, parts):
+    """The bound of the module docstring: fills ``parts`` (s, slots P_*) and returns (status, unit).
+
+    ``durations[i]`` (s) and ``p_unit[i]`` (W at the MCU) per unit; ``v_start`` the start thresholds
+    (energy_aware); ``costs`` = Workload.dispatch_costs; ``boot_w`` the boot's MCU power (W).
+    status is OK or the first obstacle (NO_*); unit is the unit it concerns (-1: none).
+    """
+    meas_s, meas_p, wait_p, wake_s, wake_p = costs[0], costs[1] / eta, costs[2] / eta, costs[3], costs[4] / eta
+    boot_p = boot_w / eta
+    parts[:] = 0.0
+    # (2) start: charge to V_on, boot (and measure, energy_aware)
+    if v_init < v_on:
+        parts[P_CHARGE] = _rise(v_init, v_on, 0.0, circ)
+        if not parts[P_CHARGE] < math.inf:
+            return NO_CHARGE, -1
+    v, low = _hold(max(v_init, v_on), boot_s, boot_p, v_off, v_on, circ)
+    parts[P_BOOT] = boot_s
+    if low:
+        return NO_BOOT, -1
+    # after a brown-out: recharge V_off -> V_on and boot from V_on (computed when first needed)
+    t_rec = -1.0
+    v_rb = 0.0
+    n = durations.shape[0]
+    chain = True  # greedy: the minimum-source chain still carries the units
+    for i in range(n):
+        d = durations[i]
+        p = p_unit[i] / eta
+        if aware:
+            vs_i = v_start[i]
+            vm, low = _hold(v, meas_s, meas_p, v_off, v_on, circ)
+            if low and i == 0:
+                return NO_BOOT, -1
+            recovery = 0.0
+            if low:  # (3) a brown-out during the measurement is possible
+                if t_rec < 0.0:
+                    t_rec = _rise(v_off, v_on, 0.0, circ)
+                    if not t_rec < math.inf:
+                        return NO_RECHARGE, i
+                    v_rb, low = _hold(v_on, boot_s, boot_p, v_off, v_on, circ)
+                    if low:
+                        return NO_BOOT, -1
+                # (a) no brown-out: V after the measurement >= V_off
+                wait_a = _rise(v_off, vs_i, wait_p, circ) + wake_s
+                # (b) a brown-out, recharge, boot, measure again
+                vm_b, low = _hold(v_rb, meas_s, meas_p, v_off, v_on, circ)
+                if low:
+                    return NO_BOOT, -1
+                wait_b = _rise(vm_b, vs_i, wait_p, circ) + wake_s if vm_b < vs_i else 0.0
+                if not (wait_a < math.inf and wait_b < math.inf):
+                    return NO_WAIT, i
+                if t_rec + boot_s + meas_s + wait_b >= wait_a:
+                    recovery = t_rec + boot_s + meas_s
+                    wait = wait_b
+                else:
+                    wait = wait_a
+                start = min(vs_i, _hold(vs_i, wake_s, wake_p, v_off, v_on, circ)[0])
+            elif vm >= vs_i:  # above the threshold: no wait
+                wait = 0.0
+                start = vm
+            else:
+                wait = _rise(vm, vs_i, wait_p, circ) + wake_s
+                if not wait < math.inf:
+                    return NO_WAIT, i
+                # it waits and wakes at V_s, or finds V above V_s after the measurement
+                start = min(vs_i, _hold(vs_i, wake_s, wake_p, v_off, v_on, circ)[0])
+            v, low = _hold(start, d, p, v_off, v_on, circ)
+            if low:
+                return NO_UNIT, i
+            parts[P_DISPATCH] += meas_s
+            parts[P_WAIT] += wait
+            parts[P_RECOVERY] += recovery
+            parts[P_UNITS] += d
+            continue
+        # (4) greedy
+        if chain:
+            v_next, low = _hold(v, d, p, v_off, v_on, circ)
+            if not low:
+                v = v_next
+                parts[P_UNITS] += d
+                continue
+            chain = False
+        if t_rec < 0.0:
+            t_rec = _rise(v_off, v_on, 0.0, circ)
+            if not t_rec < math.inf:
+                return NO_RECHARGE, i
+            v_rb, low = _hold(v_on, boot_s, boot_p, v_off, v_on, circ)
+            if low:
+                return NO_BOOT, -1
+        if _hold(v_rb, d, p, v_off, v_on, circ)[1]:
+            return NO_UNIT, i
+        parts[P_UNITS] += d
+        parts[P_RECOVERY] += d + t_rec + boot_s
+    return OK, -1
+
+
+@dataclass
+class Bound:
+    """What :func:`latency_bound` returns.
+
+    latency_s: the bound (s), or None with ``reason`` (one line) when there is none; parts_s: its
+    breakdown (s) by PARTS (charge: the first charge to V_on; boot: the first boot; units: the
+    units' own time; dispatch: energy_aware's measurements; wait: LPM3 waits for thresholds and
+    wake-ups; recovery: brown-outs, recharges and re-execution); source: the guaranteed minimum.
+    """
+
+    latency_s: float | None
+    reason: str
+    dispatch: str
+    source: MinSource
+    power: PowerConfig
+    parts_s: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        """The ``latency_bound`` object of ``aidi check --json``."""
+        s = self.source
+        return {
+            "latency_s": self.latency_s,
+            "reason": self.reason or None,
+            "dispatch": self.dispatch,
+            "p_min": {"from": s.origin, "at_v_off_W": s.power_at(self.power.v_off),
+                      "at_v_on_W": s.power_at(self.power.v_on)},
+            "parts_s": self.parts_s if self.latency_s is not None else None,
+        }
+
+
+def latency_bound(work: Workload, power: PowerConfig, source: MinSource, sim: SimConfig) -> Bound:
+    """An upper bound (s) on one inference's latency (from t = 0, V = power.v_initial) for every source that
+    gives at least ``source`` (see the module docstring for the derivation), under ``sim.dispatch``.
+
+    Returns a :class:`Bound`; its latency_s is None, with a one-line reason, when nothing can be
+    guaranteed (the source can give 0 W, cannot lift V to a needed threshold, or the boot or a unit
+    can brown out in every cycle).
+    """
+    def none(reason: str) -> Bound:
+        return Bound(None, reason, sim.dispatch, source, power)
+
+    if source.zero:
+        return none(f"the source can give 0 W: {source.zero}")
+    costs = work.dispatch_costs
+    eta = power.converter_efficiency
+    if sim.energy_aware:
+        v_start = start_thresholds(work.energy_J, work.durations_s, costs, eta, power.capacitor_F, power.v_off,
+                                   power.v_max, power.leakage_A, sim.dispatch_margin)
+        bad = int(np.argmax(v_start))
+        if v_start[bad] > power.v_on:
+            return none(start_message(work, power, v_start, bad))
+    else:
+        v_start = np.empty(0)
+    parts = np.zeros(len(PARTS))
+    circ = source.circuit(power)
+    status, unit = _bound(work.durations_s, work.power_W, v_start, costs, work.boot_s, work.boot_J / work.boot_s,
+                          eta, power.v_on, power.v_off, power.v_initial, sim.energy_aware, circ, parts)
+    if status != OK:
+        return none(_reason(status, unit, work, power, source, v_start))
+    total = float(parts.sum()) * (1.0 + ROUND_UP)
+    return Bound(total, "", sim.dispatch, source, power, dict(zip(PARTS, parts.tolist())))
+
+
+def _reason(status: int, unit: int, work: Workload, power: PowerConfig, source: MinSource,
+            v_start: np.ndarray) -> str:
+    """The one-line reason for a :func:`_bound` status."""
+    g = f"the guaranteed minimum ({source.origin})"
+    name = work.names[unit] if unit >= 0 else ""
+    if status == NO_CHARGE:
+        return (f"{g} less leakage cannot charge the capacitor from V_initial = {power.v_initial:g} V to "
+                f"V_on = {power.v_on:g} V: the device may never boot")
+    if status == NO_RECHARGE:
+        return (f"{g} less leakage cannot recharge the capacitor from V_off = {power.v_off:g} V to "
+                f"V_on = {power.v_on:g} V after a brown-out (first needed at unit {name})")
+    if status == NO_BOOT:
+        return (f"under {g} the boot (and the voltage measurement after it) can brown out from V_on = "
+                f"{power.v_on:g} V: the device may never finish booting")
+    if status == NO_WAIT:
+        return (f"under {g} the MCU waiting in LPM3 ({work.wait_W * 1e6:.3g} uW) cannot lift V to unit {name}'s "
+                f"start threshold {v_start[unit]:.4f} V: the wait may never end")
+    return (f"under {g} unit {name} can brown out even when started right after a boot: it may be lost in "
+            f"every power cycle")
+
+
+__all__ = ["MinSource", "Bound", "min_source", "latency_bound", "PARTS", "ROUND_UP"]
