@@ -51,6 +51,7 @@ class HarvesterSpec:
     start_hour: float = 0.0
     step_s: float = 60.0
     hours: float = 168.0
+    window_s: float = harvesters.SHEPHERD_WINDOW_S
     p_min_W: float | None = None  # a time-varying source's guaranteed minimum (W, before efficiency), aidi check
 
     def segments(self) -> harvesters.Segments:
@@ -60,6 +61,8 @@ class HarvesterSpec:
             return harvesters.thevenin(self.v_source, self.r_ohm)
         if self.kind == "trace":
             return harvesters.read_trace(self.file, self.efficiency, self.repeat)
+        if self.kind == "shepherd":
+            return harvesters.read_shepherd(self.file, self.efficiency, self.repeat, self.window_s)
         return harvesters.pv(self.area_cm2, self.cell_efficiency * self.efficiency, self.file, self.start_hour,
                              self.step_s, self.hours)
 
@@ -141,6 +144,7 @@ LIMITS: dict[str, tuple[float, float]] = {
     "harvester.step_s": (1.0, 3600.0),         # s
     "harvester.hours": (1.0 / 60.0, 87600.0),  # h
     "harvester.p_min_W": (0.0, 100.0),         # W (open at 0: a guarantee of 0 W guarantees nothing)
+    "harvester.window_s": (1e-5, 3600.0),      # s: one Shepherd sample (10 us) .. 1 h
     "sim.until_s": (1e-6, TEN_YEARS_S),        # s
     "sim.period_s": (0.0, TEN_YEARS_S),
     "sim.deadline_s": (1e-6, TEN_YEARS_S),
@@ -155,7 +159,7 @@ _ALLOWED = {
     "device": {"platform", "mclk_hz", "sram_budget_bytes"},
     "power": {"capacitor_F", "v_on", "v_off", "v_max", "leakage_A", "v_initial", "converter_efficiency"},
     "harvester": {"kind", "power_W", "v_source", "r_ohm", "file", "repeat", "efficiency", "area_cm2",
-                  "cell_efficiency", "start_hour", "step_s", "hours",
+                  "cell_efficiency", "start_hour", "step_s", "hours", "window_s",
                   "p_min_W"},
     "model": {"input", "layers", "weights", "seed", "file", "epochs", "data_dir"},
     "execution": {"tile", "loop_order", "hyper_tile", "preservation", "backend", "dispatch", "dispatch_margin"},
@@ -261,7 +265,7 @@ def parse(raw: dict, path: Path) -> Scenario:
     if "harvester" not in raw:
         r.fail("harvester", "missing section")
     kind = r.get("harvester", "kind", kind="str")
-    kinds = ("constant", "thevenin", "trace", "pv")
+    kinds = ("constant", "thevenin", "trace", "pv", "shepherd")
     if kind not in kinds:
         r.fail("harvester.kind", f"unknown kind {kind!r} (known: {', '.join(kinds)})")
     hk: dict[str, Any] = {"kind": kind, "efficiency": r.get("harvester", "efficiency", 1.0, lo=0.0, lo_open=True,
@@ -276,6 +280,10 @@ def parse(raw: dict, path: Path) -> Scenario:
     elif kind == "trace":
         hk["file"] = r.get("harvester", "file", kind="path")
         hk["repeat"] = r.get("harvester", "repeat", True, kind="bool")
+    elif kind == "shepherd":
+        hk["file"] = r.get("harvester", "file", kind="path")
+        hk["repeat"] = r.get("harvester", "repeat", True, kind="bool")
+        hk["window_s"] = r.get("harvester", "window_s", harvesters.SHEPHERD_WINDOW_S)
     else:
         f = r.get("harvester", "file", None, kind="path")
         hk["file"] = f
@@ -291,7 +299,7 @@ def parse(raw: dict, path: Path) -> Scenario:
     else:
         hk["p_min_W"] = r.get("harvester", "p_min_W", None, lo=0.0, lo_open=True)
     harvester = HarvesterSpec(**hk)
-    if kind in ("trace", "pv") and harvester.file is not None and not harvester.file.is_file():
+    if kind in ("trace", "pv", "shepherd") and harvester.file is not None and not harvester.file.is_file():
         r.fail("harvester.file", f"file not found: {harvester.file}")
 
     shape = raw.get("model", {}).get("input", [1, 8, 8])
