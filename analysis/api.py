@@ -1,0 +1,565 @@
+"""The Python API: load a scenario, change it, simulate it with either engine, check it, sweep it, search it.
+
+Everything here is exported by the package itself (``import aidi``) and is the stable surface;
+the modules behind it may change.  The functions are the command line's own steps
+(:mod:`~aidi.analysis.pipeline`, :mod:`~aidi.analysis.check`, :mod:`~aidi.analysis.sweep`,
+:mod:`~aidi.analysis.nas_run`), so a result here equals the matching ``aidi ... --json`` object
+(the ``json`` field of every result is that object).
+
+    >>> import aidi
+    >>> sc = aidi.load("lab-1mF").replace({"power.capacitor_F": 4.7e-4})
+    >>> r = aidi.run(sc, engine="oracle")
+    >>> r.latency_s, r.power_cycles, r.energy.loc["compute", "energy_J"]
+
+Errors: every problem with what the caller gave (a missing file, a bad key or value, a scenario
+that cannot progress, an unknown engine) raises :class:`UserError` (a ``ValueError``) whose
+message is the one line ``aidi`` prints after ``aidi: error:``; the original exception is its
+``__cause__``.  Anything else is a bug and propagates unchanged.
+
+Units are SI throughout (s, J, W, V, F, ohm); column and field names carry them (``latency_s``,
+``energy_J``).  Results are deterministic given the scenario (its ``[model] seed`` and
+``[sim] seed``) and the ``seed`` arguments.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
+
+from aidi.scenarios import loader
+
+from .errors import UserError, one_line, user_errors
+
+if TYPE_CHECKING:  # pragma: no cover - annotations only; pandas/numpy load when a result is made
+    import numpy as np
+    import pandas as pd
+
+    from .pipeline import Built
+
+ENGINES = ("des", "oracle")
+
+__all__ = ["UserError", "Scenario", "load", "loads", "shipped_scenarios", "run", "RunResult", "check", "CheckResult",
+           "sweep", "SweepResult", "nas", "NasResult"]
+
+
+# --------------------------------------------------------------------------- errors
+@contextlib.contextmanager
+def _user_errors(context: str = "") -> Iterator[None]:
+    """Re-raise an expected error (:func:`aidi.analysis.errors.user_errors`) as one-line :class:`UserError`."""
+    try:
+        yield
+    except user_errors() as exc:
+        raise UserError(one_line(exc, context)) from exc
+
+
+def _choice(option: str, value: Any, choices: Sequence[str]) -> str:
+    if value not in choices:
+        raise UserError(f"{option}: expected one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+# --------------------------------------------------------------------------- scenarios
+def _plain(v: Any) -> Any:
+    """A value as TOML would hold it: tuples as lists, paths as strings, numpy scalars as Python numbers."""
+    if isinstance(v, Mapping):
+        return {str(k): _plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    if isinstance(v, os.PathLike):
+        return os.fspath(v)
+    if hasattr(v, "item") and callable(v.item) and not isinstance(v, (str, bytes)):  # numpy scalar
+        return v.item()
+    return v
+
+
+class Scenario(loader.Scenario):
+    """A validated scenario (frozen): what ``aidi run SCENARIO`` reads from a TOML file.
+
+    Made by :func:`load` / :func:`loads`; change it with :meth:`replace`.  Fields (all read-only):
+
+    * ``path`` (Path): the file it came from; relative paths in it resolve against its folder,
+      and errors name its file name.  ``name``, ``description`` (str).
+    * ``device`` (:class:`~aidi.scenarios.loader.DeviceSpec`): ``platform``, ``mclk_hz`` (Hz),
+      ``sram_budget_bytes`` (B).
+    * ``power`` (:class:`~aidi.sim.config.PowerConfig`): ``capacitor_F`` (F), ``v_on``, ``v_off``,
+      ``v_max``, ``v_initial`` (V), ``leakage_A`` (A), ``converter_efficiency``; ``e_cycle_J`` (J).
+    * ``harvester`` (:class:`~aidi.scenarios.loader.HarvesterSpec`): ``kind`` and its values
+      (``power_W`` W; ``v_source`` V, ``r_ohm`` ohm; ``file`` ...).
+    * ``model`` (:class:`~aidi.scenarios.loader.ModelSpec`): ``input`` [C, H, W], ``layers``, ``weights``.
+    * ``execution`` (:class:`~aidi.scenarios.loader.ExecutionSpec`), ``sim``
+      (:class:`~aidi.sim.config.SimConfig`: ``inferences``, ``until_s``, ``deadline_s`` s, ``seed``).
+
+    Every value was checked by the loader: the ranges are :data:`aidi.scenarios.loader.LIMITS`.
+    """
+
+    def replace(self, changes: Mapping[str, Any] | None = None, /, **tables: Any) -> "Scenario":
+        """A copy with values changed, validated exactly as a file is (same one-line errors).
+
+        ``changes``: ``{"section.key": value}`` (e.g. ``{"power.capacitor_F": 4.7e-4}``), or the top-level
+        ``"name"`` / ``"description"``; ``tables``: whole sections as keywords, merged key by key
+        (``replace(power={"v_on": 3.1}, sim={"inferences": 3})``) or ``name="..."``.  A value of ``None``
+        removes the key (its default applies again).  Tuples become TOML arrays, paths strings.
+
+        Raises :class:`UserError` naming the scenario's file and the key (``lab-1mF.toml: power.v_on:
+        must be > power.v_off (2.8 V), got 2.7 V``).
+        """
+        dotted: dict[str, Any] = dict(changes or {})
+        for sec, value in tables.items():
+            if isinstance(value, Mapping):
+                dotted.update({f"{sec}.{k}": v for k, v in value.items()})
+            else:
+                dotted[sec] = value
+        doc = self.document()
+        for key, value in dotted.items():
+            section, dot, name = str(key).partition(".")
+            if not dot:
+                target, name = doc, section
+            else:
+                target = doc.setdefault(section, {})
+                if not isinstance(target, dict):
+                    raise UserError(f"{self.path.name}: {key}: {section} is not a table")
+            if value is None:
+                target.pop(name, None)
+            else:
+                target[name] = _plain(value)
+        return _parse(doc, self.path)
+
+    def document(self) -> dict:
+        """The scenario as its TOML document (a deep copy: ``{"power": {"capacitor_F": ...}, ...}``)."""
+        return copy.deepcopy(self.raw)
+
+    def to_toml(self) -> str:
+        """The scenario as TOML text; file paths are written absolute, so :func:`loads` reads it anywhere."""
+        from .nas_run import dumps_toml
+
+        doc = self.document()
+        h, m = doc.get("harvester", {}), doc.get("model", {})
+        if "file" in h and self.harvester.file is not None:
+            h["file"] = str(self.harvester.file)
+        if self.model.file is not None:
+            for key in ("file", "weights"):
+                if key in m and m[key] not in ("random",) and not str(m[key]).startswith("trained:"):
+                    m[key] = str(self.model.file)
+        if "data_dir" in m and self.model.data_dir is not None:
+            m["data_dir"] = str(self.model.data_dir)
+        return dumps_toml(doc)
+
+
+def _wrap(sc: loader.Scenario) -> Scenario:
+    return sc if isinstance(sc, Scenario) else Scenario(**{f.name: getattr(sc, f.name) for f in fields(sc)})
+
+
+def _parse(doc: dict, path: Path) -> Scenario:
+    with _user_errors():
+        return _wrap(loader.parse(doc, path))
+
+
+def load(source: str | os.PathLike | Mapping[str, Any] | loader.Scenario, base_dir: str | os.PathLike | None = None
+         ) -> Scenario:
+    """Load and validate a scenario.
+
+    ``source``: the name of a shipped scenario (``"lab-1mF"``, see :func:`shipped_scenarios`), a path
+    to a TOML file, a TOML document as a dict (``{"power": {"capacitor_F": 1e-3, ...}, ...}``; its
+    relative paths resolve against ``base_dir``, default the working folder, and errors name it
+    ``<dict>``), or a Scenario (returned as is).  TOML text: :func:`loads`.
+
+    Raises :class:`UserError` with the loader's one line (``nosuch: scenario file not found``,
+    ``lab.toml: power.v_on: must be > power.v_off (2.8 V), got 2.7 V``).
+    """
+    if isinstance(source, loader.Scenario):
+        return _wrap(source)
+    if isinstance(source, Mapping):
+        return _parse(_plain(source), Path(base_dir or Path.cwd()).absolute() / "<dict>")
+    if not isinstance(source, (str, os.PathLike)):
+        raise UserError(f"load: expected a scenario name, a path, a dict or a Scenario, got {type(source).__name__}")
+    with _user_errors():
+        return _wrap(loader.load(source))
+
+
+def loads(text: str, base_dir: str | os.PathLike | None = None, name: str = "<string>") -> Scenario:
+    """Load a scenario from TOML text; relative paths resolve against ``base_dir`` (default: the working
+    folder) and errors name ``name``.  Raises :class:`UserError` (``<string>: not valid TOML (...)``)."""
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"{name}: not valid TOML ({exc})") from exc
+    return _parse(doc, Path(base_dir or Path.cwd()).absolute() / name)
+
+
+def shipped_scenarios() -> list[str]:
+    """Names of the scenarios shipped with aidi (each loads with :func:`load` by name)."""
+    return [p.stem for p in loader.shipped()]
+
+
+def _scenario_and_context(scenario: Any) -> tuple[Scenario, str]:
+    sc = load(scenario)
+    return sc, sc.path.name
+
+
+# --------------------------------------------------------------------------- run
+@dataclass(frozen=True, eq=False)
+class RunResult:
+    """One simulation (``aidi run --json`` as typed fields and DataFrames).
+
+    Fields: ``scenario`` (name), ``engine`` ("des" | "oracle"), ``completed``, ``reason`` (why not,
+    "" when completed), ``latency_s`` (s from t = 0 until the last inference completed; None when it
+    did not), ``inference_latencies_s`` (s, one per completed inference), ``power_cycles``,
+    ``on_time_s`` / ``off_time_s`` (s the MCU was on / off), ``units`` (atomic units per inference),
+    ``units_executed`` / ``units_reexecuted`` / ``units_lost``, ``meets_deadline`` (None without
+    ``[sim] deadline_s``), ``sram_max_bytes`` (B), ``designs`` (layer name -> execution design),
+    ``output`` (int16 array of the last layer's Q15 output, functional DES runs only, else None),
+    ``output_matches_reference`` (bool, or None when not functional).
+
+    DataFrames:
+
+    * ``energy``: one row per category (index ``category``: compute, data_movement, preservation,
+      restore, reexecution, ..., converter_loss), columns ``energy_J`` (J) and ``fraction`` (of
+      the consumed energy); the rows sum to ``energy_totals["consumed"]``.
+    * ``energy_totals``: a Series (J) indexed harvested, consumed, stored_initial, stored_final,
+      leaked, clipped; stored_initial + harvested = consumed + leaked + clipped + stored_final.
+    * ``energy_by_layer``: index ``layer`` (int), columns ``name`` and ``energy_J`` (J, units only).
+    * ``events``: the SimPy event log, one row per activity (charge, boot, unit, ...), columns
+      :data:`aidi.sim.des.EVENT_COLUMNS` (times s, voltages V, ``energy_J`` J); empty (same columns)
+      for the oracle, which keeps no log, or when ``run(..., events=False)``.
+
+    ``json``: the exact ``aidi run --json`` object (strict: undefined numbers are None).
+    """
+
+    scenario: str
+    engine: str
+    completed: bool
+    reason: str
+    latency_s: float | None
+    inference_latencies_s: tuple[float, ...]
+    power_cycles: int
+    on_time_s: float
+    off_time_s: float
+    units: int
+    units_executed: int
+    units_reexecuted: int
+    units_lost: int
+    meets_deadline: bool | None
+    sram_max_bytes: int
+    designs: dict[str, str]
+    energy: "pd.DataFrame" = field(repr=False)
+    energy_totals: "pd.Series" = field(repr=False)
+    energy_by_layer: "pd.DataFrame" = field(repr=False)
+    events: "pd.DataFrame" = field(repr=False)
+    output: "np.ndarray | None" = field(repr=False)
+    output_matches_reference: bool | None
+    json: dict = field(repr=False)
+    built: "Built" = field(repr=False, compare=False)
+
+    def balance_error(self) -> float:
+        """Relative error of the energy balance (:func:`aidi.sim.workload.energy_balance_error`); ~1e-12."""
+        from aidi.sim.workload import energy_balance_error
+
+        return energy_balance_error(self.json)
+
+    def to_json(self, **kw: Any) -> str:
+        """Strict JSON of :attr:`json` (``indent=1`` etc. passed to :func:`json.dumps`)."""
+        from . import jsonout
+
+        return jsonout.dumps(self.json, **kw)
+
+    def write(self, out: str | os.PathLike, force: bool = False) -> Path:
+        """Write what ``aidi run --out OUT`` writes (events.csv/.parquet, result.json, voltage.html,
+        energy.html, report.html) into ``out``: a new or empty folder, or one aidi made, unless ``force``.
+        Returns the folder.  Raises :class:`UserError` for a folder of the user's or a file."""
+        from aidi.sim.des import Event
+
+        from . import outdir, report
+
+        with _user_errors():
+            folder = outdir.prepare(Path(out), force, option="out")
+        log = [Event(*row) for row in self.events.itertuples(index=False, name=None)]
+        report.write_run(folder, self.built, self.json, log)
+        return folder
+
+
+def _run_result(built: "Built", res: dict, events: list | None) -> RunResult:
+    import numpy as np
+    import pandas as pd
+
+    from . import jsonout
+    from .report import events_frame
+
+    data = jsonout.strict(res)
+    e = data["energy_J"]
+    consumed = e["consumed"]
+    energy = pd.DataFrame({"energy_J": pd.Series(e["by_category"], dtype=float)}).rename_axis("category")
+    energy["fraction"] = energy["energy_J"] / consumed if consumed else math.nan
+    totals = pd.Series({k: e[k] for k in ("harvested", "consumed", "stored_initial", "stored_final", "leaked",
+                                          "clipped")}, name="energy_J", dtype=float)
+    names = built.graph.layer_names
+    layers = [int(k) for k in e["by_layer"]]
+    by_layer = pd.DataFrame({"layer": layers, "name": [names[i] if i < len(names) else str(i) for i in layers],
+                             "energy_J": [float(v) for v in e["by_layer"].values()]}).set_index("layer")
+    out = data.get("output")
+    return RunResult(
+        scenario=data["scenario"], engine=data["engine"], completed=data["completed"], reason=data["reason"],
+        latency_s=data["latency_s"], inference_latencies_s=tuple(data["inference_latencies_s"]),
+        power_cycles=data["power_cycles"], on_time_s=data["on_time_s"], off_time_s=data["off_time_s"],
+        units=data["units"], units_executed=data["units_executed"], units_reexecuted=data["units_reexecuted"],
+        units_lost=data["units_lost"], meets_deadline=data.get("meets_deadline"),
+        sram_max_bytes=data["sram_max_bytes"], designs=dict(data["designs"]), energy=energy, energy_totals=totals,
+        energy_by_layer=by_layer, events=events_frame(events),
+        output=None if out is None else np.asarray(out, dtype=np.int16),
+        output_matches_reference=data.get("output_matches_reference"), json=data, built=built)
+
+
+def run(scenario: Any, engine: str = "des", functional: bool | None = None, events: bool = True) -> RunResult:
+    """Simulate a scenario, as ``aidi run SCENARIO --engine ENGINE --json`` does.
+
+    ``scenario``: anything :func:`load` takes.  ``engine``: "des" (the SimPy model) or "oracle"
+    (the compiled numba loop; same latency, cycles and energy to ~1e-9).  ``functional``: also
+    compute the network's output bit-exactly over simulated FRAM/SRAM (DES only; default True for
+    "des", False for "oracle").  ``events``: keep the DES event log (:attr:`RunResult.events`).
+
+    The first run of a model trains it (digits, about a minute) and caches it on disk.
+    Raises :class:`UserError`: a bad scenario, a unit that can never fit one power cycle, an
+    unknown engine, ``functional=True`` with the oracle.
+    """
+    from . import pipeline
+
+    _choice("engine", engine, ENGINES)
+    if functional is None:
+        functional = engine == "des"
+    if functional and engine != "des":
+        raise UserError("functional: only the des engine computes the network's output (use engine=\"des\")")
+    sc, ctx = _scenario_and_context(scenario)
+    with _user_errors(ctx):
+        built = pipeline.build(sc)
+        res, log = pipeline.simulate(built, engine=engine, functional=bool(functional),
+                                     log=bool(events) and engine == "des")
+    return _run_result(built, res, log)
+
+
+# --------------------------------------------------------------------------- check
+@dataclass(frozen=True, eq=False)
+class CheckResult:
+    """Schedulability (``aidi check --json`` as typed fields and DataFrames).
+
+    ``schedulable``: every unit fits one power cycle, SRAM fits the budget, the harvester run
+    completes within ``[sim] deadline_s``; ``reasons``: why not (one string each).  ``e_cycle_J`` /
+    ``e_store_J`` (J per power cycle after / before the converter), ``boot_J`` (J), ``sram_budget_bytes``,
+    ``sram_max_bytes`` (B), ``deadline_s`` (s or None), ``continuous_latency_s`` (s under continuous
+    power), ``harvester_latency_s`` (s under the scenario's harvester, one inference; None when it
+    does not complete), ``harvester_power_cycles``.
+
+    ``units``: one row per atomic unit (:func:`aidi.analysis.check.unit_table`): unit, layer,
+    time_s (s), energy_J (J), need_from_store_J (J), e_store_J (J), margin (fraction of a cycle
+    left), sram_bytes (B), verdict ("fits" | "needs_harvest" | "never").  ``layers``: one row per
+    layer (the ``layers`` of the JSON).  ``json``: the exact ``aidi check --json`` object.
+    """
+
+    scenario: str
+    schedulable: bool
+    reasons: tuple[str, ...]
+    e_cycle_J: float
+    e_store_J: float
+    boot_J: float
+    sram_budget_bytes: int
+    sram_max_bytes: int
+    deadline_s: float | None
+    continuous_latency_s: float | None
+    harvester_latency_s: float | None
+    harvester_power_cycles: int | None
+    units: "pd.DataFrame" = field(repr=False)
+    layers: "pd.DataFrame" = field(repr=False)
+    json: dict = field(repr=False)
+
+
+def check(scenario: Any) -> CheckResult:
+    """Schedulability analysis of a scenario, as ``aidi check SCENARIO --json`` does.
+
+    ``scenario``: anything :func:`load` takes.  Raises :class:`UserError` for a bad scenario.  An
+    unschedulable scenario is a result (``schedulable`` False, ``reasons``), not an error.
+    """
+    import pandas as pd
+
+    from . import check as chk
+    from . import jsonout, pipeline
+
+    sc, ctx = _scenario_and_context(scenario)
+    with _user_errors(ctx):
+        built = pipeline.build(sc)
+        data = jsonout.strict(chk.analyse(built))
+        units = chk.unit_table(built)
+    harvested = data.get("harvester", {})
+    return CheckResult(
+        scenario=data["scenario"], schedulable=data["schedulable"], reasons=tuple(data["reasons"]),
+        e_cycle_J=data["e_cycle_J"], e_store_J=data["e_store_J"], boot_J=data["boot_J"],
+        sram_budget_bytes=data["sram_budget_bytes"], sram_max_bytes=data["sram_max_bytes"],
+        deadline_s=data["deadline_s"], continuous_latency_s=data.get("continuous", {}).get("latency_s"),
+        harvester_latency_s=harvested.get("latency_s"), harvester_power_cycles=harvested.get("power_cycles"),
+        units=units, layers=pd.DataFrame(data["layers"]), json=data)
+
+
+# --------------------------------------------------------------------------- sweep
+@dataclass(frozen=True, eq=False)
+class SweepResult:
+    """A parameter sweep (``aidi sweep --json`` as a DataFrame).
+
+    ``table``: one row per grid point, in grid order (the first key varies slowest): the swept keys
+    (e.g. ``power.capacitor_F``), ``completed``, ``error`` ("" or why the point could not run),
+    ``latency_s`` (s), ``power_cycles``, ``on_time_s`` / ``off_time_s`` (s), ``units``,
+    ``units_reexecuted``, ``meets_deadline``, ``harvested_J`` / ``consumed_J`` (J) and
+    ``E_<category>_J`` (J per energy category); the ``rows`` of ``aidi sweep --json``.
+    ``keys``: the swept keys (``section.key``), ``grid``: their values; ``boundary``: the smallest value
+    of the first key at which the run completes (``completes``) / meets the deadline
+    (``meets_deadline``), None when none does (:func:`aidi.analysis.sweep.feasibility_boundary`).
+    """
+
+    scenario: str
+    engine: str
+    keys: tuple[str, ...]
+    grid: dict[str, list]
+    table: "pd.DataFrame" = field(repr=False)
+    boundary: dict
+
+    def figure(self, title: str | None = None):
+        """The sweep figure of ``aidi sweep --out`` (plotly Figure): latency, power cycles and energy split
+        against the first key."""
+        from . import sweep as sw
+
+        key = self.keys[0]
+        return sw.figure(self.table, key, title or f"{self.scenario}: sweep of {key}")
+
+
+def _grid(grid: Mapping[str, Any] | Sequence[str]) -> dict[str, list]:
+    from . import sweep as sw
+
+    if isinstance(grid, Mapping):
+        out = {}
+        for key, values in grid.items():
+            key = sw.SHORTCUTS.get(str(key).strip(), str(key).strip())
+            if "." not in key:
+                raise UserError(f"sweep: {key!r}: KEY must be SECTION.KEY (e.g. power.capacitor_F)")
+            vals = list(values) if isinstance(values, (list, tuple, range)) or hasattr(values, "tolist") \
+                else [values]
+            if not vals:
+                raise UserError(f"sweep: {key}: give at least one value")
+            out[key] = [_plain(v) for v in vals]
+    else:
+        out = sw.parse_sets([grid] if isinstance(grid, str) else list(grid))
+    if not out:
+        raise UserError("sweep: give at least one key and its values, e.g. {\"power.capacitor_F\": [1e-4, 1e-3]}")
+    return out
+
+
+def sweep(scenario: Any, grid: Mapping[str, Any] | Sequence[str], engine: str = "oracle", workers: int = 1,
+          dask: str | None = None, progress: Callable[[int, int], None] | None = None) -> SweepResult:
+    """Run a grid of scenario variants, as ``aidi sweep SCENARIO --set KEY=V1,V2 ... --json`` does.
+
+    ``grid``: ``{"power.capacitor_F": [4.7e-6, 1e-5], "power.v_on": [3.0, 3.3]}`` (the product is run;
+    the shortcuts of :data:`aidi.analysis.sweep.SHORTCUTS` such as ``capacitor_F`` work; a single value
+    is a one-point axis) or the CLI's ``["power.capacitor_F=4.7e-6,1e-5"]``.  ``engine``: "oracle" or
+    "des"; ``workers``: local processes; ``dask``: a scheduler address or "local";
+    ``progress(done, total)`` is called after each point.
+
+    Every value is validated before any work starts: a bad one raises :class:`UserError` naming the
+    key.  A point that cannot run (nothing fits, no progress) is a row with ``error``, not an error.
+    """
+    from . import sweep as sw
+
+    _choice("engine", engine, ENGINES)
+    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+        raise UserError(f"workers: must be a positive integer, got {workers!r}")
+    g = _grid(grid)
+    sc, ctx = _scenario_and_context(scenario)
+    for key, vals in g.items():
+        for v in vals:
+            sc.replace({key: v})
+    with _user_errors(ctx):
+        df = sw.run_sweep(sc, g, workers=workers, dask=dask, engine=engine, progress=progress)
+    key = next(iter(g))
+    boundary = _plain({"completes": sw.feasibility_boundary(df, key),
+                       "meets_deadline": sw.feasibility_boundary(df, key, deadline=True)})
+    return SweepResult(scenario=sc.name, engine=engine, keys=tuple(g), grid=g, table=df, boundary=boundary)
+
+
+# --------------------------------------------------------------------------- NAS
+@dataclass(frozen=True, eq=False)
+class NasResult:
+    """One architecture + execution-design search (``aidi nas --json`` as typed fields and DataFrames).
+
+    ``pareto``: the Pareto front of the feasible candidates (validation accuracy vs intermittent
+    latency), one row each: arch_id, arch, accuracy (supernet, validation), latency_s (s, oracle,
+    under the harvester), continuous_latency_s (s), sram_bytes (B), power_cycles, feasible, reasons.
+    ``finalists``: the fine-tuned members of the front, re-simulated with the SimPy model
+    (``finetuned_val_accuracy``, ``des_latency_s``, ``des_meets_requirement``, ``q15_test_accuracy``,
+    ``scenario`` = the candidate's TOML ...).  ``history``: every evaluation in order (``step``,
+    ``reward`` and the pareto columns; ``OUT/history.csv``).  ``chosen``: the chosen model's row
+    (dict) or None when no finalist met the requirement; ``chosen_scenario``: it loaded as a
+    :class:`Scenario` (``OUT/scenario.toml``, runs with :func:`run`) or None.  ``requirement_s`` (s or
+    None), ``evaluations``, ``search_s`` (s wall), ``out`` (the output folder).  ``json``: the exact
+    ``aidi nas --json`` object.
+    """
+
+    scenario: str
+    controller: str
+    budget: int
+    seed: int
+    requirement_s: float | None
+    evaluations: int
+    search_s: float
+    pareto: "pd.DataFrame" = field(repr=False)
+    finalists: "pd.DataFrame" = field(repr=False)
+    history: "pd.DataFrame" = field(repr=False)
+    chosen: dict | None
+    chosen_scenario: Scenario | None = field(repr=False)
+    out: Path
+    json: dict = field(repr=False)
+
+
+def nas(scenario: Any, out: str | os.PathLike, controller: str = "evolution", budget: int = 48, seed: int = 0,
+        requirement_s: float | None = None, dataset: str = "digits", data_dir: str | os.PathLike | None = None,
+        quick: bool = False, workers: int = 1, dask: str | None = None, force: bool = False,
+        progress: Callable[[int, int], None] | None = None, log: Callable[[str], None] | None = None) -> NasResult:
+    """Search a network and its intermittent execution design, as ``aidi nas SCENARIO --out OUT --json`` does.
+
+    ``scenario``: anything :func:`load` takes (its harvester, capacitor, SRAM budget and, unless
+    ``requirement_s`` (s) is given, ``[sim] deadline_s`` as the latency requirement).  ``out``: a new
+    or empty folder, or one aidi made (else ``force``); it receives the candidates, ``history.csv``,
+    ``pareto.html``, ``result.json`` and the chosen ``model.pt`` + ``scenario.toml``.
+    ``controller``: "random", "evolution" or "rl"; ``budget``: evaluations; ``dataset``: "digits"
+    (bundled) or one of :data:`aidi.analysis.nas_run.DATASETS` read from ``data_dir`` (never downloaded); ``quick``: tiny training epochs (smoke runs).
+    ``progress(done, total)`` after each batch of evaluations, ``log(message)`` for each step.
+
+    The supernet is trained once per data set and seed and cached on disk.  Raises
+    :class:`UserError` for a bad scenario, option, data folder or output folder.
+    """
+    import pandas as pd
+
+    from aidi.models.nas import CONTROLLERS
+
+    from . import jsonout, nas_run, outdir
+
+    _choice("controller", controller, CONTROLLERS)
+    _choice("dataset", dataset, nas_run.DATASETS)
+    for name, value in (("budget", budget), ("workers", workers)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise UserError(f"{name}: must be a positive integer, got {value!r}")
+    sc, ctx = _scenario_and_context(scenario)
+    with _user_errors():
+        outdir.prepare(Path(out), force, option="out")  # before any work, named as this function names it
+    with _user_errors(ctx):
+        data = nas_run.run_nas(sc, controller=controller, budget=budget, seed=seed, requirement_s=requirement_s,
+                               workers=workers, dask=dask, dataset=dataset, data_dir=data_dir, out=Path(out),
+                               quick=quick, progress=progress, log=log, force=force)
+    data = jsonout.strict(data)
+    folder = Path(data["out"])
+    chosen = data["chosen"]
+    return NasResult(
+        scenario=data["scenario"], controller=data["controller"], budget=data["budget"], seed=data["seed"],
+        requirement_s=data["requirement_s"], evaluations=data["search"]["evaluations"],
+        search_s=data["search"]["wall_s"], pareto=pd.DataFrame(data["pareto"]),
+        finalists=pd.DataFrame(data["finalists"]), history=pd.read_csv(folder / "history.csv"), chosen=chosen,
+        chosen_scenario=None if chosen is None else load(chosen["scenario"]), out=folder, json=data)
