@@ -188,11 +188,16 @@ def emit(built, out: Path, backend: str | None = None, build: bool = False) -> d
     from aidi.models import emit as em
     from aidi.models.emit import build as mk
     from aidi.models.emit import elfsize, mspsim
+    from aidi.models.emit.dispatch import Dispatch
 
     prog = em.Program(built.qmodel, built.plan, built.x_q,
                       budgets=em.Budgets(fram_bytes=built.platform.fram_bytes,
-                                         sram_bytes=built.scenario.device.sram_budget_bytes))
-    proj = em.emit_project(prog, out, backend=backend)
+                                         sram_bytes=built.scenario.device.sram_budget_bytes),
+                      dispatch=Dispatch.of_scenario(built.scenario))
+    try:
+        proj = em.emit_project(prog, out, backend=backend)
+    except ValueError as exc:  # a unit that energy_aware can never start, a network beyond the runtime's limits
+        raise UserError(f"{built.scenario.path.name}: {str(exc).splitlines()[0]}") from None
     backend = proj.manifest["backend"]
     reference = np.asarray(built.qmodel_reference_output(), dtype=np.int16)
     res: dict = {"out": str(proj.root), "backend": backend, "layers": len(prog.layers),

@@ -93,7 +93,8 @@ def test_cycles_per_layer(tiny):
     assert np.array_equal(lc.output, _expected(ir))
     assert len(lc.layer_cycles) == len(ir.layers) and min(lc.layer_cycles) > 0
     assert lc.boot_cycles + sum(lc.layer_cycles) < lc.total_cycles  # + the final marker and aidi_done call
-    assert lc.total_cycles - lc.boot_cycles - sum(lc.layer_cycles) < 100
+    # after the last marker: the output's copy to the caller's buffer, the delivery commit, aidi_done
+    assert lc.total_cycles - lc.boot_cycles - sum(lc.layer_cycles) < 100 + 10 * ir.output_len
     assert 0 < lc.stack_peak_bytes < 512  # the linker script's stack reserve
 
 

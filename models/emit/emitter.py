@@ -7,9 +7,11 @@ costs and the functional run executes.
 Layout of the emitted folder::
 
     Makefile             host / check / msp430-sim / size / sim-run / msp430 targets
-    README.md            how to build and flash, memory use, the layer schedule
-    aidi_manifest.json   machine-readable summary (layers, units, expected output, budgets)
-    src/                 generated aidi_model.{h,c}, aidi_expected.c + runtime/*.{c,h}
+    README.md            how to build and use the library, memory use, the layer schedule
+    aidi_manifest.json   machine-readable summary (layers, units, expected output, budgets, dispatch)
+    src/                 generated aidi_model.{h,c} (the network: library), aidi_sample.c (the
+                         sample input: host harness and simulator build only), aidi_expected.c
+                         (host only) + runtime/*.{c,h}
     ld/                  msp430fr5994_sim.ld (simulator memory map)
     tools/               aidi_elfsize.py (memory report, standard library only)
 """
@@ -27,6 +29,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from ..schedule import PROGRESS_BYTES, LayerPlan
 from ..schedule.design import LOOP_NESTS
 from ..schedule.memory import runtime_sram_sizes
+from .dispatch import dispatch_context
 from .program import Program
 
 HERE = Path(__file__).resolve().parent
@@ -41,7 +44,13 @@ KERNELS = {"cpu": "portable", "lea": "lea"}
 _C_DIM = {"r": "AIDI_DIM_R", "c": "AIDI_DIM_C", "m": "AIDI_DIM_M", "n": "AIDI_DIM_N"}
 _RUNTIME_FILES = ("aidi_platform.h", "aidi_q15.h", "aidi_runtime.h", "aidi_runtime.c", "aidi_kernels.h",
                   "aidi_kernels_cpu.c", "aidi_kernels_lea.c", "aidi_dsplib.h", "aidi_dsplib_emu.c",
-                  "host_main.c", "platform_msp430.c", "aidi_mspabi.c")
+                  "host_main.c", "platform_msp430.c", "aidi_mspabi.c", "aidi_app.c")
+#: the emitted library (what an application links; no sample input): runtime, kernels, the network
+LIBRARY_FILES = ("aidi_platform.h", "aidi_q15.h", "aidi_runtime.h", "aidi_model.h", "aidi_runtime.c",
+                 "aidi_kernels.h", "aidi_kernels_cpu.c", "aidi_kernels_lea.c", "aidi_dsplib.h", "aidi_model.c",
+                 "platform_msp430.c")
+#: total units the progress record can count (30 bits; its top two bits are the epoch)
+MAX_UNITS = 1 << 30
 
 
 @dataclass(frozen=True)
@@ -85,8 +94,8 @@ def _check_limits(prog: Program) -> None:
             raise ValueError(f"{what}: kernel, stride and padding must be below 256")
         if lp.design.S > 65535:
             raise ValueError(f"{what}: S above 65535 tiles is not supported")
-    if sum(lp.n_units for lp in prog.layers) >= 1 << 32:
-        raise ValueError("network: more than 2^32 units")
+    if sum(lp.n_units for lp in prog.layers) + 1 >= MAX_UNITS:
+        raise ValueError("network: 2^30 units or more (the progress record counts 30 bits)")
 
 
 def _plan_context(lp: LayerPlan) -> dict:
@@ -113,7 +122,9 @@ def _layer_context(i: int, name: str, lp: LayerPlan, ql, unit_base: int, src: st
 
 
 def memory_estimate(prog: Program) -> dict[str, int]:
-    """Data bytes the runtime allocates (code excluded): FRAM and SRAM tile buffers."""
+    """Data bytes the runtime allocates (code excluded): FRAM and SRAM tile buffers.
+
+    ``fram_input`` is the sample input, which only the host harness and the simulator build embed."""
     rts = [lp.runtime for lp in prog.layers]
     acts = [int(np.prod(lp.geom.out_shape)) for lp in prog.layers]
     inner = acts[:-1]
@@ -151,7 +162,7 @@ def emit_project(prog: Program, out_dir: str | Path, *, backend: str | None = No
     act_buffers = ["aidi_act_a", "aidi_act_b"][: min(2, n - 1)]
     layers, base = [], 0
     for i, (name, lp, ql) in enumerate(zip(prog.layer_names, prog.layers, prog.qmodel.layers)):
-        src = "aidi_input" if i == 0 else act_buffers[(i - 1) % 2]
+        src = None if i == 0 else act_buffers[(i - 1) % 2]  # layer 0 reads aidi_infer's input
         dst = "aidi_output" if i == n - 1 else act_buffers[i % 2]
         layers.append(_layer_context(i, name, lp, ql, base, src, dst))
         base += lp.n_units
@@ -166,6 +177,9 @@ def emit_project(prog: Program, out_dir: str | Path, *, backend: str | None = No
     )
     fram = {k: n for k, (_, n) in prog.plan.fram.regions.items()}  # the simulator's FRAM layout, asserted in C
     mem = memory_estimate(prog)
+    dispatch = dispatch_context(prog.plan, prog.dispatch, total_units)
+    if dispatch["v_start_mv"] is not None and prog.dispatch.policy == "energy_aware":
+        mem["fram_v_start"] = 2 * total_units
     sram_lea = 4 * (sizes["acc_buf"] + 1 + sizes["tm_max"]) + 2 * (sizes["vec_buf"] + sizes["w_buf"] + sizes["in_buf"])
     manifest = {
         "name": prog.name,
@@ -175,7 +189,10 @@ def emit_project(prog: Program, out_dir: str | Path, *, backend: str | None = No
         "output_len": prog.output_len,
         "n_layers": n,
         "total_units": total_units,
+        "input_len": int(prog.x_q.size),
         "expected_output": [int(v) for v in expected],
+        "dispatch": {"policy": prog.dispatch.policy, "margin": prog.dispatch.margin,
+                     "v_start_mv": dispatch["v_start_mv"], "host_power_model": dispatch["host"] is not None},
         "budgets": asdict(prog.budgets),
         "memory_estimate": mem,
         "lea_ram_bytes_needed": sram_lea,
@@ -194,6 +211,7 @@ def emit_project(prog: Program, out_dir: str | Path, *, backend: str | None = No
         input_shape=prog.qmodel.input_shape, input_len=prog.x_q.size, input_c=_c_ints(prog.x_q),
         act_buffers=act_buffers, expected_c=_c_ints(expected), backend=backend, budgets=prog.budgets,
         memory=mem, manifest=manifest, fram=fram, lea_ram_bytes=prog.plan.platform.lea_ram_bytes, sram_lea=sram_lea,
+        dispatch=dispatch, library_files=LIBRARY_FILES,
     )
     env = Environment(loader=FileSystemLoader(str(TEMPLATES)), undefined=StrictUndefined,
                       keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
@@ -203,6 +221,7 @@ def emit_project(prog: Program, out_dir: str | Path, *, backend: str | None = No
     outputs = {
         "src/aidi_model.h": "aidi_model.h.j2",
         "src/aidi_model.c": "aidi_model.c.j2",
+        "src/aidi_sample.c": "aidi_sample.c.j2",
         "src/aidi_expected.c": "aidi_expected.c.j2",
         "Makefile": "Makefile.j2",
         "README.md": "README.md.j2",

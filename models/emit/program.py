@@ -1,4 +1,4 @@
-"""What the emitter renders: a Q15 model, its execution plan and the input sample, bound together.
+"""What the emitter renders: a Q15 model, its execution plan, the input sample and the dispatch policy, bound together.
 
 :class:`Program` only checks that the three belong together; it plans
 nothing.  The plan comes from :mod:`aidi.models.schedule` (the same
@@ -14,6 +14,7 @@ import numpy as np
 
 from ..q15 import QModel, reference_forward
 from ..schedule import NetPlan
+from .dispatch import Dispatch
 
 
 @dataclass(frozen=True)
@@ -36,9 +37,14 @@ class Program:
     Args:
         qmodel: the quantized model (its executed layers must be the plan's).
         plan: the execution plan (designs, tile grid, units).
-        x_q: int16 input sample ``qmodel.input_shape`` embedded in the firmware.
+        x_q: int16 input sample ``qmodel.input_shape``; only the host harness and the
+            simulator firmware embed it (``src/aidi_sample.c``), the library takes its input
+            from ``aidi_infer``'s caller.
         name: a C identifier naming the network.
         budgets: memory budgets of ``make size``.
+        dispatch: the runtime's dispatch policy and the power configuration its start thresholds
+            and the host harness's capacitor come from (:class:`~.dispatch.Dispatch`; default greedy,
+            no power model).
     Raises ValueError when they do not fit together.
     """
 
@@ -47,6 +53,7 @@ class Program:
     x_q: np.ndarray = field(repr=False)
     name: str = "aidi_net"
     budgets: Budgets = field(default_factory=Budgets)
+    dispatch: Dispatch = field(default_factory=Dispatch)
 
     def __post_init__(self):
         if [ql.geom for ql in self.qmodel.layers] != list(self.plan.geoms):

@@ -83,6 +83,26 @@ int32_t aidi_mul16(int16_t a, int16_t b);
 static inline int32_t aidi_mul16(int16_t a, int16_t b) { return (int32_t)a * (int32_t)b; }
 #endif
 
+/* ---- supply voltage (energy_aware dispatch) ----------------------------- */
+/* aidi_vcc_mv: the storage capacitor's voltage in mV, rounded down.
+ * aidi_vcc_wait_mv: returns once it is at least `mv` (sleeping meanwhile).
+ *   host            the harness's simulated capacitor (host_main.c, --capacitor)
+ *                   or, without it, 65535 mV (never waits)
+ *   MSP430 sim      the FRAM word aidi_sim_vcc_mv, which the test harness writes
+ *                   (mspdebug `mw aidi_sim_vcc_mv LO HI`); programmed as
+ *                   AIDI_SIM_VCC_MV_INIT; the wait polls it (the comparator's stand-in)
+ *   MSP430FR5994    ADC12_B on the internal AVCC/2 channel against REF_A 2.5 V, and
+ *                   LPM3 until COMP_E's interrupt (platform_msp430.c) */
+uint16_t aidi_vcc_mv(void);
+void aidi_vcc_wait_mv(uint16_t mv);
+
+#if defined(AIDI_TARGET_HOST)
+void aidi_host_unit(uint32_t g); /* the harness's capacitor: unit g starts now */
+#define AIDI_UNIT_HOOK(g) aidi_host_unit(g)
+#else
+#define AIDI_UNIT_HOOK(g) ((void)0)
+#endif
+
 /* ---- hooks ------------------------------------------------------------- */
 void aidi_platform_init(void);      /* every boot, before anything else (watchdog, GPIO lock) */
 void aidi_layer_mark(uint16_t layer); /* entered when layer `layer` starts from its first unit

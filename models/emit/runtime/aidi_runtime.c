@@ -10,16 +10,35 @@
 /* ---- SRAM: tile buffers and the fetch cache (lost at every power failure) */
 aidi_sram_t aidi_sram AIDI_SRAM_BUFFERS;
 
-void *aidi_sram_state(size_t *bytes)
+/* ---- SRAM: the call's state (set up again by every aidi_infer) ---------- */
+typedef struct {
+    const int16_t *input;  /* the caller's input: what layer 0 reads */
+    uint32_t g;            /* progress of the current inference */
+    uint16_t epoch;        /* its epoch (0..3) */
+    uint16_t slot;         /* the progress record holding it (2: none valid) */
+} aidi_call_t;
+static aidi_call_t aidi_call;
+
+void *aidi_sram_state(int i, size_t *bytes)
 {
-    *bytes = sizeof aidi_sram;
-    return &aidi_sram;
+    if (i == 0) {
+        *bytes = sizeof aidi_sram;
+        return &aidi_sram;
+    }
+    if (i == 1) {
+        *bytes = sizeof aidi_call;
+        return &aidi_call;
+    }
+    *bytes = 0;
+    return 0;
 }
 
 /* ---- FRAM: progress records ------------------------------------------- */
-/* All zero (both invalid) is the programmed state: start from unit 0. */
+/* All zero (both invalid) is the programmed state: epoch 0, unit 0. */
 AIDI_PERSISTENT(aidi_progress)
 uint16_t aidi_progress[2][4] = {{0, 0, 0, 0}, {0, 0, 0, 0}};
+
+#define AIDI_G_MASK 0x3FFFFFFFUL /* g: 30 bits; the epoch is in the top two bits of g_hi */
 
 static int progress_valid(const uint16_t *rec)
 {
@@ -28,28 +47,57 @@ static int progress_valid(const uint16_t *rec)
 
 static uint32_t progress_value(const uint16_t *rec)
 {
-    return ((uint32_t)rec[1] << 16) | rec[0];
+    return (((uint32_t)rec[1] << 16) | rec[0]) & AIDI_G_MASK;
+}
+
+static uint16_t progress_epoch(const uint16_t *rec)
+{
+    return (uint16_t)(rec[1] >> 14);
+}
+
+/* the newest valid record into aidi_call (g, epoch, slot) */
+static void progress_find(void)
+{
+    const uint16_t *a = aidi_progress[0], *b = aidi_progress[1];
+    uint16_t s;
+    if (progress_valid(a) && progress_valid(b)) {
+        const uint16_t ea = progress_epoch(a), eb = progress_epoch(b);
+        if (ea == eb) s = progress_value(b) > progress_value(a) ? 1u : 0u;
+        else s = ((eb - ea) & 3u) == 1u ? 1u : 0u; /* b's epoch one ahead of a's */
+    } else if (progress_valid(a)) {
+        s = 0;
+    } else if (progress_valid(b)) {
+        s = 1;
+    } else {
+        aidi_call.g = 0;
+        aidi_call.epoch = 0;
+        aidi_call.slot = 2;
+        return;
+    }
+    aidi_call.g = progress_value(aidi_progress[s]);
+    aidi_call.epoch = progress_epoch(aidi_progress[s]);
+    aidi_call.slot = s;
 }
 
 uint32_t aidi_progress_load(void)
 {
-    uint32_t g = 0;
-    uint16_t i;
-    for (i = 0; i < 2; ++i) {
-        if (progress_valid(aidi_progress[i]) && progress_value(aidi_progress[i]) > g)
-            g = progress_value(aidi_progress[i]);
-    }
-    return g;
+    progress_find();
+    return aidi_call.g;
 }
 
-static void progress_commit(uint32_t g)
+/* commit (epoch, g) into the record that does not hold the newest state */
+static void progress_commit(uint16_t epoch, uint32_t g)
 {
-    uint16_t *rec = aidi_progress[g & 1u];
-    uint16_t lo = (uint16_t)(g & 0xFFFFu), hi = (uint16_t)(g >> 16);
+    const uint16_t s = aidi_call.slot == 0 ? 1u : 0u;
+    uint16_t *rec = aidi_progress[s];
+    uint16_t lo = (uint16_t)(g & 0xFFFFu), hi = (uint16_t)((g >> 16) | ((uint32_t)epoch << 14));
     aidi_nvm_wu16(&rec[0], lo);
     aidi_nvm_wu16(&rec[1], hi);
     aidi_nvm_wu16(&rec[2], (uint16_t)~lo);
     aidi_nvm_wu16(&rec[3], (uint16_t)~hi);
+    aidi_call.g = g;
+    aidi_call.epoch = epoch;
+    aidi_call.slot = s;
 }
 
 /* ---- partial sums: slot s of element e is aidi_psum[s][e], as two words --- */
@@ -131,7 +179,7 @@ static void fetch_input(const aidi_layer_t *L, const aidi_tile_t *T)
     const int16_t y0 = (int16_t)(T->r0 * L->stride) - L->pad; /* padded coordinates */
     const int16_t x0 = (int16_t)(T->c0 * L->stride) - L->pad;
     const size_t plane = (size_t)L->in_h * L->in_w;
-    const int16_t *src_n = L->in + (size_t)T->n0 * plane;
+    const int16_t *src_n = (L->in ? L->in : aidi_call.input) + (size_t)T->n0 * plane; /* layer 0: the caller's */
     if (aidi_sram.in_layer == L && aidi_sram.in_n0 == T->n0 && aidi_sram.in_r0 == T->r0 &&
         aidi_sram.in_c0 == T->c0)
         return;
@@ -237,25 +285,43 @@ static void run_unit(const aidi_layer_t *L, uint32_t u)
     aidi_sram.co_t = end;
 }
 
-void aidi_boot(void)
+/* energy_aware: sleep until V reaches unit g's start threshold */
+static void dispatch(uint32_t g)
 {
-    uint32_t g;
+#if AIDI_DISPATCH_ENERGY_AWARE
+    const uint16_t v_start = aidi_v_start_mv[g];
+    if (aidi_vcc_mv() < v_start) aidi_vcc_wait_mv(v_start);
+#else
+    (void)g;
+#endif
+}
+
+void aidi_infer(const int16_t *input, int16_t *output)
+{
     uint16_t l = 0;
-    aidi_platform_init();
     /* SRAM holds junk after a power failure: forget every cached tile */
     aidi_sram.in_layer = 0;
     aidi_sram.w_layer = 0;
     aidi_sram.co_layer = 0;
-    g = aidi_progress_load();
-    while (g < AIDI_TOTAL_UNITS) {
+    aidi_call.input = input;
+    progress_find();
+    if (aidi_call.g > AIDI_TOTAL_UNITS) progress_commit((uint16_t)((aidi_call.epoch + 1u) & 3u), 0); /* a new inference */
+    while (aidi_call.g < AIDI_TOTAL_UNITS) {
+        const uint32_t g = aidi_call.g;
         const aidi_layer_t *L;
         while (g >= aidi_layers[l].unit_base + aidi_layers[l].n_units) ++l;
         L = &aidi_layers[l];
         if (g == L->unit_base) aidi_layer_mark(l);
+        dispatch(g);
+        AIDI_UNIT_HOOK(g);
         run_unit(L, g - L->unit_base);
-        ++g;
-        progress_commit(g);
+        progress_commit(aidi_call.epoch, g + 1);
     }
+    /* complete (now, or before a power failure cut the delivery) */
     aidi_layer_mark(AIDI_N_LAYERS);
-    aidi_done();
+    if (output != aidi_output) {
+        uint16_t i;
+        for (i = 0; i < AIDI_OUTPUT_LEN; ++i) output[i] = aidi_output[i];
+    }
+    progress_commit(aidi_call.epoch, AIDI_TOTAL_UNITS + 1); /* delivered */
 }

@@ -21,10 +21,37 @@
  *   indices (aidi_block_version), so a re-executed unit reads the
  *   same committed slot and recomputes the same values; a torn 32-bit write
  *   only ever hits the slot nobody has committed;
- * - progress: two records {g_lo, g_hi, ~g_lo, ~g_hi}, the commit of g
- *   rewrites record g % 2 (the one holding g - 2), complement words last.
- *   A record is valid iff the complements match; a torn record is either
- *   invalid or already holds g. Boot takes the largest valid g (none: 0).
+ * - progress: two records {g_lo, g_hi, ~g_lo, ~g_hi}; g_hi's top two bits
+ *   are an epoch e (one inference = one epoch), the other 30 bits the
+ *   progress g of that inference. A commit rewrites the record that does
+ *   not hold the newest state, complement words last. A record is valid iff
+ *   the complements match; a torn record is either invalid or already holds
+ *   the new state. The newest valid record wins: of two records of one epoch
+ *   the larger g, else the epoch that is one ahead (mod 4) of the other.
+ *   None valid (a freshly programmed device): epoch 0, g = 0.
+ *
+ * The library call (aidi_infer) and power failures
+ * ------------------------------------------------
+ * g in [0, AIDI_TOTAL_UNITS) : an inference is running, unit g is next;
+ * g == AIDI_TOTAL_UNITS       : it is complete, the output not yet delivered;
+ * g == AIDI_TOTAL_UNITS + 1   : delivered (copied to the caller's buffer).
+ * aidi_infer(input, output) resumes a running or complete inference and
+ * returns its output; called in the delivered state it starts a new one
+ * (epoch + 1, g = 0). An application that loses power inside aidi_infer
+ * calls it again after the reboot with the same input (which must stay
+ * unchanged, e.g. in FRAM, until the call returns) and gets the same output
+ * as without the failure. Losing power after the delivery commit but before
+ * the return only costs a recomputation of the same output.
+ *
+ * Energy-aware dispatch (AIDI_DISPATCH_ENERGY_AWARE, aidi_model.h)
+ * ---------------------------------------------------------------
+ * Before each unit (after a boot or a commit) the runtime reads the supply
+ * voltage (aidi_vcc_mv) and, below the unit's start threshold
+ * aidi_v_start_mv[g], sleeps until it is reached (aidi_vcc_wait_mv). The
+ * thresholds are the simulator's V_start = sqrt(V_off^2 + 2 E_need / C)
+ * (aidi.sim.workload.start_thresholds), rounded up to whole millivolts, so
+ * a started unit completes with no harvest. Correctness never depends on
+ * them: a unit cut anyway is re-executed as above.
  */
 #ifndef AIDI_RUNTIME_H
 #define AIDI_RUNTIME_H
@@ -110,19 +137,39 @@ extern int16_t aidi_output[AIDI_OUTPUT_LEN];
 extern const aidi_region_t aidi_nvm_regions[];
 extern const uint16_t aidi_n_nvm_regions;
 
-/* Runs (or resumes) the inference; returns after aidi_done(). */
-void aidi_boot(void);
+/* ---- the library ------------------------------------------------------ */
+/* Computes the network's output for `input` (AIDI_INPUT_LEN int16: Q15, CHW,
+ * shape AIDI_INPUT_C x AIDI_INPUT_H x AIDI_INPUT_W) into `output`
+ * (AIDI_OUTPUT_LEN int16), resuming an inference that a power failure cut
+ * (see above). `input` must stay unchanged until the call returns; `output`
+ * is written only at the end. No allocation, no I/O; the caller owns the MCU
+ * (clocks, watchdog: aidi_platform_init does the minimum). */
+void aidi_infer(const int16_t *input, int16_t *output);
 
-/* The committed progress: index of the next unit (AIDI_TOTAL_UNITS when done). */
+/* The committed progress of the current inference: the next unit, AIDI_TOTAL_UNITS
+ * when complete, AIDI_TOTAL_UNITS + 1 once delivered. */
 uint32_t aidi_progress_load(void);
+
+/* ---- the sample application (host harness and simulator build only) --- */
+/* Every boot: aidi_platform_init, aidi_infer on the embedded sample input
+ * (aidi_sample_input, src/aidi_sample.c) into aidi_sample_output, aidi_done. */
+void aidi_boot(void);
+extern const int16_t aidi_sample_input[AIDI_INPUT_LEN];
+extern int16_t aidi_sample_output[AIDI_OUTPUT_LEN];
+
+#if AIDI_DISPATCH_ENERGY_AWARE
+/* start threshold of every unit (mV, rounded up from the simulator's V_start) */
+extern const uint16_t aidi_v_start_mv[AIDI_TOTAL_UNITS];
+#endif
 
 /* k: the number of units before unit u (of S tiles) that touched the output
  * block of tile t, whose input-channel tile index is ni; the block's tiles
  * are stride apart in the tile sequence. Mirrored by ir.block_version. */
 uint32_t aidi_block_version(uint32_t t, uint16_t ni, uint32_t stride, uint32_t u, uint16_t S);
 
-/* SRAM state, for the host harness (wiped on every simulated power failure). */
-void *aidi_sram_state(size_t *bytes);
+/* SRAM state, for the host harness (wiped on every simulated power failure):
+ * the tile buffers (i = 0) and the call's state (i = 1); NULL past the last. */
+void *aidi_sram_state(int i, size_t *bytes);
 
 /* FRAM progress records (part of the NVM image). */
 extern uint16_t aidi_progress[2][4];

@@ -1,0 +1,132 @@
+"""Energy-aware dispatch in the emitted runtime: the per-unit start thresholds and the host harness's power model.
+
+The simulator's ``[execution] dispatch = "energy_aware"`` measures V before each
+unit and sleeps in LPM3 until V reaches the unit's start threshold
+``V_start = sqrt(V_off^2 + 2 E_need / C)`` (:func:`aidi.sim.workload.start_thresholds`).
+The emitted runtime does the same from a const table ``aidi_v_start_mv[]``: the
+thresholds come from the very function the engines call
+(:func:`aidi.sim.workload.check_thresholds`) on the very Workload they run
+(:meth:`aidi.sim.workload.Workload.from_graph` of the plan's task graph and
+platform), rounded *up* to whole millivolts so that the C threshold is never
+below the simulator's.
+
+The host harness's simulated capacitor (``aidi-host --capacitor P``) draws, per
+unit, the energy and duration of that same Workload; its other constants are the
+scenario's ``[power]`` and the platform's boot, measurement, wait and wake-up
+costs (:mod:`aidi.sim.platform`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+from ...sim.config import PowerConfig
+from ...sim.workload import NonProgressError, Workload, check_thresholds
+
+POLICIES = ("greedy", "energy_aware")
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    """The dispatch policy the emitted runtime is built with, and the power it was planned for.
+
+    Args:
+        policy: ``"greedy"`` (start a unit whenever on) or ``"energy_aware"`` (wait for its start threshold).
+        power: the scenario's :class:`~aidi.sim.config.PowerConfig`; None: no thresholds, no host power
+            model (then the policy must be greedy).
+        margin: ``[execution] dispatch_margin`` (fraction added to each unit's E_need).
+    Raises ValueError for an unknown policy, energy_aware without a power configuration, or a negative margin.
+    """
+
+    policy: str = "greedy"
+    power: Optional[PowerConfig] = None
+    margin: float = 0.05
+
+    def __post_init__(self):
+        if self.policy not in POLICIES:
+            raise ValueError(f"dispatch must be one of {', '.join(POLICIES)}, got {self.policy!r}")
+        if self.policy == "energy_aware" and self.power is None:
+            raise ValueError("dispatch: energy_aware needs the power configuration (capacitor, V_off) for its "
+                             "start thresholds")
+        if not (self.margin >= 0 and math.isfinite(self.margin)):
+            raise ValueError(f"dispatch: margin must be a finite fraction >= 0, got {self.margin!r}")
+
+    @classmethod
+    def of_scenario(cls, scenario) -> "Dispatch":
+        """The policy, power and margin of a loaded scenario (``[execution] dispatch``, ``[power]``)."""
+        return cls(scenario.sim.dispatch, scenario.power, scenario.sim.dispatch_margin)
+
+
+def workload(plan) -> Workload:
+    """The engines' Workload of ``plan`` (a :class:`~aidi.models.schedule.NetPlan`): one row per unit, in order."""
+    return Workload.from_graph(plan.task_graph(), plan.platform)
+
+
+def start_thresholds_V(work: Workload, power: PowerConfig, margin: float) -> np.ndarray:
+    """Start threshold of every unit (V), as both engines compute it (:func:`aidi.sim.workload.check_thresholds`).
+
+    Raises :class:`~aidi.sim.workload.NonProgressError` (a ValueError) naming the unit when one exceeds V_on.
+    """
+    return check_thresholds(work, power, margin)
+
+
+def millivolts_up(volts: np.ndarray) -> np.ndarray:
+    """``volts`` as whole millivolts (uint16), rounded up: ``mv / 1000 >= v`` for every element.
+
+    Raises ValueError above 65.535 V or for a non-finite value."""
+    v = np.asarray(volts, dtype=np.float64)
+    if not np.all(np.isfinite(v)) or (v.size and (v.min() < 0 or v.max() > 65.535)):
+        raise ValueError("start thresholds must be finite voltages in [0, 65.535] V")
+    mv = np.ceil(v * 1000.0)
+    mv += (mv / 1000.0 < v)  # guard against the product rounding down
+    return mv.astype(np.uint16)
+
+
+def _c_doubles(values, per_line: int = 6) -> str:
+    flat = [repr(float(x)) for x in np.asarray(values, dtype=np.float64).reshape(-1)]
+    rows = [", ".join(flat[i: i + per_line]) for i in range(0, len(flat), per_line)]
+    return ",\n".join("    " + r for r in rows)
+
+
+def _c_uints(values, per_line: int = 12) -> str:
+    flat = [f"{int(x)}u" for x in np.asarray(values).reshape(-1)]
+    rows = [", ".join(flat[i: i + per_line]) for i in range(0, len(flat), per_line)]
+    return ",\n".join("    " + r for r in rows)
+
+
+def dispatch_context(plan, dispatch: Dispatch, total_units: int) -> dict:
+    """What the templates need: ``policy``, ``v_start_mv`` (list, or None without a table), its C text and the
+    host power model (``host``: C text of ``aidi_host_power``/``_unit_J``/``_unit_s``, or None).
+
+    Under greedy a unit whose threshold exceeds V_on only drops the table (the project builds greedy);
+    under energy_aware that is the engines' one-line NonProgressError.
+    """
+    ctx = {"policy": dispatch.policy, "v_start_mv": None, "v_start_c": "", "host": None, "margin": dispatch.margin,
+           "capacitor_F": None, "v_off": None}
+    if dispatch.power is None:
+        return ctx
+    p = dispatch.power
+    work = workload(plan)
+    if len(work) != total_units:
+        raise ValueError(f"dispatch: the Workload has {len(work)} units, the plan {total_units}")
+    try:
+        mv = millivolts_up(start_thresholds_V(work, p, dispatch.margin))
+    except NonProgressError:
+        if dispatch.policy == "energy_aware":
+            raise
+        mv = None
+    if mv is not None:
+        ctx.update(v_start_mv=[int(x) for x in mv], v_start_c=_c_uints(mv))
+    plat = plan.platform
+    power = [p.capacitor_F, p.v_on, p.v_off, p.v_max, p.converter_efficiency, p.leakage_A, work.boot_s, work.boot_J,
+             work.measure_s, work.measure_W, work.wait_W, work.wake_s, work.wake_W]
+    ctx.update(capacitor_F=p.capacitor_F, v_off=p.v_off, platform=plat.name, host={
+        "power": _c_doubles(power),
+        "unit_J": _c_doubles(work.energy_J.sum(axis=1)),
+        "unit_s": _c_doubles(work.durations_s),
+    })
+    return ctx
