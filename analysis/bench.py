@@ -215,9 +215,22 @@ def bench_sweep(quick: bool = False) -> dict:
     return out
 
 
-def run_all(quick: bool = False) -> dict:
-    return {"des": bench_des(quick), "oracle": bench_oracle(quick), "kernels": bench_kernels(quick),
-            "functional": bench_functional(quick), "sweep": bench_sweep(quick)}
+BENCHMARKS = {"des": bench_des, "oracle": bench_oracle, "kernels": bench_kernels, "functional": bench_functional,
+              "sweep": bench_sweep}
+
+
+def run_all(quick: bool = False, progress=None) -> dict:
+    """Every benchmark in :data:`BENCHMARKS`; ``progress``: an :class:`aidi.analysis.progress.Progress`
+    (default: a new one on stderr) that reports each benchmark as it starts and finishes."""
+    from .progress import Progress
+
+    out = {}
+    with (progress or Progress("aidi bench")) as prog, prog.task("benchmarks", len(BENCHMARKS)) as task:
+        for name, fn in BENCHMARKS.items():
+            prog.log(f"benchmark {task.done + 1}/{len(BENCHMARKS)}: {name}")
+            out[name] = fn(quick)
+            task.advance()
+    return out
 
 
 def print_table(res: dict) -> None:

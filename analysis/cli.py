@@ -78,6 +78,8 @@ class Dataset(str, Enum):
 
 
 FORCE_HELP = "write into a non-empty folder that aidi did not make (files of the same names are replaced)"
+FORMAT_OPTION = dict(help="figure files, comma-separated from html,svg,pdf,png (static ones need Chrome/Chromium: "
+                          "Debian package chromium, or BROWSER_PATH); report.html is always written")
 
 
 @app.command()
@@ -87,22 +89,33 @@ def run(
     functional: bool = typer.Option(True, "--functional/--no-functional",
                                     help="also compute the network's output bit-exactly (des only)"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
-    out: Optional[Path] = typer.Option(None, help="write events.csv, events.parquet, voltage.html, report.html"),
+    out: Optional[Path] = typer.Option(None, help="write events.csv, events.parquet, voltage and energy figures, "
+                                                  "report.html"),
     force: bool = typer.Option(False, "--force", help=FORCE_HELP),
+    fmt: str = typer.Option("html", "--format", **FORMAT_OPTION),
 ) -> None:
     """Simulate one scenario: latency, power cycles, where the energy goes."""
-    from . import outdir, pipeline, report
+    from . import figures, outdir, pipeline, report
+    from .progress import Progress
 
     engine = engine.value
-    with one_line_errors(str(scenario)):
+    with one_line_errors(str(scenario)), Progress("aidi run") as prog:
+        formats = figures.parse_formats(fmt)
         if out is not None:
+            figures.require_static(formats)
             outdir.prepare(out, force)
+        task = prog.task("steps (load and plan, simulate" + (", write figures)" if out is not None else ")"),
+                         2 + (out is not None))
         sc = pipeline.load_scenario(scenario)
         built = pipeline.build(sc)
+        task.advance()
         res, events = pipeline.simulate(built, engine=engine, functional=functional and engine == "des",
                                         log=out is not None and engine == "des")
-    if out is not None:
-        report.write_run(out, built, res, events)
+        task.advance()
+        if out is not None:
+            report.write_run(out, built, res, events, formats)
+            task.advance()
+        task.close()
     if as_json:
         _print_json(res)
     else:
@@ -164,41 +177,41 @@ def sweep(
     dask: Optional[str] = typer.Option(None, "--dask", help="a Dask scheduler address, or 'local' for a LocalCluster"),
     engine: Engine = typer.Option(Engine.oracle, help="oracle or des"),
     as_json: bool = typer.Option(False, "--json"),
-    out: Optional[Path] = typer.Option(None, help="write sweep.csv, sweep.parquet and sweep.html here"),
+    out: Optional[Path] = typer.Option(None, help="write sweep.csv, sweep.parquet and the sweep figure here"),
     force: bool = typer.Option(False, "--force", help=FORCE_HELP),
+    fmt: str = typer.Option("html", "--format", **FORMAT_OPTION),
 ) -> None:
     """Run a grid of scenario variants in parallel; tidy table, figure and feasibility boundary."""
-    from rich.progress import Progress
-
-    from . import outdir, pipeline, report
+    from . import figures, outdir, pipeline, report
     from . import sweep as sw
+    from .progress import Progress
 
     engine = engine.value
     with one_line_errors(str(scenario)):
+        formats = figures.parse_formats(fmt)
         if out is not None:
+            figures.require_static(formats)
             outdir.prepare(out, force)
         grid = sw.parse_sets(set_)
         sc = pipeline.load_scenario(scenario)
         for key in grid:  # validate every value before any work starts
             for v in grid[key]:
                 sc.with_values(**{key: v})
-        with Progress(transient=True, disable=as_json) as prog:
-            task = prog.add_task("sweep", total=len(sw.points(grid)))
-            df = sw.run_sweep(sc.path, grid, workers=workers, dask=dask, engine=engine,
-                              progress=lambda done, total: prog.update(task, completed=done))
+        with Progress("aidi sweep") as prog, prog.task("points", len(sw.points(grid))) as task:
+            df = sw.run_sweep(sc.path, grid, workers=workers, dask=dask, engine=engine, progress=task.callback())
     key = next(iter(grid))
     summary = {
         "scenario": sc.name,
         "points": len(df),
         "keys": list(grid),
-        "boundary": {"completes": sw.feasibility_boundary(df, key),
-                     "meets_deadline": sw.feasibility_boundary(df, key, deadline=True)},
+        "boundary": sw.boundary_summary(df, key),
         "rows": df.where(df.notna(), None).to_dict(orient="records"),
     }
     if out is not None:
         df.to_csv(out / "sweep.csv", index=False)
         df.to_parquet(out / "sweep.parquet", index=False)
-        sw.figure(df, key, f"{sc.name}: sweep of {key}").write_html(out / "sweep.html", include_plotlyjs=True)
+        with one_line_errors(str(scenario)), figures.FigureWriter(out, formats) as fw:
+            fw.figure(sw.figure(df, key, f"{sc.name}: sweep of {key}"), out / "sweep")
     if as_json:
         _print_json(summary)
     else:
@@ -238,16 +251,19 @@ def demo(
     quick: bool = typer.Option(False, "--quick", help="small budgets (for tests)"),
     as_json: bool = typer.Option(False, "--json"),
     force: bool = typer.Option(False, "--force", help=FORCE_HELP),
+    fmt: str = typer.Option("html", "--format", **FORMAT_OPTION),
 ) -> None:
     """The embedded defaults end to end: simulate, sweep, search, emit C; writes OUT/report.html."""
     from rich.console import Console
 
-    from . import outdir
+    from . import figures, outdir
     from .demo import run_demo
 
     with one_line_errors("demo"):
+        formats = figures.parse_formats(fmt)
+        figures.require_static(formats)
         outdir.prepare(out, force)
-        summary = run_demo(out, quick=quick, console=Console(stderr=True) if as_json else None)
+        summary = run_demo(out, quick=quick, console=Console(stderr=True) if as_json else None, formats=formats)
     if as_json:
         _print_json(summary)
 
@@ -272,30 +288,33 @@ def nas(
                                                          "mnist (IDX files)"),
     quick: bool = typer.Option(False, "--quick", help="tiny training epochs (tests, smoke runs)"),
     force: bool = typer.Option(False, "--force", help=FORCE_HELP),
+    fmt: str = typer.Option("html", "--format", help="the Pareto figure's files (not written by --compare), "
+                                                     "comma-separated from html,svg,pdf,png (static ones need "
+                                                     "Chrome/Chromium: Debian package chromium, or BROWSER_PATH)"),
 ) -> None:
     """Search a network and its intermittent execution design; Pareto front, chosen model saved as a scenario."""
-    from rich.console import Console
-    from rich.progress import Progress
-
-    from . import nas_run
+    from . import figures, nas_run
+    from .progress import Progress
 
     controller, dataset = controller.value, dataset.value
-    err = Console(stderr=True)
-    log = (lambda msg: None) if as_json else (lambda msg: err.print(f"[dim]{msg}[/dim]"))
     with one_line_errors(str(scenario)):
-        with Progress(transient=True, disable=as_json, console=err) as prog:
+        formats = figures.parse_formats(fmt)
+        figures.require_static(formats)
+        with Progress("aidi nas") as prog:
             tasks: dict = {}
 
-            def tick(*a):
-                tag, done, total = a if len(a) == 3 else ("search", *a)
+            def tick(*a):  # (done, total) from a search, (tag, done, total) from --compare and training
+                tag, done, total = a if len(a) == 3 else ("search: evaluations", *a)
                 if tag not in tasks:
-                    tasks[tag] = prog.add_task(tag, total=total)
-                prog.update(tasks[tag], completed=done)
+                    tasks[tag] = prog.task(tag, total)
+                tasks[tag].update(done, total)
 
             kw = dict(controller=controller, budget=budget, seed=seed, requirement_s=requirement, workers=workers,
-                      dask=dask, dataset=dataset, data_dir=data_dir, out=out, quick=quick, progress=tick, log=log,
-                      force=force)
-            summary = nas_run.run_compare(scenario, **kw) if compare else nas_run.run_nas(scenario, **kw)
+                      dask=dask, dataset=dataset, data_dir=data_dir, out=out, quick=quick, progress=tick,
+                      log=prog.log, force=force,
+                      train_progress=lambda done, total: tick("supernet training: batches", done, total))
+            summary = (nas_run.run_compare(scenario, **kw) if compare
+                       else nas_run.run_nas(scenario, formats=formats, **kw))
     if as_json:
         _print_json(summary)
     elif compare:

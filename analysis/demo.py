@@ -18,25 +18,63 @@ from . import jsonout
 from . import pipeline, report
 from .report import Section, render, table_html
 from . import sweep as sw
+from .figures import FigureWriter, vline
+from .progress import Progress
 
 DEMO_SCENARIOS = ("solar-tmy3", "rf-intermittent")
 SWEEP_SCENARIO = "rf-intermittent"
 NAS_SCENARIO = "lab-1mF"
 
 
-def run_demo(out: Path, quick: bool = False, console: Console | None = None) -> dict:
-    """Run every step; returns a summary dict and writes ``out/report.html``."""
+STEPS = 4 + len(DEMO_SCENARIOS) - 1  # each scenario, the sweep, the NAS, the firmware
+
+
+def nas_compare_figure(rows: pd.DataFrame, requirements_s: list[float], scenario: str) -> go.Figure:
+    """Held-out accuracy against intermittent latency of each method's pick (one row per method and
+    requirement: ``method``, ``latency_s``, ``test_accuracy``, ``arch``), requirements as dotted lines."""
+    fig = go.Figure()
+    for method, grp in rows.groupby("method"):
+        fig.add_trace(go.Scatter(x=grp["latency_s"], y=grp["test_accuracy"], mode="markers", name=method,
+                                 marker=dict(size=11), text=grp["arch"]))
+    for i, r in enumerate(requirements_s):
+        vline(fig, r, f"requirement {r:.3g} s", dash="dot", label_y=1.0 - 0.07 * i)
+    fig.update_layout(title="NAS: accuracy vs intermittent latency (dotted: the latency requirements)",
+                      xaxis_title=f"intermittent latency under {scenario} (s)", yaxis_title="held-out accuracy (Q15)",
+                      template="plotly_white")
+    return fig
+
+
+def run_demo(out: Path, quick: bool = False, console: Console | None = None, formats=("html",),
+             progress: Progress | None = None) -> dict:
+    """Run every step; returns a summary dict and writes ``out/report.html``.
+
+    ``formats``: the figure files of every step (:data:`aidi.analysis.figures.FORMATS`); the folder
+    holds one ``plotly.min.js`` that every HTML file loads.  ``progress``: where the steps and their
+    inner work (sweep points, NAS evaluations) are reported (default: stderr, see
+    :mod:`aidi.analysis.progress`); ``console``: where the closing tables go (default stdout).
+    """
     import sys
 
     con = console or Console(width=None if sys.stdout.isatty() else 160)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    with (progress or Progress("aidi demo")) as prog, FigureWriter(out, formats) as fw:
+        return _run_demo(out, quick, con, prog, fw)
+
+
+def _run_demo(out: Path, quick: bool, con: Console, prog: Progress, fw: FigureWriter) -> dict:
     sections: list[Section] = []
     summary: dict = {"steps": {}}
     t_all = time.perf_counter()
+    steps = prog.task("steps", STEPS)
+
+    started = [0]
 
     def step(name: str):
-        con.print(f"[bold]aidi demo[/bold]: {name}")
+        if started[0]:
+            steps.advance()
+        started[0] += 1
+        prog.log(f"step {started[0]}/{STEPS}: {name}")
         return time.perf_counter()
 
     # 1. the bundled model under two real harvesting scenarios
@@ -46,7 +84,7 @@ def run_demo(out: Path, quick: bool = False, console: Console | None = None) -> 
         sc = loader.load(name)
         built = pipeline.build(sc)
         res, events = pipeline.simulate(built, engine="des", functional=True, log=True)
-        report.write_run(out / name, built, res, events)
+        report.write_run(out / name, built, res, events, writer=fw)
         ev = report.events_frame(events)
         chk_res = chk.analyse(built)
         rows.append({"scenario": name, "completed": res["completed"], "latency_s": res["latency_s"],
@@ -73,36 +111,44 @@ def run_demo(out: Path, quick: bool = False, console: Console | None = None) -> 
     caps = ([1e-6, 4.7e-6, 22e-6, 100e-6] if quick
             else [1e-6, 2.2e-6, 4.7e-6, 10e-6, 22e-6, 47e-6, 100e-6, 220e-6, 470e-6, 1e-3])
     sc = loader.load(SWEEP_SCENARIO)
-    df = sw.run_sweep(sc.path, {"power.capacitor_F": caps}, workers=1 if quick else 2)
+    with prog.task("sweep: points", len(caps)) as task:
+        df = sw.run_sweep(sc.path, {"power.capacitor_F": caps}, workers=1 if quick else 2, progress=task.callback())
     df.to_csv(out / "sweep.csv", index=False)
-    bound = sw.feasibility_boundary(df, "power.capacitor_F")
-    fig = sw.figure(df, "power.capacitor_F", f"{SWEEP_SCENARIO}: latency vs capacitor")
-    cols = ["power.capacitor_F", "completed", "latency_s", "power_cycles", "units_reexecuted", "error"]
-    sections.append(Section("Latency vs capacitor", f"<p>Smallest capacitor that completes: {bound}</p>"
+    key = "power.capacitor_F"
+    bound = sw.boundary_summary(df, key)
+    bound_text = sw.describe_boundary(bound, key)
+    fig = sw.figure(df, key, f"{SWEEP_SCENARIO}: latency vs capacitor")
+    fw.figure(fig, out / "sweep")
+    cols = [key, "completed", "latency_s", "power_cycles", "units_reexecuted", "error"]
+    sections.append(Section("Latency vs capacitor", "".join(f"<p>{html.escape(t)}</p>" for t in bound_text)
                             + table_html(df[[c for c in cols if c in df]]), [fig]))
-    summary["steps"]["sweep"] = {"seconds": time.perf_counter() - t0, "boundary_F": bound}
+    summary["steps"]["sweep"] = {"seconds": time.perf_counter() - t0, "boundary_F": bound["completes"],
+                                 "boundary": bound}
 
     # 3. a short NAS: ours (supernet + KD, evolution) against the iNAS-style and HW-NAS-style baselines
     t0 = step("NAS on digits under lab-1mF: ours vs iNAS-style vs HW-NAS-style (same seed and budget)")
     from .nas_run import run_compare
 
+    tasks: dict = {}
+
+    def tick(tag, done, total):
+        if tag not in tasks:
+            tasks[tag] = prog.task(f"NAS {tag}: {'batches' if tag == 'supernet training' else 'evaluations'}", total)
+        tasks[tag].update(done, total)
+        if done >= total:
+            tasks.pop(tag).close()
+
     cmp = run_compare(loader.load(NAS_SCENARIO).path, budget=8 if quick else 16, seed=0, quick=quick,
-                      out=out / "nas")
+                      out=out / "nas", progress=tick, log=prog.log,
+                      train_progress=lambda d, t: tick("supernet training", d, t))
     nas_rows = pd.DataFrame(cmp["rows"])
-    fig = go.Figure()
-    for method, grp in nas_rows.groupby("method"):
-        fig.add_trace(go.Scatter(x=grp["latency_s"], y=grp["test_accuracy"], mode="markers", name=method,
-                                 marker=dict(size=11), text=grp["arch"]))
-    for r in cmp["requirements_s"]:
-        fig.add_vline(x=r, line_dash="dot", line_color="grey")
-    fig.update_layout(title="NAS: accuracy vs intermittent latency (dotted: the three latency requirements)",
-                      xaxis_title="intermittent latency under lab-1mF (s)", yaxis_title="held-out accuracy (Q15)",
-                      template="plotly_white")
+    fig = nas_compare_figure(nas_rows, cmp["requirements_s"], NAS_SCENARIO)
     cols = ["requirement_s", "method", "arch", "test_accuracy", "latency_s", "meets", "search_s", "des_matches_oracle"]
     nas_table = nas_rows[[c for c in cols if c in nas_rows]]
     sections.append(Section("NAS: ours vs the baselines",
                             f"<p>Budget {cmp['budget']} evaluations per method and requirement, seed 0; every "
                             "reported model re-simulated with the SimPy model.</p>" + table_html(nas_table), [fig]))
+    fw.figure(fig, out / "nas" / "accuracy_vs_latency")
     summary["steps"]["nas"] = {"seconds": time.perf_counter() - t0, "rows": nas_table.to_dict(orient="records")}
 
     # 4. the C runtime for the RF scenario, built and checked on the host and on mspdebug
@@ -125,16 +171,20 @@ def run_demo(out: Path, quick: bool = False, console: Console | None = None) -> 
     summary["steps"]["emit"] = {"seconds": time.perf_counter() - t0, "host_ok": er["host"]["matches_reference"],
                                 "msp430": {k: v for k, v in m.items() if k != "cycles_per_layer"}}
 
+    steps.advance()
+    steps.close()
     summary["wall_s"] = time.perf_counter() - t_all
-    (out / "report.html").write_text(render(sections, "aidi demo report"))
+    fw.page(out / "report.html", lambda src: render(sections, "aidi demo report", src))
     (out / "summary.json").write_text(jsonout.dumps(summary, indent=1))
+    fw.flush()  # static figures before the closing tables
     t = Table(title="aidi demo")
     for c in rows[0]:
         t.add_column(c)
     for r in rows:
         t.add_row(*[f"{v:.4g}" if isinstance(v, float) else str(v) for v in r.values()])
     con.print(t)
-    con.print(f"capacitor sweep on {SWEEP_SCENARIO}: completes from {bound} F")
+    for line in bound_text:
+        con.print(f"capacitor sweep on {SWEEP_SCENARIO}: {line}")
     t = Table(title=f"NAS under {NAS_SCENARIO} (accuracy / intermittent latency per requirement)")
     t.add_column("requirement")
     methods = list(dict.fromkeys(nas_table["method"]))

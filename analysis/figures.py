@@ -176,14 +176,23 @@ def _kaleido_opts() -> dict:
     return {"mathjax": False, "path": find_browser()}
 
 
-def full_figure(fig) -> dict:
-    """The figure as plotly.js lays it out (autoranged axes included), as a dict; needs a browser."""
+def full_figures(figs: Sequence) -> list[dict]:
+    """The figures as plotly.js lays them out (autoranged axes included), as dicts; one browser session."""
+    import asyncio
     import json
 
     import kaleido
 
-    blob = kaleido.calc_fig_sync(fig, opts={"format": "json"}, kopts=_kaleido_opts())
-    return json.loads(blob)
+    async def layout_all():
+        async with kaleido.Kaleido(**_kaleido_opts()) as k:
+            return [json.loads(await k.calc_fig(f, opts={"format": "json"})) for f in figs]
+
+    return asyncio.run(layout_all())
+
+
+def full_figure(fig) -> dict:
+    """:func:`full_figures` of one figure."""
+    return full_figures([fig])[0]
 
 
 # --------------------------------------------------------------------------- writing
@@ -218,10 +227,9 @@ class FigureWriter:
         return Path(os.path.relpath(self.root / PLOTLYJS, Path(html_path).parent)).as_posix()
 
     def figure(self, fig, stem: Path | str) -> list[Path]:
-        """Write ``fig`` as ``stem.html`` / queue ``stem.svg`` ... per the formats; returns the paths."""
+        """Write ``fig`` as ``stem.html`` / queue ``stem.svg`` ... per the formats (``stem``: a path under
+        ``root``, e.g. ``root / "sweep"``); returns the paths."""
         stem = Path(stem)
-        if not stem.is_absolute():
-            stem = self.root / stem
         stem.parent.mkdir(parents=True, exist_ok=True)
         paths = []
         for fmt in self.formats:
@@ -240,8 +248,6 @@ class FigureWriter:
     def page(self, path: Path | str, html_text_of) -> Path:
         """Write an HTML page; ``html_text_of(script_src)`` returns its text given plotly.js's URL."""
         path = Path(path)
-        if not path.is_absolute():
-            path = self.root / path
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(html_text_of(self.script_src(path)), encoding="utf-8")
         self.written.append(path)

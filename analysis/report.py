@@ -16,6 +16,7 @@ from rich.table import Table
 from aidi.sim.des import EVENT_COLUMNS, Event
 
 from . import jsonout
+from .figures import FigureWriter, category_label, hline, plural
 
 _console = Console(stderr=False, width=None if sys.stdout.isatty() else 160)
 
@@ -31,15 +32,18 @@ def table_html(df: pd.DataFrame) -> str:
     return df.to_html(index=False, border=0, classes="tbl", float_format=lambda x: f"{x:.4g}")
 
 
-def render(sections: list[Section], title: str) -> str:
-    """One HTML page; plotly.js embedded once so it opens without network."""
+def render(sections: list[Section], title: str, plotlyjs_src: str | None = None) -> str:
+    """One HTML page.  ``plotlyjs_src``: the URL of the output folder's plotly.js (see
+    :class:`~aidi.analysis.figures.FigureWriter`); None embeds plotly.js in the page (4.8 MB)."""
     from plotly.offline import get_plotlyjs
 
+    script = (f"<script type='text/javascript' src='{html.escape(plotlyjs_src)}'></script>" if plotlyjs_src
+              else f"<script type='text/javascript'>{get_plotlyjs()}</script>")
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
              "<style>body{font-family:sans-serif;max-width:1200px;margin:auto;padding:1em}"
              ".tbl{border-collapse:collapse;font-size:90%}.tbl td,.tbl th{padding:2px 8px;border-bottom:1px solid #ddd}"
              "nav a{margin-right:1em}</style>",
-             f"<script type='text/javascript'>{get_plotlyjs()}</script></head><body>",
+             f"{script}</head><body>",
              f"<h1>{html.escape(title)}</h1><nav>"]
     parts += [f"<a href='#s{i}'>{html.escape(s.title)}</a>" for i, s in enumerate(sections)]
     parts.append("</nav>")
@@ -50,7 +54,6 @@ def render(sections: list[Section], title: str) -> str:
         parts.append("</section>")
     parts.append("</body></html>")
     return "\n".join(parts)
-
 
 
 def events_frame(events: list[Event] | None) -> pd.DataFrame:
@@ -78,31 +81,59 @@ def _fmt_J(x: float) -> str:
     return f"{x * 1e3:.3f} mJ"
 
 
+def _latency_list(xs: list[float], shown: int = 6) -> str:
+    if len(xs) <= shown:
+        return ", ".join(_fmt_s(x) for x in xs)
+    return f"min {_fmt_s(min(xs))}, mean {_fmt_s(float(np.mean(xs)))}, max {_fmt_s(max(xs))}"
+
+
+def run_summary_rows(res: dict, period_s: float | None = None) -> list[tuple[str, str]]:
+    """The (what, value) rows of ``aidi run``'s summary, in words a reader can check.
+
+    ``latency_s`` is the simulated time until the last inference's output; with several
+    inferences released ``period_s`` apart it is mostly waiting for the next release, so the
+    latency of each inference (release to output, ``inference_latencies_s``) is listed too.
+    """
+    rows = [("status", "completed" if res["completed"] else f"NOT completed: {res['reason']}")]
+    lats = [float(x) for x in res.get("inference_latencies_s") or []]
+    n_inf = int(res.get("inferences", 1) or 1)
+    if n_inf > 1:
+        released = (f"released every {period_s:g} s" if period_s else "back to back")
+        rows.append((f"latency, all {n_inf} inferences", f"{_fmt_s(res['latency_s'])} until the last output "
+                                                         f"({released})"))
+        if lats:
+            rows.append(("latency per inference (release to output)", _latency_list(lats)))
+    else:
+        rows.append(("latency", _fmt_s(res["latency_s"])))
+    rows.append(("power cycles", str(res["power_cycles"])))
+    rows.append(("on / off time", f"{_fmt_s(res['on_time_s'])} / {_fmt_s(res['off_time_s'])}"))
+    per = "" if n_inf == 1 else " per inference"
+    rows.append((f"units{per}", str(res["units"])))
+    rows.append(("unit runs", f"{res['units_executed']} committed, "
+                              f"{plural(res['units_reexecuted'], 'unit')} re-run after a brown-out lost it"))
+    e = res["energy_J"]
+    rows.append(("harvested / consumed", f"{_fmt_J(e['harvested'])} / {_fmt_J(e['consumed'])}"))
+    rows.append(("leaked / clipped", f"{_fmt_J(e['leaked'])} / {_fmt_J(e['clipped'])}"))
+    for k, v in e["by_category"].items():
+        if v:
+            rows.append((f"  {category_label(k)}", _fmt_J(v)))
+    if "deadline_s" in res:
+        rows.append(("deadline", f"{_fmt_s(res['deadline_s'])} ({'met' if res['meets_deadline'] else 'missed'})"))
+    if "q15_accuracy" in res:
+        rows.append(("accuracy float / Q15 (held-out)", f"{res['float_accuracy']:.1%} / {res['q15_accuracy']:.1%}"))
+    if "output" in res:
+        rows.append(("output (Q15)", " ".join(str(x) for x in res["output"])))
+        rows.append(("output == reference", str(res["output_matches_reference"])))
+    return rows
+
+
 def print_run_summary(built, res: dict, out: Path | None = None) -> None:
     sc = built.scenario
     t = Table(title=f"aidi run {sc.name} ({res['engine']})", show_header=False)
     t.add_column("what")
     t.add_column("value", justify="right")
-    status = "completed" if res["completed"] else f"NOT completed: {res['reason']}"
-    t.add_row("status", status)
-    t.add_row("latency", _fmt_s(res["latency_s"]))
-    t.add_row("power cycles", str(res["power_cycles"]))
-    t.add_row("on / off time", f"{_fmt_s(res['on_time_s'])} / {_fmt_s(res['off_time_s'])}")
-    t.add_row("units (executed / re-executed)",
-              f"{res['units']} ({res['units_executed']} / {res['units_reexecuted']})")
-    e = res["energy_J"]
-    t.add_row("harvested / consumed", f"{_fmt_J(e['harvested'])} / {_fmt_J(e['consumed'])}")
-    t.add_row("leaked / clipped", f"{_fmt_J(e['leaked'])} / {_fmt_J(e['clipped'])}")
-    for k, v in e["by_category"].items():
-        if v:
-            t.add_row(f"  {k}", _fmt_J(v))
-    if "deadline_s" in res:
-        t.add_row("deadline", f"{_fmt_s(res['deadline_s'])} ({'met' if res['meets_deadline'] else 'missed'})")
-    if "q15_accuracy" in res:
-        t.add_row("accuracy float / Q15 (held-out)", f"{res['float_accuracy']:.1%} / {res['q15_accuracy']:.1%}")
-    if "output" in res:
-        t.add_row("output (Q15)", " ".join(str(x) for x in res["output"]))
-        t.add_row("output == reference", str(res["output_matches_reference"]))
+    for what, value in run_summary_rows(res, getattr(sc.sim, "period_s", None)):
+        t.add_row(what, value)
     if out is not None:
         t.add_row("written", str(out))
     _console.print(t)
@@ -152,6 +183,10 @@ def voltage_figure(ev: pd.DataFrame, layer_names: list[str], title: str, power=N
     if len(lost):
         fig.add_trace(go.Scattergl(x=lost["t_end"], y=lost["v_end"], mode="markers", name="brown-out (unit lost)",
                                    marker=dict(symbol="x", size=9, color="red")))
+    if power is not None:  # the thresholds the trace moves between
+        for v, label, dash in ((power.v_max, "V_max", "dot"), (power.v_on, "V_on (boot)", "dash"),
+                               (power.v_off, "V_off (brown-out)", "dash")):
+            hline(fig, v, f"{label} {v:g} V", dash=dash)
     fig.update_layout(title=title, xaxis_title="time (s)", yaxis_title="capacitor voltage (V)",
                       template="plotly_white")
     return fig
@@ -163,7 +198,7 @@ def energy_figure(res: dict, layer_names: list[str]) -> go.Figure:
 
     e = res["energy_J"]
     fig = make_subplots(rows=1, cols=2, subplot_titles=("by category (J)", "by layer (J, MCU side)"))
-    cats = {k: v for k, v in e["by_category"].items() if v}
+    cats = {category_label(k): v for k, v in e["by_category"].items() if v}
     fig.add_trace(go.Bar(x=list(cats), y=list(cats.values()), name="category"), 1, 1)
     lay = e.get("by_layer", {})
     names = [layer_names[int(k)] if int(k) < len(layer_names) else k for k in lay]
@@ -194,9 +229,15 @@ def cycles_figure(per_layer: pd.DataFrame, layer_names: list[str]) -> go.Figure:
     return fig
 
 
-def write_run(out: Path, built, res: dict, events: list[Event] | None) -> None:
-    """Write the event log (CSV and parquet), the figures and one report.html with them all."""
+def write_run(out: Path, built, res: dict, events: list[Event] | None, formats=("html",),
+              writer: FigureWriter | None = None) -> list[Path]:
+    """Write the event log (CSV and parquet), ``result.json``, the voltage and energy figures in
+    ``formats`` (``html``, ``svg``, ``pdf``, ``png``) and ``report.html`` with them all.
 
+    ``writer``: the :class:`~aidi.analysis.figures.FigureWriter` of an enclosing report folder
+    (its plotly.js and its static batch are shared); by default one for ``out`` alone.
+    Returns the figure and report paths written.
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     ev = events_frame(events)
@@ -204,15 +245,21 @@ def write_run(out: Path, built, res: dict, events: list[Event] | None) -> None:
     ev.to_parquet(out / "events.parquet", index=False)
     (out / "result.json").write_text(jsonout.dumps(res, indent=1))
     names = built.graph.layer_names
-    voltage_figure(ev, names, f"{built.scenario.name}: capacitor voltage", built.scenario.power,
-                   built.segments).write_html(
-        out / "voltage.html", include_plotlyjs=True)
-    energy_figure(res, names).write_html(out / "energy.html", include_plotlyjs=True)
-    write_run_report(out / "report.html", built, res, ev)
+    own = writer is None
+    w = FigureWriter(out, formats) if own else writer
+    n0 = len(w.written)
+    w.figure(voltage_figure(ev, names, f"{built.scenario.name}: capacitor voltage", built.scenario.power,
+                            built.segments), out / "voltage")
+    w.figure(energy_figure(res, names), out / "energy")
+    write_run_report(out / "report.html", built, res, ev, writer=w)
+    if own:
+        w.flush()
+    return w.written[n0:]
 
 
-def write_run_report(path: Path, built, res: dict, ev: pd.DataFrame) -> None:
-    """One self-contained HTML page: voltage, energy, power cycles per layer, schedulability."""
+def write_run_report(path: Path, built, res: dict, ev: pd.DataFrame, writer: FigureWriter | None = None) -> None:
+    """One HTML page: voltage, energy, power cycles per layer, schedulability (plotly.js beside it,
+    or the ``writer``'s folder copy)."""
     from . import check as chk
 
     names = built.graph.layer_names
@@ -220,8 +267,8 @@ def write_run_report(path: Path, built, res: dict, ev: pd.DataFrame) -> None:
     table = pd.DataFrame([{k: v for k, v in L.items() if k != "reasons"} | {"reasons": "; ".join(L["reasons"])}
                           for L in sched["layers"]])
     per_layer = cycles_per_layer(ev)
-    summary = {k: res[k] for k in ("completed", "latency_s", "power_cycles", "units", "units_executed",
-                                   "units_reexecuted", "on_time_s", "off_time_s") if k in res}
+    summary = {k: res[k] for k in ("completed", "latency_s", "inference_latencies_s", "power_cycles", "units",
+                                   "units_executed", "units_reexecuted", "on_time_s", "off_time_s") if k in res}
     if "output_matches_reference" in res:
         summary["output_matches_reference"] = res["output_matches_reference"]
     body = "<pre>" + html.escape(jsonout.dumps(summary, indent=1)) + "</pre>"
@@ -235,7 +282,8 @@ def write_run_report(path: Path, built, res: dict, ev: pd.DataFrame) -> None:
         Section("Schedulability", f"<p>{html.escape(verdict)}</p>"
                 + table_html(table)),
     ]
-    Path(path).write_text(render(sections, f"aidi run {built.scenario.name}"))
+    w = writer or FigureWriter(Path(path).parent)
+    w.page(path, lambda src: render(sections, f"aidi run {built.scenario.name}", src))
 
 
 def print_check(res: dict) -> None:
@@ -250,7 +298,7 @@ def print_check(res: dict) -> None:
                    f"SRAM {res['sram_max_bytes']}/{res['sram_budget_bytes']} B")
     h = res["harvester"]
     _console.print(f"latency: continuous power {_fmt_s(res['continuous']['latency_s'])}; under the harvester "
-                   f"{_fmt_s(h['latency_s'])} ({h['power_cycles']} power cycles)"
+                   f"{_fmt_s(h['latency_s'])} ({plural(h['power_cycles'], 'power cycle')})"
                    + (f"; deadline {res['deadline_s']:g} s" if res["deadline_s"] else ""))
     for r in res["reasons"]:
         _console.print(f"[red]- {r}[/red]")
@@ -268,8 +316,9 @@ def print_sweep(df, summary: dict, out) -> None:
         t.add_row(*[(_fmt_s(row[c]) if c == "latency_s" and row[c] == row[c] and row[c] is not None else str(row.get(c, "")))
                     for c in cols])
     _console.print(t)
-    b = summary["boundary"]
-    _console.print(f"feasibility boundary of {summary['keys'][0]}: completes from {b['completes']}, "
-                   f"meets the deadline from {b['meets_deadline']}")
+    from .sweep import describe_boundary
+
+    for line in describe_boundary(summary["boundary"], summary["keys"][0]):
+        _console.print(line)
     if out is not None:
         _console.print(f"written: {out}/sweep.csv, sweep.parquet, sweep.html")

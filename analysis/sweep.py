@@ -147,7 +147,9 @@ def run_sweep(scenario_path: str | Path, grid: dict[str, list[Any]], workers: in
 
 
 def feasibility_boundary(df: pd.DataFrame, key: str, deadline: bool = False) -> Any:
-    """Smallest value of ``key`` at which the run completes (or meets the deadline), per other keys fixed."""
+    """Smallest value of ``key`` at which the run completes (or meets the deadline), per other keys fixed;
+    None when no value tried does.  When it is the smallest value tried it is only an upper bound of the
+    boundary (see :func:`boundary_summary`)."""
     ok = df["completed"].astype(bool)
     if deadline and "meets_deadline" in df:
         ok &= df["meets_deadline"].eq(True)
@@ -155,25 +157,95 @@ def feasibility_boundary(df: pd.DataFrame, key: str, deadline: bool = False) -> 
     return None if vals.empty else vals.min()
 
 
+def _fmt(v: Any) -> str:
+    return f"{v:g}" if isinstance(v, (int, float)) and not isinstance(v, bool) else str(v)
+
+
+def boundary_summary(df: pd.DataFrame, key: str) -> dict:
+    """Where along ``key`` the runs start to complete and to meet the deadline.
+
+    Returns ``completes`` / ``meets_deadline``: the smallest value tried that does (None: none does);
+    ``completes_below`` / ``meets_deadline_below``: the largest value tried below it (None when it is
+    the lower end of the range tried: then the boundary lies at or below it, a bound and not the
+    boundary); ``range``: [smallest, largest] value tried; ``deadline_set``: whether the scenario
+    has a deadline (``[sim] deadline_s``).
+    """
+    vals = sorted(df[key].dropna().unique().tolist())
+    out: dict[str, Any] = {"range": [vals[0], vals[-1]] if vals else [None, None]}
+    out["deadline_set"] = bool("meets_deadline" in df and df["meets_deadline"].notna().any())
+    for name, deadline in (("completes", False), ("meets_deadline", True)):
+        b = feasibility_boundary(df, key, deadline)
+        below = [v for v in vals if b is not None and v < b]
+        out[name] = b
+        out[f"{name}_below"] = below[-1] if below else None
+    return out
+
+
+def describe_boundary(b: dict, key: str) -> list[str]:
+    """Two sentences (completes, deadline) for a :func:`boundary_summary`, saying when a value is only
+    the lower end of the range tried or when no value tried succeeds."""
+    lo, hi = (_fmt(x) for x in b["range"])
+    tried = f"in the range tried ({lo} to {hi})"
+    lines = []
+    for name, verb in (("completes", "completes"), ("meets_deadline", "meets the deadline")):
+        v = b[name]
+        if name == "meets_deadline" and not b["deadline_set"]:
+            lines.append(f"{key}: no deadline set ([sim] deadline_s), so none to meet")
+        elif v is None:
+            lines.append(f"{key}: never {verb} {tried}")
+        elif b[f"{name}_below"] is None:
+            lines.append(f"{key}: {verb} already at {_fmt(v)}, the lower end of the range tried; the boundary "
+                         f"lies at or below it (a bound, not the boundary: try smaller values)")
+        else:
+            lines.append(f"{key}: {verb} from {_fmt(v)}; the boundary lies between {_fmt(b[f'{name}_below'])} "
+                         f"(does not) and {_fmt(v)}")
+    return lines
+
+
+def is_log_spread(values: pd.Series) -> bool:
+    """Whether a swept column reads better on a log axis: numeric, positive, spanning more than 20x."""
+    return bool(pd.api.types.is_numeric_dtype(values) and len(values) and (values > 0).all()
+                and values.max() / values.min() > 20)
+
+
 def figure(df: pd.DataFrame, key: str, title: str):
-    """Latency, power cycles and energy split against the swept parameter, boundary marked."""
+    """Latency, power cycles and energy split (stacked bars) against the swept parameter, boundaries marked.
+
+    A parameter spread over more than 20x gets a log x axis; its bars are then sized by
+    :func:`aidi.analysis.figures.log_bar_positions` so they look equally wide.
+    """
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
+    from .figures import category_label, key_label, log_bar_positions, vline
+
     d = df.sort_values(key)
-    fig = make_subplots(rows=3, cols=1, shared_xaxes=True,
+    xs = d[key]
+    log_x = is_log_spread(xs)
+    fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.07,
                         subplot_titles=("latency (s)", "power cycles", "energy by category (J)"))
-    fig.add_trace(go.Scatter(x=d[key], y=d["latency_s"], mode="lines+markers", name="latency"), 1, 1)
-    fig.add_trace(go.Scatter(x=d[key], y=d["power_cycles"], mode="lines+markers", name="power cycles"), 2, 1)
+    fig.add_trace(go.Scatter(x=xs, y=d["latency_s"], mode="lines+markers", name="latency"), 1, 1)
+    fig.add_trace(go.Scatter(x=xs, y=d["power_cycles"], mode="lines+markers", name="power cycles"), 2, 1)
+    if log_x:
+        bar_x, widths = log_bar_positions(xs.tolist())
+    else:
+        bar_x, widths = (xs.astype(str) if xs.dtype == object else xs), None
     for col in [c for c in d.columns if c.startswith("E_") and c.endswith("_J")]:
         if d[col].fillna(0).abs().sum() > 0:
-            fig.add_trace(go.Bar(x=d[key].astype(str) if d[key].dtype == object else d[key], y=d[col],
-                                 name=col[2:-2]), 3, 1)
-    fig.update_layout(barmode="stack", title=title, template="plotly_white")
-    for label, bound in (("completes", feasibility_boundary(d, key)),
-                         ("meets deadline", feasibility_boundary(d, key, deadline=True))):
-        if bound is not None and not isinstance(bound, str):
-            fig.add_vline(x=bound, line_dash="dash", annotation_text=f"{label} from {bound:g}")
-    if pd.api.types.is_numeric_dtype(d[key]) and (d[key] > 0).all() and d[key].max() / d[key].min() > 20:
+            fig.add_trace(go.Bar(x=bar_x, y=d[col], width=widths, name=category_label(col[2:-2]),
+                                 customdata=xs, hovertemplate=f"{key} = %{{customdata:.4g}}<br>%{{y:.4g}} J"),
+                          3, 1)
+    fig.update_layout(barmode="stack", title=title, template="plotly_white", height=850,
+                      legend_title_text="energy category")
+    fig.update_xaxes(title_text=key_label(key), row=3, col=1)
+    if log_x:
         fig.update_xaxes(type="log")
+    b = boundary_summary(d, key)
+    for name, label, y in (("completes", "completes", 1.0), ("meets_deadline", "meets deadline", 0.85)):
+        v = b[name]
+        if v is not None and not isinstance(v, str):
+            at_end = b[f"{name}_below"] is None
+            text = f"{label} {'already at the lowest value tried' if at_end else 'from'} {v:g}"
+            for row in (1, 2, 3):
+                vline(fig, v, text if row == 1 else None, log_x=log_x, row=row, col=1, label_y=y)
     return fig

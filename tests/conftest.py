@@ -7,6 +7,9 @@ missing executables and their Debian packages in the reason.  With
 instead, so CI cannot pass by skipping.  A module-level ``pytestmark`` covers the
 module's fixtures too: the gate runs before any fixture is set up.
 
+``@pytest.mark.chromium`` gates the same way on a Chrome/Chromium for static figure export (kaleido;
+Debian package chromium, installed by ``.ci/run``).
+
 Inside a test, the ``require_toolchain`` fixture applies the same gate midway
 (e.g. after a host-only part that ran).
 
@@ -64,11 +67,25 @@ def gate_datasets(*names: str) -> None:
     pytest.skip(why)
 
 
+def gate_chromium() -> None:
+    """Skip (or fail under ``AIDI_REQUIRE_TOOLCHAIN=1``) unless static figure export can find a browser."""
+    from aidi.analysis.figures import static_missing
+
+    why = static_missing()
+    if not why:
+        return
+    if os.environ.get(REQUIRE_ENV, "") == "1":
+        pytest.fail(f"{REQUIRE_ENV}=1 but {why}", pytrace=False)
+    pytest.skip(why)
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
     marks = list(item.iter_markers("toolchain"))
     if marks:
         gate_toolchain(*dict.fromkeys(t for mark in marks for t in mark.args))
+    if any(item.iter_markers("chromium")):
+        gate_chromium()
     marks = list(item.iter_markers("dataset"))
     if marks:
         gate_datasets(*dict.fromkeys(t for mark in marks for t in mark.args))
