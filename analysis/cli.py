@@ -13,7 +13,17 @@ from . import jsonout
 from .errors import one_line_errors
 
 class _OneLineUsageErrors(typer.core.TyperGroup):
-    """A bad option value, an unknown option or a missing argument is one line on stderr, exit status 2."""
+    """A bad option value, an unknown option or a missing argument is one line on stderr, exit status 2.
+
+    Help shows what a value looks like, never a bare type: an enumerated option its choices, a flag nothing,
+    any other text option a metavar (its own, else its name)."""
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        for cmd in [self, *self.commands.values()]:
+            for param in cmd.params:
+                _tidy_metavar(param)
+            cmd.get_help_option = _tidy_help_option(cmd.get_help_option)
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         try:  # typer >= 0.2x vendors click as typer._click
@@ -42,9 +52,70 @@ class _OneLineUsageErrors(typer.core.TyperGroup):
         sys.exit(rv if isinstance(rv, int) else 0)
 
 
+def _tidy_metavar(param) -> None:
+    if not isinstance(param, typer.core.TyperOption) or param.metavar is not None:
+        return
+    if param.is_flag:
+        param.metavar = ""
+    elif param.type_descriptor.annotation is str and not param.type_descriptor.is_choice:
+        param.metavar = param.opts[0].lstrip("-").upper().replace("-", "_")  # --format -> FORMAT
+
+
+def _tidy_help_option(get_help_option):
+    def wrapped(ctx):
+        opt = get_help_option(ctx)
+        if opt is not None:
+            _tidy_metavar(opt)
+        return opt
+    return wrapped
+
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  cls=_OneLineUsageErrors,
-                  help="Deep inference on battery-less MSP430FR5994 devices: simulate, check, sweep, search, emit C.")
+                  cls=_OneLineUsageErrors)
+
+#: the SCENARIO argument of every command that takes one (loader.load: a file, or a shipped name)
+SCENARIO_HELP = "a scenario TOML file, or the name of a shipped one (`aidi scenarios` lists them)"
+DASK_OPTION = dict(metavar="ADDRESS|local", help="a Dask scheduler address (host:port), or 'local' for a LocalCluster")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"aidi {version('aidi')}")
+        except PackageNotFoundError:  # running from a source tree that was never installed
+            typer.echo("aidi (not installed: no package metadata)")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="print aidi's version (package metadata) and exit")) -> None:
+    """Deep inference on battery-less MSP430FR5994 devices: simulate, check, sweep, search, emit C.
+
+    SCENARIO is a scenario TOML file or the name of a shipped scenario: `aidi scenarios` lists them.
+    """
+
+
+@app.command()
+def scenarios(as_json: bool = typer.Option(False, "--json", help="print one JSON object")) -> None:
+    """List the shipped scenarios: the names every command takes instead of a file, and what each is."""
+    from aidi.scenarios import loader
+
+    rows = loader.describe_shipped()
+    if as_json:
+        _print_json({"scenarios": rows})
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title="shipped scenarios (aidi run NAME, aidi check NAME, ...)")
+    t.add_column("name", no_wrap=True)
+    t.add_column("description")
+    for r in rows:
+        t.add_row(r["name"], r["description"])
+    Console().print(t)
 
 
 def _print_json(obj: dict) -> None:
@@ -84,7 +155,7 @@ FORMAT_OPTION = dict(help="figure files, comma-separated from html,svg,pdf,png (
 
 @app.command()
 def run(
-    scenario: Path = typer.Argument(..., help="scenario TOML file (or the name of a shipped one)"),
+    scenario: Path = typer.Argument(..., metavar="SCENARIO", help=SCENARIO_HELP),
     engine: Engine = typer.Option(Engine.des, help="des (SimPy model) or oracle (compiled numba loop)"),
     functional: bool = typer.Option(True, "--functional/--no-functional",
                                     help="also compute the network's output bit-exactly (des only)"),
@@ -124,7 +195,7 @@ def run(
 
 @app.command()
 def check(
-    scenario: Path = typer.Argument(..., help="scenario TOML file"),
+    scenario: Path = typer.Argument(..., metavar="SCENARIO", help=SCENARIO_HELP),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
     guaranteed: bool = typer.Option(False, "--guaranteed",
                                     help="exit 1 also when the worst-case latency bound is missing or misses the "
@@ -153,7 +224,7 @@ def check(
 
 @app.command()
 def explore(
-    scenario: Path = typer.Argument(..., help="scenario TOML file"),
+    scenario: Path = typer.Argument(..., metavar="SCENARIO", help=SCENARIO_HELP),
     top: int = typer.Option(5, "--top", min=1, help="alternatives shown per layer"),
     exhaustive: bool = typer.Option(False, "--exhaustive", help="simulate every design combination (small networks)"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
@@ -171,10 +242,11 @@ def explore(
 
 @app.command()
 def sweep(
-    scenario: Path = typer.Argument(..., help="scenario TOML file"),
-    set_: list[str] = typer.Option(..., "--set", help="KEY=V1,V2,... (repeat for a grid), e.g. power.capacitor_F=1e-4,1e-3"),
+    scenario: Path = typer.Argument(..., metavar="SCENARIO", help=SCENARIO_HELP),
+    set_: list[str] = typer.Option(..., "--set", metavar="KEY=V1,V2,...",
+                                   help="values of one key (repeat for a grid), e.g. power.capacitor_F=1e-4,1e-3"),
     workers: int = typer.Option(1, help="local worker processes (or Dask workers with --dask local)"),
-    dask: Optional[str] = typer.Option(None, "--dask", help="a Dask scheduler address, or 'local' for a LocalCluster"),
+    dask: Optional[str] = typer.Option(None, "--dask", **DASK_OPTION),
     engine: Engine = typer.Option(Engine.oracle, help="oracle or des"),
     as_json: bool = typer.Option(False, "--json"),
     out: Optional[Path] = typer.Option(None, help="write sweep.csv, sweep.parquet and the sweep figure here"),
@@ -220,7 +292,7 @@ def sweep(
 
 @app.command("emit-c")
 def emit_c(
-    scenario: Path = typer.Argument(..., help="scenario TOML file"),
+    scenario: Path = typer.Argument(..., metavar="SCENARIO", help=SCENARIO_HELP),
     out: Path = typer.Option(..., help="folder for the C project"),
     backend: Optional[Backend] = typer.Option(None, help="portable (plain C kernels) or lea (TI DSPLib calls); "
                                                           "default: the scenario's [execution] backend, as `aidi run` "
@@ -270,7 +342,8 @@ def demo(
 
 @app.command()
 def nas(
-    scenario: Path = typer.Argument(..., help="scenario TOML file (its harvester, capacitor, SRAM budget and deadline)"),
+    scenario: Path = typer.Argument(..., metavar="SCENARIO",
+                                    help=SCENARIO_HELP + "; its harvester, capacitor, SRAM budget and deadline"),
     controller: Controller = typer.Option(Controller.evolution,
                                           help="random, evolution (regularized/aging) or rl (LSTM + REINFORCE)"),
     budget: int = typer.Option(48, help="evaluations (per requirement and method with --compare)"),
@@ -280,7 +353,7 @@ def nas(
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
     out: Optional[Path] = typer.Option(None, help="output folder (default out/nas/<scenario>)"),
     workers: int = typer.Option(1, help="local worker processes for the simulations (or Dask workers with --dask local)"),
-    dask: Optional[str] = typer.Option(None, "--dask", help="a Dask scheduler address, or 'local' for a LocalCluster"),
+    dask: Optional[str] = typer.Option(None, "--dask", **DASK_OPTION),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="folder of cifar10 / tinyimagenet / fashion-mnist / "
                                             "mnist (never downloaded; fashion-mnist defaults to Debian's "
                                             "/usr/share/datasets/fashion-mnist)"),

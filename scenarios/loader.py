@@ -7,6 +7,7 @@ Relative paths resolve against the scenario file's folder.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import math
@@ -226,7 +227,7 @@ def parse(raw: dict, path: Path) -> Scenario:
     r = _Reader(raw, path)
     for section, value in raw.items():
         if section not in _ALLOWED:
-            r.fail(section, f"unknown section (known: {', '.join(k for k in _ALLOWED)})")
+            r.fail(section, f"unknown section{did_you_mean(section, _ALLOWED)} (known: {', '.join(_ALLOWED)})")
         allowed = _ALLOWED[section]
         if allowed is None:
             continue
@@ -234,11 +235,13 @@ def parse(raw: dict, path: Path) -> Scenario:
             r.fail(section, "expected a table")
         for key in value:
             if key not in allowed:
-                r.fail(f"{section}.{key}", f"unknown key (known: {', '.join(sorted(allowed))})")
+                r.fail(f"{section}.{key}",
+                       f"unknown key{did_you_mean(key, allowed)} (known: {', '.join(sorted(allowed))})")
 
     platform = r.get("device", "platform", "msp430fr5994", "str")
     if platform not in PLATFORMS:
-        r.fail("device.platform", f"unknown platform {platform!r} (known: {', '.join(PLATFORMS)})")
+        r.fail("device.platform", f"unknown platform {platform!r}{did_you_mean(platform, PLATFORMS)} "
+                                  f"(known: {', '.join(PLATFORMS)})")
     device = DeviceSpec(
         platform=platform,
         mclk_hz=r.get("device", "mclk_hz", None, lo=0.0, lo_open=True, hi=16e6),
@@ -267,7 +270,7 @@ def parse(raw: dict, path: Path) -> Scenario:
     kind = r.get("harvester", "kind", kind="str")
     kinds = ("constant", "thevenin", "trace", "pv", "shepherd")
     if kind not in kinds:
-        r.fail("harvester.kind", f"unknown kind {kind!r} (known: {', '.join(kinds)})")
+        r.fail("harvester.kind", f"unknown kind {kind!r}{did_you_mean(kind, kinds)} (known: {', '.join(kinds)})")
     hk: dict[str, Any] = {"kind": kind, "efficiency": r.get("harvester", "efficiency", 1.0, lo=0.0, lo_open=True,
                                                              hi=1.0)}
     if kind == "constant":
@@ -366,13 +369,28 @@ def parse(raw: dict, path: Path) -> Scenario:
                     power=power, harvester=harvester, model=model, execution=execution, sim=sim, raw=raw)
 
 
+def did_you_mean(word: str, known) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``known`` (difflib, case-insensitive), or ``""``."""
+    if not isinstance(word, str):
+        return ""
+    by_lower = {str(k).lower(): str(k) for k in known}
+    close = difflib.get_close_matches(word.lower(), list(by_lower), n=1, cutoff=0.6)
+    return f" (did you mean {by_lower[close[0]]!r}?)" if close else ""
+
+
 def load(path: str | Path) -> Scenario:
-    """Read and validate a scenario file; a bare name selects a shipped scenario."""
+    """Read and validate a scenario file; a bare name (``lab-1mF`` or ``lab-1mF.toml``, no such file here)
+    selects a shipped scenario.  Raises ScenarioError; a missing file's message lists the shipped names and
+    suggests the closest one."""
     p = Path(path)
-    if not p.exists() and not p.suffix and (SHIPPED_DIR / f"{p.name}.toml").is_file():
-        p = SHIPPED_DIR / f"{p.name}.toml"
+    bare = p.parent == Path(".") and p.suffix in ("", ".toml")
+    if not p.exists() and bare and (SHIPPED_DIR / f"{p.stem}.toml").is_file():
+        p = SHIPPED_DIR / f"{p.stem}.toml"
     if not p.is_file():
-        raise ScenarioError(f"{p}: scenario file not found")
+        names = [f.stem for f in shipped()]
+        hint = did_you_mean(p.stem, names) if bare else ""
+        raise ScenarioError(f"{p}: scenario file not found{hint} (shipped scenarios: {', '.join(names)}; "
+                            "`aidi scenarios` describes them)")
     try:
         raw = tomllib.loads(p.read_text())
     except tomllib.TOMLDecodeError as exc:
@@ -387,10 +405,28 @@ def shipped() -> list[Path]:
     return sorted(SHIPPED_DIR.glob("*.toml"))
 
 
+def describe_shipped() -> list[dict]:
+    """Name, one-line description and path of every shipped scenario, by name.
+
+    The description is the file's ``description`` key, else its leading ``#`` comment (first line).
+    """
+    rows = []
+    for f in shipped():
+        text = f.read_text()
+        raw = tomllib.loads(text)
+        desc = raw.get("description", "")
+        if not desc:
+            lead = [ln.lstrip("#").strip() for ln in text.splitlines() if ln.startswith("#")][:1]
+            desc = lead[0] if lead and text.lstrip().startswith("#") else ""
+        rows.append({"name": f.stem, "description": " ".join(str(desc).split()), "path": str(f)})
+    return rows
+
+
 def as_dict(s: Scenario) -> dict:
     d = asdict(s)
     d.pop("raw", None)
     return json.loads(json.dumps(d, default=str))
 
 
-__all__ = ["Scenario", "ScenarioError", "load", "parse", "shipped", "replace", "as_dict"]
+__all__ = ["Scenario", "ScenarioError", "load", "parse", "shipped", "describe_shipped", "did_you_mean", "replace",
+           "as_dict"]

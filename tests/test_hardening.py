@@ -333,7 +333,7 @@ def test_enumerated_options_are_validated_as_choices(args, tmp_path, monkeypatch
     assert not (tmp_path / "unused").exists()
 
 
-@pytest.mark.parametrize("args,part", [(["run"], "scenario"), (["run", "continuous", "--bogus"], "--bogus"),
+@pytest.mark.parametrize("args,part", [(["run"], "SCENARIO"), (["run", "continuous", "--bogus"], "--bogus"),
                                        (["run", "continuous", "--out"], "--out"), (["nosuch"], "nosuch")])
 def test_usage_errors_are_one_line(args, part):
     cli_error(args, part, "--help")
