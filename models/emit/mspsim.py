@@ -104,14 +104,28 @@ def _junk(rng: np.random.Generator, n: int) -> str:
     return " ".join(f"0x{b:02x}" for b in rng.integers(0, 256, size=n))
 
 
+#: the FRAM word (mV) the simulator firmware reads as its supply voltage (platform_msp430.c)
+VCC_SYMBOL = "aidi_sim_vcc_mv"
+
+
+def set_vcc(mv: int) -> str:
+    """The mspdebug command that sets the simulated supply voltage to ``mv`` millivolts
+    (``mw aidi_sim_vcc_mv LO HI``, little-endian)."""
+    if not 0 <= int(mv) <= 0xFFFF:
+        raise ValueError(f"supply voltage must be 0..65535 mV, got {mv}")
+    return f"mw {VCC_SYMBOL} 0x{int(mv) & 0xFF:02x} 0x{int(mv) >> 8:02x}"
+
+
 def run_firmware(elf: str | Path, output_len: int, *, failures: Sequence[int] = (),
-                 rng: np.random.Generator | None = None, hwmult: bool = True,
+                 rng: np.random.Generator | None = None, hwmult: bool = True, vcc_mv: int | None = None,
                  timeout: float = 60.0) -> SimRun:
     """Run ``elf`` to ``aidi_done`` with a power failure after each count in ``failures``.
 
     ``failures[i]`` is the number of instructions boot ``i`` executes before its
     power fails; after each failure SRAM is filled with junk from ``rng`` and the
-    CPU is reset with junk in R1 and R4-R15.  Returns ``aidi_output`` (int16).
+    CPU is reset with junk in R1 and R4-R15.  ``vcc_mv``: the supply voltage the
+    firmware reads (:data:`VCC_SYMBOL`; None keeps the programmed 3600 mV).
+    Returns ``aidi_output`` (int16).
     """
     elf = str(elf)
     rng = rng or np.random.default_rng(0)
@@ -122,6 +136,10 @@ def run_firmware(elf: str | Path, output_len: int, *, failures: Sequence[int] = 
     cmds = [f"prog {elf}", "simio add tracer trace"]
     if hwmult:
         cmds.append("simio add hwmult mpy")
+    if vcc_mv is not None:
+        if VCC_SYMBOL not in syms:
+            raise MspSimError(f"{elf}: symbol {VCC_SYMBOL} missing (built with DISPATCH=greedy?)")
+        cmds.append(set_vcc(vcc_mv))
     for n in failures:
         if int(n) < 1:
             raise ValueError(f"failure points must be >= 1 instruction, got {n}")
@@ -142,6 +160,45 @@ def run_firmware(elf: str | Path, output_len: int, *, failures: Sequence[int] = 
         instructions=int(_INSNS.findall(out)[-1]),
         failures=tuple(int(n) for n in failures),
     )
+
+
+@dataclass(frozen=True)
+class WaitProbe:
+    """Result of :func:`probe_dispatch_wait`."""
+
+    threshold_mv: int        # the threshold the firmware waited for (R12 at aidi_vcc_wait_mv)
+    progress: bytes          # aidi_progress (FRAM) while it waited
+    output: np.ndarray       # aidi_output once the harness raised the voltage and it completed
+
+
+def probe_dispatch_wait(elf: str | Path, output_len: int, *, low_mv: int, high_mv: int, hwmult: bool = True,
+                        timeout: float = 60.0) -> WaitProbe:
+    """An energy_aware firmware under a low supply: set ``low_mv``, run to the first ``aidi_vcc_wait_mv``
+    (the threshold it waits for is in R12, the progress records are read there), then set ``high_mv`` and
+    run to ``aidi_done``.  Raises MspSimError if it never waits or never completes."""
+    elf = str(elf)
+    syms = symbols(elf)
+    for name in ("aidi_done", "aidi_output", "aidi_progress", "aidi_vcc_wait_mv", VCC_SYMBOL):
+        if name not in syms:
+            raise MspSimError(f"{elf}: symbol {name} missing")
+    cmds = [f"prog {elf}"] + (["simio add hwmult mpy"] if hwmult else [])
+    cmds += [set_vcc(low_mv), "setbreak aidi_vcc_wait_mv", "run", "regs", f"md aidi_progress {syms['aidi_progress'][1]}",
+             "delbreak", set_vcc(high_mv), "setbreak aidi_done", "run", "regs", f"md aidi_output {2 * output_len}"]
+    out = run_mspdebug(cmds, timeout=timeout)
+    stops = out.split("Running.")[1:]
+    if len(stops) != 2:
+        raise MspSimError(f"expected 2 breakpoint stops, got {len(stops)}")
+    pc = int(_PC.findall(stops[0])[-1], 16)
+    if pc != syms["aidi_vcc_wait_mv"][0]:
+        raise MspSimError(f"first stop at PC 0x{pc:04x}, not at aidi_vcc_wait_mv (the firmware did not wait)")
+    pc = int(_PC.findall(stops[1])[-1], 16)
+    if pc != syms["aidi_done"][0]:
+        raise MspSimError(f"stopped at PC 0x{pc:04x}, not at aidi_done")
+    data = _md_bytes(stops[1])
+    if len(data) != 2 * output_len:
+        raise MspSimError(f"could not read {output_len} values of aidi_output")
+    return WaitProbe(threshold_mv=int(_R12.findall(stops[0])[-1], 16), progress=_md_bytes(stops[0]),
+                     output=np.frombuffer(data, dtype="<i2").astype(np.int16))
 
 
 @dataclass(frozen=True)

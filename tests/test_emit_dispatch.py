@@ -1,0 +1,190 @@
+"""Energy-aware dispatch in the emitted C runtime (issue 12, item 2).
+
+* The start thresholds the emitter writes are the engines' own (same function, same Workload), in mV
+  rounded up.
+* On the host, a simulated capacitor fed by a constant source: energy_aware loses no unit whenever the
+  source gives at least the modelled power (a property over the power), greedy under the same source does
+  lose units; outputs stay bit-exact either way.
+* Correctness never depends on the thresholds: with failures injected anyway (after every FRAM write, at
+  random write counts; on mspdebug at random instruction counts) the outputs stay bit-exact.
+* On mspdebug the supply voltage is the FRAM word ``aidi_sim_vcc_mv`` that the harness writes: below a
+  unit's threshold the firmware waits before committing anything, and completes once it is raised.
+"""
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from aidi.models.emit import Program, build, emit_project, mspsim
+from aidi.models.emit.dispatch import Dispatch, millivolts_up, workload
+from aidi.models.emit.examples import tiny_program
+from aidi.sim.config import PowerConfig
+from aidi.sim.workload import NonProgressError, check_thresholds
+
+SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
+#: a capacitor under which the tiny network's units all have thresholds below V_on
+ROOMY = PowerConfig(capacitor_F=1e-4, v_on=3.0, v_off=2.0, v_max=3.3, leakage_A=1e-6, converter_efficiency=0.9)
+
+
+def _aware(prog, power=ROOMY, margin=0.05) -> Program:
+    return Program(prog.qmodel, prog.plan, prog.x_q, name=prog.name, dispatch=Dispatch("energy_aware", power, margin))
+
+
+def _capacitor(stderr: str) -> dict:
+    m = re.search(r"capacitor \S+ W: (\d+) boots, (\d+) units started, (\d+) lost, (\d+) threshold waits", stderr)
+    assert m, stderr
+    return dict(zip(("boots", "started", "lost", "waits"), map(int, m.groups())))
+
+
+@pytest.fixture(scope="module")
+def weak():
+    """The shipped weak-source scenario (1 mW into 100 uF, V_on 2.8 V, V_off 2.0 V): greedy loses units there."""
+    from aidi.analysis import pipeline
+
+    return pipeline.build(pipeline.load_scenario(SCENARIOS / "weak-source.toml"))
+
+
+def test_dispatch_is_validated():
+    with pytest.raises(ValueError, match="dispatch must be one of greedy, energy_aware"):
+        Dispatch("sometimes")
+    with pytest.raises(ValueError, match="energy_aware needs the power configuration"):
+        Dispatch("energy_aware")
+    with pytest.raises(ValueError, match="margin"):
+        Dispatch("greedy", ROOMY, float("nan"))
+    assert millivolts_up(np.array([2.8, 2.0000001, 2.0])).tolist() == [2800, 2001, 2000]
+
+
+def test_thresholds_are_the_engines_rounded_up(weak, tmp_path):
+    """The table holds the engines' V_start (check_thresholds on the very Workload the engines run) in mV,
+    never below it and less than 1 mV above."""
+    sc = weak.scenario
+    prog = Program(weak.qmodel, weak.plan, weak.x_q, dispatch=Dispatch("energy_aware", sc.power, 0.05))
+    work = workload(weak.plan)
+    assert np.array_equal(work.energy_J, weak.work.energy_J) and np.array_equal(work.durations_s, weak.work.durations_s)
+    v = check_thresholds(weak.work, sc.power, 0.05)
+    proj = emit_project(prog, tmp_path / "c")
+    mv = np.array(proj.manifest["dispatch"]["v_start_mv"], dtype=np.float64)
+    assert len(mv) == proj.manifest["total_units"] == len(weak.work)
+    assert np.all(mv / 1000.0 >= v) and np.all(mv - v * 1000.0 < 1.0)
+    model_c = (tmp_path / "c" / "src" / "aidi_model.c").read_text()
+    table = re.search(r"aidi_v_start_mv\[AIDI_TOTAL_UNITS\] = \{(.*?)\};", model_c, re.S).group(1)
+    assert [int(x) for x in re.findall(r"(\d+)u", table)] == mv.astype(int).tolist()
+    assert "#define AIDI_DISPATCH_ENERGY_AWARE 1" in (tmp_path / "c" / "src" / "aidi_model.h").read_text()
+    assert proj.manifest["memory_estimate"]["fram_v_start"] == 2 * len(mv)
+
+
+def test_a_unit_that_can_never_start_is_the_engines_error(tmp_path):
+    tiny = tiny_program(0)
+    tight = PowerConfig(capacitor_F=1e-7, v_on=2.05, v_off=2.0, v_max=3.3)
+    with pytest.raises(NonProgressError, match=r"needs V_start = .* under dispatch = energy_aware .* can never be"):
+        emit_project(_aware(tiny, tight), tmp_path / "a")
+    # greedy with the same power: no table, and an energy_aware build of it stops at the preprocessor
+    proj = emit_project(Program(tiny.qmodel, tiny.plan, tiny.x_q, dispatch=Dispatch("greedy", tight)), tmp_path / "g")
+    assert proj.manifest["dispatch"]["v_start_mv"] is None
+    assert "#define AIDI_HAVE_V_START 0" in (tmp_path / "g" / "src" / "aidi_model.h").read_text()
+
+
+# --------------------------------------------------------------------------- host: simulated capacitor
+@pytest.fixture(scope="module")
+def weak_host(weak, tmp_path_factory):
+    """The weak-source project built twice: energy_aware and greedy."""
+    sc = weak.scenario
+    prog = Program(weak.qmodel, weak.plan, weak.x_q, dispatch=Dispatch("energy_aware", sc.power, 0.05))
+    out = {}
+    for policy in ("energy_aware", "greedy"):
+        proj = emit_project(prog, tmp_path_factory.mktemp(policy))
+        build.make(proj.root, "host", variables={"DISPATCH": policy})
+        out[policy] = proj
+    return prog, out
+
+
+@pytest.mark.toolchain("host")
+def test_greedy_loses_units_where_energy_aware_loses_none(weak, weak_host):
+    prog, projs = weak_host
+    p_model = weak.scenario.harvester.power_W  # the modelled source power (1 mW)
+    aware = build.run_host(projs["energy_aware"].root, "--capacitor", repr(p_model), "--check")
+    assert aware.returncode == 0, aware.stderr
+    a = _capacitor(aware.stderr)
+    assert a["lost"] == 0 and a["started"] == len(weak.work) and a["waits"] > 0
+    greedy = build.run_host(projs["greedy"].root, "--capacitor", repr(p_model), "--check")
+    assert greedy.returncode == 0, greedy.stderr  # re-executed units, same output
+    g = _capacitor(greedy.stderr)
+    assert g["lost"] > 0 and g["started"] == len(weak.work) + g["lost"] and g["boots"] > 1
+    assert np.array_equal(aware.output, prog.reference_output()) and np.array_equal(greedy.output, aware.output)
+
+
+@pytest.mark.toolchain("host")
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(factor=st.floats(1.0, 1000.0))
+def test_energy_aware_loses_no_unit_at_or_above_the_modelled_power(weak, weak_host, factor):
+    _, projs = weak_host
+    p = weak.scenario.harvester.power_W * factor
+    r = build.run_host(projs["energy_aware"].root, "--capacitor", repr(p), "--check")
+    assert r.returncode == 0, r.stderr
+    assert _capacitor(r.stderr)["lost"] == 0
+
+
+@pytest.mark.toolchain("host")
+def test_capacitor_option_needs_a_power_model(tmp_path):
+    proj = emit_project(tiny_program(0), tmp_path / "c")  # no Dispatch power: no model
+    build.make(proj.root, "host")
+    r = build.run_host(proj.root, "--capacitor", "1e-3")
+    assert r.returncode == 2 and "no power model" in r.stderr
+
+
+@pytest.fixture(scope="module")
+def tiny_aware(tmp_path_factory):
+    prog = _aware(tiny_program(0))
+    return prog, emit_project(prog, tmp_path_factory.mktemp("tiny_aware"))
+
+
+@pytest.mark.toolchain("host")
+def test_failures_injected_anyway_stay_bit_exact(tiny_aware):
+    """energy_aware build; power cut after every FRAM write of a clean run, and at random write counts."""
+    prog, proj = tiny_aware
+    proc = build.make(proj.root, "host")
+    assert "-DAIDI_DISPATCH_ENERGY_AWARE=1" in proc.stdout
+    r = build.run_host(proj.root, "--check", "--exhaustive", "--random", "200", "--seed", "3", "--stats")
+    assert r.returncode == 0, r.stderr
+    runs, bad = map(int, re.search(r"(\d+) runs with power failures, \d+ boots, (\d+) outputs differ",
+                                   r.stderr).groups())
+    writes = int(re.search(r"clean run (\d+) FRAM word writes", r.stderr).group(1))
+    assert runs == writes + 1 + 200 and bad == 0
+    assert np.array_equal(r.output, prog.reference_output())
+    # and the capacitor model with the tiny network: waits, nothing lost, same output
+    r = build.run_host(proj.root, "--capacitor", "2e-4", "--check")
+    assert r.returncode == 0 and _capacitor(r.stderr)["lost"] == 0 and _capacitor(r.stderr)["waits"] > 0, r.stderr
+
+
+# --------------------------------------------------------------------------- mspdebug
+@pytest.fixture(scope="module")
+def tiny_aware_sim(tiny_aware):
+    prog, proj = tiny_aware
+    build.make(proj.root, "msp430-sim")
+    return prog, proj
+
+
+@pytest.mark.toolchain("sim")
+def test_simulator_waits_below_the_threshold_then_completes(tiny_aware_sim):
+    prog, proj = tiny_aware_sim
+    mv = proj.manifest["dispatch"]["v_start_mv"]
+    r = mspsim.probe_dispatch_wait(proj.sim_elf, prog.output_len, low_mv=min(mv) - 1, high_mv=max(mv))
+    assert r.threshold_mv == mv[0]
+    assert r.progress == bytes(len(r.progress))  # waiting before unit 0: nothing committed
+    assert np.array_equal(r.output, prog.reference_output())
+
+
+@pytest.mark.toolchain("sim")
+def test_simulator_failures_at_random_instructions_stay_bit_exact(tiny_aware_sim):
+    prog, proj = tiny_aware_sim
+    clean = mspsim.run_firmware(proj.sim_elf, prog.output_len, vcc_mv=3300)
+    assert np.array_equal(clean.output, prog.reference_output())
+    rng = np.random.default_rng(5)
+    for _ in range(2):
+        fails = mspsim.random_failure_schedule(rng, 4, clean.instructions // 2)
+        r = mspsim.run_firmware(proj.sim_elf, prog.output_len, failures=fails, rng=rng, vcc_mv=3300)
+        assert np.array_equal(r.output, prog.reference_output()), fails
