@@ -48,23 +48,19 @@ obeys C V dV/dt = Q(t, V) with Q(t, V) >= Q_L(V) at every t and V for the real s
     bound on V before unit i's measurement (V_b for the first).  Let V_m be the minimum-source
     voltage after the measurement (t_meas) from V_i.
 
-    * If V_m does not reach V_off, the measurement cannot brown out.  If V_m >= V_s,i the real
-      V is above the threshold too: no wait, the unit starts at once at >= V_m; time
-      t_meas + d_i.  Otherwise the MCU may wait in LPM3 until V reaches V_s,i, at most
-      T_LPM3(V_m -> V_s,i) by (1), then wake (t_wake) and run: time
+    * V_m does not reach V_off: for the first unit, (2) checked it; for a later one, E_need of the
+      previous unit covered this measurement with no harvest at all, so the minimum-source chain
+      stays above V_off (were it not to, by rounding, no bound is given).  The run's measurement
+      cannot brown out (by (1)).
+    * If V_m >= V_s,i the run's V is above the threshold too: no wait, the unit starts at once at
+      >= V_m; time t_meas + d_i.  Otherwise the MCU may wait in LPM3 until V reaches V_s,i, at
+      most T_LPM3(V_m -> V_s,i) by (1), then wakes (t_wake) and runs: time
       t_meas + T_LPM3(V_m -> V_s,i) + t_wake + d_i.
-    * If V_m reaches V_off, the run may brown out during the measurement (never, in fact, after a
-      unit that started at its threshold: E_need covers the next measurement; kept for safety):
-      the worse of (a) no brown-out, V after the measurement >= V_off:
-      t_meas + T_LPM3(V_off -> V_s,i) + t_wake + d_i, and (b) a brown-out (after at most t_meas),
-      charge V_off -> V_on (T_0), boot, measure again (from V_b' of the boot from V_on; again
-      no bound if that reaches V_off), then as above from there.
     * A unit starts at or above V_s,i (no wait), or wakes at exactly V_s,i: it starts at
       >= U_i = V_m when V_m >= V_s,i, else min(V_s,i, the minimum-source voltage after the
-      wake-up from V_s,i).  E_need covers the wake-up, the unit and the next measurement with no
-      harvest at all, so the unit completes; V_{i+1} = the minimum-source voltage after d_i at
-      the unit's power from U_i.  After a brown-out the unit is the first after a boot, so
-      each unit browns out at most once.
+      wake-up from V_s,i).  E_need covers the wake-up and the unit with no harvest, so the unit
+      completes; V_{i+1} = the minimum-source voltage after d_i at the unit's power from U_i.
+      So under energy_aware no unit is lost and the run never browns out after its first boot.
 
 (4) *greedy.*  No threshold: a unit runs whenever the MCU is on.  While the minimum-source
     chain (from V_b, unit after unit) stays above V_off, the run completes unit i in d_i.  From
@@ -75,10 +71,11 @@ obeys C V dV/dt = Q(t, V) with Q(t, V) >= Q_L(V) at every t and V for the real s
     chain is not resumed (after a unit that was not lost V is only known to be >= V_off).
 
 The bound is the sum of the start and every unit's worst time, rounded up by a relative 1e-9
-(the engines and the bound sum the same closed-form moves in different orders).  It is exact
-in the worst case for a time-invariant source under energy_aware when units do not start
-above their thresholds; it is loose under greedy and for traces whose minimum is far below
-their mean.
+(the engines and the bound sum the same closed-form moves in different orders).  Under
+energy_aware and a time-invariant source weaker than the wake-up's draw the chain is the run
+itself (each unit starts where the chain says), so the bound is the simulated latency; it is
+loose under greedy (every unit past the chain counted as lost once) and for traces whose
+minimum is far below their mean.
 """
 
 from __future__ import annotations
@@ -95,7 +92,7 @@ from .harvesters import Segments
 from .workload import Workload, start_message, start_thresholds
 
 #: statuses of :func:`_bound`
-OK, NO_CHARGE, NO_BOOT, NO_WAIT, NO_UNIT, NO_RECHARGE = range(6)
+OK, NO_CHARGE, NO_BOOT, NO_WAIT, NO_UNIT, NO_RECHARGE, NO_MEASURE = range(7)
 #: slots of the time breakdown (s) :func:`_bound` fills
 PARTS = ("charge", "boot", "units", "dispatch", "wait", "recovery")
 P_CHARGE, P_BOOT, P_UNITS, P_DISPATCH, P_WAIT, P_RECOVERY = range(len(PARTS))
@@ -215,33 +212,9 @@ def _bound(durations, p_unit, v_start, costs, boot_s, boot_w, eta, v_on, v_off, 
         if aware:
             vs_i = v_start[i]
             vm, low = _hold(v, meas_s, meas_p, v_off, v_on, circ)
-            if low and i == 0:
-                return NO_BOOT, -1
-            recovery = 0.0
-            if low:  # (3) a brown-out during the measurement is possible
-                if t_rec < 0.0:
-                    t_rec = _rise(v_off, v_on, 0.0, circ)
-                    if not t_rec < math.inf:
-                        return NO_RECHARGE, i
-                    v_rb, low = _hold(v_on, boot_s, boot_p, v_off, v_on, circ)
-                    if low:
-                        return NO_BOOT, -1
-                # (a) no brown-out: V after the measurement >= V_off
-                wait_a = _rise(v_off, vs_i, wait_p, circ) + wake_s
-                # (b) a brown-out, recharge, boot, measure again
-                vm_b, low = _hold(v_rb, meas_s, meas_p, v_off, v_on, circ)
-                if low:
-                    return NO_BOOT, -1
-                wait_b = _rise(vm_b, vs_i, wait_p, circ) + wake_s if vm_b < vs_i else 0.0
-                if not (wait_a < math.inf and wait_b < math.inf):
-                    return NO_WAIT, i
-                if t_rec + boot_s + meas_s + wait_b >= wait_a:
-                    recovery = t_rec + boot_s + meas_s
-                    wait = wait_b
-                else:
-                    wait = wait_a
-                start = min(vs_i, _hold(vs_i, wake_s, wake_p, v_off, v_on, circ)[0])
-            elif vm >= vs_i:  # above the threshold: no wait
+            if low:  # after the boot: it may fail every cycle; after a unit: E_need covers it, rounding only
+                return (NO_BOOT, -1) if i == 0 else (NO_MEASURE, i)
+            if vm >= vs_i:  # above the threshold: no wait
                 wait = 0.0
                 start = vm
             else:
@@ -255,7 +228,6 @@ def _bound(durations, p_unit, v_start, costs, boot_s, boot_w, eta, v_on, v_off, 
                 return NO_UNIT, i
             parts[P_DISPATCH] += meas_s
             parts[P_WAIT] += wait
-            parts[P_RECOVERY] += recovery
             parts[P_UNITS] += d
             continue
         # (4) greedy
@@ -287,7 +259,7 @@ class Bound:
     latency_s: the bound (s), or None with ``reason`` (one line) when there is none; parts_s: its
     breakdown (s) by PARTS (charge: the first charge to V_on; boot: the first boot; units: the
     units' own time; dispatch: energy_aware's measurements; wait: LPM3 waits for thresholds and
-    wake-ups; recovery: brown-outs, recharges and re-execution); source: the guaranteed minimum.
+    wake-ups; recovery: greedy's lost units, recharges and reboots); source: the guaranteed minimum.
     """
 
     latency_s: float | None
@@ -338,13 +310,13 @@ def latency_bound(work: Workload, power: PowerConfig, source: MinSource, sim: Si
     status, unit = _bound(work.durations_s, work.power_W, v_start, costs, work.boot_s, work.boot_J / work.boot_s,
                           eta, power.v_on, power.v_off, power.v_initial, sim.energy_aware, circ, parts)
     if status != OK:
-        return none(_reason(status, unit, work, power, source, v_start))
+        return none(_reason(status, unit, work, power, source, v_start, sim.energy_aware))
     total = float(parts.sum()) * (1.0 + ROUND_UP)
     return Bound(total, "", sim.dispatch, source, power, dict(zip(PARTS, parts.tolist())))
 
 
 def _reason(status: int, unit: int, work: Workload, power: PowerConfig, source: MinSource,
-            v_start: np.ndarray) -> str:
+            v_start: np.ndarray, aware: bool) -> str:
     """The one-line reason for a :func:`_bound` status."""
     g = f"the guaranteed minimum ({source.origin})"
     name = work.names[unit] if unit >= 0 else ""
@@ -357,9 +329,14 @@ def _reason(status: int, unit: int, work: Workload, power: PowerConfig, source: 
     if status == NO_BOOT:
         return (f"under {g} the boot (and the voltage measurement after it) can brown out from V_on = "
                 f"{power.v_on:g} V: the device may never finish booting")
+    if status == NO_MEASURE:
+        return (f"under {g} the voltage measurement before unit {name} can brown out (its predecessor's "
+                "threshold should have covered it: a rounding edge)")
     if status == NO_WAIT:
         return (f"under {g} the MCU waiting in LPM3 ({work.wait_W * 1e6:.3g} uW) cannot lift V to unit {name}'s "
                 f"start threshold {v_start[unit]:.4f} V: the wait may never end")
+    if aware:
+        return (f"under {g} unit {name} can brown out although it starts at its threshold (a rounding edge)")
     return (f"under {g} unit {name} can brown out even when started right after a boot: it may be lost in "
             f"every power cycle")
 
