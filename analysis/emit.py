@@ -216,7 +216,17 @@ def emit(built, out: Path, backend: str | None = None, build: bool = False) -> d
     if msg:
         res["msp430"] = {"skipped": msg}
         return res
-    mk.make(proj.root, "msp430-sim", variables={"SIM_HWMULT": "1", "BACKEND": "portable"})
+    from aidi.models.emit import fit
+
+    try:
+        fit.check_sim_fit(prog, proj.manifest["memory_estimate"])
+        try:
+            mk.make(proj.root, "msp430-sim", variables={"SIM_HWMULT": "1", "BACKEND": "portable"})
+        except mk.BuildError as exc:
+            fit.link_overflow(str(exc), prog, proj.manifest["memory_estimate"])
+            raise UserError(f"make msp430-sim failed: {str(exc).splitlines()[-1]}") from None
+    except fit.FitError as exc:
+        raise UserError(f"{built.scenario.path.name}: {exc}") from None
     size = elfsize.memory_report(str(proj.sim_elf), built.platform.fram_bytes,
                                  built.scenario.device.sram_budget_bytes)
     lc = mspsim.measure_layer_cycles(proj.sim_elf, len(prog.layers), prog.output_len, hwmult=True)
