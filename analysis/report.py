@@ -286,6 +286,10 @@ def write_run_report(path: Path, built, res: dict, ev: pd.DataFrame, writer: Fig
     w.page(path, lambda src: render(sections, f"aidi run {built.scenario.name}", src))
 
 
+def _cycles(n: int | None) -> str:
+    return "power cycles unknown: the run did not complete" if n is None else plural(int(n), "power cycle")
+
+
 def print_check(res: dict) -> None:
     t = Table(title=f"aidi check {res['scenario']}: {'SCHEDULABLE' if res['schedulable'] else 'NOT schedulable'}")
     for col in ("layer", "name", "units", "design", "energy", "time", "max need", "margin", "SRAM", "verdict"):
@@ -298,7 +302,7 @@ def print_check(res: dict) -> None:
                    f"SRAM {res['sram_max_bytes']}/{res['sram_budget_bytes']} B")
     h = res["harvester"]
     _console.print(f"latency: continuous power {_fmt_s(res['continuous']['latency_s'])}; under the harvester "
-                   f"{_fmt_s(h['latency_s'])} ({plural(h['power_cycles'], 'power cycle')})"
+                   f"{_fmt_s(h['latency_s'])} ({_cycles(h['power_cycles'])})"
                    + (f"; deadline {res['deadline_s']:g} s" if res["deadline_s"] else ""))
     for r in res["reasons"]:
         _console.print(f"[red]- {r}[/red]")
