@@ -439,7 +439,9 @@ def run_compare(scenario: str | Path, controller: str = "evolution", budget: int
                 row.update(_deploy_and_confirm(tag, sc, arch, obj, module, data, seed, req, out_dir, data_dir))
                 row["search_accuracy"] = best["accuracy"]
                 rows.append(row)
-                log(f"{tag}: {row.get('arch')} acc {row.get('test_accuracy')} meets {row['meets']}")
+                acc = row.get("test_accuracy")
+                log(f"{tag}: {row.get('arch')}, test accuracy {'-' if acc is None else format(acc, '.3f')}, "
+                    f"{'meets' if row['meets'] else 'misses'} the requirement")
     table = []
     for ri, req in enumerate(reqs):
         line = {"requirement_s": req}
