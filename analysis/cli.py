@@ -397,6 +397,61 @@ def nas(
 
 
 @app.command()
+def inas(
+    layers: str = typer.Option(..., "--layers", help="K,F,K,F,... kernel and filters of each conv layer (iNAS's CIFAR-10 "
+                                                     "space: 32x32x3 input, valid padding, stride 1, then GAP and FC(10))"),
+    capacitor_f: float = typer.Option(..., "--capacitor-F", help="energy buffer capacitance (F), e.g. 1e-3"),
+    r_ohm: float = typer.Option(..., "--r-ohm", help="R_ehm of the 3.0 V supply (ohm), e.g. 52"),
+    as_published: bool = typer.Option(False, "--energy-constants-as-latency",
+                                      help="iNAS as published: six addressing-overhead latencies built from energy "
+                                           "constants (J added to s); default: the corrected model"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """iNAS's own cost model and explorer, reproduced: per-layer designs, latency and power cycles."""
+    from . import inas as m
+
+    with one_line_errors("inas"):
+        try:
+            spec = [int(v) for v in layers.split(",")]
+        except ValueError:
+            raise m.InasError(f"--layers: expected integers K,F,K,F,..., got {layers!r}") from None
+        net = m.inas_network(spec)
+        res = m.summary(m.explore_network(net, m.Supply(capacitor_f, r_ohm),
+                                          energy_constants_as_latency=as_published))
+    res = {"layers_spec": spec, "capacitor_F": capacitor_f, "r_ohm": r_ohm,
+           "model": "as published (energy constants as latency)" if as_published else "corrected", **res}
+    if as_json:
+        _print_json(res)
+    else:
+        _print_inas(res, layers)
+    if not res["feasible"]:  # like `aidi check`: 1 = no feasible design for some layer
+        bad = ", ".join(r["name"] for r in res["layers"] if not r["feasible"])
+        print(f"aidi: no iNAS design fits the energy buffer and {m.INAS_SRAM_BYTES} B SRAM for {bad}", file=sys.stderr)
+        raise typer.Exit(1)
+
+
+def _print_inas(res: dict, layers: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    capacitor_f, r_ohm = res["capacitor_F"], res["r_ohm"]
+
+    t = Table(title=f"iNAS explorer, {res['model']}: {layers} at {capacitor_f:g} F / {r_ohm:g} ohm")
+    t.add_column("layer")
+    t.add_column("design", no_wrap=True)
+    for col in ("latency (s)", "power cycles", "E_pc max (uJ)", "E_pc min (uJ)"):
+        t.add_column(col)
+    for r in res["layers"]:
+        t.add_row(r["name"], r["design"] or "none feasible", f"{r['latency_s']:.5g}" if r["latency_s"] else "-",
+                  f"{r['power_cycles']:g}", f"{r.get('E_pc_max_J', 0) * 1e6:.4g}", f"{r.get('E_pc_min_J', 0) * 1e6:.4g}")
+    con = Console()
+    con.print(t)
+    lat = "infeasible" if res["latency_s"] is None else f"{res['latency_s']:.6g} s"
+    con.print(f"network latency {lat}, energy {res['energy_J']:.4g} J, {res['power_cycles']:g} power cycles; "
+              f"explored {res['candidates']} designs in {res['explore_wall_s']:.2f} s")
+
+
+@app.command()
 def bench(quick: bool = typer.Option(False, "--quick", help="small sizes"),
           as_json: bool = typer.Option(False, "--json")) -> None:
     """Benchmarks, each next to a baseline measured in the same run."""
