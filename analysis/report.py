@@ -99,8 +99,9 @@ def run_summary_rows(res: dict, period_s: float | None = None) -> list[tuple[str
     n_inf = int(res.get("inferences", 1) or 1)
     if n_inf > 1:
         released = (f"released every {period_s:g} s" if period_s else "back to back")
-        rows.append((f"latency, all {n_inf} inferences", f"{_fmt_s(res['latency_s'])} until the last output "
-                                                         f"({released})"))
+        done = (f"{_fmt_s(res['latency_s'])} until the last output" if res["latency_s"] is not None else
+                f"- ({res.get('inferences_completed', len(lats))} of {n_inf} completed)")
+        rows.append((f"latency, all {n_inf} inferences", f"{done} ({released})"))
         if lats:
             rows.append(("latency per inference (release to output)", _latency_list(lats)))
     else:

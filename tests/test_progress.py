@@ -151,3 +151,17 @@ def test_demo_reports_every_step_and_keeps_one_plotlyjs(tmp_path, monkeypatch):
     assert "aidi demo: steps 5/5 (100%)" in r.stderr and "aidi demo: sweep: points 4/4 (100%)" in r.stderr
     assert [p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.js")] == ["plotly.min.js"]
     assert 'src="../plotly.min.js"' in (tmp_path / "solar-tmy3" / "voltage.html").read_text()
+
+
+@pytest.mark.slow
+def test_nas_reports_training_and_search_with_totals(tmp_path, monkeypatch):
+    monkeypatch.delenv(ENV, raising=False)
+    monkeypatch.setenv("AIDI_CACHE_DIR", str(tmp_path / "cache"))  # train the supernet here
+    out = tmp_path / "nas"
+    r = runner.invoke(app, ["nas", "lab-1mF", "--quick", "--budget", "4", "--json", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    json.loads(r.stdout)
+    assert re.search(r"aidi nas: supernet training: batches (\d+)/\1 \(100%\)", r.stderr), r.stderr
+    assert "aidi nas: search: evaluations 4/4 (100%)" in r.stderr
+    assert [p.name for p in out.rglob("*.js")] == ["plotly.min.js"]
+    assert 'src="plotly.min.js"' in (out / "pareto.html").read_text()

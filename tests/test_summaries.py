@@ -96,6 +96,11 @@ def test_run_summary_one_inference_and_many_latencies():
     rows = dict(report.run_summary_rows(result(inferences=8, inference_latencies_s=[1.0] * 7 + [3.0]), 0.0))
     assert rows["latency, all 8 inferences"].endswith("(back to back)")
     assert rows["latency per inference (release to output)"] == "min 1.000 s, mean 1.250 s, max 3.000 s"
+    rows = dict(report.run_summary_rows(result(completed=False, reason="until_s", latency_s=None,
+                                               inferences_completed=1, inference_latencies_s=[2.0]), 60.0))
+    assert rows["status"] == "NOT completed: until_s"
+    assert rows["latency, all 3 inferences"] == "- (1 of 3 completed) (released every 60 s)"
+    assert rows["latency per inference (release to output)"] == "2.000 s"
 
 
 @pytest.mark.parametrize("n, text", [(1, "(1 power cycle)"), (2, "(2 power cycles)"),
