@@ -35,9 +35,12 @@ def _aware(prog, power=ROOMY, margin=0.05) -> Program:
 
 
 def _capacitor(stderr: str) -> dict:
-    m = re.search(r"capacitor \S+ W: (\d+) boots, (\d+) units started, (\d+) lost, (\d+) threshold waits", stderr)
+    m = re.search(r"capacitor \S+ W: (\d+) boots, (\d+) units started, (\d+) lost, (\d+) threshold waits "
+                  r"\((\S+) s\), (\S+) s", stderr)
     assert m, stderr
-    return dict(zip(("boots", "started", "lost", "waits"), map(int, m.groups())))
+    out = dict(zip(("boots", "started", "lost", "waits"), map(int, m.groups()[:4])))
+    out.update(wait_s=float(m.group(5)), t_s=float(m.group(6)))
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -115,6 +118,31 @@ def test_greedy_loses_units_where_energy_aware_loses_none(weak, weak_host):
     g = _capacitor(greedy.stderr)
     assert g["lost"] > 0 and g["started"] == len(weak.work) + g["lost"] and g["boots"] > 1
     assert np.array_equal(aware.output, prog.reference_output()) and np.array_equal(greedy.output, aware.output)
+
+
+@pytest.mark.toolchain("host")
+def test_host_capacitor_agrees_with_the_engines(tmp_path):
+    """weak-source planned for energy_aware: the harness's boots, lost units, waits and time against the oracle
+    on the same plan, under both policies (the harness starts at V_on; the engines first charge from 0 V)."""
+    from dataclasses import replace
+
+    from aidi.analysis import pipeline
+    from aidi.sim import oracle
+
+    text = (SCENARIOS / "weak-source.toml").read_text().replace("[model]", '[execution]\ndispatch = "energy_aware"\n\n[model]')
+    (tmp_path / "ws.toml").write_text(text)
+    b = pipeline.build(pipeline.load_scenario(tmp_path / "ws.toml"))
+    sc = b.scenario
+    proj = emit_project(Program(b.qmodel, b.plan, b.x_q, dispatch=Dispatch.of_scenario(sc)), tmp_path / "c")
+    first_charge_s = 0.5 * sc.power.capacitor_F * sc.power.v_on ** 2 / sc.harvester.power_W
+    for policy in ("energy_aware", "greedy"):
+        build.make(proj.root, "host", variables={"DISPATCH": policy})
+        c = _capacitor(build.run_host(proj.root, "--capacitor", repr(sc.harvester.power_W), "--check").stderr)
+        sim = oracle.simulate(b.work, sc.power, b.segments, replace(sc.sim, dispatch=policy))
+        assert (c["boots"], c["lost"], c["waits"]) == (sim["power_cycles"], sim["units_reexecuted"],
+                                                       sim["threshold_waits"]), (policy, c, sim)
+        assert c["t_s"] + first_charge_s == pytest.approx(sim["latency_s"], rel=1e-4), policy
+        assert c["wait_s"] == pytest.approx(sim["wait_s"], rel=1e-4, abs=1e-9), policy
 
 
 @pytest.mark.toolchain("host")
