@@ -1,10 +1,11 @@
-"""The Python API: load a scenario, change it, simulate it with either engine, check it, sweep it, search it.
+"""The Python API: load a scenario, change it, simulate it with either engine, check it, sweep it, explore its
+execution designs, search networks for it.
 
 Everything here is exported by the package itself (``import aidi``) and is the stable surface;
 the modules behind it may change.  The functions are the command line's own steps
 (:mod:`~aidi.analysis.pipeline`, :mod:`~aidi.analysis.check`, :mod:`~aidi.analysis.sweep`,
-:mod:`~aidi.analysis.nas_run`), so a result here equals the matching ``aidi ... --json`` object
-(the ``json`` field of every result is that object).
+:mod:`~aidi.analysis.explore`, :mod:`~aidi.analysis.nas_run`), so a result here equals the matching
+``aidi ... --json`` object (the ``json`` field of every result is that object).
 
     >>> import aidi
     >>> sc = aidi.load("lab-1mF").replace({"power.capacitor_F": 4.7e-4})
@@ -34,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
 from aidi.scenarios import loader
 
+from . import explore as _explore
 from .errors import UserError, one_line, user_errors
 
 if TYPE_CHECKING:  # pragma: no cover - annotations only; pandas/numpy load when a result is made
@@ -45,7 +47,7 @@ if TYPE_CHECKING:  # pragma: no cover - annotations only; pandas/numpy load when
 ENGINES = ("des", "oracle")
 
 __all__ = ["UserError", "Scenario", "load", "loads", "shipped_scenarios", "run", "RunResult", "check", "CheckResult",
-           "sweep", "SweepResult", "nas", "NasResult"]
+           "sweep", "SweepResult", "nas", "NasResult", "explore", "ExploreResult"]
 
 
 # --------------------------------------------------------------------------- errors
@@ -351,7 +353,9 @@ class CheckResult:
     ``e_store_J`` (J per power cycle after / before the converter), ``boot_J`` (J), ``sram_budget_bytes``,
     ``sram_max_bytes`` (B), ``deadline_s`` (s or None), ``continuous_latency_s`` (s under continuous
     power), ``harvester_latency_s`` (s under the scenario's harvester, one inference; None when it
-    does not complete), ``harvester_power_cycles``.
+    does not complete), ``harvester_power_cycles``; ``latency_bound_s``: the worst-case latency of one
+    inference under the source's guaranteed minimum power (s; None when no bound exists,
+    :mod:`aidi.sim.bound`), ``guaranteed``: whether that bound meets the deadline as well.
 
     ``units``: one row per atomic unit (:func:`aidi.analysis.check.unit_table`): unit, layer,
     time_s (s), energy_J (J), need_from_store_J (J), e_store_J (J), margin (fraction of a cycle
@@ -371,13 +375,16 @@ class CheckResult:
     continuous_latency_s: float | None
     harvester_latency_s: float | None
     harvester_power_cycles: int | None
+    latency_bound_s: float | None
+    guaranteed: bool | None
     units: "pd.DataFrame" = field(repr=False)
     layers: "pd.DataFrame" = field(repr=False)
     json: dict = field(repr=False)
 
 
 def check(scenario: Any) -> CheckResult:
-    """Schedulability analysis of a scenario, as ``aidi check SCENARIO --json`` does.
+    """Schedulability analysis of a scenario, as ``aidi check SCENARIO --json`` does (``aidi check`` exits 1
+    where ``schedulable`` is False).
 
     ``scenario``: anything :func:`load` takes.  Raises :class:`UserError` for a bad scenario.  An
     unschedulable scenario is a result (``schedulable`` False, ``reasons``), not an error.
@@ -399,7 +406,8 @@ def check(scenario: Any) -> CheckResult:
         sram_budget_bytes=data["sram_budget_bytes"], sram_max_bytes=data["sram_max_bytes"],
         deadline_s=data["deadline_s"], continuous_latency_s=data.get("continuous", {}).get("latency_s"),
         harvester_latency_s=harvested.get("latency_s"), harvester_power_cycles=harvested.get("power_cycles"),
-        units=units, layers=pd.DataFrame(data["layers"]), json=data)
+        latency_bound_s=data.get("latency_bound_s"), guaranteed=data.get("guaranteed"), units=units,
+        layers=pd.DataFrame(data["layers"]), json=data)
 
 
 # --------------------------------------------------------------------------- sweep
@@ -412,9 +420,12 @@ class SweepResult:
     ``latency_s`` (s), ``power_cycles``, ``on_time_s`` / ``off_time_s`` (s), ``units``,
     ``units_reexecuted``, ``meets_deadline``, ``harvested_J`` / ``consumed_J`` (J) and
     ``E_<category>_J`` (J per energy category); the ``rows`` of ``aidi sweep --json``.
-    ``keys``: the swept keys (``section.key``), ``grid``: their values; ``boundary``: the smallest value
-    of the first key at which the run completes (``completes``) / meets the deadline
-    (``meets_deadline``), None when none does (:func:`aidi.analysis.sweep.feasibility_boundary`).
+    ``keys``: the swept keys (``section.key``), ``grid``: their values; ``boundary``: along the first key,
+    the smallest value tried at which the run completes (``completes``) / meets the deadline
+    (``meets_deadline``; None when none does), the largest value below it (``completes_below``,
+    ``meets_deadline_below``; None when it is the lower end of the range tried, so only a bound),
+    ``range`` and ``deadline_set`` (:func:`aidi.analysis.sweep.boundary_summary`).  ``json``: the exact
+    ``aidi sweep --json`` object.
     """
 
     scenario: str
@@ -423,6 +434,7 @@ class SweepResult:
     grid: dict[str, list]
     table: "pd.DataFrame" = field(repr=False)
     boundary: dict
+    json: dict = field(repr=False)
 
     def figure(self, title: str | None = None):
         """The sweep figure of ``aidi sweep --out`` (plotly Figure): latency, power cycles and energy split
@@ -479,10 +491,24 @@ def sweep(scenario: Any, grid: Mapping[str, Any] | Sequence[str], engine: str = 
             sc.replace({key: v})
     with _user_errors(ctx):
         df = sw.run_sweep(sc, g, workers=workers, dask=dask, engine=engine, progress=progress)
-    key = next(iter(g))
-    boundary = _plain({"completes": sw.feasibility_boundary(df, key),
-                       "meets_deadline": sw.feasibility_boundary(df, key, deadline=True)})
-    return SweepResult(scenario=sc.name, engine=engine, keys=tuple(g), grid=g, table=df, boundary=boundary)
+    data = sweep_summary(sc.name, g, df)
+    return SweepResult(scenario=sc.name, engine=engine, keys=tuple(g), grid=g, table=df, boundary=data["boundary"],
+                       json=data)
+
+
+def sweep_summary(name: str, grid: Mapping[str, list], table: "pd.DataFrame") -> dict:
+    """The ``aidi sweep --json`` object of a sweep's table: scenario, points, keys, boundary (along the first
+    key, :func:`aidi.analysis.sweep.boundary_summary`) and rows (undefined numbers None)."""
+    from . import jsonout
+    from . import sweep as sw
+
+    return jsonout.strict({
+        "scenario": name,
+        "points": len(table),
+        "keys": list(grid),
+        "boundary": sw.boundary_summary(table, next(iter(grid))),
+        "rows": table.where(table.notna(), None).to_dict(orient="records"),
+    })
 
 
 # --------------------------------------------------------------------------- NAS
@@ -530,7 +556,8 @@ def nas(scenario: Any, out: str | os.PathLike, controller: str = "evolution", bu
     or empty folder, or one aidi made (else ``force``); it receives the candidates, ``history.csv``,
     ``pareto.html``, ``result.json`` and the chosen ``model.pt`` + ``scenario.toml``.
     ``controller``: "random", "evolution" or "rl"; ``budget``: evaluations; ``dataset``: "digits"
-    (bundled) or one of :data:`aidi.analysis.nas_run.DATASETS` read from ``data_dir`` (never downloaded); ``quick``: tiny training epochs (smoke runs).
+    (bundled) or one of :data:`aidi.analysis.nas_run.DATASETS` read from ``data_dir`` (never downloaded);
+    ``quick``: tiny training epochs (smoke runs).
     ``progress(done, total)`` after each batch of evaluations, ``log(message)`` for each step.
 
     The supernet is trained once per data set and seed and cached on disk.  Raises
@@ -563,3 +590,62 @@ def nas(scenario: Any, out: str | os.PathLike, controller: str = "evolution", bu
         search_s=data["search"]["wall_s"], pareto=pd.DataFrame(data["pareto"]),
         finalists=pd.DataFrame(data["finalists"]), history=pd.read_csv(folder / "history.csv"), chosen=chosen,
         chosen_scenario=None if chosen is None else load(chosen["scenario"]), out=folder, json=data)
+
+
+# --------------------------------------------------------------------------- explore
+class ExploreResult(_explore.ExploreResult):
+    """The latency optimizer's execution designs (``aidi explore --json``), with DataFrames.
+
+    Fields (of :class:`aidi.analysis.explore.ExploreResult`): ``scenario``, ``dispatch``, ``latency_s``
+    (s, the oracle's latency of one inference with the chosen designs; None if it does not complete),
+    ``explore_wall_s`` (s, the search alone), ``exhaustive``, ``evaluations`` (oracle runs), ``layers``
+    (one dict per executed layer, as in the JSON).  DataFrames:
+
+    * ``designs``: one row per executed layer: ``layer`` ("layer 0 (conv)"), ``design``
+      ("Tr_Tc_Tm_Tn_order_S"), ``backend``, ``latency_s`` (s, the whole inference with it),
+      ``n_designs`` (the layer's design space) and ``rejected_sram``, ``rejected_atomicity``,
+      ``rejected_fram``, ``rejected_pruned`` (designs rejected by reason).
+    * ``alternatives``: one row per layer and alternative, best first: ``layer``, ``rank`` (0 = best),
+      ``design``, ``backend``, ``latency_s`` (s, the whole inference with it swapped in), ``chosen``.
+
+    ``json``: the exact ``aidi explore --json`` object.
+    """
+
+    @property
+    def designs(self) -> "pd.DataFrame":
+        import pandas as pd
+
+        cols = ["layer", "design", "backend", "latency_s", "n_designs"]
+        reasons = sorted({r for L in self.layers for r in L["rejected"]})
+        return pd.DataFrame([{**{c: L[c] for c in cols}, **{f"rejected_{r}": L["rejected"].get(r, 0) for r in reasons}}
+                             for L in self.layers], columns=cols + [f"rejected_{r}" for r in reasons])
+
+    @property
+    def alternatives(self) -> "pd.DataFrame":
+        import pandas as pd
+
+        rows = [{"layer": L["layer"], "rank": i, **a, "chosen": a["design"] == L["design"]}
+                for L in self.layers for i, a in enumerate(L["alternatives"])]
+        return pd.DataFrame(rows, columns=["layer", "rank", "design", "backend", "latency_s", "chosen"])
+
+    @property
+    def json(self) -> dict:
+        from . import jsonout
+
+        return jsonout.strict(self.to_dict())
+
+
+def explore(scenario: Any, top_k: int = 5, exhaustive: bool = False) -> ExploreResult:
+    """The execution designs the latency optimizer chooses per layer, as ``aidi explore SCENARIO --json``.
+
+    ``scenario``: anything :func:`load` takes (its "auto" designs are the ones searched); ``top_k``: the
+    alternatives kept per layer (>= 1); ``exhaustive``: simulate every design combination instead
+    (small networks only).  Raises :class:`UserError` for a bad scenario, ``top_k``, or a network no
+    design fits.
+    """
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+        raise UserError(f"top_k: must be a positive integer, got {top_k!r}")
+    sc, ctx = _scenario_and_context(scenario)
+    with _user_errors(ctx):
+        res = _explore.explore(sc, top_k=top_k, exhaustive=bool(exhaustive))
+    return ExploreResult(**{f.name: getattr(res, f.name) for f in fields(res)})

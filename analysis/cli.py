@@ -256,6 +256,7 @@ def sweep(
     """Run a grid of scenario variants in parallel; tidy table, figure and feasibility boundary."""
     from . import figures, outdir, pipeline, report
     from . import sweep as sw
+    from .api import sweep_summary
     from .progress import Progress
 
     engine = engine.value
@@ -272,13 +273,7 @@ def sweep(
         with Progress("aidi sweep") as prog, prog.task("points", len(sw.points(grid))) as task:
             df = sw.run_sweep(sc.path, grid, workers=workers, dask=dask, engine=engine, progress=task.callback())
     key = next(iter(grid))
-    summary = {
-        "scenario": sc.name,
-        "points": len(df),
-        "keys": list(grid),
-        "boundary": sw.boundary_summary(df, key),
-        "rows": df.where(df.notna(), None).to_dict(orient="records"),
-    }
+    summary = sweep_summary(sc.name, grid, df)  # the Python API's SweepResult.json
     if out is not None:
         df.to_csv(out / "sweep.csv", index=False)
         df.to_parquet(out / "sweep.parquet", index=False)

@@ -224,6 +224,9 @@ def test_check_equals_the_cli_json(name, tmp_path):
     assert len(c.units) == cli["units"] and (c.units["verdict"] == "fits").sum() == cli["units_fit"]
     assert c.layers["name"].tolist() == [L["name"] for L in cli["layers"]]
     assert c.units["sram_bytes"].max() == c.sram_max_bytes
+    assert (c.latency_bound_s, c.guaranteed) == (cli.get("latency_bound_s"), cli.get("guaranteed"))
+    if c.latency_bound_s is not None and c.harvester_latency_s is not None:
+        assert c.latency_bound_s >= c.harvester_latency_s * (1 - 1e-9)  # a bound of the simulated latency
 
 
 def test_check_unschedulable_is_a_result_not_an_error():
@@ -241,11 +244,12 @@ def test_sweep_table_equals_the_cli_rows_and_is_deterministic(tmp_path):
                                                                             [1e-3, 2.95], [1e-3, 2.99]]
     cli = cli_json("sweep", str(save(sc, tmp_path)), "--set", "power.capacitor_F=1e-4,1e-3",
                    "--set", "power.v_on=2.95,2.99")
+    assert s.json == cli and s.boundary == cli["boundary"]
     assert len(cli["rows"]) == len(s.table)
     for row, (_, got) in zip(cli["rows"], s.table.iterrows()):
         for k, v in row.items():
             assert_close(None if isinstance(got[k], float) and math.isnan(got[k]) else got[k], v, k)
-    assert s.boundary["completes"] == 1e-4 and type(s.boundary["completes"]) is float
+    assert s.boundary["completes"] == 1e-4 and s.boundary["completes_below"] is None  # the lower end: a bound
     pd.testing.assert_frame_equal(s.table, aidi.sweep(sc, ["power.capacitor_F=1e-4,1e-3", "v_on=2.95,2.99"]).table)
     one = aidi.run(sc.replace({"power.capacitor_F": 1e-3, "power.v_on": 2.99}), engine="oracle")
     assert s.table["latency_s"].iloc[3] == pytest.approx(one.latency_s, rel=REL)
@@ -338,3 +342,22 @@ def test_nas_bad_options_are_one_line_errors(tmp_path):
     assert api_error(aidi.nas, "lab-1mF", out=_user_folder(tmp_path)).startswith(
         f"out {tmp_path / 'mine'}: folder is not empty and was not made by aidi")
     assert [p.name for p in tmp_path.iterdir()] == ["mine"] and not (tmp_path / "mine" / ".aidi-output").exists()
+
+
+# --------------------------------------------------------------------------- explore
+def test_explore_equals_the_cli_json_and_its_frames_agree(tmp_path):
+    sc = aidi.load("lab-1mF").replace({"power.capacitor_F": 4.7e-4})
+    e = aidi.explore(sc, top_k=3)
+    cli = cli_json("explore", str(save(sc, tmp_path)), "--top", "3")
+    mine = {k: v for k, v in e.json.items() if k != "explore_wall_s"}  # the one timing
+    assert mine == {k: v for k, v in cli.items() if k != "explore_wall_s"}
+    d, alt = e.designs, e.alternatives
+    assert d["design"].tolist() == [L["design"] for L in cli["layers"]] and len(d) == len(cli["layers"])
+    assert d.filter(like="rejected_").sum(axis=1).le(d["n_designs"]).all()
+    assert alt.groupby("layer", sort=False)["rank"].max().le(2).all()
+    best = alt[alt["rank"] == 0]
+    assert best["chosen"].all() and best["latency_s"].tolist() == pytest.approx([e.latency_s] * len(best), rel=REL)
+    assert (alt.groupby("layer", sort=False)["latency_s"].apply(lambda x: x.is_monotonic_increasing)).all()
+    # the chosen designs are the ones aidi.run simulates: the same latency
+    assert aidi.run(sc, engine="oracle").latency_s == pytest.approx(e.latency_s, rel=REL)
+    assert api_error(aidi.explore, sc, top_k=0) == "top_k: must be a positive integer, got 0"

@@ -41,7 +41,7 @@ def test_readme_has_python_examples_of_every_exported_function():
     blocks = python_blocks()
     assert len(blocks) >= 4
     code = "\n".join(blocks)
-    for name in ("load", "run", "check", "sweep", "nas", "shipped_scenarios", "UserError"):
+    for name in ("load", "run", "check", "sweep", "explore", "nas", "shipped_scenarios", "UserError"):
         assert f"aidi.{name}" in code, name
     assert ".replace(" in code
     section = api_section()
