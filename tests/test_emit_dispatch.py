@@ -12,6 +12,7 @@
 """
 
 import re
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -216,3 +217,29 @@ def test_simulator_failures_at_random_instructions_stay_bit_exact(tiny_aware_sim
         fails = mspsim.random_failure_schedule(rng, 4, clean.instructions // 2)
         r = mspsim.run_firmware(proj.sim_elf, prog.output_len, failures=fails, rng=rng, vcc_mv=3300)
         assert np.array_equal(r.output, prog.reference_output()), fails
+
+
+@pytest.mark.toolchain("msp430-sim")
+def test_hardware_dispatch_compiles_against_ti_style_headers(tiny_aware, tmp_path):
+    """The FR5994 paths (ADC12_B read, COMP_E + LPM3 wait, its interrupt vector) of an energy_aware library
+    compile warning-free with the stub msp430.h of the hardware compile-check; no main, no sample input."""
+    from aidi.models.emit.elfsize import sections, symbols
+
+    from tests.test_emit_msp430 import STUB_MSP430_H
+
+    _, proj = tiny_aware
+    (tmp_path / "msp430.h").write_text(STUB_MSP430_H)
+    flags = ["--target=msp430", "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-ffreestanding",
+             "-DAIDI_TARGET_MSP430_HW", f"-I{tmp_path}", f"-I{proj.root / 'src'}"]
+    objs = {}
+    for src in ("aidi_runtime.c", "aidi_kernels_cpu.c", "aidi_model.c", "platform_msp430.c"):
+        objs[src] = tmp_path / (src + ".o")
+        subprocess.run([build.tool("clang"), *flags, "-c", str(proj.root / "src" / src), "-o", str(objs[src])],
+                       check=True, capture_output=True)
+    plat = {s.name: s for s in sections(str(objs["platform_msp430.c"]))}
+    assert plat["__interrupt_vector_52"].size == 2 and ".lowtext" in plat  # COMP_E (0xFFF8) -> its handler
+    syms = set()
+    for o in objs.values():
+        syms |= set(symbols(str(o)))
+    assert {"aidi_infer", "aidi_vcc_mv", "aidi_vcc_wait_mv", "aidi_v_start_mv", "aidi_comp_e_isr"} <= syms
+    assert not {"main", "aidi_sample_input", "aidi_boot"} & syms
