@@ -25,6 +25,8 @@ Kinds:
               row) and lasts ``hours``; the window must lie inside the file (no wrap-around).  A blank
               or non-numeric GHI cell is an error naming the line (aidi does not guess missing
               irradiance: fill it in, e.g. 0 at night).
+``shepherd``  a Shepherd testbed harvest recording (HDF5, IV samples) read by shepherd-core, V * I under
+              the trace rule for logger noise, averaged over ``window_s`` (see :func:`read_shepherd`).
 
 Every :class:`Segments` is checked when it is built: times, powers, conductances and source
 voltages must be finite and non-negative, times strictly increasing from 0, the period finite
@@ -336,17 +338,18 @@ def _shepherd_segments(reader, path: Path, efficiency: float, repeat: bool, wind
     closed: list[float] = []  # energy (J) of each finished window k * window_s .. (k + 1) * window_s
     open_e = 0.0  # energy so far in the window that is open (index len(closed))
 
-    def add(t: np.ndarray, p: np.ndarray, t_end: float) -> None:
+    def add(t: np.ndarray, p: np.ndarray, t_end: float, last: bool = False) -> None:
         """Add samples starting at t (s) with power p (W), the last one lasting until t_end (s): each piece
         between sample times and window edges goes to its window (sums, no differences: a silent window is 0)."""
         nonlocal open_e
-        k = len(closed) + 1  # the open window ends at edge k
-        b = np.arange(k, int(np.floor(t_end / window_s)) + 1) * window_s
-        b = b[b < t_end - 1e-9 * window_s]  # no sliver of a window at the end
-        cuts = np.sort(np.concatenate((t, b, [t_end])))
-        starts = cuts[:-1]
-        energy = p[np.searchsorted(t, starts, side="right") - 1] * np.diff(cuts)
-        sums = np.bincount(np.searchsorted(b, starts, side="right"), weights=energy, minlength=b.shape[0] + 1)
+        k = len(closed) + 1  # the open window ends at edge k (> t[0]: earlier edges went to earlier calls)
+        b = np.arange(k, int(np.floor(t_end / window_s)) + 2) * window_s  # one past, in case t_end / w rounds down
+        b = b[b < t_end - 1e-9 * window_s] if last else b[b <= t_end]  # no sliver of a window at the very end
+        cuts = np.concatenate((t, b))
+        order = np.argsort(cuts, kind="stable")  # both parts are sorted: a merge
+        is_sample = order < t.shape[0]
+        energy = p[np.cumsum(is_sample) - 1] * np.diff(np.append(cuts[order], t_end))
+        sums = np.bincount(np.cumsum(~is_sample), weights=energy, minlength=b.shape[0] + 1)
         if b.shape[0]:
             closed.append(open_e + float(sums[0]))
             closed.extend(sums[1:-1].tolist())
@@ -374,7 +377,7 @@ def _shepherd_segments(reader, path: Path, efficiency: float, repeat: bool, wind
             last_dt = float(t[-1] - t[-2])
         prev_t, prev_p = float(t[-1]), float(p[-1])
     duration = prev_t + last_dt  # the last sample lasts as long as the interval before it
-    add(np.array([prev_t]), np.array([prev_p]), duration)
+    add(np.array([prev_t]), np.array([prev_p]), duration, last=True)
     closed.append(open_e)
     m = len(closed)
     edges = np.arange(m) * window_s

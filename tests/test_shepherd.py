@@ -146,6 +146,17 @@ def test_current_below_the_noise_floor_is_an_error_naming_the_sample(tmp_path):
                     "noise floor -1e-06")
 
 
+@pytest.mark.parametrize("at", [5, 10_000, 12_345])  # inside the first chunk, its first sample, the tail
+def test_time_that_does_not_increase_is_an_error_naming_the_sample(tmp_path, at):
+    n = 12_500
+    ts = int(T0 * 1e9) + 10_000 * np.arange(n)
+    ts[at:] -= 10_000  # sample `at` repeats the time of the one before it
+    rec = record(tmp_path / "rec.h5", np.full(n, 2.0), np.full(n, 1e-3), timestamps_ns=ts)
+    with pytest.raises(TraceError) as info:
+        hv.read_shepherd(rec)
+    assert_one_line(str(info.value), f"rec.h5: sample {at}: time does not increase")
+
+
 def test_scenario_runs_with_both_engines_agreeing_and_energy_balanced(tmp_path):
     n = 20_000  # 0.2 s: 1 mW, then nothing, repeated
     i = np.where(np.arange(n) < n // 2, 0.5e-3, 0.0)
