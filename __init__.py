@@ -11,8 +11,8 @@ The stable Python API (documented in the README's "Python API" section and in
 
 * :func:`load`, :func:`loads`, :class:`Scenario` (``.replace``, ``.to_toml``), :func:`shipped_scenarios`
 * :func:`run` -> :class:`RunResult`; :func:`check` -> :class:`CheckResult`;
-  :func:`sweep` -> :class:`SweepResult`; :func:`nas` -> :class:`NasResult`;
-  :func:`explore` -> :class:`ExploreResult`
+  :func:`sweep` -> :class:`SweepResult`; :func:`explore` -> :class:`ExploreResult`;
+  :func:`nas` -> :class:`NasResult`; :func:`nas_compare` -> :class:`NasCompareResult`
 * :class:`UserError`: every problem with the caller's input, one line (as the CLI prints it)
 
 Importing ``aidi`` is cheap: the names load on first use, and nothing here imports torch
@@ -28,13 +28,14 @@ __version__ = "0.1.0"
 #: the stable API: name -> module that defines it (loaded on first attribute access, PEP 562)
 _API = {name: "aidi.analysis.api" for name in (
     "UserError", "Scenario", "load", "loads", "shipped_scenarios", "run", "RunResult", "check", "CheckResult",
-    "sweep", "SweepResult", "nas", "NasResult", "explore", "ExploreResult")}
+    "sweep", "SweepResult", "nas", "NasResult", "nas_compare", "NasCompareResult", "explore", "ExploreResult")}
 
 __all__ = ["__version__", *_API]
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
-    from .analysis.api import (CheckResult, ExploreResult, NasResult, RunResult, Scenario, SweepResult, UserError,
-                               check, explore, load, loads, nas, run, shipped_scenarios, sweep)
+    from .analysis.api import (CheckResult, ExploreResult, NasCompareResult, NasResult, RunResult, Scenario,
+                               SweepResult, UserError, check, explore, load, loads, nas, nas_compare, run,
+                               shipped_scenarios, sweep)
 
 
 def __getattr__(name: str) -> Any:

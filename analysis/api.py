@@ -47,7 +47,7 @@ if TYPE_CHECKING:  # pragma: no cover - annotations only; pandas/numpy load when
 ENGINES = ("des", "oracle")
 
 __all__ = ["UserError", "Scenario", "load", "loads", "shipped_scenarios", "run", "RunResult", "check", "CheckResult",
-           "sweep", "SweepResult", "nas", "NasResult", "explore", "ExploreResult"]
+           "sweep", "SweepResult", "nas", "NasResult", "nas_compare", "NasCompareResult", "explore", "ExploreResult"]
 
 
 # --------------------------------------------------------------------------- errors
@@ -649,3 +649,80 @@ def explore(scenario: Any, top_k: int = 5, exhaustive: bool = False) -> ExploreR
     with _user_errors(ctx):
         res = _explore.explore(sc, top_k=top_k, exhaustive=bool(exhaustive))
     return ExploreResult(**{f.name: getattr(res, f.name) for f in fields(res)})
+
+
+# --------------------------------------------------------------------------- NAS comparison
+@dataclass(frozen=True, eq=False)
+class NasCompareResult:
+    """Ours vs an iNAS-style and an HW-NAS-style search (``aidi nas --compare --json``) with DataFrames.
+
+    ``requirements_s``: the latency requirements (s), ``rows``: one row per requirement and method
+    ("ours", "inas", "hwnas"): ``requirement_s`` (s), ``method``, ``controller``, ``search_s`` (s wall),
+    ``evaluations``, ``feasible_found``, ``arch``, ``test_accuracy`` (held out), ``latency_s`` (s,
+    intermittent, oracle), ``des_latency_s`` (s, SimPy), ``meets`` (the deployed model meets the
+    requirement), ``note`` ...  ``table``: one row per requirement (index ``requirement_s``) with, per
+    method, ``<method>_accuracy`` (None when it misses), ``<method>_latency_s`` (s) and ``<method>_meets``.
+    ``out``: the folder (``compare.json`` and the deployed candidates); ``json``: the exact
+    ``aidi nas --compare --json`` object.
+    """
+
+    scenario: str
+    controller: str
+    budget: int
+    seed: int
+    requirements_s: tuple[float, ...]
+    rows: "pd.DataFrame" = field(repr=False)
+    table: "pd.DataFrame" = field(repr=False)
+    out: Path
+    json: dict = field(repr=False)
+
+
+def nas_compare(scenario: Any, out: str | os.PathLike, requirements_s: Sequence[float] | None = None,
+                controller: str = "evolution", budget: int = 24, seed: int = 0, dataset: str = "digits",
+                data_dir: str | os.PathLike | None = None, quick: bool = False, workers: int = 1,
+                dask: str | None = None, force: bool = False,
+                progress: Callable[[str, int, int], None] | None = None,
+                log: Callable[[str], None] | None = None) -> NasCompareResult:
+    """Compare our search with an iNAS-style and an HW-NAS-style one, as ``aidi nas SCENARIO --compare --json``.
+
+    Same seed and ``budget`` (evaluations per requirement and method) for all three.
+    ``requirements_s``: the latency requirements (s, each > 0); default: three between the smallest and
+    the largest member of the search space (as the CLI picks them).  ``progress(tag, done, total)`` per
+    search (tag "ours-r0", "inas-r0", ...).  The other arguments as in :func:`nas`.  Raises
+    :class:`UserError` for a bad scenario, option, requirement, data folder or output folder.
+    """
+    import pandas as pd
+
+    from aidi.models.nas import CONTROLLERS
+
+    from . import jsonout, nas_run, outdir
+
+    _choice("controller", controller, CONTROLLERS)
+    _choice("dataset", dataset, nas_run.DATASETS)
+    for name, value in (("budget", budget), ("workers", workers)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise UserError(f"{name}: must be a positive integer, got {value!r}")
+    reqs = None
+    if requirements_s is not None:
+        reqs = [_plain(r) for r in requirements_s]
+        bad = [r for r in reqs if isinstance(r, bool) or not isinstance(r, (int, float)) or not math.isfinite(r)
+               or r <= 0]
+        if not reqs or bad:
+            raise UserError(f"requirements_s: expected positive numbers of seconds, got {list(requirements_s)!r}")
+        reqs = [float(r) for r in reqs]
+    sc, ctx = _scenario_and_context(scenario)
+    with _user_errors():
+        outdir.prepare(Path(out), force, option="out")
+    with _user_errors(ctx):
+        data = nas_run.run_compare(sc, controller=controller, budget=budget, seed=seed, workers=workers, dask=dask,
+                                   dataset=dataset, data_dir=data_dir, out=Path(out), quick=quick,
+                                   requirements=reqs, progress=progress, log=log, force=force)
+    data = jsonout.strict(data)
+    methods = ("ours", "inas", "hwnas")
+    table = pd.DataFrame([{"requirement_s": line["requirement_s"],
+                           **{f"{m}_{k}": line.get(m, {}).get(src) for m in methods
+                              for k, src in (("accuracy", "accuracy"), ("latency_s", "latency_s"), ("meets", "meets"))}}
+                          for line in data["table"]]).set_index("requirement_s")
+    return NasCompareResult(scenario=data["scenario"], controller=data["controller"], budget=data["budget"],
+                            seed=data["seed"], requirements_s=tuple(data["requirements_s"]),
+                            rows=pd.DataFrame(data["rows"]), table=table, out=Path(data["out"]), json=data)

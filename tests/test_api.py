@@ -136,7 +136,9 @@ def test_replace_validates_exactly_as_the_loader(cap, v_on, v_off):
     except loader.ScenarioError as exc:
         assert api_error(sc.replace, power={"capacitor_F": cap, "v_on": v_on, "v_off": v_off}) == str(exc)
     else:
-        assert sc.replace(power={"capacitor_F": cap, "v_on": v_on, "v_off": v_off}).power == want.power
+        got = sc.replace(power={"capacitor_F": cap, "v_on": v_on, "v_off": v_off})
+        assert got.power == want.power
+        assert aidi.loads(got.to_toml()).power == want.power  # TOML text keeps every value exactly
 
 
 # --------------------------------------------------------------------------- run
@@ -324,6 +326,29 @@ def test_nas_result_equals_the_cli_and_its_chosen_model_runs(tmp_path):
         assert isinstance(res.chosen_scenario, aidi.Scenario)
         r = aidi.run(res.chosen_scenario, engine="oracle")
         assert r.completed and r.latency_s == pytest.approx(res.chosen["des_latency_s"], rel=REL)
+
+
+@pytest.mark.slow
+def test_nas_compare_rows_table_and_file_agree(tmp_path):
+    res = aidi.nas_compare("lab-1mF", out=tmp_path / "cmp", requirements_s=[0.6], budget=2, quick=True)
+    assert res.requirements_s == (0.6,) and res.out == tmp_path / "cmp"
+    assert res.json == json.loads((res.out / "compare.json").read_text())
+    assert sorted(res.rows["method"]) == ["hwnas", "inas", "ours"] and (res.rows["requirement_s"] == 0.6).all()
+    assert list(res.table.index) == [0.6]
+    for m in ("ours", "inas", "hwnas"):
+        row = res.rows[res.rows["method"] == m].iloc[0]
+        assert res.table.loc[0.6, f"{m}_meets"] == row["meets"]
+        assert (res.table.loc[0.6, f"{m}_accuracy"] is None) == (not row["meets"])
+        if row["meets"]:
+            assert row["latency_s"] <= 0.6 and res.table.loc[0.6, f"{m}_accuracy"] == row["test_accuracy"]
+
+
+def test_nas_compare_bad_requirements_are_one_line_errors(tmp_path):
+    for bad in ([], [0.0], [float("nan")], ["1"], [True]):
+        assert api_error(aidi.nas_compare, "lab-1mF", out=tmp_path, requirements_s=bad) == \
+            f"requirements_s: expected positive numbers of seconds, got {bad!r}"
+    assert api_error(aidi.nas_compare, "lab-1mF", out=tmp_path, controller="x").startswith("controller: expected")
+    assert not any(tmp_path.iterdir())
 
 
 def _user_folder(tmp_path: Path) -> Path:
