@@ -175,11 +175,10 @@ def run(
         if out is not None:
             figures.require_static(formats)
             outdir.prepare(out, force)
-        task = prog.task("steps (load and plan, simulate" + (", write figures)" if out is not None else ")"),
-                         2 + (out is not None))
         sc = pipeline.load_scenario(scenario)
         built = pipeline.build(sc)
-        task.advance()
+        # the task starts after loading and planning, where bad input is found: an error there stays one line
+        task = prog.task("steps (simulate" + (", write figures)" if out is not None else ")"), 1 + (out is not None))
         res, events = pipeline.simulate(built, engine=engine, functional=functional and engine == "des",
                                         log=out is not None and engine == "des")
         task.advance()

@@ -113,7 +113,7 @@ def test_bench_reports_each_benchmark(monkeypatch):
 
 @pytest.mark.parametrize("cmd, line", [
     (["sweep", "rf-intermittent", "--set", "capacitor_F=4.7e-6,1e-5,1e-4"], "aidi sweep: points 3/3 (100%)"),
-    (["run", "rf-intermittent", "--no-functional"], "aidi run: steps (load and plan, simulate) 2/2 (100%)"),
+    (["run", "rf-intermittent", "--no-functional"], "aidi run: steps (simulate) 1/1 (100%)"),
 ])
 def test_json_stdout_stays_json_and_stderr_has_log_lines(cmd, line, monkeypatch):
     monkeypatch.delenv(ENV, raising=False)
