@@ -142,6 +142,61 @@ def bench_oracle(quick: bool = False) -> dict:
     }
 
 
+def bench_design_search(quick: bool = False) -> dict:
+    """The latency optimizer against today's per-layer search (``search_design``) on iNAS CIFAR-10 networks.
+
+    16 random networks (4 with ``quick``) of iNAS's CIFAR-10 space on its platform (extfram preset, 1 mF,
+    its Thevenin supply); both warm (compiled on a first network, not counted).  Per network: the wall time
+    of every layer's ``search_design`` (uncached: the baseline the issue measured against iNAS's explorer)
+    and of :func:`aidi.models.design_search.optimize_designs` (objective: the oracle's latency), and the
+    oracle latency of one inference with each one's designs.  Reports medians and the median per-network
+    ratio.
+    """
+    from aidi.models.design_search import PowerContext, optimize_designs, search_design
+    from aidi.models.hardware import plan, unit_energy_budget
+    from aidi.models.schedule.plan import geoms_of
+
+    platform, power, seg = _inas_setup()
+    e_budget = unit_energy_budget(power, platform)
+    p_h = seg.typical_power(power.v_off, power.v_on) * power.converter_efficiency
+    sim = SimConfig(until_s=1e7)
+    ctx = PowerContext(power, seg, sim, e_budget)
+    nets = [geoms_of(n, [3, 32, 32]) for n in inas_cifar_networks((4 if quick else 16) + 1, seed=1)]
+
+    def old(geoms):
+        return [search_design(g, platform, 4096, e_budget, harvest_power_W=p_h) for g in geoms]
+
+    def new(geoms):
+        return optimize_designs(geoms, platform, 4096, ctx).designs
+
+    old(nets[0])
+    new(nets[0])
+    t_old, t_new, l_old, l_new = [], [], [], []
+    for geoms in nets[1:]:
+        t0 = time.perf_counter()
+        d_old = old(geoms)
+        t_old.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        d_new = new(geoms)
+        t_new.append(time.perf_counter() - t0)
+        works = [plan(geoms, d, platform, 4096, "lea").work for d in (d_old, d_new)]
+        lat = oracle.simulate_batch(works, power, seg, sim).latency_s
+        l_old.append(float(lat[0]))
+        l_new.append(float(lat[1]))
+    ratio = np.array(t_old) / np.array(t_new)
+    return {
+        "networks": len(t_old),
+        "search_design_s_median": float(np.median(t_old)),
+        "optimizer_s_median": float(np.median(t_new)),
+        "speedup_median": float(np.median(ratio)),
+        "speedup_min": float(np.min(ratio)),
+        "latency_search_design_s_median": float(np.median(l_old)),
+        "latency_optimizer_s_median": float(np.median(l_new)),
+        "latency_ratio_max": float(np.max(np.array(l_new) / np.array(l_old))),
+        "latency_ratio_median": float(np.median(np.array(l_new) / np.array(l_old))),
+    }
+
+
 def bench_kernels(quick: bool = False) -> dict:
     """Functional-mode MACs/s of the numba conv tile kernel vs the same tile loop in numpy."""
     from aidi.models import kernels

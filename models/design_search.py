@@ -23,11 +23,13 @@ import numpy as np
 
 from ..sim.platform import Platform
 from .costs import cost_tables, lower_bound, runtime_model
+from .costs.fast import build_tables, geom_vector, platform_vector, scan_tiles
 from .layers import LayerGeom
-from .schedule.design import (DEFAULT_BACKEND, LOOP_ORDERS, PRESERVATIONS, ExecutionDesign, normalize_design,
-                              tile_limits)
-from .schedule.memory import check_sram, layer_sram_buffers
+from .schedule.design import (DEFAULT_BACKEND, LOOP_ORDERS, ORDER_AXES, PRESERVATIONS, ExecutionDesign,
+                              normalize_design, tile_limits)
+from .schedule.memory import align, check_sram, layer_sram_buffers
 from .schedule.plan import NetPlan, backend_choices, geoms_of, get_platform_of, plan_network, sram_budget_of
+from .schedule.closed import exact_totals, walk_design
 from .schedule.walk import COMPLETE, OVER_BOUND, OVER_E_LIMIT, walk
 
 
@@ -442,90 +444,134 @@ def _surrogate(cycles, energy, units, p: Platform, ctx: PowerContext, p_harvest)
     return np.maximum(t + cycles_n * p.boot_s, e_total / p_harvest)
 
 
-@lru_cache(maxsize=65536)
-def _tables_cached(geom: LayerGeom, tile, p: Platform, backend: str):
-    tab = cost_tables(geom, *tile, p, backend)
-    return tab, lower_bound(geom, tab)
+@lru_cache(maxsize=64)
+def _platform_vector(p: Platform) -> np.ndarray:
+    return platform_vector(p)
+
+
+def _tables(geom: LayerGeom, d: ExecutionDesign, p: Platform):
+    """The cost tables of a normalised design with its backend set (compiled builder)."""
+    return build_tables(geom_vector(geom), _platform_vector(p), d.Tr, d.Tc, d.Tm, d.Tn, d.backend == "lea",
+                        runtime_model(p))
+
+
+def _s_grid(n_tiles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(row, S) pairs of :func:`s_candidates` for every tile count in ``n_tiles`` (vectorised)."""
+    top = int(np.ceil(np.log2(max(int(n_tiles.max()), 1)))) + 1
+    pw = np.left_shift(1, np.arange(top, dtype=np.int64))
+    s = np.concatenate([np.broadcast_to(pw, (len(n_tiles), top)), n_tiles[:, None]], axis=1)
+    keep = np.concatenate([pw[None, :] < n_tiles[:, None], np.ones((len(n_tiles), 1), bool)], axis=1)
+    rows = np.broadcast_to(np.arange(len(n_tiles))[:, None], s.shape)
+    return rows[keep], s[keep]
 
 
 def _layer_space(geom: LayerGeom, p: Platform, budget: int, ctx: PowerContext, p_harvest, backend: str,
                  preservation: str, tile, loop_order, S, exhaustive: bool) -> LayerSpace:
-    """Rank one layer's designs by the surrogate and walk the best (all of them when ``exhaustive``)."""
+    """Rank one layer's designs and walk the best (all of them when ``exhaustive``).
+
+    Three stages: every (tile sizes, backend, S) by the surrogate on its closed-form lower bound
+    (:func:`aidi.models.costs.fast.scan_tiles`, which also checks SRAM); the best :data:`WALK_TOP` under
+    every loop order by the surrogate on their exact closed-form totals (:func:`.schedule.closed.design_totals`);
+    those walked in that order until :data:`ORACLE_TOP` pass the walk's checks (unit energy, SRAM slots).
+    """
     backends = backend_choices(None, backend) if geom.weighted else ["cpu"]
     m, ho, wo = geom.out_shape
     if tile is not None:
-        tiles = [tuple(int(v) for v in tile)]
+        d0 = normalize_design(geom, ExecutionDesign(*(int(v) for v in tile)))
+        tiles = np.array([[d0.Tr, d0.Tc, d0.Tm, d0.Tn]], np.int64)
     else:
-        tns = [0] if geom.channel_tied else divisors(geom.in_shape[0])
-        tiles = [(tr, tc, tm, tn) for tm in divisors(m) for tn in tns for tr in divisors(ho) for tc in divisors(wo)]
+        tns = None if geom.channel_tied else divisors(geom.in_shape[0])
+        grid_ = np.array(np.meshgrid(divisors(ho), divisors(wo), divisors(m), tns or [0], indexing="ij"),
+                         np.int64).reshape(4, -1).T
+        if tns is None:
+            grid_[:, 3] = grid_[:, 2]
+        tiles = np.ascontiguousarray(grid_)
     orders = [loop_order] if loop_order else list(LOOP_ORDERS)
+    n_ord = len(orders)
     runtime = runtime_model(p)
     limit = ctx.atomic_limit_J(p)
     rejected = dict.fromkeys(REASONS, 0)
-    n_designs = 0
-    rows = []  # (base design, backend, tables, S, cycles lb, energy lb, units)
-    for tr, tc, tm, tn in tiles:
-        base = normalize_design(geom, ExecutionDesign(tr, tc, tm, tn if tn else tm, orders[0], 1, preservation))
-        from .schedule.design import n_tiles as _n_tiles
-        nt = _n_tiles(geom, base.Tr, base.Tc, base.Tm, base.Tn)
-        if S is not None:
-            svals = [min(int(S), nt)]
-        elif preservation == "hypertile":
-            svals = s_candidates(nt)
-        else:
-            svals = [1 if preservation == "tile" else nt]
-        per_combo = len(svals) * len(orders)
-        for b in backends:
-            n_designs += per_combo
-            bufs = layer_sram_buffers(geom, base, 4 * base.Tm * base.Tr * base.Tc, b, runtime)
-            if check_sram(geom, bufs, budget, p, b, 1):
-                rejected["sram"] += per_combo
-                continue
-            tab, lb = _tables_cached(_canonical(geom), (base.Tr, base.Tc, base.Tm, base.Tn), p, b)
-            for s in svals:
-                u = -(-nt // s)
-                cyc = lb[0] + (u - 1) * tab.commit[0]
-                en = lb[1] + (u - 1) * tab.commit[1]
-                if en / u > limit * (1 + 1e-12):  # even the mean unit is too large
-                    rejected["atomicity"] += len(orders)
-                    continue
-                rows.append((base, b, tab, s, cyc, en, u))
-    if not rows:
+    ok, lb, commit, n_tiles = scan_tiles(geom_vector(geom), _platform_vector(p), tiles,
+                                         np.array([b == "lea" for b in backends]), runtime, budget, p.lea_ram_bytes)
+    if S is not None:
+        srow, svals = np.arange(len(tiles)), np.minimum(int(S), n_tiles)
+    elif preservation == "hypertile":
+        srow, svals = _s_grid(n_tiles)
+    else:
+        srow, svals = np.arange(len(tiles)), (np.ones_like(n_tiles) if preservation == "tile" else n_tiles)
+    n_designs = len(srow) * len(backends) * n_ord
+    rows_k, rows_b, rows_s = [], [], []
+    for bi in range(len(backends)):
+        good = ok[srow, bi]
+        rejected["sram"] += int((~good).sum()) * n_ord
+        rows_k.append(srow[good])
+        rows_s.append(svals[good])
+        rows_b.append(np.full(int(good.sum()), bi))
+    rk, rb, rs = np.concatenate(rows_k), np.concatenate(rows_b), np.concatenate(rows_s)
+    units = -(-n_tiles[rk] // rs)
+    cyc = lb[rk, rb, 0] + (units - 1) * commit[rk, rb, 0]
+    en = lb[rk, rb, 1] + (units - 1) * commit[rk, rb, 1]
+    fits = en / units <= limit * (1 + 1e-12)  # even the mean unit must fit
+    rejected["atomicity"] += int((~fits).sum()) * n_ord
+    rk, rb, rs, cyc, en, units = rk[fits], rb[fits], rs[fits], cyc[fits], en[fits], units[fits]
+    if len(rk) == 0:
         return LayerSpace(geom, [], rejected, n_designs)
-    sur = _surrogate([r[4] for r in rows], [r[5] for r in rows], [r[6] for r in rows], p, ctx, p_harvest)
-    order_idx = np.argsort(sur, kind="stable")
+    sur = _surrogate(cyc, en, units, p, ctx, p_harvest)
+    first = np.argsort(sur, kind="stable")
+    if not exhaustive:
+        first = first[:WALK_TOP]
+    # stage 2: exact closed-form totals of the best under every loop order
+    gv, pv = geom_vector(geom), _platform_vector(p)
+    axes = np.array([ORDER_AXES[o] for o in orders], np.int64)
+    lea = np.array([b == "lea" for b in backends])[rb[first]]
+    sel = np.ascontiguousarray(tiles[rk[first]])
+    tot = exact_totals(gv, pv, sel, lea, np.ascontiguousarray(rs[first]), runtime, axes)  # (N, O, 3, 2)
+    sur_x = _surrogate(tot[:, :, :, 0].sum(axis=2), tot[:, :, :, 1].sum(axis=2), units[first][:, None], p, ctx,
+                       p_harvest).ravel()
     walked: list[Walked] = []
-    n_walked = 0
     seen = set()
-    for j in order_idx:
-        if not exhaustive and n_walked >= WALK_TOP and len(walked) >= ORACLE_TOP:
+    n_tried = 0
+    for flat in np.argsort(sur_x, kind="stable"):
+        if not exhaustive and len(walked) >= ORACLE_TOP:
             break
-        base, b, tab, s, *_ = rows[j]
-        n_walked += 1
-        for order in orders:
-            d = replace(base, loop_order=order, S=s, backend=b)
-            w = walk(tab, d, geom, e_limit=limit)
-            if w.status == OVER_E_LIMIT:
-                rejected["atomicity"] += 1
-                continue
-            if check_sram(geom, layer_sram_buffers(geom, d, w.acc_extent, b, runtime), budget, p, b,
-                          int(w.max_slots)):
-                rejected["sram"] += 1
-                continue
-            uc = w.unit_cost
-            dur = uc[:, :, 0].sum(axis=1) / p.mclk_hz
-            en = np.ascontiguousarray(uc[:, :, 1])
-            sig = (dur.tobytes(), en.tobytes())
-            if sig in seen and not exhaustive:  # the same unit costs as a design already kept (order ties)
-                continue
-            seen.add(sig)
-            walked.append(Walked(d, dur, en, float(_surrogate(dur.sum() * p.mclk_hz, en.sum(), len(dur), p, ctx,
-                                                              p_harvest))))
-    walked_rows = n_walked * len(orders)
-    rejected["pruned"] += (len(rows) - n_walked) * len(orders)
-    del walked_rows
-    walked.sort(key=lambda w: w.surrogate_s)
+        n_tried += 1
+        i, o = divmod(int(flat), n_ord)
+        k = int(rk[first[i]])
+        tr, tc, tm, tn = (int(v) for v in tiles[k])
+        s_ = int(rs[first[i]])
+        status, uc, _, slots, extent = walk_design(gv, pv, tr, tc, tm, tn, bool(lea[i]), runtime, axes[o], s_,
+                                                   float(limit), align(4 * tm * tr * tc))
+        if status == OVER_E_LIMIT:
+            rejected["atomicity"] += 1
+            continue
+        d = ExecutionDesign(tr, tc, tm, tn, orders[o], s_, preservation, backends[int(rb[first[i]])])
+        if not runtime and check_sram(geom, layer_sram_buffers(geom, d, extent, d.backend, runtime), budget, p,
+                                      d.backend, int(slots)):
+            rejected["sram"] += 1  # more accumulator slots than the one block the scan assumed
+            continue
+        dur = uc[:, :, 0].sum(axis=1) / p.mclk_hz
+        e = np.ascontiguousarray(uc[:, :, 1])
+        sig = (dur.tobytes(), e.tobytes())
+        if sig in seen and not exhaustive:  # the same unit costs as a design already kept (order ties)
+            continue
+        seen.add(sig)
+        walked.append(Walked(d, dur, e, float(sur_x[flat])))
+    rejected["pruned"] += len(rk) * n_ord - n_tried
     return LayerSpace(geom, walked, rejected, n_designs)
+
+
+class _UnitNames:
+    """Unit names ``L<layer>/u<k>`` made on demand (only error messages read them)."""
+
+    def __init__(self, layers: np.ndarray):
+        self.layers = layers
+        self.first = np.searchsorted(layers, layers, side="left")
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def __getitem__(self, i: int) -> str:
+        return f"L{int(self.layers[i])}/u{int(i - self.first[i])}"
 
 
 def _workload(parts: list, p: Platform):
@@ -535,8 +581,7 @@ def _workload(parts: list, p: Platform):
     d = np.concatenate([w.durations_s for w in parts])
     e = np.concatenate([w.energy_J for w in parts])
     layers = np.concatenate([np.full(len(w.durations_s), i, np.int64) for i, w in enumerate(parts)])
-    names = [f"L{i}/u{k}" for i, w in enumerate(parts) for k in range(len(w.durations_s))]
-    return Workload(names, layers, d, e, p.boot_s, p.boot_energy_J, p.sleep_power_W,
+    return Workload(_UnitNames(layers), layers, d, e, p.boot_s, p.boot_energy_J, p.sleep_power_W,
                     measure_s=p.measure_s,
                     measure_W=p.measure_energy_J / p.measure_s if p.measure_s > 0 else 0.0,
                     wait_W=p.wait_power_W, wake_s=p.wake_s, wake_W=p.active_power_W)
@@ -586,8 +631,7 @@ def optimize_designs(geoms: list[LayerGeom], platform: Platform | str, sram_budg
             walked = []
             for b in backend_choices(pin.backend, backend) if g.weighted else ["cpu"]:
                 d = replace(normalize_design(g, pin), backend=b)
-                tab, _ = _tables_cached(_canonical(g), (d.Tr, d.Tc, d.Tm, d.Tn), p, b)
-                uc = walk(tab, d, g).unit_cost
+                uc = walk(_tables(g, d, p), d, g).unit_cost
                 walked.append(Walked(d, uc[:, :, 0].sum(axis=1) / p.mclk_hz, np.ascontiguousarray(uc[:, :, 1]), 0.0))
             spaces.append(LayerSpace(g, walked, dict.fromkeys(REASONS, 0), len(walked)))
             continue

@@ -82,12 +82,12 @@ def resolve(sc, layers, *, platform: Platform | None = None, segments: Segments 
     platform = platform or sc.device.make_platform()
     geoms = geoms_of(layers, input_shape)
     ex = sc.execution
+    e_cycle_J, p_harvest = design_power(sc, platform, segments, continuous)  # checks the budget
     if not continuous:
         pins = execution_pins(geoms, ex.tile, ex.loop_order, ex.hyper_tile, ex.preservation)
         if all(isinstance(pin, ExecutionDesign) for pin in pins):
             return pins
         return optimize(sc, geoms, platform=platform, segments=segments).designs
-    e_cycle_J, p_harvest = design_power(sc, platform, segments, continuous)
     return resolve_designs(geoms, ex.tile, ex.loop_order, ex.hyper_tile, ex.preservation,
                            platform=platform, sram_budget=sc.device.sram_budget_bytes, e_cycle_J=e_cycle_J,
                            backend=ex.backend, harvest_power_W=p_harvest)

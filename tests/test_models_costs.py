@@ -325,3 +325,66 @@ def test_portable_c_unit_costs_by_hand():
         want[u] = cp, dm, pv
     np.testing.assert_allclose(lp.unit_cost[..., 0], want, rtol=1e-12)
     np.testing.assert_allclose(lp.unit_cost[..., 1], want * E_CYC, rtol=1e-12)
+
+
+# --------------------------------------------------------------------------- compiled tables (costs.fast)
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from aidi.models.costs import cost_tables, lower_bound, runtime_model  # noqa: E402
+from aidi.models.costs.fast import fast_tables, geom_vector, lower_bound_closed, platform_vector, scan_tiles  # noqa: E402
+from aidi.models.schedule.design import normalize_design  # noqa: E402
+from aidi.models.schedule.memory import check_sram, layer_sram_buffers  # noqa: E402
+from tests.test_models_schedule import layer_and_design  # noqa: E402
+
+FAST_PLATFORMS = {"fr5994": MSP430FR5994, "extfram": MSP430FR5994_EXTFRAM}
+
+
+def _normalised(gd):
+    g, d = gd
+    try:
+        return g, normalize_design(g, d)
+    except ValueError:
+        return g, None
+
+
+@settings(max_examples=300, deadline=None)
+@given(layer_and_design(), st.sampled_from(["lea", "cpu"]), st.sampled_from(sorted(FAST_PLATFORMS)))
+def test_compiled_tables_equal_the_numpy_tables(gd, backend, pname):
+    g, d = _normalised(gd)
+    if d is None:
+        return
+    p = FAST_PLATFORMS[pname]
+    ref = cost_tables(g, d.Tr, d.Tc, d.Tm, d.Tn, p, backend)
+    got = fast_tables(g, d.Tr, d.Tc, d.Tm, d.Tn, p, backend)
+    for name, a, b in zip(ref._fields, ref, got):
+        if name == "software":
+            assert bool(a) == bool(b)
+            continue
+        assert np.shape(a) == np.shape(b), name
+        np.testing.assert_allclose(b, a, rtol=1e-12, atol=0, err_msg=name)
+
+
+@settings(max_examples=300, deadline=None)
+@given(layer_and_design(), st.sampled_from(["lea", "cpu"]), st.sampled_from(sorted(FAST_PLATFORMS)),
+       st.integers(300, 8192))
+def test_closed_form_lower_bound_and_sram_scan(gd, backend, pname, budget):
+    """The per-axis (interior/edge tile class) lower bound equals the table sums; the scan's SRAM verdict is
+    check_sram's with one accumulator block."""
+    g, d = _normalised(gd)
+    if d is None:
+        return
+    p = FAST_PLATFORMS[pname]
+    b = backend if g.weighted else "cpu"
+    tab = cost_tables(g, d.Tr, d.Tc, d.Tm, d.Tn, p, b)
+    lb, commit = lower_bound_closed(geom_vector(g), platform_vector(p), d.Tr, d.Tc, d.Tm, d.Tn, b == "lea",
+                                    runtime_model(p))
+    np.testing.assert_allclose(lb, lower_bound(g, tab), rtol=1e-12, atol=0)
+    np.testing.assert_allclose(commit, tab.commit, rtol=1e-12, atol=0)
+    ok, lb2, _, n_tiles = scan_tiles(geom_vector(g), platform_vector(p), np.array([[d.Tr, d.Tc, d.Tm, d.Tn]]),
+                                     np.array([b == "lea"]), runtime_model(p), budget, p.lea_ram_bytes)
+    why = check_sram(g, layer_sram_buffers(g, d, 4 * d.Tm * d.Tr * d.Tc, b, runtime_model(p)), budget, p, b, 1)
+    assert bool(ok[0, 0]) == (why is None)
+    assert n_tiles[0] == np.prod(tab.grid)
+    if ok[0, 0]:
+        np.testing.assert_allclose(lb2[0, 0], lb, rtol=1e-15)

@@ -344,3 +344,40 @@ def test_resolve_designs_from_scenario_values():
     assert e[0] <= e[1] * (1 + 1e-12)
     plan = design_network(net, P, 4096, e_cycle_J=1e-3, backend="auto", harvest_power_W=1e-6)
     assert [lp.design for lp in plan.layers] == [replace(d, S=d.S) for d in slow_source]
+
+
+# --------------------------------------------------------------------------- closed-form totals (issue 13)
+@settings(max_examples=400, deadline=None)
+@given(layer_and_design(), st.sampled_from(["lea", "cpu"]), st.sampled_from(["fr5994", "extfram"]))
+def test_closed_form_totals_equal_the_walk(gd, backend, pname):
+    """The correctness anchor of the optimizer: per design, the closed-form totals (runs, blocks, unit
+    boundaries) equal the walk's summed unit costs to 1e-9, and the compiled batch/walk entry points agree."""
+    from aidi.models.costs import cost_tables, runtime_model
+    from aidi.models.costs.fast import geom_vector, platform_vector
+    from aidi.models.schedule.closed import design_totals, exact_totals, walk_design
+    from aidi.models.schedule.design import ORDER_AXES
+    from aidi.models.schedule.memory import align
+    from aidi.models.schedule.design import normalize_design
+    from aidi.models.schedule.walk import walk
+
+    g, d = gd
+    p = MSP430FR5994 if pname == "fr5994" else MSP430FR5994_EXTFRAM
+    try:
+        d = normalize_design(g, d)
+    except ValueError:
+        return
+    b = backend if g.weighted else "cpu"
+    tab = cost_tables(g, d.Tr, d.Tc, d.Tm, d.Tn, p, b)
+    w = walk(tab, d, g)
+    ref = w.unit_cost.sum(axis=0)
+    np.testing.assert_allclose(design_totals(tab, d, g), ref, rtol=1e-9, atol=0)
+    axes = np.array([ORDER_AXES[o] for o in LOOP_ORDERS], np.int64)
+    gv, pv = geom_vector(g), platform_vector(p)
+    batch = exact_totals(gv, pv, np.array([[d.Tr, d.Tc, d.Tm, d.Tn]]), np.array([b == "lea"]), np.array([d.S]),
+                         runtime_model(p), axes)
+    np.testing.assert_allclose(batch[0, LOOP_ORDERS.index(d.loop_order)], ref, rtol=1e-9, atol=0)
+    status, uc, max_e, slots, extent = walk_design(gv, pv, d.Tr, d.Tc, d.Tm, d.Tn, b == "lea", runtime_model(p),
+                                                   np.array(ORDER_AXES[d.loop_order], np.int64), d.S, np.inf,
+                                                   align(4 * d.Tm * d.Tr * d.Tc))
+    np.testing.assert_allclose(uc, w.unit_cost, rtol=1e-12, atol=0)
+    assert (status, slots, extent) == (w.status, w.max_slots, w.acc_extent) and max_e == pytest.approx(w.max_unit_energy)

@@ -1,0 +1,812 @@
+"""The cost tables of :mod:`.software` and :mod:`.lea_dma`, compiled (numba): the same numbers, for search loops.
+
+:func:`fast_tables` returns the :class:`~.tables.CostTables` that
+:func:`aidi.models.costs.cost_tables` returns for the same layer, tile sizes,
+platform and backend (tested to 1e-9 on random layers), built in a few
+microseconds instead of a millisecond of numpy, so the design optimizer
+(:mod:`aidi.models.design_search`) can cost every tile size of a layer.  The
+formulas, and the source of every constant, are those of :mod:`.software` and
+:mod:`.lea_dma`; the platform's primitives enter as one float vector
+(:func:`platform_vector`) and the layer as one int vector (:func:`geom_vector`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from ...sim.platform import Platform
+from ..layers import LayerGeom
+from .tables import CostTables
+
+#: op codes of geom_vector
+OPS = ("conv", "fc", "dwconv", "maxpool", "avgpool")
+#: SoftwareCosts fields, in the order of platform_vector's tail
+SW_FIELDS = ("layer_start", "unit", "tile_weighted", "tile_pool", "tile_bit", "fetch_bit", "in_fetch", "in_row",
+             "in_row_bit", "in_pad_row", "in_word", "in_pad_word", "w_filter", "w_word", "acc_init", "output",
+             "io_channel", "psum_event", "psum_word", "version_div", "acc_elem", "acc_channel", "kernel_row", "mac",
+             "tile_row", "pool_out", "avg_div", "max_tap", "avg_tap")
+# platform_vector slots
+EPC = 0
+DMA_R, DMA_W, LEA = 1, 6, 11  # each: cycles slope, offset, has energy fit, energy slope, offset
+C_MAC, C_ADD, C_MUL, C_DIV, C_MAX, C_ABS, C_COPY = range(16, 23)
+E_ADD, E_MUL, E_DIV, E_MAX = range(23, 27)  # NaN: cycles x energy per cycle
+COMMIT_WORDS = 27
+SW0 = 28
+(S_LAYER_START, S_UNIT, S_TILE_W, S_TILE_POOL, S_TILE_BIT, S_FETCH_BIT, S_IN_FETCH, S_IN_ROW, S_IN_ROW_BIT,
+ S_IN_PAD_ROW, S_IN_WORD, S_IN_PAD_WORD, S_W_FILTER, S_W_WORD, S_ACC_INIT, S_OUTPUT, S_IO_CHANNEL, S_PSUM_EVENT,
+ S_PSUM_WORD, S_VERSION_DIV, S_ACC_ELEM, S_ACC_CHANNEL, S_KERNEL_ROW, S_MAC, S_TILE_ROW, S_POOL_OUT, S_AVG_DIV,
+ S_MAX_TAP, S_AVG_TAP) = range(SW0, SW0 + len(SW_FIELDS))
+
+
+def platform_vector(p: Platform) -> np.ndarray:
+    """The primitives of ``p`` as the float vector the compiled builders read (slots above)."""
+    v = np.full(SW0 + len(SW_FIELDS), np.nan)
+    v[EPC] = p.energy_per_cycle_J
+    for base, cyc, en in ((DMA_R, p.dma_read_cycles, p.dma_read_energy), (DMA_W, p.dma_write_cycles,
+                                                                          p.dma_write_energy),
+                          (LEA, p.lea_mac_cycles, p.lea_mac_energy)):
+        v[base:base + 2] = cyc.slope, cyc.offset
+        v[base + 2] = 0.0 if en is None else 1.0
+        if en is not None:
+            v[base + 3:base + 5] = en.slope, en.offset
+    v[C_MAC:C_COPY + 1] = (p.cpu_mac_cycles, p.cpu_add_cycles, p.cpu_mul_cycles, p.cpu_div_cycles, p.cpu_max_cycles,
+                           p.cpu_abs_cycles, p.cpu_copy_cycles)
+    for slot, e in ((E_ADD, p.cpu_add_energy), (E_MUL, p.cpu_mul_energy), (E_DIV, p.cpu_div_energy),
+                    (E_MAX, p.cpu_max_energy)):
+        v[slot] = np.nan if e is None else e
+    v[COMMIT_WORDS] = p.commit_words
+    if p.cpu_sw is not None:
+        v[SW0:] = [getattr(p.cpu_sw, f) for f in SW_FIELDS]
+    return v
+
+
+def geom_vector(g: LayerGeom) -> np.ndarray:
+    """``[op, C, H, W, M, Ho, Wo, kh, kw, stride, pad, relu]`` (int64) of a layer."""
+    return np.array([OPS.index(g.op), *g.in_shape, *g.out_shape, g.kh, g.kw, g.stride, g.pad, int(g.relu)],
+                    dtype=np.int64)
+
+
+@njit(cache=True)
+def _bitlen(a):
+    n = 0
+    while a > 0:
+        n += 1
+        a >>= 1
+    return n
+
+
+@njit(cache=True)
+def _prim(pv, base, n, out):
+    """A Linear primitive (DMA read/write, LEA MAC) of size n -> out[0:2]; DMA of n <= 0 is free."""
+    c = pv[base] * n + pv[base + 1]
+    out[0] = c
+    out[1] = pv[base + 3] * n + pv[base + 4] if pv[base + 2] > 0 else c * pv[EPC]
+
+
+@njit(cache=True)
+def _dma(pv, base, n, out):
+    if n <= 0:
+        out[0] = 0.0
+        out[1] = 0.0
+    else:
+        _prim(pv, base, n, out)
+
+
+@njit(cache=True)
+def _cpu(pv, slot, eslot, n):
+    """(cycles, energy) of n CPU operations (eslot < 0 or NaN: cycles x energy per cycle)."""
+    c = pv[slot] * n
+    if eslot >= 0 and not math.isnan(pv[eslot]):
+        return c, pv[eslot] * n
+    return c, c * pv[EPC]
+
+
+@njit(cache=True)
+def _axis(dim, t):
+    k = (dim + t - 1) // t
+    s = np.empty(k, np.int64)
+    e = np.empty(k, np.int64)
+    for i in range(k):
+        s[i] = i * t
+        e[i] = min(t, dim - i * t)
+    return s, e
+
+
+@njit(cache=True)
+def _box(pv, base, nch, nrows, ncols, h, w, wpe, out):
+    """dma_box: blocks x DMA(length x wpe) of a CHW box -> out."""
+    if ncols < w:
+        blocks, length = nch * nrows, ncols
+    elif nrows < h:
+        blocks, length = nch, nrows * w
+    else:
+        blocks, length = 1, nch * h * w
+    _dma(pv, base, length * wpe, out)
+    out[0] *= blocks
+    out[1] *= blocks
+
+
+@njit(cache=True)
+def _lea_compute(op, kh, kw, tn, pv):
+    """lea_dma.compute_per_elem for the LEA kernel: (Nt, 2)."""
+    nt = tn.shape[0]
+    vec = np.empty((nt, 2))
+    tmp = np.empty(2)
+    mx = _cpu(pv, C_MAX, E_MAX, 3)
+    ad = _cpu(pv, C_ADD, E_ADD, 1)
+    for n in range(nt):
+        ln = (1 if op == 2 else tn[n]) * kh * kw
+        ln_e = ln + ln % 2
+        _prim(pv, LEA, ln_e, tmp)
+        vec[n, 0] = tmp[0] + mx[0] + ad[0]
+        vec[n, 1] = tmp[1] + mx[1] + ad[1]
+        if op == 2:
+            cp = _cpu(pv, C_COPY, -1, ln_e)
+            vec[n, 0] += cp[0]
+            vec[n, 1] += cp[1]
+    return vec
+
+
+@njit(cache=True)
+def _lea_tile(op, tied, kh, kw, s, tm, tn, tr, tc, pv):
+    """lea_dma.lea_tile_compute: by_in (Xn, Rt, Ct, 2), by_w (Mt, Nt, 2)."""
+    mt, nt, rt, ct = tm.shape[0], tn.shape[0], tr.shape[0], tc.shape[0]
+    xn = mt if tied else nt
+    ab = _cpu(pv, C_ABS, -1, 1)
+    mx = _cpu(pv, C_MAX, E_MAX, 1)
+    dv = _cpu(pv, C_DIV, E_DIV, 1)
+    ad = _cpu(pv, C_ADD, E_ADD, 1)
+    by_in = np.empty((xn, rt, ct, 2))
+    for x in range(xn):
+        xc = tm[x] if tied else tn[x]
+        ln = (1 if op == 2 else tn[x if not tied else 0]) * kh * kw
+        for r in range(rt):
+            tri = (tr[r] - 1) * s + kh
+            for c in range(ct):
+                tci = (tc[c] - 1) * s + kw
+                k = xc * tri * tci
+                by_in[x, r, c, 0] = k * (ab[0] + mx[0]) + dv[0]
+                by_in[x, r, c, 1] = k * (ab[1] + mx[1]) + dv[1]
+                if op != 2:
+                    cp = _cpu(pv, C_COPY, -1, ln + ln % 2)
+                    pos = tr[r] * tc[c]
+                    by_in[x, r, c, 0] += pos * cp[0]
+                    by_in[x, r, c, 1] += pos * cp[1]
+    by_w = np.empty((mt, nt, 2))
+    for m in range(mt):
+        for n in range(nt):
+            ln = (1 if op == 2 else tn[n]) * kh * kw
+            by_w[m, n, 0] = tm[m] * ln * (ab[0] + ad[0])
+            by_w[m, n, 1] = tm[m] * ln * (ab[1] + ad[1])
+    return by_in, by_w
+
+
+@njit(cache=True)
+def build_tables(gv, pv, tr_, tc_, tm_, tn_, lea_backend, software):
+    """The CostTables of the layer ``gv`` (:func:`geom_vector`) under tile sizes (tr, tc, tm, tn); ``software``:
+    the emitted runtime's (:mod:`.software`), else the iNAS-style ones (:mod:`.lea_dma`)."""
+    op, C, H, W, M, Ho, Wo, kh, kw, s, pad, relu = (gv[0], gv[1], gv[2], gv[3], gv[4], gv[5], gv[6], gv[7], gv[8],
+                                                     gv[9], gv[10], gv[11])
+    weighted = op <= 2
+    tied = op >= 2
+    lea = lea_backend and weighted
+    kk = kh * kw
+    epc = pv[EPC]
+    m0, tm = _axis(M, tm_)
+    r0, tr = _axis(Ho, tr_)
+    c0, tc = _axis(Wo, tc_)
+    if tied:
+        n0 = np.zeros(1, np.int64)
+        tn = np.full(1, tm_, np.int64)
+    else:
+        n0, tn = _axis(C, tn_)
+    mt, nt, rt, ct = tm.shape[0], tn.shape[0], tr.shape[0], tc.shape[0]
+    xn = mt if tied else nt
+    tmp = np.empty(2)
+    # compute per output element, by n tile
+    if lea:
+        vec = _lea_compute(op, kh, kw, tn, pv)
+    elif software:
+        vec = np.empty((nt, 2))
+        for n in range(nt):
+            if op <= 1:
+                cyc = pv[S_ACC_ELEM] + tn[n] * (pv[S_ACC_CHANNEL] + kh * (pv[S_KERNEL_ROW] + kw * pv[S_MAC]))
+            elif op == 2:
+                cyc = pv[S_ACC_ELEM] + pv[S_ACC_CHANNEL] + kh * (pv[S_KERNEL_ROW] + kw * pv[S_MAC])
+            elif op == 3:
+                cyc = pv[S_POOL_OUT] + kk * pv[S_MAX_TAP]
+            else:
+                cyc = pv[S_POOL_OUT] + pv[S_AVG_DIV] + kk * pv[S_AVG_TAP]
+            vec[n, 0] = cyc
+            vec[n, 1] = cyc * epc
+    else:
+        vec = np.empty((nt, 2))
+        for n in range(nt):
+            if op <= 1:
+                c1 = _cpu(pv, C_MAC, -1, tn[n])
+                vec[n, 0] = kk * c1[0]
+                vec[n, 1] = kk * c1[1]
+            elif op == 2:
+                c1 = _cpu(pv, C_MAC, -1, kk)
+                vec[n, 0] = c1[0]
+                vec[n, 1] = c1[1]
+            else:
+                if op == 3:
+                    c1 = _cpu(pv, C_MAX, E_MAX, kk)
+                else:
+                    a1 = _cpu(pv, C_ADD, E_ADD, kk)
+                    d1 = _cpu(pv, C_DIV, E_DIV, 1)
+                    c1 = (a1[0] + d1[0], a1[1] + d1[1])
+                vec[n, 0] = c1[0]
+                vec[n, 1] = c1[1]
+                if relu:
+                    r1 = _cpu(pv, C_MAX, E_MAX, 1)
+                    vec[n, 0] += r1[0]
+                    vec[n, 1] += r1[1]
+    inp = np.empty((xn, rt, ct, 2))
+    if software:
+        vrows = np.empty(rt, np.int64)
+        rbits = np.empty(rt, np.int64)
+        tri = np.empty(rt, np.int64)
+        for r in range(rt):
+            tri[r] = (tr[r] - 1) * s + kh
+            y0 = r0[r] * s - pad
+            v = 0
+            b = 0
+            for j in range(tri[r]):
+                y = y0 + j
+                if y >= 0 and y < H:
+                    v += 1
+                    b += _bitlen(max(2 * y, 0))
+            vrows[r] = v
+            rbits[r] = b
+        for r in range(rt):
+            prows = tri[r] - vrows[r]
+            for c in range(ct):
+                tci = (tc[c] - 1) * s + kw
+                per_ch = (vrows[r] * (pv[S_IN_ROW] + tci * pv[S_IN_WORD]) + rbits[r] * pv[S_IN_ROW_BIT]
+                          + prows * (pv[S_IN_PAD_ROW] + tci * pv[S_IN_PAD_WORD]))
+                for x in range(xn):
+                    cyc = pv[S_IN_FETCH] + (tm[x] if tied else tn[x]) * per_ch
+                    inp[x, r, c, 0] = cyc
+                    inp[x, r, c, 1] = cyc * epc
+    else:
+        a7 = _cpu(pv, C_ADD, E_ADD, 7)
+        m5 = _cpu(pv, C_MUL, E_MUL, 5)
+        for r in range(rt):
+            y0 = r0[r] * s - pad
+            rows = min(y0 + (tr[r] - 1) * s + kh, H) - max(y0, 0)
+            for c in range(ct):
+                x0 = c0[c] * s - pad
+                cols = min(x0 + (tc[c] - 1) * s + kw, W) - max(x0, 0)
+                for x in range(xn):
+                    _box(pv, DMA_R, tm[x] if tied else tn[x], rows, cols, H, W, 1, tmp)
+                    inp[x, r, c, 0] = tmp[0] + a7[0] + m5[0]
+                    inp[x, r, c, 1] = tmp[1] + a7[1] + m5[1]
+    # weights
+    wn = nt if op <= 1 else 1
+    wgt = np.zeros((mt, wn, 2))
+    if weighted:
+        a8 = _cpu(pv, C_ADD, E_ADD, 8)
+        m9 = _cpu(pv, C_MUL, E_MUL, 9)
+        for m in range(mt):
+            for n in range(wn):
+                if software:
+                    cyc = tm[m] * (pv[S_W_FILTER] + ((tn[n] * kk) if op <= 1 else kk) * pv[S_W_WORD])
+                    wgt[m, n, 0] = cyc
+                    wgt[m, n, 1] = cyc * epc
+                else:
+                    if op <= 1:
+                        per_m = tn[n] * kk
+                        if tn[n] < C:
+                            blocks, length = tm[m], per_m
+                        else:
+                            blocks, length = 1, tm[m] * per_m
+                    else:
+                        blocks, length = 1, tm[m] * kk
+                    _dma(pv, DMA_R, length, tmp)
+                    wgt[m, n, 0] = blocks * tmp[0] + a8[0] + m9[0]
+                    wgt[m, n, 1] = blocks * tmp[1] + a8[1] + m9[1]
+    elems = np.empty((mt, rt, ct), np.int64)
+    for m in range(mt):
+        for r in range(rt):
+            for c in range(ct):
+                elems[m, r, c] = tm[m] * tr[r] * tc[c]
+    bias = np.zeros((mt, 2))
+    init = np.zeros(2)
+    req = np.zeros(2)
+    out = np.zeros((mt, rt, ct, 2))
+    prd = np.zeros((mt, rt, ct, 2))
+    pwr = np.zeros((mt, rt, ct, 2))
+    if software:
+        if weighted:
+            for m in range(mt):
+                bias[m, 0] = pv[S_IO_CHANNEL] * tm[m]
+                bias[m, 1] = bias[m, 0] * epc
+            init[0] = pv[S_ACC_INIT]
+            init[1] = init[0] * epc
+            req[0] = pv[S_OUTPUT]
+            req[1] = req[0] * epc
+            for m in range(mt):
+                for r in range(rt):
+                    for c in range(ct):
+                        out[m, r, c, 0] = pv[S_IO_CHANNEL] * tm[m]
+                        out[m, r, c, 1] = out[m, r, c, 0] * epc
+                        if nt > 1:
+                            cyc = pv[S_PSUM_EVENT] + pv[S_IO_CHANNEL] * tm[m] + pv[S_PSUM_WORD] * elems[m, r, c]
+                            prd[m, r, c, 0] = cyc
+                            prd[m, r, c, 1] = cyc * epc
+                            pwr[m, r, c, 0] = cyc
+                            pwr[m, r, c, 1] = cyc * epc
+    else:
+        a7 = _cpu(pv, C_ADD, E_ADD, 7)
+        m4 = _cpu(pv, C_MUL, E_MUL, 4)
+        if weighted:
+            for m in range(mt):
+                _dma(pv, DMA_R, 2 * tm[m], tmp)
+                bias[m, 0] = tmp[0]
+                bias[m, 1] = tmp[1]
+            i1 = _cpu(pv, C_ADD, E_ADD, 1)
+            init[0] = i1[0]
+            init[1] = i1[1]
+            q1 = _cpu(pv, C_ADD, E_ADD, 2)
+            q2 = _cpu(pv, C_MAX, E_MAX, 3 if relu else 2)
+            req[0] = q1[0] + q2[0]
+            req[1] = q1[1] + q2[1]
+        for m in range(mt):
+            for r in range(rt):
+                for c in range(ct):
+                    _box(pv, DMA_W, tm[m], tr[r], tc[c], Ho, Wo, 1, tmp)
+                    out[m, r, c, 0] = tmp[0] + a7[0] + m4[0]
+                    out[m, r, c, 1] = tmp[1] + a7[1] + m4[1]
+                    if weighted and nt > 1:
+                        _box(pv, DMA_R, tm[m], tr[r], tc[c], Ho, Wo, 2, tmp)
+                        prd[m, r, c, 0] = tmp[0] + a7[0] + m4[0]
+                        prd[m, r, c, 1] = tmp[1] + a7[1] + m4[1]
+                        _box(pv, DMA_W, tm[m], tr[r], tc[c], Ho, Wo, 2, tmp)
+                        pwr[m, r, c, 0] = tmp[0] + a7[0] + m4[0]
+                        pwr[m, r, c, 1] = tmp[1] + a7[1] + m4[1]
+    # per-tile overheads (the runtime's)
+    tov_mr = np.zeros((mt, rt, 2))
+    tov_n = np.zeros((nt, 2))
+    tov_c = np.zeros((ct, 2))
+    if software:
+        tile_c = (pv[S_TILE_W] if weighted else pv[S_TILE_POOL]) + pv[S_FETCH_BIT] * (
+            2 * _bitlen(s) + _bitlen(H) + _bitlen(H * W))
+        for m in range(mt):
+            for r in range(rt):
+                kr = 0.0 if lea else pv[S_TILE_ROW] * tm[m] * tr[r]
+                cyc = (tile_c + pv[S_TILE_BIT] * (_bitlen(m) + _bitlen(m0[m]))
+                       + pv[S_TILE_BIT] * (_bitlen(r) + _bitlen(r0[r])) + kr)
+                tov_mr[m, r, 0] = cyc
+                tov_mr[m, r, 1] = cyc * epc
+        for n in range(nt):
+            tov_n[n, 0] = pv[S_TILE_BIT] * _bitlen(n)
+            tov_n[n, 1] = tov_n[n, 0] * epc
+        for c in range(ct):
+            tov_c[c, 0] = pv[S_TILE_BIT] * _bitlen(c)
+            tov_c[c, 1] = tov_c[c, 0] * epc
+    if lea:
+        by_in, by_w = _lea_tile(op, tied, kh, kw, s, tm, tn, tr, tc, pv)
+    else:
+        by_in = np.zeros((xn, rt, ct, 2))
+        by_w = np.zeros((mt, wn, 2))
+    commit = np.zeros(2)
+    vdiv = np.zeros(2)
+    lstart = np.zeros(2)
+    if software:
+        commit[0] = pv[S_UNIT]
+        commit[1] = commit[0] * epc
+        vdiv[0] = pv[S_VERSION_DIV]
+        vdiv[1] = vdiv[0] * epc
+        lstart[0] = pv[S_LAYER_START]
+        lstart[1] = lstart[0] * epc
+    else:
+        _dma(pv, DMA_W, int(pv[COMMIT_WORDS]), commit)
+    return CostTables(m0, tm, n0, tn, r0, tr, c0, tc, vec, inp, wgt, bias, init, req, prd, pwr, out, commit, elems,
+                      tov_mr, tov_n, tov_c, by_in, by_w, vdiv, lstart, software)
+
+
+def fast_tables(geom: LayerGeom, tr: int, tc: int, tm: int, tn: int, p: Platform, backend: str) -> CostTables:
+    """:func:`aidi.models.costs.cost_tables`, compiled (same arguments, same tables)."""
+    from . import runtime_model
+
+    return build_tables(geom_vector(geom), platform_vector(p), tr, tc, tm, tn if not geom.channel_tied else tm,
+                        backend == "lea", runtime_model(p))
+
+
+#: bytes of the runtime's fetch cache, stack reserve and alignment (mirrors aidi.models.schedule.memory)
+def _memory_constants():
+    from ..schedule.memory import ALIGN, RUNTIME_CACHE_BYTES, STACK_BYTES
+
+    return ALIGN, RUNTIME_CACHE_BYTES, STACK_BYTES
+
+
+_ALIGN, _CACHE_BYTES, _STACK_BYTES = _memory_constants()
+
+
+@njit(cache=True)
+def _al(n):
+    return (n + _ALIGN - 1) // _ALIGN * _ALIGN
+
+
+@njit(cache=True)
+def sram_fits(gv, tr, tc, tm, tn, lea, software, acc_bytes, budget, lea_ram):
+    """Does the layer's SRAM (:func:`aidi.models.schedule.memory.layer_sram_buffers` with ``acc_bytes`` of
+    accumulators, iNAS-style; the runtime's needs one block) fit ``budget`` and, on LEA, the LEA RAM?
+    (:func:`aidi.models.schedule.memory.check_sram`, without the message)."""
+    op, kh, kw, s = gv[0], gv[7], gv[8], gv[9]
+    weighted = op <= 2
+    tied = op >= 2
+    if tied:
+        tn = tm
+    tri = (tr - 1) * s + kh
+    tci = (tc - 1) * s + kw
+    off = 0
+    end = 0
+    lea_in_w = 0
+    if software:
+        per_m = kh * kw * (1 if op == 2 else tn) if weighted else 0
+        w_stride = per_m + (per_m & 1)
+        sizes = np.zeros(7, np.int64)
+        k = 0
+        if weighted:
+            sizes[k] = 4 * tm * tr * tc
+            k += 1
+            if lea:
+                sizes[k] = 4
+                sizes[k + 1] = 4 * tm
+                sizes[k + 2] = 2 * max(2, w_stride)
+                k += 3
+            sizes[k] = 2 * tm * w_stride
+            k += 1
+        sizes[k] = 2 * tn * tri * tci
+        sizes[k + 1] = _CACHE_BYTES
+        k += 2
+        for i in range(k):
+            end = off + sizes[i]
+            off = _al(end)
+        if _al(end) + _STACK_BYTES > budget:
+            return False
+        if lea and weighted and _al(end) > lea_ram:
+            return False
+        return True
+    sizes = np.zeros(5, np.int64)
+    k = 0
+    sizes[k] = 2 * (tm if tied else tn) * tri * tci
+    lea_in_w += _al(sizes[k])
+    k += 1
+    if op <= 1 or op == 2:
+        sizes[k] = 2 * tm * (tn if op <= 1 else 1) * kh * kw
+        lea_in_w += _al(sizes[k])
+        k += 1
+    if weighted:
+        sizes[k] = 4 * tm
+        k += 1
+    sizes[k] = 2 * tm * tr * tc
+    k += 1
+    if weighted:
+        sizes[k] = acc_bytes
+        k += 1
+    for i in range(k):
+        end = off + sizes[i]
+        off = _al(end)
+    if _al(end) + _STACK_BYTES > budget:
+        return False
+    if lea and weighted and lea_in_w > lea_ram:
+        return False
+    return True
+
+
+@njit(cache=True)
+def lower_bound_nb(tab, gv, weighted, tied):
+    """:func:`aidi.models.costs.tables.lower_bound`, compiled."""
+    mt, nt, rt, ct = tab.tm.shape[0], tab.tn.shape[0], tab.tr.shape[0], tab.tc.shape[0]
+    mhw = float(gv[4] * gv[5] * gv[6])
+    lb = np.zeros(2)
+    for q in range(2):
+        sc = 0.0
+        for n in range(tab.compute_per_elem.shape[0]):
+            sc += tab.compute_per_elem[n, q]
+        v = mhw * (sc + tab.acc_init[q] + tab.requant[q]) + tab.commit[q]
+        v += tab.load_input[..., q].sum() + tab.out_write[..., q].sum()
+        v += tab.tile_by_input[..., q].sum() * (1 if tied else mt) + tab.tile_by_weights[..., q].sum() * rt * ct
+        if weighted:
+            v += tab.load_weights[..., q].sum() + tab.load_bias[:, q].sum() * (rt * ct if tab.software else 1)
+        if tab.software:
+            v += (tab.layer_start[q] + tab.tile_overhead_mr[..., q].sum() * nt * ct
+                  + tab.tile_overhead_n[:, q].sum() * mt * rt * ct + tab.tile_overhead_c[:, q].sum() * mt * nt * rt)
+        lb[q] = v
+    return lb
+
+
+@njit(cache=True)
+def _dsum(pv, base, n, out, k):
+    """out += k * DMA(n) (cycles, energy)."""
+    if n > 0:
+        c = pv[base] * n + pv[base + 1]
+        out[0] += k * c
+        out[1] += k * (pv[base + 3] * n + pv[base + 4] if pv[base + 2] > 0 else c * pv[EPC])
+
+
+@njit(cache=True)
+def _box_sum(pv, base, nch, rows, cols, h, w, wpe, out):
+    """out += the sum over (x, r, c) of dma_box(nch[x], rows[r], cols[c]) (interior and edge tiles by class)."""
+    sx = 0
+    for x in range(nch.shape[0]):
+        sx += nch[x]
+    sr = 0
+    full_r = 0
+    for r in range(rows.shape[0]):
+        sr += rows[r]
+        if rows[r] >= h:
+            full_r += 1
+    full_c = 0
+    for c in range(cols.shape[0]):
+        if cols[c] < w:  # blocks nch * rows of cols words each
+            _dsum(pv, base, cols[c] * wpe, out, sx * sr)
+        else:
+            full_c += 1
+    if full_c == 0:
+        return
+    tmp = np.zeros(2)
+    for r in range(rows.shape[0]):
+        if rows[r] < h:  # whole rows: nch blocks of rows * w
+            _dsum(pv, base, rows[r] * w * wpe, tmp, sx)
+    for x in range(nch.shape[0]):
+        _dsum(pv, base, nch[x] * h * w * wpe, tmp, full_r)  # whole channels: one block
+    out[0] += full_c * tmp[0]
+    out[1] += full_c * tmp[1]
+
+
+@njit(cache=True)
+def lower_bound_closed(gv, pv, tr_, tc_, tm_, tn_, lea_backend, software):
+    """:func:`lower_bound_nb` of the tables :func:`build_tables` would build, from per-axis sums only
+    (O(tiles along each axis), no per-tile table): ``(lb [cycles, energy], commit [cycles, energy])``."""
+    op, C, H, W, M, Ho, Wo, kh, kw, s, pad, relu = (gv[0], gv[1], gv[2], gv[3], gv[4], gv[5], gv[6], gv[7], gv[8],
+                                                     gv[9], gv[10], gv[11])
+    weighted = op <= 2
+    tied = op >= 2
+    lea = lea_backend and weighted
+    kk = kh * kw
+    epc = pv[EPC]
+    m0, tm = _axis(M, tm_)
+    r0, tr = _axis(Ho, tr_)
+    c0, tc = _axis(Wo, tc_)
+    if tied:
+        tn = np.full(1, tm_, np.int64)
+    else:
+        n0, tn = _axis(C, tn_)
+    mt, nt, rt, ct = tm.shape[0], tn.shape[0], tr.shape[0], tc.shape[0]
+    xn = mt if tied else nt
+    xc = tm if tied else tn
+    sx = 0
+    for x in range(xn):
+        sx += xc[x]
+    out = np.zeros(2)  # the lower bound
+    tmp = np.zeros(2)
+    # compute per element x all elements, accumulator passes, commit
+    if lea:
+        vec = _lea_compute(op, kh, kw, tn, pv)
+    else:
+        vec = np.zeros((nt, 2))
+        for n in range(nt):
+            if software:
+                if op <= 1:
+                    cyc = pv[S_ACC_ELEM] + tn[n] * (pv[S_ACC_CHANNEL] + kh * (pv[S_KERNEL_ROW] + kw * pv[S_MAC]))
+                elif op == 2:
+                    cyc = pv[S_ACC_ELEM] + pv[S_ACC_CHANNEL] + kh * (pv[S_KERNEL_ROW] + kw * pv[S_MAC])
+                elif op == 3:
+                    cyc = pv[S_POOL_OUT] + kk * pv[S_MAX_TAP]
+                else:
+                    cyc = pv[S_POOL_OUT] + pv[S_AVG_DIV] + kk * pv[S_AVG_TAP]
+                vec[n, 0] = cyc
+                vec[n, 1] = cyc * epc
+            elif op <= 1:
+                c1 = _cpu(pv, C_MAC, -1, tn[n])
+                vec[n, 0] = kk * c1[0]
+                vec[n, 1] = kk * c1[1]
+            elif op == 2:
+                c1 = _cpu(pv, C_MAC, -1, kk)
+                vec[n, 0] = c1[0]
+                vec[n, 1] = c1[1]
+            else:
+                if op == 3:
+                    c1 = _cpu(pv, C_MAX, E_MAX, kk)
+                else:
+                    a1 = _cpu(pv, C_ADD, E_ADD, kk)
+                    d1 = _cpu(pv, C_DIV, E_DIV, 1)
+                    c1 = (a1[0] + d1[0], a1[1] + d1[1])
+                vec[n, 0] = c1[0]
+                vec[n, 1] = c1[1]
+                if relu:
+                    r1 = _cpu(pv, C_MAX, E_MAX, 1)
+                    vec[n, 0] += r1[0]
+                    vec[n, 1] += r1[1]
+    init = np.zeros(2)
+    req = np.zeros(2)
+    commit = np.zeros(2)
+    if weighted:
+        if software:
+            init[0], init[1] = pv[S_ACC_INIT], pv[S_ACC_INIT] * epc
+            req[0], req[1] = pv[S_OUTPUT], pv[S_OUTPUT] * epc
+        else:
+            init[0], init[1] = _cpu(pv, C_ADD, E_ADD, 1)
+            q1 = _cpu(pv, C_ADD, E_ADD, 2)
+            q2 = _cpu(pv, C_MAX, E_MAX, 3 if relu else 2)
+            req[0], req[1] = q1[0] + q2[0], q1[1] + q2[1]
+    if software:
+        commit[0], commit[1] = pv[S_UNIT], pv[S_UNIT] * epc
+    else:
+        _dma(pv, DMA_W, int(pv[COMMIT_WORDS]), commit)
+    mhw = float(M * Ho * Wo)
+    for q in range(2):
+        sc = 0.0
+        for n in range(nt):
+            sc += vec[n, q]
+        out[q] = mhw * (sc + init[q] + req[q]) + commit[q]
+    # tile extents along r and c (input side)
+    tri = np.empty(rt, np.int64)
+    rows = np.empty(rt, np.int64)
+    for r in range(rt):
+        tri[r] = (tr[r] - 1) * s + kh
+        y0 = r0[r] * s - pad
+        rows[r] = min(y0 + (tr[r] - 1) * s + kh, H) - max(y0, 0)
+    tci = np.empty(ct, np.int64)
+    cols = np.empty(ct, np.int64)
+    for c in range(ct):
+        tci[c] = (tc[c] - 1) * s + kw
+        x0 = c0[c] * s - pad
+        cols[c] = min(x0 + (tc[c] - 1) * s + kw, W) - max(x0, 0)
+    n_in = xn * rt * ct
+    n_out = mt * rt * ct
+    s_tm = 0
+    for m in range(mt):
+        s_tm += tm[m]
+    # input fetches and output writes
+    if software:
+        s_tci = 0
+        for c in range(ct):
+            s_tci += tci[c]
+        acc = 0.0
+        for r in range(rt):
+            y0 = r0[r] * s - pad
+            v = 0
+            b = 0
+            for j in range(tri[r]):
+                y = y0 + j
+                if y >= 0 and y < H:
+                    v += 1
+                    b += _bitlen(max(2 * y, 0))
+            pr = tri[r] - v
+            acc += (v * (ct * pv[S_IN_ROW] + s_tci * pv[S_IN_WORD]) + ct * b * pv[S_IN_ROW_BIT]
+                    + pr * (ct * pv[S_IN_PAD_ROW] + s_tci * pv[S_IN_PAD_WORD]))
+        cyc = n_in * pv[S_IN_FETCH] + sx * acc
+        if weighted:
+            cyc += pv[S_IO_CHANNEL] * s_tm * rt * ct
+        out[0] += cyc
+        out[1] += cyc * epc
+    else:
+        _box_sum(pv, DMA_R, xc, rows, cols, H, W, 1, out)
+        a7 = _cpu(pv, C_ADD, E_ADD, 7)
+        m5 = _cpu(pv, C_MUL, E_MUL, 5)
+        m4 = _cpu(pv, C_MUL, E_MUL, 4)
+        out[0] += n_in * (a7[0] + m5[0]) + n_out * (a7[0] + m4[0])
+        out[1] += n_in * (a7[1] + m5[1]) + n_out * (a7[1] + m4[1])
+        _box_sum(pv, DMA_W, tm, tr, tc, Ho, Wo, 1, out)
+    # the LEA kernel's per-tile work: by input tile (x Mt for conv), by weight tile (x Rt Ct)
+    if lea:
+        ab = _cpu(pv, C_ABS, -1, 1)
+        mx = _cpu(pv, C_MAX, E_MAX, 1)
+        dv = _cpu(pv, C_DIV, E_DIV, 1)
+        ad = _cpu(pv, C_ADD, E_ADD, 1)
+        s_tri = 0
+        s_tci = 0
+        s_tr = 0
+        s_tc = 0
+        for r in range(rt):
+            s_tri += tri[r]
+            s_tr += tr[r]
+        for c in range(ct):
+            s_tci += tci[c]
+            s_tc += tc[c]
+        mult = 1 if tied else mt
+        k = float(sx) * s_tri * s_tci
+        by = np.zeros(2)
+        by[0] = k * (ab[0] + mx[0]) + n_in * dv[0]
+        by[1] = k * (ab[1] + mx[1]) + n_in * dv[1]
+        s_ln = 0
+        for x in range(nt):
+            ln = (1 if op == 2 else tn[x]) * kk
+            s_ln += ln
+            if op != 2:
+                cp = _cpu(pv, C_COPY, -1, ln + ln % 2)
+                by[0] += s_tr * s_tc * cp[0]
+                by[1] += s_tr * s_tc * cp[1]
+        out[0] += mult * by[0] + rt * ct * s_tm * s_ln * (ab[0] + ad[0])
+        out[1] += mult * by[1] + rt * ct * s_tm * s_ln * (ab[1] + ad[1])
+    if weighted:
+        if software:
+            wn = nt if op <= 1 else 1
+            s_ln = 0
+            for n in range(wn):
+                s_ln += tn[n] * kk if op <= 1 else kk
+            cyc = s_tm * (wn * pv[S_W_FILTER] + s_ln * pv[S_W_WORD]) + pv[S_IO_CHANNEL] * s_tm * rt * ct
+            out[0] += cyc
+            out[1] += cyc * epc
+        else:
+            a8 = _cpu(pv, C_ADD, E_ADD, 8)
+            m9 = _cpu(pv, C_MUL, E_MUL, 9)
+            if op <= 1:
+                for n in range(nt):
+                    if tn[n] < C:
+                        _dsum(pv, DMA_R, tn[n] * kk, out, s_tm)
+                    else:
+                        for m in range(mt):
+                            _dsum(pv, DMA_R, tm[m] * tn[n] * kk, out, 1)
+                out[0] += mt * nt * (a8[0] + m9[0])
+                out[1] += mt * nt * (a8[1] + m9[1])
+            else:
+                for m in range(mt):
+                    _dsum(pv, DMA_R, tm[m] * kk, out, 1)
+                out[0] += mt * (a8[0] + m9[0])
+                out[1] += mt * (a8[1] + m9[1])
+            for m in range(mt):
+                _dsum(pv, DMA_R, 2 * tm[m], out, 1)
+    if software:  # the runtime's per-tile overheads and layer start
+        tile_c = (pv[S_TILE_W] if weighted else pv[S_TILE_POOL]) + pv[S_FETCH_BIT] * (
+            2 * _bitlen(s) + _bitlen(H) + _bitlen(H * W))
+        bm = 0
+        for m in range(mt):
+            bm += _bitlen(m) + _bitlen(m0[m])
+        br = 0
+        s_tr = 0
+        for r in range(rt):
+            br += _bitlen(r) + _bitlen(r0[r])
+            s_tr += tr[r]
+        mr = mt * rt * tile_c + pv[S_TILE_BIT] * (rt * bm + mt * br)
+        if not lea:
+            mr += pv[S_TILE_ROW] * s_tm * s_tr
+        bn = 0
+        for n in range(nt):
+            bn += _bitlen(n)
+        bc = 0
+        for c in range(ct):
+            bc += _bitlen(c)
+        cyc = (pv[S_LAYER_START] + mr * nt * ct + pv[S_TILE_BIT] * bn * mt * rt * ct
+               + pv[S_TILE_BIT] * bc * mt * nt * rt)
+        out[0] += cyc
+        out[1] += cyc * epc
+    return out, commit
+
+
+@njit(cache=True)
+def scan_tiles(gv, pv, tiles, lea_flags, software, budget, lea_ram):
+    """Every tile size of a layer under every backend: SRAM fit (one accumulator block), the lower bound
+    ``[cycles, energy]`` of :func:`lower_bound_nb` and the commit cost.
+
+    ``tiles``: (K, 4) int64 (Tr, Tc, Tm, Tn) normalised; ``lea_flags``: (B,) backends (True: LEA).
+    Returns ``ok`` (K, B) bool, ``lb`` (K, B, 2), ``commit`` (K, B, 2), ``n_tiles`` (K,) int64.
+    """
+    K = tiles.shape[0]
+    B = lea_flags.shape[0]
+    ok = np.zeros((K, B), np.bool_)
+    lb = np.zeros((K, B, 2))
+    commit = np.zeros((K, B, 2))
+    n_tiles = np.zeros(K, np.int64)
+    op = gv[0]
+    weighted = op <= 2
+    tied = op >= 2
+    for k in range(K):
+        tr, tc, tm, tn = tiles[k, 0], tiles[k, 1], tiles[k, 2], tiles[k, 3]
+        ntn = 1 if tied else (gv[1] + tn - 1) // tn
+        n_tiles[k] = ((gv[4] + tm - 1) // tm) * ntn * ((gv[5] + tr - 1) // tr) * ((gv[6] + tc - 1) // tc)
+        for b in range(B):
+            if not sram_fits(gv, tr, tc, tm, tn, lea_flags[b], software, 4 * tm * tr * tc, budget, lea_ram):
+                continue
+            ok[k, b] = True
+            lb[k, b], commit[k, b] = lower_bound_closed(gv, pv, tr, tc, tm, tn, lea_flags[b], software)
+    return ok, lb, commit, n_tiles
