@@ -211,6 +211,16 @@ def test_run_is_deterministic_and_the_event_log_changes_nothing():
     assert aidi.run(sc, engine="oracle").json == aidi.run(sc, engine="oracle").json
 
 
+def test_a_run_cut_by_until_s_is_a_result_with_no_latency(tmp_path):
+    sc = aidi.load("rf-intermittent").replace(sim={"until_s": 0.05})
+    path = save(sc, tmp_path)
+    for engine in ("des", "oracle"):
+        r = aidi.run(sc, engine=engine)
+        assert r.json == cli_json("run", str(path), "--engine", engine)
+        assert (r.completed, r.latency_s, r.reason, r.inference_latencies_s) == (False, None, "until_s reached", ())
+        assert r.balance_error() < 1e-9 and r.on_time_s + r.off_time_s == pytest.approx(0.05, rel=REL)
+
+
 # --------------------------------------------------------------------------- check
 @pytest.mark.parametrize("name", ["lab-1mF", "rf-intermittent"])
 def test_check_equals_the_cli_json(name, tmp_path):
