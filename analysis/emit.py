@@ -212,6 +212,14 @@ def emit(built, out: Path, backend: str | None = None, build: bool = False) -> d
     host = mk.run_host(proj.root)
     res["host"] = {"output": None if host.output is None else [int(v) for v in host.output],
                    "matches_reference": host.output is not None and bool(np.array_equal(host.output, reference))}
+    res["dispatch"] = proj.manifest["dispatch"]["policy"]
+    h = built.scenario.harvester
+    if h.kind == "constant" and proj.manifest["dispatch"]["host_power_model"]:
+        # the host harness's simulated capacitor under the scenario's source, with the project's dispatch
+        cap = mk.run_host(proj.root, "--capacitor", repr(h.power_W * h.efficiency), "--check")
+        stats = mk.capacitor_stats(cap.stderr)
+        res["host"]["capacitor"] = None if stats is None else {
+            **stats, "source_W": h.power_W * h.efficiency, "matches_reference": cap.returncode == 0}
     msg = mk.missing_message("msp430-sim")
     if msg:
         res["msp430"] = {"skipped": msg}
@@ -253,6 +261,11 @@ def print_summary(res: dict) -> None:
               f"embedded expected output == Q15 reference: {res['matches_reference']}")
     if "host" in res:
         con.print(f"host build: output == reference: {res['host']['matches_reference']}")
+        c = res["host"].get("capacitor")
+        if c:
+            con.print(f"host, simulated capacitor ({res['dispatch']} dispatch, {c['source_W']:g} W source): "
+                      f"{c['boots']} boots, {c['units_lost']} units lost, {c['threshold_waits']} threshold waits, "
+                      f"{c['time_s']:.6g} s from the first boot, output == reference: {c['matches_reference']}")
     m = res.get("msp430")
     if m and "skipped" in m:
         con.print(f"msp430-sim: skipped ({m['skipped']})")

@@ -1,6 +1,7 @@
 """`aidi emit-c` as a user runs it: the firmware computes what `aidi run --functional` computes."""
 
 import json
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -34,3 +35,18 @@ def test_emit_c_build_matches_functional_run(tmp_path, require_toolchain):
 def test_emit_c_bad_backend_one_line(tmp_path):
     r = runner.invoke(app, ["emit-c", "rf-intermittent", "--out", str(tmp_path), "--backend", "gpu"])
     assert r.exit_code == 2 and "--backend" in r.stderr
+
+
+@pytest.mark.toolchain("host")
+def test_emit_c_build_runs_the_simulated_capacitor(tmp_path):
+    """A constant-source scenario with dispatch = energy_aware: the report has the host harness's capacitor
+    run under the scenario's source (no unit lost, output equal to the reference) and the policy."""
+    shipped = Path(__file__).resolve().parents[1] / "scenarios" / "weak-source.toml"
+    text = shipped.read_text().replace("[model]", '[execution]\ndispatch = "energy_aware"\n\n[model]')
+    (tmp_path / "ws.toml").write_text(text)
+    r = runner.invoke(app, ["emit-c", str(tmp_path / "ws.toml"), "--out", str(tmp_path / "c"), "--build", "--json"])
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.stdout)
+    cap = res["host"]["capacitor"]
+    assert res["dispatch"] == "energy_aware" and cap["source_W"] == 1e-3
+    assert cap["units_lost"] == 0 and cap["threshold_waits"] > 0 and cap["boots"] == 1 and cap["matches_reference"]

@@ -36,12 +36,10 @@ def _aware(prog, power=ROOMY, margin=0.05) -> Program:
 
 
 def _capacitor(stderr: str) -> dict:
-    m = re.search(r"capacitor \S+ W: (\d+) boots, (\d+) units started, (\d+) lost, (\d+) threshold waits "
-                  r"\((\S+) s\), (\S+) s", stderr)
-    assert m, stderr
-    out = dict(zip(("boots", "started", "lost", "waits"), map(int, m.groups()[:4])))
-    out.update(wait_s=float(m.group(5)), t_s=float(m.group(6)))
-    return out
+    stats = build.capacitor_stats(stderr)
+    assert stats, stderr
+    return {"boots": stats["boots"], "started": stats["units_started"], "lost": stats["units_lost"],
+            "waits": stats["threshold_waits"], "wait_s": stats["wait_s"], "t_s": stats["time_s"]}
 
 
 @pytest.fixture(scope="module")
