@@ -205,7 +205,7 @@ SECTION_BASE = {
     "harvester": None,
 }
 KIND_FOR = {"power_W": "constant", "v_source": "thevenin", "r_ohm": "thevenin", "area_cm2": "pv",
-            "start_hour": "pv", "step_s": "pv", "hours": "pv", "window_s": "shepherd"}
+            "start_hour": "pv", "step_s": "pv", "hours": "pv", "window_s": "shepherd", "p_min_W": "pv"}
 
 
 def scenario_with(key: str, value) -> str:
