@@ -147,7 +147,11 @@ def emit_project(prog: Program, out_dir: str | Path, *, backend: str | None = No
     None (the default) takes the plan's: ``lea`` when a layer of the plan runs
     on the LEA, else ``portable`` -- the firmware the simulator costs.  The
     simulator build works with either; real LEA needs ``make msp430``.
-    Raises ValueError for an unknown backend or a network beyond the runtime's limits.
+    Under ``prog.dispatch`` with a power configuration the project carries each unit's start threshold
+    (:mod:`.dispatch`) and the host harness's power model.
+    Raises ValueError for an unknown backend or a network beyond the runtime's limits, and
+    :class:`aidi.sim.workload.NonProgressError` (a ValueError) when an energy_aware unit's threshold
+    exceeds V_on.
     """
     if backend is None:
         backend = "lea" if any(lp.backend == "lea" for lp in prog.layers) else "portable"
