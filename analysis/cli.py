@@ -399,6 +399,8 @@ def inas(
     as_published: bool = typer.Option(False, "--energy-constants-as-latency",
                                       help="iNAS as published: six addressing-overhead latencies built from energy "
                                            "constants (J added to s); default: the corrected model"),
+    with_ours: bool = typer.Option(False, "--ours", help="also our optimizer's designs and our oracle's latency for "
+                                                         "the same network and supply (seconds more)"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """iNAS's own cost model and explorer, reproduced: per-layer designs, latency and power cycles."""
@@ -410,10 +412,12 @@ def inas(
         except ValueError:
             raise m.InasError(f"--layers: expected integers K,F,K,F,..., got {layers!r}") from None
         net = m.inas_network(spec)
-        res = m.summary(m.explore_network(net, m.Supply(capacitor_f, r_ohm),
-                                          energy_constants_as_latency=as_published))
-    res = {"layers_spec": spec, "capacitor_F": capacitor_f, "r_ohm": r_ohm,
-           "model": "as published (energy constants as latency)" if as_published else "corrected", **res}
+        supply = m.Supply(capacitor_f, r_ohm)
+        res = m.summary(m.explore_network(net, supply, energy_constants_as_latency=as_published))
+        res = {"layers_spec": spec, "capacitor_F": capacitor_f, "r_ohm": r_ohm,
+               "model": "as published (energy constants as latency)" if as_published else "corrected", **res}
+        if with_ours:
+            res["ours"] = m.ours(spec, supply)
     if as_json:
         _print_json(res)
     else:
@@ -443,6 +447,16 @@ def _print_inas(res: dict, layers: str) -> None:
     lat = "infeasible" if res["latency_s"] is None else f"{res['latency_s']:.6g} s"
     con.print(f"network latency {lat}, energy {res['energy_J']:.4g} J, {res['power_cycles']:g} power cycles; "
               f"explored {res['candidates']} designs in {res['explore_wall_s']:.2f} s")
+    if "ours" in res:
+        o = res["ours"]
+        if "error" in o:
+            con.print(f"ours: {o['error']}")
+            return
+        lat = f"{o['latency_s']:.6g} s" if o["completed"] else "did not complete"
+        cycles = f"{o['power_cycles']} power cycle{'' if o['power_cycles'] == 1 else 's'}"
+        designs = ", ".join(f"{x['name']} {x['design']}" for x in o["layers"])
+        con.print(f"ours (optimizer + oracle, same supply): {lat}, energy {o['energy_J']:.4g} J, {cycles}; "
+                  f"designs {designs}")
 
 
 @app.command()

@@ -553,6 +553,48 @@ def summary(result: dict) -> dict:
 
 
 # --------------------------------------------------------------------------- next to our oracle
+#: our SRAM budget next to iNAS (as ``aidi bench``'s iNAS networks): iNAS's 2048 B does not hold
+#: our GAP's input map (a 30x30x4 map needs 1800 B of input plus stack)
+OURS_SRAM_BYTES = 4096
+
+
+def ours(spec, supply: Supply, input_shape=(3, 32, 32), n_classes: int = 10,
+         p: Platform = MSP430FR5994_EXTFRAM, sram_bytes: int = OURS_SRAM_BYTES) -> dict:
+    """Our optimizer's designs and our oracle's run for iNAS's network ``spec`` under the same supply.
+
+    The same layers (convs with ReLU, GAP, FC) and platform profile, ``sram_bytes`` of
+    SRAM, a Thevenin source V_sup through R_ehm into the capacitor, starting at V_on;
+    designs by :func:`aidi.models.design_search.design_network` for a unit energy
+    budget of our model's E_cycle.  Our GAP design tiles the *output* channels (iNAS's
+    tiles the input map).  Returns ``latency_s``, ``power_cycles``, ``energy_J``
+    (consumed), ``completed``, ``wall_s`` and ``layers`` (name, design string); when
+    no design fits, ``completed`` False and ``error`` (one line) instead.
+    """
+    from aidi.models.design_search import design_network
+    from aidi.models.hardware import unit_energy_budget
+    from aidi.sim import harvesters, oracle
+    from aidi.sim.config import PowerConfig, SimConfig
+    from aidi.sim.workload import Workload
+
+    t0 = time.perf_counter()
+    inas_network(spec, input_shape, n_classes)  # the same checks and messages
+    layers = [{"type": "conv", "k": int(spec[i]), "filters": int(spec[i + 1]), "relu": True}
+              for i in range(0, len(spec), 2)] + [{"type": "gap"}, {"type": "fc", "units": int(n_classes)}]
+    power = PowerConfig(capacitor_F=supply.capacitor_F, v_on=supply.v_on, v_off=supply.v_off, v_max=supply.v_sup,
+                        v_initial=supply.v_on)
+    try:
+        plan = design_network(layers, p, sram_bytes, e_cycle_J=unit_energy_budget(power, p),
+                              input_shape=list(input_shape))
+    except ValueError as exc:  # no design fits (named layer and reason)
+        return {"completed": False, "error": str(exc).splitlines()[0], "wall_s": time.perf_counter() - t0}
+    work = Workload.from_graph(plan.task_graph(), p)
+    r = oracle.simulate(work, power, harvesters.thevenin(supply.v_sup, supply.r_ohm), SimConfig(until_s=1e7))
+    return {"latency_s": r["latency_s"], "power_cycles": r["power_cycles"], "energy_J": r["energy_J"]["consumed"],
+            "completed": r["completed"], "wall_s": time.perf_counter() - t0,
+            "layers": [{"name": n, "design": design_string(d)}
+                       for n, d in zip(layer_names(inas_network(spec, input_shape, n_classes)), plan.designs)]}
+
+
 def compare(layer: InasLayer, d: ExecutionDesign, capacitor_F: float, r_ohm: float | None = None) -> dict:
     """iNAS's estimate next to our oracle on the same conv layer, design and supply."""
     from aidi.models import schedule
