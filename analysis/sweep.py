@@ -170,9 +170,18 @@ def boundary_summary(df: pd.DataFrame, key: str) -> dict:
     boundary); ``range``: [smallest, largest] value tried; ``deadline_set``: whether the scenario
     has a deadline (``[sim] deadline_s``).
     """
+    out: dict[str, Any] = {"deadline_set": bool("meets_deadline" in df and df["meets_deadline"].notna().any())}
+    if not pd.api.types.is_numeric_dtype(df[key]) or pd.api.types.is_bool_dtype(df[key]):
+        # values without an order (e.g. hyper_tile = 1, 2, "auto"): which values succeed, no boundary
+        out["range"] = list(dict.fromkeys(df[key].tolist()))
+        ok = df["completed"].astype(bool)
+        out["completes_at"] = df.loc[ok, key].tolist()
+        out["meets_deadline_at"] = df.loc[ok & df.get("meets_deadline", ok).eq(True), key].tolist()
+        for name in ("completes", "meets_deadline"):
+            out[name] = out[f"{name}_below"] = None
+        return out
     vals = sorted(df[key].dropna().unique().tolist())
-    out: dict[str, Any] = {"range": [vals[0], vals[-1]] if vals else [None, None]}
-    out["deadline_set"] = bool("meets_deadline" in df and df["meets_deadline"].notna().any())
+    out["range"] = [vals[0], vals[-1]] if vals else [None, None]
     for name, deadline in (("completes", False), ("meets_deadline", True)):
         b = feasibility_boundary(df, key, deadline)
         below = [v for v in vals if b is not None and v < b]
@@ -184,9 +193,18 @@ def boundary_summary(df: pd.DataFrame, key: str) -> dict:
 def describe_boundary(b: dict, key: str) -> list[str]:
     """Two sentences (completes, deadline) for a :func:`boundary_summary`, saying when a value is only
     the lower end of the range tried or when no value tried succeeds."""
+    lines = []
+    if "completes_at" in b:  # unordered values
+        for name, verb in (("completes", "completes"), ("meets_deadline", "meets the deadline")):
+            at = b[f"{name}_at"]
+            if name == "meets_deadline" and not b["deadline_set"]:
+                lines.append(f"{key}: no deadline set ([sim] deadline_s), so none to meet")
+            else:
+                lines.append(f"{key}: {verb} at " + (", ".join(_fmt(v) for v in at) if at else
+                                                     f"none of the values tried ({', '.join(map(_fmt, b['range']))})"))
+        return lines
     lo, hi = (_fmt(x) for x in b["range"])
     tried = f"in the range tried ({lo} to {hi})"
-    lines = []
     for name, verb in (("completes", "completes"), ("meets_deadline", "meets the deadline")):
         v = b[name]
         if name == "meets_deadline" and not b["deadline_set"]:
@@ -219,9 +237,10 @@ def figure(df: pd.DataFrame, key: str, title: str):
 
     from .figures import category_label, key_label, log_bar_positions, vline
 
-    d = df.sort_values(key)
+    d = df.sort_values(key) if pd.api.types.is_numeric_dtype(df[key]) else df  # unordered values: grid order
     xs = d[key]
     log_x = is_log_spread(xs)
+    num = ":.4g" if pd.api.types.is_numeric_dtype(xs) else ""
     fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.07,
                         subplot_titles=("latency (s)", "power cycles", "energy by category (J)"))
     fig.add_trace(go.Scatter(x=xs, y=d["latency_s"], mode="lines+markers", name="latency"), 1, 1)
@@ -233,7 +252,7 @@ def figure(df: pd.DataFrame, key: str, title: str):
     for col in [c for c in d.columns if c.startswith("E_") and c.endswith("_J")]:
         if d[col].fillna(0).abs().sum() > 0:
             fig.add_trace(go.Bar(x=bar_x, y=d[col], width=widths, name=category_label(col[2:-2]),
-                                 customdata=xs, hovertemplate=f"{key} = %{{customdata:.4g}}<br>%{{y:.4g}} J"),
+                                 customdata=xs, hovertemplate=f"{key} = %{{customdata{num}}}<br>%{{y:.4g}} J"),
                           3, 1)
     fig.update_layout(barmode="stack", title=title, template="plotly_white", height=850,
                       legend_title_text="energy category")

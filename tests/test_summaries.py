@@ -56,6 +56,19 @@ def test_never_completing_and_no_deadline():
                                             f"{KEY}: no deadline set ([sim] deadline_s), so none to meet"]
 
 
+def test_unordered_values_say_where_they_succeed():
+    df = pd.DataFrame({"execution.hyper_tile": [1, 2, "auto"], "completed": [True, False, True],
+                       "meets_deadline": [True, False, False]})
+    b = sw.boundary_summary(df, "execution.hyper_tile")
+    assert b["completes"] is None and b["completes_at"] == [1, "auto"] and b["meets_deadline_at"] == [1]
+    assert sw.describe_boundary(b, "execution.hyper_tile") == ["execution.hyper_tile: completes at 1, auto",
+                                                              "execution.hyper_tile: meets the deadline at 1"]
+    b = sw.boundary_summary(df.assign(completed=False), "execution.hyper_tile")
+    assert sw.describe_boundary(b, "execution.hyper_tile")[0] == ("execution.hyper_tile: completes at none of the "
+                                                                  "values tried (1, 2, auto)")
+    sw.figure(df.assign(latency_s=1.0, power_cycles=1, E_compute_J=1e-4), "execution.hyper_tile", "t")
+
+
 def test_sweep_cli_words_and_json(tmp_path):
     args = ["sweep", "rf-intermittent", "--set", "capacitor_F=4.7e-6,1e-5"]
     r = runner.invoke(app, args)
