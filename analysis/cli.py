@@ -171,9 +171,8 @@ def run(
 
     engine = engine.value
     with one_line_errors(str(scenario)), Progress("aidi run") as prog:
-        formats = figures.parse_formats(fmt)
+        formats = figures.formats_for_out(fmt, out)
         if out is not None:
-            figures.require_static(formats)
             outdir.prepare(out, force)
         sc = pipeline.load_scenario(scenario)
         built = pipeline.build(sc)
@@ -260,9 +259,8 @@ def sweep(
 
     engine = engine.value
     with one_line_errors(str(scenario)):
-        formats = figures.parse_formats(fmt)
+        formats = figures.formats_for_out(fmt, out)
         if out is not None:
-            figures.require_static(formats)
             outdir.prepare(out, force)
         grid = sw.parse_sets(set_)
         sc = pipeline.load_scenario(scenario)

@@ -172,6 +172,18 @@ def require_static(formats: Iterable[str], option: str = "--format") -> None:
         raise UserError(f"{option}: {why}")
 
 
+def formats_for_out(text: str | None, out, option: str = "--format") -> tuple[str, ...]:
+    """``--format`` of a command whose figures go to ``--out`` only: parsed, static formats checked,
+    and a one-line :class:`UserError` when formats other than the default are given without ``--out``."""
+    formats = parse_formats(text, option)
+    if out is None:
+        if formats != ("html",):
+            raise UserError(f"{option} {','.join(formats)}: figures are written only with --out DIR")
+        return formats
+    require_static(formats, option)
+    return formats
+
+
 def _kaleido_opts() -> dict:
     return {"mathjax": False, "path": find_browser()}
 

@@ -248,6 +248,9 @@ def test_format_option_is_checked(tmp_path):
     assert r.exit_code == 2
     assert r.stderr.strip() == ("aidi: error: rf-intermittent: --format: unknown figure format 'jpg'; choose from "
                                 "html, svg, pdf, png (comma-separated)")
+    r = runner.invoke(app, ["run", "rf-intermittent", "--format", "pdf"])
+    assert r.exit_code == 2
+    assert r.stderr.strip() == "aidi: error: rf-intermittent: --format pdf: figures are written only with --out DIR"
     assert figures.parse_formats(" SVG, png,svg ") == ("svg", "png")
     assert figures.parse_formats(None) == ("html",)
 
