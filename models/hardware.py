@@ -234,8 +234,42 @@ class HardwareEvaluator:
 
     def __call__(self, arch, input_shape=None) -> dict:
         """Objectives of ``arch``: an object with ``to_layers()`` and ``input_shape``, or layers + ``input_shape``."""
+        return self.evaluate_many([arch], input_shape)[0]
+
+    def evaluate_many(self, archs, input_shape=None) -> list[dict]:
+        """Objectives of each arch (in order): designs from the latency optimizer per candidate, exactly as
+        ``aidi run`` chooses them, then every feasible candidate's fitness (the oracle's latency under the
+        scenario's power, dispatch and run settings) in one compiled :class:`~aidi.sim.oracle.Population` call."""
         from ..sim import oracle
 
+        prepared = [self._prepare(a, input_shape) for a in archs]
+        works = [w for _, w, _ in prepared if w is not None]
+        t0 = time.perf_counter()
+        batch = oracle.Population(works).evaluate(self.scenario.power, self.segments, self.scenario.sim) \
+            if works else None
+        share = (time.perf_counter() - t0) / max(len(works), 1)  # the population's time, split evenly
+        out, k = [], 0
+        for obj, work, seconds in prepared:
+            if work is not None:
+                exc = batch.error(k)
+                if exc is not None:
+                    obj["reasons"].append(_first_line(exc))
+                else:
+                    res = batch.result(k)
+                    obj["power_cycles"] = int(res["power_cycles"])
+                    obj["energy_J"] = float(res["energy_J"]["consumed"])
+                    if res["completed"]:
+                        obj["latency_s"] = obj["intermittent_latency_s"] = float(res["latency_s"])
+                    else:
+                        obj["reasons"].append(f"the inference does not complete ({res['reason'] or 'unknown'})")
+                k += 1
+            obj["hw_feasible"] = not obj["reasons"]
+            obj["hw_seconds"] = seconds + (share if work is not None else 0.0)
+            out.append(obj)
+        return out
+
+    def _prepare(self, arch, input_shape=None):
+        """(objectives so far, the Workload to simulate or None, seconds spent) of one candidate."""
         t0 = time.perf_counter()
         if hasattr(arch, "to_layers"):
             layers, shape = arch.to_layers(), arch.input_shape
@@ -249,12 +283,6 @@ class HardwareEvaluator:
                                "sram_bytes": None, "sram_budget_bytes": budget, "max_unit_energy_J": None,
                                "e_budget_J": e_budget, "power_cycles": None, "energy_J": None, "designs": [],
                                "mode": self.mode, "hw_feasible": False, "reasons": []}
-
-        def done() -> dict:
-            out["hw_feasible"] = not out["reasons"]
-            out["hw_seconds"] = time.perf_counter() - t0
-            return out
-
         continuous = self.mode == "continuous"
         try:
             geoms = geoms_of(layers, shape)
@@ -264,7 +292,7 @@ class HardwareEvaluator:
             planned = plan(geoms, designs, platform, budget, sc.execution.backend)
         except INFEASIBLE as exc:
             out["reasons"].append(_first_line(exc))
-            return done()
+            return out, None, time.perf_counter() - t0
         work = planned.work
         unit_e = work.energy_J.sum(axis=1)
         out["sram_bytes"] = int(planned.graph.max_sram_bytes())
@@ -276,19 +304,8 @@ class HardwareEvaluator:
         if continuous:
             out["latency_s"] = out["continuous_latency_s"]
             out["energy_J"] = float(unit_e.sum())
-            return done()
+            return out, None, time.perf_counter() - t0
         if out["max_unit_energy_J"] > e_budget * (1 + 1e-12):
             out["reasons"].append(f"a unit needs {out['max_unit_energy_J'] * 1e6:.3f} uJ, one power cycle gives "
                                   f"{e_budget * 1e6:.3f} uJ")
-        try:
-            res = oracle.simulate(work, sc.power, self.segments, sc.sim)
-        except INFEASIBLE as exc:
-            out["reasons"].append(_first_line(exc))
-            return done()
-        out["power_cycles"] = int(res["power_cycles"])
-        out["energy_J"] = float(res["energy_J"]["consumed"])
-        if res["completed"]:
-            out["latency_s"] = out["intermittent_latency_s"] = float(res["latency_s"])
-        else:
-            out["reasons"].append(f"the inference does not complete ({res['reason'] or 'unknown'})")
-        return done()
+        return out, work, time.perf_counter() - t0

@@ -63,8 +63,8 @@ def test_a_bug_propagates_out_of_hardware_evaluation(monkeypatch, where):
     def bug(*a, **k):
         raise ZeroDivisionError("a bug, not an infeasible candidate")
 
-    if where == "oracle":
-        monkeypatch.setattr(oracle, "simulate", bug)
+    if where == "oracle":  # the optimizer's and the fitness's oracle calls (Population.evaluate)
+        monkeypatch.setattr(oracle.Population, "evaluate", bug)
     else:
         monkeypatch.setattr(hardware, "plan_network", bug)
     with pytest.raises(ZeroDivisionError):
@@ -89,3 +89,29 @@ def test_nas_evaluator_is_handed_its_hardware_evaluator():
     o = ev.evaluate(ARCH)
     assert seen == [ARCH.id] and o["feasible"] and o["requirement_s"] == 2.0
     assert not Evaluator(Stub(), ProxyAccuracy(), requirement_s=1.0).evaluate(ARCH)["feasible"]
+
+
+def test_a_generation_is_one_population_call(monkeypatch):
+    """evaluate_many: each candidate's designs from the optimizer, then the fitness of all in one Population
+    call; the same objectives as one call per candidate."""
+    ev = hardware.HardwareEvaluator(SC)
+    one = [ev(ARCH), ev(list(SC.model.layers), list(SC.model.input))]
+    events = []
+    real_eval, real_prepare = oracle.Population.evaluate, hardware.HardwareEvaluator._prepare
+
+    def spy(self, *a, **k):
+        events.append(("population", len(self)))
+        return real_eval(self, *a, **k)
+
+    def prepare(self, *a, **k):
+        out = real_prepare(self, *a, **k)  # designs by the optimizer (its own oracle calls) and the plan
+        events.append(("prepared", 0))
+        return out
+
+    monkeypatch.setattr(oracle.Population, "evaluate", spy)
+    monkeypatch.setattr(hardware.HardwareEvaluator, "_prepare", prepare)
+    many = ev.evaluate_many([ARCH, list(SC.model.layers)], list(SC.model.input))
+    last = max(i for i, e in enumerate(events) if e[0] == "prepared")
+    assert events[last + 1:] == [("population", 2)]
+    for a, b in zip(one, many):
+        assert a["latency_s"] == b["latency_s"] and a["designs"] == b["designs"] and b["hw_feasible"]

@@ -169,7 +169,10 @@ class Evaluator:
             else:
                 todo.append(a)
         if todo:
-            hws = self.map_fn(self.hardware, [(a,) for a in todo])
+            if self.map_fn is serial_map and hasattr(self.hardware, "evaluate_many"):
+                hws = self.hardware.evaluate_many(todo)  # a generation's fitness in one compiled oracle call
+            else:
+                hws = self.map_fn(self.hardware, [(a,) for a in todo])
             for a, hw in zip(todo, hws):
                 t0 = time.perf_counter()
                 acc = self.accuracy(a)
