@@ -126,20 +126,11 @@ def analyse(built) -> dict:
     if len(never):
         static.append(f"{len(never)} unit(s) can never complete in one power cycle (first: {never['unit'].iloc[0]})")
     sim_s = harvested["latency_s"]
-    reasons = []
-    if sim_s is None:
-        reasons.append(f"does not complete under the harvester: {harvested['reason']}")
-    elif deadline is not None and sim_s > deadline:
-        reasons.append(f"latency {sim_s:.3f} s > deadline {deadline:g} s")
-    reasons += static
+    reasons = _late(sim_s, f"does not complete under the harvester: {harvested['reason']}", "latency",
+                    deadline) + static
     bound = guarantee(built)
     b_s = bound.latency_s
-    not_guaranteed = []
-    if b_s is None:
-        not_guaranteed.append(f"no latency guarantee: {bound.reason}")
-    elif deadline is not None and b_s > deadline:
-        not_guaranteed.append(f"latency bound {b_s:.6g} s > deadline {deadline:g} s")
-    not_guaranteed += static
+    not_guaranteed = _late(b_s, f"no latency guarantee: {bound.reason}", "latency bound", deadline) + static
     return {
         "scenario": sc.name,
         "e_cycle_J": p.e_cycle_J,
@@ -166,6 +157,15 @@ def analyse(built) -> dict:
         "guarantee_reasons": not_guaranteed,
         "layers": layers,
     }
+
+
+def _late(latency_s: float | None, missing: str, what: str, deadline_s: float | None) -> list[str]:
+    """[``missing``] when there is no latency, [why it misses the deadline] when it does, else []."""
+    if latency_s is None:
+        return [missing]
+    if deadline_s is not None and latency_s > deadline_s:
+        return [f"{what} {latency_s:.6g} s > deadline {deadline_s:g} s"]
+    return []
 
 
 def guarantee_lines(res: dict) -> list[str]:
