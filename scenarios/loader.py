@@ -53,6 +53,7 @@ class HarvesterSpec:
     step_s: float = 60.0
     hours: float = 168.0
     window_s: float = harvesters.SHEPHERD_WINDOW_S
+    algorithm: str | None = None  # shepherd: shepherd-core's virtual harvester for an ivcurve recording
     p_min_W: float | None = None  # a time-varying source's guaranteed minimum (W, before efficiency), aidi check
 
     def segments(self) -> harvesters.Segments:
@@ -63,7 +64,7 @@ class HarvesterSpec:
         if self.kind == "trace":
             return harvesters.read_trace(self.file, self.efficiency, self.repeat)
         if self.kind == "shepherd":
-            return harvesters.read_shepherd(self.file, self.efficiency, self.repeat, self.window_s)
+            return harvesters.read_shepherd(self.file, self.efficiency, self.repeat, self.window_s, self.algorithm)
         return harvesters.pv(self.area_cm2, self.cell_efficiency * self.efficiency, self.file, self.start_hour,
                              self.step_s, self.hours)
 
@@ -160,7 +161,7 @@ _ALLOWED = {
     "device": {"platform", "mclk_hz", "sram_budget_bytes"},
     "power": {"capacitor_F", "v_on", "v_off", "v_max", "leakage_A", "v_initial", "converter_efficiency"},
     "harvester": {"kind", "power_W", "v_source", "r_ohm", "file", "repeat", "efficiency", "area_cm2",
-                  "cell_efficiency", "start_hour", "step_s", "hours", "window_s",
+                  "cell_efficiency", "start_hour", "step_s", "hours", "window_s", "algorithm",
                   "p_min_W"},
     "model": {"input", "layers", "weights", "seed", "file", "epochs", "data_dir"},
     "execution": {"tile", "loop_order", "hyper_tile", "preservation", "backend", "dispatch", "dispatch_margin"},
@@ -287,6 +288,7 @@ def parse(raw: dict, path: Path) -> Scenario:
         hk["file"] = r.get("harvester", "file", kind="path")
         hk["repeat"] = r.get("harvester", "repeat", True, kind="bool")
         hk["window_s"] = r.get("harvester", "window_s", harvesters.SHEPHERD_WINDOW_S)
+        hk["algorithm"] = r.get("harvester", "algorithm", None, "str")
     else:
         f = r.get("harvester", "file", None, kind="path")
         hk["file"] = f

@@ -245,7 +245,7 @@ SHEPHERD_WINDOW_S = 0.01
 @contextmanager
 def _shepherd_quiet():
     """Silence shepherd-core's own log records (its file checks log to stderr); aidi reports one line itself."""
-    loggers = [logging.getLogger(n) for n in ("SHPCore", "SHPCore.Reader")]
+    loggers = [logging.getLogger(n) for n in ("SHPCore", "SHPCore.Reader", "SHPCore.Writer")]
     for lg in loggers:
         lg.addFilter(_drop_all)
     try:
@@ -260,15 +260,20 @@ def _drop_all(_record) -> bool:
 
 
 def read_shepherd(path: Path, efficiency: float = 1.0, repeat: bool = True,
-                  window_s: float = SHEPHERD_WINDOW_S) -> Segments:
+                  window_s: float = SHEPHERD_WINDOW_S, algorithm: str | None = None) -> Segments:
     """A Shepherd testbed harvest recording (HDF5) as power segments of ``window_s`` seconds.
 
     Read through the Shepherd project's own ``shepherd_core.Reader`` (the file's ``data/time``,
     ``data/voltage``, ``data/current`` datasets, raw integers turned into s, V and A by each dataset's
     ``gain``/``offset`` attributes: SI = raw * gain + offset).  Only harvester recordings of IV samples
     (``mode = "harvester"``, ``datatype = "ivsample"``: the voltage and current at the harvester's
-    operating point, 100 kS/s on the testbed) are accepted; an ``ivcurve`` or ``isc_voc`` recording,
-    or an emulator recording (a target's consumption), is a one-line :class:`TraceError`.
+    operating point, 100 kS/s on the testbed) are read as they are.  An ``ivcurve`` recording (IV
+    curves swept over and over) needs ``algorithm``, the name of one of shepherd-core's virtual
+    harvesters (``mppt_opt``, ``mppt_voc``, ``mppt_po``, ``cv20``, ...): shepherd-core's own
+    ``vsource.simulate_harvester`` picks the operating point on every curve into IV samples (its
+    Writer keeps whole 10 000-sample chunks), which are then read as above.  An ``isc_voc`` or
+    emulator recording (a target's consumption), or ``algorithm`` with an IV-sample recording, is a
+    one-line :class:`TraceError`.
 
     Power is V * I per sample under the ``trace`` kind's logger rule: a negative voltage or current
     no further below 0 than :data:`NOISE_FLOOR` (1 mV, 1 uA; calibration offsets of real recordings
@@ -302,10 +307,34 @@ def read_shepherd(path: Path, efficiency: float = 1.0, repeat: bool = True,
         except Exception as exc:  # h5py and pydantic raise many kinds for a file that is not HDF5
             raise TraceError(f"{path}: not a Shepherd HDF5 recording ({exc.__class__.__name__})") from None
         with reader:
-            return _shepherd_segments(reader, path, efficiency, repeat, window_s)
+            if _shepherd_datatype(reader, path, algorithm) == "ivsample":
+                return _shepherd_segments(reader, path, efficiency, repeat, window_s)
+        return _shepherd_harvest(path, algorithm, efficiency, repeat, window_s)
 
 
-def _shepherd_segments(reader, path: Path, efficiency: float, repeat: bool, window_s: float) -> Segments:
+def _shepherd_harvest(path: Path, algorithm: str, efficiency: float, repeat: bool, window_s: float) -> Segments:
+    """IV samples from an ivcurve recording by shepherd-core's virtual harvester ``algorithm``, then read."""
+    import tempfile
+
+    from shepherd_core.data_models.content.virtual_harvester_config import VirtualHarvesterConfig
+    from shepherd_core.vsource import simulate_harvester
+
+    try:
+        config = VirtualHarvesterConfig(name=algorithm)
+    except Exception:  # pydantic's ValidationError: not one of shepherd-core's named harvesters
+        raise TraceError(f"{path}: harvester.algorithm {algorithm!r} is not a virtual harvester of shepherd-core "
+                         "(e.g. mppt_opt, mppt_voc, mppt_po, cv20)") from None
+    with tempfile.TemporaryDirectory(prefix="aidi-shepherd-") as tmp:
+        out = Path(tmp) / f"{path.stem}-{algorithm}.h5"
+        try:
+            simulate_harvester(config, path, out)
+        except ValueError as exc:
+            raise TraceError(f"{path}: harvester.algorithm {algorithm!r}: " + str(exc).splitlines()[0]) from None
+        return read_shepherd(out, efficiency, repeat, window_s)
+
+
+def _shepherd_datatype(reader, path: Path, algorithm: str | None) -> str:
+    """'ivsample' or 'ivcurve' (with an algorithm); anything else a TraceError."""
     mode = reader.get_mode()
     mode = mode.decode() if isinstance(mode, bytes) else str(mode)
     if mode != "harvester":
@@ -314,11 +343,20 @@ def _shepherd_segments(reader, path: Path, efficiency: float, repeat: bool, wind
     raw_type = reader.h5file["data"].attrs.get("datatype", "")
     raw_type = raw_type.decode() if isinstance(raw_type, bytes) else str(raw_type)
     dtype = reader.get_datatype()
-    if dtype is None or dtype.value != "ivsample":
-        name = dtype.value if dtype is not None else (raw_type or "missing")
+    name = dtype.value if dtype is not None else (raw_type or "missing")
+    if name == "ivsample" and algorithm is not None:
+        raise TraceError(f"{path}: harvester.algorithm {algorithm!r} picks operating points on IV curves, and this "
+                         "recording has IV samples (datatype 'ivsample'): leave it out")
+    if name == "ivcurve" and algorithm is None:
+        raise TraceError(f"{path}: Shepherd datatype 'ivcurve': name the virtual harvester that picks the "
+                         "operating point on each curve, e.g. harvester.algorithm = \"mppt_opt\"")
+    if name not in ("ivsample", "ivcurve"):
         raise TraceError(f"{path}: Shepherd datatype {name!r}: aidi reads IV-sample recordings (datatype "
-                         "'ivsample'); an ivcurve or isc_voc recording needs a virtual harvester to pick the "
-                         "operating point first")
+                         "'ivsample') and IV curves (datatype 'ivcurve', with harvester.algorithm)")
+    return name
+
+
+def _shepherd_segments(reader, path: Path, efficiency: float, repeat: bool, window_s: float) -> Segments:
     n = int(reader.samples_n)
     if n < 2:
         raise TraceError(f"{path}: a Shepherd recording needs at least two samples, got {n}")
