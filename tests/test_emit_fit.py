@@ -82,6 +82,7 @@ weights = "random"
 """
 
 
+@pytest.mark.slow
 @pytest.mark.toolchain("msp430-sim")
 def test_emit_c_build_one_line_when_the_link_overflows(tmp_path):
     """Arrays that fit (47 KB), code that does not: ld.lld's overflow, as one line, exit 2."""
@@ -92,3 +93,20 @@ def test_emit_c_build_one_line_when_the_link_overflows(tmp_path):
     assert "Traceback" not in r.output and len(err.splitlines()) == 1, err
     assert "too-big.toml: the firmware does not fit mspdebug's MSP430FR5994 memory map" in err
     assert "overflows region FRAM by" in err and "the hardware library build takes it" in err
+
+
+@pytest.mark.toolchain("msp430-sim")
+def test_emit_c_build_one_line_when_an_array_cannot_fit(tmp_path, monkeypatch):
+    """The pre-compile check through the CLI (the host part is skipped: make host is not what is tested)."""
+    from aidi.models.emit import build as mk
+
+    real = mk.make
+    monkeypatch.setattr(mk, "make", lambda root, *t, **kw: None if t == ("host",) else real(root, *t, **kw))
+    monkeypatch.setattr(mk, "run_host", lambda root, *a, **kw: mk.HostRun(0, None, "", ""))
+    (tmp_path / "huge.toml").write_text(SCENARIO.replace('units = 250}, {type = "fc", units = 30}',
+                                                         'units = 600}, {type = "fc", units = 4}'))
+    r = runner.invoke(app, ["emit-c", str(tmp_path / "huge.toml"), "--out", str(tmp_path / "c"), "--build"])
+    assert r.exit_code == 2, r.output
+    err = r.stderr.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in r.output, err
+    assert ".rodata array aidi_w0 is 76800 B" in err and "the hardware library build takes it" in err
