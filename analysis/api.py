@@ -66,6 +66,20 @@ def _choice(option: str, value: Any, choices: Sequence[str]) -> str:
     return value
 
 
+def _prepare_out(out: str | os.PathLike, force: bool) -> Path:
+    """An output folder made ready (:func:`aidi.analysis.outdir.prepare`; errors name it ``out``)."""
+    from . import outdir
+
+    with _user_errors():
+        return outdir.prepare(Path(out), force, option="out")
+
+
+def _positive_int(option: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise UserError(f"{option}: must be a positive integer, got {value!r}")
+    return value
+
+
 # --------------------------------------------------------------------------- scenarios
 def _plain(v: Any) -> Any:
     """A value as TOML would hold it: tuples as lists, paths as strings, numpy scalars as Python numbers."""
@@ -276,10 +290,9 @@ class RunResult:
         Returns the folder.  Raises :class:`UserError` for a folder of the user's or a file."""
         from aidi.sim.des import Event
 
-        from . import outdir, report
+        from . import report
 
-        with _user_errors():
-            folder = outdir.prepare(Path(out), force, option="out")
+        folder = _prepare_out(out, force)
         log = [Event(*row) for row in self.events.itertuples(index=False, name=None)]
         report.write_run(folder, self.built, self.json, log)
         return folder
@@ -482,8 +495,7 @@ def sweep(scenario: Any, grid: Mapping[str, Any] | Sequence[str], engine: str = 
     from . import sweep as sw
 
     _choice("engine", engine, ENGINES)
-    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
-        raise UserError(f"workers: must be a positive integer, got {workers!r}")
+    _positive_int("workers", workers)
     g = _grid(grid)
     sc, ctx = _scenario_and_context(scenario)
     for key, vals in g.items():
@@ -545,6 +557,18 @@ class NasResult:
     json: dict = field(repr=False)
 
 
+def _nas_options(controller: str, dataset: str, budget: int, workers: int) -> None:
+    """Check the search options before any work (named as the Python functions name them)."""
+    from aidi.models.nas import CONTROLLERS
+
+    from .nas_run import DATASETS
+
+    _choice("controller", controller, CONTROLLERS)
+    _choice("dataset", dataset, DATASETS)
+    _positive_int("budget", budget)
+    _positive_int("workers", workers)
+
+
 def nas(scenario: Any, out: str | os.PathLike, controller: str = "evolution", budget: int = 48, seed: int = 0,
         requirement_s: float | None = None, dataset: str = "digits", data_dir: str | os.PathLike | None = None,
         quick: bool = False, workers: int = 1, dask: str | None = None, force: bool = False,
@@ -565,18 +589,11 @@ def nas(scenario: Any, out: str | os.PathLike, controller: str = "evolution", bu
     """
     import pandas as pd
 
-    from aidi.models.nas import CONTROLLERS
+    from . import jsonout, nas_run
 
-    from . import jsonout, nas_run, outdir
-
-    _choice("controller", controller, CONTROLLERS)
-    _choice("dataset", dataset, nas_run.DATASETS)
-    for name, value in (("budget", budget), ("workers", workers)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise UserError(f"{name}: must be a positive integer, got {value!r}")
+    _nas_options(controller, dataset, budget, workers)
     sc, ctx = _scenario_and_context(scenario)
-    with _user_errors():
-        outdir.prepare(Path(out), force, option="out")  # before any work, named as this function names it
+    _prepare_out(out, force)  # before any work
     with _user_errors(ctx):
         data = nas_run.run_nas(sc, controller=controller, budget=budget, seed=seed, requirement_s=requirement_s,
                                workers=workers, dask=dask, dataset=dataset, data_dir=data_dir, out=Path(out),
@@ -643,8 +660,7 @@ def explore(scenario: Any, top_k: int = 5, exhaustive: bool = False) -> ExploreR
     (small networks only).  Raises :class:`UserError` for a bad scenario, ``top_k``, or a network no
     design fits.
     """
-    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-        raise UserError(f"top_k: must be a positive integer, got {top_k!r}")
+    _positive_int("top_k", top_k)
     sc, ctx = _scenario_and_context(scenario)
     with _user_errors(ctx):
         res = _explore.explore(sc, top_k=top_k, exhaustive=bool(exhaustive))
@@ -693,15 +709,9 @@ def nas_compare(scenario: Any, out: str | os.PathLike, requirements_s: Sequence[
     """
     import pandas as pd
 
-    from aidi.models.nas import CONTROLLERS
+    from . import jsonout, nas_run
 
-    from . import jsonout, nas_run, outdir
-
-    _choice("controller", controller, CONTROLLERS)
-    _choice("dataset", dataset, nas_run.DATASETS)
-    for name, value in (("budget", budget), ("workers", workers)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise UserError(f"{name}: must be a positive integer, got {value!r}")
+    _nas_options(controller, dataset, budget, workers)
     reqs = None
     if requirements_s is not None:
         reqs = [_plain(r) for r in requirements_s]
@@ -711,8 +721,7 @@ def nas_compare(scenario: Any, out: str | os.PathLike, requirements_s: Sequence[
             raise UserError(f"requirements_s: expected positive numbers of seconds, got {list(requirements_s)!r}")
         reqs = [float(r) for r in reqs]
     sc, ctx = _scenario_and_context(scenario)
-    with _user_errors():
-        outdir.prepare(Path(out), force, option="out")
+    _prepare_out(out, force)
     with _user_errors(ctx):
         data = nas_run.run_compare(sc, controller=controller, budget=budget, seed=seed, workers=workers, dask=dask,
                                    dataset=dataset, data_dir=data_dir, out=Path(out), quick=quick,
