@@ -138,9 +138,6 @@ def min_source(seg: Segments, power: PowerConfig, until_s: float, p_min_W: float
             return src if vs > 0.0 else MinSource(p, g, vs, src.origin, "the source voltage is 0 V")
         return MinSource(p, origin=f"{seg.kind} source: {p:g} W",
                          zero="" if p > 0.0 else f"the {seg.kind} source gives {p:g} W")
-    if p_min_W is not None:
-        return MinSource(float(p_min_W), origin=f"harvester.p_min_W: {p_min_W:g} W (after efficiency)",
-                         zero="" if p_min_W > 0.0 else "harvester.p_min_W is 0 W")
     t = np.asarray(seg.seg_t)
     used = np.ones(t.shape[0], dtype=bool) if seg.period > 0.0 and until_s >= seg.period else t < until_s
     lo = np.minimum(seg.seg_p, seg.seg_p + seg.seg_g * (seg.seg_vs - power.v_max) * power.v_max)
@@ -148,6 +145,12 @@ def min_source(seg: Segments, power: PowerConfig, until_s: float, p_min_W: float
     k = int(np.argmin(lo))
     p = max(float(lo[k]), 0.0)
     window = f"[0, {min(until_s, seg.period if seg.period > 0.0 else until_s):g} s)"
+    if p_min_W is not None:
+        # the user's word for the real source; the trace simulated here may fall below it (then the simulated
+        # latency is not bound by it), and the origin says so
+        below = f"; this {seg.kind} falls to {p:g} W in {window}" if p < p_min_W else ""
+        return MinSource(float(p_min_W), origin=f"harvester.p_min_W: {p_min_W:g} W (after efficiency{below})",
+                         zero="" if p_min_W > 0.0 else "harvester.p_min_W is 0 W")
     origin = f"{seg.kind} minimum over {window}: {p:g} W"
     zero = "" if p > 0.0 else (f"the {seg.kind} gives {p:g} W from t = {float(t[k]):g} s (within the run's window "
                                f"{window}); set [harvester] p_min_W to a minimum the source guarantees")

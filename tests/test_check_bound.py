@@ -166,6 +166,7 @@ def test_sources_that_can_give_zero_watts_give_no_guarantee():
     # a user's guaranteed minimum replaces the trace's
     src = bound.min_source(zero, power, 1e6, p_min_W=1e-3)
     assert src.p_W == 1e-3 and not src.zero and "p_min_W" in src.origin
+    assert "this trace falls to 0 W in [0, 3 s)" in src.origin  # the user's word, not the trace's
     assert bound.latency_bound(work, power, src, SIM).latency_s is not None
     b0 = bound.latency_bound(work, power, bound.min_source(hv.constant(0.0), power, 1e6), SIM)
     assert b0.latency_s is None and "constant source gives 0 W" in b0.reason
