@@ -154,3 +154,12 @@ def test_console_script_version():
     r = subprocess.run([sys.executable, "-m", "aidi.analysis.cli", "--version"], capture_output=True, text=True,
                        timeout=120)
     assert r.returncode == 0 and r.stdout.strip() == f"aidi {version('aidi')}"
+
+
+@pytest.mark.parametrize("args,parts", [
+    (["scenario"], ["No such command 'scenario'", "Did you mean 'scenarios'?"]),
+    (["run", "lab-1mF", "--engin", "des"], ["No such option: --engin", "--engine"]),
+    (["run", "lab-1mF", "--engine", "bogus"], ["'bogus' is not one of 'des', 'oracle'"]),
+])
+def test_misspelt_commands_and_options_suggest(args, parts):
+    error_line(args, *parts)
