@@ -74,13 +74,18 @@ def _check_args(controller: str, budget: int, dataset: str, workers: int) -> Non
         raise UserError(f"--workers: must be at least 1, got {workers}")
 
 
-def load_data(dataset: str, data_dir: str | Path | None, seed: int):
-    """(search space, NasData) of a data set."""
+#: --quick on a folder data set: a subset drawn by the seed (a smoke run, not an experiment)
+QUICK_SUBSET = {"max_train": 2048, "max_test": 512}
+
+
+def load_data(dataset: str, data_dir: str | Path | None, seed: int, quick: bool = False):
+    """(search space, NasData) of a data set (``quick``: at most :data:`QUICK_SUBSET` images of a folder data set)."""
     from aidi.models.nas import space_for, split_validation
     from aidi.models.data import DatasetError, load_dataset, load_image_folder
 
     try:
-        ds = load_dataset("digits", seed) if dataset == "digits" else load_image_folder(dataset, data_dir, seed)
+        kw = dict(QUICK_SUBSET) if quick and dataset != "tinyimagenet" else {}
+        ds = load_dataset("digits", seed) if dataset == "digits" else load_image_folder(dataset, data_dir, seed, **kw)
     except DatasetError as exc:
         raise UserError(str(exc)) from None
     data = split_validation(ds, seed)
@@ -233,7 +238,7 @@ def run_nas(scenario: str | Path, controller: str = "evolution", budget: int = 4
     if req is not None and not (math.isfinite(req) and req > 0):
         raise UserError(f"--requirement: must be a positive number of seconds, got {req}")
     out_dir = outdir.prepare(Path(out) if out is not None else Path("out") / "nas" / sc.name, force)
-    space, data = load_data(dataset, data_dir, seed)
+    space, data = load_data(dataset, data_dir, seed, quick)
     cfg = supernet_config(quick)
     t0 = time.perf_counter()
     sn = train_supernet(space, data, seed, cfg, log=log, progress=train_progress)
@@ -384,7 +389,7 @@ def run_compare(scenario: str | Path, controller: str = "evolution", budget: int
     log = log or (lambda s: None)
     sc = pipeline.load_scenario(scenario)
     out_dir = outdir.prepare(Path(out) if out is not None else Path("out") / "nas" / f"{sc.name}-compare", force)
-    space, data = load_data(dataset, data_dir, seed)
+    space, data = load_data(dataset, data_dir, seed, quick)
     cfg = supernet_config(quick)
     t0 = time.perf_counter()
     sn = train_supernet(space, data, seed, cfg, log=log, progress=train_progress)

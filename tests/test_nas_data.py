@@ -313,3 +313,16 @@ def test_fashion_mnist_search_space_fits_every_member():
     assert sp.name == "fashion-mnist" and sp.input_shape == (1, 28, 28)
     net = parse_network(sp.largest().to_layers(), sp.input_shape)
     assert net is not None
+
+
+@pytest.mark.slow
+def test_nas_runs_on_an_mnist_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("AIDI_CACHE_DIR", str(tmp_path / "cache"))
+    write_idx(tmp_path / "mnist", n_train=40, n_test=10)
+    r = CliRunner().invoke(app, ["nas", "lab-1mF", "--dataset", "mnist", "--data-dir", str(tmp_path / "mnist"),
+                                 "--budget", "2", "--quick", "--json", "--out", str(tmp_path / "out")])
+    assert r.exit_code == 0, r.output
+    s = json.loads(r.stdout)
+    assert s["dataset"] == "mnist" and s["search_space"] == "mnist" and s["search"]["evaluations"] == 2
+    tomls = sorted((tmp_path / "out" / "candidates").glob("*.toml"))
+    assert tomls and "input = [1, 28, 28]" in tomls[0].read_text()

@@ -242,20 +242,23 @@ def read_idx(path: str | Path, ndim: int) -> np.ndarray:
     return np.frombuffer(raw, dtype, offset=head).reshape(dims).astype(dtype.newbyteorder("="))
 
 
+def has_idx_files(d: str | Path) -> bool:
+    """Whether folder ``d`` holds the four :data:`IDX_FILES` (each gzipped or not)."""
+    d = Path(d)
+    return all((d / f).is_file() or (d / f"{f}.gz").is_file() for f in IDX_FILES)
+
+
 def idx_folder(name: str, data_dir: str | Path | None, use_env: bool = True) -> Path:
     """The folder an IDX data set is read from: ``data_dir`` (or its ``name`` subfolder),
     else ``$AIDI_DATA_DIR`` (likewise) when it holds the files and ``use_env``, else
     :data:`DEFAULT_DIRS`; :class:`DatasetError` when none is given or found."""
-    def has_files(d: Path) -> bool:
-        return all((d / f).is_file() or (d / f"{f}.gz").is_file() for f in IDX_FILES)
-
     if data_dir is not None:
         d = Path(data_dir)
-        return d / name if not has_files(d) and has_files(d / name) else d
+        return d / name if not has_idx_files(d) and has_idx_files(d / name) else d
     env = os.environ.get("AIDI_DATA_DIR") if use_env else None
     if env:
         for d in (Path(env), Path(env) / name):
-            if has_files(d):
+            if has_idx_files(d):
                 return d
     if name in DEFAULT_DIRS:
         return DEFAULT_DIRS[name]
