@@ -188,6 +188,25 @@ def inas_network(spec, input_shape=(3, 32, 32), n_classes: int = 10) -> list[Ina
     return layers
 
 
+def network_from_geoms(geoms) -> list[InasLayer]:
+    """iNAS's layers for our executed layers (:func:`aidi.models.layers.geometry`): conv (square kernel,
+    stride s; a padded conv is costed on its output map with the same halo), the global average
+    pool (``gap``) and fc.  Raises :class:`InasError` naming any other layer (iNAS's model has none)."""
+    out = []
+    for g in geoms:
+        c, h, w = g.in_shape
+        m, ho, wo = g.out_shape
+        if g.op == "conv" and g.kh == g.kw:
+            out.append(InasLayer(N=c, H=ho, W=wo, M=m, K=g.kh, s=g.stride))
+        elif g.name == "gap" and (ho, wo) == (1, 1):
+            out.append(InasLayer(N=c, H=h, W=w, M=c, K=h, kind="gap"))
+        elif g.op == "fc":
+            out.append(InasLayer(N=c * h * w, H=1, W=1, M=m, K=1, kind="fc"))
+        else:
+            raise InasError(f"layer {g.index} ({g.name}): iNAS's cost model has conv, gap and fc layers only")
+    return out
+
+
 def layer_names(layers) -> list[str]:
     """conv0, conv1, ..., gap, fc (as iNAS's CONV_i, GAVGPOOL_0, FC_END)."""
     names, nconv = [], 0

@@ -191,6 +191,21 @@ def test_network_and_design_strings():
         inas.inas_network([5, 4, 7, 4], input_shape=(3, 8, 8))
 
 
+def test_network_from_our_layers_matches_inas_network():
+    from aidi.models.layers import geometry, parse_network
+    from aidi.models.nas import space_for
+
+    sp = space_for("cifar10")
+    arch = sp.largest()
+    geoms = geometry(parse_network(arch.to_layers(), sp.input_shape))
+    spec = [v for st in arch.stages for v in (st.k, st.filters)]
+    assert inas.network_from_geoms(geoms) == inas.inas_network(spec)
+    pooled = geometry(parse_network([{"type": "conv", "k": 3, "filters": 4}, {"type": "maxpool", "k": 2, "stride": 2},
+                                     {"type": "fc", "units": 10}], [1, 8, 8]))
+    with pytest.raises(inas.InasError, match=r"layer 1 \(maxpool\): iNAS's cost model has conv, gap and fc"):
+        inas.network_from_geoms(pooled)
+
+
 def test_cli_json_and_text():
     r = CliRunner().invoke(app, ["inas", "--layers", "3,4,3,4,3,8,3,8,3,16", "--capacitor-F", "1e-3", "--r-ohm", "52",
                                  "--energy-constants-as-latency", "--json"])
