@@ -341,7 +341,7 @@ def test_usage_errors_are_one_line(args, part):
 
 @pytest.mark.parametrize("cmd,choices", [("run", "des|oracle"), ("sweep", "des|oracle"),
                                          ("emit-c", "portable|lea"), ("nas", "random|evolution|rl"),
-                                         ("nas", "digits|cifar10|tinyimagenet")])
+                                         ("nas", "digits|cifar10|tinyimagenet|fashion-mnist|mnist")])
 def test_help_lists_the_choices(cmd, choices):
     r = runner.invoke(app, [cmd, "--help"], env={"COLUMNS": "200"})
     assert r.exit_code == 0

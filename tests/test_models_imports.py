@@ -102,7 +102,7 @@ assert not heavy, heavy
 def test_loading_data_imports_neither_torch_nor_nas(tmp_path):
     """In a fresh interpreter, so that what this test session imported does not hide an import."""
     write_cifar(tmp_path / "cifar")
-    write_tiny(tmp_path / "tiny")  # JPEGs: read with Pillow if installed, else the bundled codec
+    write_tiny(tmp_path / "tiny")  # JPEGs, decoded by Pillow
     env = {**os.environ, "AIDI_CACHE_DIR": str(tmp_path / "cache")}
     r = subprocess.run([sys.executable, "-c", LIGHT, str(tmp_path / "cifar"), str(tmp_path / "tiny")],
                        capture_output=True, text=True, env=env, timeout=120)

@@ -84,7 +84,9 @@ def test_compare_json(tmp_path):
 @pytest.mark.parametrize("args, msg", [
     (["--controller", "bogus"], "--controller"),
     (["--budget", "0"], "--budget"),
-    (["--dataset", "mnist"], "--dataset"),
+    (["--dataset", "bogus"], "--dataset"),
+    (["--dataset", "mnist"], "dataset mnist needs --data-dir"),
+    (["--dataset", "mnist", "--data-dir", "/nonexistent/mnist"], "train-images-idx3-ubyte"),
     (["--dataset", "cifar10"], "needs --data-dir"),
     (["--dataset", "cifar10", "--data-dir", "/nonexistent/cifar"], "data_batch_1"),
     (["--dataset", "tinyimagenet", "--data-dir", "/nonexistent/tiny"], "wnids.txt"),
