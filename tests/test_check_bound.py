@@ -56,7 +56,9 @@ def cases(draw, kinds=("constant", "thevenin", "trace")):
     v_max = v_on + draw(st.sampled_from([0.0]) | st.floats(0.0, 0.5))
     eta = draw(st.sampled_from([1.0]) | st.floats(0.7, 1.0))
     leak = draw(st.sampled_from([0.0]) | logu(-9, -6.5))
-    v_init = draw(st.sampled_from([0.0, v_on]) | st.floats(0.0, v_max))
+    # not subnormal: physics.advance reads V = 5e-324 under a Thevenin source as an equilibrium (never boots; the
+    # engines and the bound agree on that, but no bound exists)
+    v_init = draw(st.sampled_from([0.0, v_on]) | st.floats(0.0, v_max, allow_subnormal=False))
     kind = draw(st.sampled_from(kinds))
     if kind == "constant":
         seg = hv.constant(draw(logu(-3.7, -2.3)))
