@@ -93,7 +93,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from aidi.analysis.errors import UserError
-from aidi.models.schedule.design import ExecutionDesign
+from aidi.models.schedule.design import ExecutionDesign, ceil_div
 from aidi.sim.platform import MSP430FR5994_EXTFRAM, Cost, Platform
 
 INAS_V_ON = 2.99
@@ -303,17 +303,13 @@ def _cycle_terms(layer: InasLayer, tr, tc, tm, tn, order, S, p: Platform, energy
     return terms, psum
 
 
-def _ceil(a, b):
-    return -(-a // b)
-
-
 def _cycle_counts(layer: InasLayer, tr, tc, tm, tn, order, S):
     """(n_pc, n_pc0): power cycles and those holding a first input-channel tile (``common._num_pow_cycles``)."""
     if layer.kind == "gap":
-        npc = _ceil(layer.H, tr) * _ceil(layer.W, tc) * _ceil(layer.M, tm) / S
+        npc = ceil_div(layer.H, tr) * ceil_div(layer.W, tc) * ceil_div(layer.M, tm) / S
         return npc, npc
-    rcm = _ceil(layer.H, tr) * _ceil(layer.W, tc) * _ceil(layer.M, tm)
-    npc = rcm * _ceil(layer.N, tn) / S
+    rcm = ceil_div(layer.H, tr) * ceil_div(layer.W, tc) * ceil_div(layer.M, tm)
+    npc = rcm * ceil_div(layer.N, tn) / S
     n0 = rcm if order == "reuse_O" else rcm / S
     return npc, n0
 
@@ -463,13 +459,13 @@ def design_space(layer: InasLayer):
                 for tn in tns:
                     for order in orders:
                         if layer.kind == "gap":
-                            iters = _ceil(layer.H, tr) * _ceil(layer.W, tc)
+                            iters = ceil_div(layer.H, tr) * ceil_div(layer.W, tc)
                         elif order == "reuse_I":
-                            iters = _ceil(layer.M, tm)
+                            iters = ceil_div(layer.M, tm)
                         elif order == "reuse_W":
-                            iters = _ceil(layer.H, tr) * _ceil(layer.W, tc)
+                            iters = ceil_div(layer.H, tr) * ceil_div(layer.W, tc)
                         else:
-                            iters = _ceil(layer.N, tn)
+                            iters = ceil_div(layer.N, tn)
                         for S in _divisors(iters, True):
                             yield tr, tc, tm, tn, order, S
 
