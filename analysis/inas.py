@@ -93,6 +93,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from aidi.analysis.errors import UserError
+from aidi.models.layers import MAX_INT
 from aidi.models.schedule.design import ExecutionDesign, ceil_div
 from aidi.sim.platform import MSP430FR5994_EXTFRAM, Cost, Platform
 
@@ -175,8 +176,9 @@ def inas_network(spec, input_shape=(3, 32, 32), n_classes: int = 10) -> list[Ina
     layers = []
     for i in range(0, len(spec), 2):
         k, f = spec[i], spec[i + 1]
-        if k < 1 or f < 1:
-            raise InasError(f"--layers: conv{i // 2}: kernel and filters must be positive, got K={k} F={f}")
+        if not (1 <= k <= MAX_INT and 1 <= f <= MAX_INT):
+            raise InasError(f"--layers: conv{i // 2}: kernel and filters must be integers in 1..{MAX_INT}, "
+                            f"got K={k} F={f}")
         if k > h or k > w:
             raise InasError(f"--layers: conv{i // 2}: a {k}x{k} kernel does not fit its {h}x{w} input "
                             "(valid padding)")
@@ -545,21 +547,27 @@ def explore_network(layers, supply: Supply, p: Platform = MSP430FR5994_EXTFRAM,
     return out
 
 
+def _count(v: float) -> int | float:
+    """A power-cycle count as an integer when it is one (iNAS's n_pc = tiles / S is a float)."""
+    return int(v) if float(v).is_integer() else float(v)
+
+
 def summary(result: dict) -> dict:
     """The JSON-able view of :func:`explore_network` / :func:`network_estimate` (designs as strings)."""
     def layer(r):
         d = r["design"]
         row = {"name": r["name"], "kind": r["kind"], "design": None if d is None else design_string(d),
                "latency_s": r["latency_s"] if math.isfinite(r["latency_s"]) else None,
-               "power_cycles": r["power_cycles"], "energy_J": r["energy_J"], "feasible": r["feasible"]}
+               "power_cycles": _count(r["power_cycles"]), "energy_J": r["energy_J"], "feasible": r["feasible"]}
         for k in ("E_pc_max_J", "E_pc_min_J", "L_pc_max_s", "L_pc_min_s", "t_rc_max_s", "t_rc_min_s",
                   "power_cycles_first_n", "sram_bytes"):
             if k in r:
-                row[k] = r[k]
+                row[k] = _count(r[k]) if k == "power_cycles_first_n" else r[k]
         return row
 
     out = {"latency_s": result["latency_s"] if math.isfinite(result["latency_s"]) else None,
-           "energy_J": result["energy_J"], "power_cycles": result["power_cycles"], "feasible": result["feasible"],
+           "energy_J": result["energy_J"], "power_cycles": _count(result["power_cycles"]),
+           "feasible": result["feasible"],
            "layers": [layer(r) for r in result["layers"]]}
     for k in ("explore_wall_s", "candidates"):
         if k in result:

@@ -214,6 +214,7 @@ def test_cli_json_and_text():
     assert out["latency_s"] == pytest.approx(200.240, rel=REL) and out["explore_wall_s"] > 0
     assert [x["design"] for x in out["layers"]][:2] == ["2_6_4_1_reuse_O_S1", "4_4_2_4_reuse_O_S1"]
     assert [x["power_cycles"] for x in out["layers"]] == [225, 98, 169, 96, 176, 8, 1]
+    assert '"power_cycles": 225,' in r.stdout  # counts print as integers
     assert {"name", "design", "latency_s", "power_cycles", "E_pc_max_J", "E_pc_min_J"} <= set(out["layers"][0])
     r = CliRunner().invoke(app, ["inas", "--layers", "3,4", "--capacitor-F", "1e-3", "--r-ohm", "52"])
     assert r.exit_code == 0 and "2_6_4_1_reuse_O_S1" in r.stdout and "network latency" in r.stdout
@@ -223,6 +224,7 @@ def test_cli_json_and_text():
     (["--layers", "3,4,3"], "--layers: expected K,F pairs"),
     (["--layers", "3,x"], "--layers: expected integers K,F,K,F,..., got '3,x'"),
     (["--layers", "40,4"], "conv0: a 40x40 kernel does not fit its 32x32 input"),
+    (["--layers", "3,70000"], "conv0: kernel and filters must be integers in 1..65535, got K=3 F=70000"),
 ])
 def test_cli_bad_input_is_one_line(args, msg):
     r = CliRunner().invoke(app, ["inas", *args, "--capacitor-F", "1e-3", "--r-ohm", "52"])
