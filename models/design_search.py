@@ -23,13 +23,14 @@ import numpy as np
 
 from ..sim.platform import Platform
 from .costs import cost_tables, lower_bound, runtime_model
-from .costs.fast import build_tables, geom_vector, platform_vector, scan_tiles
+from .costs.fast import build_tables, geom_vector, platform_vector
 from .layers import LayerGeom
 from .schedule.design import (DEFAULT_BACKEND, LOOP_ORDERS, ORDER_AXES, PRESERVATIONS, ExecutionDesign,
                               normalize_design, tile_limits)
 from .schedule.memory import align, check_sram, layer_sram_buffers
 from .schedule.plan import NetPlan, backend_choices, geoms_of, get_platform_of, plan_network, sram_budget_of
 from .schedule.closed import exact_totals, walk_design
+from .schedule.rank import S_FIXED, S_HYPERTILE, S_LAYER, S_TILE, rank_space, surrogate_many, surrogate_params
 from .schedule.walk import COMPLETE, OVER_BOUND, OVER_E_LIMIT, walk
 
 
@@ -424,24 +425,10 @@ class Optimized:
 
 
 def _surrogate(cycles, energy, units, p: Platform, ctx: PowerContext, p_harvest) -> np.ndarray:
-    """Latency estimate (s) of a layer alone: compute time and boots, or the energy (units, reboots, the
-    greedy policy's lost half unit per power cycle, energy_aware's measurements) over the harvest power."""
-    cycles, energy, units = (np.asarray(a, dtype=np.float64) for a in (cycles, energy, units))
-    t = cycles / p.mclk_hz
-    if not p_harvest:
-        return t + energy * 1e-9
-    e_cyc = max(ctx.e_unit_J, 1e-30)
-    p_act = energy / np.maximum(t, 1e-30)
-    drain = np.maximum(p_act - p_harvest, 1e-30)
-    work_per_cycle = np.where(p_act > p_harvest, e_cyc * p_act / drain, np.inf)
-    e_u = energy / np.maximum(units, 1.0)
-    if ctx.sim.energy_aware:
-        waste, extra = 0.0, units * (p.measure_energy_J + p.wake_s * p.active_power_W)
-    else:
-        waste, extra = 0.5 * e_u, 0.0
-    cycles_n = np.where(np.isfinite(work_per_cycle), energy / np.maximum(work_per_cycle - waste, 1e-30), 0.0)
-    e_total = energy + extra + cycles_n * (p.boot_energy_J + waste)
-    return np.maximum(t + cycles_n * p.boot_s, e_total / p_harvest)
+    """:func:`aidi.models.schedule.rank.surrogate_s` (latency estimate, s) of arrays of layer totals."""
+    cycles, energy, units = np.broadcast_arrays(*(np.asarray(a, dtype=np.float64) for a in (cycles, energy, units)))
+    sp = surrogate_params(p, ctx.e_unit_J, p_harvest, ctx.sim.energy_aware)
+    return surrogate_many(cycles.ravel(), energy.ravel(), units.ravel(), sp).reshape(cycles.shape)
 
 
 @lru_cache(maxsize=64)
@@ -455,14 +442,19 @@ def _tables(geom: LayerGeom, d: ExecutionDesign, p: Platform):
                         runtime_model(p))
 
 
-def _s_grid(n_tiles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(row, S) pairs of :func:`s_candidates` for every tile count in ``n_tiles`` (vectorised)."""
-    top = int(np.ceil(np.log2(max(int(n_tiles.max()), 1)))) + 1
-    pw = np.left_shift(1, np.arange(top, dtype=np.int64))
-    s = np.concatenate([np.broadcast_to(pw, (len(n_tiles), top)), n_tiles[:, None]], axis=1)
-    keep = np.concatenate([pw[None, :] < n_tiles[:, None], np.ones((len(n_tiles), 1), bool)], axis=1)
-    rows = np.broadcast_to(np.arange(len(n_tiles))[:, None], s.shape)
-    return rows[keep], s[keep]
+@lru_cache(maxsize=1024)
+def _tile_grid_cached(out_shape, in_channels: int, tied: bool) -> np.ndarray:
+    m, ho, wo = out_shape
+    tns = [0] if tied else divisors(in_channels)
+    t = np.array([(tr, tc, tm, tn if tn else tm) for tm in divisors(m) for tn in tns for tr in divisors(ho)
+                  for tc in divisors(wo)], np.int64)
+    t.setflags(write=False)
+    return t
+
+
+def _tile_grid(geom: LayerGeom) -> np.ndarray:
+    """(K, 4) int64 normalised tile sizes (Tr, Tc, Tm, Tn) over the divisors (Tn = Tm for tied layers)."""
+    return _tile_grid_cached(tuple(geom.out_shape), int(geom.in_shape[0]), bool(geom.channel_tied))
 
 
 def _layer_space(geom: LayerGeom, p: Platform, budget: int, ctx: PowerContext, p_harvest, backend: str,
@@ -470,7 +462,7 @@ def _layer_space(geom: LayerGeom, p: Platform, budget: int, ctx: PowerContext, p
     """Rank one layer's designs and walk the best (all of them when ``exhaustive``).
 
     Three stages: every (tile sizes, backend, S) by the surrogate on its closed-form lower bound
-    (:func:`aidi.models.costs.fast.scan_tiles`, which also checks SRAM); the best :data:`WALK_TOP` under
+    (:func:`aidi.models.schedule.rank.rank_space`, which also checks SRAM); the best :data:`WALK_TOP` under
     every loop order by the surrogate on their exact closed-form totals (:func:`.schedule.closed.design_totals`);
     those walked in that order until :data:`ORACLE_TOP` pass the walk's checks (unit energy, SRAM slots).
     """
@@ -480,43 +472,23 @@ def _layer_space(geom: LayerGeom, p: Platform, budget: int, ctx: PowerContext, p
         d0 = normalize_design(geom, ExecutionDesign(*(int(v) for v in tile)))
         tiles = np.array([[d0.Tr, d0.Tc, d0.Tm, d0.Tn]], np.int64)
     else:
-        tns = None if geom.channel_tied else divisors(geom.in_shape[0])
-        grid_ = np.array(np.meshgrid(divisors(ho), divisors(wo), divisors(m), tns or [0], indexing="ij"),
-                         np.int64).reshape(4, -1).T
-        if tns is None:
-            grid_[:, 3] = grid_[:, 2]
-        tiles = np.ascontiguousarray(grid_)
+        tiles = _tile_grid(geom)
     orders = [loop_order] if loop_order else list(LOOP_ORDERS)
     n_ord = len(orders)
     runtime = runtime_model(p)
     limit = ctx.atomic_limit_J(p)
-    rejected = dict.fromkeys(REASONS, 0)
-    ok, lb, commit, n_tiles = scan_tiles(geom_vector(geom), _platform_vector(p), tiles,
-                                         np.array([b == "lea" for b in backends]), runtime, budget, p.lea_ram_bytes)
     if S is not None:
-        srow, svals = np.arange(len(tiles)), np.minimum(int(S), n_tiles)
-    elif preservation == "hypertile":
-        srow, svals = _s_grid(n_tiles)
+        s_mode, s_fixed = S_FIXED, int(S)
     else:
-        srow, svals = np.arange(len(tiles)), (np.ones_like(n_tiles) if preservation == "tile" else n_tiles)
-    n_designs = len(srow) * len(backends) * n_ord
-    rows_k, rows_b, rows_s = [], [], []
-    for bi in range(len(backends)):
-        good = ok[srow, bi]
-        rejected["sram"] += int((~good).sum()) * n_ord
-        rows_k.append(srow[good])
-        rows_s.append(svals[good])
-        rows_b.append(np.full(int(good.sum()), bi))
-    rk, rb, rs = np.concatenate(rows_k), np.concatenate(rows_b), np.concatenate(rows_s)
-    units = -(-n_tiles[rk] // rs)
-    cyc = lb[rk, rb, 0] + (units - 1) * commit[rk, rb, 0]
-    en = lb[rk, rb, 1] + (units - 1) * commit[rk, rb, 1]
-    fits = en / units <= limit * (1 + 1e-12)  # even the mean unit must fit
-    rejected["atomicity"] += int((~fits).sum()) * n_ord
-    rk, rb, rs, cyc, en, units = rk[fits], rb[fits], rs[fits], cyc[fits], en[fits], units[fits]
+        s_mode, s_fixed = {"hypertile": S_HYPERTILE, "tile": S_TILE}.get(preservation, S_LAYER), 1
+    rej_sram, rej_atom, rk, rb, rs, units, sur = rank_space(
+        geom_vector(geom), _platform_vector(p), tiles, np.array([b == "lea" for b in backends]), runtime, budget,
+        p.lea_ram_bytes, s_mode, s_fixed, float(limit),
+        surrogate_params(p, ctx.e_unit_J, p_harvest, ctx.sim.energy_aware))
+    rejected = {"sram": rej_sram * n_ord, "atomicity": rej_atom * n_ord, "fram": 0, "pruned": 0}
+    n_designs = (rej_sram + rej_atom + len(rk)) * n_ord
     if len(rk) == 0:
         return LayerSpace(geom, [], rejected, n_designs)
-    sur = _surrogate(cyc, en, units, p, ctx, p_harvest)
     first = np.argsort(sur, kind="stable")
     if not exhaustive:
         first = first[:WALK_TOP]
@@ -537,7 +509,7 @@ def _layer_space(geom: LayerGeom, p: Platform, budget: int, ctx: PowerContext, p
         n_tried += 1
         i, o = divmod(int(flat), n_ord)
         k = int(rk[first[i]])
-        tr, tc, tm, tn = (int(v) for v in tiles[k])
+        tr, tc, tm, tn = tiles[k].tolist()
         s_ = int(rs[first[i]])
         status, uc, _, slots, extent = walk_design(gv, pv, tr, tc, tm, tn, bool(lea[i]), runtime, axes[o], s_,
                                                    float(limit), align(4 * tm * tr * tc))
@@ -616,7 +588,8 @@ def optimize_designs(geoms: list[LayerGeom], platform: Platform | str, sram_budg
     layer changes (at most :data:`MAX_PASSES` passes).  ``exhaustive``: every design of every layer is
     walked and every combination simulated (ValueError when more than :data:`EXHAUSTIVE_LIMIT`): the
     reference the tests compare with.  ``alternatives``: designs per layer reported in
-    :attr:`LayerChoice.alternatives` (default ``top_k``; reporting only, the choice does not depend on it).
+    :attr:`LayerChoice.alternatives` besides the chosen one (default ``top_k``; 0: only the chosen one;
+    reporting only, the choice does not depend on it).
     Raises ValueError naming the layer when nothing fits.
     """
     import itertools
@@ -697,15 +670,22 @@ def optimize_designs(geoms: list[LayerGeom], platform: Platform | str, sram_budg
                 best_lat = min(best_lat, float(lat[k]))
             if not changed or n == 1:
                 break
-    # alternatives per layer: the top designs swapped into the chosen network
-    layers = []
+    # alternatives per layer: the top designs swapped into the chosen network (all layers in one oracle call)
+    n_alt = top_k if alternatives is None else alternatives
+    per_layer = []
     for i, sp in enumerate(spaces):
-        cands = list(range(min(max(top_k if alternatives is None else alternatives, 1), len(sp.walked))))
+        cands = list(range(min(n_alt, len(sp.walked))))
         if current[i] not in cands:
             cands.append(current[i])
-        nets = [[spaces[k].walked[j if k == i else current[k]] for k in range(n)] for j in cands]
-        lat = _simulate(nets, p, ctx)
-        evaluations += len(nets)
+        per_layer.append(cands)
+    nets = [[spaces[k].walked[j if k == i else current[k]] for k in range(n)]
+            for i, cands in enumerate(per_layer) for j in cands]
+    lat_all = _simulate(nets, p, ctx)
+    evaluations += len(nets)
+    layers, at = [], 0
+    for i, (sp, cands) in enumerate(zip(spaces, per_layer)):
+        lat = lat_all[at:at + len(cands)]
+        at += len(cands)
         alts = sorted(((sp.walked[j].design, float(x)) for j, x in zip(cands, lat)),
                       key=lambda a: (np.inf if np.isnan(a[1]) else a[1]))
         chosen = sp.walked[current[i]].design

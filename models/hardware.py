@@ -87,7 +87,7 @@ def resolve(sc, layers, *, platform: Platform | None = None, segments: Segments 
         pins = execution_pins(geoms, ex.tile, ex.loop_order, ex.hyper_tile, ex.preservation)
         if all(isinstance(pin, ExecutionDesign) for pin in pins):
             return pins
-        return optimize(sc, geoms, platform=platform, segments=segments).designs
+        return optimize(sc, geoms, platform=platform, segments=segments, alternatives=0).designs
     return resolve_designs(geoms, ex.tile, ex.loop_order, ex.hyper_tile, ex.preservation,
                            platform=platform, sram_budget=sc.device.sram_budget_bytes, e_cycle_J=e_cycle_J,
                            backend=ex.backend, harvest_power_W=p_harvest)

@@ -332,7 +332,7 @@ from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from aidi.models.costs import cost_tables, lower_bound, runtime_model  # noqa: E402
-from aidi.models.costs.fast import fast_tables, geom_vector, lower_bound_closed, platform_vector, scan_tiles  # noqa: E402
+from aidi.models.costs.fast import fast_tables, geom_vector, lower_bound_closed, platform_vector, sram_fits  # noqa: E402
 from aidi.models.schedule.design import normalize_design  # noqa: E402
 from aidi.models.schedule.memory import check_sram, layer_sram_buffers  # noqa: E402
 from tests.test_models_schedule import layer_and_design  # noqa: E402
@@ -369,7 +369,7 @@ def test_compiled_tables_equal_the_numpy_tables(gd, backend, pname):
 @given(layer_and_design(), st.sampled_from(["lea", "cpu"]), st.sampled_from(sorted(FAST_PLATFORMS)),
        st.integers(300, 8192))
 def test_closed_form_lower_bound_and_sram_scan(gd, backend, pname, budget):
-    """The per-axis (interior/edge tile class) lower bound equals the table sums; the scan's SRAM verdict is
+    """The per-axis (interior/edge tile class) lower bound equals the table sums; the compiled SRAM verdict is
     check_sram's with one accumulator block."""
     g, d = _normalised(gd)
     if d is None:
@@ -381,10 +381,7 @@ def test_closed_form_lower_bound_and_sram_scan(gd, backend, pname, budget):
                                     runtime_model(p))
     np.testing.assert_allclose(lb, lower_bound(g, tab), rtol=1e-12, atol=0)
     np.testing.assert_allclose(commit, tab.commit, rtol=1e-12, atol=0)
-    ok, lb2, _, n_tiles = scan_tiles(geom_vector(g), platform_vector(p), np.array([[d.Tr, d.Tc, d.Tm, d.Tn]]),
-                                     np.array([b == "lea"]), runtime_model(p), budget, p.lea_ram_bytes)
+    fits = sram_fits(geom_vector(g), d.Tr, d.Tc, d.Tm, d.Tn, b == "lea", runtime_model(p), 4 * d.Tm * d.Tr * d.Tc,
+                     budget, p.lea_ram_bytes)
     why = check_sram(g, layer_sram_buffers(g, d, 4 * d.Tm * d.Tr * d.Tc, b, runtime_model(p)), budget, p, b, 1)
-    assert bool(ok[0, 0]) == (why is None)
-    assert n_tiles[0] == np.prod(tab.grid)
-    if ok[0, 0]:
-        np.testing.assert_allclose(lb2[0, 0], lb, rtol=1e-15)
+    assert fits == (why is None)

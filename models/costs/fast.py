@@ -502,28 +502,6 @@ def sram_fits(gv, tr, tc, tm, tn, lea, software, acc_bytes, budget, lea_ram):
 
 
 @njit(cache=True)
-def lower_bound_nb(tab, gv, weighted, tied):
-    """:func:`aidi.models.costs.tables.lower_bound`, compiled."""
-    mt, nt, rt, ct = tab.tm.shape[0], tab.tn.shape[0], tab.tr.shape[0], tab.tc.shape[0]
-    mhw = float(gv[4] * gv[5] * gv[6])
-    lb = np.zeros(2)
-    for q in range(2):
-        sc = 0.0
-        for n in range(tab.compute_per_elem.shape[0]):
-            sc += tab.compute_per_elem[n, q]
-        v = mhw * (sc + tab.acc_init[q] + tab.requant[q]) + tab.commit[q]
-        v += tab.load_input[..., q].sum() + tab.out_write[..., q].sum()
-        v += tab.tile_by_input[..., q].sum() * (1 if tied else mt) + tab.tile_by_weights[..., q].sum() * rt * ct
-        if weighted:
-            v += tab.load_weights[..., q].sum() + tab.load_bias[:, q].sum() * (rt * ct if tab.software else 1)
-        if tab.software:
-            v += (tab.layer_start[q] + tab.tile_overhead_mr[..., q].sum() * nt * ct
-                  + tab.tile_overhead_n[:, q].sum() * mt * rt * ct + tab.tile_overhead_c[:, q].sum() * mt * nt * rt)
-        lb[q] = v
-    return lb
-
-
-@njit(cache=True)
 def _dsum(pv, base, n, out, k):
     """out += k * DMA(n) (cycles, energy)."""
     if n > 0:
@@ -564,7 +542,7 @@ def _box_sum(pv, base, nch, rows, cols, h, w, wpe, out):
 
 @njit(cache=True)
 def lower_bound_closed(gv, pv, tr_, tc_, tm_, tn_, lea_backend, software):
-    """:func:`lower_bound_nb` of the tables :func:`build_tables` would build, from per-axis sums only
+    """:func:`aidi.models.costs.tables.lower_bound` of the tables :func:`build_tables` would build, from per-axis sums only
     (O(tiles along each axis), no per-tile table): ``(lb [cycles, energy], commit [cycles, energy])``."""
     op, C, H, W, M, Ho, Wo, kh, kw, s, pad, relu = (gv[0], gv[1], gv[2], gv[3], gv[4], gv[5], gv[6], gv[7], gv[8],
                                                      gv[9], gv[10], gv[11])
@@ -781,32 +759,3 @@ def lower_bound_closed(gv, pv, tr_, tc_, tm_, tn_, lea_backend, software):
         out[0] += cyc
         out[1] += cyc * epc
     return out, commit
-
-
-@njit(cache=True)
-def scan_tiles(gv, pv, tiles, lea_flags, software, budget, lea_ram):
-    """Every tile size of a layer under every backend: SRAM fit (one accumulator block), the lower bound
-    ``[cycles, energy]`` of :func:`lower_bound_nb` and the commit cost.
-
-    ``tiles``: (K, 4) int64 (Tr, Tc, Tm, Tn) normalised; ``lea_flags``: (B,) backends (True: LEA).
-    Returns ``ok`` (K, B) bool, ``lb`` (K, B, 2), ``commit`` (K, B, 2), ``n_tiles`` (K,) int64.
-    """
-    K = tiles.shape[0]
-    B = lea_flags.shape[0]
-    ok = np.zeros((K, B), np.bool_)
-    lb = np.zeros((K, B, 2))
-    commit = np.zeros((K, B, 2))
-    n_tiles = np.zeros(K, np.int64)
-    op = gv[0]
-    weighted = op <= 2
-    tied = op >= 2
-    for k in range(K):
-        tr, tc, tm, tn = tiles[k, 0], tiles[k, 1], tiles[k, 2], tiles[k, 3]
-        ntn = 1 if tied else (gv[1] + tn - 1) // tn
-        n_tiles[k] = ((gv[4] + tm - 1) // tm) * ntn * ((gv[5] + tr - 1) // tr) * ((gv[6] + tc - 1) // tc)
-        for b in range(B):
-            if not sram_fits(gv, tr, tc, tm, tn, lea_flags[b], software, 4 * tm * tr * tc, budget, lea_ram):
-                continue
-            ok[k, b] = True
-            lb[k, b], commit[k, b] = lower_bound_closed(gv, pv, tr, tc, tm, tn, lea_flags[b], software)
-    return ok, lb, commit, n_tiles
