@@ -237,6 +237,11 @@ def test_idx_errors_name_the_file(tmp_path):
     (d / "t10k-labels-idx1-ubyte.gz").write_bytes(b"not gzip")
     with pytest.raises(DatasetError, match=r"t10k-labels-idx1-ubyte.gz: cannot read"):
         load_idx_folder("mnist", d)
+    z = bytearray(gzip.compress(idx_bytes(np.zeros(5, np.uint8)) * 50))
+    z[20] ^= 0xFF  # a corrupt deflate stream
+    (d / "t10k-labels-idx1-ubyte.gz").write_bytes(bytes(z))
+    with pytest.raises(DatasetError, match=r"t10k-labels-idx1-ubyte.gz: cannot read"):
+        load_idx_folder("mnist", d)
     with pytest.raises(DatasetError, match="dataset mnist needs --data-dir"):
         load_idx_folder("mnist", None, use_env=False)
 

@@ -46,6 +46,7 @@ import gzip
 import hashlib
 import os
 import pickle
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -223,7 +224,7 @@ def read_idx(path: str | Path, ndim: int) -> np.ndarray:
     path = Path(path)
     try:
         raw = gzip.decompress(path.read_bytes()) if path.name.endswith(".gz") else path.read_bytes()
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+    except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
         raise DatasetError(f"{path}: cannot read ({str(exc).splitlines()[0] or type(exc).__name__})") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_TYPES:
         raise DatasetError(f"{path}: not an IDX file (magic number {raw[:4].hex() or 'missing'}, "
