@@ -185,6 +185,51 @@ def _lea_tile(op, tied, kh, kw, s, tm, tn, tr, tc, pv):
 
 
 @njit(cache=True)
+def _compute_per_elem(op, kh, kw, relu, tn, pv, lea, software):
+    """(Nt, 2) compute per output element and n tile: the LEA kernel (:func:`_lea_compute`), the runtime's
+    portable kernels (:mod:`.software`) or iNAS-style CPU MACs / pool operations (:mod:`.lea_dma`)."""
+    if lea:
+        return _lea_compute(op, kh, kw, tn, pv)
+    nt = tn.shape[0]
+    kk = kh * kw
+    vec = np.zeros((nt, 2))
+    for n in range(nt):
+        if software:
+            if op <= 1:
+                cyc = pv[S_ACC_ELEM] + tn[n] * (pv[S_ACC_CHANNEL] + kh * (pv[S_KERNEL_ROW] + kw * pv[S_MAC]))
+            elif op == 2:
+                cyc = pv[S_ACC_ELEM] + pv[S_ACC_CHANNEL] + kh * (pv[S_KERNEL_ROW] + kw * pv[S_MAC])
+            elif op == 3:
+                cyc = pv[S_POOL_OUT] + kk * pv[S_MAX_TAP]
+            else:
+                cyc = pv[S_POOL_OUT] + pv[S_AVG_DIV] + kk * pv[S_AVG_TAP]
+            vec[n, 0] = cyc
+            vec[n, 1] = cyc * pv[EPC]
+        elif op <= 1:
+            c1 = _cpu(pv, C_MAC, -1, tn[n])
+            vec[n, 0] = kk * c1[0]
+            vec[n, 1] = kk * c1[1]
+        elif op == 2:
+            c1 = _cpu(pv, C_MAC, -1, kk)
+            vec[n, 0] = c1[0]
+            vec[n, 1] = c1[1]
+        else:
+            if op == 3:
+                c1 = _cpu(pv, C_MAX, E_MAX, kk)
+            else:
+                a1 = _cpu(pv, C_ADD, E_ADD, kk)
+                d1 = _cpu(pv, C_DIV, E_DIV, 1)
+                c1 = (a1[0] + d1[0], a1[1] + d1[1])
+            vec[n, 0] = c1[0]
+            vec[n, 1] = c1[1]
+            if relu:
+                r1 = _cpu(pv, C_MAX, E_MAX, 1)
+                vec[n, 0] += r1[0]
+                vec[n, 1] += r1[1]
+    return vec
+
+
+@njit(cache=True)
 def build_tables(gv, pv, tr_, tc_, tm_, tn_, lea_backend, software):
     """The CostTables of the layer ``gv`` (:func:`geom_vector`) under tile sizes (tr, tc, tm, tn); ``software``:
     the emitted runtime's (:mod:`.software`), else the iNAS-style ones (:mod:`.lea_dma`)."""
@@ -206,46 +251,7 @@ def build_tables(gv, pv, tr_, tc_, tm_, tn_, lea_backend, software):
     mt, nt, rt, ct = tm.shape[0], tn.shape[0], tr.shape[0], tc.shape[0]
     xn = mt if tied else nt
     tmp = np.empty(2)
-    # compute per output element, by n tile
-    if lea:
-        vec = _lea_compute(op, kh, kw, tn, pv)
-    elif software:
-        vec = np.empty((nt, 2))
-        for n in range(nt):
-            if op <= 1:
-                cyc = pv[S_ACC_ELEM] + tn[n] * (pv[S_ACC_CHANNEL] + kh * (pv[S_KERNEL_ROW] + kw * pv[S_MAC]))
-            elif op == 2:
-                cyc = pv[S_ACC_ELEM] + pv[S_ACC_CHANNEL] + kh * (pv[S_KERNEL_ROW] + kw * pv[S_MAC])
-            elif op == 3:
-                cyc = pv[S_POOL_OUT] + kk * pv[S_MAX_TAP]
-            else:
-                cyc = pv[S_POOL_OUT] + pv[S_AVG_DIV] + kk * pv[S_AVG_TAP]
-            vec[n, 0] = cyc
-            vec[n, 1] = cyc * epc
-    else:
-        vec = np.empty((nt, 2))
-        for n in range(nt):
-            if op <= 1:
-                c1 = _cpu(pv, C_MAC, -1, tn[n])
-                vec[n, 0] = kk * c1[0]
-                vec[n, 1] = kk * c1[1]
-            elif op == 2:
-                c1 = _cpu(pv, C_MAC, -1, kk)
-                vec[n, 0] = c1[0]
-                vec[n, 1] = c1[1]
-            else:
-                if op == 3:
-                    c1 = _cpu(pv, C_MAX, E_MAX, kk)
-                else:
-                    a1 = _cpu(pv, C_ADD, E_ADD, kk)
-                    d1 = _cpu(pv, C_DIV, E_DIV, 1)
-                    c1 = (a1[0] + d1[0], a1[1] + d1[1])
-                vec[n, 0] = c1[0]
-                vec[n, 1] = c1[1]
-                if relu:
-                    r1 = _cpu(pv, C_MAX, E_MAX, 1)
-                    vec[n, 0] += r1[0]
-                    vec[n, 1] += r1[1]
+    vec = _compute_per_elem(op, kh, kw, relu, tn, pv, lea, software)  # per output element, by n tile
     inp = np.empty((xn, rt, ct, 2))
     if software:
         vrows = np.empty(rt, np.int64)
@@ -567,43 +573,7 @@ def lower_bound_closed(gv, pv, tr_, tc_, tm_, tn_, lea_backend, software):
     out = np.zeros(2)  # the lower bound
     tmp = np.zeros(2)
     # compute per element x all elements, accumulator passes, commit
-    if lea:
-        vec = _lea_compute(op, kh, kw, tn, pv)
-    else:
-        vec = np.zeros((nt, 2))
-        for n in range(nt):
-            if software:
-                if op <= 1:
-                    cyc = pv[S_ACC_ELEM] + tn[n] * (pv[S_ACC_CHANNEL] + kh * (pv[S_KERNEL_ROW] + kw * pv[S_MAC]))
-                elif op == 2:
-                    cyc = pv[S_ACC_ELEM] + pv[S_ACC_CHANNEL] + kh * (pv[S_KERNEL_ROW] + kw * pv[S_MAC])
-                elif op == 3:
-                    cyc = pv[S_POOL_OUT] + kk * pv[S_MAX_TAP]
-                else:
-                    cyc = pv[S_POOL_OUT] + pv[S_AVG_DIV] + kk * pv[S_AVG_TAP]
-                vec[n, 0] = cyc
-                vec[n, 1] = cyc * epc
-            elif op <= 1:
-                c1 = _cpu(pv, C_MAC, -1, tn[n])
-                vec[n, 0] = kk * c1[0]
-                vec[n, 1] = kk * c1[1]
-            elif op == 2:
-                c1 = _cpu(pv, C_MAC, -1, kk)
-                vec[n, 0] = c1[0]
-                vec[n, 1] = c1[1]
-            else:
-                if op == 3:
-                    c1 = _cpu(pv, C_MAX, E_MAX, kk)
-                else:
-                    a1 = _cpu(pv, C_ADD, E_ADD, kk)
-                    d1 = _cpu(pv, C_DIV, E_DIV, 1)
-                    c1 = (a1[0] + d1[0], a1[1] + d1[1])
-                vec[n, 0] = c1[0]
-                vec[n, 1] = c1[1]
-                if relu:
-                    r1 = _cpu(pv, C_MAX, E_MAX, 1)
-                    vec[n, 0] += r1[0]
-                    vec[n, 1] += r1[1]
+    vec = _compute_per_elem(op, kh, kw, relu, tn, pv, lea, software)
     init = np.zeros(2)
     req = np.zeros(2)
     commit = np.zeros(2)
