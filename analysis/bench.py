@@ -168,7 +168,7 @@ def bench_design_search(quick: bool = False) -> dict:
         return [search_design(g, platform, 4096, e_budget, harvest_power_W=p_h) for g in geoms]
 
     def new(geoms):
-        return optimize_designs(geoms, platform, 4096, ctx).designs
+        return optimize_designs(geoms, platform, 4096, ctx, alternatives=0).designs
 
     old(nets[0])
     new(nets[0])

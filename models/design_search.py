@@ -1,16 +1,22 @@
-"""Choosing execution designs: the per-layer search and the scenario's ``[execution]`` values.
+"""Choosing execution designs: the latency optimizer, the per-layer compute-time search, ``[execution]`` values.
 
 Public API::
 
+    optimize_designs(geoms, platform, sram_budget, ctx: PowerContext, *, backend, preservation, pins,
+                     exhaustive, top_k, alternatives) -> Optimized   # objective: the oracle's latency
+    execution_pins(geoms, tile, loop_order, hyper_tile, preservation) -> per layer a design or (tile, order, S)
     search_design(layer, platform, sram_budget, e_cycle_J, *, backend, preservation, harvest_power_W,
-                  tile, loop_order, S) -> ExecutionDesign        # uncached
+                  tile, loop_order, S) -> ExecutionDesign        # per layer: compute + recharge time (uncached)
     auto_design(...)                                              # the same, memoised on the layer's geometry
     resolve_designs(model, tile, loop_order, hyper_tile, preservation, ...) -> list[ExecutionDesign]
     design_network(model, platform, sram_budget, e_cycle_J, ...) -> NetPlan   # auto designs, then the plan
 
-The search consumes the schedule (:mod:`aidi.models.schedule`): it costs
-candidates with the cost tables and the walk, and returns designs; it plans
-nothing itself.
+Scenarios go through :func:`aidi.models.hardware.resolve`: the optimizer for
+intermittent power (``aidi run``, ``check``, ``sweep``, ``explore`` and the
+NAS), :func:`search_design` for continuous power (HW-NAS view) and as the
+benchmark's baseline.  The search consumes the schedule
+(:mod:`aidi.models.schedule`): it costs candidates with the cost tables, their
+closed forms and the walk, and returns designs; it plans nothing itself.
 """
 
 from __future__ import annotations
