@@ -29,11 +29,14 @@ def _latency(sc, designs):
 
 RNG = np.random.default_rng(13)
 CASES = []
-for _ in range(6):
+for _ in range(12):
     k = int(RNG.choice([1, 3]))
     h = int(RNG.integers(max(k, 5), 11))
-    CASES.append(([{"type": "conv", "k": k, "filters": int(RNG.integers(2, 9)), "relu": True}],
-                  [int(RNG.integers(1, 4)), h, h], float(RNG.choice([2.2e-5, 4.7e-5, 1e-4, 4.7e-4])),
+    c = int(RNG.integers(1, 4))
+    first = ({"type": "conv", "k": k, "filters": int(RNG.integers(2, 9)), "relu": True} if RNG.random() < 0.75
+             else {"type": "dwconv", "k": k, "relu": True})
+    layers = [first] + ([{"type": "maxpool", "k": 2, "stride": 2}] if RNG.random() < 0.25 else [])
+    CASES.append((layers, [c, h, h], float(RNG.choice([4.7e-5, 1e-4, 2.2e-4, 4.7e-4])),
                   float(RNG.choice([2e-4, 1e-3, 5e-3])), str(RNG.choice(["greedy", "energy_aware"])),
                   str(RNG.choice(["msp430fr5994", "msp430fr5994-extfram"]))))
 
