@@ -146,7 +146,7 @@ def bench_oracle(quick: bool = False) -> dict:
 def bench_design_search(quick: bool = False) -> dict:
     """The latency optimizer against today's per-layer search (``search_design``) on iNAS CIFAR-10 networks.
 
-    16 random networks (4 with ``quick``) of iNAS's CIFAR-10 space on its platform (extfram preset, 1 mF,
+    16 random networks (2 with ``quick``) of iNAS's CIFAR-10 space on its platform (extfram preset, 1 mF,
     its Thevenin supply); both warm (compiled on a first network, not counted).  Per network: the wall time
     of every layer's ``search_design`` (uncached: the baseline the issue measured against iNAS's explorer)
     and of :func:`aidi.models.design_search.optimize_designs` (objective: the oracle's latency), and the
@@ -162,7 +162,7 @@ def bench_design_search(quick: bool = False) -> dict:
     p_h = seg.typical_power(power.v_off, power.v_on) * power.converter_efficiency
     sim = SimConfig(until_s=1e7)
     ctx = PowerContext(power, seg, sim, e_budget)
-    nets = [geoms_of(n, [3, 32, 32]) for n in inas_cifar_networks((4 if quick else 16) + 1, seed=1)]
+    nets = [geoms_of(n, [3, 32, 32]) for n in inas_cifar_networks((2 if quick else 16) + 1, seed=1)]
 
     def old(geoms):
         return [search_design(g, platform, 4096, e_budget, harvest_power_W=p_h) for g in geoms]

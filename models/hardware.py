@@ -201,8 +201,10 @@ def _first_line(exc: BaseException) -> str:
 class HardwareEvaluator:
     """``evaluator(arch) -> objectives`` of a candidate's hardware under one scenario (the NAS's efficiency predictor).
 
-    Binds a scenario and a mode and forwards to :func:`compose` and the fast
-    oracle.  ``mode="intermittent"``: the scenario's designs and its harvester;
+    Binds a scenario and a mode and forwards to :func:`resolve` (the latency
+    optimizer's designs, as ``aidi run`` chooses them), :func:`plan` and the fast
+    oracle; :meth:`evaluate_many` evaluates a generation's fitness in one
+    compiled :class:`~aidi.sim.oracle.Population` call.  ``mode="intermittent"``: the scenario's designs and its harvester;
     ``"continuous"`` (the HW-NAS view): designs for an unbounded energy budget
     and latency = the sum of unit durations.  ``key`` names the scenario and
     mode (part of a cache key); ``deadline_s`` is the scenario's.
