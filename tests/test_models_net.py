@@ -31,7 +31,7 @@ def test_digits_split():
     with pytest.raises(ValueError, match="dataset 'digits' has input shape"):
         load_dataset("digits", 0, (3, 8, 8))
     with pytest.raises(ValueError, match="unknown dataset"):
-        load_dataset("mnist", 0)
+        load_dataset("nosuch", 0)
 
 
 def test_training_is_deterministic_and_cached(cache):
