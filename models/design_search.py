@@ -385,11 +385,6 @@ class Walked:
     energy_J: np.ndarray  # (U, 3) J by unit category
     surrogate_s: float  # the surrogate's latency estimate of the layer alone (s)
 
-    @property
-    def key(self):
-        d = self.design
-        return (d.Tr, d.Tc, d.Tm, d.Tn, d.loop_order, d.S, d.backend)
-
 
 @dataclass
 class LayerSpace:
