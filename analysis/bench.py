@@ -305,8 +305,8 @@ def bench_inas_explorer(quick: bool = False) -> dict:
             "one_at_a_time_designs_per_s": designs / t_one, "speedup_vs_one_at_a_time": t_one / t_vec}
 
 
-BENCHMARKS = {"des": bench_des, "oracle": bench_oracle, "kernels": bench_kernels, "functional": bench_functional,
-              "sweep": bench_sweep, "inas_explorer": bench_inas_explorer}
+BENCHMARKS = {"des": bench_des, "oracle": bench_oracle, "design_search": bench_design_search, "kernels": bench_kernels,
+              "functional": bench_functional, "sweep": bench_sweep, "inas_explorer": bench_inas_explorer}
 
 
 def run_all(quick: bool = False, progress=None) -> dict:
