@@ -230,6 +230,44 @@ def _compute_per_elem(op, kh, kw, relu, tn, pv, lea, software):
 
 
 @njit(cache=True)
+def _tile_axes(gv, tr_, tc_, tm_, tn_):
+    """Starts and extents of the tiles along m, n, r, c (n: one tile of Tm for channel-tied layers)."""
+    m0, tm = _axis(gv[4], tm_)
+    r0, tr = _axis(gv[5], tr_)
+    c0, tc = _axis(gv[6], tc_)
+    if gv[0] >= 2:
+        n0 = np.zeros(1, np.int64)
+        tn = np.full(1, tm_, np.int64)
+    else:
+        n0, tn = _axis(gv[1], tn_)
+    return m0, tm, n0, tn, r0, tr, c0, tc
+
+
+@njit(cache=True)
+def _passes(pv, weighted, software, relu):
+    """(accumulator init per element, output step per element, commit) as [cycles, energy]: the runtime's
+    (:mod:`.software`) or iNAS-style (:mod:`.lea_dma`)."""
+    init = np.zeros(2)
+    req = np.zeros(2)
+    commit = np.zeros(2)
+    epc = pv[EPC]
+    if weighted:
+        if software:
+            init[0], init[1] = pv[S_ACC_INIT], pv[S_ACC_INIT] * epc
+            req[0], req[1] = pv[S_OUTPUT], pv[S_OUTPUT] * epc
+        else:
+            init[0], init[1] = _cpu(pv, C_ADD, E_ADD, 1)
+            q1 = _cpu(pv, C_ADD, E_ADD, 2)
+            q2 = _cpu(pv, C_MAX, E_MAX, 3 if relu else 2)
+            req[0], req[1] = q1[0] + q2[0], q1[1] + q2[1]
+    if software:
+        commit[0], commit[1] = pv[S_UNIT], pv[S_UNIT] * epc
+    else:
+        _dma(pv, DMA_W, int(pv[COMMIT_WORDS]), commit)
+    return init, req, commit
+
+
+@njit(cache=True)
 def build_tables(gv, pv, tr_, tc_, tm_, tn_, lea_backend, software):
     """The CostTables of the layer ``gv`` (:func:`geom_vector`) under tile sizes (tr, tc, tm, tn); ``software``:
     the emitted runtime's (:mod:`.software`), else the iNAS-style ones (:mod:`.lea_dma`)."""
@@ -240,14 +278,7 @@ def build_tables(gv, pv, tr_, tc_, tm_, tn_, lea_backend, software):
     lea = lea_backend and weighted
     kk = kh * kw
     epc = pv[EPC]
-    m0, tm = _axis(M, tm_)
-    r0, tr = _axis(Ho, tr_)
-    c0, tc = _axis(Wo, tc_)
-    if tied:
-        n0 = np.zeros(1, np.int64)
-        tn = np.full(1, tm_, np.int64)
-    else:
-        n0, tn = _axis(C, tn_)
+    m0, tm, n0, tn, r0, tr, c0, tc = _tile_axes(gv, tr_, tc_, tm_, tn_)
     mt, nt, rt, ct = tm.shape[0], tn.shape[0], tr.shape[0], tc.shape[0]
     xn = mt if tied else nt
     tmp = np.empty(2)
@@ -322,8 +353,7 @@ def build_tables(gv, pv, tr_, tc_, tm_, tn_, lea_backend, software):
             for c in range(ct):
                 elems[m, r, c] = tm[m] * tr[r] * tc[c]
     bias = np.zeros((mt, 2))
-    init = np.zeros(2)
-    req = np.zeros(2)
+    init, req, commit = _passes(pv, weighted, software, relu)
     out = np.zeros((mt, rt, ct, 2))
     prd = np.zeros((mt, rt, ct, 2))
     pwr = np.zeros((mt, rt, ct, 2))
@@ -332,10 +362,6 @@ def build_tables(gv, pv, tr_, tc_, tm_, tn_, lea_backend, software):
             for m in range(mt):
                 bias[m, 0] = pv[S_IO_CHANNEL] * tm[m]
                 bias[m, 1] = bias[m, 0] * epc
-            init[0] = pv[S_ACC_INIT]
-            init[1] = init[0] * epc
-            req[0] = pv[S_OUTPUT]
-            req[1] = req[0] * epc
             for m in range(mt):
                 for r in range(rt):
                     for c in range(ct):
@@ -355,13 +381,6 @@ def build_tables(gv, pv, tr_, tc_, tm_, tn_, lea_backend, software):
                 _dma(pv, DMA_R, 2 * tm[m], tmp)
                 bias[m, 0] = tmp[0]
                 bias[m, 1] = tmp[1]
-            i1 = _cpu(pv, C_ADD, E_ADD, 1)
-            init[0] = i1[0]
-            init[1] = i1[1]
-            q1 = _cpu(pv, C_ADD, E_ADD, 2)
-            q2 = _cpu(pv, C_MAX, E_MAX, 3 if relu else 2)
-            req[0] = q1[0] + q2[0]
-            req[1] = q1[1] + q2[1]
         for m in range(mt):
             for r in range(rt):
                 for c in range(ct):
@@ -400,18 +419,13 @@ def build_tables(gv, pv, tr_, tc_, tm_, tn_, lea_backend, software):
     else:
         by_in = np.zeros((xn, rt, ct, 2))
         by_w = np.zeros((mt, wn, 2))
-    commit = np.zeros(2)
     vdiv = np.zeros(2)
     lstart = np.zeros(2)
     if software:
-        commit[0] = pv[S_UNIT]
-        commit[1] = commit[0] * epc
         vdiv[0] = pv[S_VERSION_DIV]
         vdiv[1] = vdiv[0] * epc
         lstart[0] = pv[S_LAYER_START]
         lstart[1] = lstart[0] * epc
-    else:
-        _dma(pv, DMA_W, int(pv[COMMIT_WORDS]), commit)
     return CostTables(m0, tm, n0, tn, r0, tr, c0, tc, vec, inp, wgt, bias, init, req, prd, pwr, out, commit, elems,
                       tov_mr, tov_n, tov_c, by_in, by_w, vdiv, lstart, software)
 
@@ -557,13 +571,7 @@ def lower_bound_closed(gv, pv, tr_, tc_, tm_, tn_, lea_backend, software):
     lea = lea_backend and weighted
     kk = kh * kw
     epc = pv[EPC]
-    m0, tm = _axis(M, tm_)
-    r0, tr = _axis(Ho, tr_)
-    c0, tc = _axis(Wo, tc_)
-    if tied:
-        tn = np.full(1, tm_, np.int64)
-    else:
-        n0, tn = _axis(C, tn_)
+    m0, tm, n0, tn, r0, tr, c0, tc = _tile_axes(gv, tr_, tc_, tm_, tn_)
     mt, nt, rt, ct = tm.shape[0], tn.shape[0], tr.shape[0], tc.shape[0]
     xn = mt if tied else nt
     xc = tm if tied else tn
@@ -574,22 +582,7 @@ def lower_bound_closed(gv, pv, tr_, tc_, tm_, tn_, lea_backend, software):
     tmp = np.zeros(2)
     # compute per element x all elements, accumulator passes, commit
     vec = _compute_per_elem(op, kh, kw, relu, tn, pv, lea, software)
-    init = np.zeros(2)
-    req = np.zeros(2)
-    commit = np.zeros(2)
-    if weighted:
-        if software:
-            init[0], init[1] = pv[S_ACC_INIT], pv[S_ACC_INIT] * epc
-            req[0], req[1] = pv[S_OUTPUT], pv[S_OUTPUT] * epc
-        else:
-            init[0], init[1] = _cpu(pv, C_ADD, E_ADD, 1)
-            q1 = _cpu(pv, C_ADD, E_ADD, 2)
-            q2 = _cpu(pv, C_MAX, E_MAX, 3 if relu else 2)
-            req[0], req[1] = q1[0] + q2[0], q1[1] + q2[1]
-    if software:
-        commit[0], commit[1] = pv[S_UNIT], pv[S_UNIT] * epc
-    else:
-        _dma(pv, DMA_W, int(pv[COMMIT_WORDS]), commit)
+    init, req, commit = _passes(pv, weighted, software, relu)
     mhw = float(M * Ho * Wo)
     for q in range(2):
         sc = 0.0
