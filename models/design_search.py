@@ -29,7 +29,7 @@ import numpy as np
 
 from ..sim.platform import Platform
 from .costs import cost_tables, lower_bound, runtime_model
-from .costs.fast import build_tables, geom_vector, platform_vector
+from .costs.fast import build_tables, geom_vector, platform_vector, sram_fits
 from .layers import LayerGeom
 from .schedule.design import (DEFAULT_BACKEND, LOOP_ORDERS, ORDER_AXES, PRESERVATIONS, ExecutionDesign,
                               normalize_design, tile_limits)
@@ -490,9 +490,11 @@ def _layer_space(geom: LayerGeom, p: Platform, budget: int, ctx: PowerContext, p
     n_designs = (rej_sram + rej_atom + len(rk)) * n_ord
     if len(rk) == 0:
         return LayerSpace(geom, [], rejected, n_designs)
-    first = np.argsort(sur, kind="stable")
-    if not exhaustive:
-        first = first[:WALK_TOP]
+    if exhaustive or len(sur) <= WALK_TOP:
+        first = np.argsort(sur, kind="stable")
+    else:  # the best WALK_TOP (a deterministic selection), best first
+        top = np.argpartition(sur, WALK_TOP - 1)[:WALK_TOP]
+        first = top[np.lexsort((top, sur[top]))]
     # stage 2: exact closed-form totals of the best under every loop order
     gv, pv = geom_vector(geom), _platform_vector(p)
     axes = np.array([ORDER_AXES[o] for o in orders], np.int64)
@@ -517,11 +519,10 @@ def _layer_space(geom: LayerGeom, p: Platform, budget: int, ctx: PowerContext, p
         if status == OVER_E_LIMIT:
             rejected["atomicity"] += 1
             continue
-        d = ExecutionDesign(tr, tc, tm, tn, orders[o], s_, preservation, backends[int(rb[first[i]])])
-        if not runtime and check_sram(geom, layer_sram_buffers(geom, d, extent, d.backend, runtime), budget, p,
-                                      d.backend, int(slots)):
+        if not runtime and not sram_fits(gv, tr, tc, tm, tn, bool(lea[i]), False, extent, budget, p.lea_ram_bytes):
             rejected["sram"] += 1  # more accumulator slots than the one block the scan assumed
             continue
+        d = ExecutionDesign(tr, tc, tm, tn, orders[o], s_, preservation, backends[int(rb[first[i]])])
         dur = uc[:, :, 0].sum(axis=1) / p.mclk_hz
         e = np.ascontiguousarray(uc[:, :, 1])
         sig = (dur.tobytes(), e.tobytes())
@@ -553,7 +554,7 @@ def _workload(parts: list, p: Platform):
 
     d = np.concatenate([w.durations_s for w in parts])
     e = np.concatenate([w.energy_J for w in parts])
-    layers = np.concatenate([np.full(len(w.durations_s), i, np.int64) for i, w in enumerate(parts)])
+    layers = np.repeat(np.arange(len(parts), dtype=np.int64), [len(w.durations_s) for w in parts])
     return Workload(_UnitNames(layers), layers, d, e, p.boot_s, p.boot_energy_J, p.sleep_power_W,
                     measure_s=p.measure_s,
                     measure_W=p.measure_energy_J / p.measure_s if p.measure_s > 0 else 0.0,
