@@ -153,7 +153,7 @@ def bench_design_search(quick: bool = False) -> dict:
     oracle latency of one inference with each one's designs.  Reports medians and the median per-network
     ratio.
     """
-    from aidi.models.design_search import PowerContext, optimize_designs, search_design
+    from aidi.models.design_search import PowerContext, _rank_layer_cached, optimize_designs, search_design
     from aidi.models.hardware import plan, unit_energy_budget
     from aidi.models.schedule.plan import geoms_of
 
@@ -167,7 +167,8 @@ def bench_design_search(quick: bool = False) -> dict:
     def old(geoms):
         return [search_design(g, platform, 4096, e_budget, harvest_power_W=p_h) for g in geoms]
 
-    def new(geoms):
+    def new(geoms):  # without the per-layer memo, so each network is searched from scratch
+        _rank_layer_cached.cache_clear()
         return optimize_designs(geoms, platform, 4096, ctx, alternatives=0).designs
 
     old(nets[0])

@@ -428,13 +428,6 @@ class Optimized:
     exhaustive: bool = False
 
 
-def _surrogate(cycles, energy, units, p: Platform, ctx: PowerContext, p_harvest) -> np.ndarray:
-    """:func:`aidi.models.schedule.rank.surrogate_s` (latency estimate, s) of arrays of layer totals."""
-    cycles, energy, units = np.broadcast_arrays(*(np.asarray(a, dtype=np.float64) for a in (cycles, energy, units)))
-    sp = surrogate_params(p, ctx.e_unit_J, p_harvest, ctx.sim.energy_aware)
-    return surrogate_many(cycles.ravel(), energy.ravel(), units.ravel(), sp).reshape(cycles.shape)
-
-
 @lru_cache(maxsize=64)
 def _platform_vector(p: Platform) -> np.ndarray:
     return platform_vector(p)
@@ -463,7 +456,29 @@ def _tile_grid(geom: LayerGeom) -> np.ndarray:
 
 def _layer_space(geom: LayerGeom, p: Platform, budget: int, ctx: PowerContext, p_harvest, backend: str,
                  preservation: str, tile, loop_order, S, exhaustive: bool) -> LayerSpace:
-    """Rank one layer's designs and walk the best (all of them when ``exhaustive``).
+    """:func:`_rank_layer` for ``geom``, memoised on what it depends on (the geometry without its identity,
+    the platform and budget, the constraints' and surrogate's numbers): NAS candidates share layers."""
+    limit = float(ctx.atomic_limit_J(p))
+    sp = surrogate_params(p, ctx.e_unit_J, p_harvest, ctx.sim.energy_aware)
+    if exhaustive:  # every design of the layer: too large to keep
+        return replace(_rank_layer(_canonical(geom), p, budget, limit, sp, backend, preservation, tile, loop_order, S,
+                                   True), geom=geom)
+    walked, rejected, n_designs = _rank_layer_cached(_canonical(geom), p, budget, limit, tuple(sp.tolist()), backend,
+                                                     preservation, None if tile is None else tuple(tile), loop_order,
+                                                     S, exhaustive)
+    return LayerSpace(geom, list(walked), dict(rejected), n_designs)
+
+
+@lru_cache(maxsize=256)  # a few hundred kB at most each: the walked designs' unit costs
+def _rank_layer_cached(geom, p, budget, limit, sp, backend, preservation, tile, loop_order, S, exhaustive):
+    out = _rank_layer(geom, p, budget, limit, np.array(sp), backend, preservation, tile, loop_order, S, exhaustive)
+    return tuple(out.walked), tuple(out.rejected.items()), out.n_designs
+
+
+def _rank_layer(geom: LayerGeom, p: Platform, budget: int, limit: float, sp: np.ndarray, backend: str,
+                preservation: str, tile, loop_order, S, exhaustive: bool) -> LayerSpace:
+    """Rank one layer's designs and walk the best (all of them when ``exhaustive``); ``limit``: the largest
+    unit energy (J, :meth:`PowerContext.atomic_limit_J`), ``sp``: :func:`~.schedule.rank.surrogate_params`.
 
     Three stages: every (tile sizes, backend, S) by the surrogate on its closed-form lower bound
     (:func:`aidi.models.schedule.rank.rank_space`, which also checks SRAM); the best :data:`WALK_TOP` under
@@ -480,15 +495,13 @@ def _layer_space(geom: LayerGeom, p: Platform, budget: int, ctx: PowerContext, p
     orders = [loop_order] if loop_order else list(LOOP_ORDERS)
     n_ord = len(orders)
     runtime = runtime_model(p)
-    limit = ctx.atomic_limit_J(p)
     if S is not None:
         s_mode, s_fixed = S_FIXED, int(S)
     else:
         s_mode, s_fixed = {"hypertile": S_HYPERTILE, "tile": S_TILE}.get(preservation, S_LAYER), 1
     rej_sram, rej_atom, rk, rb, rs, units, sur = rank_space(
         geom_vector(geom), _platform_vector(p), tiles, np.array([b == "lea" for b in backends]), runtime, budget,
-        p.lea_ram_bytes, s_mode, s_fixed, float(limit),
-        surrogate_params(p, ctx.e_unit_J, p_harvest, ctx.sim.energy_aware))
+        p.lea_ram_bytes, s_mode, s_fixed, float(limit), sp)
     rejected = {"sram": rej_sram * n_ord, "atomicity": rej_atom * n_ord, "fram": 0, "pruned": 0}
     n_designs = (rej_sram + rej_atom + len(rk)) * n_ord
     if len(rk) == 0:
@@ -504,8 +517,9 @@ def _layer_space(geom: LayerGeom, p: Platform, budget: int, ctx: PowerContext, p
     lea = np.array([b == "lea" for b in backends])[rb[first]]
     sel = np.ascontiguousarray(tiles[rk[first]])
     tot = exact_totals(gv, pv, sel, lea, np.ascontiguousarray(rs[first]), runtime, axes)  # (N, O, 3, 2)
-    sur_x = _surrogate(tot[:, :, :, 0].sum(axis=2), tot[:, :, :, 1].sum(axis=2), units[first][:, None], p, ctx,
-                       p_harvest).ravel()
+    sur_x = surrogate_many(np.ascontiguousarray(tot[:, :, :, 0].sum(axis=2)).ravel(),
+                           np.ascontiguousarray(tot[:, :, :, 1].sum(axis=2)).ravel(),
+                           np.repeat(units[first].astype(np.float64), tot.shape[1]), sp)
     walked: list[Walked] = []
     seen = set()
     n_tried = 0
