@@ -24,8 +24,8 @@ import simpy
 from . import physics
 from .config import PowerConfig, SimConfig
 from .harvesters import Segments
-from .workload import (STUCK_BOOT, NonProgressError, Tally, Workload, check_progress, check_thresholds, result_dict,
-                       stuck_unit, stuck_wait)
+from .workload import (STUCK_BOOT, NonProgressError, Tally, Workload, check_progress, check_thresholds, known_drops,
+                       result_dict, stuck_unit, stuck_wait)
 
 
 class Event(NamedTuple):
@@ -155,7 +155,9 @@ class Device:
         if self.aware:
             self.v_start = check_thresholds(work, power, sim.dispatch_margin).tolist()
             self.costs = work.dispatch_costs
-            self._disp_out = np.empty(12)
+            self.drops = known_drops(work.energy_J, work.durations_s, self.costs, self.eta, power.capacitor_F,
+                                     power.v_max, power.leakage_A, sim.dispatch_margin).tolist()
+            self._disp_out = np.empty(physics.N_DISPATCH_OUT)
         self.process = env.process(self.mcu())
 
     # -- helpers ------------------------------------------------------------------
@@ -316,24 +318,30 @@ class Device:
 
     def _dispatch_units(self):
         """The current inference's remaining units under energy_aware dispatch, one
-        :func:`aidi.sim.physics.dispatch_unit` prediction each: measure V, wait in LPM3 for the unit's
-        start threshold if below it, wake up, run the unit (one timeout per phase)."""
+        :func:`aidi.sim.physics.dispatch_unit` prediction each: unless the MCU's lower bound on V (unknown
+        at a boot or a new inference, then carried from unit to unit) is at the unit's start threshold,
+        measure V, wait in LPM3 for the threshold if below it, wake up; run the unit (one timeout per phase)."""
         w, n, out, tally = self.work, len(self.work), self._disp_out, self.tally
         cat = tally.by_category
+        known = 0.0
         while True:
             i = self.progress
             if self.retry:
                 tally.units_reexecuted += 1
                 self.retry = False
-            phase, why, waited = physics.predict_dispatch(
-                self.cap.v, self.env.now, w.durations_s[i], self.unit_power[i], self.v_start[i], self.costs, self.eta,
-                self.cap._params, self.cap.seg4, out)
+            phase, why, waited, measured = physics.predict_dispatch(
+                self.cap.v, self.env.now, w.durations_s[i], self.unit_power[i], self.v_start[i], known, self.drops[i],
+                self.costs, self.eta, self.cap._params, self.cap.seg4, out)
             if waited:
                 tally.threshold_waits += 1
+            if measured:
+                tally.measurements += 1
             tally.add_sums(out[8:12].tolist())
             el_v = out[:8].tolist()
+            known = float(out[12])
             for ph in range(phase + 1):
-                if not waited and (ph == physics.PH_WAIT or ph == physics.PH_WAKE):
+                if (not waited and (ph == physics.PH_WAIT or ph == physics.PH_WAKE)) or (
+                        not measured and ph == physics.PH_MEASURE):
                     continue
                 el, ve = el_v[ph], el_v[4 + ph]
                 p = (w.measure_W, w.wait_W, w.wake_W, self.unit_power[i])[ph]

@@ -22,7 +22,7 @@ from numba import njit
 from . import physics
 from .config import PowerConfig, SimConfig
 from .harvesters import Segments
-from .workload import (CATEGORIES, STUCK_BOOT, NonProgressError, Tally, Workload, progress_message,
+from .workload import (CATEGORIES, STUCK_BOOT, NonProgressError, Tally, Workload, known_drops, progress_message,
                        progress_violation, result_dict, start_message, start_thresholds, stuck_unit, stuck_wait)
 
 # status codes
@@ -37,8 +37,8 @@ ACCUMULATORS = ("harvested", "consumed", "leaked", "clipped", "on_time", "off_ti
 H, C, L, X, ON, OFF, WAIT = range(len(ACCUMULATORS))
 #: the counters of one run (``cnt``, int), in INT_COLS order after status, bad_unit and progress
 COUNTERS = ("power_cycles", "units_executed", "units_reexecuted", "units_lost", "inferences_completed",
-            "fails_in_row", "threshold_waits")
-N_CYCLES, N_EXECUTED, N_REEXECUTED, N_LOST, N_INFERENCES, N_FAILS, N_WAITS = range(len(COUNTERS))
+            "fails_in_row", "threshold_waits", "measurements")
+N_CYCLES, N_EXECUTED, N_REEXECUTED, N_LOST, N_INFERENCES, N_FAILS, N_WAITS, N_MEASURES = range(len(COUNTERS))
 N_ACC, N_COUNTERS = len(ACCUMULATORS), len(COUNTERS)
 # category slots (order of CATEGORIES)
 _CAT = {c: i for i, c in enumerate(CATEGORIES)}
@@ -61,6 +61,7 @@ class Job(NamedTuple):
     sleep_W: float  #: MCU power while sleeping until a release (W)
     v_start: np.ndarray = np.empty(0)  #: energy_aware's start threshold of each unit (V; unused under greedy)
     costs: np.ndarray = np.zeros(5)  #: energy_aware's phase costs (Workload.dispatch_costs)
+    drops: np.ndarray = np.empty(0)  #: energy_aware's 2 E_need / C of each unit (V^2, workload.known_drops)
 
 
 class Bounds(NamedTuple):
@@ -236,26 +237,34 @@ def _run(job, circ, bounds, out):
 @njit(cache=True, error_model="numpy")
 def _dispatch_units(job, circ, bounds, out, t, v, progress, retry):
     """The current inference's units from ``progress`` under energy_aware dispatch, unit by unit
-    (:func:`aidi.sim.physics.dispatch_unit`), as the SimPy model's ``Device._dispatch_units``.
+    (:func:`aidi.sim.physics.dispatch_unit`), as the SimPy model's ``Device._dispatch_units``.  The MCU's
+    lower bound on V starts unknown (a boot, or a new inference: the runtime's aidi_infer call) and is
+    carried from unit to unit.
 
     Returns (ALL_DONE, HIT_LOW (a brown-out) or HORIZON (until_s), t, v, progress, retry).
     """
-    d, pw, layers, v_start, costs = job.durations_s, job.power_W, job.layers, job.v_start, job.costs
+    d, pw, layers, v_start, costs, drops = job.durations_s, job.power_W, job.layers, job.v_start, job.costs, job.drops
     acc, cat, by_layer, cnt = out.acc, out.cat, out.by_layer, out.cnt
     eta, v_off, until = bounds.eta, bounds.v_off, bounds.until_s
     n = d.shape[0]
-    buf = np.empty(12)
+    buf = np.empty(physics.N_DISPATCH_OUT)
+    known = 0.0
     while True:
         i = progress
         if retry:
             cnt[N_REEXECUTED] += 1
             retry = False
-        phase, why, waited = physics.dispatch_unit(v, t, until, d[i], pw[i], v_start[i], costs, eta, v_off, circ, buf)
+        phase, why, waited, measured = physics.dispatch_unit(v, t, until, d[i], pw[i], v_start[i], known, drops[i],
+                                                             costs, eta, v_off, circ, buf)
+        known = buf[12]
         if waited:
             cnt[N_WAITS] += 1
+        if measured:
+            cnt[N_MEASURES] += 1
         acc[H] += buf[8]; acc[C] += buf[9]; acc[L] += buf[10]; acc[X] += buf[11]
         for ph in range(phase + 1):
-            if not waited and (ph == physics.PH_WAIT or ph == physics.PH_WAKE):
+            if (not waited and (ph == physics.PH_WAIT or ph == physics.PH_WAKE)) or (
+                    not measured and ph == physics.PH_MEASURE):
                 continue
             el = buf[ph]
             t += el
@@ -458,11 +467,13 @@ def _evaluate(off, d, energy, layers, boot, pw, run_end, per_len, per_end, tot_c
                 ints[w, 0] = NO_START
                 ints[w, 1] = bad
                 continue
+            drops = known_drops(energy[a:b], d[a:b], costs, eta, cap, v_max, i_leak, margin)
         else:
             v_start = np.empty(0)
+            drops = np.empty(0)
         cat = floats[w, 2 + N_ACC:]
         job = Job(d[a:b], pw[a:b], layers[a:b], run_end[a:b], per_len[a:b], per_end[a:b], boot_s, boot_j / boot_s,
-                  sleep_w, v_start, costs)
+                  sleep_w, v_start, costs, drops)
         end = _run(job, circ, bounds, Sinks(floats[w, 2:2 + N_ACC], cat, by_layer[w], lat[w], ints[w, 3:]))
         if end.status != STUCK and end.status != STUCK_WAIT:
             # committed units of the unfinished inference
@@ -555,7 +566,8 @@ class Batch:
                       on_time=f["on_time"], off_time=f["off_time"], power_cycles=i["power_cycles"],
                       units_executed=i["units_executed"], units_reexecuted=i["units_reexecuted"],
                       units_lost=i["units_lost"], inferences_completed=i["inferences_completed"],
-                      wait_time=f["wait_time"], threshold_waits=i["threshold_waits"])
+                      wait_time=f["wait_time"], threshold_waits=i["threshold_waits"],
+                      measurements=i["measurements"])
         tally.by_category = {c: f[c] for c in CATEGORIES}
         bl = self.by_layer[w].tolist()
         tally.by_layer = {k: bl[k] for k in np.unique(self.works[w].layers).tolist() if bl[k] != 0.0}

@@ -802,34 +802,58 @@ def run_units_merged(v, t, i0, i_end, durations, p_mcu, eta, run_end, per_len, p
 #: the phases of :func:`dispatch_unit`, in order: the voltage measurement, the LPM3 wait for the start
 #: threshold, the wake-up from it, the unit
 PH_MEASURE, PH_WAIT, PH_WAKE, PH_UNIT = range(4)
+#: floats :func:`dispatch_unit` fills
+N_DISPATCH_OUT = 13
 
 
 @njit(cache=True, error_model="numpy")
-def dispatch_unit(v, t, until, d, p_unit, v_start, costs, eta, v_low, circ, out):
-    """One unit under energy_aware dispatch, from (t, v): measure V (``costs[0]`` s at ``costs[1]`` W);
-    if V < ``v_start``, sleep in LPM3 (``costs[2]`` W) until V reaches it (a comparator interrupt) and
-    wake up (``costs[3]`` s at ``costs[4]`` W); then run the unit (``d`` s at ``p_unit`` W).  Powers are
-    the MCU's, drawn from the capacitor through the converter (/ ``eta``); a brown-out at ``v_low`` or
-    until_s stops the sequence.
+def known_after(k, drop):
+    """energy_aware's lower bound on V (V) after a unit started at V >= ``k`` (V) whose
+    :func:`aidi.sim.workload.known_drops` entry is ``drop`` = 2 E_need / C (V^2): sqrt(k^2 - drop), and 0
+    (unknown) when that is not positive.  A lower bound of the real V for any source power >= 0."""
+    x = k * k - drop
+    return math.sqrt(x) if x > 0.0 else 0.0
 
-    Fills ``out`` (12 floats): elapsed (s) of each phase (PH_*) in out[0:4], the voltage after it in
-    out[4:8] (a phase not run: 0 s, the voltage before it), and (harvested, consumed, leaked, clipped)
-    (J) over everything in out[8:12].  Returns (the last phase run, why it ended: ALL_DONE (the unit
-    completed), HIT_LOW (brown-out) or HORIZON (until_s), whether it waited).
+
+@njit(cache=True, error_model="numpy")
+def dispatch_unit(v, t, until, d, p_unit, v_start, known, drop, costs, eta, v_low, circ, out):
+    """One unit under energy_aware dispatch, from (t, v).
+
+    ``known`` (V) is the MCU's lower bound on V (0: unknown).  If ``known`` >= ``v_start`` the unit starts
+    at once, unmeasured.  Otherwise the MCU measures V (``costs[0]`` s at ``costs[1]`` W); if V < ``v_start``
+    it sleeps in LPM3 (``costs[2]`` W) until V reaches it (a comparator interrupt) and wakes up (``costs[3]``
+    s at ``costs[4]`` W); then it runs the unit (``d`` s at ``p_unit`` W).  Powers are the MCU's, drawn from
+    the capacitor through the converter (/ ``eta``); a brown-out at ``v_low`` or until_s stops the sequence.
+
+    The bound after the unit is :func:`known_after` of the voltage it started from as the
+    MCU knows it (``known`` unmeasured, the measured V, or ``v_start`` after a wait) and ``drop`` = 2 E_need / C
+    (V^2, :func:`aidi.sim.workload.known_drops`): E_need covers the unit and its leakage whatever the source
+    gives, so it is a lower bound of the real V.
+
+    Fills ``out`` (N_DISPATCH_OUT floats): elapsed (s) of each phase (PH_*) in out[0:4], the voltage after it
+    in out[4:8] (a phase not run: 0 s, the voltage before it), (harvested, consumed, leaked, clipped) (J) over
+    everything in out[8:12], and the MCU's bound on V after the unit (V; 0 if it did not complete) in out[12].
+    Returns (the last phase run, why it ended: ALL_DONE (the unit completed), HIT_LOW (brown-out) or HORIZON
+    (until_s), whether it waited, whether it measured).
     """
     for k in range(4):
         out[k] = 0.0
-    out[8] = out[9] = out[10] = out[11] = 0.0
+        out[4 + k] = v
+    out[8] = out[9] = out[10] = out[11] = out[12] = 0.0
     waited = False
-    phase = PH_MEASURE
+    measured = known < v_start
+    ref = known  # the voltage the MCU knows the unit starts from (at least)
+    phase = PH_MEASURE if measured else PH_UNIT
     while phase <= PH_UNIT:
         out[4 + phase] = v
         if phase == PH_WAIT:
             if v >= v_start:
+                ref = v
                 out[4 + PH_WAKE] = v
                 phase = PH_UNIT
                 continue
             waited = True
+            ref = v_start
             r = advance(v, t, until - t, costs[2] / eta, v_low, v_start, True, circ)
             dur = math.inf
         else:
@@ -849,18 +873,19 @@ def dispatch_unit(v, t, until, d, p_unit, v_start, costs, eta, v_low, circ, out)
         t += r.elapsed_s
         v = r.v_end
         if r.reason == HIT_LOW:
-            return phase, HIT_LOW, waited
+            return phase, HIT_LOW, waited, measured
         if phase == PH_WAIT:
             if r.reason != HIT_HIGH:
-                return phase, HORIZON, waited
+                return phase, HORIZON, waited, measured
         elif r.elapsed_s < dur:
-            return phase, HORIZON, waited
+            return phase, HORIZON, waited, measured
         phase += 1
-    return PH_UNIT, ALL_DONE, waited
+    out[12] = known_after(ref, drop)
+    return PH_UNIT, ALL_DONE, waited, measured
 
 
 @njit(cache=True, error_model="numpy")
-def predict_dispatch(v, t, d, p_unit, v_start, costs, eta, params, seg4, out):
+def predict_dispatch(v, t, d, p_unit, v_start, known, drop, costs, eta, params, seg4, out):
     """:func:`dispatch_unit` (v_low = v_off, until_s) for a caller in Python, the circuit packed."""
-    return dispatch_unit(v, t, params[P_UNTIL], d, p_unit, v_start, costs, eta, params[P_V_OFF],
+    return dispatch_unit(v, t, params[P_UNTIL], d, p_unit, v_start, known, drop, costs, eta, params[P_V_OFF],
                          _unpack(params, seg4), out)

@@ -174,13 +174,17 @@ def progress_message(work: Workload, power: PowerConfig, seg: Segments, bad: int
 
 
 @njit(cache=True, error_model="numpy")
-def start_thresholds(energy, durations, costs, eta, cap, v_off, v_max, i_leak, margin):
-    """energy_aware's start threshold of every unit (V): V_start = sqrt(V_off^2 + 2 E_need / C).
+def start_needs(energy, durations, costs, eta, v_max, i_leak, margin):
+    """energy_aware's E_need of every unit (J, drawn from the capacitor, no harvest):
 
-    E_need (J, from the capacitor, no harvest) = (1 + margin) * [(E_unit + E_measure + E_wake) / eta
-    + I_leak * V_max * (d_unit + t_measure + t_wake)]: the unit, the measurement before it and the
-    wake-up from LPM3 drawn through the converter, and leakage bounded at V_max over their durations.
-    ``energy[i, k]`` (J at the MCU), ``durations[i]`` (s), ``costs`` = Workload.dispatch_costs.
+    E_need = (1 + margin) * [(E_unit + E_measure + E_wake) / eta + I_leak * V_max * (d_unit + t_measure + t_wake)]:
+    the unit, the measurement before it and the wake-up from LPM3 drawn through the converter, and
+    leakage bounded at V_max over their durations.  ``energy[i, k]`` (J at the MCU), ``durations[i]`` (s),
+    ``costs`` = Workload.dispatch_costs.
+
+    It bounds what running the unit alone takes out of the capacitor whatever the source gives (>= 0 W):
+    the load draws E_unit / eta, leakage I_leak * int V dt <= I_leak * V_max * d_unit (V never exceeds
+    V_max), so after the unit started at V >= K, V >= sqrt(K^2 - 2 E_need / C) (:func:`aidi.sim.physics.known_after`).
     """
     n = durations.shape[0]
     out = np.empty(n)
@@ -190,9 +194,27 @@ def start_thresholds(energy, durations, costs, eta, cap, v_off, v_max, i_leak, m
         u = 0.0
         for c in range(energy.shape[1]):
             u += energy[i, c]
-        need = (1.0 + margin) * ((u + fixed) / eta + i_leak * v_max * (durations[i] + meas_s + wake_s))
-        out[i] = math.sqrt(v_off * v_off + 2.0 * need / cap)
+        out[i] = (1.0 + margin) * ((u + fixed) / eta + i_leak * v_max * (durations[i] + meas_s + wake_s))
     return out
+
+
+@njit(cache=True, error_model="numpy")
+def start_thresholds(energy, durations, costs, eta, cap, v_off, v_max, i_leak, margin):
+    """energy_aware's start threshold of every unit (V): V_start = sqrt(V_off^2 + 2 E_need / C), E_need from
+    :func:`start_needs` (same arguments, ``cap`` in F, voltages in V, ``i_leak`` in A)."""
+    need = start_needs(energy, durations, costs, eta, v_max, i_leak, margin)
+    out = np.empty(need.shape[0])
+    for i in range(need.shape[0]):
+        out[i] = math.sqrt(v_off * v_off + 2.0 * need[i] / cap)
+    return out
+
+
+@njit(cache=True, error_model="numpy")
+def known_drops(energy, durations, costs, eta, cap, v_max, i_leak, margin):
+    """2 E_need / C of every unit (V^2, :func:`start_needs`): what running it takes off the square of the
+    voltage the MCU knows a lower bound of (:func:`aidi.sim.physics.known_after`)."""
+    need = start_needs(energy, durations, costs, eta, v_max, i_leak, margin)
+    return 2.0 * need / cap
 
 
 def start_message(work: "Workload", power: PowerConfig, v_start: np.ndarray, bad: int) -> str:
@@ -230,6 +252,7 @@ class Tally:
     inferences_completed: int = 0
     wait_time: float = 0.0
     threshold_waits: int = 0
+    measurements: int = 0
     by_category: dict = field(default_factory=lambda: {c: 0.0 for c in CATEGORIES})
     by_layer: dict = field(default_factory=dict)
     latencies: list = field(default_factory=list)
@@ -293,6 +316,7 @@ def result_dict(tally: Tally, power: PowerConfig, v_final: float, t_end: float, 
         "dispatch": sim.dispatch,
         "wait_s": tally.wait_time,
         "threshold_waits": tally.threshold_waits,
+        "measurements": tally.measurements,
         "energy_J": {
             "harvested": tally.harvested,
             "consumed": tally.consumed,

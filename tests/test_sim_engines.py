@@ -102,7 +102,7 @@ def assert_agree(r_des, r_ora):
     assert set(r_des) == set(r_ora)
     assert r_des["engine"] == "des" and r_ora["engine"] == "oracle"
     for k in ("completed", "power_cycles", "units", "units_executed", "units_reexecuted", "units_lost",
-              "inferences", "inferences_completed", "dispatch", "threshold_waits"):
+              "inferences", "inferences_completed", "dispatch", "threshold_waits", "measurements"):
         assert r_des[k] == r_ora[k], k
     for k in ("latency_s", "sim_time_s", "off_time_s", "v_final", "last_inference_latency_s", "wait_s"):
         assert close(r_des[k], r_ora[k]), (k, r_des[k], r_ora[k])
@@ -445,7 +445,75 @@ def test_oracle_agrees_with_des_energy_aware(case, scale, meas_s, margin):
         assert res["wait_s"] <= res["on_time_s"] * (1 + 1e-12) + 1e-15
         if seg.seg_g.max() == 0.0:  # a source that never draws from the capacitor: no started unit is lost
             assert res["units_lost"] == 0
+        # a measurement per dispatch at most (a started unit, or one cut before its unit by a brown-out or
+        # until_s, at most one per power cycle), and one before every wait
+        assert res["threshold_waits"] <= res["measurements"]
+        assert res["measurements"] <= res["units_executed"] + res["units_lost"] + res["power_cycles"]
     assert sum(1 for ev in log if ev.kind == "wait") == r_des["threshold_waits"]
+    assert sum(1 for ev in log if ev.kind == "measure") == r_des["measurements"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(scenarios(), st.floats(0.05, 1.0), st.sampled_from([0.0, 0.05]) | st.floats(0.0, 0.5), st.integers(0, 2**31))
+def test_the_known_voltage_is_a_lower_bound_of_the_real_one(case, scale, margin, seed):
+    """Unit after unit from random voltages and times (a random boot point), under sources that never draw
+    from the capacitor: after every completed unit the MCU's bound (dispatch_unit's out[12]) is at most the
+    real V, and a unit started on the bound alone (unmeasured) never browns out."""
+    from aidi.sim import physics
+    from aidi.sim.workload import known_drops, start_thresholds
+
+    work, power, seg, sim = case
+    if seg.seg_g.max() > 0.0:  # a Thevenin source draws from the capacitor above V_s
+        seg = hv.constant(float(seg.seg_p.max()) or 1e-4)
+    work = with_dispatch_costs(work, scale=scale)
+    eta, cap = power.converter_efficiency, power.capacitor_F
+    args = (work.energy_J, work.durations_s, work.dispatch_costs, eta)
+    v_start = start_thresholds(*args, cap, power.v_off, power.v_max, power.leakage_A, margin)
+    drops = known_drops(*args, cap, power.v_max, power.leakage_A, margin)
+    circ = physics.circuit(power, seg)
+    rng = np.random.default_rng(seed)
+    out = np.empty(physics.N_DISPATCH_OUT)
+    v, t, known = rng.uniform(power.v_off, power.v_max), rng.uniform(0.0, 1.0), 0.0
+    for i in list(range(len(work))) * 4:
+        was = known
+        phase, why, waited, measured = physics.dispatch_unit(v, t, math.inf, work.durations_s[i], work.power_W[i],
+                                                            v_start[i], known, drops[i], work.dispatch_costs, eta,
+                                                            power.v_off, circ, out)
+        assert measured == (was < v_start[i])
+        if why != physics.ALL_DONE:
+            assert measured, "a unit started on the known bound browned out"
+            break
+        t += out[:4].sum()
+        v, known = out[4 + physics.PH_UNIT], out[12]
+        assert known <= v * (1 + 1e-12), (known, v)
+        if not measured:  # unmeasured: the unit ran at once from where the last one ended
+            assert out[physics.PH_MEASURE] == 0.0 and not waited
+
+
+def test_energy_aware_measures_rarely_on_continuous_power():
+    """100 small units under a source stronger than the MCU: V stays at V_max, so one measurement carries
+    about (V_max^2 - V_start^2) / (2 E_need / C) units; energy_aware is then as fast as greedy but for
+    those few measurements."""
+    from aidi.sim.workload import known_drops, start_thresholds
+
+    cap, v_on, v_off = 1e-4, 3.0, 2.0
+    e_cycle = 0.5 * cap * (v_on**2 - v_off**2)
+    work = with_dispatch_costs(make_work([1e-3] * 100, [[0.01 * e_cycle, 0, 0]] * 100))
+    power = PowerConfig(cap, v_on, v_off, v_on, v_initial=v_on)
+    seg = hv.constant(2.0 * 0.01 * e_cycle / 1e-3)
+    greedy = both(work, power, seg, SimConfig())
+    aware = both(work, power, seg, SimConfig(dispatch="energy_aware"))
+    for r_des, _, r_ora in (greedy, aware):
+        assert_agree(r_des, r_ora)
+        assert r_des["completed"] and r_des["units_lost"] == 0 and energy_balance_error(r_des) < 1e-12
+    args = (work.energy_J, work.durations_s, work.dispatch_costs, 1.0)
+    drop = known_drops(*args, cap, v_on, 0.0, 0.05)[0]
+    v_s = start_thresholds(*args, cap, v_off, v_on, 0.0, 0.05)[0]
+    per = 1 + math.floor((v_on**2 - v_s**2) / drop)  # units one measurement at V_max carries
+    r = aware[0]
+    assert r["measurements"] == math.ceil(100 / per) and 1 < r["measurements"] <= 3
+    assert r["threshold_waits"] == 0 and greedy[0]["measurements"] == 0
+    assert r["latency_s"] == pytest.approx(greedy[0]["latency_s"] + r["measurements"] * 46e-6, rel=1e-9)
 
 
 def test_energy_aware_loses_no_unit_when_the_source_drops_to_zero():
