@@ -21,10 +21,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from aidi.models.emit import Program, build, emit_project, mspsim
-from aidi.models.emit.dispatch import Dispatch, millivolts_up, workload
+from aidi.models.emit.dispatch import Dispatch, millivolts2_up, millivolts_up, workload
 from aidi.models.emit.examples import tiny_program
 from aidi.sim.config import PowerConfig
-from aidi.sim.workload import NonProgressError, check_thresholds
+from aidi.sim.workload import NonProgressError, check_thresholds, known_drops
 
 SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
 #: a capacitor under which the tiny network's units all have thresholds below V_on
@@ -39,7 +39,8 @@ def _capacitor(stderr: str) -> dict:
     stats = build.capacitor_stats(stderr)
     assert stats, stderr
     return {"boots": stats["boots"], "started": stats["units_started"], "lost": stats["units_lost"],
-            "waits": stats["threshold_waits"], "wait_s": stats["wait_s"], "t_s": stats["time_s"]}
+            "waits": stats["threshold_waits"], "wait_s": stats["wait_s"], "t_s": stats["time_s"],
+            "measures": stats["measurements"]}
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +59,9 @@ def test_dispatch_is_validated():
     with pytest.raises(ValueError, match="margin"):
         Dispatch("greedy", ROOMY, float("nan"))
     assert millivolts_up(np.array([2.8, 2.0000001, 2.0])).tolist() == [2800, 2001, 2000]
+    assert millivolts2_up(np.array([0.1, 1e-7, 1e-6, 0.0])).tolist() == [100000, 1, 1, 0]
+    with pytest.raises(ValueError, match="voltage drops"):
+        millivolts2_up(np.array([-1e-3]))
 
 
 def test_thresholds_are_the_engines_rounded_up(weak, tmp_path):
@@ -77,6 +81,14 @@ def test_thresholds_are_the_engines_rounded_up(weak, tmp_path):
     assert [int(x) for x in re.findall(r"(\d+)u", table)] == mv.astype(int).tolist()
     assert "#define AIDI_DISPATCH_ENERGY_AWARE 1" in (tmp_path / "c" / "src" / "aidi_model.h").read_text()
     assert proj.manifest["memory_estimate"]["fram_v_start"] == 2 * len(mv)
+    assert proj.manifest["memory_estimate"]["fram_v_drop"] == 4 * len(mv)
+    # the voltage drops: the engines' 2 E_need / C in mV^2, never below it and less than 1 mV^2 above
+    drop = np.array(proj.manifest["dispatch"]["v_drop_mv2"], dtype=np.float64)
+    ref = known_drops(weak.work.energy_J, weak.work.durations_s, weak.work.dispatch_costs,
+                      sc.power.converter_efficiency, sc.power.capacitor_F, sc.power.v_max, sc.power.leakage_A, 0.05)
+    assert np.all(drop / 1e6 >= ref) and np.all(drop - ref * 1e6 < 1.0) and np.all(mv**2 >= v**2 * 1e6)
+    table = re.search(r"aidi_v_drop_mv2\[AIDI_TOTAL_UNITS\] = \{(.*?)\};", model_c, re.S).group(1)
+    assert [int(x) for x in re.findall(r"(\d+)u", table)] == drop.astype(int).tolist()
 
 
 def test_a_unit_that_can_never_start_is_the_engines_error(tmp_path):
@@ -112,6 +124,7 @@ def test_greedy_loses_units_where_energy_aware_loses_none(weak, weak_host):
     assert aware.returncode == 0, aware.stderr
     a = _capacitor(aware.stderr)
     assert a["lost"] == 0 and a["started"] == len(weak.work) and a["waits"] > 0
+    assert a["waits"] <= a["measures"] <= a["started"]
     greedy = build.run_host(projs["greedy"].root, "--capacitor", repr(p_model), "--check")
     assert greedy.returncode == 0, greedy.stderr  # re-executed units, same output
     g = _capacitor(greedy.stderr)
@@ -138,8 +151,8 @@ def test_host_capacitor_agrees_with_the_engines(tmp_path):
         build.make(proj.root, "host", variables={"DISPATCH": policy})
         c = _capacitor(build.run_host(proj.root, "--capacitor", repr(sc.harvester.power_W), "--check").stderr)
         sim = oracle.simulate(b.work, sc.power, b.segments, replace(sc.sim, dispatch=policy))
-        assert (c["boots"], c["lost"], c["waits"]) == (sim["power_cycles"], sim["units_reexecuted"],
-                                                       sim["threshold_waits"]), (policy, c, sim)
+        assert (c["boots"], c["lost"], c["waits"], c["measures"]) == (
+            sim["power_cycles"], sim["units_reexecuted"], sim["threshold_waits"], sim["measurements"]), (policy, c, sim)
         assert c["t_s"] + first_charge_s == pytest.approx(sim["latency_s"], rel=1e-4), policy
         assert c["wait_s"] == pytest.approx(sim["wait_s"], rel=1e-4, abs=1e-9), policy
 

@@ -110,15 +110,15 @@ def run_host(root: str | Path, *args: str, timeout: float = 120.0) -> HostRun:
 
 
 _CAPACITOR = re.compile(r"capacitor \S+ W: (\d+) boots, (\d+) units started, (\d+) lost, (\d+) threshold waits "
-                        r"\((\S+) s\), (\S+) s")
+                        r"\((\S+) s\), (\d+) measurements, (\S+) s")
 
 
 def capacitor_stats(stderr: str) -> dict | None:
     """The summary of ``aidi-host --capacitor P`` (runtime/host_main.c): ``boots``, ``units_started``,
-    ``units_lost``, ``threshold_waits``, ``wait_s`` (LPM3) and ``time_s`` (from the first boot at V_on to the
-    delivery); None if ``stderr`` has none."""
+    ``units_lost``, ``threshold_waits``, ``wait_s`` (LPM3), ``measurements`` (voltage reads) and ``time_s``
+    (from the first boot at V_on to the delivery); None if ``stderr`` has none."""
     m = _CAPACITOR.search(stderr)
     if m is None:
         return None
     ints = dict(zip(("boots", "units_started", "units_lost", "threshold_waits"), map(int, m.groups()[:4])))
-    return {**ints, "wait_s": float(m.group(5)), "time_s": float(m.group(6))}
+    return {**ints, "wait_s": float(m.group(5)), "measurements": int(m.group(6)), "time_s": float(m.group(7))}

@@ -10,6 +10,14 @@ thresholds come from the very function the engines call
 platform), rounded *up* to whole millivolts so that the C threshold is never
 below the simulator's.
 
+Like the engines (:func:`aidi.sim.physics.dispatch_unit`) the runtime measures V
+only when it must: it keeps in SRAM (so a power failure forgets it) a lower bound
+K on V^2, set from a measurement (rounded down to mV) or to a threshold it waited
+for, and lowered after each unit by that unit's ``aidi_v_drop_mv2[]`` entry,
+2 E_need / C in mV^2 rounded *up* (:func:`aidi.sim.workload.known_drops`, the
+energy the threshold is built from), so K stays below the real V^2 whatever the
+source gives.  A unit whose threshold squared is at most K starts unmeasured.
+
 The host harness's simulated capacitor (``aidi-host --capacitor P``) draws, per
 unit, the energy and duration of that same Workload; its other constants are the
 scenario's ``[power]`` and the platform's boot, measurement, wait and wake-up
@@ -25,7 +33,7 @@ from typing import Optional
 import numpy as np
 
 from ...sim.config import PowerConfig
-from ...sim.workload import NonProgressError, Workload, check_thresholds
+from ...sim.workload import NonProgressError, Workload, check_thresholds, known_drops
 
 POLICIES = ("greedy", "energy_aware")
 
@@ -86,6 +94,25 @@ def millivolts_up(volts: np.ndarray) -> np.ndarray:
     return mv.astype(np.uint16)
 
 
+def millivolts2_up(volts2: np.ndarray) -> np.ndarray:
+    """``volts2`` (V^2) as whole mV^2 (uint32), rounded up: ``x / 1e6 >= v2`` for every element.
+
+    Raises ValueError for a negative or non-finite value, or one above 65535^2 mV^2."""
+    v = np.asarray(volts2, dtype=np.float64)
+    if not np.all(np.isfinite(v)) or (v.size and (v.min() < 0 or v.max() > 65535.0**2 / 1e6)):
+        raise ValueError("voltage drops must be finite squares of voltages in [0, 65.535] V")
+    x = np.ceil(v * 1e6)
+    x += (x / 1e6 < v)  # guard against the product rounding down
+    return x.astype(np.uint32)
+
+
+def known_drops_mv2(work: Workload, power: PowerConfig, margin: float) -> np.ndarray:
+    """2 E_need / C of every unit in mV^2, rounded up (uint32): what running it takes off the runtime's
+    lower bound on V^2 (:func:`aidi.sim.workload.known_drops`, the engines' own)."""
+    return millivolts2_up(known_drops(work.energy_J, work.durations_s, work.dispatch_costs, power.converter_efficiency,
+                                      power.capacitor_F, power.v_max, power.leakage_A, margin))
+
+
 def _c_doubles(values, per_line: int = 6) -> str:
     flat = [repr(float(x)) for x in np.asarray(values, dtype=np.float64).reshape(-1)]
     rows = [", ".join(flat[i: i + per_line]) for i in range(0, len(flat), per_line)]
@@ -99,14 +126,14 @@ def _c_uints(values, per_line: int = 12) -> str:
 
 
 def dispatch_context(plan, dispatch: Dispatch, total_units: int) -> dict:
-    """What the templates need: ``policy``, ``v_start_mv`` (list, or None without a table), its C text and the
-    host power model (``host``: C text of ``aidi_host_power``/``_unit_J``/``_unit_s``, or None).
+    """What the templates need: ``policy``, ``v_start_mv`` (list, or None without a table), its C text,
+    ``v_drop_mv2`` (list) and its C text ``v_drop_c``, and the host power model (``host``: C text of ``aidi_host_power``/``_unit_J``/``_unit_s``, or None).
 
     Under greedy a unit whose threshold exceeds V_on only drops the table (the project builds greedy);
     under energy_aware that is the engines' one-line NonProgressError.
     """
-    ctx = {"policy": dispatch.policy, "v_start_mv": None, "v_start_c": "", "host": None, "margin": dispatch.margin,
-           "capacitor_F": None, "v_off": None}
+    ctx = {"policy": dispatch.policy, "v_start_mv": None, "v_start_c": "", "v_drop_mv2": None, "v_drop_c": "",
+           "host": None, "margin": dispatch.margin, "capacitor_F": None, "v_off": None}
     if dispatch.power is None:
         return ctx
     p = dispatch.power
@@ -120,7 +147,9 @@ def dispatch_context(plan, dispatch: Dispatch, total_units: int) -> dict:
             raise
         mv = None
     if mv is not None:
-        ctx.update(v_start_mv=[int(x) for x in mv], v_start_c=_c_uints(mv))
+        drop = known_drops_mv2(work, p, dispatch.margin)
+        ctx.update(v_start_mv=[int(x) for x in mv], v_start_c=_c_uints(mv), v_drop_mv2=[int(x) for x in drop],
+                   v_drop_c=_c_uints(drop, per_line=8))
     plat = plan.platform
     power = [p.capacitor_F, p.v_on, p.v_off, p.v_max, p.converter_efficiency, p.leakage_A, work.boot_s, work.boot_J,
              work.measure_s, work.measure_W, work.wait_W, work.wake_s, work.wake_W]

@@ -184,6 +184,7 @@ def emit_project(prog: Program, out_dir: str | Path, *, backend: str | None = No
     dispatch = dispatch_context(prog.plan, prog.dispatch, total_units)
     if dispatch["v_start_mv"] is not None and prog.dispatch.policy == "energy_aware":
         mem["fram_v_start"] = 2 * total_units
+        mem["fram_v_drop"] = 4 * total_units
     sram_lea = 4 * (sizes["acc_buf"] + 1 + sizes["tm_max"]) + 2 * (sizes["vec_buf"] + sizes["w_buf"] + sizes["in_buf"])
     manifest = {
         "name": prog.name,
@@ -196,7 +197,8 @@ def emit_project(prog: Program, out_dir: str | Path, *, backend: str | None = No
         "input_len": int(prog.x_q.size),
         "expected_output": [int(v) for v in expected],
         "dispatch": {"policy": prog.dispatch.policy, "margin": prog.dispatch.margin,
-                     "v_start_mv": dispatch["v_start_mv"], "host_power_model": dispatch["host"] is not None},
+                     "v_start_mv": dispatch["v_start_mv"], "v_drop_mv2": dispatch["v_drop_mv2"],
+                     "host_power_model": dispatch["host"] is not None},
         "budgets": asdict(prog.budgets),
         "memory_estimate": mem,
         "lea_ram_bytes_needed": sram_lea,

@@ -51,13 +51,16 @@ def _where(fram_total: int, sram_total: int) -> str:
 def sections(prog, mem: dict) -> dict[str, dict[str, int]]:
     """The arrays of each section of the simulator build, in bytes: ``{section: {what: bytes}}``.
 
-    ``.rodata``: weights and biases, the sample input, the start-threshold table (energy_aware);
+    ``.rodata``: weights and biases, the sample input, the start-threshold and voltage-drop tables
+    (energy_aware);
     ``.persistent``: activations, partial sums, the output, the sample application's output and
     the progress records; ``.bss``: the tile buffers.  ``mem``: the manifest's ``memory_estimate``
-    (:func:`aidi.models.emit.memory_estimate`, plus ``fram_v_start`` under energy_aware)."""
+    (:func:`aidi.models.emit.memory_estimate`, plus ``fram_v_start`` and ``fram_v_drop`` under energy_aware)."""
     rodata = {"weights and biases": mem["fram_weights"], "sample input": mem["fram_input"]}
     if mem.get("fram_v_start"):
         rodata["start thresholds"] = mem["fram_v_start"]
+    if mem.get("fram_v_drop"):
+        rodata["voltage drops"] = mem["fram_v_drop"]
     persistent = {"activations and output": mem["fram_activations"], "partial sums": mem["fram_psum"],
                   "progress": mem["fram_progress"], "sample output": 2 * prog.output_len}
     return {".rodata": rodata, ".persistent": persistent, ".bss": {"tile buffers": mem["sram_buffers"]}}

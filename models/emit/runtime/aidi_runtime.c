@@ -16,6 +16,7 @@ typedef struct {
     uint32_t g;            /* progress of the current inference */
     uint16_t epoch;        /* its epoch (0..3) */
     uint16_t slot;         /* the progress record holding it (2: none valid) */
+    uint32_t known_mv2;    /* energy_aware: a lower bound on V^2 (mV^2) the MCU knows; 0: unknown */
 } aidi_call_t;
 static aidi_call_t aidi_call;
 
@@ -285,12 +286,25 @@ static void run_unit(const aidi_layer_t *L, uint32_t u)
     aidi_sram.co_t = end;
 }
 
-/* energy_aware: sleep until V reaches unit g's start threshold */
+/* energy_aware: unit g starts at once if the known lower bound on V^2 is at its start threshold; else
+   measure V and sleep until it reaches the threshold. The bound then drops by what unit g can take
+   (aidi_v_drop_mv2[g], rounded up), from the measurement (rounded down) or the threshold waited for. */
 static void dispatch(uint32_t g)
 {
 #if AIDI_DISPATCH_ENERGY_AWARE
     const uint16_t v_start = aidi_v_start_mv[g];
-    if (aidi_vcc_mv() < v_start) aidi_vcc_wait_mv(v_start);
+    const uint32_t start2 = (uint32_t)v_start * v_start, drop = aidi_v_drop_mv2[g];
+    uint32_t ref = aidi_call.known_mv2;
+    if (ref < start2) {
+        const uint16_t v = aidi_vcc_mv();
+        if (v < v_start) {
+            aidi_vcc_wait_mv(v_start);
+            ref = start2;
+        } else {
+            ref = (uint32_t)v * v;
+        }
+    }
+    aidi_call.known_mv2 = ref > drop ? ref - drop : 0; /* holds once unit g completes; a failure forgets it */
 #else
     (void)g;
 #endif
@@ -303,6 +317,7 @@ void aidi_infer(const int16_t *input, int16_t *output)
     aidi_sram.in_layer = 0;
     aidi_sram.w_layer = 0;
     aidi_sram.co_layer = 0;
+    aidi_call.known_mv2 = 0; /* the supply voltage is not known yet */
     aidi_call.input = input;
     progress_find();
     if (aidi_call.g > AIDI_TOTAL_UNITS) progress_commit((uint16_t)((aidi_call.epoch + 1u) & 3u), 0); /* a new inference */

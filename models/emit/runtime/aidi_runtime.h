@@ -45,13 +45,20 @@
  *
  * Energy-aware dispatch (AIDI_DISPATCH_ENERGY_AWARE, aidi_model.h)
  * ---------------------------------------------------------------
- * Before each unit (after a boot or a commit) the runtime reads the supply
- * voltage (aidi_vcc_mv) and, below the unit's start threshold
- * aidi_v_start_mv[g], sleeps until it is reached (aidi_vcc_wait_mv). The
- * thresholds are the simulator's V_start = sqrt(V_off^2 + 2 E_need / C)
- * (aidi.sim.workload.start_thresholds), rounded up to whole millivolts, so
- * a started unit completes with no harvest. Correctness never depends on
- * them: a unit cut anyway is re-executed as above.
+ * Before each unit (after a boot or a commit) the runtime needs V at the
+ * unit's start threshold aidi_v_start_mv[g]: the simulator's
+ * V_start = sqrt(V_off^2 + 2 E_need / C) (aidi.sim.workload.start_thresholds),
+ * rounded up to whole millivolts, so a started unit completes with no
+ * harvest. It keeps in SRAM a lower bound K on V^2 (mV^2; 0, unknown, at
+ * every aidi_infer call, so after every boot). If K >= V_start^2 the unit
+ * starts at once; otherwise the runtime reads the supply voltage
+ * (aidi_vcc_mv) and, below the threshold, sleeps until it is reached
+ * (aidi_vcc_wait_mv). K is then the reading squared (or V_start^2 after a
+ * wait) less aidi_v_drop_mv2[g] = 2 E_need / C rounded up
+ * (aidi.sim.workload.known_drops): what the unit can take out of the
+ * capacitor whatever the source gives, so K stays below the real V^2.
+ * Correctness never depends on any of it: a unit cut anyway is re-executed
+ * as above.
  */
 #ifndef AIDI_RUNTIME_H
 #define AIDI_RUNTIME_H
@@ -160,6 +167,8 @@ extern int16_t aidi_sample_output[AIDI_OUTPUT_LEN];
 #if AIDI_DISPATCH_ENERGY_AWARE
 /* start threshold of every unit (mV, rounded up from the simulator's V_start) */
 extern const uint16_t aidi_v_start_mv[AIDI_TOTAL_UNITS];
+/* what each unit takes off the known lower bound on V^2 (mV^2, 2 E_need / C rounded up) */
+extern const uint32_t aidi_v_drop_mv2[AIDI_TOTAL_UNITS];
 #endif
 
 /* k: the number of units before unit u (of S tiles) that touched the output

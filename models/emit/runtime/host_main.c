@@ -34,8 +34,10 @@
  * cut: the power fails after the fraction of its FRAM writes (counted in a
  * clean run) that the remaining energy pays for, the device recharges to
  * V_on and boots again, and the unit counts as lost (re-executed). With
- * energy_aware dispatch the runtime waits for each unit's start threshold,
- * so no unit is lost whatever P > 0 is.
+ * energy_aware dispatch the runtime waits for each unit's start threshold
+ * (measuring V only when its lower bound on V does not show it there), so no
+ * unit is lost whatever P > 0 is. The summary line counts the voltage
+ * measurements (aidi_vcc_mv calls) too.
  */
 #include <math.h>
 #include <setjmp.h>
@@ -89,7 +91,7 @@ enum { PW_C, PW_VON, PW_VOFF, PW_VMAX, PW_ETA, PW_LEAK, PW_BOOT_S, PW_BOOT_J, PW
 static struct {
     int on;
     double p_src, e, t;
-    unsigned long boots, units, lost, waits, stuck;
+    unsigned long boots, units, lost, waits, measures, stuck;
     double wait_s;
     uint32_t last_lost;
 } cap;
@@ -140,6 +142,7 @@ uint16_t aidi_vcc_mv(void)
     const double *pw = aidi_host_power;
     double mv;
     if (!cap.on) return 65535u;
+    ++cap.measures;
     cap_phase(pw[PW_MEAS_W], pw[PW_MEAS_S]);
     mv = floor(volts() * 1000.0);
     return mv > 65535.0 ? 65535u : (uint16_t)mv;
@@ -385,7 +388,8 @@ int main(int argc, char **argv)
         if (run(&c)) return usage("capacitor run did not complete");
         cap.on = 0;
         fprintf(stderr, "aidi-host: capacitor %g W: %lu boots, %lu units started, %lu lost, %lu threshold waits "
-                "(%.6g s), %.6g s\n", p_capacitor, cap.boots, cap.units, cap.lost, cap.waits, cap.wait_s, cap.t);
+                "(%.6g s), %lu measurements, %.6g s\n", p_capacitor, cap.boots, cap.units, cap.lost, cap.waits,
+                cap.wait_s, cap.measures, cap.t);
         ++trials;
         boots += cap.boots;
         mismatches += !same(aidi_sample_output, clean);
