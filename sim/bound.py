@@ -45,22 +45,32 @@ obeys C V dV/dt = Q(t, V) with Q(t, V) >= Q_L(V) at every t and V for the real s
 
 (3) *energy_aware, unit i* (threshold V_s,i = sqrt(V_off^2 + 2 E_need,i / C),
     :func:`aidi.sim.workload.start_thresholds`; V_s,i > V_on: no bound).  Let V_i be a lower
-    bound on V before unit i's measurement (V_b for the first).  Let V_m be the minimum-source
-    voltage after the measurement (t_meas) from V_i.
+    bound on V before unit i (V_b for the first).  The MCU starts unit i unmeasured when the
+    lower bound K it knows (:func:`aidi.sim.physics.dispatch_unit`: 0 after the boot, then
+    sqrt(ref^2 - 2 E_need / C) after each unit, ref the voltage it started that unit from as it
+    knew it) is >= V_s,i, and measures otherwise.  The chain carries bounds [K_lo, K_hi] on K
+    (0, 0 after the boot) and takes every case the real run may be in:
 
-    * V_m does not reach V_off: for the first unit, (2) checked it; for a later one, E_need of the
-      previous unit covered this measurement with no harvest at all, so the minimum-source chain
-      stays above V_off (were it not to, by rounding, no bound is given).  The run's measurement
-      cannot brown out (by (1)).
-    * If V_m >= V_s,i the run's V is above the threshold too: no wait, the unit starts at once at
-      >= V_m; time t_meas + d_i.  Otherwise the MCU may wait in LPM3 until V reaches V_s,i, at
-      most T_LPM3(V_m -> V_s,i) by (1), then wakes (t_wake) and runs: time
-      t_meas + T_LPM3(V_m -> V_s,i) + t_wake + d_i.
-    * A unit starts at or above V_s,i (no wait), or wakes at exactly V_s,i: it starts at
-      >= U_i = V_m when V_m >= V_s,i, else min(V_s,i, the minimum-source voltage after the
-      wake-up from V_s,i).  E_need covers the wake-up and the unit with no harvest, so the unit
-      completes; V_{i+1} = the minimum-source voltage after d_i at the unit's power from U_i.
-      So under energy_aware no unit is lost and the run never browns out after its first boot.
+    * *Unmeasured* (possible iff K_hi >= V_s,i): V >= K >= max(V_s,i, K_lo) and V >= V_i, so the
+      unit starts at or above max(V_i, V_s,i, K_lo): time d_i; ref >= max(K_lo, V_s,i), ref <= K_hi.
+    * *Measured* (possible iff K_lo < V_s,i).  Let V_m be the minimum-source voltage after the
+      measurement (t_meas) from V_i.  V_m does not reach V_off: for the first unit, (2) checked
+      it; for a later one, E_need of the previous unit covered this measurement with no harvest
+      at all (were it not to, by rounding, no bound is given).  If V_m >= V_s,i the run's V is
+      above the threshold too: no wait, the unit starts at once at >= V_m, ref >= V_m; time
+      t_meas + d_i.  Otherwise the MCU may wait in LPM3 until V reaches V_s,i, at most
+      T_LPM3(V_m -> V_s,i) by (1), then wakes (t_wake) and runs: time t_meas + T_LPM3(V_m -> V_s,i)
+      + t_wake + d_i; it starts at >= min(V_s,i, the minimum-source voltage after the wake-up from
+      V_s,i), ref >= V_s,i.  Either way ref <= V_max.
+    * Unit i's time is the largest of its possible cases; V_{i+1} is the least of the
+      minimum-source voltages after d_i at the unit's power from each possible case's start, and
+      K_lo, K_hi follow from the least and largest ref.  E_need covers the wake-up and the unit
+      with no harvest, so the unit completes: under energy_aware no unit is lost and the run
+      never browns out after its first boot.
+
+    After the boot the first unit is measured for sure; while K_lo stays at the thresholds the
+    next units are unmeasured for sure (no measurement charged).  Past them each unit is charged
+    one measurement (at most one per unit, as before this refinement).
 
 (4) *greedy.*  No threshold: a unit runs whenever the MCU is on.  While the minimum-source
     chain (from V_b, unit after unit) stays above V_off, the run completes unit i in d_i.  From
@@ -73,9 +83,11 @@ obeys C V dV/dt = Q(t, V) with Q(t, V) >= Q_L(V) at every t and V for the real s
 The bound is the sum of the start and every unit's worst time, rounded up by a relative 1e-9
 (the engines and the bound sum the same closed-form moves in different orders).  Under
 energy_aware and a time-invariant source weaker than the wake-up's draw the chain is the run
-itself (each unit starts where the chain says), so the bound is the simulated latency; it is
-loose under greedy (every unit past the chain counted as lost once) and for traces whose
-minimum is far below their mean.
+itself when the run measures before every unit, or carries all its units on the measurement
+after the boot (each unit starts where the chain says), so the bound is the simulated latency;
+where the run starts units unmeasured past the first measurement, the chain still charges them
+a measurement.  It is loose under greedy (every unit past the chain counted as lost once) and
+for traces whose minimum is far below their mean.
 """
 
 from __future__ import annotations
@@ -89,7 +101,7 @@ from numba import njit
 from . import physics
 from .config import PowerConfig, SimConfig
 from .harvesters import Segments
-from .workload import Workload, start_message, start_thresholds
+from .workload import Workload, known_drops, start_message, start_thresholds
 
 #: statuses of :func:`_bound`
 OK, NO_CHARGE, NO_BOOT, NO_WAIT, NO_UNIT, NO_RECHARGE, NO_MEASURE = range(7)
@@ -185,11 +197,12 @@ def _hold(v, d, p_load, v_off, v_on, circ):
 
 
 @njit(cache=True, error_model="numpy")
-def _bound(durations, p_unit, v_start, costs, boot_s, boot_w, eta, v_on, v_off, v_init, aware, circ, parts):
+def _bound(durations, p_unit, v_start, drops, costs, boot_s, boot_w, eta, v_on, v_off, v_init, aware, circ, parts):
     """The bound of the module docstring: fills ``parts`` (s, slots P_*) and returns (status, unit).
 
     ``durations[i]`` (s) and ``p_unit[i]`` (W at the MCU) per unit; ``v_start`` the start thresholds
-    (energy_aware); ``costs`` = Workload.dispatch_costs; ``boot_w`` the boot's MCU power (W).
+    and ``drops`` (2 E_need / C, V^2) of energy_aware; ``costs`` = Workload.dispatch_costs; ``boot_w`` the boot's
+    MCU power (W).
     status is OK or the first obstacle (NO_*); unit is the unit it concerns (-1: none).
     """
     meas_s, meas_p, wait_p, wake_s, wake_p = costs[0], costs[1] / eta, costs[2] / eta, costs[3], costs[4] / eta
@@ -209,27 +222,50 @@ def _bound(durations, p_unit, v_start, costs, boot_s, boot_w, eta, v_on, v_off, 
     v_rb = 0.0
     n = durations.shape[0]
     chain = True  # greedy: the minimum-source chain still carries the units
+    k_lo = k_hi = 0.0  # energy_aware: bounds on the MCU's known lower bound on V (0, unknown, after the boot)
+    v_max = circ.v_max
     for i in range(n):
         d = durations[i]
         p = p_unit[i] / eta
         if aware:
             vs_i = v_start[i]
-            vm, low = _hold(v, meas_s, meas_p, v_off, v_on, circ)
-            if low:  # after the boot: it may fail every cycle; after a unit: E_need covers it, rounding only
-                return (NO_BOOT, -1) if i == 0 else (NO_MEASURE, i)
-            if vm >= vs_i:  # above the threshold: no wait
-                wait = 0.0
-                start = vm
-            else:
-                wait = _rise(vm, vs_i, wait_p, circ) + wake_s
-                if not wait < math.inf:
-                    return NO_WAIT, i
-                # it waits and wakes at V_s, or finds V above V_s after the measurement
-                start = min(vs_i, _hold(vs_i, wake_s, wake_p, v_off, v_on, circ)[0])
-            v, low = _hold(start, d, p, v_off, v_on, circ)
-            if low:
-                return NO_UNIT, i
-            parts[P_DISPATCH] += meas_s
+            # what the MCU may do: start unmeasured (its known value can be at the threshold), measure
+            skip_ok = k_hi >= vs_i
+            meas_ok = k_lo < vs_i
+            v_next = math.inf
+            ref_lo = math.inf  # bounds on the voltage the MCU's next known value is derived from
+            ref_hi = 0.0
+            wait = 0.0
+            if skip_ok:  # V >= its known value >= the threshold, and >= the chain
+                v_a, low = _hold(max(v, vs_i, k_lo), d, p, v_off, v_on, circ)
+                if low:
+                    return NO_UNIT, i
+                v_next = v_a
+                ref_lo = max(k_lo, vs_i)
+                ref_hi = k_hi
+            if meas_ok:
+                vm, low = _hold(v, meas_s, meas_p, v_off, v_on, circ)
+                if low:  # after the boot: it may fail every cycle; after a unit: E_need covers it, rounding only
+                    return (NO_BOOT, -1) if i == 0 else (NO_MEASURE, i)
+                if vm >= vs_i:  # above the threshold: no wait
+                    start = vm
+                    ref_lo = min(ref_lo, vm)
+                else:
+                    wait = _rise(vm, vs_i, wait_p, circ) + wake_s
+                    if not wait < math.inf:
+                        return NO_WAIT, i
+                    # it waits and wakes at V_s, or finds V above V_s after the measurement
+                    start = min(vs_i, _hold(vs_i, wake_s, wake_p, v_off, v_on, circ)[0])
+                    ref_lo = min(ref_lo, vs_i)
+                ref_hi = v_max
+                v_b, low = _hold(start, d, p, v_off, v_on, circ)
+                if low:
+                    return NO_UNIT, i
+                v_next = min(v_next, v_b)
+                parts[P_DISPATCH] += meas_s
+            v = v_next
+            k_lo = physics.known_after(ref_lo, drops[i])
+            k_hi = physics.known_after(ref_hi, drops[i])
             parts[P_WAIT] += wait
             parts[P_UNITS] += d
             continue
@@ -306,12 +342,15 @@ def latency_bound(work: Workload, power: PowerConfig, source: MinSource, sim: Si
         bad = int(np.argmax(v_start))
         if v_start[bad] > power.v_on:
             return none(start_message(work, power, v_start, bad))
+        drops = known_drops(work.energy_J, work.durations_s, costs, eta, power.capacitor_F, power.v_max,
+                            power.leakage_A, sim.dispatch_margin)
     else:
-        v_start = np.empty(0)
+        v_start = drops = np.empty(0)
     parts = np.zeros(len(PARTS))
     circ = source.circuit(power)
-    status, unit = _bound(work.durations_s, work.power_W, v_start, costs, work.boot_s, work.boot_J / work.boot_s,
-                          eta, power.v_on, power.v_off, power.v_initial, sim.energy_aware, circ, parts)
+    status, unit = _bound(work.durations_s, work.power_W, v_start, drops, costs, work.boot_s,
+                          work.boot_J / work.boot_s, eta, power.v_on, power.v_off, power.v_initial, sim.energy_aware,
+                          circ, parts)
     if status != OK:
         return none(_reason(status, unit, work, power, source, v_start, sim.energy_aware))
     total = float(parts.sum()) * (1.0 + ROUND_UP)

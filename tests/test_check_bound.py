@@ -122,10 +122,34 @@ def test_greedy_simulated_latency_never_above_the_bound(case):
 def test_energy_aware_bound_is_exact_for_a_constant_source_below_the_wake_up_draw(case):
     """The derivation's last remark: under a time-invariant source weaker than the wake-up's draw, the
     minimum-source chain is the run itself (a unit starts after its measurement, or after waking from its
-    threshold, exactly as the chain assumes), so the bound is the simulated latency rounded up by ROUND_UP."""
+    threshold, or unmeasured on the measurement after the boot, exactly as the chain assumes) when the run
+    measures every unit past the units the boot's measurement carries: then the bound is the simulated latency
+    rounded up by ROUND_UP.  Past them, a unit the run starts unmeasured is charged a measurement."""
+    from aidi.sim import des
+
     work, power, seg, kind = case
     b, r = bound_and_sim(work, power, seg, SIM)
     assert seg.seg_p[0] < PLAT.active_power_W / power.converter_efficiency
+    log = des.simulate(work, power, seg, SIM, log=True)[1]
+    measured = sorted({ev.unit for ev in log if ev.kind == "measure"})
+    assert measured[0] == 0 and len(measured) == r["measurements"]
+    first_streak_only = measured[1:] == list(range(measured[1], len(work))) if len(measured) > 1 else True
+    if first_streak_only:
+        assert b.latency_s == pytest.approx(r["latency_s"] * (1 + bound.ROUND_UP), rel=1e-10)
+    else:
+        assert r["latency_s"] < b.latency_s
+
+
+def test_energy_aware_bound_is_exact_when_the_boots_measurement_carries_every_unit():
+    """A constant source stronger than the MCU, 30 small units: the measurement after the boot carries them
+    all (proven by the chain), so no other measurement is charged and the bound is the simulated latency."""
+    cap, v_on, v_off = 1e-3, 3.0, 2.0
+    e_store = 0.5 * cap * (v_on**2 - v_off**2)
+    work = make_work([1e-3] * 30, [0.01 * e_store / 1e-3] * 30)
+    power = PowerConfig(capacitor_F=cap, v_on=v_on, v_off=v_off, v_max=v_on, v_initial=v_on)
+    b, r = bound_and_sim(work, power, hv.constant(0.05), SIM)
+    assert r["measurements"] == 1 and r["threshold_waits"] == 0
+    assert b.parts_s["dispatch"] == PLAT.measure_s
     assert b.latency_s == pytest.approx(r["latency_s"] * (1 + bound.ROUND_UP), rel=1e-10)
 
 
