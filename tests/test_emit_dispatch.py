@@ -200,6 +200,31 @@ def test_failures_injected_anyway_stay_bit_exact(tiny_aware):
     assert r.returncode == 0 and _capacitor(r.stderr)["lost"] == 0 and _capacitor(r.stderr)["waits"] > 0, r.stderr
 
 
+@pytest.mark.toolchain("host")
+@pytest.mark.parametrize("p_src", [2e-4, 1e-2])
+def test_host_measures_only_when_it_must_as_the_engines(tiny_aware, p_src):
+    """The tiny network (83 units) on the host's capacitor: as many voltage reads and threshold waits as the
+    oracle's ``measurements`` and ``threshold_waits`` on the same plan; under a source stronger than the MCU a
+    few reads carry all the units (the runtime's known bound on V^2 in mV^2 against the engines' in V)."""
+    from dataclasses import replace
+
+    from aidi.sim import harvesters as hv
+    from aidi.sim import oracle
+    from aidi.sim.config import SimConfig
+
+    prog, proj = tiny_aware
+    build.make(proj.root, "host")
+    c = _capacitor(build.run_host(proj.root, "--capacitor", repr(p_src), "--check").stderr)
+    work = workload(prog.plan)
+    sim = oracle.simulate(work, replace(ROOMY, v_initial=ROOMY.v_on), hv.constant(p_src),
+                          SimConfig(dispatch="energy_aware"))
+    assert (c["boots"], c["lost"], c["waits"], c["measures"]) == (
+        sim["power_cycles"], sim["units_lost"], sim["threshold_waits"], sim["measurements"])
+    assert c["started"] == len(work) and c["lost"] == 0
+    if p_src > 1e-3:
+        assert c["waits"] == 0 and 0 < c["measures"] <= len(work) // 10
+
+
 # --------------------------------------------------------------------------- mspdebug
 @pytest.fixture(scope="module")
 def tiny_aware_sim(tiny_aware):
