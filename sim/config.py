@@ -45,7 +45,8 @@ class SimConfig:
     """Run bounds: how many inferences, released every period_s (0: back to back), until_s bound; and the
     dispatch policy.
 
-    dispatch: "greedy" starts a unit whenever the MCU is on; "energy_aware" measures V before each unit
+    dispatch: "greedy" starts a unit whenever the MCU is on; "energy_aware" measures V before a unit (unless
+    its lower bound on V from the last measurement is already there, :func:`aidi.sim.physics.dispatch_unit`)
     and sleeps in LPM3 until V reaches the unit's start threshold (:func:`aidi.sim.workload.start_thresholds`);
     dispatch_margin: the threshold's energy E_need is multiplied by 1 + dispatch_margin (a fraction).
     """
