@@ -10,7 +10,7 @@ from typing import Optional
 import typer
 
 from . import jsonout
-from .errors import one_line_errors
+from .errors import UserError, one_line_errors
 
 class _OneLineUsageErrors(typer.core.TyperGroup):
     """A bad option value, an unknown option or a missing argument is one line on stderr, exit status 2.
@@ -353,9 +353,21 @@ def nas(
                                                          "mnist (IDX files)"),
     quick: bool = typer.Option(False, "--quick", help="tiny training epochs (tests, smoke runs)"),
     force: bool = typer.Option(False, "--force", help=FORCE_HELP),
-    fmt: str = typer.Option("html", "--format", help="the Pareto figure's files (not written by --compare), "
-                                                     "comma-separated from html,svg,pdf,png (static ones need "
-                                                     "Chrome/Chromium: Debian package chromium, or BROWSER_PATH)"),
+    fmt: str = typer.Option("html", "--format", help="the Pareto figure's files (--compare: the accuracy vs latency "
+                                                     "figure), comma-separated from html,svg,pdf,png (static ones "
+                                                     "need Chrome/Chromium: Debian package chromium, or BROWSER_PATH)"),
+    search_budget_s: Optional[float] = typer.Option(None, "--search-budget-s",
+                                                    help="--compare: wall-clock search budget (s) of every method "
+                                                         "and requirement, supernet training included (default: "
+                                                         "ours' measured time at that requirement)"),
+    train_images: Optional[int] = typer.Option(None, "--train-images",
+                                               help="at most N training images (split into train and validation) "
+                                                    "and N/2 test images, drawn by the seed (cifar10, fashion-mnist, "
+                                                    "mnist)"),
+    inas_requirement: str = typer.Option("calibrated", "--inas-requirement",
+                                         help="--compare: the iNAS-style search's requirement: calibrated (times "
+                                              "iNAS's estimate / our oracle on the smallest and largest member) "
+                                              "or as-is"),
 ) -> None:
     """Search a network and its intermittent execution design; Pareto front, chosen model saved as a scenario."""
     from . import figures, nas_run
@@ -377,9 +389,13 @@ def nas(
             kw = dict(controller=controller, budget=budget, seed=seed, requirement_s=requirement, workers=workers,
                       dask=dask, dataset=dataset, data_dir=data_dir, out=out, quick=quick, progress=tick,
                       log=prog.log, force=force,
-                      train_progress=lambda done, total: tick("supernet training: batches", done, total))
-            summary = (nas_run.run_compare(scenario, **kw) if compare
-                       else nas_run.run_nas(scenario, formats=formats, **kw))
+                      train_progress=lambda done, total: tick("supernet training: batches", done, total),
+                      train_images=train_images, formats=formats)
+            if search_budget_s is not None and not compare:
+                raise UserError("--search-budget-s: only with --compare")
+            summary = (nas_run.run_compare(scenario, search_budget_s=search_budget_s,
+                                           inas_requirement=inas_requirement, **kw) if compare
+                       else nas_run.run_nas(scenario, **kw))
     if as_json:
         _print_json(summary)
     elif compare:

@@ -49,7 +49,6 @@ DATASETS = ("digits", "cifar10", "tinyimagenet", "fashion-mnist", "mnist")
 COMPARE_FRACTIONS = (0.25, 0.5, 0.75)
 BATCH = 4  # candidates per ask/tell round (fixed, so results do not depend on the worker count)
 MAX_FINALISTS = 5
-SCRATCH_EPOCHS = 3
 
 
 # --------------------------------------------------------------------------- parallel maps
@@ -78,13 +77,22 @@ def _check_args(controller: str, budget: int, dataset: str, workers: int) -> Non
 QUICK_SUBSET = {"max_train": 2048, "max_test": 512}
 
 
-def load_data(dataset: str, data_dir: str | Path | None, seed: int, quick: bool = False):
-    """(search space, NasData) of a data set (``quick``: at most :data:`QUICK_SUBSET` images of a folder data set)."""
+def load_data(dataset: str, data_dir: str | Path | None, seed: int, quick: bool = False,
+              train_images: int | None = None):
+    """(search space, NasData) of a data set (``quick``: at most :data:`QUICK_SUBSET` images of a folder data set;
+    ``train_images``: at most that many training images (then split into train / validation) and half as many
+    test images, drawn by the seed)."""
     from aidi.models.nas import space_for, split_validation
     from aidi.models.data import DatasetError, load_dataset, load_image_folder
 
+    if train_images is not None and (isinstance(train_images, bool) or train_images < 10):
+        raise UserError(f"--train-images: must be at least 10, got {train_images}")
+    if train_images is not None and dataset in ("digits", "tinyimagenet"):
+        raise UserError(f"--train-images: only for cifar10, fashion-mnist and mnist, not {dataset}")
     try:
         kw = dict(QUICK_SUBSET) if quick and dataset != "tinyimagenet" else {}
+        if train_images is not None:
+            kw = {"max_train": int(train_images), "max_test": max(1, int(train_images) // 2)}
         ds = load_dataset("digits", seed) if dataset == "digits" else load_image_folder(dataset, data_dir, seed, **kw)
     except DatasetError as exc:
         raise UserError(str(exc)) from None
@@ -180,22 +188,37 @@ def write_candidate(out_dir: Path, stem: str, sc, arch, designs, module, data, s
     return path
 
 
-def confirm(toml_path: Path, oracle_latency: float | None) -> dict:
-    """Re-simulate a written candidate with the SimPy model (and the oracle); feasibility as a user would see it."""
+def confirm(toml_path: Path, oracle_latency: float | None, module, data) -> dict:
+    """Re-simulate a written candidate with the SimPy model under its scenario file's designs (feasibility as
+    a user would see it); its float and Q15 accuracy on the run's test split (``module`` = the saved weights;
+    the file's data set is not reloaded: a folder data set's full test split takes minutes in Q15)."""
+    from aidi.models import hardware, q15
+    from aidi.models import net as mnet
+    from aidi.models.layers import parse_network
+    from aidi.models.nas.supernet import module_accuracy
+    from aidi.sim import des
+
     from . import pipeline
 
     sc = pipeline.load_scenario(toml_path)
-    built = pipeline.build(sc)
-    des, _ = pipeline.simulate(built, engine="des", functional=False)
+    trained = mnet.TrainedModel(parse_network(list(sc.model.layers), sc.model.input), module, data.as_dataset(),
+                                sc.model.seed, 0, str(toml_path), float("nan"))
+    qm = q15.quantize(trained)
+    try:
+        hw = hardware.compose(sc, qm)
+    except ValueError as exc:
+        raise UserError(f"{toml_path.name}: {str(exc).splitlines()[0]}") from None
+    res, _ = des.simulate(hw.work, sc.power, hw.segments, sc.sim)
     req = sc.sim.deadline_s
-    lat = des["latency_s"]
-    return {"scenario": str(toml_path), "des_completed": bool(des["completed"]), "des_latency_s": lat,
-            "des_power_cycles": des["power_cycles"],
-            "des_meets_requirement": bool(des["completed"] and (req is None or lat <= req)),
+    lat = res["latency_s"]
+    return {"scenario": str(toml_path), "des_completed": bool(res["completed"]), "des_latency_s": lat,
+            "des_power_cycles": res["power_cycles"],
+            "des_meets_requirement": bool(res["completed"] and (req is None or lat <= req)),
             "des_matches_oracle": bool(oracle_latency is not None and lat is not None
                                        and abs(lat - oracle_latency) <= 1e-9 * max(1.0, abs(lat))),
-            "float_test_accuracy": float(built.trained.float_accuracy), "q15_test_accuracy": float(built.q15_accuracy),
-            "sram_max_bytes": des["sram_max_bytes"]}
+            "float_test_accuracy": float(module_accuracy(module, data.x_test, data.y_test)),
+            "q15_test_accuracy": float(q15.q15_accuracy(qm, data.x_test, data.y_test)),
+            "sram_max_bytes": hw.graph.max_sram_bytes()}
 
 
 # --------------------------------------------------------------------------- one search
@@ -217,7 +240,7 @@ def run_nas(scenario: str | Path, controller: str = "evolution", budget: int = 4
             dataset: str = "digits", data_dir: str | Path | None = None, out: str | Path | None = None,
             quick: bool = False, progress: Callable[[int, int], None] | None = None,
             log: Callable[[str], None] | None = None, force: bool = False, formats=("html",),
-            train_progress: Callable[[int, int], None] | None = None) -> dict:
+            train_progress: Callable[[int, int], None] | None = None, train_images: int | None = None) -> dict:
     """One search; returns a JSON-ready summary and writes OUT (see the module docstring);
     ``formats``: the Pareto figure's files (:data:`aidi.analysis.figures.FORMATS`); ``progress(done, budget)``
     follows the search (called with 0 first), ``train_progress(batches, total)`` the supernet's training.
@@ -238,7 +261,7 @@ def run_nas(scenario: str | Path, controller: str = "evolution", budget: int = 4
     if req is not None and not (math.isfinite(req) and req > 0):
         raise UserError(f"--requirement: must be a positive number of seconds, got {req}")
     out_dir = outdir.prepare(Path(out) if out is not None else Path("out") / "nas" / sc.name, force)
-    space, data = load_data(dataset, data_dir, seed, quick)
+    space, data = load_data(dataset, data_dir, seed, quick, train_images)
     cfg = supernet_config(quick)
     t0 = time.perf_counter()
     sn = train_supernet(space, data, seed, cfg, log=log, progress=train_progress)
@@ -264,7 +287,7 @@ def run_nas(scenario: str | Path, controller: str = "evolution", budget: int = 4
         row = _summary_row(o)
         row["finetuned_val_accuracy"] = module_accuracy(m, data.x_val, data.y_val)
         path = write_candidate(out_dir / "candidates", arch.id, sc, arch, o["designs"], m, data, seed, req, data_dir)
-        row.update(confirm(path, o["latency_s"]))
+        row.update(confirm(path, o["latency_s"], m, data))
         row["designs"] = o["designs"]
         finals.append((row, arch, m))
     finalize_s = time.perf_counter() - t1
@@ -341,6 +364,114 @@ def pareto_figure(history: list[dict], front: list[dict], requirement_s: float |
     return fig
 
 
+# --------------------------------------------------------------------------- the iNAS-style hardware view
+def inas_supply(sc):
+    """iNAS's supply model (:class:`aidi.analysis.inas.Supply`) of scenario ``sc``.
+
+    iNAS models a lab supply V_sup behind R_ehm charging the capacitor, its margin (0.55) and its
+    2048 B SRAM.  A ``thevenin`` harvester is exactly that.  Any other source becomes its Thevenin
+    equivalent: V_sup = ``power.v_max`` (at least 1 % above V_on) and R such that it delivers the
+    source's typical power between V_off and V_on (after the converter) at their midpoint,
+    ``R = (V_sup - V_mid) V_mid / P``; iNAS's model has no leakage and no converter.
+    """
+    from .inas import INAS_MARGIN, INAS_SRAM_BYTES, Supply
+
+    p, h = sc.power, sc.harvester
+    if h.kind == "thevenin":
+        v_sup, r = float(h.v_source), float(h.r_ohm)
+    else:
+        v_sup = max(float(p.v_max), 1.01 * p.v_on)
+        watts = h.segments().typical_power(p.v_off, p.v_on) * p.converter_efficiency
+        if not watts > 0:
+            raise UserError(f"{sc.path.name}: the harvester gives no power between v_off and v_on; "
+                            "iNAS's supply model needs some")
+        v_mid = 0.5 * (p.v_on + p.v_off)
+        r = (v_sup - v_mid) * v_mid / watts
+    return Supply(p.capacitor_F, r, p.v_on, p.v_off, v_sup, INAS_MARGIN, min(INAS_SRAM_BYTES,
+                                                                             sc.device.sram_budget_bytes))
+
+
+def inas_layers(geoms) -> list:
+    """iNAS's layer (:class:`aidi.analysis.inas.InasLayer`) of each executed layer, or None where its
+    model has none (dwconv, maxpool).  A conv with padding is costed on its padded input."""
+    from .inas import InasLayer
+
+    out = []
+    for g in geoms:
+        (cin, _, _), (cout, oh, ow) = g.in_shape, g.out_shape
+        if g.op == "conv":
+            out.append(InasLayer(N=cin, H=oh, W=ow, M=cout, K=g.kh, s=g.stride))
+        elif g.op == "fc":
+            out.append(InasLayer(N=cin, H=1, W=1, M=cout, K=1, kind="fc"))
+        elif g.op == "avgpool" and oh == 1 and ow == 1:
+            out.append(InasLayer(N=cin, H=g.in_shape[1], W=g.in_shape[2], M=cin, K=g.in_shape[1], kind="gap"))
+        else:
+            out.append(None)
+    return out
+
+
+class InasHardware:
+    """``hardware(arch) -> dict``: iNAS's cost model and explorer (:func:`aidi.analysis.inas.explore_network`)
+    on a candidate under iNAS's view of scenario ``sc`` (:func:`inas_supply`) and iNAS's device profile
+    (:data:`aidi.sim.platform.MSP430FR5994_EXTFRAM`: its micro-benchmark fits, which only that profile has;
+    the scenario's own device runs the deployed model).
+
+    Returns ``latency_s`` (iNAS's estimate over the layers its model has), ``inas_power_cycles``,
+    ``designs`` (per executed layer: iNAS's chosen design as a dict for conv and fc layers, None for
+    the layers our optimizer designs at deployment: the GAP, whose iNAS design tiles the input map
+    while ours tiles the channels, and layers iNAS's model lacks), ``hw_feasible``, ``reasons``,
+    ``explore_wall_s``, ``hw_seconds``.
+    """
+
+    def __init__(self, sc, energy_constants_as_latency: bool = False):
+        from aidi.sim.platform import MSP430FR5994_EXTFRAM
+
+        self.sc = sc
+        self.platform = MSP430FR5994_EXTFRAM
+        self.supply = inas_supply(sc)
+        self.energy_constants_as_latency = energy_constants_as_latency
+        self.key = f"inas:{sc.digest()}:{int(energy_constants_as_latency)}"
+        self.deadline_s = sc.sim.deadline_s
+
+    def __call__(self, arch) -> dict:
+        from aidi.models.schedule.plan import geoms_of
+
+        from .inas import explore_network
+
+        t0 = time.perf_counter()
+        geoms = geoms_of(arch.to_layers(), arch.input_shape)
+        mine = inas_layers(geoms)
+        covered = [ly for ly in mine if ly is not None]
+        res = explore_network(covered, self.supply, self.platform, self.energy_constants_as_latency)
+        per = iter(res["layers"])
+        designs, reasons = [], []
+        for g, ly in zip(geoms, mine):
+            r = next(per) if ly is not None else None
+            if r is not None and r["design"] is None:
+                reasons.append(f"iNAS's explorer finds no feasible design for {g.describe()}")
+            keep = r is not None and r["design"] is not None and ly.kind != "gap"
+            designs.append(r["design"].to_dict() if keep else None)
+        lat = res["latency_s"]
+        return {"latency_s": float(lat) if math.isfinite(lat) else None, "inas_latency_s":
+                float(lat) if math.isfinite(lat) else None, "inas_power_cycles": float(res["power_cycles"]),
+                "designs": designs, "hw_feasible": not reasons, "reasons": reasons,
+                "explore_wall_s": res["explore_wall_s"], "hw_seconds": time.perf_counter() - t0}
+
+
+def pinned_deployment(sc, arch, designs: list[dict | None]) -> dict:
+    """Our oracle's objectives (:class:`aidi.models.hardware.HardwareEvaluator`) of ``arch`` under ``sc`` with
+    ``designs`` pinned per executed layer (None: our optimizer designs that layer, with the others pinned)."""
+    from aidi.models.hardware import HardwareEvaluator
+
+    def pick(key):
+        return [("auto" if d is None else ([d["Tr"], d["Tc"], d["Tm"], d["Tn"]] if key == "tile" else d[key]))
+                for d in designs]
+
+    pinned = sc.with_values(**{"execution.tile": pick("tile"), "execution.loop_order": pick("loop_order"),
+                               "execution.hyper_tile": pick("S")})
+    return HardwareEvaluator(pinned)(arch)
+
+
 # --------------------------------------------------------------------------- comparison
 def default_requirements(sc, space, requirement_s: float | None = None) -> list[float]:
     """Three requirements between the smallest and the largest member's intermittent latency (geometric)."""
@@ -360,14 +491,45 @@ def default_requirements(sc, space, requirement_s: float | None = None) -> list[
 
 def _deploy_and_confirm(tag: str, sc, arch, obj: dict, module, data, seed: int, req: float, out_dir: Path,
                         data_dir: str | Path | None = None) -> dict:
-    from aidi.models.nas.supernet import module_accuracy
+    """Write the winner with its designs, re-simulate it with the SimPy model; the row's deployment fields."""
 
     path = write_candidate(out_dir, tag, sc, arch, obj["designs"], module, data, seed, req, data_dir)
-    c = confirm(path, obj["intermittent_latency_s"])
-    return {"arch": arch.describe(), "arch_id": arch.id, "test_accuracy": module_accuracy(module, data.x_test,
-                                                                                            data.y_test),
-            "latency_s": obj["intermittent_latency_s"], "continuous_latency_s": obj["continuous_latency_s"],
-            "meets": bool(obj["feasible"] and c["des_meets_requirement"]), **c}
+    c = confirm(path, obj["intermittent_latency_s"], module, data)
+    lat = obj["intermittent_latency_s"]
+    return {"arch": arch.describe(), "arch_id": arch.id, "layers": arch.to_layers(),
+            "test_accuracy": c["float_test_accuracy"],
+            "latency_s": lat, "continuous_latency_s": obj["continuous_latency_s"],
+            "power_cycles": obj["power_cycles"], "designs": obj["designs"],
+            "deploy_reasons": list(obj["reasons"]),
+            "meets": bool(obj["hw_feasible"] and lat is not None and lat <= req and c["des_meets_requirement"]), **c}
+
+
+INAS_REQUIREMENTS = ("calibrated", "as-is")
+
+
+def inas_latency_scale(sc, space, inas_hw, hw_int) -> float:
+    """How many times our oracle's latency iNAS's model estimates under ``sc``: the geometric mean of the
+    ratio on the space's smallest and largest member (the two members the requirements come from)."""
+    ratios = []
+    for arch in (space.smallest(), space.largest("conv")):
+        est, real = inas_hw(arch)["latency_s"], hw_int(arch)["latency_s"]
+        if est is not None and real:
+            ratios.append(est / real)
+    if not ratios:
+        raise UserError(f"{sc.path.name}: cannot calibrate iNAS's latency (neither the smallest nor the largest "
+                        "member has a feasible design under both models); use the iNAS requirement as-is")
+    return float(np.exp(np.mean(np.log(ratios))))
+
+
+def _largest_epoch_s(sn) -> float:
+    """Seconds per training epoch of the space's largest member, from the supernet's full phase (inf: unknown)."""
+    h = (sn.meta.get("history") or {}).get("full") or {}
+    return h["seconds"] / h["epochs"] if h.get("epochs") else math.inf
+
+
+def _no_winner(row: dict, note: str) -> dict:
+    row.update({"arch": None, "test_accuracy": None, "latency_s": None, "meets": False, "note": note})
+    return row
 
 
 def run_compare(scenario: str | Path, controller: str = "evolution", budget: int = 24, seed: int = 0,
@@ -376,93 +538,173 @@ def run_compare(scenario: str | Path, controller: str = "evolution", budget: int
                 quick: bool = False, requirements: list[float] | None = None,
                 progress: Callable[[str, int, int], None] | None = None,
                 log: Callable[[str], None] | None = None, force: bool = False,
-                train_progress: Callable[[int, int], None] | None = None) -> dict:
-    """Ours vs iNAS-style vs HW-NAS-style at three requirements, same seed and budget (OUT as in :func:`run_nas`)."""
+                train_progress: Callable[[int, int], None] | None = None,
+                search_budget_s: float | None = None, formats=("html",), train_images: int | None = None,
+                inas_requirement: str = "calibrated") -> dict:
+    """Ours vs iNAS-style vs HW-NAS-style at three requirements under one wall-clock search budget each.
+
+    Per requirement (each method's ``search_s`` = everything up to its deployable model):
+
+    * ours: the supernet's training (its build time, charged in full at every requirement, also when
+      it is loaded from the cache), ``budget`` evaluations with ``controller`` (supernet accuracy, our
+      optimizer's designs, our oracle's latency under the scenario), KD fine-tuning of the winner;
+    * iNAS-style: iNAS's LSTM controller and reward (:mod:`aidi.models.nas.baselines`) over iNAS's
+      space (plain convolutions), iNAS's cost model and explorer on iNAS's view of the supply
+      (:class:`InasHardware`) for latency and designs, children trained from scratch for the
+      epochs the budget allows (:func:`~aidi.models.nas.baselines.scratch_epochs`); the most
+      accurate child is deployed with its iNAS-chosen designs (:func:`pinned_deployment`);
+    * HW-NAS-style: as ours but latency and designs for continuous power; the winner is deployed
+      under the harvester with our optimizer's designs.
+
+    ``inas_requirement``: "as-is" hands the iNAS-style search each requirement unchanged, judged by
+    iNAS's estimate, which is many times our simulator's (README: iNAS's cost model), so it may find
+    nothing; "calibrated" (default) multiplies it by :func:`inas_latency_scale`, as a user of iNAS would
+    have to set the requirement in its model's units.  The deployed model is judged by the real one.
+
+    The budget is ``search_budget_s`` (s) when given (ours and HW-NAS-style stop searching when
+    the supernet, the search and the expected fine-tuning would exceed it), else ours' measured
+    ``search_s`` at that requirement.  No search starts a new round or trial once its budget is
+    spent.  Every winner is re-simulated under the scenario by the SimPy model; a method *meets* a
+    requirement when that run completes within it.  Writes OUT/compare.json and the accuracy vs
+    latency figure (``formats``) OUT/compare.html; returns the JSON-ready summary.
+    """
     from aidi.models.hardware import HardwareEvaluator
-    from aidi.models.nas import (Arch, Evaluator, ScratchAccuracy, SupernetAccuracy, extract, finetune,
-                                 make_controller, run_search, teacher_of, train_from_scratch, train_supernet)
+    from aidi.models.nas import (Arch, Evaluator, SupernetAccuracy, extract, finetune, make_controller, run_search,
+                                 teacher_of, train_supernet)
+    from aidi.models.nas.baselines import (InasController, inas_subspace, run_inas_search, scratch_epochs,
+                                           scratch_trainer)
     from aidi.models.nas.supernet import calibration_images
 
     from . import pipeline
 
     _check_args(controller, budget, dataset, workers)
+    if inas_requirement not in INAS_REQUIREMENTS:
+        raise UserError(f"--inas-requirement: expected one of {', '.join(INAS_REQUIREMENTS)}, got {inas_requirement!r}")
+    if search_budget_s is not None and not (math.isfinite(search_budget_s) and search_budget_s > 0):
+        raise UserError(f"--search-budget-s: must be a positive number of seconds, got {search_budget_s}")
     log = log or (lambda s: None)
     sc = pipeline.load_scenario(scenario)
     out_dir = outdir.prepare(Path(out) if out is not None else Path("out") / "nas" / f"{sc.name}-compare", force)
-    space, data = load_data(dataset, data_dir, seed, quick)
+    space, data = load_data(dataset, data_dir, seed, quick, train_images)
+    i_space = inas_subspace(space)
+    inas_hw = InasHardware(sc)
     cfg = supernet_config(quick)
     t0 = time.perf_counter()
     sn = train_supernet(space, data, seed, cfg, log=log, progress=train_progress)
     sn_s = time.perf_counter() - t0
+    sn_charge = float(sn.meta.get("train_seconds_when_built") or sn_s) if sn.meta.get("cached") else sn_s
+    epoch_s = _largest_epoch_s(sn)
+    ft_estimate = cfg.ft_epochs * epoch_s if math.isfinite(epoch_s) else 0.0
     xc = calibration_images(data)
     teacher, _ = teacher_of(sn, xc)
     reqs = requirements or default_requirements(sc, space, requirement_s)
-    scratch_epochs = 1 if quick else SCRATCH_EPOCHS
-    final_epochs = cfg.full_epochs
     hw_int = HardwareEvaluator(sc)
+    scale = inas_latency_scale(sc, i_space, inas_hw, hw_int) if inas_requirement == "calibrated" else 1.0
     rows = []
+
+    def tick(tag):
+        return (lambda d, t: progress(tag, d, t)) if progress else None
+
+    def supernet_method(method: str, req: float, ri: int, limit: float | None, map_fn) -> dict:
+        tag = f"{method}-r{ri}"
+        if progress:
+            progress(tag, 0, budget)
+        hw = hw_int if method == "ours" else HardwareEvaluator(sc, "continuous")
+        ev = Evaluator(hw, SupernetAccuracy(sn, data), req, map_fn=map_fn)
+        res = run_search(make_controller(controller, space, seed, budget), ev, budget, BATCH, tick(tag),
+                         time_limit_s=limit)
+        row = {"requirement_s": req, "method": method, "controller": controller, "supernet_s": sn_charge,
+               "search_loop_s": res.wall_s, "evaluations": res.evaluations, "evals_per_s": res.evals_per_s,
+               "feasible_found": len(res.feasible()), "final_train_s": 0.0, "epochs": cfg.ft_epochs}
+        best = res.best_feasible()
+        if best is None:
+            row["search_s"] = sn_charge + res.wall_s
+            return _no_winner(row, "no feasible candidate found")
+        arch = Arch.from_dict(best["arch"])
+        t1 = time.perf_counter()
+        module = finetune(extract(sn, arch, xc), data, seed, teacher, cfg.ft_epochs, cfg.alpha, cfg.temperature,
+                          cfg.ft_lr)
+        row["final_train_s"] = time.perf_counter() - t1
+        row["search_s"] = sn_charge + res.wall_s + row["final_train_s"]
+        obj = best if method == "ours" else hw_int(arch)  # HW-NAS: deployed with our intermittent designs
+        row.update(_deploy_and_confirm(tag, sc, arch, obj, module, data, seed, req, out_dir, data_dir))
+        row["search_accuracy"] = best["accuracy"]
+        row["search_latency_s"] = best["latency_s"]
+        return row
+
+    def inas_method(req: float, ri: int, budget_s: float) -> dict:
+        tag = f"inas-r{ri}"
+        epochs = scratch_epochs(budget_s, epoch_s)
+        s = run_inas_search(InasController(i_space, seed), inas_hw, scratch_trainer(data, seed, epochs),
+                            req * scale, budget_s, progress=tick(tag))
+        res = s.result
+        row = {"requirement_s": req, "method": "inas", "controller": "inas-rl", "supernet_s": 0.0,
+               "search_loop_s": res.wall_s, "search_s": res.wall_s, "evaluations": res.evaluations,
+               "evals_per_s": res.evals_per_s, "feasible_found": s.trained, "trained": s.trained,
+               "child_train_s": s.train_s, "final_train_s": 0.0, "epochs": epochs,
+               "inas_requirement_s": req * scale,
+               "moving_accuracy": res.history[-1]["moving_accuracy"] if res.history else None}
+        if s.best is None:
+            return _no_winner(row, f"no child met the requirement by iNAS's estimate ({req * scale:.4g} s)")
+        arch = Arch.from_dict(s.best["arch"])
+        obj = pinned_deployment(sc, arch, s.best["designs"])
+        row.update(_deploy_and_confirm(tag, sc, arch, obj, s.best_module, data, seed, req, out_dir, data_dir))
+        row.update(search_accuracy=s.best["accuracy"], search_latency_s=s.best["latency_s"],
+                   inas_designs=[None if d is None else _design_text(d) for d in s.best["designs"]])
+        return row
+
     with parallel_map(workers, dask) as map_fn:
         for ri, req in enumerate(reqs):
-            for method in ("ours", "inas", "hwnas"):
-                tag = f"{method}-r{ri}"
-                if progress:
-                    progress(tag, 0, budget)
-                cb = (lambda d, t, tag=tag: progress(tag, d, t)) if progress else None
-                if method == "ours":
-                    ev = Evaluator(hw_int, SupernetAccuracy(sn, data), req, map_fn=map_fn)
-                    ctl = make_controller(controller, space, seed, budget)
-                elif method == "inas":
-                    ev = Evaluator(hw_int, ScratchAccuracy(data, scratch_epochs, seed), req, map_fn=map_fn)
-                    ctl = make_controller("rl", space, seed, budget)
-                else:
-                    ev = Evaluator(HardwareEvaluator(sc, "continuous"), SupernetAccuracy(sn, data), req,
-                                   map_fn=map_fn)
-                    ctl = make_controller(controller, space, seed, budget)
-                res = run_search(ctl, ev, budget, BATCH, cb)
-                best = res.best_feasible()
-                row = {"requirement_s": req, "method": method,
-                       "controller": "rl" if method == "inas" else controller,
-                       "search_s": res.wall_s, "evaluations": res.evaluations, "evals_per_s": res.evals_per_s,
-                       "feasible_found": len(res.feasible())}
-                if best is None:
-                    row.update({"arch": None, "test_accuracy": None, "meets": False, "final_train_s": 0.0,
-                                "note": "no feasible candidate found"})
-                    rows.append(row)
-                    continue
-                arch = Arch.from_dict(best["arch"])
-                t1 = time.perf_counter()
-                if method == "inas":
-                    module = train_from_scratch(arch, data, seed, final_epochs)
-                else:
-                    module = finetune(extract(sn, arch, xc), data, seed, teacher, cfg.ft_epochs, cfg.alpha,
-                                      cfg.temperature, cfg.ft_lr)
-                row["final_train_s"] = time.perf_counter() - t1
-                obj = best
-                if method == "hwnas":  # deploy under the harvester with the best design found afterwards
-                    obj = hw_int(arch)
-                    obj["feasible"] = bool(obj["hw_feasible"] and obj["latency_s"] <= req)
-                row.update(_deploy_and_confirm(tag, sc, arch, obj, module, data, seed, req, out_dir, data_dir))
-                row["search_accuracy"] = best["accuracy"]
+            limit = None if search_budget_s is None else max(0.0, search_budget_s - sn_charge - ft_estimate)
+            ours = supernet_method("ours", req, ri, limit, map_fn)
+            b = float(search_budget_s if search_budget_s is not None else ours["search_s"])
+            inas = inas_method(req, ri, b)
+            hwnas = supernet_method("hwnas", req, ri, max(0.0, b - sn_charge - ft_estimate), map_fn)
+            for row in (ours, inas, hwnas):
+                row["budget_s"] = b
                 rows.append(row)
                 acc = row.get("test_accuracy")
-                log(f"{tag}: {row.get('arch')}, test accuracy {'-' if acc is None else format(acc, '.3f')}, "
-                    f"{'meets' if row['meets'] else 'misses'} the requirement")
+                log(f"{row['method']}-r{ri}: {row.get('arch')}, test accuracy "
+                    f"{'-' if acc is None else format(acc, '.3f')}, {row['search_s']:.0f} s of {b:.0f} s, "
+                    f"{'meets' if row['meets'] else 'misses'} the requirement {req:.3g} s")
     table = []
-    for ri, req in enumerate(reqs):
+    for req in reqs:
         line = {"requirement_s": req}
         for r in rows:
             if r["requirement_s"] == req:
-                acc = r["test_accuracy"] if r["meets"] else None
-                line[r["method"]] = {"accuracy": acc, "arch": r.get("arch"), "latency_s": r.get("latency_s"),
-                                     "search_s": r["search_s"], "meets": r["meets"]}
+                line[r["method"]] = {"accuracy": r["test_accuracy"] if r["meets"] else None, "arch": r.get("arch"),
+                                     "test_accuracy": r.get("test_accuracy"), "latency_s": r.get("latency_s"),
+                                     "power_cycles": r.get("des_power_cycles"), "search_s": r["search_s"],
+                                     "budget_s": r["budget_s"], "meets": r["meets"]}
         table.append(line)
     summary = {"scenario": sc.name, "dataset": dataset, "controller": controller, "budget": budget, "seed": seed,
-               "requirements_s": reqs, "supernet_s": sn_s, "supernet_cached": bool(sn.meta.get("cached")),
-               "supernet_s_when_built": sn.meta.get("train_seconds_when_built"),
-               "scratch_epochs": scratch_epochs, "rows": rows, "table": table, "out": str(out_dir)}
+               "quick": quick, "requirements_s": reqs, "search_budget_s": search_budget_s,
+               "supernet_s": sn_s, "supernet_cached": bool(sn.meta.get("cached")),
+               "supernet_s_when_built": sn.meta.get("train_seconds_when_built"), "supernet_charged_s": sn_charge,
+               "largest_epoch_s": epoch_s if math.isfinite(epoch_s) else None,
+               "inas_supply": {"capacitor_F": inas_hw.supply.capacitor_F, "r_ohm": inas_hw.supply.r_ohm,
+                               "v_sup": inas_hw.supply.v_sup, "v_on": inas_hw.supply.v_on,
+                               "v_off": inas_hw.supply.v_off, "margin": inas_hw.supply.margin,
+                               "sram_bytes": inas_hw.supply.sram_bytes},
+               "scratch_epochs": sorted({r["epochs"] for r in rows if r["method"] == "inas"}),
+               "inas_requirement": inas_requirement, "inas_latency_scale": scale,
+               "rows": rows, "table": table, "out": str(out_dir)}
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "compare.json").write_text(jsonout.dumps(summary, indent=1))
+    import pandas as pd
+
+    from .demo import nas_compare_figure
+    from .figures import FigureWriter
+
+    shown = pd.DataFrame([r for r in rows if r.get("latency_s") is not None],
+                         columns=["method", "latency_s", "test_accuracy", "arch"])
+    with FigureWriter(out_dir, formats) as fw:
+        fw.figure(nas_compare_figure(shown, reqs, sc.name), out_dir / "compare")
     return summary
+
+
+def _design_text(d: dict) -> str:
+    return f"{d['Tr']}_{d['Tc']}_{d['Tm']}_{d['Tn']}_{d['loop_order']}_S{d['S']}"
 
 
 # --------------------------------------------------------------------------- printing
@@ -511,23 +753,28 @@ def print_compare(summary: dict, console=None) -> None:
     from rich.table import Table
 
     con = console or _console()
-    t = Table(title=f"{summary['scenario']}: best test accuracy meeting each latency requirement "
-                    f"(budget {summary['budget']}, seed {summary['seed']})")
+    t = Table(title=f"{summary['scenario']} ({summary['dataset']}): test accuracy of each method's model, its "
+                    f"intermittent latency (SimPy) and power cycles, search time / budget (seed {summary['seed']})")
     t.add_column("requirement s")
-    names = {"ours": f"ours ({summary['controller']} + supernet + KD)", "inas": "iNAS-style (RL, scratch)",
+    names = {"ours": f"ours ({summary['controller']} + supernet + KD)", "inas": "iNAS-style (LSTM RL, scratch)",
              "hwnas": "HW-NAS-style (continuous)"}
     for m in ("ours", "inas", "hwnas"):
-        t.add_column(f"{names[m]}: acc / latency s / search s")
+        t.add_column(f"{names[m]}: acc / latency s / cycles / search s")
     for line in summary["table"]:
         cells = []
         for m in ("ours", "inas", "hwnas"):
             r = line.get(m, {})
-            acc = "misses" if r.get("accuracy") is None else f"{r['accuracy']:.3f}"
+            acc = "-" if r.get("test_accuracy") is None else f"{r['test_accuracy']:.3f}"
+            if r.get("test_accuracy") is not None and not r.get("meets"):
+                acc += " (misses)"
             lat = "-" if r.get("latency_s") is None else f"{r['latency_s']:.3g}"
-            cells.append(f"{acc} / {lat} / {r.get('search_s', float('nan')):.1f}")
+            cyc = "-" if r.get("power_cycles") is None else str(r["power_cycles"])
+            cells.append(f"{acc} / {lat} / {cyc} / {r.get('search_s', float('nan')):.0f} of "
+                         f"{r.get('budget_s', float('nan')):.0f}")
         t.add_row(f"{line['requirement_s']:.3g}", *cells)
     con.print(t)
     sn_txt = "from cache" if summary["supernet_cached"] else "{:.1f} s".format(summary["supernet_s"])
-    con.print(f"supernet: {sn_txt} "
-              f"(built in {summary['supernet_s_when_built'] or summary['supernet_s']:.1f} s, once for all "
-              f"requirements); iNAS-style children trained {summary['scratch_epochs']} epochs each")
+    con.print(f"supernet: {sn_txt}, {summary['supernet_charged_s']:.1f} s charged to ours and HW-NAS-style at every "
+              f"requirement; iNAS-style children trained {', '.join(map(str, summary['scratch_epochs']))} epochs each, "
+              f"its requirement {summary['inas_requirement']} (x {summary['inas_latency_scale']:.3g}); "
+              f"wrote {summary['out']}/compare.json, compare.html")

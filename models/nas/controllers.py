@@ -131,17 +131,20 @@ class _one_thread:
 class _Policy(nn.Module):
     """LSTM policy over a sequence of categorical decisions (one linear head per decision)."""
 
-    def __init__(self, sizes: Sequence[int], hidden: int = 32):
+    def __init__(self, sizes: Sequence[int], hidden: int = 32, embed: int | None = None):
         super().__init__()
         self.sizes = list(sizes)
         self.hidden = hidden
-        self.start = nn.Parameter(torch.zeros(1, hidden))
-        self.embed = nn.ModuleList(nn.Embedding(n, hidden) for n in self.sizes)
-        self.cell = nn.LSTMCell(hidden, hidden)
+        e = hidden if embed is None else embed
+        self.start = nn.Parameter(torch.zeros(1, e))
+        self.embed = nn.ModuleList(nn.Embedding(n, e) for n in self.sizes)
+        self.cell = nn.LSTMCell(e, hidden)
         self.heads = nn.ModuleList(nn.Linear(hidden, n) for n in self.sizes)
 
-    def rollout(self, n: int, gen: torch.Generator | None = None, actions: torch.Tensor | None = None):
-        """Sample (or score given) ``actions`` (n, D): returns actions, summed log-prob (n,), mean entropy (n,)."""
+    def rollout(self, n: int, gen: torch.Generator | None = None, actions: torch.Tensor | None = None,
+                greedy: bool = False):
+        """Sample (``greedy``: take the most probable option; or score given) ``actions`` (n, D): returns
+        actions, summed log-prob (n,), mean entropy (n,)."""
         h = torch.zeros(n, self.hidden)
         c = torch.zeros(n, self.hidden)
         x = self.start.expand(n, -1)
@@ -150,7 +153,9 @@ class _Policy(nn.Module):
             h, c = self.cell(x, (h, c))
             logits = head(h)
             lp = torch.log_softmax(logits, dim=1)
-            if actions is None:
+            if actions is None and greedy:
+                a = lp.argmax(1)
+            elif actions is None:
                 a = torch.multinomial(lp.exp(), 1, generator=gen).squeeze(1)
             else:
                 a = actions[:, d]
@@ -186,10 +191,12 @@ class RLController:
             acts, _, _ = self.policy.rollout(n, self.gen)
         return [self.space.decode([int(v) for v in row]) for row in acts]
 
-    def tell(self, archs, objectives) -> None:
+    def tell(self, archs, objectives, rewards: Sequence[float] | None = None) -> None:
+        """REINFORCE step on ``archs``; ``rewards`` default to :func:`reward` of each objectives dict."""
         if not archs:
             return
-        r = torch.tensor([reward(o, self.penalty) for o in objectives], dtype=torch.float32)
+        r = torch.tensor([reward(o, self.penalty) for o in objectives] if rewards is None else list(rewards),
+                         dtype=torch.float32)
         if self.baseline is None:
             self.baseline = float(r.mean())
         adv = r - self.baseline
@@ -244,14 +251,17 @@ class SearchResult:
 
 
 def run_search(controller: Controller, evaluator, budget: int, batch: int = 4,
-               progress: Callable[[int, int], None] | None = None) -> SearchResult:
-    """Ask/evaluate/tell until ``budget`` evaluations; ``batch`` candidates per round (evaluated together)."""
+               progress: Callable[[int, int], None] | None = None, time_limit_s: float | None = None) -> SearchResult:
+    """Ask/evaluate/tell until ``budget`` evaluations; ``batch`` candidates per round (evaluated together).
+
+    ``time_limit_s``: no new round starts once this many wall-clock seconds have passed (the first
+    round always runs), so the search ends within the limit plus one round."""
     if budget < 1:
         raise ValueError(f"budget must be at least 1 evaluation, got {budget}")
     res = SearchResult(controller.name)
     t0 = time.perf_counter()
     done = 0
-    while done < budget:
+    while done < budget and (done == 0 or time_limit_s is None or time.perf_counter() - t0 < time_limit_s):
         n = min(batch, budget - done)
         archs = controller.ask(n)
         objs = evaluator.evaluate_many(archs)
