@@ -24,8 +24,8 @@ import simpy
 from . import physics
 from .config import PowerConfig, SimConfig
 from .harvesters import Segments
-from .workload import (STUCK_BOOT, NonProgressError, Tally, Workload, check_progress, check_thresholds, known_drops,
-                       result_dict, stuck_unit, stuck_wait)
+from .workload import (STUCK_BOOT, NonProgressError, Tally, Workload, boot_known, check_progress, check_thresholds,
+                       known_drops, result_dict, stuck_unit, stuck_wait)
 
 
 class Event(NamedTuple):
@@ -157,7 +157,11 @@ class Device:
             self.costs = work.dispatch_costs
             self.drops = known_drops(work.energy_J, work.durations_s, self.costs, self.eta, power.capacitor_F,
                                      power.v_max, power.leakage_A, sim.dispatch_margin).tolist()
+            self.boot_known = boot_known(work.boot_J, work.boot_s, self.eta, power.capacitor_F, power.v_on,
+                                         power.v_max, power.leakage_A, sim.dispatch_margin, seg.seg_p, seg.seg_g,
+                                         seg.seg_vs)
             self._disp_out = np.empty(physics.N_DISPATCH_OUT)
+        self.known = 0.0  # energy_aware: the MCU's lower bound on V (V; 0: unknown)
         self.process = env.process(self.mcu())
 
     # -- helpers ------------------------------------------------------------------
@@ -231,9 +235,12 @@ class Device:
                 if not done:
                     self.reason = "until_s reached"
                     return
+                if self.aware:
+                    self.known = self.boot_known  # what the MCU knows of V right after the boot
                 while self.inference < self.sim.inferences:
                     release = self.inference * self.sim.period_s
                     if self.env.now < release:
+                        self.known = 0.0  # sleeping until the release: V is unknown again
                         t0, v0 = self.env.now, self.cap.v
                         self.activity = ("sleep", -1, t0, v0)
                         el, done = yield from self._activity(w.sleep_W, release - self.env.now)
@@ -318,12 +325,14 @@ class Device:
 
     def _dispatch_units(self):
         """The current inference's remaining units under energy_aware dispatch, one
-        :func:`aidi.sim.physics.dispatch_unit` prediction each: unless the MCU's lower bound on V (unknown
-        at a boot or a new inference, then carried from unit to unit) is at the unit's start threshold,
-        measure V, wait in LPM3 for the threshold if below it, wake up; run the unit (one timeout per phase)."""
+        :func:`aidi.sim.physics.dispatch_unit` prediction each: unless the MCU's lower bound on V (``self.known``:
+        workload.boot_known right after a boot, unknown for a new inference or after a sleep, then carried from
+        unit to unit) is at the unit's start threshold, measure V, wait in LPM3 for the threshold if below it,
+        wake up; run the unit (one timeout per phase)."""
         w, n, out, tally = self.work, len(self.work), self._disp_out, self.tally
         cat = tally.by_category
-        known = 0.0
+        known = self.known
+        self.known = 0.0  # a new inference (a new aidi_infer call) starts with V unknown
         while True:
             i = self.progress
             if self.retry:

@@ -22,8 +22,8 @@ from numba import njit
 from . import physics
 from .config import PowerConfig, SimConfig
 from .harvesters import Segments
-from .workload import (CATEGORIES, STUCK_BOOT, NonProgressError, Tally, Workload, known_drops, progress_message,
-                       progress_violation, result_dict, start_message, start_thresholds, stuck_unit, stuck_wait)
+from .workload import (CATEGORIES, STUCK_BOOT, NonProgressError, Tally, Workload, boot_known, known_drops,
+                       progress_message, progress_violation, result_dict, start_message, start_thresholds, stuck_unit, stuck_wait)
 
 # status codes
 RUNNING, DONE, UNTIL, NEVER_BOOTS, STUCK, NON_PROGRESS, STUCK_WAIT, NO_START = 0, 1, 2, 3, 4, 5, 6, 7
@@ -62,6 +62,7 @@ class Job(NamedTuple):
     v_start: np.ndarray = np.empty(0)  #: energy_aware's start threshold of each unit (V; unused under greedy)
     costs: np.ndarray = np.zeros(5)  #: energy_aware's phase costs (Workload.dispatch_costs)
     drops: np.ndarray = np.empty(0)  #: energy_aware's 2 E_need / C of each unit (V^2, workload.known_drops)
+    boot_known: float = 0.0  #: energy_aware's lower bound on V right after a boot (V, workload.boot_known)
 
 
 class Bounds(NamedTuple):
@@ -161,9 +162,11 @@ def _run(job, circ, bounds, out):
             acc[ON] += t - t_on
             break
         browned = False
+        known = job.boot_known  # energy_aware: what the MCU knows of V right after the boot
         while inference < inferences:
             release = inference * period_s
             if t < release:
+                known = 0.0  # sleeping until the release: V is unknown again
                 dur = release - t
                 r = physics.advance(v, t, min(dur, until - t), sleep_w / eta, v_off, v_on, False, circ)
                 t += r.elapsed_s
@@ -178,7 +181,7 @@ def _run(job, circ, bounds, out):
                     break
             i0 = progress
             if bounds.aware:
-                why, t, v, progress, retry = _dispatch_units(job, circ, bounds, out, t, v, progress, retry)
+                why, t, v, progress, retry = _dispatch_units(job, circ, bounds, out, t, v, progress, retry, known)
             else:
                 if retry:
                     cnt[N_REEXECUTED] += 1
@@ -199,6 +202,7 @@ def _run(job, circ, bounds, out):
                 cnt[N_INFERENCES] += 1
                 if inference < inferences:
                     progress = 0
+                known = 0.0  # a new inference (a new aidi_infer call) starts with V unknown
                 continue
             if bounds.aware:  # _dispatch_units tallied the cut
                 if why == physics.HIT_LOW:
@@ -235,11 +239,11 @@ def _run(job, circ, bounds, out):
 
 
 @njit(cache=True, error_model="numpy")
-def _dispatch_units(job, circ, bounds, out, t, v, progress, retry):
+def _dispatch_units(job, circ, bounds, out, t, v, progress, retry, known):
     """The current inference's units from ``progress`` under energy_aware dispatch, unit by unit
     (:func:`aidi.sim.physics.dispatch_unit`), as the SimPy model's ``Device._dispatch_units``.  The MCU's
-    lower bound on V starts unknown (a boot, or a new inference: the runtime's aidi_infer call) and is
-    carried from unit to unit.
+    lower bound on V starts at ``known`` (V: Job.boot_known right after a boot, 0 (unknown) for a new
+    inference or after a sleep) and is carried from unit to unit.
 
     Returns (ALL_DONE, HIT_LOW (a brown-out) or HORIZON (until_s), t, v, progress, retry).
     """
@@ -248,7 +252,6 @@ def _dispatch_units(job, circ, bounds, out, t, v, progress, retry):
     eta, v_off, until = bounds.eta, bounds.v_off, bounds.until_s
     n = d.shape[0]
     buf = np.empty(physics.N_DISPATCH_OUT)
-    known = 0.0
     while True:
         i = progress
         if retry:
@@ -468,12 +471,14 @@ def _evaluate(off, d, energy, layers, boot, pw, run_end, per_len, per_end, tot_c
                 ints[w, 1] = bad
                 continue
             drops = known_drops(energy[a:b], d[a:b], costs, eta, cap, v_max, i_leak, margin)
+            seed = boot_known(boot_j, boot_s, eta, cap, v_on, v_max, i_leak, margin, seg_p, seg_g, seg_vs)
         else:
             v_start = np.empty(0)
             drops = np.empty(0)
+            seed = 0.0
         cat = floats[w, 2 + N_ACC:]
         job = Job(d[a:b], pw[a:b], layers[a:b], run_end[a:b], per_len[a:b], per_end[a:b], boot_s, boot_j / boot_s,
-                  sleep_w, v_start, costs, drops)
+                  sleep_w, v_start, costs, drops, seed)
         end = _run(job, circ, bounds, Sinks(floats[w, 2:2 + N_ACC], cat, by_layer[w], lat[w], ints[w, 3:]))
         if end.status != STUCK and end.status != STUCK_WAIT:
             # committed units of the unfinished inference

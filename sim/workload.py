@@ -11,7 +11,7 @@ from numba import njit
 
 from .config import PowerConfig, SimConfig
 from .harvesters import Segments
-from .physics import e_cycle
+from .physics import e_cycle, known_after
 from .platform import Platform
 from .taskgraph import UNIT_CATEGORIES, TaskGraph
 
@@ -215,6 +215,48 @@ def known_drops(energy, durations, costs, eta, cap, v_max, i_leak, margin):
     voltage the MCU knows a lower bound of (:func:`aidi.sim.physics.known_after`)."""
     need = start_needs(energy, durations, costs, eta, v_max, i_leak, margin)
     return 2.0 * need / cap
+
+
+@njit(cache=True, error_model="numpy")
+def boot_need(boot_J, boot_s, eta, v_max, i_leak, margin):
+    """energy_aware's E_need of the boot (J, drawn from the capacitor, no harvest), as :func:`start_needs` for a
+    unit: (1 + margin) * [E_boot / eta + I_leak * V_max * t_boot].  ``boot_J`` (J at the MCU) and ``boot_s`` (s)
+    are the platform's boot (:class:`aidi.sim.platform.Platform` boot_energy_J, boot_s: power-up to main() and the
+    resume from FRAM), ``eta`` the converter efficiency, ``i_leak`` (A), ``v_max`` (V)."""
+    return (1.0 + margin) * (boot_J / eta + i_leak * v_max * boot_s)
+
+
+@njit(cache=True, error_model="numpy")
+def source_floor(seg_p, seg_g, seg_vs):
+    """The largest V (V) below which no segment of the source draws from the capacitor (inf when none ever does):
+    p + g (V_s - V) V >= 0 for every V in [0, floor].  A Thevenin segment (g > 0) draws above its upper root
+    (V_s + sqrt(V_s^2 + 4 p / g)) / 2; a constant-power segment (p >= 0, g = 0) never draws."""
+    out = math.inf
+    for k in range(seg_p.shape[0]):
+        g = seg_g[k]
+        if g > 0.0:
+            vs = seg_vs[k]
+            disc = vs * vs + 4.0 * seg_p[k] / g
+            root = 0.5 * (vs + math.sqrt(disc)) if disc > 0.0 else 0.0
+            out = min(out, max(root, 0.0))
+        elif seg_p[k] < 0.0:
+            return 0.0
+    return out
+
+
+@njit(cache=True, error_model="numpy")
+def boot_known(boot_J, boot_s, eta, cap, v_on, v_max, i_leak, margin, seg_p, seg_g, seg_vs):
+    """energy_aware's lower bound on V (V) right after a boot: sqrt(K^2 - 2 E_boot_need / C)
+    (:func:`aidi.sim.physics.known_after`, :func:`boot_need`), K = min(V_on, :func:`source_floor`); 0 (unknown)
+    when that is not positive.
+
+    Why it holds: both engines boot only at V >= V_on (they charge to V_on with the MCU off, or start above it
+    at v_initial).  While V is below K the source gives >= 0 W, so from the last instant V was at K or above,
+    V^2 falls by at most 2 E_boot_need / C over the boot (the boot's draw through the converter, and leakage at
+    most I_leak V_max).  Capacitance in F, voltages in V, powers as :func:`boot_need`; ``seg_*`` the segments of
+    the source (:class:`aidi.sim.harvesters.Segments`)."""
+    k = min(v_on, source_floor(seg_p, seg_g, seg_vs))
+    return known_after(k, 2.0 * boot_need(boot_J, boot_s, eta, v_max, i_leak, margin) / cap)
 
 
 def start_message(work: "Workload", power: PowerConfig, v_start: np.ndarray, bad: int) -> str:

@@ -490,11 +490,78 @@ def test_the_known_voltage_is_a_lower_bound_of_the_real_one(case, scale, margin,
             assert out[physics.PH_MEASURE] == 0.0 and not waited
 
 
+@settings(max_examples=80, deadline=None)
+@given(scenarios(), st.floats(0.05, 1.0), st.sampled_from([0.0, 0.05]) | st.floats(0.0, 0.5))
+def test_the_boot_seed_is_below_the_real_voltage_and_no_unit_started_on_it_browns_out(case, scale, margin):
+    """energy_aware from random scenarios (random V_initial, Thevenin sources whose V_s is below V_on, traces
+    that fall to 0 W): after every completed boot the MCU's known bound (workload.boot_known, the engines'
+    seed) is at most the real V, and a unit the MCU starts on it unmeasured (the event right after the boot)
+    is never cut by a brown-out; both engines agree."""
+    from aidi.sim.workload import boot_known
+
+    work, power, seg, sim = case
+    work = with_dispatch_costs(work, scale=scale)
+    sim = replace(sim, dispatch="energy_aware", dispatch_margin=margin)
+    r_des, log, r_ora = both(work, power, seg, sim)
+    if isinstance(r_des, str):
+        assert r_des == r_ora
+        return
+    assert_agree(r_des, r_ora)
+    seed = boot_known(work.boot_J, work.boot_s, power.converter_efficiency, power.capacitor_F, power.v_on,
+                      power.v_max, power.leakage_A, margin, seg.seg_p, seg.seg_g, seg.seg_vs)
+    assert 0.0 <= seed <= power.v_on
+    for ev, nxt in zip(log, log[1:]):
+        if ev.kind == "boot" and ev.outcome == "done":
+            assert ev.v_start >= power.v_on  # the engines boot only at V_on or above
+            assert seed <= ev.v_end * (1 + 1e-12), (seed, ev.v_end)
+            if nxt.kind == "unit":  # started on the seed alone
+                assert nxt.outcome not in ("brownout", "lost"), "a unit started on the boot's known bound browned out"
+
+
+def test_the_boot_seed_starts_only_the_first_inference_after_a_boot_unmeasured():
+    """Continuous power, one small unit per inference: the first inference after the boot starts on the boot's
+    known bound (no measurement); a second one in the same power cycle (a new aidi_infer call) and one
+    released after a sleep measure first, so 1 and 2 measurements for 2 and 3 inferences."""
+    cap, v_on, v_off = 1e-4, 3.0, 2.0
+    e_cycle = 0.5 * cap * (v_on**2 - v_off**2)
+    work = with_dispatch_costs(make_work([1e-3], [[0.01 * e_cycle, 0, 0]]))
+    power = PowerConfig(cap, v_on, v_off, v_on, v_initial=v_on)
+    seg = hv.constant(2.0 * 0.01 * e_cycle / 1e-3)
+    for sim, meas in ((SimConfig(inferences=1), 0), (SimConfig(inferences=2), 1),
+                      (SimConfig(inferences=3, period_s=0.5), 2)):
+        greedy = both(work, power, seg, sim)
+        aware = both(work, power, seg, replace(sim, dispatch="energy_aware"))
+        for r_des, _, r_ora in (greedy, aware):
+            assert_agree(r_des, r_ora)
+            assert r_des["completed"] and r_des["power_cycles"] == 1
+        assert aware[0]["measurements"] == meas and aware[0]["threshold_waits"] == 0
+        assert aware[0]["inference_latencies_s"][0] == pytest.approx(greedy[0]["inference_latencies_s"][0],
+                                                                     rel=1e-12)
+
+
+def test_the_boot_seed_is_lowered_to_where_a_thevenin_source_stops_giving():
+    """A Thevenin source with V_s below V_on (the capacitor started above V_on) draws from the capacitor above
+    V_s: the boot seed then starts from V_s, not V_on; a constant source leaves V_on."""
+    from aidi.sim.workload import boot_known, boot_need, source_floor
+
+    seg = hv.thevenin(2.5, 100.0)
+    assert source_floor(seg.seg_p, seg.seg_g, seg.seg_vs) == 2.5
+    assert source_floor(*(np.array([x]) for x in (1e-3, 0.0, 0.0))) == math.inf
+    drop = 2.0 * boot_need(1e-6, 1e-3, 0.8, 3.3, 1e-6, 0.05) / 1e-4
+    assert drop == pytest.approx(2.0 * 1.05 * (1e-6 / 0.8 + 1e-6 * 3.3 * 1e-3) / 1e-4, rel=1e-15)
+    args = (1e-6, 1e-3, 0.8, 1e-4, 3.0, 3.3, 1e-6, 0.05)
+    assert boot_known(*args, seg.seg_p, seg.seg_g, seg.seg_vs) == pytest.approx(math.sqrt(2.5**2 - drop), rel=1e-15)
+    const = hv.constant(1e-3)
+    assert boot_known(*args, const.seg_p, const.seg_g, const.seg_vs) == pytest.approx(math.sqrt(9.0 - drop),
+                                                                                       rel=1e-15)
+
+
 def test_energy_aware_measures_rarely_on_continuous_power():
-    """100 small units under a source stronger than the MCU: V stays at V_max, so one measurement carries
-    about (V_max^2 - V_start^2) / (2 E_need / C) units; energy_aware is then as fast as greedy but for
-    those few measurements."""
-    from aidi.sim.workload import known_drops, start_thresholds
+    """100 small units under a source stronger than the MCU: the boot's known bound
+    sqrt(V_on^2 - 2 E_boot_need / C) carries the first units unmeasured, then V stays at V_max, so one
+    measurement carries about (V_max^2 - V_start^2) / (2 E_need / C) units; energy_aware is then as fast
+    as greedy but for those few measurements."""
+    from aidi.sim.workload import boot_known, known_drops, start_thresholds
 
     cap, v_on, v_off = 1e-4, 3.0, 2.0
     e_cycle = 0.5 * cap * (v_on**2 - v_off**2)
@@ -510,8 +577,12 @@ def test_energy_aware_measures_rarely_on_continuous_power():
     drop = known_drops(*args, cap, v_on, 0.0, 0.05)[0]
     v_s = start_thresholds(*args, cap, v_off, v_on, 0.0, 0.05)[0]
     per = 1 + math.floor((v_on**2 - v_s**2) / drop)  # units one measurement at V_max carries
+    seed = boot_known(work.boot_J, work.boot_s, 1.0, cap, v_on, v_on, 0.0, 0.05, seg.seg_p, seg.seg_g, seg.seg_vs)
+    assert v_s < seed < v_on
+    first = 1 + math.floor((seed**2 - v_s**2) / drop)  # units the boot's bound carries
+    assert 0 < first <= per
     r = aware[0]
-    assert r["measurements"] == math.ceil(100 / per) and 1 < r["measurements"] <= 3
+    assert r["measurements"] == math.ceil((100 - first) / per) and 1 <= r["measurements"] <= 2
     assert r["threshold_waits"] == 0 and greedy[0]["measurements"] == 0
     assert r["latency_s"] == pytest.approx(greedy[0]["latency_s"] + r["measurements"] * 46e-6, rel=1e-9)
 
