@@ -46,10 +46,13 @@ obeys C V dV/dt = Q(t, V) with Q(t, V) >= Q_L(V) at every t and V for the real s
 (3) *energy_aware, unit i* (threshold V_s,i = sqrt(V_off^2 + 2 E_need,i / C),
     :func:`aidi.sim.workload.start_thresholds`; V_s,i > V_on: no bound).  Let V_i be a lower
     bound on V before unit i (V_b for the first).  The MCU starts unit i unmeasured when the
-    lower bound K it knows (:func:`aidi.sim.physics.dispatch_unit`: 0 after the boot, then
-    sqrt(ref^2 - 2 E_need / C) after each unit, ref the voltage it started that unit from as it
-    knew it) is >= V_s,i, and measures otherwise.  The chain carries bounds [K_lo, K_hi] on K
-    (0, 0 after the boot) and takes every case the real run may be in:
+    lower bound K it knows (:func:`aidi.sim.physics.dispatch_unit`: the boot's seed after the boot,
+    then sqrt(ref^2 - 2 E_need / C) after each unit, ref the voltage it started that unit from as it
+    knew it) is >= V_s,i, and measures otherwise.  The seed is the engines' own,
+    :func:`aidi.sim.workload.boot_known` (sqrt(min(V_on, floor)^2 - 2 E_boot_need / C), floor the
+    real source's :func:`aidi.sim.workload.source_floor`, ``MinSource.floor_V``): the same number
+    in every run, since every boot starts at V >= V_on.  The chain carries bounds [K_lo, K_hi] on K
+    (both the seed after the boot) and takes every case the real run may be in:
 
     * *Unmeasured* (possible iff K_hi >= V_s,i): V >= K >= max(V_s,i, K_lo) and V >= V_i, so the
       unit starts at or above max(V_i, V_s,i, K_lo): time d_i; ref >= max(K_lo, V_s,i), ref <= K_hi.
@@ -68,9 +71,9 @@ obeys C V dV/dt = Q(t, V) with Q(t, V) >= Q_L(V) at every t and V for the real s
       with no harvest, so the unit completes: under energy_aware no unit is lost and the run
       never browns out after its first boot.
 
-    After the boot the first unit is measured for sure; while K_lo stays at the thresholds the
-    next units are unmeasured for sure (no measurement charged).  Past them each unit is charged
-    one measurement (at most one per unit, as before this refinement).
+    While K_lo stays at the thresholds (from the seed after the boot, or from the first measurement)
+    the units are unmeasured for sure (no measurement charged).  Past them each unit is charged
+    one measurement (at most one per unit).
 
 (4) *greedy.*  No threshold: a unit runs whenever the MCU is on.  While the minimum-source
     chain (from V_b, unit after unit) stays above V_off, the run completes unit i in d_i.  From
@@ -83,10 +86,9 @@ obeys C V dV/dt = Q(t, V) with Q(t, V) >= Q_L(V) at every t and V for the real s
 The bound is the sum of the start and every unit's worst time, rounded up by a relative 1e-9
 (the engines and the bound sum the same closed-form moves in different orders).  Under
 energy_aware and a time-invariant source weaker than the wake-up's draw the chain is the run
-itself when the run measures before every unit, or carries all its units on the measurement
-after the boot (each unit starts where the chain says), so the bound is the simulated latency;
-where the run starts units unmeasured past the first measurement, the chain still charges them
-a measurement.  It is loose under greedy (every unit past the chain counted as lost once) and
+itself when the run measures before every unit past those the boot's seed and the first
+measurement carry (each unit starts where the chain says), so the bound is the simulated latency;
+where the run starts units unmeasured past them, the chain still charges them a measurement.  It is loose under greedy (every unit past the chain counted as lost once) and
 for traces whose minimum is far below their mean.
 """
 
@@ -101,7 +103,7 @@ from numba import njit
 from . import physics
 from .config import PowerConfig, SimConfig
 from .harvesters import Segments
-from .workload import Workload, known_drops, start_message, start_thresholds
+from .workload import Workload, boot_known, known_drops, source_floor, start_message, start_thresholds
 
 #: statuses of :func:`_bound`
 OK, NO_CHARGE, NO_BOOT, NO_WAIT, NO_UNIT, NO_RECHARGE, NO_MEASURE = range(7)
@@ -117,7 +119,8 @@ class MinSource:
     """The guaranteed minimum source: P_min(V) = p_W + g_S (vs_V - V) V into the capacitor (W).
 
     ``origin`` says where it comes from (shown to the user); ``zero`` names why it can give
-    0 W (empty when it cannot).
+    0 W (empty when it cannot); ``floor_V`` the real source's :func:`aidi.sim.workload.source_floor`
+    (V; inf: it never draws from the capacitor), which energy_aware's boot seed depends on.
     """
 
     p_W: float
@@ -125,6 +128,7 @@ class MinSource:
     vs_V: float = 0.0
     origin: str = ""
     zero: str = ""
+    floor_V: float = math.inf
 
     def power_at(self, v: float) -> float:
         """P_min at V (W)."""
@@ -143,13 +147,14 @@ def min_source(seg: Segments, power: PowerConfig, until_s: float, p_min_W: float
     ``p_min_W``: a user-given guaranteed minimum into the capacitor (W, efficiency applied), used
     for a time-varying source instead of its minimum.
     """
+    floor = float(source_floor(seg.seg_p, seg.seg_g, seg.seg_vs))
     if seg.time_invariant:
         p, g, vs = float(seg.seg_p[0]), float(seg.seg_g[0]), float(seg.seg_vs[0])
         if g > 0.0:
-            src = MinSource(p, g, vs, f"{seg.kind} source: {vs:g} V through {1.0 / g:g} ohm")
-            return src if vs > 0.0 else MinSource(p, g, vs, src.origin, "the source voltage is 0 V")
+            src = MinSource(p, g, vs, f"{seg.kind} source: {vs:g} V through {1.0 / g:g} ohm", floor_V=floor)
+            return src if vs > 0.0 else MinSource(p, g, vs, src.origin, "the source voltage is 0 V", floor)
         return MinSource(p, origin=f"{seg.kind} source: {p:g} W",
-                         zero="" if p > 0.0 else f"the {seg.kind} source gives {p:g} W")
+                         zero="" if p > 0.0 else f"the {seg.kind} source gives {p:g} W", floor_V=floor)
     t = np.asarray(seg.seg_t)
     used = np.ones(t.shape[0], dtype=bool) if seg.period > 0.0 and until_s >= seg.period else t < until_s
     lo = np.minimum(seg.seg_p, seg.seg_p + seg.seg_g * (seg.seg_vs - power.v_max) * power.v_max)
@@ -162,11 +167,11 @@ def min_source(seg: Segments, power: PowerConfig, until_s: float, p_min_W: float
         # latency is not bound by it), and the origin says so
         below = f"; this {seg.kind} falls to {p:g} W in {window}" if p < p_min_W else ""
         return MinSource(float(p_min_W), origin=f"harvester.p_min_W: {p_min_W:g} W (after efficiency{below})",
-                         zero="" if p_min_W > 0.0 else "harvester.p_min_W is 0 W")
+                         zero="" if p_min_W > 0.0 else "harvester.p_min_W is 0 W", floor_V=floor)
     origin = f"{seg.kind} minimum over {window}: {p:g} W"
     zero = "" if p > 0.0 else (f"the {seg.kind} gives {p:g} W from t = {float(t[k]):g} s (within the run's window "
                                f"{window}); set [harvester] p_min_W to a minimum the source guarantees")
-    return MinSource(p, origin=origin, zero=zero)
+    return MinSource(p, origin=origin, zero=zero, floor_V=floor)
 
 
 @njit(cache=True, error_model="numpy")
@@ -197,11 +202,12 @@ def _hold(v, d, p_load, v_off, v_on, circ):
 
 
 @njit(cache=True, error_model="numpy")
-def _bound(durations, p_unit, v_start, drops, costs, boot_s, boot_w, eta, v_on, v_off, v_init, aware, circ, parts):
+def _bound(durations, p_unit, v_start, drops, seed, costs, boot_s, boot_w, eta, v_on, v_off, v_init, aware, circ,
+           parts):
     """The bound of the module docstring: fills ``parts`` (s, slots P_*) and returns (status, unit).
 
-    ``durations[i]`` (s) and ``p_unit[i]`` (W at the MCU) per unit; ``v_start`` the start thresholds
-    and ``drops`` (2 E_need / C, V^2) of energy_aware; ``costs`` = Workload.dispatch_costs; ``boot_w`` the boot's
+    ``durations[i]`` (s) and ``p_unit[i]`` (W at the MCU) per unit; ``v_start`` the start thresholds,
+    ``drops`` (2 E_need / C, V^2) and ``seed`` (V, the MCU's known bound after the boot) of energy_aware; ``costs`` = Workload.dispatch_costs; ``boot_w`` the boot's
     MCU power (W).
     status is OK or the first obstacle (NO_*); unit is the unit it concerns (-1: none).
     """
@@ -222,7 +228,7 @@ def _bound(durations, p_unit, v_start, drops, costs, boot_s, boot_w, eta, v_on, 
     v_rb = 0.0
     n = durations.shape[0]
     chain = True  # greedy: the minimum-source chain still carries the units
-    k_lo = k_hi = 0.0  # energy_aware: bounds on the MCU's known lower bound on V (0, unknown, after the boot)
+    k_lo = k_hi = seed  # energy_aware: bounds on the MCU's known lower bound on V (the boot's seed after it)
     v_max = circ.v_max
     for i in range(n):
         d = durations[i]
@@ -344,11 +350,14 @@ def latency_bound(work: Workload, power: PowerConfig, source: MinSource, sim: Si
             return none(start_message(work, power, v_start, bad))
         drops = known_drops(work.energy_J, work.durations_s, costs, eta, power.capacitor_F, power.v_max,
                             power.leakage_A, sim.dispatch_margin)
+        seed = boot_known(work.boot_J, work.boot_s, eta, power.capacitor_F, power.v_on, power.v_max,
+                          power.leakage_A, sim.dispatch_margin, source.floor_V)
     else:
         v_start = drops = np.empty(0)
+        seed = 0.0
     parts = np.zeros(len(PARTS))
     circ = source.circuit(power)
-    status, unit = _bound(work.durations_s, work.power_W, v_start, drops, costs, work.boot_s,
+    status, unit = _bound(work.durations_s, work.power_W, v_start, drops, seed, costs, work.boot_s,
                           work.boot_J / work.boot_s, eta, power.v_on, power.v_off, power.v_initial, sim.energy_aware,
                           circ, parts)
     if status != OK:

@@ -25,7 +25,7 @@ from . import physics
 from .config import PowerConfig, SimConfig
 from .harvesters import Segments
 from .workload import (STUCK_BOOT, NonProgressError, Tally, Workload, boot_known, check_progress, check_thresholds,
-                       known_drops, result_dict, stuck_unit, stuck_wait)
+                       known_drops, result_dict, source_floor, stuck_unit, stuck_wait)
 
 
 class Event(NamedTuple):
@@ -158,8 +158,8 @@ class Device:
             self.drops = known_drops(work.energy_J, work.durations_s, self.costs, self.eta, power.capacitor_F,
                                      power.v_max, power.leakage_A, sim.dispatch_margin).tolist()
             self.boot_known = boot_known(work.boot_J, work.boot_s, self.eta, power.capacitor_F, power.v_on,
-                                         power.v_max, power.leakage_A, sim.dispatch_margin, seg.seg_p, seg.seg_g,
-                                         seg.seg_vs)
+                                         power.v_max, power.leakage_A, sim.dispatch_margin,
+                                         source_floor(seg.seg_p, seg.seg_g, seg.seg_vs))
             self._disp_out = np.empty(physics.N_DISPATCH_OUT)
         self.known = 0.0  # energy_aware: the MCU's lower bound on V (V; 0: unknown)
         self.process = env.process(self.mcu())

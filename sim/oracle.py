@@ -23,7 +23,7 @@ from . import physics
 from .config import PowerConfig, SimConfig
 from .harvesters import Segments
 from .workload import (CATEGORIES, STUCK_BOOT, NonProgressError, Tally, Workload, boot_known, known_drops,
-                       progress_message, progress_violation, result_dict, start_message, start_thresholds, stuck_unit, stuck_wait)
+                       progress_message, progress_violation, source_floor, result_dict, start_message, start_thresholds, stuck_unit, stuck_wait)
 
 # status codes
 RUNNING, DONE, UNTIL, NEVER_BOOTS, STUCK, NON_PROGRESS, STUCK_WAIT, NO_START = 0, 1, 2, 3, 4, 5, 6, 7
@@ -448,6 +448,7 @@ def _evaluate(off, d, energy, layers, boot, pw, run_end, per_len, per_end, tot_c
     p_src = physics.source_max_power(seg_p, seg_g, seg_vs, v_off, v_on)
     circ = physics.Circuit(cap, i_leak, v_max, seg_t, seg_p, seg_g, seg_vs, period)
     bounds = Bounds(eta, v_on, v_off, v0, inferences, period_s, until, aware)
+    floor = source_floor(seg_p, seg_g, seg_vs)  # energy_aware's boot seed: where the source may draw
     ints = np.zeros((nw, 3 + N_COUNTERS), dtype=np.int64)
     floats = np.zeros((nw, 2 + N_ACC + N_CAT))
     by_layer = np.zeros(tot_layer.shape)
@@ -471,7 +472,7 @@ def _evaluate(off, d, energy, layers, boot, pw, run_end, per_len, per_end, tot_c
                 ints[w, 1] = bad
                 continue
             drops = known_drops(energy[a:b], d[a:b], costs, eta, cap, v_max, i_leak, margin)
-            seed = boot_known(boot_j, boot_s, eta, cap, v_on, v_max, i_leak, margin, seg_p, seg_g, seg_vs)
+            seed = boot_known(boot_j, boot_s, eta, cap, v_on, v_max, i_leak, margin, floor)
         else:
             v_start = np.empty(0)
             drops = np.empty(0)

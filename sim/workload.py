@@ -245,17 +245,16 @@ def source_floor(seg_p, seg_g, seg_vs):
 
 
 @njit(cache=True, error_model="numpy")
-def boot_known(boot_J, boot_s, eta, cap, v_on, v_max, i_leak, margin, seg_p, seg_g, seg_vs):
+def boot_known(boot_J, boot_s, eta, cap, v_on, v_max, i_leak, margin, floor):
     """energy_aware's lower bound on V (V) right after a boot: sqrt(K^2 - 2 E_boot_need / C)
-    (:func:`aidi.sim.physics.known_after`, :func:`boot_need`), K = min(V_on, :func:`source_floor`); 0 (unknown)
-    when that is not positive.
+    (:func:`aidi.sim.physics.known_after`, :func:`boot_need`), K = min(V_on, ``floor``), ``floor`` the source's
+    :func:`source_floor` (V); 0 (unknown) when that is not positive.
 
     Why it holds: both engines boot only at V >= V_on (they charge to V_on with the MCU off, or start above it
     at v_initial).  While V is below K the source gives >= 0 W, so from the last instant V was at K or above,
     V^2 falls by at most 2 E_boot_need / C over the boot (the boot's draw through the converter, and leakage at
-    most I_leak V_max).  Capacitance in F, voltages in V, powers as :func:`boot_need`; ``seg_*`` the segments of
-    the source (:class:`aidi.sim.harvesters.Segments`)."""
-    k = min(v_on, source_floor(seg_p, seg_g, seg_vs))
+    most I_leak V_max).  Capacitance in F, voltages in V, powers as :func:`boot_need`."""
+    k = min(v_on, floor)
     return known_after(k, 2.0 * boot_need(boot_J, boot_s, eta, v_max, i_leak, margin) / cap)
 
 

@@ -122,17 +122,27 @@ def test_greedy_simulated_latency_never_above_the_bound(case):
 def test_energy_aware_bound_is_exact_for_a_constant_source_below_the_wake_up_draw(case):
     """The derivation's last remark: under a time-invariant source weaker than the wake-up's draw, the
     minimum-source chain is the run itself (a unit starts after its measurement, or after waking from its
-    threshold, or unmeasured on the measurement after the boot, exactly as the chain assumes) when the run
-    measures every unit past the units the boot's measurement carries: then the bound is the simulated latency
-    rounded up by ROUND_UP.  Past them, a unit the run starts unmeasured is charged a measurement."""
+    threshold, or unmeasured on the boot's seed or on the first measurement, exactly as the chain assumes)
+    when the run measures every unit past the units the boot's seed and its first measurement carry: then the
+    bound is the simulated latency rounded up by ROUND_UP.  Past them, a unit the run starts unmeasured is
+    charged a measurement."""
     from aidi.sim import des
+    from aidi.sim.workload import boot_known
 
     work, power, seg, kind = case
     b, r = bound_and_sim(work, power, seg, SIM)
     assert seg.seg_p[0] < PLAT.active_power_W / power.converter_efficiency
     log = des.simulate(work, power, seg, SIM, log=True)[1]
     measured = sorted({ev.unit for ev in log if ev.kind == "measure"})
-    assert measured[0] == 0 and len(measured) == r["measurements"]
+    assert len(measured) == r["measurements"]
+    seed = boot_known(work.boot_J, work.boot_s, power.converter_efficiency, power.capacitor_F, power.v_on,
+                      power.v_max, power.leakage_A, SIM.dispatch_margin, math.inf)
+    v_s = start_thresholds(work.energy_J, work.durations_s, work.dispatch_costs, power.converter_efficiency,
+                           power.capacitor_F, power.v_off, power.v_max, power.leakage_A, SIM.dispatch_margin)
+    if seed < v_s[0]:  # the seed does not carry the first unit: it is measured
+        assert measured[0] == 0
+    else:
+        assert not measured or measured[0] > 0
     first_streak_only = measured[1:] == list(range(measured[1], len(work))) if len(measured) > 1 else True
     if first_streak_only:
         assert b.latency_s == pytest.approx(r["latency_s"] * (1 + bound.ROUND_UP), rel=1e-10)
@@ -140,16 +150,18 @@ def test_energy_aware_bound_is_exact_for_a_constant_source_below_the_wake_up_dra
         assert r["latency_s"] < b.latency_s
 
 
-def test_energy_aware_bound_is_exact_when_the_boots_measurement_carries_every_unit():
-    """A constant source stronger than the MCU, 30 small units: the measurement after the boot carries them
-    all (proven by the chain), so no other measurement is charged and the bound is the simulated latency."""
+@pytest.mark.parametrize("units, measurements", [(30, 0), (150, 1)])
+def test_energy_aware_bound_is_exact_when_the_boots_seed_and_one_measurement_carry_every_unit(units, measurements):
+    """A constant source stronger than the MCU, small units: the boot's seed carries 93 of them, the one
+    measurement after them the rest (proven by the chain), so no other measurement is charged and the bound is
+    the simulated latency."""
     cap, v_on, v_off = 1e-3, 3.0, 2.0
     e_store = 0.5 * cap * (v_on**2 - v_off**2)
-    work = make_work([1e-3] * 30, [0.01 * e_store / 1e-3] * 30)
+    work = make_work([1e-3] * units, [0.01 * e_store / 1e-3] * units)
     power = PowerConfig(capacitor_F=cap, v_on=v_on, v_off=v_off, v_max=v_on, v_initial=v_on)
     b, r = bound_and_sim(work, power, hv.constant(0.05), SIM)
-    assert r["measurements"] == 1 and r["threshold_waits"] == 0
-    assert b.parts_s["dispatch"] == PLAT.measure_s
+    assert r["measurements"] == measurements and r["threshold_waits"] == 0
+    assert b.parts_s["dispatch"] == measurements * PLAT.measure_s
     assert b.latency_s == pytest.approx(r["latency_s"] * (1 + bound.ROUND_UP), rel=1e-10)
 
 
@@ -319,3 +331,13 @@ def test_guarantee_lines_for_greedy(tmp_path):
     assert res["meets_deadline"] == {"guaranteed": None, "simulated": None}
     (line,) = check.guarantee_lines(res)
     assert line.startswith("latency bound (greedy, guaranteed minimum constant source: 0.002 W): ")
+
+
+def test_min_source_carries_where_the_real_source_may_draw_for_the_boot_seed():
+    """energy_aware's boot seed in the bound is the engines' own: it starts from min(V_on, floor) with floor the
+    real source's (a Thevenin source draws above V_s; a trace never draws), also under a user's p_min_W."""
+    power = PowerConfig(capacitor_F=1e-4, v_on=3.0, v_off=2.0, v_max=3.3, v_initial=3.3)
+    assert bound.min_source(hv.thevenin(2.5, 100.0), power, 1e6).floor_V == 2.5
+    trace = hv.from_samples(np.array([0.0, 1.0]), np.array([1e-3, 0.0]), True, "trace")
+    assert bound.min_source(trace, power, 1e6).floor_V == math.inf
+    assert bound.min_source(trace, power, 1e6, p_min_W=1e-4).floor_V == math.inf

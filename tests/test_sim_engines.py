@@ -497,7 +497,7 @@ def test_the_boot_seed_is_below_the_real_voltage_and_no_unit_started_on_it_brown
     that fall to 0 W): after every completed boot the MCU's known bound (workload.boot_known, the engines'
     seed) is at most the real V, and a unit the MCU starts on it unmeasured (the event right after the boot)
     is never cut by a brown-out; both engines agree."""
-    from aidi.sim.workload import boot_known
+    from aidi.sim.workload import boot_known, source_floor
 
     work, power, seg, sim = case
     work = with_dispatch_costs(work, scale=scale)
@@ -508,7 +508,7 @@ def test_the_boot_seed_is_below_the_real_voltage_and_no_unit_started_on_it_brown
         return
     assert_agree(r_des, r_ora)
     seed = boot_known(work.boot_J, work.boot_s, power.converter_efficiency, power.capacitor_F, power.v_on,
-                      power.v_max, power.leakage_A, margin, seg.seg_p, seg.seg_g, seg.seg_vs)
+                      power.v_max, power.leakage_A, margin, source_floor(seg.seg_p, seg.seg_g, seg.seg_vs))
     assert 0.0 <= seed <= power.v_on
     for ev, nxt in zip(log, log[1:]):
         if ev.kind == "boot" and ev.outcome == "done":
@@ -550,10 +550,12 @@ def test_the_boot_seed_is_lowered_to_where_a_thevenin_source_stops_giving():
     drop = 2.0 * boot_need(1e-6, 1e-3, 0.8, 3.3, 1e-6, 0.05) / 1e-4
     assert drop == pytest.approx(2.0 * 1.05 * (1e-6 / 0.8 + 1e-6 * 3.3 * 1e-3) / 1e-4, rel=1e-15)
     args = (1e-6, 1e-3, 0.8, 1e-4, 3.0, 3.3, 1e-6, 0.05)
-    assert boot_known(*args, seg.seg_p, seg.seg_g, seg.seg_vs) == pytest.approx(math.sqrt(2.5**2 - drop), rel=1e-15)
+    assert boot_known(*args, source_floor(seg.seg_p, seg.seg_g, seg.seg_vs)) == pytest.approx(
+        math.sqrt(2.5**2 - drop), rel=1e-15)
     const = hv.constant(1e-3)
-    assert boot_known(*args, const.seg_p, const.seg_g, const.seg_vs) == pytest.approx(math.sqrt(9.0 - drop),
-                                                                                       rel=1e-15)
+    assert boot_known(*args, source_floor(const.seg_p, const.seg_g, const.seg_vs)) == pytest.approx(
+        math.sqrt(9.0 - drop), rel=1e-15)
+    assert boot_known(*args, 0.1) == 0.0  # below the boot's drop: unknown
 
 
 def test_energy_aware_measures_rarely_on_continuous_power():
@@ -577,7 +579,7 @@ def test_energy_aware_measures_rarely_on_continuous_power():
     drop = known_drops(*args, cap, v_on, 0.0, 0.05)[0]
     v_s = start_thresholds(*args, cap, v_off, v_on, 0.0, 0.05)[0]
     per = 1 + math.floor((v_on**2 - v_s**2) / drop)  # units one measurement at V_max carries
-    seed = boot_known(work.boot_J, work.boot_s, 1.0, cap, v_on, v_on, 0.0, 0.05, seg.seg_p, seg.seg_g, seg.seg_vs)
+    seed = boot_known(work.boot_J, work.boot_s, 1.0, cap, v_on, v_on, 0.0, 0.05, math.inf)
     assert v_s < seed < v_on
     first = 1 + math.floor((seed**2 - v_s**2) / drop)  # units the boot's bound carries
     assert 0 < first <= per
