@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench clean clean-stale-numba
+.PHONY: demo test bench bench-nas-compare clean clean-stale-numba
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,13 @@ test: $(STAMP) clean-stale-numba
 
 bench: $(STAMP) clean-stale-numba
 	$(VENV)/bin/aidi bench
+
+# ours vs iNAS-style vs HW-NAS-style on Fashion-MNIST under two supplies that brown out
+# (README "NAS: ours vs the baselines"; about 20 min each on a shared 2-core machine)
+NAS_COMPARE := --compare --dataset fashion-mnist --quick --train-images 6000 --budget 24 --force
+bench-nas-compare: $(STAMP) clean-stale-numba
+	$(VENV)/bin/aidi nas lab-1mF-brownout $(NAS_COMPARE) --out out/nas/lab-1mF-brownout-compare
+	$(VENV)/bin/aidi nas rf-intermittent $(NAS_COMPARE) --out out/nas/rf-intermittent-compare
 
 clean:
 	rm -rf $(VENV) out build
