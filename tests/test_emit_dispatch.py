@@ -21,7 +21,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from aidi.models.emit import Program, build, emit_project, mspsim
-from aidi.models.emit.dispatch import Dispatch, millivolts2_up, millivolts_up, workload
+from aidi.models.emit.dispatch import (Dispatch, boot_known_mv2, millivolts2_up, millivolts_up, units_on_boot_seed,
+                                      workload)
 from aidi.models.emit.examples import tiny_program
 from aidi.sim.config import PowerConfig
 from aidi.sim.workload import NonProgressError, check_thresholds, known_drops
@@ -238,9 +239,54 @@ def test_simulator_waits_below_the_threshold_then_completes(tiny_aware_sim):
     prog, proj = tiny_aware_sim
     mv = proj.manifest["dispatch"]["v_start_mv"]
     r = mspsim.probe_dispatch_wait(proj.sim_elf, prog.output_len, low_mv=min(mv) - 1, high_mv=max(mv))
-    assert r.threshold_mv == mv[0]
-    assert r.progress == bytes(len(r.progress))  # waiting before unit 0: nothing committed
+    # the boot's known bound (aidi_v_boot_mv2) carries the first k units unmeasured: it waits before unit k
+    k = units_on_boot_seed(mv, proj.manifest["dispatch"]["v_drop_mv2"], boot_known_mv2(workload(prog.plan), ROOMY, 0.05))
+    assert 0 < k < len(mv)
+    assert r.threshold_mv == mv[k]
+    words = np.frombuffer(r.progress, dtype="<u2").reshape(2, 4)
+    valid = [int(w[0]) | (int(w[1]) & 0x3FFF) << 16 for w in words
+             if w[2] == (~w[0] & 0xFFFF) and w[3] == (~w[1] & 0xFFFF)]
+    assert max(valid) == k  # units 0..k-1 committed, nothing of unit k
     assert np.array_equal(r.output, prog.reference_output())
+
+
+def test_the_boot_seed_is_the_engines_rounded_down(tiny_aware, tmp_path):
+    """aidi_v_boot_mv2 = V_on^2 - 2 E_boot_need / C in mV^2 rounded down (workload.boot_known for a source that
+    never draws), in the emitted const; only the boot path (aidi_infer_at_boot, the sample application's) uses it;
+    the units it carries are those the oracle starts unmeasured after the first boot under a strong source."""
+    import math
+    from dataclasses import replace
+
+    from aidi.sim import harvesters as hv
+    from aidi.sim import oracle
+    from aidi.sim.config import SimConfig
+    from aidi.sim.workload import boot_known
+
+    prog, proj = tiny_aware
+    work = workload(prog.plan)
+    seed = boot_known(work.boot_J, work.boot_s, ROOMY.converter_efficiency, ROOMY.capacitor_F, ROOMY.v_on,
+                      ROOMY.v_max, ROOMY.leakage_A, 0.05, math.inf)
+    x = boot_known_mv2(work, ROOMY, 0.05)
+    assert x / 1e6 <= seed**2 and seed**2 * 1e6 - x < 1.0 + 1e-6 * x * 1e-6
+    src = proj.root / "src"
+    assert re.search(r"const uint32_t aidi_v_boot_mv2 = (\d+)u;", (src / "aidi_model.c").read_text()).group(1) == str(x)
+    assert "aidi_infer_at_boot(aidi_sample_input" in (src / "aidi_app.c").read_text()
+    assert "aidi_v_boot_mv2" not in re.search(r"void aidi_infer\(.*?\n}", (src / "aidi_runtime.c").read_text(),
+                                              re.S).group(0)
+    tight = PowerConfig(capacitor_F=1e-7, v_on=2.05, v_off=2.0, v_max=3.3)  # the boot alone drains it
+    assert boot_known_mv2(work, tight, 0.05) == 0
+    # the oracle: a source stronger than the MCU, V_initial = V_on; the first measurement is before unit k
+    mv, drop = proj.manifest["dispatch"]["v_start_mv"], proj.manifest["dispatch"]["v_drop_mv2"]
+    k = units_on_boot_seed(mv, drop, x)
+    sim = oracle.simulate(work, replace(ROOMY, v_initial=ROOMY.v_on), hv.constant(1e-2), SimConfig(dispatch="energy_aware"))
+    assert sim["measurements"] > 0
+
+    def first(m):  # the first m units alone
+        return oracle.simulate(replace(work, names=work.names[:m], layers=work.layers[:m],
+                                       durations_s=work.durations_s[:m], energy_J=work.energy_J[:m]),
+                               replace(ROOMY, v_initial=ROOMY.v_on), hv.constant(1e-2),
+                               SimConfig(dispatch="energy_aware"))["measurements"]
+    assert (first(k), first(k + 1)) == (0, 1)
 
 
 @pytest.mark.toolchain("sim")

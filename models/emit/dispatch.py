@@ -17,6 +17,11 @@ for, and lowered after each unit by that unit's ``aidi_v_drop_mv2[]`` entry,
 2 E_need / C in mV^2 rounded *up* (:func:`aidi.sim.workload.known_drops`, the
 energy the threshold is built from), so K stays below the real V^2 whatever the
 source gives.  A unit whose threshold squared is at most K starts unmeasured.
+Right after a boot K is the const ``aidi_v_boot_mv2`` (:func:`boot_known_mv2`):
+the engines' boot seed V_on^2 - 2 E_boot_need / C
+(:func:`aidi.sim.workload.boot_known`) in mV^2 rounded *down*, since the device
+boots only at V_on.  Only the boot path uses it (``aidi_infer_at_boot``, which
+the sample application calls at every boot); ``aidi_infer`` starts from 0.
 
 The host harness's simulated capacitor (``aidi-host --capacitor P``) draws, per
 unit, the energy and duration of that same Workload; its other constants are the
@@ -33,7 +38,7 @@ from typing import Optional
 import numpy as np
 
 from ...sim.config import PowerConfig
-from ...sim.workload import NonProgressError, Workload, check_thresholds, known_drops
+from ...sim.workload import NonProgressError, Workload, boot_need, check_thresholds, known_drops
 
 POLICIES = ("greedy", "energy_aware")
 
@@ -113,6 +118,32 @@ def known_drops_mv2(work: Workload, power: PowerConfig, margin: float) -> np.nda
                                       power.capacitor_F, power.v_max, power.leakage_A, margin))
 
 
+def boot_known_mv2(work: Workload, power: PowerConfig, margin: float) -> int:
+    """What the runtime knows of V^2 right after a boot (mV^2, rounded down; 0: nothing):
+    V_on^2 - 2 E_boot_need / C (:func:`aidi.sim.workload.boot_need`, the engines' boot seed
+    :func:`aidi.sim.workload.boot_known` for a source that never draws from the capacitor, as a harvester behind
+    its rectifier or diode).  ``x / 1e6 <= V_on^2 - 2 E_boot_need / C`` for the returned x."""
+    need = boot_need(work.boot_J, work.boot_s, power.converter_efficiency, power.v_max, power.leakage_A, margin)
+    v2 = power.v_on * power.v_on - 2.0 * need / power.capacitor_F
+    if not v2 > 0.0:
+        return 0
+    x = min(math.floor(v2 * 1e6), 0xFFFFFFFF)
+    while x > 0 and x / 1e6 > v2:  # guard against the product rounding up
+        x -= 1
+    return int(x)
+
+
+def units_on_boot_seed(v_start_mv, v_drop_mv2, v_boot_mv2: int) -> int:
+    """How many units the runtime starts unmeasured right after a boot into a new inference (its dispatch()
+    from K = ``v_boot_mv2``, the tables in mV and mV^2): the first one it measures before."""
+    k = int(v_boot_mv2)
+    for g, (mv, drop) in enumerate(zip(v_start_mv, v_drop_mv2)):
+        if k < int(mv) * int(mv):
+            return g
+        k = k - int(drop) if k > int(drop) else 0
+    return len(v_start_mv)
+
+
 def _c_doubles(values, per_line: int = 6) -> str:
     flat = [repr(float(x)) for x in np.asarray(values, dtype=np.float64).reshape(-1)]
     rows = [", ".join(flat[i: i + per_line]) for i in range(0, len(flat), per_line)]
@@ -127,13 +158,13 @@ def _c_uints(values, per_line: int = 12) -> str:
 
 def dispatch_context(plan, dispatch: Dispatch, total_units: int) -> dict:
     """What the templates need: ``policy``, ``v_start_mv`` (list, or None without a table), its C text,
-    ``v_drop_mv2`` (list) and its C text ``v_drop_c``, and the host power model (``host``: C text of ``aidi_host_power``/``_unit_J``/``_unit_s``, or None).
+    ``v_drop_mv2`` (list) and its C text ``v_drop_c``, ``v_boot_mv2`` (:func:`boot_known_mv2`), and the host power model (``host``: C text of ``aidi_host_power``/``_unit_J``/``_unit_s``, or None).
 
     Under greedy a unit whose threshold exceeds V_on only drops the table (the project builds greedy);
     under energy_aware that is the engines' one-line NonProgressError.
     """
     ctx = {"policy": dispatch.policy, "v_start_mv": None, "v_start_c": "", "v_drop_mv2": None, "v_drop_c": "",
-           "host": None, "margin": dispatch.margin, "capacitor_F": None, "v_off": None}
+           "v_boot_mv2": 0, "host": None, "margin": dispatch.margin, "capacitor_F": None, "v_off": None}
     if dispatch.power is None:
         return ctx
     p = dispatch.power
@@ -149,7 +180,7 @@ def dispatch_context(plan, dispatch: Dispatch, total_units: int) -> dict:
     if mv is not None:
         drop = known_drops_mv2(work, p, dispatch.margin)
         ctx.update(v_start_mv=[int(x) for x in mv], v_start_c=_c_uints(mv), v_drop_mv2=[int(x) for x in drop],
-                   v_drop_c=_c_uints(drop, per_line=8))
+                   v_drop_c=_c_uints(drop, per_line=8), v_boot_mv2=boot_known_mv2(work, p, dispatch.margin))
     plat = plan.platform
     power = [p.capacitor_F, p.v_on, p.v_off, p.v_max, p.converter_efficiency, p.leakage_A, work.boot_s, work.boot_J,
              work.measure_s, work.measure_W, work.wait_W, work.wake_s, work.wake_W]

@@ -12,6 +12,6 @@ int16_t aidi_sample_output[AIDI_OUTPUT_LEN] = {0};
 void aidi_boot(void)
 {
     aidi_platform_init();
-    aidi_infer(aidi_sample_input, aidi_sample_output);
+    aidi_infer_at_boot(aidi_sample_input, aidi_sample_output); /* the boot path: V_on less the boot is known */
     aidi_done();
 }

@@ -310,14 +310,15 @@ static void dispatch(uint32_t g)
 #endif
 }
 
-void aidi_infer(const int16_t *input, int16_t *output)
+/* aidi_infer from a known lower bound on V^2 (mV^2; 0: unknown) */
+static void infer(const int16_t *input, int16_t *output, uint32_t known_mv2)
 {
     uint16_t l = 0;
     /* SRAM holds junk after a power failure: forget every cached tile */
     aidi_sram.in_layer = 0;
     aidi_sram.w_layer = 0;
     aidi_sram.co_layer = 0;
-    aidi_call.known_mv2 = 0; /* the supply voltage is not known yet */
+    aidi_call.known_mv2 = known_mv2;
     aidi_call.input = input;
     progress_find();
     if (aidi_call.g > AIDI_TOTAL_UNITS) progress_commit((uint16_t)((aidi_call.epoch + 1u) & 3u), 0); /* a new inference */
@@ -339,4 +340,18 @@ void aidi_infer(const int16_t *input, int16_t *output)
         for (i = 0; i < AIDI_OUTPUT_LEN; ++i) output[i] = aidi_output[i];
     }
     progress_commit(aidi_call.epoch, AIDI_TOTAL_UNITS + 1); /* delivered */
+}
+
+void aidi_infer(const int16_t *input, int16_t *output)
+{
+    infer(input, output, 0); /* the supply voltage is not known yet */
+}
+
+void aidi_infer_at_boot(const int16_t *input, int16_t *output)
+{
+#if AIDI_DISPATCH_ENERGY_AWARE
+    infer(input, output, aidi_v_boot_mv2); /* booted at V_on, less what the boot drew */
+#else
+    infer(input, output, 0);
+#endif
 }

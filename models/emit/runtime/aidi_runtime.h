@@ -50,7 +50,11 @@
  * V_start = sqrt(V_off^2 + 2 E_need / C) (aidi.sim.workload.start_thresholds),
  * rounded up to whole millivolts, so a started unit completes with no
  * harvest. It keeps in SRAM a lower bound K on V^2 (mV^2; 0, unknown, at
- * every aidi_infer call, so after every boot). If K >= V_start^2 the unit
+ * every aidi_infer call; aidi_v_boot_mv2 at an aidi_infer_at_boot call, the
+ * boot path's: V_on^2 - 2 E_boot_need / C rounded down, as the simulator's
+ * aidi.sim.workload.boot_known, since the device boots only once the
+ * capacitor reaches V_on and the boot takes at most E_boot_need, its energy
+ * through the converter plus leakage at V_max). If K >= V_start^2 the unit
  * starts at once; otherwise the runtime reads the supply voltage
  * (aidi_vcc_mv) and, below the threshold, sleeps until it is reached
  * (aidi_vcc_wait_mv). K is then the reading squared (or V_start^2 after a
@@ -153,12 +157,20 @@ extern const uint16_t aidi_n_nvm_regions;
  * (clocks, watchdog: aidi_platform_init does the minimum). */
 void aidi_infer(const int16_t *input, int16_t *output);
 
+/* aidi_infer for the boot path: call it only first thing after a reset (the
+ * device booted at V_on and nothing but the boot has drawn from the capacitor
+ * since, e.g. the resumed call after a power failure). Under energy_aware it
+ * starts from what the boot leaves known of V (aidi_v_boot_mv2) instead of
+ * measuring; otherwise it is aidi_infer. A second call in the same power
+ * cycle must be aidi_infer (V is unknown again). */
+void aidi_infer_at_boot(const int16_t *input, int16_t *output);
+
 /* The committed progress of the current inference: the next unit, AIDI_TOTAL_UNITS
  * when complete, AIDI_TOTAL_UNITS + 1 once delivered. */
 uint32_t aidi_progress_load(void);
 
 /* ---- the sample application (host harness and simulator build only) --- */
-/* Every boot: aidi_platform_init, aidi_infer on the embedded sample input
+/* Every boot: aidi_platform_init, aidi_infer_at_boot on the embedded sample input
  * (aidi_sample_input, src/aidi_sample.c) into aidi_sample_output, aidi_done. */
 void aidi_boot(void);
 extern const int16_t aidi_sample_input[AIDI_INPUT_LEN];
@@ -169,6 +181,8 @@ extern int16_t aidi_sample_output[AIDI_OUTPUT_LEN];
 extern const uint16_t aidi_v_start_mv[AIDI_TOTAL_UNITS];
 /* what each unit takes off the known lower bound on V^2 (mV^2, 2 E_need / C rounded up) */
 extern const uint32_t aidi_v_drop_mv2[AIDI_TOTAL_UNITS];
+/* what the runtime knows of V^2 right after a boot (mV^2, rounded down; see above) */
+extern const uint32_t aidi_v_boot_mv2;
 #endif
 
 /* k: the number of units before unit u (of S tiles) that touched the output

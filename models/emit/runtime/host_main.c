@@ -6,7 +6,7 @@
  * output; SRAM is the runtime's state (aidi_sram_state). A power failure is
  * a longjmp out of the write hook right after the chosen FRAM word write;
  * the harness then fills SRAM with junk and boots again from the reset path
- * (the sample application, aidi_app.c: aidi_infer on the sample input),
+ * (the sample application, aidi_app.c: aidi_infer_at_boot on the sample input),
  * exactly as the MCU would.
  *
  *   aidi-host                      run, print the output vector
@@ -35,7 +35,9 @@
  * clean run) that the remaining energy pays for, the device recharges to
  * V_on and boots again, and the unit counts as lost (re-executed). With
  * energy_aware dispatch the runtime waits for each unit's start threshold
- * (measuring V only when its lower bound on V does not show it there), so no
+ * (measuring V only when its lower bound on V does not show it there; after
+ * a boot that bound is aidi_v_boot_mv2, true here since a boot starts at
+ * V_on and draws the platform's boot energy), so no
  * unit is lost whatever P > 0 is. The summary line counts the voltage
  * measurements (aidi_vcc_mv calls) too.
  */

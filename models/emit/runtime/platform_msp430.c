@@ -10,7 +10,8 @@
  * aidi_sim_vcc_mv, which the test harness writes.
  *
  * AIDI_TARGET_MSP430_HW (msp430-elf-gcc / cl430 with TI's device files): a
- * library; the application's main() calls aidi_platform_init and aidi_infer.
+ * library; the application's main() calls aidi_platform_init and
+ * aidi_infer_at_boot (aidi_infer for any later call in the power cycle).
  * The voltage read and the wait use ADC12_B, REF_A and COMP_E (below).
  */
 #include "aidi_runtime.h"
