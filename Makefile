@@ -30,7 +30,7 @@ bench: $(STAMP) clean-stale-numba
 
 # ours vs iNAS-style vs HW-NAS-style on Fashion-MNIST under two supplies that brown out
 # (README "NAS: ours vs the baselines"; about 20 min each on a shared 2-core machine)
-NAS_COMPARE := --compare --dataset fashion-mnist --quick --train-images 6000 --budget 24 --force
+NAS_COMPARE := --compare --dataset fashion-mnist --quick --train-images 3000 --budget 24 --force
 bench-nas-compare: $(STAMP) clean-stale-numba
 	$(VENV)/bin/aidi nas lab-1mF-brownout $(NAS_COMPARE) --out out/nas/lab-1mF-brownout-compare
 	$(VENV)/bin/aidi nas rf-intermittent $(NAS_COMPARE) --out out/nas/rf-intermittent-compare
