@@ -141,7 +141,7 @@ until_s = 100
 
 
 def test_check_verdicts_by_hand(tmp_path):
-    built = _built(tmp_path, 100e-6)
+    built = _built(tmp_path, 100e-6, '[execution]\ndispatch = "greedy"')
     res = check.analyse(built)
     e_store = 0.5 * 100e-6 * (3.0**2 - 2.0**2)
     assert res["e_store_J"] == pytest.approx(e_store)
@@ -153,6 +153,11 @@ def test_check_verdicts_by_hand(tmp_path):
     assert not res["schedulable"]
     assert res["harvester"]["latency_s"] is None
     assert res["continuous"]["latency_s"] == pytest.approx(built.work.boot_s + built.work.durations_s.sum())
+    # energy_aware (the default) on continuous power: the same plus whole voltage measurements
+    aware = check.analyse(_built(tmp_path, 100e-6))["continuous"]
+    k = (aware["latency_s"] - aware["compute_time_s"]) / built.work.measure_s
+    assert aware["compute_time_s"] == pytest.approx(res["continuous"]["compute_time_s"])
+    assert k == pytest.approx(round(k), abs=1e-6) and round(k) >= 0
 
 
 def test_check_deadline_and_sram_reasons(tmp_path):

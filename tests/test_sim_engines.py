@@ -93,7 +93,7 @@ def scenarios(draw):
     boot_s = draw(st.floats(1e-4, 5e-3))
     work = make_work(d, energy, boot_s=boot_s, boot_J=draw(st.floats(0.01, 0.2)) * e_mcu,
                      sleep_W=draw(logu(-7, -5)), layers=layers)
-    sim = SimConfig(inferences=draw(st.integers(1, 3)), until_s=draw(st.floats(0.05, 20.0)),
+    sim = SimConfig(dispatch="greedy", inferences=draw(st.integers(1, 3)), until_s=draw(st.floats(0.05, 20.0)),
                     period_s=draw(st.sampled_from([0.0]) | st.floats(0.01, 1.0)))
     return work, power, seg, sim
 
@@ -227,7 +227,7 @@ def test_oracle_on_off_time_partition_sim_time():
     # until_s cuts the run in the middle of a unit: the oracle's on + off == sim_time
     work = make_work([0.01] * 20, [[1e-6, 1e-6, 1e-6]] * 20)
     power = PowerConfig(1e-4, 3.0, 2.0, 3.3, v_initial=3.0)
-    res = oracle.simulate(work, power, hv.constant(1e-3), SimConfig(until_s=0.0555))
+    res = oracle.simulate(work, power, hv.constant(1e-3), SimConfig(dispatch="greedy", until_s=0.0555))
     assert not res["completed"] and res["reason"] == "until_s reached"
     assert res["sim_time_s"] == pytest.approx(0.0555, rel=1e-12)
     assert res["on_time_s"] + res["off_time_s"] == pytest.approx(res["sim_time_s"], rel=1e-12)
@@ -247,8 +247,8 @@ def test_hand_computed_run_constant_source():
     t_charge = cap * v_on**2 / (2 * p)
     t_end = t_charge + 1e-3 + 0.03
     e_mcu = 2e-6 + 3e-5 + 4e-5
-    for res in (des.simulate(work, power, hv.constant(p), SimConfig())[0],
-                oracle.simulate(work, power, hv.constant(p), SimConfig())):
+    for res in (des.simulate(work, power, hv.constant(p), SimConfig(dispatch="greedy"))[0],
+                oracle.simulate(work, power, hv.constant(p), SimConfig(dispatch="greedy"))):
         assert res["completed"] and res["power_cycles"] == 1
         assert res["latency_s"] == pytest.approx(t_end, rel=1e-12)
         assert res["off_time_s"] == pytest.approx(t_charge, rel=1e-12)
@@ -271,7 +271,7 @@ def test_brownout_loses_the_unit_and_reexecutes_it():
     e_cycle = 0.5 * cap * (v_on**2 - v_off**2)
     work = make_work([0.01, 0.01], [[0.7 * e_cycle, 0, 0]] * 2, boot_s=1e-4, boot_J=1e-9)
     power = PowerConfig(cap, v_on, v_off, v_on, v_initial=v_on)
-    r_des, log, r_ora = both(work, power, hv.constant(1e-5), SimConfig())
+    r_des, log, r_ora = both(work, power, hv.constant(1e-5), SimConfig(dispatch="greedy"))
     assert_agree(r_des, r_ora)
     for res in (r_des, r_ora):
         assert res["completed"]
@@ -290,8 +290,8 @@ def test_unit_larger_than_a_cycle_raises_naming_it():
     e_cycle = 0.5 * cap * (v_on**2 - v_off**2)
     work = make_work([0.01, 0.01, 0.01], [[0.1 * e_cycle, 0, 0], [1.5 * e_cycle, 0, 0], [0.1 * e_cycle, 0, 0]])
     power = PowerConfig(cap, v_on, v_off, v_on)
-    for run in (lambda: des.simulate(work, power, hv.constant(1e-4), SimConfig()),
-                lambda: oracle.simulate(work, power, hv.constant(1e-4), SimConfig())):
+    for run in (lambda: des.simulate(work, power, hv.constant(1e-4), SimConfig(dispatch="greedy")),
+                lambda: oracle.simulate(work, power, hv.constant(1e-4), SimConfig(dispatch="greedy"))):
         with pytest.raises(NonProgressError, match=r"unit L0/u1\b"):
             run()
 
@@ -304,8 +304,8 @@ def test_unit_that_fails_twice_under_constant_source_raises_naming_it():
     work = make_work([0.01, 1.0], [[1e-6, 0, 0], [1.1e-3, 0, 0]], boot_s=1e-4, boot_J=1e-9)
     power = PowerConfig(cap, v_on, v_off, v_on, leakage_A=1e-4, v_initial=v_on)
     seg = hv.constant(1e-3)
-    for run in (lambda: des.simulate(work, power, seg, SimConfig(until_s=100.0)),
-                lambda: oracle.simulate(work, power, seg, SimConfig(until_s=100.0))):
+    for run in (lambda: des.simulate(work, power, seg, SimConfig(dispatch="greedy", until_s=100.0)),
+                lambda: oracle.simulate(work, power, seg, SimConfig(dispatch="greedy", until_s=100.0))):
         with pytest.raises(NonProgressError, match=r"unit L0/u1\b"):
             run()
 
@@ -314,7 +314,7 @@ def test_unit_that_fails_twice_under_constant_source_raises_naming_it():
 def test_source_that_never_reaches_v_on(seg, leak):
     work = make_work([0.01], [[1e-6, 0, 0]])
     power = PowerConfig(1e-4, 3.0, 2.0, 3.3, leakage_A=leak)
-    r_des, _log, r_ora = both(work, power, seg, SimConfig(until_s=1e4))
+    r_des, _log, r_ora = both(work, power, seg, SimConfig(dispatch="greedy", until_s=1e4))
     for res in (r_des, r_ora):
         assert res["completed"] is False
         assert "never boots" in res["reason"]
@@ -331,7 +331,7 @@ def test_until_s_bounds_a_run_with_a_weak_trace():
     seg = hv.from_samples(np.array([0.0, 1.0]), np.array([1e-7, 2e-7]), True, "trace")
     work = make_work([0.01] * 3, [[1e-5, 0, 0]] * 3)
     power = PowerConfig(1e-4, 3.0, 2.0, 3.3)
-    r_des, _log, r_ora = both(work, power, seg, SimConfig(until_s=50.0))
+    r_des, _log, r_ora = both(work, power, seg, SimConfig(dispatch="greedy", until_s=50.0))
     assert_agree(r_des, r_ora)
     for res in (r_des, r_ora):
         assert res["completed"] is False and "until_s" in res["reason"]
@@ -342,7 +342,7 @@ def test_until_s_bounds_a_run_with_a_weak_trace():
 def test_until_s_cuts_a_unit_counts_it_unfinished():
     work = make_work([0.01] * 20, [[1e-6, 1e-6, 1e-6]] * 20)
     power = PowerConfig(1e-4, 3.0, 2.0, 3.3, v_initial=3.0)
-    r_des, log, r_ora = both(work, power, hv.constant(1e-3), SimConfig(until_s=0.0555))
+    r_des, log, r_ora = both(work, power, hv.constant(1e-3), SimConfig(dispatch="greedy", until_s=0.0555))
     assert_agree(r_des, r_ora)
     for res in (r_des, r_ora):
         assert res["units_executed"] == 5
@@ -354,7 +354,7 @@ def test_des_on_time_counts_last_on_period_when_until_cuts_the_run():
     """The DES used to return before adding the last on-period when until_s ended the run while on."""
     work = make_work([0.01] * 20, [[1e-6, 1e-6, 1e-6]] * 20)
     power = PowerConfig(1e-4, 3.0, 2.0, 3.3, v_initial=3.0)
-    res, _ = des.simulate(work, power, hv.constant(1e-3), SimConfig(until_s=0.0555))
+    res, _ = des.simulate(work, power, hv.constant(1e-3), SimConfig(dispatch="greedy", until_s=0.0555))
     assert res["on_time_s"] == pytest.approx(0.0555, rel=1e-12)
     assert res["on_time_s"] + res["off_time_s"] == pytest.approx(res["sim_time_s"], rel=1e-12)
 
@@ -364,7 +364,7 @@ def test_engines_give_the_same_reason_when_until_s_ends_a_charge():
     seg = hv.from_samples(np.array([0.0, 1.0]), np.array([1e-7, 2e-7]), True, "trace")
     work = make_work([0.01], [[1e-5, 0, 0]])
     power = PowerConfig(1e-4, 3.0, 2.0, 3.3)
-    r_des, _log, r_ora = both(work, power, seg, SimConfig(until_s=50.0))
+    r_des, _log, r_ora = both(work, power, seg, SimConfig(dispatch="greedy", until_s=50.0))
     assert r_des["reason"] == r_ora["reason"]
 
 
@@ -375,8 +375,8 @@ def test_boot_that_can_never_complete_raises_non_progress():
     # long, so boot + unit (1.1 mJ) passes a combined check (250 uJ + 1 mW * 1.001 s).
     work = make_work([1.0], [[1e-4, 0, 0]], boot_s=1e-3, boot_J=1e-3)
     power = PowerConfig(1e-4, 3.0, 2.0, 3.0)
-    for run in (lambda: des.simulate(work, power, hv.constant(1e-3), SimConfig(until_s=10.0)),
-                lambda: oracle.simulate(work, power, hv.constant(1e-3), SimConfig(until_s=10.0))):
+    for run in (lambda: des.simulate(work, power, hv.constant(1e-3), SimConfig(dispatch="greedy", until_s=10.0)),
+                lambda: oracle.simulate(work, power, hv.constant(1e-3), SimConfig(dispatch="greedy", until_s=10.0))):
         with pytest.raises(NonProgressError, match="boot"):
             run()
 
@@ -385,8 +385,8 @@ def test_boot_that_fails_twice_under_constant_source_raises_non_progress():
     # passes the static boot check (which ignores leakage); leakage makes every boot brown out
     work = make_work([0.01], [[1e-6, 0, 0]], boot_s=1.0, boot_J=1.1e-3)
     power = PowerConfig(1e-4, 3.0, 2.0, 3.0, leakage_A=1e-4, v_initial=3.0)
-    for run in (lambda: des.simulate(work, power, hv.constant(1e-3), SimConfig(until_s=100.0)),
-                lambda: oracle.simulate(work, power, hv.constant(1e-3), SimConfig(until_s=100.0))):
+    for run in (lambda: des.simulate(work, power, hv.constant(1e-3), SimConfig(dispatch="greedy", until_s=100.0)),
+                lambda: oracle.simulate(work, power, hv.constant(1e-3), SimConfig(dispatch="greedy", until_s=100.0))):
         with pytest.raises(NonProgressError, match="boot"):
             run()
 
@@ -399,7 +399,7 @@ def test_thevenin_sleep_longer_than_rc_balances_energy():
     # the lab-1mF supply, 3 inferences released every 2 s (RC = 52 ms)
     work = make_work([5e-3] * 3, [[5e-6] * 3] * 3)
     power = PowerConfig(1e-3, 2.99, 2.8, 3.0)
-    r_des, _log, r_ora = both(work, power, hv.thevenin(3.0, 52.0), SimConfig(inferences=3, period_s=2.0))
+    r_des, _log, r_ora = both(work, power, hv.thevenin(3.0, 52.0), SimConfig(dispatch="greedy", inferences=3, period_s=2.0))
     for res in (r_des, r_ora):
         assert res["completed"]
         assert energy_balance_error(res) < 1e-9
@@ -412,8 +412,8 @@ def test_energy_balance_closes_when_leakage_holds_v_below_v_on():
     power = PowerConfig(1e-4, 2.0, 1.5, 3.0, leakage_A=1e-6, v_initial=0.5)  # V_eq = 1 V < V_on
     errors = []
     for until in np.linspace(100.0, 6000.0, 60):
-        for res in (des.simulate(work, power, hv.constant(1e-6), SimConfig(until_s=float(until)))[0],
-                    oracle.simulate(work, power, hv.constant(1e-6), SimConfig(until_s=float(until)))):
+        for res in (des.simulate(work, power, hv.constant(1e-6), SimConfig(dispatch="greedy", until_s=float(until)))[0],
+                    oracle.simulate(work, power, hv.constant(1e-6), SimConfig(dispatch="greedy", until_s=float(until)))):
             assert not res["completed"] and "never boots" in res["reason"]
             errors.append(energy_balance_error(res))
     assert max(errors) < 1e-9
@@ -527,8 +527,8 @@ def test_the_boot_seed_starts_only_the_first_inference_after_a_boot_unmeasured()
     work = with_dispatch_costs(make_work([1e-3], [[0.01 * e_cycle, 0, 0]]))
     power = PowerConfig(cap, v_on, v_off, v_on, v_initial=v_on)
     seg = hv.constant(2.0 * 0.01 * e_cycle / 1e-3)
-    for sim, meas in ((SimConfig(inferences=1), 0), (SimConfig(inferences=2), 1),
-                      (SimConfig(inferences=3, period_s=0.5), 2)):
+    for sim, meas in ((SimConfig(dispatch="greedy", inferences=1), 0), (SimConfig(dispatch="greedy", inferences=2), 1),
+                      (SimConfig(dispatch="greedy", inferences=3, period_s=0.5), 2)):
         greedy = both(work, power, seg, sim)
         aware = both(work, power, seg, replace(sim, dispatch="energy_aware"))
         for r_des, _, r_ora in (greedy, aware):
@@ -570,7 +570,7 @@ def test_energy_aware_measures_rarely_on_continuous_power():
     work = with_dispatch_costs(make_work([1e-3] * 100, [[0.01 * e_cycle, 0, 0]] * 100))
     power = PowerConfig(cap, v_on, v_off, v_on, v_initial=v_on)
     seg = hv.constant(2.0 * 0.01 * e_cycle / 1e-3)
-    greedy = both(work, power, seg, SimConfig())
+    greedy = both(work, power, seg, SimConfig(dispatch="greedy"))
     aware = both(work, power, seg, SimConfig(dispatch="energy_aware"))
     for r_des, _, r_ora in (greedy, aware):
         assert_agree(r_des, r_ora)
@@ -596,7 +596,7 @@ def test_energy_aware_loses_no_unit_when_the_source_drops_to_zero():
     work = with_dispatch_costs(make_work([0.02] * 8, [[0.3 * e_cycle, 0, 0]] * 8))
     power = PowerConfig(cap, v_on, v_off, v_on + 0.3)
     seg = hv.from_samples(np.array([0.0, 0.1]), np.array([1e-3, 0.0]), True, "trace")
-    greedy = both(work, power, seg, SimConfig(until_s=1e3))
+    greedy = both(work, power, seg, SimConfig(dispatch="greedy", until_s=1e3))
     aware = both(work, power, seg, SimConfig(until_s=1e3, dispatch="energy_aware"))
     for r_des, _, r_ora in (greedy, aware):
         assert_agree(r_des, r_ora)

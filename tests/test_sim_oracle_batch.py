@@ -85,10 +85,10 @@ def _brownout_run(n=200):
 
 def test_merged_run_browns_out_mid_run_several_times():
     work, power, seg = _brownout_run()
-    r_des, log, r_ora = both(work, power, seg, SimConfig(until_s=100.0))
+    r_des, log, r_ora = both(work, power, seg, SimConfig(dispatch="greedy", until_s=100.0))
     assert_agree(r_des, r_ora)
     for res in (r_des, r_ora):
-        assert_invariants(res, power, work, SimConfig(until_s=100.0))
+        assert_invariants(res, power, work, SimConfig(dispatch="greedy", until_s=100.0))
         assert res["completed"]
         assert res["units_executed"] == 200
         assert res["power_cycles"] >= 10  # brown-outs in the middle of the (one) run
@@ -106,7 +106,7 @@ def test_merged_run_cut_by_until_s_mid_run(until):
     # until_s falls inside a unit of the run (0.1234: inside the unit that would brown out next):
     # the cut unit is unfinished, not lost
     work, power, seg = _brownout_run()
-    sim = SimConfig(until_s=until)
+    sim = SimConfig(dispatch="greedy", until_s=until)
     r_des, log, r_ora = both(work, power, seg, sim)
     assert_agree(r_des, r_ora)
     assert log[-1].kind == "unit" and log[-1].outcome == "until"
@@ -127,7 +127,7 @@ def test_brownout_exactly_at_a_unit_boundary_agrees():
     n = 60
     work = make_work([0.01] * n, [[0.5 * 1e-4 * 5 / 10 + 1e-3 * 0.01, 0.0, 0.0]] * n, boot_s=1e-4, boot_J=1e-7)
     power = PowerConfig(1e-4, 3.0, 2.0, 3.0, v_initial=3.0)
-    r_des, _log, r_ora = both(work, power, hv.constant(1e-3), SimConfig())
+    r_des, _log, r_ora = both(work, power, hv.constant(1e-3), SimConfig(dispatch="greedy"))
     assert (r_des["power_cycles"], r_des["units_lost"]) == (r_ora["power_cycles"], r_ora["units_lost"])  # 6, 5
     assert r_des["latency_s"] == pytest.approx(r_ora["latency_s"], rel=1e-9)  # 1.8506
 
@@ -140,7 +140,7 @@ def test_until_s_exactly_at_a_unit_boundary_agrees(d):
     work = make_work([d] * 12, [[1e-7, 0.0, 0.0]] * 12, boot_s=1e-4, boot_J=1e-9)
     power = PowerConfig(1e-3, 3.0, 2.0, 3.3, v_initial=3.0)
     for k in range(13):
-        sim = SimConfig(until_s=1e-4 + k * d)
+        sim = SimConfig(dispatch="greedy", until_s=1e-4 + k * d)
         r_des, _log, r_ora = both(work, power, hv.constant(1e-3), sim)
         assert r_des["units_executed"] == r_ora["units_executed"], k
         assert_agree(r_des, r_ora)
@@ -152,7 +152,7 @@ def test_until_s_during_a_charge_that_would_boot_is_not_never_boots():
     # 0 V -> 3 V at 1 mW takes 0.45 s; at until_s = 0.1 s V = 1.41 V and rising
     work = make_work([0.01], [[1e-6, 0, 0]])
     power = PowerConfig(1e-4, 3.0, 2.0, 3.3)
-    r_des, _log, r_ora = both(work, power, hv.constant(1e-3), SimConfig(until_s=0.1))
+    r_des, _log, r_ora = both(work, power, hv.constant(1e-3), SimConfig(dispatch="greedy", until_s=0.1))
     assert r_des["reason"] == r_ora["reason"] == "until_s reached"
 
 
@@ -168,7 +168,7 @@ def test_pattern_jump_across_a_source_change_counts_the_harvest():
     work = make_work(d, np.c_[pw * d, np.zeros(16), np.zeros(16)], boot_s=1e-3, boot_J=1e-8, sleep_W=1e-6)
     power = PowerConfig(1e-4, 3.0, 2.0, 3.0, v_initial=3.0)
     seg = hv.from_samples(np.array([0.0, 0.1]), np.array([1e-3, 1e-2]), False, "trace")
-    r_des, _log, r_ora = both(work, power, seg, SimConfig())
+    r_des, _log, r_ora = both(work, power, seg, SimConfig(dispatch="greedy"))
     assert r_des["energy_J"]["harvested"] == pytest.approx(1e-3 * 0.1 + 1e-2 * (0.801 - 0.1), rel=1e-9)
     assert_agree(r_des, r_ora)
 
@@ -234,7 +234,7 @@ def _check_batch(works, power, seg, sim, bad=()):
 def test_batch_matches_single_runs():
     works = _batch_works()
     power = PowerConfig(_CAP, _V_ON, _V_OFF, 3.3, v_initial=_V_ON)
-    sim = SimConfig(until_s=20.0)
+    sim = SimConfig(dispatch="greedy", until_s=20.0)
     batch = _check_batch(works, power, hv.constant(1e-3), sim, bad={2})
     assert batch.completed.tolist() == [True, True, False, True, False, True]
     assert batch.power_cycles[1] >= 10 and batch.units_lost[1] >= 9
@@ -254,7 +254,7 @@ def test_batch_with_a_unit_stuck_under_leakage():
              make_work([0.01, 1.0], [[1e-6, 0, 0], [1.1e-3, 0, 0]], boot_s=1e-4, boot_J=1e-9),
              make_work([0.005] * 40, [[2e-5, 0, 0]] * 40, layers=[2] * 40)]
     power = PowerConfig(_CAP, _V_ON, _V_OFF, _V_ON, leakage_A=1e-4, v_initial=_V_ON)
-    batch = _check_batch(works, power, hv.constant(1e-3), SimConfig(until_s=100.0), bad={1})
+    batch = _check_batch(works, power, hv.constant(1e-3), SimConfig(dispatch="greedy", until_s=100.0), bad={1})
     assert "failed twice" in str(batch.error(1))
     assert batch.completed.tolist() == [True, False, True]
 
@@ -265,7 +265,7 @@ def test_batch_with_a_unit_stuck_under_leakage():
 def test_batch_periodic_inferences(seg):
     works = [w for i, w in enumerate(_batch_works()) if i not in (2, 4)]
     power = PowerConfig(_CAP, _V_ON, _V_OFF, 3.3, leakage_A=1e-7, v_initial=0.0, converter_efficiency=0.85)
-    sim = SimConfig(inferences=3, until_s=30.0, period_s=0.75)
+    sim = SimConfig(dispatch="greedy", inferences=3, until_s=30.0, period_s=0.75)
     batch = _check_batch(works, power, seg, sim)
     for i in range(len(works)):
         res = batch.result(i)
@@ -277,7 +277,7 @@ def test_batch_periodic_inferences(seg):
 
 def test_batch_needs_a_workload():
     with pytest.raises(ValueError):
-        oracle.simulate_batch([], PowerConfig(_CAP, _V_ON, _V_OFF, 3.3), hv.constant(1e-3), SimConfig())
+        oracle.simulate_batch([], PowerConfig(_CAP, _V_ON, _V_OFF, 3.3), hv.constant(1e-3), SimConfig(dispatch="greedy"))
 
 
 # ---------------------------------------------------------------------------------------------

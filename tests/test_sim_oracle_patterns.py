@@ -58,7 +58,7 @@ def test_pattern_shortcut_is_taken_and_agrees_under_the_inas_supply():
     work = _two_kinds(400)
     power = PowerConfig(1e-3, 2.99, 2.8, 3.0)
     seg = hv.thevenin(3.0, 52.0)
-    sim = SimConfig(until_s=1e5)
+    sim = SimConfig(dispatch="greedy", until_s=1e5)
     r_des, _log, r_ora = both(work, power, seg, sim)
     assert_agree(r_des, r_ora)
     assert r_ora["completed"] and r_ora["power_cycles"] == 1
@@ -71,7 +71,7 @@ def test_brownouts_inside_patterns_agree():
     work = _two_kinds(300, p=(5e-3, 12e-3))
     power = PowerConfig(470e-6, 3.0, 2.4, 3.3, leakage_A=1e-6)
     seg = hv.thevenin(3.3, 900.0)
-    sim = SimConfig(until_s=1e5)
+    sim = SimConfig(dispatch="greedy", until_s=1e5)
     r_des, _log, r_ora = both(work, power, seg, sim)
     assert_agree(r_des, r_ora)
     assert r_ora["power_cycles"] > 10 and r_ora["units_lost"] > 5
@@ -84,6 +84,6 @@ def test_until_s_and_a_trace_change_inside_the_repeats_agree():
     power = PowerConfig(1e-3, 2.9, 2.5, 3.0, v_initial=2.9)
     seg = hv.from_samples(np.array([0.0, 7.3]), np.array([9e-3, 2e-2]), False, "trace")
     for until in (5.0, 13.71, 1e4):
-        sim = SimConfig(until_s=until)
+        sim = SimConfig(dispatch="greedy", until_s=until)
         r_des, _log, r_ora = both(work, power, seg, sim)
         assert_agree(r_des, r_ora)

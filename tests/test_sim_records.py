@@ -95,7 +95,7 @@ def test_oracle_named_counters_and_run_record():
     work = _work()
     power = PowerConfig(1e-4, 3.0, 2.0, 3.3, v_initial=3.0)
     seg = hv.constant(1e-3)
-    sim = SimConfig(until_s=100.0)
+    sim = SimConfig(dispatch="greedy", until_s=100.0)
     res_des, _ = des.simulate(work, power, seg, sim)
     assert oracle.INT_COLS[3:] == oracle.COUNTERS and oracle.FLOAT_COLS[2:2 + oracle.N_ACC] == oracle.ACCUMULATORS
     pop = oracle.Population([work])
@@ -122,7 +122,7 @@ def test_oracle_named_counters_and_run_record():
 def test_event_log_records_and_named_columns():
     work = _work()
     power = PowerConfig(1e-4, 3.0, 2.0, 3.3, v_initial=0.0)
-    res, log = des.simulate(work, power, hv.constant(1e-3), SimConfig(until_s=100.0), log=True)
+    res, log = des.simulate(work, power, hv.constant(1e-3), SimConfig(dispatch="greedy", until_s=100.0), log=True)
     assert all(isinstance(ev, des.Event) for ev in log)
     first = log[0]
     assert first.kind == "charge" and first.outcome == "power_good"
