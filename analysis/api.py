@@ -432,8 +432,8 @@ class SweepResult:
     (e.g. ``power.capacitor_F``), ``completed``, ``error`` ("" or why the point could not run),
     ``latency_s`` (s), ``power_cycles``, ``on_time_s`` / ``off_time_s`` (s), ``units``,
     ``units_reexecuted``, ``meets_deadline``, ``harvested_J`` / ``consumed_J`` (J) and
-    ``E_<category>_J`` (J per energy category); the ``rows`` of ``aidi sweep --json``.
-    ``keys``: the swept keys (``section.key``), ``grid``: their values; ``boundary``: along the first key,
+    ``E_<category>_J`` (J per energy category), ``designs`` (the executed designs, "layer
+    Tr_Tc_Tm_Tn_order_S; ..."); the ``rows`` of ``aidi sweep --json``.  ``keys``: the swept keys (``section.key``), ``grid``: their values; ``boundary``: along the first key,
     the smallest value tried at which the run completes (``completes``) / meets the deadline
     (``meets_deadline``; None when none does), the largest value below it (``completes_below``,
     ``meets_deadline_below``; None when it is the lower end of the range tried, so only a bound),
@@ -480,14 +480,18 @@ def _grid(grid: Mapping[str, Any] | Sequence[str]) -> dict[str, list]:
 
 
 def sweep(scenario: Any, grid: Mapping[str, Any] | Sequence[str], engine: str = "oracle", workers: int = 1,
-          dask: str | None = None, progress: Callable[[int, int], None] | None = None) -> SweepResult:
+          dask: str | None = None, progress: Callable[[int, int], None] | None = None,
+          reoptimize: bool = False) -> SweepResult:
     """Run a grid of scenario variants, as ``aidi sweep SCENARIO --set KEY=V1,V2 ... --json`` does.
 
     ``grid``: ``{"power.capacitor_F": [4.7e-6, 1e-5], "power.v_on": [3.0, 3.3]}`` (the product is run;
     the shortcuts of :data:`aidi.analysis.sweep.SHORTCUTS` such as ``capacitor_F`` work; a single value
     is a one-point axis) or the CLI's ``["power.capacitor_F=4.7e-6,1e-5"]``.  ``engine``: "oracle" or
     "des"; ``workers``: local processes; ``dask``: a scheduler address or "local";
-    ``progress(done, total)`` is called after each point.
+    ``progress(done, total)`` is called after each point.  ``reoptimize``: choose each point's "auto"
+    designs under its own power (``aidi sweep --reoptimize``); by default every point keeps the designs the
+    scenario gets under its own power (for power, harvester and run keys: one workload, built once and
+    evaluated per point; the ``designs`` column names them).
 
     Every value is validated before any work starts: a bad one raises :class:`UserError` naming the
     key.  A point that cannot run (nothing fits, no progress) is a row with ``error``, not an error.
@@ -502,15 +506,16 @@ def sweep(scenario: Any, grid: Mapping[str, Any] | Sequence[str], engine: str = 
         for v in vals:
             sc.replace({key: v})
     with _user_errors(ctx):
-        df = sw.run_sweep(sc, g, workers=workers, dask=dask, engine=engine, progress=progress)
-    data = sweep_summary(sc.name, g, df)
+        df = sw.run_sweep(sc, g, workers=workers, dask=dask, engine=engine, progress=progress, reoptimize=reoptimize)
+    data = sweep_summary(sc.name, g, df, reoptimize)
     return SweepResult(scenario=sc.name, engine=engine, keys=tuple(g), grid=g, table=df, boundary=data["boundary"],
                        json=data)
 
 
-def sweep_summary(name: str, grid: Mapping[str, list], table: "pd.DataFrame") -> dict:
-    """The ``aidi sweep --json`` object of a sweep's table: scenario, points, keys, boundary (along the first
-    key, :func:`aidi.analysis.sweep.boundary_summary`) and rows (undefined numbers None)."""
+def sweep_summary(name: str, grid: Mapping[str, list], table: "pd.DataFrame", reoptimize: bool = False) -> dict:
+    """The ``aidi sweep --json`` object of a sweep's table: scenario, points, keys, reoptimize (whether each
+    point's designs were chosen under its own power), boundary (along the first key,
+    :func:`aidi.analysis.sweep.boundary_summary`) and rows (undefined numbers None)."""
     from . import jsonout
     from . import sweep as sw
 
@@ -518,6 +523,7 @@ def sweep_summary(name: str, grid: Mapping[str, list], table: "pd.DataFrame") ->
         "scenario": name,
         "points": len(table),
         "keys": list(grid),
+        "reoptimize": bool(reoptimize),
         "boundary": sw.boundary_summary(table, next(iter(grid))),
         "rows": table.where(table.notna(), None).to_dict(orient="records"),
     })

@@ -246,6 +246,9 @@ def sweep(
     workers: int = typer.Option(1, help="local worker processes (or Dask workers with --dask local)"),
     dask: Optional[str] = typer.Option(None, "--dask", **DASK_OPTION),
     engine: Engine = typer.Option(Engine.oracle, help="oracle or des"),
+    reoptimize: bool = typer.Option(False, "--reoptimize",
+                                    help="choose each point's \"auto\" designs under its own power (default: keep "
+                                         "the scenario's own designs at every power point: one workload, built once)"),
     as_json: bool = typer.Option(False, "--json"),
     out: Optional[Path] = typer.Option(None, help="write sweep.csv, sweep.parquet and the sweep figure here"),
     force: bool = typer.Option(False, "--force", help=FORCE_HELP),
@@ -268,9 +271,10 @@ def sweep(
             for v in grid[key]:
                 sc.with_values(**{key: v})
         with Progress("aidi sweep") as prog, prog.task("points", len(sw.points(grid))) as task:
-            df = sw.run_sweep(sc.path, grid, workers=workers, dask=dask, engine=engine, progress=task.callback())
+            df = sw.run_sweep(sc.path, grid, workers=workers, dask=dask, engine=engine, progress=task.callback(),
+                              reoptimize=reoptimize)
     key = next(iter(grid))
-    summary = sweep_summary(sc.name, grid, df)  # the Python API's SweepResult.json
+    summary = sweep_summary(sc.name, grid, df, reoptimize)  # the Python API's SweepResult.json
     if out is not None:
         df.to_csv(out / "sweep.csv", index=False)
         df.to_parquet(out / "sweep.parquet", index=False)
@@ -280,6 +284,8 @@ def sweep(
         _print_json(summary)
     else:
         report.print_sweep(df, summary, out)
+        for line in sw.describe_designs(df, sc.name, reoptimize):
+            print(line)
 
 
 @app.command("emit-c")

@@ -74,6 +74,12 @@ def plan_cache():
     return _PLANS
 
 
+def reset_plan_cache() -> None:
+    """Forget this process's plans (a benchmark's cold start)."""
+    global _PLANS
+    _PLANS = None
+
+
 def point_errors() -> tuple[type[BaseException], ...]:
     """What makes a point a row with an error instead of a crash: a user's value or an infeasible point."""
     from .errors import user_errors
@@ -81,26 +87,31 @@ def point_errors() -> tuple[type[BaseException], ...]:
     return (ValueError, *user_errors())
 
 
-def evaluate_point(scenario_path: str, overrides: dict[str, Any], engine: str = "oracle", plans=None) -> dict:
-    """Build and simulate one variant; returns a flat row.
+#: sections, and keys of [execution], that leave a point's workload alone: the capacitor and thresholds, the
+#: harvester, the run and the dispatch policy.  Any other key (model, device, tiles, loop order, hyper-tile,
+#: backend ...) makes its own workload.
+POWER_SECTIONS = ("power", "harvester", "sim")
+POWER_KEYS = ("execution.dispatch", "execution.dispatch_margin")
 
-    A point that cannot run (a bad value, nothing fits, no progress) is a row with
-    ``error``; any other exception is a bug and propagates.  ``plans``: the
-    :class:`~aidi.models.hardware.PlanCache` to plan through (default: this
-    process's, so points with the same structure and designs plan once).
-    """
-    from . import pipeline
 
-    row: dict[str, Any] = dict(overrides)
-    try:
-        sc = pipeline.load_scenario(scenario_path).with_values(**overrides)
-        built = pipeline.build(sc, plans=plan_cache() if plans is None else plans)
-        res, _ = pipeline.simulate(built, engine=engine, functional=False, log=False)
-    except point_errors() as exc:  # a point that cannot run is a result, not a crash
-        row.update({"completed": False, "error": str(exc).splitlines()[0]})
-        return row
+def is_power_key(key: str) -> bool:
+    """Whether sweeping ``key`` (``section.key``) leaves the workload alone once the designs are fixed."""
+    return key.partition(".")[0] in POWER_SECTIONS or key in POWER_KEYS
+
+
+def designs_text(hw) -> str:
+    """``"name Tr_Tc_Tm_Tn_order_S; ..."``: the executed designs of a :class:`~aidi.models.hardware.Hardware`
+    (or :class:`~aidi.analysis.pipeline.Built`)."""
+    from .explore import design_name
+
+    return "; ".join(f"{name} {design_name(ly.design)}" for name, ly in zip(hw.graph.layer_names, hw.plan.layers))
+
+
+def _row(overrides: dict[str, Any], res: dict, designs: str) -> dict:
+    """One sweep row: the point's values, then what the engine's result dict says."""
     e = res["energy_J"]
-    row.update({
+    return {
+        **overrides,
         "completed": res["completed"],
         "error": "",
         "latency_s": res["latency_s"],
@@ -113,15 +124,179 @@ def evaluate_point(scenario_path: str, overrides: dict[str, Any], engine: str = 
         "harvested_J": e["harvested"],
         "consumed_J": e["consumed"],
         **{f"E_{k}_J": v for k, v in e["by_category"].items()},
-    })
-    return row
+        "designs": designs,
+    }
+
+
+def _error_row(overrides: dict[str, Any], exc: BaseException, designs: str = "") -> dict:
+    return {**overrides, "completed": False, "error": str(exc).splitlines()[0], "designs": designs}
+
+
+def _compose(sc, plans, segments=None, designs=None):
+    """The point's :class:`~aidi.models.hardware.Hardware` (as :func:`aidi.analysis.pipeline.build` composes it,
+    or with ``designs`` fixed); UserError naming the file if it cannot be built."""
+    from aidi.models import hardware
+
+    from . import pipeline
+
+    qm = pipeline.load_model(sc)[1]
+    seg = segments if segments is not None else sc.harvester.segments()
+    try:
+        return hardware.compose(sc, qm, segments=seg, cache=plans, designs=designs)
+    except ValueError as exc:
+        raise UserError(f"{sc.path.name}: {str(exc).splitlines()[0]}") from None
+
+
+def _simulate(engine: str, work, sc, seg) -> dict:
+    from aidi.sim import des, oracle
+
+    if engine == "oracle":
+        return oracle.simulate(work, sc.power, seg, sc.sim)
+    return des.simulate(work, sc.power, seg, sc.sim)[0]
+
+
+def evaluate_point(scenario_path, overrides: dict[str, Any], engine: str = "oracle", plans=None,
+                   designs=None) -> dict:
+    """Build and simulate one variant on its own (the per-point path); returns a flat row.
+
+    The scenario is loaded, changed and built afresh, its designs are resolved under the point's own power
+    (``designs``: one per executed layer instead, as a sweep without ``reoptimize`` fixes them) and one
+    engine call simulates it.  A point that cannot run (a bad value, nothing fits, no progress) is a row
+    with ``error``; any other exception is a bug and propagates.  ``plans``: the
+    :class:`~aidi.models.hardware.PlanCache` to plan through (default: this process's, so points with the
+    same structure and designs plan once).  :func:`evaluate_points` gives the same rows, built once.
+    """
+    from . import pipeline
+
+    plans = plan_cache() if plans is None else plans
+    try:
+        sc = pipeline.load_scenario(scenario_path).with_values(**overrides)
+        # as the sweep always built a point (pipeline.build), or with the designs given
+        hw = pipeline.build(sc, plans=plans) if designs is None else _compose(sc, plans, designs=designs)
+    except point_errors() as exc:  # a point that cannot run is a result, not a crash
+        return _error_row(overrides, exc)
+    try:
+        res = _simulate(engine, hw.work, sc, hw.segments)
+    except point_errors() as exc:
+        return _error_row(overrides, exc, designs_text(hw))
+    return _row(overrides, res, designs_text(hw))
+
+
+class _FixedDesigns:
+    """The designs a point keeps without ``reoptimize``: those its own model, device and ``[execution]`` values
+    get under the base scenario's power, harvester, run and dispatch policy (for a sweep over power keys only,
+    the base scenario's own choice, as ``aidi run`` makes it); resolved once per distinct set of structural
+    values (the point's non-power keys)."""
+
+    def __init__(self, base, segments: Callable):
+        self.base, self.segments = base, segments
+        self._by_structure: dict[str, Any] = {}
+
+    def __call__(self, overrides: dict[str, Any]):
+        """The designs (a list), or raise the point error resolving them gave."""
+        from aidi.models import hardware
+
+        from . import pipeline
+
+        structural = {k: v for k, v in overrides.items() if not is_power_key(k)}
+        key = repr(sorted(structural.items()))
+        if key not in self._by_structure:
+            try:
+                ref = self.base.with_values(**structural) if structural else self.base
+                qm = pipeline.load_model(ref)[1]
+                try:
+                    designs = hardware.resolve(ref, qm, segments=self.segments(ref.harvester))
+                except ValueError as exc:
+                    raise UserError(f"{ref.path.name}: {str(exc).splitlines()[0]}") from None
+            except point_errors() as exc:
+                designs = UserError(f"{str(exc).splitlines()[0]} (the designs are chosen under the scenario's "
+                                    f"own power; --reoptimize chooses them per point)")
+            self._by_structure[key] = designs
+        out = self._by_structure[key]
+        if isinstance(out, BaseException):
+            raise out
+        return out
+
+
+def evaluate_points(scenario_path, pts: list[dict[str, Any]], engine: str = "oracle", reoptimize: bool = False,
+                    tick: Callable[[], None] | None = None) -> list[dict]:
+    """Rows of many points (in order), each workload built once.
+
+    The base scenario is loaded once; each point is the base changed by its values.  Without ``reoptimize``
+    a point keeps fixed designs (:class:`_FixedDesigns`: the base scenario's own choice when only power keys
+    change), so points that change only power keys (:func:`is_power_key`) share one plan and Workload;
+    with ``reoptimize`` each point's "auto" designs are chosen under its own power (as :func:`evaluate_point`
+    without ``designs``) and points whose designs agree share a Workload.  Under the oracle, each distinct
+    Workload is compiled once (:class:`aidi.sim.oracle.Population`) and evaluated under each of its points'
+    power, harvester and run values, one compiled call per point; the SimPy model (``des``) runs point by
+    point.  Every row equals :func:`evaluate_point`'s for the same point and designs (to the last bit:
+    the same arithmetic).  ``tick()`` is called after each point.
+    """
+    from aidi.sim import oracle
+
+    from . import pipeline
+
+    base = pipeline.load_scenario(scenario_path)
+    plans = plan_cache()
+    seg_by_harvester: dict[Any, Any] = {}
+
+    def segments(harvester):
+        if harvester not in seg_by_harvester:
+            seg_by_harvester[harvester] = harvester.segments()
+        return seg_by_harvester[harvester]
+
+    fixed = None if reoptimize else _FixedDesigns(base, segments)
+    rows: list[dict | None] = [None] * len(pts)
+    ready = []  # (index, point's scenario, Hardware)
+    for i, p in enumerate(pts):
+        try:
+            sc = base.with_values(**p)
+            hw = _compose(sc, plans, segments(sc.harvester), None if fixed is None else fixed(p))
+        except point_errors() as exc:
+            rows[i] = _error_row(p, exc)
+            if tick:
+                tick()
+            continue
+        ready.append((i, sc, hw))
+    populations: dict[int, Any] = {}  # by id of the Workload (the plan cache hands one object per plan)
+    for i, sc, hw in ready:
+        text = designs_text(hw)
+        try:
+            if engine == "oracle":
+                key = id(hw.work)
+                if key not in populations:
+                    populations[key] = oracle.Population([hw.work])
+                res = populations[key].evaluate(sc.power, hw.segments, sc.sim).result(0)
+            else:
+                res = _simulate(engine, hw.work, sc, hw.segments)
+        except point_errors() as exc:
+            rows[i] = _error_row(pts[i], exc, text)
+        else:
+            rows[i] = _row(pts[i], res, text)
+        if tick:
+            tick()
+    return rows  # type: ignore[return-value]
+
+
+def _chunks(n: int, workers: int, engine: str) -> list[list[int]]:
+    """Point indices per task for worker processes: one point per task under the SimPy model (long points),
+    otherwise about four tasks per worker (each builds its workloads once; progress advances per task)."""
+    size = 1 if engine != "oracle" else max(1, -(-n // (4 * workers)))
+    return [list(range(a, min(a + size, n))) for a in range(0, n, size)]
 
 
 def run_sweep(scenario_path: str | Path, grid: dict[str, list[Any]], workers: int = 1, dask: str | None = None,
-              engine: str = "oracle", progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
-    """Run every grid point; one row per point, in grid order.
+              engine: str = "oracle", progress: Callable[[int, int], None] | None = None,
+              reoptimize: bool = False) -> pd.DataFrame:
+    """Run every grid point (:func:`evaluate_points`); one row per point, in grid order.
 
-    ``scenario_path``: a scenario file, a shipped name, or a loaded Scenario (sent to the workers as is)."""
+    ``scenario_path``: a scenario file, a shipped name, or a loaded Scenario (sent to the workers as is).
+    ``reoptimize``: choose each point's "auto" designs under its own power (default: keep the base scenario's,
+    see :func:`evaluate_points`).  ``workers`` / ``dask``: split the points into tasks (:func:`_chunks`) run
+    in worker processes; each task builds its workloads once, so a sweep over power keys only is fastest
+    in one process (worker start-up costs seconds, a point a fraction of a millisecond).  Every path gives
+    the same frame.  ``progress(done, total)`` is called as points finish.
+    """
     pts = points(grid)
     path = str(scenario_path) if isinstance(scenario_path, (str, Path)) else scenario_path
     rows: list[dict | None] = [None] * len(pts)
@@ -135,15 +310,37 @@ def run_sweep(scenario_path: str | Path, grid: dict[str, list[Any]], workers: in
 
     with executor(workers, dask) as pool:
         if pool is None:
-            for i, p in enumerate(pts):
-                rows[i] = evaluate_point(path, p, engine)
-                tick()
+            rows = evaluate_points(path, pts, engine, reoptimize, tick)
         else:
-            futs = {pool.submit(evaluate_point, path, p, engine): i for i, p in enumerate(pts)}
+            futs = {pool.submit(evaluate_points, path, [pts[j] for j in c], engine, reoptimize): c
+                    for c in _chunks(len(pts), workers, engine)}
             for fut in pool.as_completed(list(futs)):
-                rows[futs[fut]] = fut.result()
-                tick()
+                for j, row in zip(futs[fut], fut.result()):
+                    rows[j] = row
+                    tick()
     return pd.DataFrame(rows)
+
+
+def run_sweep_per_point(scenario_path: str | Path, grid: dict[str, list[Any]], engine: str = "oracle",
+                        plans=None) -> pd.DataFrame:
+    """The sweep as it ran before it built once: every point loaded, built (designs resolved under its own
+    power, as ``reoptimize``) and simulated on its own by :func:`evaluate_point`, in one process.  Kept as
+    the baseline of ``aidi bench``'s sweep entry and as the reference the batched rows are tested against."""
+    path = str(scenario_path) if isinstance(scenario_path, (str, Path)) else scenario_path
+    return pd.DataFrame([evaluate_point(path, p, engine, plans) for p in points(grid)])
+
+
+def describe_designs(df: pd.DataFrame, scenario: str, reoptimize: bool) -> list[str]:
+    """Which designs a sweep ran (the ``designs`` column), in a line or a few."""
+    sets = [d for d in dict.fromkeys(df.get("designs", pd.Series(dtype=object)).tolist()) if d]
+    if reoptimize:
+        head = f"designs chosen per point under its own power (--reoptimize): {len(sets)} distinct set(s)"
+    else:
+        head = (f"designs: {scenario}'s own choice under its own power, kept at every point "
+                f"(--reoptimize chooses them per point)")
+    if len(sets) == 1:
+        return [f"{head}: {sets[0]}"]
+    return [f"{head}; per point in the designs column"] if sets else [head]
 
 
 def feasibility_boundary(df: pd.DataFrame, key: str, deadline: bool = False) -> Any:

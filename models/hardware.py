@@ -183,12 +183,21 @@ class Hardware:
 
 
 def compose(sc, layers, *, input_shape=None, segments: Segments | None = None, continuous: bool = False,
-            cache: PlanCache | None = None) -> Hardware:
-    """Designs (:func:`resolve`), plan and Workload of ``layers`` under scenario ``sc``; ValueError if infeasible."""
+            cache: PlanCache | None = None, designs: list[ExecutionDesign] | None = None) -> Hardware:
+    """Designs (:func:`resolve`), plan and Workload of ``layers`` under scenario ``sc``; ValueError if infeasible.
+
+    ``designs``: one per executed layer, used instead of resolving the scenario's ``[execution]`` values
+    (a sweep keeps the base scenario's designs across power points); the power budget is checked all the same.
+    """
     platform = sc.device.make_platform()
     seg = segments if segments is not None else sc.harvester.segments()
     geoms = geoms_of(layers, input_shape)
-    designs = resolve(sc, geoms, platform=platform, segments=seg, continuous=continuous)
+    if designs is None:
+        designs = resolve(sc, geoms, platform=platform, segments=seg, continuous=continuous)
+    else:
+        design_power(sc, platform, seg, continuous)  # the budget check resolve makes
+        if len(designs) != len(geoms):
+            raise ValueError(f"designs: {len(designs)} given for {len(geoms)} executed layers")
     p = plan(geoms, designs, platform, sc.device.sram_budget_bytes, sc.execution.backend, cache)
     return Hardware(platform, seg, unit_energy_budget(sc.power, platform), designs, p.plan, p.graph, p.work)
 

@@ -29,9 +29,10 @@ def test_parse_sets_grid_and_errors():
 def test_sweep_local_processes_equal_dask_local_cluster():
     path = loader.load("rf-intermittent").path
     grid = {"power.capacitor_F": [2.2e-6, 4.7e-6, 1e-5]}
-    a = sweep.run_sweep(path, grid, workers=1)
-    b = sweep.run_sweep(path, grid, workers=2)
-    c = sweep.run_sweep(path, grid, workers=2, dask="local")
+    # designs chosen per capacitor, so the boundary is the network's (the default keeps the 100 uF designs)
+    a = sweep.run_sweep(path, grid, workers=1, reoptimize=True)
+    b = sweep.run_sweep(path, grid, workers=2, reoptimize=True)
+    c = sweep.run_sweep(path, grid, workers=2, dask="local", reoptimize=True)
     pd.testing.assert_frame_equal(a, b)
     pd.testing.assert_frame_equal(a, c)
     # the smallest capacitor cannot hold any unit; the boundary is the next one
@@ -44,10 +45,10 @@ def test_sweep_local_processes_equal_dask_local_cluster():
 
 def test_sweep_cli_writes_files(tmp_path):
     r = runner.invoke(app, ["sweep", "rf-intermittent", "--set", "power.capacitor_F=4.7e-6,1e-5", "--json",
-                            "--out", str(tmp_path)])
+                            "--out", str(tmp_path), "--reoptimize"])
     assert r.exit_code == 0, r.output
     res = json.loads(r.stdout)
-    assert res["points"] == 2 and res["boundary"]["completes"] == 4.7e-6
+    assert res["points"] == 2 and res["boundary"]["completes"] == 4.7e-6 and res["reoptimize"] is True
     assert (tmp_path / "sweep.csv").exists() and (tmp_path / "sweep.parquet").exists()
     assert "latency" in (tmp_path / "sweep.html").read_text()
 
@@ -88,10 +89,14 @@ def test_sweep_plans_once_per_structure_and_equals_per_point_rebuild(monkeypatch
     rebuilt = pd.DataFrame([sweep.evaluate_point(path, p, plans=hardware.PlanCache()) for p in sweep.points(grid)])
     assert len(calls) == 8
     pd.testing.assert_frame_equal(df, rebuilt)
-    # a capacitor changes the per-cycle budget, so "auto" designs may change: one plan per distinct design set
-    calls = _counting_plans(monkeypatch)
+    # a capacitor changes the per-cycle budget, so re-optimised "auto" designs may change: one plan per distinct
+    # design set; by default every point keeps the scenario's own designs: one plan
     caps = {"power.capacitor_F": [1e-3, 1.2e-3, 2e-3, 4e-3]}
-    df = sweep.run_sweep(path, caps, workers=1)
+    calls = _counting_plans(monkeypatch)
+    fixed = sweep.run_sweep(path, caps, workers=1)
+    assert len(calls) == 1 and fixed["designs"].nunique() == 1
+    calls = _counting_plans(monkeypatch)
+    df = sweep.run_sweep(path, caps, workers=1, reoptimize=True)
     sc = loader.load(path)
     qm = pipeline.load_model(sc)[1]
     distinct = {tuple(hardware.resolve(sc.with_values(**p), qm)) for p in sweep.points(caps)}
@@ -114,7 +119,8 @@ def test_sweep_point_bug_propagates_infeasible_point_is_a_row(monkeypatch):
     monkeypatch.setattr(oracle, "simulate", bug)
     with pytest.raises(ZeroDivisionError):
         sweep.evaluate_point(path, {"power.capacitor_F": 1e-5})
-    with pytest.raises(ZeroDivisionError):
+    with monkeypatch.context() as m, pytest.raises(ZeroDivisionError):
+        m.setattr(oracle.Population, "evaluate", bug)  # the batched path's engine call
         sweep.run_sweep(path, {"power.capacitor_F": [1e-5]}, workers=1)
     monkeypatch.setattr(hardware, "plan_network", lambda *a, **k: None.plan)  # a TypeError-like AttributeError
     with pytest.raises(AttributeError):

@@ -70,7 +70,7 @@ def test_unordered_values_say_where_they_succeed():
 
 
 def test_sweep_cli_words_and_json(tmp_path):
-    args = ["sweep", "rf-intermittent", "--set", "capacitor_F=4.7e-6,1e-5"]
+    args = ["sweep", "rf-intermittent", "--set", "capacitor_F=4.7e-6,1e-5", "--reoptimize"]
     r = runner.invoke(app, args)
     assert r.exit_code == 0, r.output
     assert "completes already at 4.7e-06, the lower end of the range tried" in " ".join(r.stdout.split())
