@@ -249,27 +249,62 @@ def bench_functional(quick: bool = False) -> dict:
 
 
 def bench_sweep(quick: bool = False) -> dict:
-    """Sweep throughput (points/s) with 1 and 2 local workers on the same grid."""
-    from aidi.analysis import sweep
+    """Capacitor-sweep throughput (points/s) on rf-intermittent, 12 points (4 with ``quick``), one process.
+
+    Baseline (same run): the per-point path the sweep had before it built once
+    (:func:`aidi.analysis.sweep.run_sweep_per_point`: each point loaded, built with its designs chosen under
+    its own power, and simulated by one ``oracle.simulate``).  Against it: ``aidi sweep``'s default (the base
+    scenario's designs kept, one workload, one compiled Population evaluated per point), ``--reoptimize``
+    (designs chosen per point, one Population per distinct workload; the baseline's rows), and the per-point
+    path with the default's fixed designs (the same rows as the default, built per point).  Each run starts
+    with the optimizer's memo and the plan caches empty; compilation and the model are warm (both paths
+    share them).  The worker-process rows time ``aidi sweep --workers 2``, whose start-up a sweep this short
+    does not repay.
+    """
+    import pandas as pd
+
+    from aidi.analysis import pipeline, sweep
+    from aidi.models import design_search, hardware
     from aidi.scenarios import loader
 
-    path = loader.load("rf-intermittent").path
-    caps = list(np.geomspace(4.7e-6, 1e-3, 4 if quick else 12))
-    grid = {"power.capacitor_F": [float(c) for c in caps]}
-    sweep.run_sweep(path, {"power.capacitor_F": caps[:1]})  # warm caches
-    out = {"points": len(caps)}
-    from aidi.analysis import pipeline
-    from aidi.models import design_search
+    sc = loader.load("rf-intermittent")
+    path = str(sc.path)
+    caps = [float(c) for c in np.geomspace(4.7e-6, 1e-3, 4 if quick else 12)]
+    grid = {"power.capacitor_F": caps}
+    fixed = hardware.resolve(sc, pipeline.load_model(sc)[1])
 
-    for workers in (1, 2):
-        # same start for both: forked workers would otherwise inherit designs found by the first run
+    def cold():
+        design_search._rank_layer_cached.cache_clear()
         design_search._search_cached.cache_clear()
-        pipeline._model.cache_clear()
-        t0 = time.perf_counter()
-        sweep.run_sweep(path, grid, workers=workers)
-        out[f"points_per_s_{workers}_workers"] = len(caps) / (time.perf_counter() - t0)
-    out["speedup_2_vs_1"] = out["points_per_s_2_workers"] / out["points_per_s_1_workers"]
-    return out
+        sweep.reset_plan_cache()
+
+    runs = {
+        "per_point": lambda: sweep.run_sweep_per_point(path, grid, plans=hardware.PlanCache()),
+        "per_point_fixed": lambda: pd.DataFrame([sweep.evaluate_point(path, p, plans=hardware.PlanCache(),
+                                                                      designs=fixed) for p in sweep.points(grid)]),
+        "batched": lambda: sweep.run_sweep(path, grid),
+        "batched_reoptimize": lambda: sweep.run_sweep(path, grid, reoptimize=True),
+    }
+    for fn in runs.values():  # warm-up: compilation, the model, the trace file's page cache
+        cold()
+        fn()
+    best = {}
+    for name, fn in runs.items():
+        best[name] = _best(lambda: (cold(), fn()), 1 if quick else 3)
+    cold()
+    t_workers = _best(lambda: sweep.run_sweep(path, grid, workers=2), 1)
+    n = len(caps)
+    return {
+        "points": n,
+        "per_point_points_per_s": n / best["per_point"],
+        "batched_points_per_s": n / best["batched"],
+        "speedup_batched_vs_per_point": best["per_point"] / best["batched"],
+        "batched_reoptimize_points_per_s": n / best["batched_reoptimize"],
+        "speedup_reoptimize_vs_per_point": best["per_point"] / best["batched_reoptimize"],
+        "per_point_fixed_designs_points_per_s": n / best["per_point_fixed"],
+        "speedup_batched_vs_per_point_fixed_designs": best["per_point_fixed"] / best["batched"],
+        "batched_2_workers_points_per_s": n / t_workers,
+    }
 
 
 def bench_inas_explorer(quick: bool = False) -> dict:
