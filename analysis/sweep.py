@@ -192,6 +192,11 @@ class _FixedDesigns:
         self.base, self.segments = base, segments
         self._by_structure: dict[str, Any] = {}
 
+    @staticmethod
+    def key(overrides: dict[str, Any]) -> str:
+        """What points with the same designs and workload share: their structural (non-power) values."""
+        return repr(sorted((k, v) for k, v in overrides.items() if not is_power_key(k)))
+
     def __call__(self, overrides: dict[str, Any]):
         """The designs (a list), or raise the point error resolving them gave."""
         from aidi.models import hardware
@@ -199,7 +204,7 @@ class _FixedDesigns:
         from . import pipeline
 
         structural = {k: v for k, v in overrides.items() if not is_power_key(k)}
-        key = repr(sorted(structural.items()))
+        key = self.key(overrides)
         if key not in self._by_structure:
             try:
                 ref = self.base.with_values(**structural) if structural else self.base
@@ -232,6 +237,7 @@ def evaluate_points(scenario_path, pts: list[dict[str, Any]], engine: str = "ora
     point.  Every row equals :func:`evaluate_point`'s for the same point and designs (to the last bit:
     the same arithmetic).  ``tick()`` is called after each point.
     """
+    from aidi.models import hardware
     from aidi.sim import oracle
 
     from . import pipeline
@@ -246,29 +252,43 @@ def evaluate_points(scenario_path, pts: list[dict[str, Any]], engine: str = "ora
         return seg_by_harvester[harvester]
 
     fixed = None if reoptimize else _FixedDesigns(base, segments)
+    built: dict[str, Any] = {}  # fixed designs: the Hardware of the first point of each structure
     rows: list[dict | None] = [None] * len(pts)
-    ready = []  # (index, point's scenario, Hardware)
+    ready = []  # (index, point's scenario, Hardware, its harvester's segments)
     for i, p in enumerate(pts):
         try:
             sc = base.with_values(**p)
-            hw = _compose(sc, plans, segments(sc.harvester), None if fixed is None else fixed(p))
+            seg = segments(sc.harvester)
+            if fixed is None:
+                hw = _compose(sc, plans, seg)
+            elif (key := fixed.key(p)) in built:  # same structure and designs: only the power budget to check
+                hw = built[key]
+                try:
+                    hardware.checked_energy_budget(sc.power, hw.platform)
+                except ValueError as exc:
+                    raise UserError(f"{sc.path.name}: {str(exc).splitlines()[0]}") from None
+            else:
+                hw = built[key] = _compose(sc, plans, seg, fixed(p))
         except point_errors() as exc:
             rows[i] = _error_row(p, exc)
             if tick:
                 tick()
             continue
-        ready.append((i, sc, hw))
+        ready.append((i, sc, hw, seg))
     populations: dict[int, Any] = {}  # by id of the Workload (the plan cache hands one object per plan)
-    for i, sc, hw in ready:
-        text = designs_text(hw)
+    texts: dict[int, str] = {}
+    for i, sc, hw, seg in ready:
+        if id(hw.work) not in texts:
+            texts[id(hw.work)] = designs_text(hw)
+        text = texts[id(hw.work)]
         try:
             if engine == "oracle":
                 key = id(hw.work)
                 if key not in populations:
                     populations[key] = oracle.Population([hw.work])
-                res = populations[key].evaluate(sc.power, hw.segments, sc.sim).result(0)
+                res = populations[key].evaluate(sc.power, seg, sc.sim).result(0)
             else:
-                res = _simulate(engine, hw.work, sc, hw.segments)
+                res = _simulate(engine, hw.work, sc, seg)
         except point_errors() as exc:
             rows[i] = _error_row(pts[i], exc, text)
         else:

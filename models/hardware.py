@@ -7,6 +7,7 @@ so the NAS judges a candidate on the designs ``aidi run`` would choose.
 Public API::
 
     unit_energy_budget(power, platform) -> float      # J a unit may use: E_cycle after the converter minus the boot
+    checked_energy_budget(power, platform) -> float   # the same, ValueError if the boot uses a whole cycle
     design_power(sc, platform, segments, continuous) -> (e_cycle_J, harvest_power_W)   # what "auto" designs fit
     resolve(sc, layers, ...) -> list[ExecutionDesign]  # the scenario's [execution] values, "auto" searched
     compose(sc, layers, ...) -> Hardware               # designs -> plan -> task graph -> Workload
@@ -49,6 +50,15 @@ def unit_energy_budget(power, platform: Platform) -> float:
     return power.e_cycle_J - platform.boot_energy_J
 
 
+def checked_energy_budget(power, platform: Platform) -> float:
+    """:func:`unit_energy_budget`; ValueError (naming ``power``) if the boot alone uses a whole power cycle."""
+    e_budget = unit_energy_budget(power, platform)
+    if e_budget <= 0:
+        raise ValueError(f"power: one power cycle ({power.e_cycle_J * 1e6:.3f} uJ) does not even cover the boot "
+                         f"({platform.boot_energy_J * 1e6:.3f} uJ): raise capacitor_F or v_on")
+    return e_budget
+
+
 def design_power(sc, platform: Platform, segments: Segments | None = None,
                  continuous: bool = False) -> tuple[float, float | None]:
     """``(e_cycle_J, harvest_power_W)`` the "auto" designs are searched for.
@@ -62,10 +72,7 @@ def design_power(sc, platform: Platform, segments: Segments | None = None,
     if continuous:
         return CONTINUOUS_E_CYCLE_J, None
     p = sc.power
-    e_budget = unit_energy_budget(p, platform)
-    if e_budget <= 0:
-        raise ValueError(f"power: one power cycle ({p.e_cycle_J * 1e6:.3f} uJ) does not even cover the boot "
-                         f"({platform.boot_energy_J * 1e6:.3f} uJ): raise capacitor_F or v_on")
+    e_budget = checked_energy_budget(p, platform)
     seg = segments if segments is not None else sc.harvester.segments()
     p_harvest = seg.typical_power(p.v_off, p.v_on) * p.converter_efficiency
     return e_budget, (p_harvest if p_harvest > 0 else None)
@@ -195,7 +202,8 @@ def compose(sc, layers, *, input_shape=None, segments: Segments | None = None, c
     if designs is None:
         designs = resolve(sc, geoms, platform=platform, segments=seg, continuous=continuous)
     else:
-        design_power(sc, platform, seg, continuous)  # the budget check resolve makes
+        if not continuous:
+            checked_energy_budget(sc.power, platform)  # the budget check resolve makes
         if len(designs) != len(geoms):
             raise ValueError(f"designs: {len(designs)} given for {len(geoms)} executed layers")
     p = plan(geoms, designs, platform, sc.device.sram_budget_bytes, sc.execution.backend, cache)
