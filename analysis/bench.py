@@ -345,15 +345,21 @@ BENCHMARKS = {"des": bench_des, "oracle": bench_oracle, "design_search": bench_d
               "functional": bench_functional, "sweep": bench_sweep, "inas_explorer": bench_inas_explorer}
 
 
-def run_all(quick: bool = False, progress=None) -> dict:
-    """Every benchmark in :data:`BENCHMARKS`; ``progress``: an :class:`aidi.analysis.progress.Progress`
-    (default: a new one on stderr) that reports each benchmark as it starts and finishes."""
+def run_all(quick: bool = False, progress=None, only=None) -> dict:
+    """Every benchmark in :data:`BENCHMARKS` (``only``: those names; UserError for an unknown one);
+    ``progress``: an :class:`aidi.analysis.progress.Progress` (default: a new one on stderr) that reports
+    each benchmark as it starts and finishes."""
+    from .errors import UserError
     from .progress import Progress
 
+    for name in only or ():
+        if name not in BENCHMARKS:
+            raise UserError(f"--only: unknown benchmark {name!r} (one of {', '.join(BENCHMARKS)})")
+    chosen = {k: v for k, v in BENCHMARKS.items() if not only or k in only}
     out = {}
-    with (progress or Progress("aidi bench")) as prog, prog.task("benchmarks", len(BENCHMARKS)) as task:
-        for name, fn in BENCHMARKS.items():
-            prog.log(f"benchmark {task.done + 1}/{len(BENCHMARKS)}: {name}")
+    with (progress or Progress("aidi bench")) as prog, prog.task("benchmarks", len(chosen)) as task:
+        for name, fn in chosen.items():
+            prog.log(f"benchmark {task.done + 1}/{len(chosen)}: {name}")
             out[name] = fn(quick)
             task.advance()
     return out

@@ -481,11 +481,14 @@ def _print_inas(res: dict, layers: str) -> None:
 
 @app.command()
 def bench(quick: bool = typer.Option(False, "--quick", help="small sizes"),
-          as_json: bool = typer.Option(False, "--json")) -> None:
+          as_json: bool = typer.Option(False, "--json"),
+          only: Optional[list[str]] = typer.Option(None, "--only", metavar="NAME",
+                                                   help="run only this benchmark (repeat for several), e.g. sweep")) -> None:
     """Benchmarks, each next to a baseline measured in the same run."""
     from . import bench as b
 
-    res = b.run_all(quick)
+    with one_line_errors():
+        res = b.run_all(quick, only=only)
     if as_json:
         _print_json(res)
     else:

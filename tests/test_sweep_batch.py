@@ -172,3 +172,28 @@ def test_cli_reoptimize_flag_and_designs_line():
     assert fixed["rows"][0]["designs"] in r.stdout.replace("\n", "")
     r = runner.invoke(app, args + ["--reoptimize"])
     assert "designs chosen per point under its own power (--reoptimize)" in r.stdout
+
+
+def test_bench_only_runs_the_named_benchmarks(monkeypatch):
+    from aidi.analysis import bench
+
+    monkeypatch.setattr(bench, "BENCHMARKS", {"a": lambda quick: {"x": 1.0}, "sweep": lambda quick: {"y": 2.0}})
+    r = runner.invoke(app, ["bench", "--only", "sweep", "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout) == {"sweep": {"y": 2.0}}
+    r = runner.invoke(app, ["bench", "--only", "swep"])
+    assert r.exit_code == 2
+    assert r.stderr.strip() == "aidi: error: --only: unknown benchmark 'swep' (one of a, sweep)"
+
+
+@pytest.mark.slow
+def test_bench_sweep_measures_both_paths_in_one_run():
+    from aidi.analysis import bench
+
+    res = bench.bench_sweep(quick=True)
+    assert res["points"] == 4
+    for k in ("per_point_points_per_s", "batched_points_per_s", "batched_reoptimize_points_per_s",
+              "per_point_fixed_designs_points_per_s", "batched_2_workers_points_per_s"):
+        assert res[k] > 0
+    assert res["speedup_batched_vs_per_point"] == pytest.approx(
+        res["batched_points_per_s"] / res["per_point_points_per_s"])
