@@ -1,9 +1,14 @@
-"""Parameter sweeps (``aidi sweep``): a grid of scenario variants, run in parallel.
+"""Parameter sweeps (``aidi sweep``): a grid of scenario variants, each workload built once.
 
-Points run on local processes (``workers``) or on a Dask cluster (``dask`` = an
-address like ``tcp://host:8786``, or ``"local"`` for a dask.distributed
-LocalCluster).  Results are one tidy pandas DataFrame, one row per point, in grid
-order whatever the execution order, so every path gives the same frame.
+By default every point keeps the designs its scenario gets under the base scenario's
+own power (``--reoptimize``: under the point's own power); points that share a
+workload share one plan and one compiled oracle Population, evaluated once per point
+(:func:`evaluate_points`).  :func:`evaluate_point` and :func:`run_sweep_per_point` keep
+the per-point path (the benchmark's baseline and the tests' reference).  Points may also
+run on local processes (``workers``) or on a Dask cluster (``dask`` = an address like
+``tcp://host:8786``, or ``"local"`` for a dask.distributed LocalCluster), which pays
+only for long points.  Results are one tidy pandas DataFrame, one row per point, in
+grid order whatever the execution order, so every path gives the same frame.
 """
 
 from __future__ import annotations
