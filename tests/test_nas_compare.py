@@ -117,8 +117,7 @@ def test_inas_search_trains_only_children_that_meet_the_requirement_and_keeps_th
     assert all(o["latency_s"] <= 2.0 for o in trained) and all(o["accuracy"] == 0 for o in h if not o["trained"])
     assert all(o["reward"] == -0.1 for o in h if not o["trained"])
     assert s.best == max(trained, key=lambda o: o["accuracy"]) and s.best_module == f"module {s.best['arch_id']}"
-    longest = max(o["train_s"] for o in h) + 0.05
-    assert budget <= s.result.wall_s <= budget + longest
+    assert budget <= s.result.wall_s <= budget + max(o["trial_s"] for o in h)  # within the budget + one trial
     one = run_inas_search(InasController(SPACE), hardware, train, 2.0, 0.0)
     assert one.result.evaluations == 1  # the first trial always runs
 

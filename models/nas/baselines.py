@@ -204,7 +204,7 @@ def scratch_trainer(data, seed: int, epochs: int) -> Callable[[Arch], tuple[Any,
 @dataclass
 class InasSearch:
     """What :func:`run_inas_search` evaluated (``result.history``: one objectives dict per trial, with
-    ``trained``, ``reward`` and ``train_s``), and the most accurate trained child (None if none was)."""
+    ``trained``, ``reward``, ``train_s`` and ``trial_s``), and the most accurate trained child (None if none was)."""
 
     result: SearchResult
     best: dict | None
@@ -231,6 +231,7 @@ def run_inas_search(controller, hardware: Callable[[Arch], dict], train: Callabl
     t0 = time.perf_counter()
     step = 0
     while (step == 0 or time.perf_counter() - t0 < budget_s) and (max_trials is None or step < max_trials):
+        t_trial = time.perf_counter()
         arch = controller.ask(1)[0]
         if getattr(controller, "last_repeated", False):
             rew.repeated()
@@ -257,7 +258,7 @@ def run_inas_search(controller, hardware: Callable[[Arch], dict], train: Callabl
                 best, best_module = obj, module
         obj["feasible"] = bool(obj["trained"])
         controller.tell([arch], [obj], [r])
-        obj.update(step=step, reward=r, moving_accuracy=rew.moving_acc)
+        obj.update(step=step, reward=r, moving_accuracy=rew.moving_acc, trial_s=time.perf_counter() - t_trial)
         res.history.append(obj)
         step += 1
         if progress:
