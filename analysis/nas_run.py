@@ -21,12 +21,14 @@ One search (:func:`run_nas`):
    (``aidi run OUT/scenario.toml`` and ``aidi emit-c OUT/scenario.toml`` load it).
 
 ``--compare`` (:func:`run_compare`) runs, for three latency requirements and
-with the same seed and budget, ours (weight sharing + KD + the chosen
-controller), an iNAS-style search (RL controller, each child trained from
-scratch for a few epochs, no KD, no weight sharing; the per-layer execution
-design search is the same) and an HW-NAS-style search (the same controller
-and accuracy, but latency and designs for continuous power; the winner is then
-deployed under the harvester with the best execution design found afterwards).
+under one wall-clock search budget per method and requirement (supernet
+training included in ours), ours (weight sharing + KD + the chosen
+controller), an iNAS-style search as iNAS describes it (its LSTM controller and
+reward, :mod:`aidi.models.nas.baselines`; latency and designs from iNAS's cost
+model and explorer, :mod:`aidi.analysis.inas`; children trained from scratch;
+the winner deployed with its iNAS designs) and an HW-NAS-style search (latency
+and designs for continuous power; the winner deployed under the harvester with
+our optimizer's designs).  Every winner is judged by our simulator.
 """
 
 from __future__ import annotations
