@@ -8,10 +8,12 @@ Controllers only see the search space (``sample`` / ``mutate`` / ``crossover``
                population of the most recent ``population`` candidates; a child
                is the mutation of the best of ``sample_size`` random members
                (optionally crossed with the runner-up); the oldest member dies.
-``rl``         iNAS's controller: an LSTM policy emits one categorical decision
-               per step (stage kind, kernel, filters, depth, ...), trained with
-               REINFORCE, an exponential moving-average baseline and an entropy
-               bonus.
+``rl``         an LSTM policy (iNAS's controller structure) emits one categorical
+               decision per step (stage kind, kernel, filters, depth, ...),
+               sampled, trained with REINFORCE, an exponential moving-average
+               baseline and an entropy bonus on :func:`reward`.  iNAS's own
+               controller (greedy choices, epsilon exploration, RMSProp, its
+               reward) is :class:`aidi.models.nas.baselines.InasController`.
 
 Every controller is seeded (``numpy.random.Generator``; the RL policy's
 initialisation and sampling use a seeded ``torch.Generator``) so a search is
