@@ -76,7 +76,8 @@ def test_compare_json(tmp_path):
     methods = {r["method"] for r in s["rows"]}
     assert methods == {"ours", "inas", "hwnas"}
     for r in s["rows"]:
-        assert r["search_s"] > 0 and r["evaluations"] == 4
+        # ours: --budget evaluations; the baselines search within ours' wall-clock time (iNAS-style: trials)
+        assert r["search_s"] > 0 and (r["evaluations"] == 4 if r["method"] == "ours" else r["evaluations"] >= 1)
         if r["meets"]:
             assert r["des_meets_requirement"] and r["latency_s"] <= r["requirement_s"]
 
