@@ -162,7 +162,9 @@ def test_scenario_runs_with_both_engines_agreeing_and_energy_balanced(tmp_path):
     n = 20_000  # 0.2 s: 1 mW, then nothing, repeated
     i = np.where(np.arange(n) < n // 2, 0.5e-3, 0.0)
     rec = record(tmp_path / "solar.h5", np.full(n, 2.0), i)
-    sc = loader.load(scenario(tmp_path, rec, "window_s = 0.005\nefficiency = 0.9\n"))
+    # greedy dispatch: the run must brown out (energy_aware would wait instead) to test the balance over cycles
+    sc = loader.load(scenario(tmp_path, rec, "window_s = 0.005\nefficiency = 0.9\n",
+                              sim='\n[execution]\ndispatch = "greedy"\n'))
     assert sc.harvester.kind == "shepherd" and sc.harvester.window_s == 0.005
     seg = sc.harvester.segments()
     assert seg.seg_t.shape == (40,) and seg.seg_p[0] == pytest.approx(0.9 * 1e-3, rel=1e-6)
