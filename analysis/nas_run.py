@@ -482,8 +482,10 @@ def pinned_deployment(sc, arch, designs: list[dict | None]) -> dict:
 
 
 # --------------------------------------------------------------------------- comparison
-def default_requirements(sc, space, requirement_s: float | None = None) -> list[float]:
-    """Three requirements between the smallest and the largest member's intermittent latency (geometric)."""
+def default_requirements(sc, space, requirement_s: float | None = None,
+                         fractions: tuple[float, ...] = COMPARE_FRACTIONS) -> list[float]:
+    """Requirements between the smallest and the largest member's intermittent latency (geometric; one per
+    fraction of the way, three by default)."""
     from aidi.models.hardware import HardwareEvaluator
 
     hw = HardwareEvaluator(sc)
@@ -495,7 +497,7 @@ def default_requirements(sc, space, requirement_s: float | None = None) -> list[
     if lo is None or hi is None or hi <= lo:
         raise UserError(f"{sc.path.name}: cannot derive latency requirements (smallest member: {lo} s, "
                         f"largest: {hi} s); give --requirement")
-    return [float(lo * (hi / lo) ** f) for f in COMPARE_FRACTIONS]
+    return [float(lo * (hi / lo) ** f) for f in fractions]
 
 
 def _deploy_and_confirm(tag: str, sc, arch, obj: dict, module, data, seed: int, req: float, out_dir: Path,
@@ -549,7 +551,8 @@ def run_compare(scenario: str | Path, controller: str = "evolution", budget: int
                 log: Callable[[str], None] | None = None, force: bool = False,
                 train_progress: Callable[[int, int], None] | None = None,
                 search_budget_s: float | None = None, formats=("html",), train_images: int | None = None,
-                inas_requirement: str = "calibrated") -> dict:
+                inas_requirement: str = "calibrated", fractions: tuple[float, ...] = COMPARE_FRACTIONS,
+                write_figure: bool = True) -> dict:
     """Ours vs iNAS-style vs HW-NAS-style at three requirements under one wall-clock search budget each.
 
     Per requirement (each method's ``search_s`` = everything up to its deployable model):
@@ -606,7 +609,7 @@ def run_compare(scenario: str | Path, controller: str = "evolution", budget: int
     ft_estimate = cfg.ft_epochs * epoch_s if math.isfinite(epoch_s) else 0.0
     xc = calibration_images(data)
     teacher, _ = teacher_of(sn, xc)
-    reqs = requirements or default_requirements(sc, space, requirement_s)
+    reqs = requirements or default_requirements(sc, space, requirement_s, fractions)
     hw_int = HardwareEvaluator(sc)
     scale = inas_latency_scale(sc, i_space, inas_hw, hw_int) if inas_requirement == "calibrated" else 1.0
     rows = []
@@ -700,6 +703,8 @@ def run_compare(scenario: str | Path, controller: str = "evolution", budget: int
                "rows": rows, "table": table, "out": str(out_dir)}
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "compare.json").write_text(jsonout.dumps(summary, indent=1))
+    if not write_figure:  # the caller draws it (the demo, into its report folder's one plotly.js)
+        return summary
     import pandas as pd
 
     from .demo import nas_compare_figure

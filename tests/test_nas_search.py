@@ -77,7 +77,9 @@ def test_compare_json(tmp_path):
     assert methods == {"ours", "inas", "hwnas"}
     for r in s["rows"]:
         # ours: --budget evaluations; the baselines search within ours' wall-clock time (iNAS-style: trials)
-        assert r["search_s"] > 0 and (r["evaluations"] == 4 if r["method"] == "ours" else r["evaluations"] >= 1)
+        # (a loaded machine can spend a baseline's whole budget before its first trial ends: no winner then)
+        assert r["search_s"] > 0
+        assert r["evaluations"] == 4 if r["method"] == "ours" else (r["evaluations"] >= 1 or r["arch"] is None)
         if r["meets"]:
             assert r["des_meets_requirement"] and r["latency_s"] <= r["requirement_s"]
 
