@@ -324,6 +324,6 @@ def print_sweep(df, summary: dict, out) -> None:
     from .sweep import describe_boundary
 
     for line in describe_boundary(summary["boundary"], summary["keys"][0]):
-        _console.print(line)
+        _console.print(line, markup=False)  # "[sim] deadline_s" is text, not rich markup
     if out is not None:
         _console.print(f"written: {out}/sweep.csv, sweep.parquet, sweep.html")

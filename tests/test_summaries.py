@@ -75,6 +75,7 @@ def test_sweep_cli_words_and_json(tmp_path):
     assert r.exit_code == 0, r.output
     assert "completes already at 4.7e-06, the lower end of the range tried" in " ".join(r.stdout.split())
     assert "from None" not in r.stdout and "feasibility boundary" not in r.stdout
+    assert "no deadline set ([sim] deadline_s)" in " ".join(r.stdout.split())  # printed as text, not markup
     r = runner.invoke(app, args + ["--json"])
     b = json.loads(r.stdout)["boundary"]
     assert b["completes"] == 4.7e-6 and b["completes_below"] is None and b["range"] == [4.7e-6, 1e-5]
