@@ -74,6 +74,8 @@ def _fmt_s(x: float | None) -> str:
 
 def _fmt_J(x: float) -> str:
     ax = abs(x)
+    if ax < 5e-15:  # a sum's rounding (e.g. -1e-19 J of converter loss), not a negative energy
+        x = ax = 0.0
     if ax < 1e-6:
         return f"{x * 1e9:.2f} nJ"
     if ax < 1e-3:
