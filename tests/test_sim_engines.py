@@ -428,17 +428,27 @@ def with_dispatch_costs(work, meas_s=46e-6, meas_W=6.1e-3, wait_W=8.4e-6, wake_s
                    wake_s=wake_s, wake_W=wake_W)
 
 
-@settings(max_examples=80, deadline=None)
-@given(scenarios(), st.floats(0.05, 1.0), logu(-6, -4), st.sampled_from([0.0, 0.05]) | st.floats(0.0, 0.5))
-def test_oracle_agrees_with_des_energy_aware(case, scale, meas_s, margin):
+def run_energy_aware(case, scale, margin, **costs):
+    """Both engines on ``case`` under energy_aware with dispatch costs; ``(work, power, seg, sim, r_des, log,
+    r_ora)``, or None when both refused the scenario with the same error (asserted)."""
     work, power, seg, sim = case
-    work = with_dispatch_costs(work, meas_s=meas_s, scale=scale)
+    work = with_dispatch_costs(work, scale=scale, **costs)
     sim = replace(sim, dispatch="energy_aware", dispatch_margin=margin)
     r_des, log, r_ora = both(work, power, seg, sim)
     if isinstance(r_des, str):
         assert r_des == r_ora
-        return
+        return None
     assert_agree(r_des, r_ora)
+    return work, power, seg, sim, r_des, log, r_ora
+
+
+@settings(max_examples=80, deadline=None)
+@given(scenarios(), st.floats(0.05, 1.0), logu(-6, -4), st.sampled_from([0.0, 0.05]) | st.floats(0.0, 0.5))
+def test_oracle_agrees_with_des_energy_aware(case, scale, meas_s, margin):
+    ran = run_energy_aware(case, scale, margin, meas_s=meas_s)
+    if ran is None:
+        return
+    work, power, seg, sim, r_des, log, r_ora = ran
     for res in (r_des, r_ora):
         assert_invariants(res, power, work, sim)
         assert res["dispatch"] == "energy_aware"
@@ -499,14 +509,10 @@ def test_the_boot_seed_is_below_the_real_voltage_and_no_unit_started_on_it_brown
     is never cut by a brown-out; both engines agree."""
     from aidi.sim.workload import boot_known, source_floor
 
-    work, power, seg, sim = case
-    work = with_dispatch_costs(work, scale=scale)
-    sim = replace(sim, dispatch="energy_aware", dispatch_margin=margin)
-    r_des, log, r_ora = both(work, power, seg, sim)
-    if isinstance(r_des, str):
-        assert r_des == r_ora
+    ran = run_energy_aware(case, scale, margin)
+    if ran is None:
         return
-    assert_agree(r_des, r_ora)
+    work, power, seg, sim, r_des, log, r_ora = ran
     seed = boot_known(work.boot_J, work.boot_s, power.converter_efficiency, power.capacitor_F, power.v_on,
                       power.v_max, power.leakage_A, margin, source_floor(seg.seg_p, seg.seg_g, seg.seg_vs))
     assert 0.0 <= seed <= power.v_on
