@@ -97,8 +97,9 @@ def _inas_setup(capacitor_F: float = 1e-3):
     return MSP430FR5994_EXTFRAM, power, seg
 
 
-def bench_oracle(quick: bool = False) -> dict:
-    """Oracle evaluations per second on iNAS CIFAR-10 networks under 1 mF, next to the SimPy model.
+def bench_oracle(quick: bool = False, dispatch: str = "greedy") -> dict:
+    """Oracle evaluations per second on iNAS CIFAR-10 networks under 1 mF, next to the SimPy model, under
+    ``dispatch`` (greedy: the oracle merges runs of identical units; energy_aware: it steps unit by unit).
 
     Three ways to call the oracle, each against the SimPy model on the same networks:
 
@@ -118,7 +119,7 @@ def bench_oracle(quick: bool = False) -> dict:
     for layers in inas_cifar_networks(8 if quick else 32):
         plan = design_network(layers, platform, 4096, e_cycle_J=e_budget, input_shape=[3, 32, 32])
         works.append(Workload.from_graph(plan.task_graph(), platform))
-    sim = SimConfig(until_s=1e7)
+    sim = SimConfig(until_s=1e7, dispatch=dispatch)
     pop = oracle.Population(works)  # warm-up (numba compile)
     batch = pop.evaluate(power, seg, sim)
     oracle.simulate(works[0], power, seg, sim)
@@ -130,6 +131,7 @@ def bench_oracle(quick: bool = False) -> dict:
     t_single = _best(lambda: [oracle.simulate(w, power, seg, sim) for w in works], max(2, reps // 5))
     t_des = _best(lambda: [des.simulate(w, power, seg, sim) for w in works], 2)
     return {
+        "dispatch": dispatch,
         "networks": n,
         "units_mean": float(np.mean([len(w) for w in works])),
         "power_cycles_mean": float(np.mean(batch.power_cycles)),
@@ -341,7 +343,12 @@ def bench_inas_explorer(quick: bool = False) -> dict:
             "one_at_a_time_designs_per_s": designs / t_one, "speedup_vs_one_at_a_time": t_one / t_vec}
 
 
-BENCHMARKS = {"des": bench_des, "oracle": bench_oracle, "design_search": bench_design_search, "kernels": bench_kernels,
+def bench_oracle_energy_aware(quick: bool = False) -> dict:
+    """:func:`bench_oracle` under energy_aware dispatch (the default policy)."""
+    return bench_oracle(quick, "energy_aware")
+
+
+BENCHMARKS = {"des": bench_des, "oracle": bench_oracle, "oracle_energy_aware": bench_oracle_energy_aware, "design_search": bench_design_search, "kernels": bench_kernels,
               "functional": bench_functional, "sweep": bench_sweep, "inas_explorer": bench_inas_explorer}
 
 
