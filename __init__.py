@@ -13,6 +13,7 @@ The stable Python API (documented in the README's "Python API" section and in
 * :func:`run` -> :class:`RunResult`; :func:`check` -> :class:`CheckResult`;
   :func:`sweep` -> :class:`SweepResult`; :func:`explore` -> :class:`ExploreResult`;
   :func:`nas` -> :class:`NasResult`; :func:`nas_compare` -> :class:`NasCompareResult`
+* :func:`import_onnx`, :func:`from_torch` (a PyTorch module through torch.onnx) -> :class:`ImportResult`
 * :class:`UserError`: every problem with the caller's input, one line (as the CLI prints it)
 
 Importing ``aidi`` is cheap: the names load on first use, and nothing here imports torch
@@ -28,14 +29,15 @@ __version__ = "0.1.0"
 #: the stable API: name -> module that defines it (loaded on first attribute access, PEP 562)
 _API = {name: "aidi.analysis.api" for name in (
     "UserError", "Scenario", "load", "loads", "shipped_scenarios", "run", "RunResult", "check", "CheckResult",
-    "sweep", "SweepResult", "nas", "NasResult", "nas_compare", "NasCompareResult", "explore", "ExploreResult")}
+    "sweep", "SweepResult", "nas", "NasResult", "nas_compare", "NasCompareResult", "explore", "ExploreResult",
+    "import_onnx", "from_torch", "ImportResult")}
 
 __all__ = ["__version__", *_API]
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
-    from .analysis.api import (CheckResult, ExploreResult, NasCompareResult, NasResult, RunResult, Scenario,
-                               SweepResult, UserError, check, explore, load, loads, nas, nas_compare, run,
-                               shipped_scenarios, sweep)
+    from .analysis.api import (CheckResult, ExploreResult, ImportResult, NasCompareResult, NasResult, RunResult,
+                               Scenario, SweepResult, UserError, check, explore, from_torch, import_onnx, load,
+                               loads, nas, nas_compare, run, shipped_scenarios, sweep)
 
 
 def __getattr__(name: str) -> Any:

@@ -47,7 +47,8 @@ if TYPE_CHECKING:  # pragma: no cover - annotations only; pandas/numpy load when
 ENGINES = ("des", "oracle")
 
 __all__ = ["UserError", "Scenario", "load", "loads", "shipped_scenarios", "run", "RunResult", "check", "CheckResult",
-           "sweep", "SweepResult", "nas", "NasResult", "nas_compare", "NasCompareResult", "explore", "ExploreResult"]
+           "sweep", "SweepResult", "nas", "NasResult", "nas_compare", "NasCompareResult", "explore", "ExploreResult",
+           "import_onnx", "from_torch", "ImportResult"]
 
 
 # --------------------------------------------------------------------------- errors
@@ -164,6 +165,9 @@ class Scenario(loader.Scenario):
                     m[key] = str(self.model.file)
         if "data_dir" in m and self.model.data_dir is not None:
             m["data_dir"] = str(self.model.data_dir)
+        for key in ("onnx", "sample_input", "calibration"):  # an imported model's files
+            if key in m and getattr(self.model, key) is not None:
+                m[key] = str(getattr(self.model, key))
         return dumps_toml(doc)
 
 
@@ -741,3 +745,72 @@ def nas_compare(scenario: Any, out: str | os.PathLike, requirements_s: Sequence[
     return NasCompareResult(scenario=data["scenario"], controller=data["controller"], budget=data["budget"],
                             seed=data["seed"], requirements_s=tuple(data["requirements_s"]),
                             rows=pd.DataFrame(data["rows"]), table=table, out=Path(data["out"]), json=data)
+
+
+# --------------------------------------------------------------------------- import
+@dataclass(frozen=True, eq=False)
+class ImportResult:
+    """An imported ONNX model: the scenario folder ``aidi import MODEL.onnx --out DIR`` writes.
+
+    ``scenario``: the written ``DIR/scenario.toml``, loaded (a :class:`Scenario`: run, check, sweep or emit it
+    like any other); ``path``: its file.  ``mapping``: one row per ONNX node (node, op, layer: the aidi layer
+    it became or None, note: what was folded, fused or dropped).  ``agreement``: how the Q15 model agrees
+    with onnxruntime's float run on the calibration inputs: ``inputs``, ``top1_agreement`` (fraction),
+    ``max_abs_error`` (the largest |Q15 - float| output, in the model's real output units), ``max_abs_output``
+    (the largest |float| output, for scale), ``reference`` (onnxruntime's version).  ``notes``: what aidi
+    assumed (the input ranges without calibration data).  ``import_s`` (s): import, quantization and
+    agreement.  ``json``: the exact ``aidi import --json`` object.
+    """
+
+    scenario: Scenario
+    path: Path
+    mapping: "pd.DataFrame" = field(repr=False)
+    agreement: dict
+    notes: tuple[str, ...]
+    import_s: float
+    json: dict = field(repr=False)
+
+
+def _import_result(data: dict) -> ImportResult:
+    import pandas as pd
+
+    return ImportResult(scenario=load(data["scenario"]), path=Path(data["scenario"]),
+                        mapping=pd.DataFrame(data["mapping"], columns=["node", "op", "layer", "note"]),
+                        agreement=dict(data["agreement"]), notes=tuple(data["notes"]), import_s=data["import_s"],
+                        json=data)
+
+
+def import_onnx(model: str | os.PathLike | bytes, out: str | os.PathLike, calibration: Any = None,
+                sample_input: Any = None, power: str = "lab-1mF", force: bool = False) -> ImportResult:
+    """Import an ONNX model into a scenario folder, as ``aidi import MODEL.onnx --out OUT`` does.
+
+    ``model``: an ``.onnx`` path, its bytes or an ``onnx.ModelProto``.  ``calibration``: N inputs stacked on a
+    leading axis, in the model's own layout (an array or a ``.npy`` path): the Q15 scales are chosen on them
+    (without: inputs uniform in [-1, 1], and ``notes`` says so).  ``sample_input``: one input (with or
+    without its batch axis of 1): the one ``aidi run --functional`` computes and ``aidi emit-c`` embeds.
+    ``power``: the shipped scenario whose ``[device]``, ``[power]`` and ``[harvester]`` the folder gets.
+
+    Raises :class:`UserError` (one line naming the node, its op type and the supported list) for an op aidi
+    cannot map, a missing or unreadable file, inputs of the wrong shape, or an ``out`` folder aidi did not make.
+    """
+    from . import importer
+
+    target = _prepare_out(out, force)
+    with _user_errors():
+        return _import_result(importer.write_scenario(model, target, calibration, sample_input, power))
+
+
+def from_torch(module: Any, example_input: Any, out: str | os.PathLike, calibration: Any = None,
+               sample_input: Any = None, power: str = "lab-1mF", force: bool = False,
+               dynamo: bool = False) -> ImportResult:
+    """Export a PyTorch ``module`` through ``torch.onnx.export`` and import it (:func:`import_onnx`).
+
+    ``example_input``: a tensor (or array) with the batch axis of 1 that the export traces; it is also the
+    sample input unless ``sample_input`` is given.  ``dynamo``: use torch's ``torch.export``-based exporter
+    (its default; about 8 s) instead of the TorchScript one (0.2 s).  Raises :class:`UserError` for a module
+    the exporter rejects, and as :func:`import_onnx` does.
+    """
+    from . import importer
+
+    blob = importer.torch_to_onnx(module, example_input, dynamo=dynamo)
+    return import_onnx(blob, out, calibration, example_input if sample_input is None else sample_input, power, force)

@@ -315,6 +315,34 @@ def emit_c(
         em.print_summary(res)
 
 
+@app.command("import")
+def import_(
+    model: Path = typer.Argument(..., metavar="MODEL.onnx", help="an ONNX model (float; batch 1; one input, one output)"),
+    out: Path = typer.Option(..., help="folder for scenario.toml, model.onnx and the .npy files it names"),
+    calibration: Optional[Path] = typer.Option(None, metavar="F.npy", help="N inputs in the model's own layout, "
+                                               "stacked on a leading axis: the Q15 scales are chosen on them "
+                                               "(default: inputs uniform in [-1, 1], said in the notes)"),
+    sample_input: Optional[Path] = typer.Option(None, "--sample-input", metavar="F.npy",
+                                                help="one input in the model's layout (batch axis optional): the "
+                                                     "one run --functional computes and emit-c embeds"),
+    power: str = typer.Option("lab-1mF", metavar="SCENARIO", help="the shipped scenario (or file) whose [device], "
+                                                                   "[power] and [harvester] the folder gets"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
+) -> None:
+    """Import an ONNX model: write OUT/scenario.toml and print the node-to-layer mapping and how the Q15 model
+    agrees with onnxruntime's float run (top-1 and the largest output error) on the calibration inputs."""
+    from . import importer, outdir
+
+    with one_line_errors(str(model)):
+        outdir.prepare(out, force)
+        res = importer.write_scenario(model, out, calibration, sample_input, power)
+    if as_json:
+        _print_json(res)
+    else:
+        importer.print_summary(res)
+
+
 @app.command()
 def demo(
     out: Path = typer.Option(Path("out/demo"), help="where report.html and the figures go"),

@@ -42,9 +42,34 @@ def _model(layers_json: str, input_shape: tuple, weights: str, seed: int, epochs
     return trained, qm, acc
 
 
+@functools.lru_cache(maxsize=4)
+def _onnx_model(path: str, stamp: tuple, layers_json: str, input_shape: tuple, sample: str | None, calib: str | None,
+                seed: int):
+    from aidi.models import onnx_import
+
+    om = onnx_import.load_onnx_model(path, json.loads(layers_json), list(input_shape), sample, calib, seed)
+    return om, om.qmodel, float("nan")
+
+
+def _stamp(*paths) -> tuple:
+    """(size, mtime) of each file: a cache key that changes when a file does."""
+    return tuple((p.stat().st_size, p.stat().st_mtime_ns) if p is not None else None for p in paths)
+
+
 def load_model(sc: loader.Scenario):
-    """(TrainedModel, QModel, Q15 held-out accuracy) of the scenario's [model] (trained once, then cached on disk and in memory)."""
+    """(TrainedModel, QModel, Q15 held-out accuracy) of the scenario's [model] (trained once, then cached on disk and in memory).
+
+    With ``[model] onnx``: (:class:`aidi.models.onnx_import.OnnxModel`, its QModel, NaN: no labelled data; its
+    ``agreement`` with onnxruntime is the measure), cached in memory while the files are unchanged."""
     m = sc.model
+    if m.onnx is not None:
+        try:
+            return _onnx_model(str(m.onnx), _stamp(m.onnx, m.sample_input, m.calibration),
+                               json.dumps(list(m.layers), sort_keys=True), tuple(m.input),
+                               None if m.sample_input is None else str(m.sample_input),
+                               None if m.calibration is None else str(m.calibration), m.seed)
+        except ValueError as exc:
+            raise UserError(f"{sc.path.name}: {str(exc).splitlines()[0]}") from None
     weights = str(m.file) if m.file is not None else m.weights
     try:
         return _model(json.dumps(list(m.layers), sort_keys=True), tuple(m.input), weights, m.seed, m.epochs,
@@ -114,6 +139,8 @@ def simulate(built: Built, engine: str = "des", functional: bool = False, log: b
     res["scenario"] = sc.name
     res["float_accuracy"] = built.trained.float_accuracy
     res["q15_accuracy"] = built.q15_accuracy
+    if getattr(built.trained, "agreement", None) is not None:  # an imported ONNX model
+        res["onnx_agreement"] = built.trained.agreement
     res["designs"] = {built.graph.layer_names[i]: built.design_summary(i) for i in range(len(built.plan.layers))}
     res["sram_max_bytes"] = built.graph.max_sram_bytes()
     return res, events

@@ -78,6 +78,9 @@ class ModelSpec:
     file: Path | None = None
     epochs: int = 30
     data_dir: Path | None = None  # folder of a folder data set (cifar10, tinyimagenet) the weights were trained on
+    onnx: Path | None = None  # an ONNX model: the weights (layers and input as `aidi import` wrote them)
+    sample_input: Path | None = None  # .npy: one input in the ONNX model's own layout (the functional run's)
+    calibration: Path | None = None  # .npy: N inputs in the ONNX model's layout (the Q15 scales are chosen on them)
 
 
 @dataclass(frozen=True)
@@ -163,7 +166,8 @@ _ALLOWED = {
     "harvester": {"kind", "power_W", "v_source", "r_ohm", "file", "repeat", "efficiency", "area_cm2",
                   "cell_efficiency", "start_hour", "step_s", "hours", "window_s", "algorithm",
                   "p_min_W"},
-    "model": {"input", "layers", "weights", "seed", "file", "epochs", "data_dir"},
+    "model": {"input", "layers", "weights", "seed", "file", "epochs", "data_dir", "onnx", "sample_input",
+              "calibration"},
     "execution": {"tile", "loop_order", "hyper_tile", "preservation", "backend", "dispatch", "dispatch_margin"},
     "sim": {"inferences", "until_s", "seed", "period_s", "deadline_s"},
 }
@@ -333,7 +337,7 @@ def parse(raw: dict, path: Path) -> Scenario:
         r.fail("model.data_dir", f"not a folder: {ddir}")
     model = ModelSpec(input=tuple(shape), layers=tuple(layers), weights=weights,
                       seed=r.get("model", "seed", 0, "int", lo=0), file=mfile,
-                      epochs=r.get("model", "epochs", 30, "int", lo=1), data_dir=ddir)
+                      epochs=r.get("model", "epochs", 30, "int", lo=1), data_dir=ddir, **_onnx_keys(r))
 
     ex = raw.get("execution", {})
     pres = r.get("execution", "preservation", "hypertile", "str")
@@ -369,6 +373,30 @@ def parse(raw: dict, path: Path) -> Scenario:
     name = raw.get("name", path.stem)
     return Scenario(path=path, name=str(name), description=str(raw.get("description", "")), device=device,
                     power=power, harvester=harvester, model=model, execution=execution, sim=sim, raw=raw)
+
+
+def _onnx_keys(r: _Reader) -> dict:
+    """``[model] onnx``, ``sample_input``, ``calibration``: files that exist; the two ``.npy`` files only with
+    ``onnx``, which carries the weights (no ``weights``/``file``) and needs the ``input`` and ``layers`` that
+    ``aidi import`` writes (the ONNX graph itself is read when the model is loaded: the loader stays light)."""
+    m = r.raw.get("model", {})
+    out = {k: r.get("model", k, None, kind="path") for k in ("onnx", "sample_input", "calibration")}
+    if out["onnx"] is None:
+        for k in ("sample_input", "calibration"):
+            if out[k] is not None:
+                r.fail(f"model.{k}", "only with model.onnx (the inputs of an imported ONNX model)")
+        return out
+    for k, f in out.items():
+        if f is not None and not f.is_file():
+            r.fail(f"model.{k}", f"file not found: {f}")
+    for k in ("weights", "file", "epochs", "data_dir"):
+        if k in m:
+            r.fail(f"model.{k}", "not with model.onnx, which carries its own weights")
+    for k in ("input", "layers"):
+        if k not in m:
+            r.fail(f"model.{k}", f"missing: a model.onnx scenario lists the graph's {k} as `aidi import "
+                                 f"{out['onnx'].name} --out DIR` writes them")
+    return out
 
 
 def did_you_mean(word: str, known) -> str:
