@@ -63,8 +63,8 @@ class _Outcome:
 
 
 def _canonical(geom: LayerGeom) -> LayerGeom:
-    """The geometry without its identity (index, name, BN link): the memo key of the search."""
-    return replace(geom, index=0, name=geom.op, bn=-1, spec_indices=())
+    """The geometry without its identity (index, name, BN link, tensors): the memo key of the search."""
+    return replace(geom, index=0, name=geom.op, bn=-1, spec_indices=(), src=((0, 0),) * len(geom.src), dst=(1, 0))
 
 
 def _check_args(geom: LayerGeom, e_cycle_J, preservation: str, tile) -> None:

@@ -4,7 +4,8 @@
 unit by unit with the numba Q15 kernels, on two byte arrays:
 
 * ``fram`` (non-volatile): progress record, input, weights and biases,
-  activation ping-pong buffers, double-buffered int32 partial sums (layout
+  the activation tensors (placed by lifetime; a concat's producers write
+  channel slices of one tensor), double-buffered int32 partial sums (layout
   ``plan.fram``);
 * ``sram`` (volatile, ``plan.sram_budget`` bytes): each layer's tile buffers at
   the offsets the tiler reported (``LayerPlan.sram``).  Kernels really read
@@ -38,6 +39,7 @@ import numpy as np
 
 from ..sim.taskgraph import TaskGraph
 from . import kernels as K
+from .ops import ADD, DWCONV, FC, MAXPOOL
 from .q15 import QModel, reference_forward
 from .schedule.design import F_INIT_BIAS, F_INIT_PSUM, F_LOAD_B, F_LOAD_IN, F_LOAD_W, F_WRITE_OUT, F_WRITE_PSUM
 from .schedule.memory import align
@@ -126,10 +128,11 @@ class FunctionalRun:
         return self.layer_output(len(self.plan.layers) - 1)
 
     def layer_output(self, layer: int) -> np.ndarray:
-        """int16 contents of a layer's FRAM output buffer (valid until layer + 2 overwrites it)."""
+        """int16 contents of a layer's FRAM output view (valid until a later layer reuses its tensor's bytes)."""
         lp = self.plan.layers[layer]
         n = int(np.prod(lp.geom.out_shape))
-        return self._fram(lp.fram_out, np.int16)[:n].reshape(lp.geom.out_shape).copy()
+        o = lp.out_offset
+        return self._fram(lp.fram_out, np.int16)[o:o + n].reshape(lp.geom.out_shape).copy()
 
     def reference(self) -> np.ndarray:
         """The continuous-power reference output (:func:`aidi.models.q15.reference_forward`)."""
@@ -189,9 +192,10 @@ class FunctionalRun:
             self.run_unit(i)
         return self.output()
 
-    def _write_box(self, region: str, dtype, shape, m0, tm, r0, tr, c0, tc, src: np.ndarray, limit) -> None:
+    def _write_box(self, region: str, dtype, shape, m0, tm, r0, tr, c0, tc, src: np.ndarray, limit,
+                   offset: int = 0) -> None:
         n = int(np.prod(shape))
-        dst = self._fram(region, dtype)[:n].reshape(shape)
+        dst = self._fram(region, dtype)[offset:offset + n].reshape(shape)
         if limit is None:
             dst[m0:m0 + tm, r0:r0 + tr, c0:c0 + tc] = src.reshape(tm, tr, tc)
             return
@@ -199,45 +203,63 @@ class FunctionalRun:
         flat = np.ravel_multi_index(tuple(ii), shape)[:limit]
         dst.reshape(-1)[flat] = src[:limit]
 
+    def _load_input(self, lp: LayerPlan, xb: np.ndarray, region: str, offset: int, n0, tn, r0, c0, tri, tci):
+        """Copy one zero-padded input tile of channels [n0, n0+tn) from FRAM into the SRAM view ``xb``."""
+        g = lp.geom
+        C, H, W = g.in_shape
+        x3 = xb.reshape(tn, tri, tci)
+        y0, x0 = r0 * g.sh - g.pads[0], c0 * g.sw - g.pads[1]
+        ya, yb, xa, xe = max(y0, 0), min(y0 + tri, H), max(x0, 0), min(x0 + tci, W)
+        if ya > y0 or yb < y0 + tri or xa > x0 or xe < x0 + tci:
+            x3[...] = 0
+        src = self._fram(region, np.int16)[offset:offset + C * H * W].reshape(C, H, W)
+        x3[:, ya - y0:yb - y0, xa - x0:xe - x0] = src[n0:n0 + tn, ya:yb, xa:xe]
+
     def _tile(self, lp: LayerPlan, t: int, limit: int | None = None) -> None:
         """Execute tile ``t`` of a layer; ``limit`` = elements of its write-back that land (None: all)."""
         g, tab, tl = lp.geom, lp.tables, lp.tiles
         ql = self.qmodel.layers[g.index]
+        code = g.traits.code
         fl = int(tl["flags"][t])
         mi, ni, ri, ci = (int(v) for v in tl["idx"][t])
         m0, tm = int(tab.m0[mi]), int(tab.tm[mi])
         r0, tr = int(tab.r0[ri]), int(tab.tr[ri])
         c0, tc = int(tab.c0[ci]), int(tab.tc[ci])
         n0, tn = (m0, tm) if g.channel_tied else (int(tab.n0[ni]), int(tab.tn[ni]))
-        C, H, W = g.in_shape
         M, Ho, Wo = g.out_shape
-        s, kh, kw = g.stride, g.kh, g.kw
-        tri, tci = (tr - 1) * s + kh, (tc - 1) * s + kw
+        sh, sw, kh, kw = g.sh, g.sw, g.kh, g.kw
+        tri, tci = (tr - 1) * sh + kh, (tc - 1) * sw + kw
         ne = tm * tr * tc
-        # input tile: channels [n0, n0+tn), rows/cols with zero padding
-        xb = self._sbuf(lp, "input", tn * tri * tci, np.int16)
+        n_x = tn * tri * tci
+        views = lp.fram_src or ((lp.fram_in, 0),)
+        # input tiles (an add has two, one after the other in the input buffer): channels [n0, n0+tn)
+        xbuf = self._sbuf(lp, "input", len(views) * n_x, np.int16)
         if fl & F_LOAD_IN:
-            x3 = xb.reshape(tn, tri, tci)
-            y0, x0 = r0 * s - g.pad, c0 * s - g.pad
-            ya, yb, xa, xe = max(y0, 0), min(y0 + tri, H), max(x0, 0), min(x0 + tci, W)
-            if ya > y0 or yb < y0 + tri or xa > x0 or xe < x0 + tci:
-                x3[...] = 0
-            src = self._fram(lp.fram_in, np.int16)[:C * H * W].reshape(C, H, W)
-            x3[:, ya - y0:yb - y0, xa - x0:xe - x0] = src[n0:n0 + tn, ya:yb, xa:xe]
+            for k, (region, off) in enumerate(views):
+                self._load_input(lp, xbuf[k * n_x:(k + 1) * n_x], region, off, n0, tn, r0, c0, tri, tci)
+        xb = xbuf[:n_x]
         # the emitted runtime's layout (lp.sram without "output"/"bias") moves outputs and biases between
         # FRAM and its accumulators directly; the iNAS-style layout stages them in SRAM
         staged = "output" in lp.sram
         out16 = self._sbuf(lp, "output", ne, np.int16) if staged else np.empty(ne, np.int16)
+        relu = g.relu or g.relu6
+        if code == ADD:
+            acc = np.empty(ne, np.int32)  # the sums go straight to the output step (no SRAM accumulators)
+            la, lb = ql.align
+            K.add_tile(xb, xbuf[n_x:], acc, ne, la, lb)
+            K.requantize(acc, out16, ne, ql.shift, relu, ql.act_hi)
+            self._write_box(lp.fram_out, np.int16, g.out_shape, m0, tm, r0, tr, c0, tc, out16, limit, lp.out_offset)
+            return
         if not g.weighted:
-            K.pool_tile(xb, out16, tm, tr, tc, kh, kw, s, tri, tci, g.op == "maxpool", g.relu)
-            self._write_box(lp.fram_out, np.int16, g.out_shape, m0, tm, r0, tr, c0, tc, out16, limit)
+            K.pool_tile(xb, out16, tm, tr, tc, kh, kw, sh, sw, tri, tci, code == MAXPOOL, relu, ql.act_hi)
+            self._write_box(lp.fram_out, np.int16, g.out_shape, m0, tm, r0, tr, c0, tc, out16, limit, lp.out_offset)
             return
         # weights and bias
-        wn = tm * kh * kw if g.op == "dwconv" else tm * tn * kh * kw
+        wn = tm * kh * kw if g.channel_tied else tm * tn * kh * kw
         wb = self._sbuf(lp, "weights", wn, np.int16)
         if fl & F_LOAD_W:
             w4 = self._fram(f"w{g.index}", np.int16).reshape(ql.w.shape)
-            wb[:] = (w4[m0:m0 + tm, 0] if g.op == "dwconv" else w4[m0:m0 + tm, n0:n0 + tn]).ravel()
+            wb[:] = (w4[m0:m0 + tm, 0] if g.channel_tied else w4[m0:m0 + tm, n0:n0 + tn]).ravel()
         slot = int(tl["slot"][t])
         stride_b = align(4 * lp.design.Tm * lp.design.Tr * lp.design.Tc)
         acc = self._sbuf(lp, "acc", ne, np.int32, extra=slot * stride_b)
@@ -253,14 +275,14 @@ class FunctionalRun:
             n = M * Ho * Wo
             ps = self._fram(f"psum{int(tl['rd'][t])}", np.int32)[:n].reshape(M, Ho, Wo)
             acc.reshape(tm, tr, tc)[...] = ps[m0:m0 + tm, r0:r0 + tr, c0:c0 + tc]
-        if g.op == "conv":
-            K.conv_tile(xb, wb, acc, tm, tn, tr, tc, kh, kw, s, tri, tci)
-        elif g.op == "fc":
+        if code == DWCONV:
+            K.dw_tile(xb, wb, acc, tm, tr, tc, kh, kw, sh, sw, tri, tci)
+        elif code == FC:
             K.fc_tile(xb, wb, acc, tm, tn)
         else:
-            K.dw_tile(xb, wb, acc, tm, tr, tc, kh, kw, s, tri, tci)
+            K.conv_tile(xb, wb, acc, tm, tn, tr, tc, kh, kw, sh, sw, tri, tci)
         if fl & F_WRITE_OUT:
-            K.requantize(acc, out16, ne, ql.shift, g.relu)
-            self._write_box(lp.fram_out, np.int16, g.out_shape, m0, tm, r0, tr, c0, tc, out16, limit)
+            K.requantize(acc, out16, ne, ql.shift, relu, ql.act_hi)
+            self._write_box(lp.fram_out, np.int16, g.out_shape, m0, tm, r0, tr, c0, tc, out16, limit, lp.out_offset)
         elif fl & F_WRITE_PSUM:
             self._write_box(f"psum{int(tl['wr'][t])}", np.int32, g.out_shape, m0, tm, r0, tr, c0, tc, acc, limit)

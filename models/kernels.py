@@ -10,8 +10,8 @@ input channel, kh, kw; round-half-up shift; saturation to int16; fused ReLU).
 Tile coordinates: a conv tile covers output rows ``[r0, r0+tr)``, columns
 ``[c0, c0+tc)``, output channels ``[m0, m0+tm)`` and input channels
 ``[n0, n0+tn)``.  Its input buffer holds input channels ``[n0, n0+tn)``, rows
-``[r0*s - pad, r0*s - pad + tri)`` and columns ``[c0*s - pad, c0*s - pad + tci)``
-with ``tri = (tr-1)*s + kh`` and ``tci = (tc-1)*s + kw`` (out-of-range
+``[r0*sh - pad_top, r0*sh - pad_top + tri)`` and columns ``[c0*sw - pad_left, c0*sw - pad_left + tci)``
+with ``tri = (tr-1)*sh + kh`` and ``tci = (tc-1)*sw + kw`` (out-of-range
 positions hold zeros); its weight buffer holds ``w[m0:m0+tm, n0:n0+tn]``; its
 int32 accumulator buffer holds the partial sums of the ``tm x tr x tc`` outputs
 (initialised with the bias for ``n0 == 0`` or reloaded from FRAM otherwise).
@@ -25,10 +25,13 @@ conv_tile      ``(tn, tri, tci)`` int16    ``(tm, tn, kh, kw)`` int16
 dw_tile        ``(tm, tri, tci)`` int16    ``(tm, kh, kw)`` int16
 fc_tile        ``(tn,)`` int16             ``(tm, tn)`` int16
 pool_tile      ``(tm, tri, tci)`` int16    --
+add_tile       two ``(n,)`` int16          --
 =============  ==========================  ==================
 
 ``acc`` is ``(tm, tr, tc)`` int32 (``(tm,)`` for fc); pool_tile and requantize
-write int16 ``(tm, tr, tc)`` outputs.
+write int16 ``(tm, tr, tc)`` outputs, clamped to ``[lo, hi]`` (``lo`` 0 with a
+ReLU, else -32768; ``hi`` the relu6 clamp, else 32767); add_tile writes the
+aligned int32 sums of two int16 tiles into ``acc`` (then requantize).
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ def _sat32(a):
 
 
 @njit(cache=True)
-def conv_tile(x, w, acc, tm, tn, tr, tc, kh, kw, stride, tri, tci):
+def conv_tile(x, w, acc, tm, tn, tr, tc, kh, kw, sh, sw, tri, tci):
     """acc[m, r, c] = sat32-accumulate over (n, i, j) of x[n, r*s+i, c*s+j] * w[m, n, i, j]."""
     for m in range(tm):
         for r in range(tr):
@@ -56,7 +59,7 @@ def conv_tile(x, w, acc, tm, tn, tr, tc, kh, kw, stride, tri, tci):
                 a = np.int64(acc[o])
                 for n in range(tn):
                     for i in range(kh):
-                        xb = (n * tri + r * stride + i) * tci + c * stride
+                        xb = (n * tri + r * sh + i) * tci + c * sw
                         wb = ((m * tn + n) * kh + i) * kw
                         for j in range(kw):
                             a = _sat32(a + np.int64(x[xb + j]) * np.int64(w[wb + j]))
@@ -64,7 +67,7 @@ def conv_tile(x, w, acc, tm, tn, tr, tc, kh, kw, stride, tri, tci):
 
 
 @njit(cache=True)
-def dw_tile(x, w, acc, tm, tr, tc, kh, kw, stride, tri, tci):
+def dw_tile(x, w, acc, tm, tr, tc, kh, kw, sh, sw, tri, tci):
     """Depthwise: acc[m, r, c] = sat32-accumulate over (i, j) of x[m, r*s+i, c*s+j] * w[m, i, j]."""
     for m in range(tm):
         for r in range(tr):
@@ -72,7 +75,7 @@ def dw_tile(x, w, acc, tm, tr, tc, kh, kw, stride, tri, tci):
                 o = (m * tr + r) * tc + c
                 a = np.int64(acc[o])
                 for i in range(kh):
-                    xb = (m * tri + r * stride + i) * tci + c * stride
+                    xb = (m * tri + r * sh + i) * tci + c * sw
                     wb = (m * kh + i) * kw
                     for j in range(kw):
                         a = _sat32(a + np.int64(x[xb + j]) * np.int64(w[wb + j]))
@@ -91,8 +94,8 @@ def fc_tile(x, w, acc, tm, tn):
 
 
 @njit(cache=True)
-def pool_tile(x, out, tm, tr, tc, kh, kw, stride, tri, tci, is_max, relu):
-    """Max or average pool of one tile; avg = floor((sum + kk//2) / kk); optional ReLU."""
+def pool_tile(x, out, tm, tr, tc, kh, kw, sh, sw, tri, tci, is_max, relu, hi):
+    """Max or average pool of one tile; avg = floor((sum + kk//2) / kk); optional ReLU, upper clamp ``hi``."""
     kk = kh * kw
     for m in range(tm):
         for r in range(tr):
@@ -102,7 +105,7 @@ def pool_tile(x, out, tm, tr, tc, kh, kw, stride, tri, tci, is_max, relu):
                 else:
                     a = np.int64(0)
                 for i in range(kh):
-                    xb = (m * tri + r * stride + i) * tci + c * stride
+                    xb = (m * tri + r * sh + i) * tci + c * sw
                     for j in range(kw):
                         v = np.int64(x[xb + j])
                         if is_max:
@@ -114,6 +117,8 @@ def pool_tile(x, out, tm, tr, tc, kh, kw, stride, tri, tci, is_max, relu):
                     a = (a + kk // 2) // kk  # floor division (Python semantics in numba)
                 if relu and a < 0:
                     a = 0
+                if a > hi:
+                    a = hi
                 out[(m * tr + r) * tc + c] = a
 
 
@@ -127,8 +132,15 @@ def fill_bias(acc, bias, tm, tr, tc):
 
 
 @njit(cache=True)
-def requantize(acc, out, n, k, relu):
-    """out[e] = sat16(rshift_round(acc[e], k)), then max(., 0) if relu; int64 intermediate."""
+def add_tile(xa, xb, acc, n, la, lb):
+    """acc[e] = (xa[e] << la) + (xb[e] << lb): a residual add's exact int32 sums (la, lb <= 15)."""
+    for e in range(n):
+        acc[e] = (np.int64(xa[e]) << la) + (np.int64(xb[e]) << lb)
+
+
+@njit(cache=True)
+def requantize(acc, out, n, k, relu, hi):
+    """out[e] = sat16(rshift_round(acc[e], k)), then max(., 0) if relu, min(., hi); int64 intermediate."""
     for e in range(n):
         a = np.int64(acc[e])
         if k > 0:
@@ -139,4 +151,6 @@ def requantize(acc, out, n, k, relu):
             a = -32768
         if relu and a < 0:
             a = 0
+        if a > hi:
+            a = hi
         out[e] = a

@@ -39,8 +39,8 @@ from torch.nn import functional as F
 
 from .cache import cache_dir
 from .data import Dataset, load_dataset
-from .layers import (BN, FC, GAP, AvgPool, Conv, DWConv, LayerGeom, MaxPool, Network, PWConv, ReLU,
-                     geometry, parse_network)
+from .layers import (BN, FC, GAP, Add, AvgPool, Concat, Conv, DWConv, LayerGeom, MaxPool, Network, PWConv, ReLU,
+                     geometry, pads_of, pair_of, parse_network, tensor_sizes)
 
 DEFAULT_EPOCHS = 30
 TRAIN_THREADS = 1  # intra-op threads while training: tiny nets gain nothing from more, and oversubscribed thread pools (parallel sweeps, pytest -n) slow down by 10x
@@ -58,51 +58,74 @@ class AidiNet(nn.Module):
         super().__init__()
         self.net = net
         mods: list[nn.Module] = []
-        shape = net.input_shape
+        self._pads: list[tuple[int, int, int, int] | None] = []  # F.pad order (left, right, top, bottom)
+        self._inputs = net.inputs
+        shapes = net.shapes
         for i, s in enumerate(net.layers):
+            j = self._inputs[i][0]
+            shape = net.input_shape if j < 0 else shapes[j]
             c = shape[0]
+            pad = None
+            if isinstance(s, (Conv, DWConv, MaxPool)):
+                kh, kw = pair_of(s.k)
+                pt, pl, pb, pr = pads_of(s.padding, kh, kw)
+                pad = (pl, pr, pt, pb) if (pt, pl, pb, pr) != (0, 0, 0, 0) else None
             if isinstance(s, Conv):
-                m = nn.Conv2d(c, s.filters, s.k, s.stride, s.padding, bias=s.bias)
+                m = nn.Conv2d(c, s.filters, pair_of(s.k), pair_of(s.stride), 0, bias=s.bias)
             elif isinstance(s, DWConv):
-                m = nn.Conv2d(c, c, s.k, s.stride, s.padding, groups=c, bias=s.bias)
+                m = nn.Conv2d(c, c, pair_of(s.k), pair_of(s.stride), 0, groups=c, bias=s.bias)
             elif isinstance(s, PWConv):
-                m = nn.Conv2d(c, s.filters, 1, s.stride, 0, bias=s.bias)
+                m = nn.Conv2d(c, s.filters, 1, pair_of(s.stride), 0, bias=s.bias)
             elif isinstance(s, FC):
                 m = nn.Linear(c * shape[1] * shape[2], s.units, bias=s.bias)
             elif isinstance(s, AvgPool):
-                m = nn.AvgPool2d(s.k, s.stride)
+                m = nn.AvgPool2d(pair_of(s.k), pair_of(s.stride))
             elif isinstance(s, MaxPool):
-                m = nn.MaxPool2d(s.k, s.stride)
+                m = nn.MaxPool2d(pair_of(s.k), pair_of(s.stride))
             elif isinstance(s, GAP):
                 m = nn.AvgPool2d((shape[1], shape[2]), 1)
-            elif isinstance(s, ReLU):
-                m = nn.ReLU()
+            elif isinstance(s, (ReLU, Add, Concat)):
+                m = nn.Identity()  # computed in forward; kept so module i is spec i
             elif isinstance(s, BN):
                 m = nn.BatchNorm2d(c, eps=s.eps)
             else:  # pragma: no cover - parse_network rejects unknown types
                 raise ValueError(f"layer {i}: unsupported type {s.type!r}")
             mods.append(m)
-            shape = s.out_shape(shape, i)
+            self._pads.append(pad)
         self.layers = nn.ModuleList(mods)
 
-    def _relu_after(self, i: int) -> bool:
+    def _act_after(self, i: int) -> tuple[bool, bool]:
+        """(ReLU, ReLU6) applied after spec i: a weighted layer's flags move past its BN (spec i + 1)."""
         specs = self.net.layers
         s = specs[i]
-        if s.weighted:
-            return bool(getattr(s, "relu", False)) and not (i + 1 < len(specs) and isinstance(specs[i + 1], BN))
+        if s.weighted and i + 1 < len(specs) and isinstance(specs[i + 1], BN):
+            return False, False
         if isinstance(s, BN):
-            return bool(getattr(specs[i - 1], "relu", False))
-        return bool(getattr(s, "relu", False))
+            s = specs[i - 1]
+        return bool(getattr(s, "relu", False)), bool(getattr(s, "relu6", False))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        outs: list[torch.Tensor] = []
         for i, (s, m) in enumerate(zip(self.net.layers, self.layers)):
+            xs = [x if j < 0 else outs[j] for j in self._inputs[i]]
+            t = xs[0]
             if isinstance(s, FC):
-                x = m(x.flatten(1))[:, :, None, None]
+                t = m(t.flatten(1))[:, :, None, None]
+            elif isinstance(s, Add):
+                t = xs[0] + xs[1]
+            elif isinstance(s, Concat):
+                t = torch.cat(xs, dim=1)
             else:
-                x = m(x)
-            if self._relu_after(i):
-                x = F.relu(x)
-        return x
+                if self._pads[i] is not None:  # zero padding (pools too: see aidi.models.layers)
+                    t = F.pad(t, self._pads[i])
+                t = m(t)
+            relu, relu6 = self._act_after(i)
+            if relu:
+                t = F.relu(t)
+            if relu6:
+                t = torch.clamp(t, 0.0, 6.0)
+            outs.append(t)
+        return outs[-1]
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward(x).flatten(1)
@@ -340,22 +363,44 @@ def fold(model: TrainedModel | AidiNet, net: Network | None = None) -> list[Fold
 
 
 def folded_forward(folded: Sequence[FoldedLayer], x: np.ndarray) -> list[np.ndarray]:
-    """Float64 forward of folded layers; returns each executed layer's output ``(B, C, H, W)``."""
-    t = torch.from_numpy(np.asarray(x, dtype=np.float64))
+    """Float64 forward of folded layers; returns each executed layer's output ``(B, C, H, W)``.
+
+    Tensors are flat ``(B, elements)`` arrays as in FRAM: a layer reads its ``src`` views and writes its
+    ``dst`` view (a concat's producers write channel slices of one tensor)."""
+    from .ops import ADD, AVGPOOL, DWCONV, MAXPOOL
+
+    x = np.asarray(x, dtype=np.float64)
+    b = x.shape[0]
+    geoms = [fl.geom for fl in folded]
+    tensors = {t: np.zeros((b, n)) for t, n in tensor_sizes(geoms).items()}
+    tensors[0][:] = x.reshape(b, -1)
     outs = []
     with torch.no_grad():
         for fl in folded:
             g = fl.geom
-            if g.op in ("conv", "fc", "dwconv"):
-                if g.op == "fc":
-                    t = t.reshape(t.shape[0], -1, 1, 1)
-                groups = g.in_shape[0] if g.op == "dwconv" else 1
-                t = F.conv2d(t, torch.from_numpy(fl.w), torch.from_numpy(fl.b), g.stride, g.pad, groups=groups)
-            elif g.op == "maxpool":
-                t = F.max_pool2d(t, (g.kh, g.kw), g.stride)
+            code = g.traits.code
+            n_in = int(np.prod(g.in_shape))
+            xs = [torch.from_numpy(tensors[t][:, o:o + n_in].reshape(b, *g.in_shape)) for t, o in g.src]
+            t = xs[0]
+            pt, pl, pb, pr = g.pads
+            if any(g.pads):
+                t = F.pad(t, (pl, pr, pt, pb))
+            if code == ADD:
+                t = xs[0] + xs[1]
+            elif g.weighted:
+                groups = g.in_shape[0] if code == DWCONV else 1
+                t = F.conv2d(t, torch.from_numpy(fl.w), torch.from_numpy(fl.b), (g.sh, g.sw), 0, groups=groups)
+            elif code == MAXPOOL:
+                t = F.max_pool2d(t, (g.kh, g.kw), (g.sh, g.sw))
             else:
-                t = F.avg_pool2d(t, (g.kh, g.kw), g.stride)
+                assert code == AVGPOOL
+                t = F.avg_pool2d(t, (g.kh, g.kw), (g.sh, g.sw))
             if g.relu:
                 t = F.relu(t)
-            outs.append(t.numpy())
+            if g.relu6:
+                t = torch.clamp(t, 0.0, 6.0)
+            y = t.numpy()
+            to, oo = g.dst
+            tensors[to][:, oo:oo + y[0].size] = y.reshape(b, -1)
+            outs.append(y)
     return outs

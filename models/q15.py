@@ -22,7 +22,9 @@ data (the training split, through the float model with BN folded):
 
 * ``s_in``  = fractional bits of its input (= ``s_out`` of the previous layer;
   for the first layer ``frac_bits(max |x|)`` over the calibration inputs);
-* ``s_w``   = ``frac_bits(max |w|)`` over the layer's weights;
+* ``s_w``   = ``frac_bits(max |w|)`` over the layer's weights, lowered where
+  the calibrated output or the bias, ``A = max(max |y|, max |b|)``, would
+  saturate the accumulator: ``A * 2**(s_in + s_w) <= 2**31 - 1``;
 * ``s_out`` = ``frac_bits(max |y|)`` over the calibration outputs ``y`` of the
   layer (after the fused ReLU), then clamped into
   ``[s_in + s_w - 31, s_in + s_w]`` so that the shift ``k = s_in + s_w - s_out``
@@ -57,6 +59,25 @@ Pooling (no weights, ``s_out = s_in``, int16 in and out):
   ``floor((sum + kk // 2) / kk)`` with floor division, ``kk`` = window size
   (for gap ``H * W``); the result is within int16.
 * an optional fused ReLU: ``max(y, 0)``.
+
+Zero padding (any ``(top, left, bottom, right)``) and per-axis strides ``(sh, sw)``
+apply to conv, dwconv and both pools alike (a maxpool's zero padding equals
+ONNX's -inf padding on inputs >= 0).
+
+Activation clamps (every op): ``relu`` is ``max(y, 0)``; ``relu6`` also clamps
+at ``act_hi = q(6.0, s_out)`` (6.0 in real units).
+
+Residual ``add`` of ``a`` (``s_a`` fractional bits) and ``b`` (``s_b``), with
+``S = max(s_a, s_b)``, ``S - min(s_a, s_b) <= 15`` (so the aligned int16 terms
+stay below 2**30 and their sum fits int32 exactly)::
+
+    acc = (a << (S - s_a)) + (b << (S - s_b))      # int32, exact
+    y = sat16(rshift_round(acc, k)),  k = S - s_out in [0, 31]
+
+with ``s_out = frac_bits(max |y|)`` over the calibration outputs, clamped into
+``[S - 31, S]``.  ``concat`` computes nothing: its producers share one output
+format (``s_out = frac_bits(max |y|)`` over all of them, clamped into each
+weighted producer's shift range; a pool producer must already have it).
 
 Public API::
 
@@ -138,14 +159,14 @@ def _acc_add(acc: np.ndarray, prod: np.ndarray) -> np.ndarray:
     return np.clip(acc + prod, INT32_MIN, INT32_MAX)
 
 
-def conv_accumulate(x, w, acc, stride: int) -> np.ndarray:
+def conv_accumulate(x, w, acc, stride: int, stride_w: int | None = None) -> np.ndarray:
     """Saturating conv accumulation in canonical order, no padding (pad ``x`` beforehand).
 
     Args:
         x: int16 ``(..., N, Hi, Wi)``.
         w: int16 ``(M, N, kh, kw)``.
         acc: int32 ``(..., M, Ho, Wo)`` initial accumulators (bias or partial sums).
-        stride: stride (same on both axes).
+        stride, stride_w: strides along rows and columns (``stride_w`` None: ``stride``).
     Returns the new int32 accumulators (same shape as ``acc``).
     """
     x = np.asarray(x, dtype=np.int64)
@@ -153,23 +174,25 @@ def conv_accumulate(x, w, acc, stride: int) -> np.ndarray:
     a = np.asarray(acc, dtype=np.int64).copy()
     ho, wo = a.shape[-2:]
     n_, kh_, kw_ = w.shape[1:]
+    sh, sw = stride, stride if stride_w is None else stride_w
     for n in range(n_):
         for i in range(kh_):
             for j in range(kw_):
-                patch = x[..., n, i:i + stride * (ho - 1) + 1:stride, j:j + stride * (wo - 1) + 1:stride]
+                patch = x[..., n, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw]
                 a = _acc_add(a, patch[..., None, :, :] * w[:, n, i, j][:, None, None])
     return a.astype(np.int32)
 
 
-def dw_accumulate(x, w, acc, stride: int) -> np.ndarray:
+def dw_accumulate(x, w, acc, stride: int, stride_w: int | None = None) -> np.ndarray:
     """Depthwise variant of :func:`conv_accumulate`: ``x (..., C, Hi, Wi)``, ``w (C, 1, kh, kw)``."""
     x = np.asarray(x, dtype=np.int64)
     w = np.asarray(w, dtype=np.int64)
     a = np.asarray(acc, dtype=np.int64).copy()
     ho, wo = a.shape[-2:]
+    sh, sw = stride, stride if stride_w is None else stride_w
     for i in range(w.shape[2]):
         for j in range(w.shape[3]):
-            patch = x[..., i:i + stride * (ho - 1) + 1:stride, j:j + stride * (wo - 1) + 1:stride]
+            patch = x[..., i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw]
             a = _acc_add(a, patch * w[:, 0, i, j][:, None, None])
     return a.astype(np.int32)
 
@@ -184,12 +207,14 @@ def fc_accumulate(x, w, acc) -> np.ndarray:
     return a.astype(np.int32)
 
 
-def pool_reference(x, kh: int, kw: int, stride: int, is_max: bool, relu: bool = False) -> np.ndarray:
-    """Max or average pool of int16 ``x (..., C, H, W)`` without padding, floor output size."""
+def pool_reference(x, kh: int, kw: int, stride, is_max: bool, relu: bool = False) -> np.ndarray:
+    """Max or average pool of int16 ``x (..., C, H, W)`` (pad beforehand), floor output size;
+    ``stride`` an int or ``(sh, sw)``."""
     x = np.asarray(x, dtype=np.int64)
-    ho = (x.shape[-2] - kh) // stride + 1
-    wo = (x.shape[-1] - kw) // stride + 1
-    wins = [x[..., i:i + stride * (ho - 1) + 1:stride, j:j + stride * (wo - 1) + 1:stride]
+    sh, sw = (stride, stride) if isinstance(stride, (int, np.integer)) else stride
+    ho = (x.shape[-2] - kh) // sh + 1
+    wo = (x.shape[-1] - kw) // sw + 1
+    wins = [x[..., i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw]
             for i in range(kh) for j in range(kw)]
     if is_max:
         y = np.max(np.stack(wins), axis=0)
@@ -211,7 +236,9 @@ class QLayer:
         w: int16 weights ``geom.weight_shape`` (None for pools).
         b: int32 biases ``(M,)`` (None for pools; zeros without a bias).
         s_in, s_w, s_out: fractional bits of input, weights and output.
-        shift: ``k = s_in + s_w - s_out`` in [0, 31] (0 for pools).
+        shift: ``k = s_in + s_w - s_out`` in [0, 31] (0 for pools; ``S - s_out`` for add).
+        s_in2: fractional bits of an add's second input (= ``s_in`` otherwise).
+        act_hi: the upper clamp of the output (``q(6.0, s_out)`` with relu6, else 32767).
     """
 
     geom: LayerGeom
@@ -221,6 +248,21 @@ class QLayer:
     s_w: int
     s_out: int
     shift: int
+    s_in2: int | None = None
+    act_hi: int = INT16_MAX
+
+    @property
+    def align(self) -> tuple[int, int]:
+        """An add's left shifts of its two inputs ``(S - s_a, S - s_b)`` (0, 0 otherwise)."""
+        if self.s_in2 is None:
+            return (0, 0)
+        big = max(self.s_in, self.s_in2)
+        return big - self.s_in, big - self.s_in2
+
+
+def act_hi_of(relu6: bool, s_out: int) -> int:
+    """The relu6 clamp in Q format: ``q(6.0, s_out)`` (round half up, at most 32767); 32767 without relu6."""
+    return int(q(6.0, s_out)) if relu6 else INT16_MAX
 
 
 @dataclass(frozen=True)
@@ -254,31 +296,63 @@ class QModel:
         return np.ldexp(np.asarray(y, dtype=np.float64), -self.s_output)
 
 
+def _concat_formats(folded: Sequence, outs: list[np.ndarray]) -> dict[int, int]:
+    """Fractional bits shared by the producers of each concat tensor: frac_bits of their largest |y|."""
+    members: dict[int, list[int]] = {}
+    for i, fl in enumerate(folded):
+        members.setdefault(fl.geom.dst[0], []).append(i)
+    return {t: frac_bits(max(float(np.abs(outs[i]).max()) if outs[i].size else 0.0 for i in idx))
+            for t, idx in members.items() if len(idx) > 1}
+
+
 def quantize_folded(folded: Sequence, calib_x: np.ndarray, input_shape, net: Network | None = None,
                     float_accuracy: float | None = None) -> QModel:
-    """Quantize folded float layers (:func:`aidi.models.net.fold`) with shifts from ``calib_x`` (B, C, H, W)."""
+    """Quantize folded float layers (:func:`aidi.models.net.fold`) with shifts from ``calib_x`` (B, C, H, W).
+
+    Raises ValueError naming the layer when a concat's producers cannot share one format or an add's
+    inputs differ by more than 15 fractional bits."""
     from .net import folded_forward
 
     calib_x = np.asarray(calib_x, dtype=np.float64)
     outs = folded_forward(folded, calib_x)
     s_input = frac_bits(np.abs(calib_x).max() if calib_x.size else 0.0)
-    s_in = s_input
+    s_tensor = {0: s_input}  # fractional bits of each tensor
+    shared = _concat_formats(folded, outs)
     layers, maxes = [], []
     for fl, y in zip(folded, outs):
         g = fl.geom
+        s_ins = [s_tensor[t] for t, _ in g.src]
+        s_in = s_ins[0]
         ymax = float(np.abs(y).max()) if y.size else 0.0
         maxes.append(ymax)
+        want = shared.get(g.dst[0])
         if g.weighted:
             s_w = frac_bits(np.abs(fl.w).max())
-            s_out = frac_bits(ymax)
+            # the accumulator holds y and b with s_in + s_w fractional bits: keep the calibrated range in int32
+            a_max = max(ymax, float(np.abs(fl.b).max()) if g.bias and fl.b.size else 0.0)
+            if a_max > 0 and a_max * 2.0 ** (s_in + s_w) > INT32_MAX:
+                s_w = max(S_MIN, int(np.floor(np.log2(INT32_MAX / a_max))) - s_in)
+            s_out = frac_bits(ymax) if want is None else want
             s_out = min(max(s_out, s_in + s_w - K_MAX), s_in + s_w)
             w_q = q(fl.w, s_w)
             b_q = q32(fl.b, s_in + s_w) if g.bias else np.zeros(g.out_shape[0], np.int32)
-            layers.append(QLayer(g, w_q, b_q, s_in, s_w, s_out, s_in + s_w - s_out))
+            ql = QLayer(g, w_q, b_q, s_in, s_w, s_out, s_in + s_w - s_out, None, act_hi_of(g.relu6, s_out))
+        elif len(s_ins) == 2:  # add
+            big, small = max(s_ins), min(s_ins)
+            if big - small > 15:
+                raise ValueError(f"{g.describe()}: inputs with {s_ins[0]} and {s_ins[1]} fractional bits differ by "
+                                 "more than 15 (their aligned sum would overflow int32)")
+            s_out = frac_bits(ymax) if want is None else want
+            s_out = min(max(s_out, big - K_MAX), big)
+            ql = QLayer(g, None, None, s_ins[0], 0, s_out, big - s_out, s_ins[1], act_hi_of(g.relu6, s_out))
         else:
             s_out = s_in
-            layers.append(QLayer(g, None, None, s_in, 0, s_out, 0))
-        s_in = s_out
+            ql = QLayer(g, None, None, s_in, 0, s_out, 0, None, act_hi_of(g.relu6, s_out))
+        if want is not None and s_out != want:
+            raise ValueError(f"{g.describe()}: writes into a concat whose format has {want} fractional bits, but "
+                             f"its output has {s_out} (a pool keeps its input's format; put a conv before the concat)")
+        s_tensor[g.dst[0]] = s_out
+        layers.append(ql)
     return QModel(tuple(layers), tuple(input_shape), s_input, net, float_accuracy, tuple(maxes))
 
 
@@ -291,32 +365,54 @@ def quantize(trained, calib_x: np.ndarray | None = None, max_calib: int = 4096) 
     return quantize_folded(fold(trained), calib_x, trained.net.input_shape, trained.net, trained.float_accuracy)
 
 
-def _pad(x: np.ndarray, p: int) -> np.ndarray:
-    if p == 0:
+def _pad(x: np.ndarray, pads) -> np.ndarray:
+    pt, pl, pb, pr = pads
+    if not any(pads):
         return x
-    return np.pad(x, [(0, 0)] * (x.ndim - 2) + [(p, p), (p, p)])
+    return np.pad(x, [(0, 0)] * (x.ndim - 2) + [(pt, pb), (pl, pr)])
+
+
+def add_reference(a, b, align: tuple[int, int], k: int) -> np.ndarray:
+    """int32 accumulators of a residual add: ``(a << align[0]) + (b << align[1])`` (exact, see above),
+    then the output step is :func:`requantize_reference` with shift ``k``."""
+    acc = np.left_shift(np.asarray(a, np.int64), align[0]) + np.left_shift(np.asarray(b, np.int64), align[1])
+    return acc
+
+
+def _clamp(y: np.ndarray, ql: "QLayer") -> np.ndarray:
+    return np.minimum(y, ql.act_hi).astype(np.int16) if ql.act_hi < INT16_MAX else y
 
 
 def forward_batch(qmodel: QModel, xb: np.ndarray) -> list[np.ndarray]:
-    """Exact integer forward of a batch ``(B, C, H, W)`` int16; int16 output per executed layer."""
+    """Exact integer forward of a batch ``(B, C, H, W)`` int16; int16 output per executed layer.
+
+    Tensors are flat ``(B, elements)`` int16 arrays, read and written through each layer's views."""
+    from .layers import tensor_sizes
+    from .ops import ADD, DWCONV, MAXPOOL
+
     x = np.asarray(xb, dtype=np.int16)
+    b = x.shape[0]
+    tensors = {t: np.zeros((b, n), np.int16) for t, n in tensor_sizes(qmodel.geoms).items()}
+    tensors[0][:] = x.reshape(b, -1)
     outs = []
     for ql in qmodel.layers:
         g = ql.geom
-        b = x.shape[0]
-        if g.op in ("conv", "fc", "dwconv"):
-            if g.op == "fc":
-                x = x.reshape(b, -1, 1, 1)
+        code = g.traits.code
+        n_in = int(np.prod(g.in_shape))
+        xs = [tensors[t][:, o:o + n_in].reshape(b, *g.in_shape) for t, o in g.src]
+        if code == ADD:
+            y = requantize_reference(add_reference(xs[0], xs[1], ql.align, ql.shift), ql.shift, g.relu)
+        elif g.weighted:
             acc0 = np.broadcast_to(ql.b[None, :, None, None], (b, *g.out_shape)).astype(np.int32)
-            xp = _pad(x, g.pad)
-            if g.op == "dwconv":
-                acc = dw_accumulate(xp, ql.w, acc0, g.stride)
-            else:
-                acc = conv_accumulate(xp, ql.w, acc0, g.stride)
-            x = requantize_reference(acc, ql.shift, g.relu)
+            xp = _pad(xs[0], g.pads)
+            acc = (dw_accumulate if code == DWCONV else conv_accumulate)(xp, ql.w, acc0, g.sh, g.sw)
+            y = requantize_reference(acc, ql.shift, g.relu or g.relu6)
         else:
-            x = pool_reference(x, g.kh, g.kw, g.stride, g.op == "maxpool", g.relu)
-        outs.append(x)
+            y = pool_reference(_pad(xs[0], g.pads), g.kh, g.kw, (g.sh, g.sw), code == MAXPOOL, g.relu or g.relu6)
+        y = _clamp(y, ql)
+        to, oo = g.dst
+        tensors[to][:, oo:oo + y[0].size] = y.reshape(b, -1)
+        outs.append(y)
     return outs
 
 

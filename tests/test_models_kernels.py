@@ -29,8 +29,9 @@ def with_junk(a, junk=5):
     return flat
 
 
-def naive_conv(x, w, acc, stride):
-    """Scalar, independent reference of the canonical-order saturating accumulation."""
+def naive_conv(x, w, acc, stride, stride_w=None):
+    """Scalar, independent reference of the canonical-order saturating accumulation (strides per axis)."""
+    sw = stride if stride_w is None else stride_w
     acc = acc.astype(np.int64).copy()
     tm, tn, kh, kw = w.shape
     for m in range(tm):
@@ -40,7 +41,7 @@ def naive_conv(x, w, acc, stride):
                 for n in range(tn):
                     for i in range(kh):
                         for j in range(kw):
-                            a = min(max(a + int(x[n, r * stride + i, c * stride + j]) * int(w[m, n, i, j]), -(2**31)),
+                            a = min(max(a + int(x[n, r * stride + i, c * sw + j]) * int(w[m, n, i, j]), -(2**31)),
                                     2**31 - 1)
                 acc[m, r, c] = a
     return acc.astype(np.int32)
@@ -50,8 +51,9 @@ def naive_conv(x, w, acc, stride):
 def conv_case(draw, depthwise=False):
     tm, tn = draw(st.integers(1, 4)), draw(st.integers(1, 4))
     tr, tc = draw(st.integers(1, 3)), draw(st.integers(1, 3))
-    kh, kw, s = draw(st.integers(1, 3)), draw(st.integers(1, 3)), draw(st.integers(1, 2))
-    tri, tci = (tr - 1) * s + kh, (tc - 1) * s + kw
+    kh, kw = draw(st.integers(1, 5)), draw(st.integers(1, 5))  # rectangular kernels (10x4, 1x5, ...)
+    s = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))  # per-axis strides
+    tri, tci = (tr - 1) * s[0] + kh, (tc - 1) * s[1] + kw
     if depthwise:
         tn = tm
     x = draw(arr16((tn, tri, tci)))
@@ -66,10 +68,10 @@ def test_conv_tile_matches_reference(case):
     x, w, acc, s, tri, tci = case
     tm, tn, kh, kw = w.shape
     tr, tc = acc.shape[1:]
-    ref = q15.conv_accumulate(x, w, acc, s)
-    assert np.array_equal(ref, naive_conv(x, w, acc, s))
+    ref = q15.conv_accumulate(x, w, acc, *s)
+    assert np.array_equal(ref, naive_conv(x, w, acc, *s))
     a = with_junk(acc)
-    K.conv_tile(with_junk(x), with_junk(w), a, tm, tn, tr, tc, kh, kw, s, tri, tci)
+    K.conv_tile(with_junk(x), with_junk(w), a, tm, tn, tr, tc, kh, kw, *s, tri, tci)
     assert np.array_equal(a[:acc.size].reshape(acc.shape), ref)
     assert (a[acc.size:] == -12345).all()
 
@@ -80,12 +82,12 @@ def test_dw_tile_matches_reference(case):
     x, w, acc, s, tri, tci = case
     tm, _, kh, kw = w.shape
     tr, tc = acc.shape[1:]
-    ref = q15.dw_accumulate(x, w, acc, s)
+    ref = q15.dw_accumulate(x, w, acc, *s)
     # depthwise = per-channel conv
     for m in range(tm):
-        assert np.array_equal(ref[m:m + 1], naive_conv(x[m:m + 1], w[m:m + 1], acc[m:m + 1], s))
+        assert np.array_equal(ref[m:m + 1], naive_conv(x[m:m + 1], w[m:m + 1], acc[m:m + 1], *s))
     a = with_junk(acc)
-    K.dw_tile(with_junk(x), with_junk(w), a, tm, tr, tc, kh, kw, s, tri, tci)
+    K.dw_tile(with_junk(x), with_junk(w), a, tm, tr, tc, kh, kw, *s, tri, tci)
     assert np.array_equal(a[:acc.size].reshape(acc.shape), ref)
 
 
@@ -113,15 +115,16 @@ def test_saturation_is_per_term_not_at_the_end():
 
 
 @SETTINGS
-@given(st.integers(1, 3), st.integers(1, 3), st.integers(1, 3), st.integers(1, 3), st.integers(1, 3),
-       st.integers(1, 3), st.booleans(), st.booleans(), st.data())
-def test_pool_tile_matches_reference(tm, tr, tc, kh, kw, s, is_max, relu, data):
-    tri, tci = (tr - 1) * s + kh, (tc - 1) * s + kw
+@given(st.integers(1, 3), st.integers(1, 3), st.integers(1, 3), st.integers(1, 4), st.integers(1, 4),
+       st.integers(1, 3), st.integers(1, 3), st.booleans(), st.booleans(), st.sampled_from([32767, 0, 96, -5]),
+       st.data())
+def test_pool_tile_matches_reference(tm, tr, tc, kh, kw, sh, sw, is_max, relu, hi, data):
+    tri, tci = (tr - 1) * sh + kh, (tc - 1) * sw + kw
     x = data.draw(arr16((tm, tri, tci)))
-    ref = q15.pool_reference(x, kh, kw, s, is_max, relu)
+    ref = np.minimum(q15.pool_reference(x, kh, kw, (sh, sw), is_max, relu), hi)
     assert ref.shape == (tm, tr, tc)
     out = np.full(tm * tr * tc + 3, 777, np.int16)
-    K.pool_tile(with_junk(x), out, tm, tr, tc, kh, kw, s, tri, tci, is_max, relu)
+    K.pool_tile(with_junk(x), out, tm, tr, tc, kh, kw, sh, sw, tri, tci, is_max, relu, hi)
     assert np.array_equal(out[:-3].reshape(tm, tr, tc), ref)
     assert (out[-3:] == 777).all()
 
@@ -129,16 +132,21 @@ def test_pool_tile_matches_reference(tm, tr, tc, kh, kw, s, is_max, relu, data):
 def test_avgpool_floor_division_of_negative_sums():
     x = np.array([[[-3, -4], [0, 0]]], np.int16)  # sum -7, kk 4: floor((-7 + 2) / 4) = -2
     out = np.zeros(1, np.int16)
-    K.pool_tile(x.ravel(), out, 1, 1, 1, 2, 2, 1, 2, 2, False, False)
+    K.pool_tile(x.ravel(), out, 1, 1, 1, 2, 2, 1, 1, 2, 2, False, False, 32767)
     assert out[0] == -2 == q15.pool_reference(x, 2, 2, 1, False)[0, 0, 0]
 
 
 @SETTINGS
-@given(arr32((17,)), st.integers(0, 31), st.booleans())
-def test_requantize_matches_reference(acc, k, relu):
+@given(arr32((17,)), st.integers(0, 31), st.booleans(), st.integers(-10, 25))
+def test_requantize_matches_reference(acc, k, relu, s_out):
+    hi = q15.act_hi_of(True, s_out)  # the relu6 clamp: 6.0 in Q(s_out), at most 32767
+    assert hi == min(int(np.floor(6 * 2.0**s_out + 0.5)), 32767)
     out = np.zeros(20, np.int16)
-    K.requantize(acc, out, acc.size, k, relu)
+    K.requantize(acc, out, acc.size, k, relu, 32767)
     ref = q15.requantize_reference(acc, k, relu)
+    out6 = np.zeros(17, np.int16)
+    K.requantize(acc, out6, acc.size, k, True, hi)
+    assert np.array_equal(out6, np.clip(q15.requantize_reference(acc, k, True), 0, hi))
     assert np.array_equal(out[:17], ref)
     # rshift_round is round-half-up of acc / 2^k
     exact = np.floor(acc.astype(np.float64) / 2.0**k + 0.5)
@@ -150,7 +158,7 @@ def test_rshift_round_edges():
     assert list(q15.rshift_round(a, 1)) == [2**30, -(2**30), 2, -1, 1, -1, 1, 0]
     assert list(q15.rshift_round(a, 0)) == list(a)
     out = np.zeros(8, np.int16)
-    K.requantize(a, out, 8, 1, False)
+    K.requantize(a, out, 8, 1, False, 32767)
     assert list(out) == [32767, -32768, 2, -1, 1, -1, 1, 0]
 
 
@@ -162,3 +170,39 @@ def test_fill_bias(tm, tr, tc, data):
     K.fill_bias(acc, b, tm, tr, tc)
     assert np.array_equal(acc[:-2].reshape(tm, tr, tc), np.broadcast_to(b[:, None, None], (tm, tr, tc)))
     assert (acc[-2:] == 0).all()
+
+
+@SETTINGS
+@given(st.integers(1, 30), st.integers(0, 15), st.integers(0, 31), st.booleans(), st.data())
+def test_add_tile_matches_reference(n, la, k, relu, data):
+    a, b = data.draw(arr16((n,))), data.draw(arr16((n,)))
+    lb = data.draw(st.integers(0, 15))
+    acc = np.full(n + 2, -12345, np.int32)
+    K.add_tile(a, b, acc, n, la, lb)
+    exact = a.astype(np.int64) * 2**la + b.astype(np.int64) * 2**lb  # |.| < 2^31: exact in int32
+    assert np.array_equal(acc[:n], exact) and (acc[n:] == -12345).all()
+    assert np.array_equal(q15.add_reference(a, b, (la, lb), k), exact)
+    out = np.zeros(n, np.int16)
+    K.requantize(acc, out, n, k, relu, 32767)
+    assert np.array_equal(out, q15.requantize_reference(exact, k, relu))
+
+
+@SETTINGS
+@given(st.integers(1, 3), st.integers(1, 3), st.integers(2, 7), st.integers(2, 7), st.integers(1, 4), st.integers(1, 4),
+       st.integers(1, 3), st.integers(1, 3), st.data())
+def test_padded_rect_conv_equals_torch(c, m, h, w, kh, kw, sh, sw, data):
+    """conv_accumulate over an asymmetrically padded input = torch's conv2d (small integers: exact in float64)."""
+    import torch
+    from torch.nn import functional as F
+
+    pads = tuple(data.draw(st.integers(0, k - 1)) for k in (kh, kw, kh, kw))  # top, left, bottom, right
+    if h + pads[0] + pads[2] < kh or w + pads[1] + pads[3] < kw:
+        return
+    x = data.draw(hnp.arrays(np.int16, (1, c, h, w), elements=st.integers(-50, 50)))
+    wt = data.draw(hnp.arrays(np.int16, (m, c, kh, kw), elements=st.integers(-50, 50)))
+    xp = np.pad(x, ((0, 0), (0, 0), (pads[0], pads[2]), (pads[1], pads[3])))
+    ho, wo = (xp.shape[2] - kh) // sh + 1, (xp.shape[3] - kw) // sw + 1
+    got = q15.conv_accumulate(xp, wt, np.zeros((1, m, ho, wo), np.int32), sh, sw)
+    want = F.conv2d(F.pad(torch.from_numpy(x.astype(np.float64)), (pads[1], pads[3], pads[0], pads[2])),
+                    torch.from_numpy(wt.astype(np.float64)), stride=(sh, sw)).numpy()
+    assert np.array_equal(got, want.astype(np.int64))

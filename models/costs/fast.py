@@ -19,10 +19,12 @@ from numba import njit
 
 from ...sim.platform import Platform
 from ..layers import LayerGeom
+from ..ops import ADD, BY_CODE, DWCONV, MAXPOOL
+from .software import ADD_ELEM_TAPS
 from .tables import CostTables
 
-#: op codes of geom_vector
-OPS = ("conv", "fc", "dwconv", "maxpool", "avgpool")
+#: op codes of geom_vector (the rows of :data:`aidi.models.ops.OPS` by code)
+OPS = BY_CODE
 #: SoftwareCosts fields, in the order of platform_vector's tail
 SW_FIELDS = ("layer_start", "unit", "tile_weighted", "tile_pool", "tile_bit", "fetch_bit", "in_fetch", "in_row",
              "in_row_bit", "in_pad_row", "in_word", "in_pad_word", "w_filter", "w_word", "acc_init", "output",
@@ -64,9 +66,10 @@ def platform_vector(p: Platform) -> np.ndarray:
 
 
 def geom_vector(g: LayerGeom) -> np.ndarray:
-    """``[op, C, H, W, M, Ho, Wo, kh, kw, stride, pad, relu]`` (int64) of a layer."""
-    return np.array([OPS.index(g.op), *g.in_shape, *g.out_shape, g.kh, g.kw, g.stride, g.pad, int(g.relu)],
-                    dtype=np.int64)
+    """``[op, C, H, W, M, Ho, Wo, kh, kw, sh, pad_top, relu, sw, pad_left, inputs]`` (int64) of a layer
+    (op: :data:`aidi.models.ops.OPS` code; inputs: input tensors, 2 for add)."""
+    return np.array([g.traits.code, *g.in_shape, *g.out_shape, g.kh, g.kw, g.sh, g.pads[0], int(g.relu), g.sw,
+                     g.pads[1], len(g.src)], dtype=np.int64)
 
 
 @njit(cache=True)
@@ -151,7 +154,7 @@ def _lea_compute(op, kh, kw, tn, pv):
 
 
 @njit(cache=True)
-def _lea_tile(op, tied, kh, kw, s, tm, tn, tr, tc, pv):
+def _lea_tile(op, tied, kh, kw, s, s_w, tm, tn, tr, tc, pv):
     """lea_dma.lea_tile_compute: by_in (Xn, Rt, Ct, 2), by_w (Mt, Nt, 2)."""
     mt, nt, rt, ct = tm.shape[0], tn.shape[0], tr.shape[0], tc.shape[0]
     xn = mt if tied else nt
@@ -166,7 +169,7 @@ def _lea_tile(op, tied, kh, kw, s, tm, tn, tr, tc, pv):
         for r in range(rt):
             tri = (tr[r] - 1) * s + kh
             for c in range(ct):
-                tci = (tc[c] - 1) * s + kw
+                tci = (tc[c] - 1) * s_w + kw
                 k = xc * tri * tci
                 by_in[x, r, c, 0] = k * (ab[0] + mx[0]) + dv[0]
                 by_in[x, r, c, 1] = k * (ab[1] + mx[1]) + dv[1]
@@ -197,10 +200,12 @@ def _compute_per_elem(op, kh, kw, relu, tn, pv, lea, software):
         if software:
             if op <= 1:
                 cyc = pv[S_ACC_ELEM] + tn[n] * (pv[S_ACC_CHANNEL] + kh * (pv[S_KERNEL_ROW] + kw * pv[S_MAC]))
-            elif op == 2:
+            elif op == DWCONV:
                 cyc = pv[S_ACC_ELEM] + pv[S_ACC_CHANNEL] + kh * (pv[S_KERNEL_ROW] + kw * pv[S_MAC])
-            elif op == 3:
+            elif op == MAXPOOL:
                 cyc = pv[S_POOL_OUT] + kk * pv[S_MAX_TAP]
+            elif op == ADD:
+                cyc = pv[S_POOL_OUT] + ADD_ELEM_TAPS * pv[S_AVG_TAP]
             else:
                 cyc = pv[S_POOL_OUT] + pv[S_AVG_DIV] + kk * pv[S_AVG_TAP]
             vec[n, 0] = cyc
@@ -214,8 +219,10 @@ def _compute_per_elem(op, kh, kw, relu, tn, pv, lea, software):
             vec[n, 0] = c1[0]
             vec[n, 1] = c1[1]
         else:
-            if op == 3:
+            if op == MAXPOOL:
                 c1 = _cpu(pv, C_MAX, E_MAX, kk)
+            elif op == ADD:
+                c1 = _cpu(pv, C_ADD, E_ADD, 1)
             else:
                 a1 = _cpu(pv, C_ADD, E_ADD, kk)
                 d1 = _cpu(pv, C_DIV, E_DIV, 1)
@@ -273,6 +280,7 @@ def build_tables(gv, pv, tr_, tc_, tm_, tn_, lea_backend, software):
     the emitted runtime's (:mod:`.software`), else the iNAS-style ones (:mod:`.lea_dma`)."""
     op, C, H, W, M, Ho, Wo, kh, kw, s, pad, relu = (gv[0], gv[1], gv[2], gv[3], gv[4], gv[5], gv[6], gv[7], gv[8],
                                                      gv[9], gv[10], gv[11])
+    s_w, pad_l, nin = gv[12], gv[13], gv[14]
     weighted = op <= 2
     tied = op >= 2
     lea = lea_backend and weighted
@@ -303,11 +311,11 @@ def build_tables(gv, pv, tr_, tc_, tm_, tn_, lea_backend, software):
         for r in range(rt):
             prows = tri[r] - vrows[r]
             for c in range(ct):
-                tci = (tc[c] - 1) * s + kw
+                tci = (tc[c] - 1) * s_w + kw
                 per_ch = (vrows[r] * (pv[S_IN_ROW] + tci * pv[S_IN_WORD]) + rbits[r] * pv[S_IN_ROW_BIT]
                           + prows * (pv[S_IN_PAD_ROW] + tci * pv[S_IN_PAD_WORD]))
                 for x in range(xn):
-                    cyc = pv[S_IN_FETCH] + (tm[x] if tied else tn[x]) * per_ch
+                    cyc = nin * (pv[S_IN_FETCH] + (tm[x] if tied else tn[x]) * per_ch)
                     inp[x, r, c, 0] = cyc
                     inp[x, r, c, 1] = cyc * epc
     else:
@@ -317,12 +325,12 @@ def build_tables(gv, pv, tr_, tc_, tm_, tn_, lea_backend, software):
             y0 = r0[r] * s - pad
             rows = min(y0 + (tr[r] - 1) * s + kh, H) - max(y0, 0)
             for c in range(ct):
-                x0 = c0[c] * s - pad
-                cols = min(x0 + (tc[c] - 1) * s + kw, W) - max(x0, 0)
+                x0 = c0[c] * s_w - pad_l
+                cols = min(x0 + (tc[c] - 1) * s_w + kw, W) - max(x0, 0)
                 for x in range(xn):
                     _box(pv, DMA_R, tm[x] if tied else tn[x], rows, cols, H, W, 1, tmp)
-                    inp[x, r, c, 0] = tmp[0] + a7[0] + m5[0]
-                    inp[x, r, c, 1] = tmp[1] + a7[1] + m5[1]
+                    inp[x, r, c, 0] = nin * (tmp[0] + a7[0] + m5[0])
+                    inp[x, r, c, 1] = nin * (tmp[1] + a7[1] + m5[1])
     # weights
     wn = nt if op <= 1 else 1
     wgt = np.zeros((mt, wn, 2))
@@ -400,7 +408,7 @@ def build_tables(gv, pv, tr_, tc_, tm_, tn_, lea_backend, software):
     tov_c = np.zeros((ct, 2))
     if software:
         tile_c = (pv[S_TILE_W] if weighted else pv[S_TILE_POOL]) + pv[S_FETCH_BIT] * (
-            2 * _bitlen(s) + _bitlen(H) + _bitlen(H * W))
+            _bitlen(s) + _bitlen(s_w) + _bitlen(H) + _bitlen(H * W))
         for m in range(mt):
             for r in range(rt):
                 kr = 0.0 if lea else pv[S_TILE_ROW] * tm[m] * tr[r]
@@ -415,7 +423,7 @@ def build_tables(gv, pv, tr_, tc_, tm_, tn_, lea_backend, software):
             tov_c[c, 0] = pv[S_TILE_BIT] * _bitlen(c)
             tov_c[c, 1] = tov_c[c, 0] * epc
     if lea:
-        by_in, by_w = _lea_tile(op, tied, kh, kw, s, tm, tn, tr, tc, pv)
+        by_in, by_w = _lea_tile(op, tied, kh, kw, s, s_w, tm, tn, tr, tc, pv)
     else:
         by_in = np.zeros((xn, rt, ct, 2))
         by_w = np.zeros((mt, wn, 2))
@@ -458,13 +466,13 @@ def sram_fits(gv, tr, tc, tm, tn, lea, software, acc_bytes, budget, lea_ram):
     """Does the layer's SRAM (:func:`aidi.models.schedule.memory.layer_sram_buffers` with ``acc_bytes`` of
     accumulators, iNAS-style; the runtime's needs one block) fit ``budget`` and, on LEA, the LEA RAM?
     (:func:`aidi.models.schedule.memory.check_sram`, without the message)."""
-    op, kh, kw, s = gv[0], gv[7], gv[8], gv[9]
+    op, kh, kw, s, s_w, nin = gv[0], gv[7], gv[8], gv[9], gv[12], gv[14]
     weighted = op <= 2
     tied = op >= 2
     if tied:
         tn = tm
     tri = (tr - 1) * s + kh
-    tci = (tc - 1) * s + kw
+    tci = (tc - 1) * s_w + kw
     off = 0
     end = 0
     lea_in_w = 0
@@ -483,7 +491,7 @@ def sram_fits(gv, tr, tc, tm, tn, lea, software, acc_bytes, budget, lea_ram):
                 k += 3
             sizes[k] = 2 * tm * w_stride
             k += 1
-        sizes[k] = 2 * tn * tri * tci
+        sizes[k] = 2 * nin * tn * tri * tci
         sizes[k + 1] = _CACHE_BYTES
         k += 2
         for i in range(k):
@@ -496,10 +504,10 @@ def sram_fits(gv, tr, tc, tm, tn, lea, software, acc_bytes, budget, lea_ram):
         return True
     sizes = np.zeros(5, np.int64)
     k = 0
-    sizes[k] = 2 * (tm if tied else tn) * tri * tci
+    sizes[k] = 2 * nin * (tm if tied else tn) * tri * tci
     lea_in_w += _al(sizes[k])
     k += 1
-    if op <= 1 or op == 2:
+    if weighted:
         sizes[k] = 2 * tm * (tn if op <= 1 else 1) * kh * kw
         lea_in_w += _al(sizes[k])
         k += 1
@@ -566,6 +574,7 @@ def lower_bound_closed(gv, pv, tr_, tc_, tm_, tn_, lea_backend, software):
     (O(tiles along each axis), no per-tile table): ``(lb [cycles, energy], commit [cycles, energy])``."""
     op, C, H, W, M, Ho, Wo, kh, kw, s, pad, relu = (gv[0], gv[1], gv[2], gv[3], gv[4], gv[5], gv[6], gv[7], gv[8],
                                                      gv[9], gv[10], gv[11])
+    s_w, pad_l, nin = gv[12], gv[13], gv[14]
     weighted = op <= 2
     tied = op >= 2
     lea = lea_backend and weighted
@@ -599,9 +608,9 @@ def lower_bound_closed(gv, pv, tr_, tc_, tm_, tn_, lea_backend, software):
     tci = np.empty(ct, np.int64)
     cols = np.empty(ct, np.int64)
     for c in range(ct):
-        tci[c] = (tc[c] - 1) * s + kw
-        x0 = c0[c] * s - pad
-        cols[c] = min(x0 + (tc[c] - 1) * s + kw, W) - max(x0, 0)
+        tci[c] = (tc[c] - 1) * s_w + kw
+        x0 = c0[c] * s_w - pad_l
+        cols[c] = min(x0 + (tc[c] - 1) * s_w + kw, W) - max(x0, 0)
     n_in = xn * rt * ct
     n_out = mt * rt * ct
     s_tm = 0
@@ -625,18 +634,19 @@ def lower_bound_closed(gv, pv, tr_, tc_, tm_, tn_, lea_backend, software):
             pr = tri[r] - v
             acc += (v * (ct * pv[S_IN_ROW] + s_tci * pv[S_IN_WORD]) + ct * b * pv[S_IN_ROW_BIT]
                     + pr * (ct * pv[S_IN_PAD_ROW] + s_tci * pv[S_IN_PAD_WORD]))
-        cyc = n_in * pv[S_IN_FETCH] + sx * acc
+        cyc = nin * (n_in * pv[S_IN_FETCH] + sx * acc)
         if weighted:
             cyc += pv[S_IO_CHANNEL] * s_tm * rt * ct
         out[0] += cyc
         out[1] += cyc * epc
     else:
-        _box_sum(pv, DMA_R, xc, rows, cols, H, W, 1, out)
+        for _ in range(nin):
+            _box_sum(pv, DMA_R, xc, rows, cols, H, W, 1, out)
         a7 = _cpu(pv, C_ADD, E_ADD, 7)
         m5 = _cpu(pv, C_MUL, E_MUL, 5)
         m4 = _cpu(pv, C_MUL, E_MUL, 4)
-        out[0] += n_in * (a7[0] + m5[0]) + n_out * (a7[0] + m4[0])
-        out[1] += n_in * (a7[1] + m5[1]) + n_out * (a7[1] + m4[1])
+        out[0] += nin * n_in * (a7[0] + m5[0]) + n_out * (a7[0] + m4[0])
+        out[1] += nin * n_in * (a7[1] + m5[1]) + n_out * (a7[1] + m4[1])
         _box_sum(pv, DMA_W, tm, tr, tc, Ho, Wo, 1, out)
     # the LEA kernel's per-tile work: by input tile (x Mt for conv), by weight tile (x Rt Ct)
     if lea:
@@ -699,7 +709,7 @@ def lower_bound_closed(gv, pv, tr_, tc_, tm_, tn_, lea_backend, software):
                 _dsum(pv, DMA_R, 2 * tm[m], out, 1)
     if software:  # the runtime's per-tile overheads and layer start
         tile_c = (pv[S_TILE_W] if weighted else pv[S_TILE_POOL]) + pv[S_FETCH_BIT] * (
-            2 * _bitlen(s) + _bitlen(H) + _bitlen(H * W))
+            _bitlen(s) + _bitlen(s_w) + _bitlen(H) + _bitlen(H * W))
         bm = 0
         for m in range(mt):
             bm += _bitlen(m) + _bitlen(m0[m])

@@ -49,6 +49,7 @@ import numpy as np
 
 from ...sim.platform import Platform
 from ..layers import LayerGeom
+from .. import ops
 from .tables import CostTables, pair, vec_cost
 
 
@@ -69,17 +70,16 @@ def dma_box(fn, nch, nrows, ncols, h, w, words_per_elem: int) -> np.ndarray:
 def input_rows_cols(geom: LayerGeom, r0, tr, c0, tc):
     """Valid (inside the unpadded input) rows and columns of each input tile."""
     C, H, W = geom.in_shape
-    s, pad = geom.stride, geom.pad
-    y0 = r0 * s - pad
-    rows = np.minimum(y0 + (tr - 1) * s + geom.kh, H) - np.maximum(y0, 0)
-    x0 = c0 * s - pad
-    cols = np.minimum(x0 + (tc - 1) * s + geom.kw, W) - np.maximum(x0, 0)
+    y0 = r0 * geom.sh - geom.pads[0]
+    rows = np.minimum(y0 + (tr - 1) * geom.sh + geom.kh, H) - np.maximum(y0, 0)
+    x0 = c0 * geom.sw - geom.pads[1]
+    cols = np.minimum(x0 + (tc - 1) * geom.sw + geom.kw, W) - np.maximum(x0, 0)
     return rows, cols
 
 
 def lea_len(geom: LayerGeom, tn: np.ndarray) -> np.ndarray:
     """Vector length ``n_cnt*kh*kw`` of the LEA kernel's dot products, by n tile (depthwise: one channel)."""
-    n_cnt = np.ones_like(tn) if geom.op == "dwconv" else tn
+    n_cnt = np.ones_like(tn) if geom.channel_tied else tn
     return n_cnt * geom.kh * geom.kw
 
 
@@ -90,15 +90,21 @@ def compute_per_elem(geom: LayerGeom, p: Platform, backend: str, tn: np.ndarray)
         ln = lea_len(geom, tn)
         ln_e = ln + ln % 2
         per = vec_cost(p.lea_mac, ln_e) + pair(p.cpu_max(3)) + pair(p.cpu_add(1))
-        if geom.op == "dwconv":  # the window is gathered per output element
+        if geom.channel_tied:  # dwconv: the window is gathered per output element
             per = per + vec_cost(p.cpu_copy, ln_e)
         return per
-    if geom.op in ("conv", "fc"):
+    code = geom.traits.code
+    if code in (ops.CONV, ops.FC):
         return kh * kw * vec_cost(p.cpu_mac, tn)
-    if geom.op == "dwconv":
+    if code == ops.DWCONV:
         return np.broadcast_to(pair(p.cpu_mac(kh * kw)), (1, 2)).copy()
     kk = kh * kw
-    per = pair(p.cpu_max(kk)) if geom.op == "maxpool" else pair(p.cpu_add(kk)) + pair(p.cpu_div(1))
+    if code == ops.MAXPOOL:
+        per = pair(p.cpu_max(kk))
+    elif code == ops.AVGPOOL:
+        per = pair(p.cpu_add(kk)) + pair(p.cpu_div(1))
+    else:  # add: one sum (the alignment shifts are constant shifts, counted with it)
+        per = pair(p.cpu_add(1))
     if geom.relu:
         per = per + pair(p.cpu_max(1))
     return np.broadcast_to(per, (1, 2)).copy()
@@ -108,14 +114,13 @@ def lea_tile_compute(geom: LayerGeom, p: Platform, axes) -> tuple[np.ndarray, np
     """Per-tile compute of the LEA kernel: ``(Xn, Rt, Ct, 2)`` keyed by the input tile (``max|x|`` scan,
     limit division, conv's gathers) and ``(Mt, Nt, 2)`` keyed by the weight tile (``sum|w|``)."""
     m0, tm, n0, tn, r0, tr, c0, tc = axes
-    s = geom.stride
     x_cnt = tm if geom.channel_tied else tn
-    tri = (tr - 1) * s + geom.kh
-    tci = (tc - 1) * s + geom.kw
+    tri = (tr - 1) * geom.sh + geom.kh
+    tci = (tc - 1) * geom.sw + geom.kw
     scan = pair(p.cpu_abs(1)) + pair(p.cpu_max(1))
     by_in = (x_cnt[:, None, None] * tri[None, :, None] * tci[None, None, :])[..., None] * scan + pair(p.cpu_div(1))
     ln = lea_len(geom, tn)
-    if geom.op != "dwconv":  # one gather per output position (r, c), shared by the tile's output channels
+    if not geom.channel_tied:  # one gather per output position (r, c), shared by the tile's output channels
         pos = tr[None, :, None] * tc[None, None, :]
         by_in = by_in + pos[..., None] * vec_cost(p.cpu_copy, ln + ln % 2)[:, None, None, :]
     by_w = (tm[:, None] * ln[None, :])[..., None] * (pair(p.cpu_abs(1)) + pair(p.cpu_add(1)))
@@ -134,13 +139,13 @@ def tables(geom: LayerGeom, axes, p: Platform, backend: str) -> CostTables:
     x_cnt = tm if geom.channel_tied else tn
     rows, cols = input_rows_cols(geom, r0, tr, c0, tc)
     inp = dma_box(p.dma_read, x_cnt[:, None, None], rows[None, :, None], cols[None, None, :], H, W, 1)
-    inp = inp + pair(p.cpu_add(7)) + pair(p.cpu_mul(5))
-    if geom.op in ("conv", "fc"):
+    inp = len(geom.src) * (inp + pair(p.cpu_add(7)) + pair(p.cpu_mul(5)))  # an add fetches two tiles
+    if geom.weighted and not geom.channel_tied:
         per_m = tn * kh * kw
         blocks = np.where(tn[None, :] < C, tm[:, None], 1)
         length = np.where(tn[None, :] < C, per_m[None, :], tm[:, None] * per_m[None, :])
         wgt = blocks[..., None] * vec_cost(p.dma_read, length) + pair(p.cpu_add(8)) + pair(p.cpu_mul(9))
-    elif geom.op == "dwconv":
+    elif geom.weighted:
         wgt = (vec_cost(p.dma_read, tm * kh * kw) + pair(p.cpu_add(8)) + pair(p.cpu_mul(9)))[:, None, :]
     else:
         wgt = np.zeros((grid[0], 1, 2))

@@ -17,7 +17,8 @@ energy per cycle:
 
 * compute, portable kernels: per output element and n tile ``acc_elem +
   Tn*(acc_channel + kh*(kernel_row + kw*mac))`` (depthwise: one channel;
-  pools ``pool_out`` + ``kk*max_tap``, or ``avg_div + kk*avg_tap``) and
+  pools ``pool_out`` + ``kk*max_tap``, or ``avg_div + kk*avg_tap``; a residual
+  add ``pool_out + ADD_ELEM_TAPS*avg_tap`` with two input tiles fetched) and
   ``tile_row`` per (output channel, output row) of a tile: the loops of
   ``aidi_conv_tile_cpu`` / ``aidi_pool_tile``.
 * compute, LEA kernel (``backend="lea"``, weighted layers): those kernel terms
@@ -64,8 +65,14 @@ import numpy as np
 
 from ...sim.platform import Platform
 from ..layers import LayerGeom
+from .. import ops
 from . import lea_dma
 from .tables import CostTables
+
+#: taps charged per element of a residual add's kernel at ``avg_tap`` cycles each: its two loads, two
+#: shifts and one sum are an avgpool's two-tap window without the division (inferred from
+#: ``aidi_add_tile``'s loop, not fitted: the calibration programs have no add)
+ADD_ELEM_TAPS = 2
 
 
 def bitlen(a) -> np.ndarray:
@@ -95,25 +102,29 @@ def tables(geom: LayerGeom, axes, p: Platform, backend: str = "cpu") -> CostTabl
         return np.multiply.outer(np.asarray(cycles, dtype=np.float64), per)
 
     C, H, W = geom.in_shape
-    kh, kw, s, pad = geom.kh, geom.kw, geom.stride, geom.pad
+    kh, kw, sh, s_w, pt = geom.kh, geom.kw, geom.sh, geom.sw, geom.pads[0]
     kk = kh * kw
+    code = geom.traits.code
     lea = backend == "lea" and geom.weighted
     # compute per output element, by n tile (the kernel's loops: accumulator, channel, kernel row, MAC)
     if lea:  # aidi_conv_tile_lea: msp_mac_q15, guard, accumulate (+ dwconv's gather)
         vec = lea_dma.compute_per_elem(geom, p, "lea", tn)
-    elif geom.op in ("conv", "fc"):
+    elif code in (ops.CONV, ops.FC):
         vec = cc(sw.acc_elem + tn * (sw.acc_channel + kh * (sw.kernel_row + kw * sw.mac)))
-    elif geom.op == "dwconv":
+    elif code == ops.DWCONV:
         vec = cc([sw.acc_elem + sw.acc_channel + kh * (sw.kernel_row + kw * sw.mac)])
-    elif geom.op == "maxpool":
+    elif code == ops.MAXPOOL:
         vec = cc([sw.pool_out + kk * sw.max_tap])
-    else:
+    elif code == ops.AVGPOOL:
         vec = cc([sw.pool_out + sw.avg_div + kk * sw.avg_tap])
+    else:  # add: per element two loads, shifts and the sum, then the output step (ADD_ELEM_TAPS)
+        vec = cc([sw.pool_out + ADD_ELEM_TAPS * sw.avg_tap])
     # input fetch: every row of the (rows-clipped) padded tile, zero rows written, valid rows copied word by word
-    x_cnt = tm if geom.channel_tied else tn
-    tri = (tr - 1) * s + kh
-    tci = (tc - 1) * s + kw
-    y0 = r0 * s - pad
+    # (an add fetches two tiles of the same box)
+    x_cnt = (tm if geom.channel_tied else tn) * len(geom.src)
+    tri = (tr - 1) * sh + kh
+    tci = (tc - 1) * s_w + kw
+    y0 = r0 * sh - pt
     ys = y0[:, None] + np.arange(int(tri.max()))[None, :]
     valid = (ys >= 0) & (ys < H) & (np.arange(int(tri.max()))[None, :] < tri[:, None])
     vrows = valid.sum(axis=1)
@@ -121,11 +132,11 @@ def tables(geom: LayerGeom, axes, p: Platform, backend: str = "cpu") -> CostTabl
     rbits = np.where(valid, bitlen(np.maximum(2 * ys, 0)), 0).sum(axis=1)
     per_ch = (vrows[:, None] * (sw.in_row + tci[None, :] * sw.in_word) + rbits[:, None] * sw.in_row_bit
               + prows[:, None] * (sw.in_pad_row + tci[None, :] * sw.in_pad_word))  # (Rt, Ct)
-    inp = cc(sw.in_fetch + x_cnt[:, None, None] * per_ch[None, :, :])
+    inp = cc(len(geom.src) * sw.in_fetch + x_cnt[:, None, None] * per_ch[None, :, :])
     # weights: per output channel, its (n-tile) slice of the filter
-    if geom.op in ("conv", "fc"):
+    if code in (ops.CONV, ops.FC):
         wgt = cc(tm[:, None] * (sw.w_filter + (tn[None, :] * kk) * sw.w_word))
-    elif geom.op == "dwconv":
+    elif code == ops.DWCONV:
         wgt = cc(tm[:, None] * (sw.w_filter + kk * sw.w_word))
     else:
         wgt = np.zeros((grid[0], 1, 2))
@@ -147,7 +158,7 @@ def tables(geom: LayerGeom, axes, p: Platform, backend: str = "cpu") -> CostTabl
     # per-tile overhead: the runtime's (constant, fetch_input's set-up multiplies, index bits) and,
     # for the portable kernels, their (output channel, output row) loop
     tile_c = (sw.tile_weighted if geom.weighted else sw.tile_pool) + sw.fetch_bit * (
-        2 * int(bitlen(s)) + int(bitlen(H)) + int(bitlen(H * W)))
+        int(bitlen(sh)) + int(bitlen(s_w)) + int(bitlen(H)) + int(bitlen(H * W)))
     mi, ri = np.arange(grid[0]), np.arange(grid[2])
     kernel_rows = 0.0 if lea else sw.tile_row * tm[:, None] * tr[None, :]
     tov_mr = cc(tile_c + sw.tile_bit * (bitlen(mi) + bitlen(m0))[:, None]

@@ -8,13 +8,14 @@ int16 output staging ``2*Tm*Tr*Tc``, the accumulator slots actually used
 LEA RAM.
 
 FRAM data (:func:`fram_layout`): the progress records, the input sample,
-per weighted layer its int16 weights and int32 bias, two activation
-ping-pong buffers (the largest output of a layer but the last), the output,
-and two int32 partial-sum buffers (double buffering, see :mod:`.walk`).  The
-emitted C runtime allocates the same regions (``aidi_progress``,
-``aidi_input``, ``aidi_w<i>``/``aidi_b<i>``, ``aidi_act_a``/``aidi_act_b``,
-``aidi_output``, ``aidi_psum``) and static-asserts each size against this
-layout.
+per weighted layer its int16 weights and int32 bias, one activation region
+``act`` in which every intermediate tensor (``t<k>``) is placed by its
+lifetime (the planner reuses a tensor's bytes once its last reader is done),
+the output, and two int32 partial-sum buffers (double buffering, see
+:mod:`.walk`).  The emitted C runtime allocates the same regions
+(``aidi_progress``, ``aidi_input``, ``aidi_w<i>``/``aidi_b<i>``,
+``aidi_act``, ``aidi_output``, ``aidi_psum``) and static-asserts each size
+against this layout.
 """
 
 from __future__ import annotations
@@ -55,9 +56,9 @@ class RuntimeLayout(NamedTuple):
     the generated tables static-assert them.
     """
 
-    tri: int  # input tile rows: (Tr - 1) * stride + kh
-    tci: int  # input tile columns
-    in_buf: int  # input tile: Tin * tri * tci (Tin = Tn, or Tm for channel-tied layers)
+    tri: int  # input tile rows: (Tr - 1) * sh + kh
+    tci: int  # input tile columns: (Tc - 1) * sw + kw
+    in_buf: int  # input tiles: inputs * Tin * tri * tci (Tin = Tn, or Tm for channel-tied layers; add: 2 inputs)
     w_stride: int  # int16 per output channel in the weight tile, rounded up to even (LEA vectors)
     w_buf: int  # weight tile: Tm * w_stride
     acc_buf: int  # int32 accumulators of one output block: Tm * Tr * Tc (0 for pools)
@@ -71,13 +72,13 @@ class RuntimeLayout(NamedTuple):
 
 def runtime_layout(geom: LayerGeom, d: ExecutionDesign, n_in_tiles: int) -> RuntimeLayout:
     """:class:`RuntimeLayout` of ``geom`` under a normalised design ``d`` with ``n_in_tiles`` input-channel tiles."""
-    tri = (d.Tr - 1) * geom.stride + geom.kh
-    tci = (d.Tc - 1) * geom.stride + geom.kw
-    per_m = geom.kh * geom.kw * (1 if geom.op == "dwconv" else d.Tn) if geom.weighted else 0
+    tri = (d.Tr - 1) * geom.sh + geom.kh
+    tci = (d.Tc - 1) * geom.sw + geom.kw
+    per_m = geom.kh * geom.kw * (1 if geom.channel_tied else d.Tn) if geom.weighted else 0
     w_stride = per_m + (per_m & 1)
-    window = geom.kh * geom.kw * (1 if geom.channel_tied else geom.in_shape[0])
+    window = geom.kh * geom.kw * (1 if geom.channel_tied else geom.in_shape[0]) * len(geom.src)
     out = int(np.prod(geom.out_shape))
-    return RuntimeLayout(tri, tci, d.Tn * tri * tci, w_stride, d.Tm * w_stride,
+    return RuntimeLayout(tri, tci, len(geom.src) * d.Tn * tri * tci, w_stride, d.Tm * w_stride,
                          d.Tm * d.Tr * d.Tc if geom.weighted else 0,
                          out if geom.weighted and n_in_tiles > 1 else 0, out * window)
 
@@ -141,14 +142,12 @@ def sram_buffers(geom: LayerGeom, d: ExecutionDesign, acc_extent: int) -> dict[s
 
     ``acc_extent``: bytes of the accumulator region actually used (from the walk).
     """
-    tri = (d.Tr - 1) * geom.stride + geom.kh
-    tci = (d.Tc - 1) * geom.stride + geom.kw
+    tri = (d.Tr - 1) * geom.sh + geom.kh
+    tci = (d.Tc - 1) * geom.sw + geom.kw
     tin = d.Tm if geom.channel_tied else d.Tn
-    sizes = {"input": 2 * tin * tri * tci}
-    if geom.op in ("conv", "fc"):
-        sizes["weights"] = 2 * d.Tm * d.Tn * geom.kh * geom.kw
-    elif geom.op == "dwconv":
-        sizes["weights"] = 2 * d.Tm * geom.kh * geom.kw
+    sizes = {"input": 2 * len(geom.src) * tin * tri * tci}
+    if geom.weighted:
+        sizes["weights"] = 2 * d.Tm * (1 if geom.channel_tied else d.Tn) * geom.kh * geom.kw
     if geom.weighted:
         sizes["bias"] = 4 * d.Tm
     sizes["output"] = 2 * d.Tm * d.Tr * d.Tc
@@ -185,7 +184,7 @@ def check_sram(geom: LayerGeom, buffers, budget: int, platform: Platform, backen
             return f"LEA buffers ({lea} B: accumulators, LEA vectors, tiles, fetch cache) exceed LEA RAM {platform.lea_ram_bytes} B"
     elif backend == "lea":  # iNAS-style: the DSPLib operands (input and weight tiles) live in LEA RAM
         lea = sum(align(buffers[k][1]) for k in ("input", "weights") if k in buffers)
-        if geom.op in ("conv", "fc", "dwconv") and lea > platform.lea_ram_bytes:
+        if geom.weighted and lea > platform.lea_ram_bytes:
             return (f"LEA operands (input {buffers['input'][1]} B + weights "
                     f"{buffers['weights'][1]} B) exceed LEA RAM {platform.lea_ram_bytes} B")
     return None
@@ -203,12 +202,77 @@ class FramLayout:
         return FramRange(o, n)
 
 
+def tensor_lifetimes(geoms: Sequence[LayerGeom]) -> dict[int, tuple[int, int]]:
+    """``tensor -> (first layer writing it, last layer reading it)`` (inclusive; tensor 0, the input, from -1)."""
+    life: dict[int, list[int]] = {0: [-1, -1]}
+    for g in geoms:
+        for t, _ in g.src:
+            life.setdefault(t, [g.index, g.index])[1] = g.index
+        t = g.dst[0]
+        lo_hi = life.setdefault(t, [g.index, g.index])
+        lo_hi[0] = min(lo_hi[0], g.index)
+        lo_hi[1] = max(lo_hi[1], g.index)
+    return {t: (a, b) for t, (a, b) in life.items()}
+
+
+def place_tensors(sizes: Mapping[int, int], life: Mapping[int, tuple[int, int]]) -> tuple[dict[int, int], int]:
+    """Greedy lifetime placement (TFLite Micro's greedy planner): tensors by decreasing size, each at the
+    lowest aligned byte offset clear of every placed tensor whose lifetime overlaps its own.
+
+    ``sizes``: bytes per tensor.  Returns ``(offsets, arena bytes)``."""
+    order = sorted(sizes, key=lambda t: (-sizes[t], life[t][0], t))
+    placed: list[tuple[int, int, int]] = []  # (offset, end, tensor)
+    offsets = {}
+    for t in order:
+        a, b = life[t]
+        busy = sorted((o, e) for o, e, u in placed if not (life[u][1] < a or b < life[u][0]))
+        off = 0
+        for o, e in busy:
+            if off + sizes[t] <= o:
+                break
+            off = max(off, align(e))
+        offsets[t] = off
+        placed.append((off, off + sizes[t], t))
+    return offsets, align(max((e for _, e, _ in placed), default=0))
+
+
+def check_aliasing(geoms: Sequence[LayerGeom], fram: "FramLayout") -> None:
+    """Refuse a layout where a layer's output overlaps an input it reads: a re-executed unit would read
+    values it (or an earlier unit of its layer) already overwrote.  ValueError naming the layer and regions."""
+    for g in geoms:
+        o_reg, o_off = tensor_region(g.dst[0], geoms), g.dst[1]
+        ob = fram.regions[o_reg][0] + 2 * o_off
+        oe = ob + 2 * int(np.prod(g.out_shape))
+        for t, off in g.src:
+            i_reg = tensor_region(t, geoms)
+            ib = fram.regions[i_reg][0] + 2 * off
+            ie = ib + 2 * int(np.prod(g.in_shape))
+            if ib < oe and ob < ie:
+                raise ValueError(f"{g.describe()}: its output ({o_reg}, FRAM bytes {ob}..{oe}) aliases its input "
+                                 f"({i_reg}, bytes {ib}..{ie}); a re-executed unit would read what it overwrote, "
+                                 "so the plan is not idempotent")
+
+
+def tensor_region(t: int, geoms: Sequence[LayerGeom]) -> str:
+    """FRAM region name of tensor ``t``: ``input`` (0), ``output`` (the last layer's), else ``t<k>``."""
+    if t == 0:
+        return "input"
+    if t == geoms[-1].dst[0]:
+        return "output"
+    return f"t{t}"
+
+
 def fram_layout(geoms: Sequence[LayerGeom], n_in_tiles: Sequence[int]) -> FramLayout:
     """The FRAM regions of a network whose layers have ``n_in_tiles`` input-channel tiles each.
 
-    The partial-sum buffers hold the largest output of a layer with more than
-    one input-channel tile, as the C runtime's ``AIDI_PSUM_LEN`` does.
+    Intermediate tensors share one region ``act`` by lifetime (:func:`place_tensors`): each is a
+    region ``t<k>`` inside it; a tensor that a skip connection keeps alive holds its place until its
+    last reader.  The partial-sum buffers hold the largest output of a layer with more than one
+    input-channel tile, as the C runtime's ``AIDI_PSUM_LEN`` does.  Raises ValueError when a layer's
+    output would alias its input (:func:`check_aliasing`).
     """
+    from ..layers import tensor_sizes
+
     regions, off = {}, 0
 
     def add(name, nbytes):
@@ -217,18 +281,24 @@ def fram_layout(geoms: Sequence[LayerGeom], n_in_tiles: Sequence[int]) -> FramLa
         off = align(off + nbytes)
 
     add("progress", PROGRESS_BYTES)
-    add("input", 2 * int(np.prod(geoms[0].in_shape)))
+    sizes = tensor_sizes(geoms)
+    add("input", 2 * sizes[0])
     for g in geoms:
         if g.weighted:
             add(f"w{g.index}", 2 * int(np.prod(g.weight_shape)))
             add(f"b{g.index}", 4 * g.out_shape[0])
-    n = len(geoms)
-    act = max((2 * int(np.prod(g.out_shape)) for g in geoms[:-1]), default=0)
-    add("act0", act)  # ping-pong between the layers; the last one writes "output"
-    add("act1", act if n > 2 else 0)
-    add("output", 2 * int(np.prod(geoms[-1].out_shape)))
+    out_t = geoms[-1].dst[0]
+    inner = {t: 2 * n for t, n in sizes.items() if t not in (0, out_t)}
+    offsets, arena = place_tensors(inner, tensor_lifetimes(geoms))
+    base = off
+    add("act", arena)
+    for t in sorted(inner):
+        regions[f"t{t}"] = (base + offsets[t], inner[t])
+    add("output", 2 * sizes[out_t])
     ps = max((4 * int(np.prod(g.out_shape)) for g, nt in zip(geoms, n_in_tiles) if g.weighted and nt > 1),
              default=0)
     add("psum0", ps)
     add("psum1", ps)
-    return FramLayout(regions, off)
+    layout = FramLayout(regions, off)
+    check_aliasing(geoms, layout)
+    return layout

@@ -22,7 +22,8 @@ from ..costs import CostTables, cost_tables
 from ..layers import LayerGeom, Network, geometry, parse_network
 from .design import (BACKENDS, DEFAULT_BACKEND, F_INIT_PSUM, F_LOAD_B, F_LOAD_IN, F_LOAD_W, F_WRITE_OUT, F_WRITE_PSUM,
                      LOOP_NESTS, ExecutionDesign, n_stride, normalize_design)
-from .memory import FramLayout, check_sram, fram_layout, layer_sram_buffers, runtime_layout, sram_footprint
+from .memory import (FramLayout, check_sram, fram_layout, layer_sram_buffers, runtime_layout, sram_footprint,
+                     tensor_region)
 from .walk import walk
 
 
@@ -120,8 +121,10 @@ class LayerPlan:
             unit of the layer may hold fewer than S tiles).
         tiles: per-tile schedule arrays ``idx, flags, slot, rd, wr, t_end, w_start``
             (see :class:`~.walk.WalkResult`).
-        fram_in / fram_out: FRAM region names of the layer's input and output.
+        fram_in / fram_out: FRAM region names of the layer's (first) input and output tensors.
         unit_offset: index of the layer's first unit in the task graph.
+        fram_src: ``(region, element offset)`` of every input view (an add has two).
+        out_offset: element offset of the output inside ``fram_out`` (a concat's channel slice).
     """
 
     geom: LayerGeom
@@ -137,6 +140,8 @@ class LayerPlan:
     fram_in: str
     fram_out: str
     unit_offset: int = 0
+    fram_src: tuple[tuple[str, int], ...] = ()
+    out_offset: int = 0
 
     @property
     def n_units(self) -> int:
@@ -234,23 +239,25 @@ def unit_fram_ranges(lp: LayerPlan, fram: FramLayout):
         x0c, xn = m0, tm
     else:
         x0c, xn = tab.n0[ni], tab.tn[ni]
-    y0 = np.maximum(r0 * g.stride - g.pad, 0)
-    y1 = np.minimum(r0 * g.stride - g.pad + (tr - 1) * g.stride + g.kh, H)
-    xa = np.maximum(c0 * g.stride - g.pad, 0)
-    xb = np.minimum(c0 * g.stride - g.pad + (tc - 1) * g.stride + g.kw, W)
+    pt, pl = g.pads[0], g.pads[1]
+    y0 = np.maximum(r0 * g.sh - pt, 0)
+    y1 = np.minimum(r0 * g.sh - pt + (tr - 1) * g.sh + g.kh, H)
+    xa = np.maximum(c0 * g.sw - pl, 0)
+    xb = np.minimum(c0 * g.sw - pl + (tc - 1) * g.sw + g.kw, W)
     items = []  # (mask, region, start_elem, end_elem, bytes_per_elem, is_write)
     s, e = _box_extent(x0c, xn, y0, y1 - y0, xa, xb - xa, H, W)
-    items.append((fl & F_LOAD_IN, lp.fram_in, s, e, 2, False))
+    for region, off in lp.fram_src or ((lp.fram_in, 0),):
+        items.append((fl & F_LOAD_IN, region, s + off, e + off, 2, False))
     if g.weighted:
         kk = g.kh * g.kw
-        if g.op == "dwconv":
+        if g.channel_tied:
             s, e = m0 * kk, (m0 + tm) * kk
         else:
             s, e = (m0 * C + tab.n0[ni]) * kk, ((m0 + tm - 1) * C + tab.n0[ni] + tab.tn[ni]) * kk
         items.append((fl & F_LOAD_W, f"w{g.index}", s, e, 2, False))
         items.append((fl & F_LOAD_B, f"b{g.index}", m0, m0 + tm, 4, False))
     os_, oe = _box_extent(m0, tm, r0, tr, c0, tc, Ho, Wo)
-    items.append((fl & F_WRITE_OUT, lp.fram_out, os_, oe, 2, True))
+    items.append((fl & F_WRITE_OUT, lp.fram_out, os_ + lp.out_offset, oe + lp.out_offset, 2, True))
     for par in (0, 1):
         items.append(((fl & F_INIT_PSUM) * (tl["rd"] == par), f"psum{par}", os_, oe, 4, False))
         items.append(((fl & F_WRITE_PSUM) * (tl["wr"] == par), f"psum{par}", os_, oe, 4, True))
@@ -338,11 +345,13 @@ def plan_network(model, designs, platform: Platform | str = "msp430fr5994", sram
         if not isinstance(d, ExecutionDesign):
             raise ValueError(f"{g.describe()}: no execution design given (automatic designs: design_search)")
     plans = []
-    for i, (g, d) in enumerate(zip(geoms, designs)):
-        fin = "input" if i == 0 else f"act{(i - 1) % 2}"
-        fout = "output" if i == len(geoms) - 1 else f"act{i % 2}"
-        plans.append(plan_layer(g, d, p, budget, backend, idempotent, fin, fout))
-    fram = fram_layout(geoms, [lp.grid[1] for lp in plans])
+    for g, d in zip(geoms, designs):
+        lp = plan_layer(g, d, p, budget, backend, idempotent, tensor_region(g.src[0][0], geoms),
+                        tensor_region(g.dst[0], geoms))
+        lp.fram_src = tuple((tensor_region(t, geoms), off) for t, off in g.src)
+        lp.out_offset = g.dst[1]
+        plans.append(lp)
+    fram = fram_layout(geoms, [lp.grid[1] for lp in plans])  # tensors placed by lifetime; refuses aliasing
     if fram.total > p.fram_bytes:
         raise ValueError(f"model needs {fram.total} B of FRAM data, {p.name} has {p.fram_bytes} B")
     units, off = [], 0
