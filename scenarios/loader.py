@@ -54,6 +54,7 @@ class HarvesterSpec:
     hours: float = 168.0
     window_s: float = harvesters.SHEPHERD_WINDOW_S
     algorithm: str | None = None  # shepherd: shepherd-core's virtual harvester for an ivcurve recording
+    gaps: str = "error"  # shepherd: a hole in the recording's time stamps is an error, or "zero" (no harvest)
     p_min_W: float | None = None  # a time-varying source's guaranteed minimum (W, before efficiency), aidi check
 
     def segments(self) -> harvesters.Segments:
@@ -64,7 +65,8 @@ class HarvesterSpec:
         if self.kind == "trace":
             return harvesters.read_trace(self.file, self.efficiency, self.repeat)
         if self.kind == "shepherd":
-            return harvesters.read_shepherd(self.file, self.efficiency, self.repeat, self.window_s, self.algorithm)
+            return harvesters.read_shepherd(self.file, self.efficiency, self.repeat, self.window_s, self.algorithm,
+                                            self.gaps)
         return harvesters.pv(self.area_cm2, self.cell_efficiency * self.efficiency, self.file, self.start_hour,
                              self.step_s, self.hours)
 
@@ -141,14 +143,14 @@ LIMITS: dict[str, tuple[float, float]] = {
     "power.v_max": (0.1, 60.0),
     "power.v_initial": (0.0, 60.0),
     "power.leakage_A": (0.0, 1.0),             # A
-    "harvester.power_W": (0.0, 100.0),         # W
+    "harvester.power_W": (0.0, harvesters.MAX_POWER_W),  # W: 100 W, the bound on every trace's power too
     "harvester.v_source": (0.1, 60.0),         # V
     "harvester.r_ohm": (1.0, 1e9),             # ohm: 1 ohm .. 1 Gohm
     "harvester.area_cm2": (1e-3, 1e4),         # cm^2
     "harvester.start_hour": (0.0, 87600.0),    # h from the TMY3 file's first row (the window must lie in the file)
     "harvester.step_s": (1.0, 3600.0),         # s
     "harvester.hours": (1.0 / 60.0, 87600.0),  # h
-    "harvester.p_min_W": (0.0, 100.0),         # W (open at 0: a guarantee of 0 W guarantees nothing)
+    "harvester.p_min_W": (0.0, harvesters.MAX_POWER_W),  # W (open at 0: a guarantee of 0 W guarantees nothing)
     "harvester.window_s": (1e-5, 3600.0),      # s: one Shepherd sample (10 us) .. 1 h
     "sim.until_s": (1e-6, TEN_YEARS_S),        # s
     "sim.period_s": (0.0, TEN_YEARS_S),
@@ -164,7 +166,7 @@ _ALLOWED = {
     "device": {"platform", "mclk_hz", "sram_budget_bytes"},
     "power": {"capacitor_F", "v_on", "v_off", "v_max", "leakage_A", "v_initial", "converter_efficiency"},
     "harvester": {"kind", "power_W", "v_source", "r_ohm", "file", "repeat", "efficiency", "area_cm2",
-                  "cell_efficiency", "start_hour", "step_s", "hours", "window_s", "algorithm",
+                  "cell_efficiency", "start_hour", "step_s", "hours", "window_s", "algorithm", "gaps",
                   "p_min_W"},
     "model": {"input", "layers", "weights", "seed", "file", "epochs", "data_dir", "onnx", "sample_input",
               "calibration"},
@@ -230,6 +232,8 @@ def parse(raw: dict, path: Path) -> Scenario:
     """Validate a parsed TOML document (``path`` names it in errors and anchors relative paths)."""
     path = Path(path)
     r = _Reader(raw, path)
+    if _depth(raw) > MAX_DEPTH:
+        raise ScenarioError(f"{path.name}: {TOO_DEEP}")
     for section, value in raw.items():
         if section not in _ALLOWED:
             r.fail(section, f"unknown section{did_you_mean(section, _ALLOWED)} (known: {', '.join(_ALLOWED)})")
@@ -283,6 +287,10 @@ def parse(raw: dict, path: Path) -> Scenario:
     elif kind == "thevenin":
         hk["v_source"] = r.get("harvester", "v_source", lo=0.0, lo_open=True)
         hk["r_ohm"] = r.get("harvester", "r_ohm", lo=0.0, lo_open=True)
+        if hk["v_source"] <= v_on:
+            r.fail("harvester.v_source", f"{hk['v_source']:g} V must be above power.v_on ({v_on:g} V): the capacitor "
+                                         "charges towards the source voltage and never reaches v_on, so the device "
+                                         "can never boot")
         if v_init > hk["v_source"]:
             r.fail("power.v_initial", f"must be <= harvester.v_source ({hk['v_source']:g} V)")
     elif kind == "trace":
@@ -293,12 +301,16 @@ def parse(raw: dict, path: Path) -> Scenario:
         hk["repeat"] = r.get("harvester", "repeat", True, kind="bool")
         hk["window_s"] = r.get("harvester", "window_s", harvesters.SHEPHERD_WINDOW_S)
         hk["algorithm"] = r.get("harvester", "algorithm", None, "str")
+        hk["gaps"] = r.get("harvester", "gaps", "error", "str")
+        if hk["gaps"] not in harvesters.SHEPHERD_GAPS:
+            r.fail("harvester.gaps", f"expected {' or '.join(map(repr, harvesters.SHEPHERD_GAPS))}, "
+                                     f"got {hk['gaps']!r}")
     else:
         f = r.get("harvester", "file", None, kind="path")
         hk["file"] = f
         hk["area_cm2"] = r.get("harvester", "area_cm2", 5.0, lo=0.0, lo_open=True)
         hk["cell_efficiency"] = r.get("harvester", "cell_efficiency", 0.15, lo=0.0, lo_open=True, hi=1.0)
-        hk["start_hour"] = r.get("harvester", "start_hour", 0.0, lo=0.0, hi=8760.0)
+        hk["start_hour"] = r.get("harvester", "start_hour", 0.0, lo=0.0)
         hk["step_s"] = r.get("harvester", "step_s", 60.0, lo=1.0)
         hk["hours"] = r.get("harvester", "hours", 168.0, lo=0.0, lo_open=True)
     if kind in ("constant", "thevenin"):
@@ -355,7 +367,9 @@ def parse(raw: dict, path: Path) -> Scenario:
     for h in (hyper if isinstance(hyper, list) else [hyper]):
         if h != "auto" and not (isinstance(h, int) and not isinstance(h, bool) and h >= 1):
             r.fail("execution.hyper_tile", f"expected \"auto\" or a positive integer (or a list), got {h!r}")
-    execution = ExecutionSpec(tile=ex.get("tile", "auto"), loop_order=lo, hyper_tile=hyper, preservation=pres,
+    tile = ex.get("tile", "auto")
+    _check_tile(r, tile)
+    execution = ExecutionSpec(tile=tile, loop_order=lo, hyper_tile=hyper, preservation=pres,
                               backend=backend)
 
     dispatch = r.get("execution", "dispatch", DEFAULT_DISPATCH, "str")
@@ -373,6 +387,60 @@ def parse(raw: dict, path: Path) -> Scenario:
     name = raw.get("name", path.stem)
     return Scenario(path=path, name=str(name), description=str(raw.get("description", "")), device=device,
                     power=power, harvester=harvester, model=model, execution=execution, sim=sim, raw=raw)
+
+
+TILE_KEYS = ("Tr", "Tc", "Tm", "Tn")
+
+
+def _check_tile(r: _Reader, tile: Any) -> None:
+    """``execution.tile``: "auto", one tile ([Tr, Tc, Tm, Tn] or a table of those keys, Tn optional) for every
+    layer, or an array with one "auto" or tile per executed layer (their number is checked against the
+    network later).  A tile size must be a positive integer (not 1.5, true or "2")."""
+    def sizes(t, key: str) -> None:
+        if isinstance(t, dict):
+            unknown = [k for k in t if k not in TILE_KEYS]
+            if unknown:
+                r.fail(key, f"unknown tile key {unknown[0]!r} (known: {', '.join(TILE_KEYS)})")
+            missing = [k for k in TILE_KEYS[:3] if k not in t]
+            if missing:
+                r.fail(key, f"missing tile key {missing[0]!r}")
+            values = list(t.values())
+        elif isinstance(t, list) and len(t) == 4:
+            values = t
+        else:
+            r.fail(key, f"expected \"auto\", [Tr, Tc, Tm, Tn] or {{Tr=, Tc=, Tm=, Tn=}}, got {t!r}")
+        for v in values:
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                r.fail(key, f"a tile size must be a positive integer, got {v!r}")
+
+    if tile == "auto":
+        return
+    if isinstance(tile, list) and tile and all(isinstance(t, (list, dict, str)) for t in tile):
+        for k, t in enumerate(tile):  # one per executed layer
+            if t != "auto":
+                sizes(t, f"execution.tile[{k}]")
+        return
+    sizes(tile, "execution.tile")
+
+
+#: deepest nesting of arrays and tables a scenario may have (its own keys nest at most 4 deep:
+#: [model] layers = [{inputs = [...]}]); deeper documents are refused before anything walks them
+MAX_DEPTH = 32
+TOO_DEEP = f"arrays or tables nested more than {MAX_DEPTH} deep (a scenario's own keys nest at most 4 deep)"
+
+
+def _depth(doc: Any) -> int:
+    """Nesting depth of arrays and tables in ``doc`` (a table of scalars is 1), without recursion."""
+    deepest, stack = 0, [(doc, 1)]
+    while stack:
+        node, d = stack.pop()
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else None
+        if children is None:
+            continue
+        deepest = max(deepest, d)
+        if d <= MAX_DEPTH:
+            stack.extend((c, d + 1) for c in children)
+    return deepest
 
 
 def _onnx_keys(r: _Reader) -> dict:
@@ -427,6 +495,8 @@ def load(path: str | Path) -> Scenario:
         raise ScenarioError(f"{p.name}: not valid TOML ({exc})") from None
     except UnicodeDecodeError:
         raise ScenarioError(f"{p.name}: not a text file") from None
+    except RecursionError:  # tomllib recurses once per nested array or inline table
+        raise ScenarioError(f"{p.name}: {TOO_DEEP}") from None
     return parse(raw, p)
 
 

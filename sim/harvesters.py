@@ -15,18 +15,24 @@ Kinds:
 ``thevenin``  v_source through r_ohm, the iNAS bench supply
 ``trace``     CSV ``time_s,power_W`` or ``time_s,voltage_V,current_A`` (power = V * I), piecewise
               constant, repeated with period ``t_last + (t_last - t_prev)`` unless ``repeat = false``.
-              UTF-8 (a byte-order mark is fine); ``#`` starts a comment; blank lines are skipped;
-              errors name the file's line.  Logger noise: a negative sample no further below 0 than
-              the noise floor (``NOISE_FLOOR``: 1 mV, 1 uA, 1 uW) is read as 0; anything more
-              negative is an error naming the line.
-``pv``        a TMY3 file (pvlib's bundled ``723170TYA.CSV`` by default): hourly global horizontal
-              irradiance, linearly interpolated to ``step_s`` and turned into cell power as
-              irradiance * area * efficiency; starts at ``start_hour`` (hours from the file's first
-              row) and lasts ``hours``; the window must lie inside the file (no wrap-around).  A blank
-              or non-numeric GHI cell is an error naming the line (aidi does not guess missing
-              irradiance: fill it in, e.g. 0 at night).
+              Times are relative to the first row: the first row is t = 0 of the simulation, whatever
+              its time_s (5 s, -2 s, a logger's Unix time); every later row keeps its distance from it.
+              Text as :mod:`aidi.sim.textfile` reads it (UTF-8, UTF-16/32 with a byte-order mark, or
+              Windows-1252; CRLF; ``#`` starts a comment; blank lines skipped; errors name the file's
+              line).  Logger noise: a negative sample no further below 0 than the noise floor
+              (``NOISE_FLOOR``: 1 mV, 1 uA, 1 uW) is read as 0; anything more negative is an error naming
+              the line, and so is a power above ``MAX_POWER_W`` (100 W, the bound on a constant source).
+``pv``        a TMY3-format file (pvlib's bundled ``723170TYA.CSV`` by default), read by pvlib's
+              ``read_tmy3`` at the file's own time step (hourly, or sub-hourly such as 15 min, from its
+              Date and Time columns): global horizontal irradiance linearly interpolated to ``step_s``
+              and turned into cell power as irradiance * area * efficiency; starts at ``start_hour``
+              (hours of the file's time from its first row) and lasts ``hours``; the window must lie
+              inside the file (no wrap-around).  A blank or non-numeric GHI cell, a step aidi cannot use
+              or irregular steps are errors naming the line (aidi does not guess missing irradiance:
+              fill it in, e.g. 0 at night).  See :func:`read_tmy3`.
 ``shepherd``  a Shepherd testbed harvest recording (HDF5, IV samples) read by shepherd-core, V * I under
-              the trace rule for logger noise, averaged over ``window_s`` (see :func:`read_shepherd`).
+              the trace rule for logger noise, averaged over ``window_s``; a hole in its time stamps is
+              an error unless ``gaps = "zero"`` (see :func:`read_shepherd`).
 
 Every :class:`Segments` is checked when it is built: times, powers, conductances and source
 voltages must be finite and non-negative, times strictly increasing from 0, the period finite
@@ -37,12 +43,15 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from . import textfile
 
 
 class TraceError(ValueError):
@@ -83,7 +92,7 @@ class Segments:
 
     def max_power(self, v_lo: float, v_hi: float) -> float:
         """Largest power the source can put into the capacitor for V in [v_lo, v_hi] (W)."""
-        from .physics import source_max_power
+        from .capacitor import source_max_power
 
         return float(source_max_power(self.seg_p, self.seg_g, self.seg_vs, v_lo, v_hi))
 
@@ -126,6 +135,11 @@ def from_samples(times: np.ndarray, power: np.ndarray, repeat: bool, kind: str) 
     return Segments(t, power, np.zeros(n), np.zeros(n), period, kind)
 
 
+#: the plausible largest power of any harvester (W), shared with the scenario loader's bound on
+#: ``harvester.power_W`` (:data:`aidi.scenarios.loader.LIMITS`): an MSP430 harvester delivers mW, and a
+#: trace above 100 W is a column in other units (an irradiance in W/m^2, mW)
+MAX_POWER_W = 100.0
+
 #: logger noise floor: a negative sample no further below 0 than this reads as 0 (V, A, W)
 NOISE_FLOOR = {"voltage_V": 1e-3, "current_A": 1e-6, "power_W": 1e-6}
 
@@ -140,35 +154,37 @@ def _denoise(name: str, a: np.ndarray, where) -> np.ndarray:
     return np.where(a < 0, 0.0, a)
 
 
-def _csv_rows(path: Path) -> tuple[list[int], str]:
-    """(file line number of each kept line, the kept lines as CSV text): comments and blank lines dropped."""
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise TraceError(f"{path}: not a UTF-8 text file") from None
-    numbers, kept = [], []
-    for k, line in enumerate(text.splitlines(), start=1):
-        line = line.split("#", 1)[0]
-        if line.strip():
-            numbers.append(k)
-            kept.append(line)
-    return numbers, "\n".join(kept) + "\n"
-
-
 def _column(df: pd.DataFrame, name: str) -> np.ndarray:
     return pd.to_numeric(df[name].str.strip(), errors="coerce").to_numpy(float)
 
 
+def _plausible_power(power: np.ndarray, where) -> None:
+    """A TraceError at ``where(index)`` for the first power above :data:`MAX_POWER_W` (an irradiance column in
+    W/m^2, or mW, taken for watts)."""
+    high = power > MAX_POWER_W
+    if high.any():
+        row = int(np.argmax(high))
+        raise TraceError(f"{where(row)}: power {power[row]:g} W is above the plausible {MAX_POWER_W:g} W (the bound "
+                         "on harvester.power_W; is the column in W?)")
+
+
 def read_trace(path: Path, efficiency: float = 1.0, repeat: bool = True) -> Segments:
-    """Read a CSV trace: ``time_s,power_W`` or ``time_s,voltage_V,current_A`` (see the module docstring)."""
+    """Read a CSV trace: ``time_s,power_W`` or ``time_s,voltage_V,current_A`` (see the module docstring).
+
+    The text is read by :func:`aidi.sim.textfile.read_lines` (encodings, BOM, CRLF, ``#`` comments).  Times
+    are seconds relative to the first row, which becomes t = 0 of the simulation (a trace whose times start
+    at 5 s, at -2 s or at a logger's Unix time is read the same as one starting at 0).  Power (or V * I) must
+    be finite, not below the logger noise floor, and at most :data:`MAX_POWER_W`.  Returns segments of one
+    row each; raises TraceError naming the file's line.
+    """
     path = Path(path)
     if not path.is_file():
         raise TraceError(f"{path}: trace file not found")
-    lines, text = _csv_rows(path)
-    if not lines:
+    text = textfile.read_lines(path, TraceError)
+    if not len(text):
         raise TraceError(f"{path}: not a readable CSV (no header line)")
     try:
-        df = pd.read_csv(io.StringIO(text), skip_blank_lines=False, dtype=str)
+        df = pd.read_csv(io.StringIO(text.text()), skip_blank_lines=False, dtype=str)
     except Exception as exc:  # pandas raises many kinds
         raise TraceError(f"{path}: not a readable CSV ({exc.__class__.__name__}: {exc})".splitlines()[0]) from None
     cols = [str(c).strip() for c in df.columns]
@@ -176,8 +192,8 @@ def read_trace(path: Path, efficiency: float = 1.0, repeat: bool = True) -> Segm
     if "time_s" not in cols:
         raise TraceError(f"{path}: missing column time_s (have {', '.join(cols)})")
 
-    def line_of(row: int) -> int:  # data row -> file line (lines[0] is the header)
-        return lines[row + 1] if row + 1 < len(lines) else row + 2
+    def line_of(row: int) -> str:  # data row -> "file: line n" (kept line 0 is the header)
+        return text.where(row + 1)
 
     if "power_W" in cols:
         parts = {"power_W": _column(df, "power_W")}
@@ -192,14 +208,14 @@ def read_trace(path: Path, efficiency: float = 1.0, repeat: bool = True) -> Segm
     for a in parts.values():
         bad |= ~np.isfinite(a)
     if bad.any():
-        row = int(np.argmax(bad))
-        raise TraceError(f"{path}: line {line_of(row)}: time or power is not a finite number")
+        raise TraceError(f"{line_of(int(np.argmax(bad)))}: time or power is not a finite number")
     power = np.ones_like(times)
     for name, a in parts.items():
-        power = power * _denoise(name, a, lambda row: f"{path}: line {line_of(row)}")
+        power = power * _denoise(name, a, line_of)
+    _plausible_power(power, line_of)
     if (np.diff(times) <= 0).any():
         row = int(np.argmax(np.diff(times) <= 0)) + 1
-        raise TraceError(f"{path}: line {line_of(row)}: times are not strictly increasing")
+        raise TraceError(f"{line_of(row)}: times are not strictly increasing")
     return from_samples(times, power * efficiency, repeat, "trace")
 
 
@@ -209,33 +225,115 @@ def default_tmy3() -> Path:
     return Path(pvlib.__file__).parent / "data" / "723170TYA.CSV"
 
 
-def pv(area_cm2: float, efficiency: float, file: Path | None = None, start_hour: float = 0.0,
-       step_s: float = 60.0, hours: float = 24.0 * 7) -> Segments:
-    """Solar cell power from TMY3 global horizontal irradiance (W/m^2)."""
+#: the physically possible upper limit of global horizontal irradiance (W/m^2) with the sun at the zenith:
+#: 1.5 * S0 * cos(z)^1.2 + 100 W/m^2 at cos(z) = 1, S0 = 1361 W/m^2 (Long & Shi 2008, the BSRN quality check
+#: "physically possible limits"); a GHI column above it holds something else (kJ/m^2, a sum, a unit slip)
+GHI_MAX_W_M2 = 1.5 * 1361.0 + 100.0
+#: time steps of a TMY3-format file aidi reads (s): whole minutes (the Time column is HH:MM) up to one hour
+#: (TMY3's own step; each value covers the step before its time stamp)
+TMY3_STEPS_S = (60.0, 3600.0)
+#: the year rows of a typical-year file are moved into when its months come from different years: a year
+#: without 29 February, as the files have none (pvlib's read_tmy3 moves a 29 February row to 1 March)
+TYPICAL_YEAR = 1990
+
+
+def _tmy3_elapsed(index: pd.DatetimeIndex, in_one_year: bool) -> np.ndarray:
+    """Seconds of each row from the first: from pvlib's index as it is, or with every row moved into
+    :data:`TYPICAL_YEAR` (pvlib's ``coerce_year`` rule, done on its index: a last row at midnight starting
+    1 January, NREL's "12/31 24:00", goes into the next year)."""
+    if not in_one_year:
+        return (index - index[0]).total_seconds().to_numpy(float)
+    years = np.full(len(index), TYPICAL_YEAR)
+    last = len(index) - 1
+    if (index.month[last], index.day[last], index.hour[last], index.minute[last], index.month[last - 1]) \
+            == (1, 1, 0, 0, 12):
+        years[last] += 1
+    moved = pd.to_datetime(pd.DataFrame({"year": years, "month": index.month, "day": index.day,
+                                         "hour": index.hour, "minute": index.minute}))
+    return (moved - moved.iloc[0]).dt.total_seconds().to_numpy(float)
+
+
+def read_tmy3(path: Path) -> tuple[np.ndarray, np.ndarray, float]:
+    """(time of each row in s from the first row, GHI in W/m^2, the file's time step in s) of a TMY3-format file.
+
+    The text is read by :func:`aidi.sim.textfile.read_lines` (encodings, BOM, CRLF, ``#`` comments); the rows
+    by pvlib's ``iotools.read_tmy3``, whose Date and Time columns give each row's time (24:00 or 00:00 for
+    midnight).  The step is the first row's step and must be whole minutes from 1 to 60 (:data:`TMY3_STEPS_S`).
+    A typical-year file (each month from another year, as NREL's TMY3) is read in one year (see
+    :func:`_tmy3_elapsed`); a file whose times run on regularly (field data, across years) as it is.
+    Raises TraceError naming the file's line: not TMY3, fewer than two rows, a step aidi cannot use,
+    irregular steps (a missing or repeated row), a blank GHI cell, GHI below 0 or above :data:`GHI_MAX_W_M2`.
+    """
     import pvlib
 
-    path = Path(file) if file is not None else default_tmy3()
+    path = Path(path)
     if not path.is_file():
         raise TraceError(f"{path}: TMY3 file not found")
+    text = textfile.read_lines(path, TraceError)
     try:
-        data, _meta = pvlib.iotools.read_tmy3(str(path), map_variables=True)
-    except Exception as exc:
-        raise TraceError(f"{path}: not a TMY3 file ({exc.__class__.__name__})") from None
+        data, _meta = pvlib.iotools.read_tmy3(io.StringIO(text.text()), map_variables=True)
+    except Exception as exc:  # pandas and pvlib raise many kinds; pandas names the data row ("at position 3")
+        at = re.search(r"position (\d+)", str(exc))
+        where = text.where(int(at.group(1)) + 2) if at else str(path)
+        raise TraceError(f"{where}: not a TMY3 file ({exc.__class__.__name__}: {exc})".splitlines()[0]) from None
+    row_line = lambda row: text.where(row + 2)  # noqa: E731  kept line 0 is the site, 1 the header
+    n = len(data)
+    if n < 2:
+        raise TraceError(f"{path}: a TMY3 file needs at least two rows, got {n}")
     ghi = pd.to_numeric(data["ghi"], errors="coerce").to_numpy(float)
-    n_h = ghi.shape[0]
-    if not np.isfinite(ghi).all():  # TMY3: line 1 site, line 2 header, row k on line k + 3
-        row = int(np.argmax(~np.isfinite(ghi)))
-        raise TraceError(f"{path}: line {row + 3}: GHI is blank or not a number (aidi does not guess missing "
-                         "irradiance; fill the cell, e.g. 0 at night)")
-    if start_hour + hours > n_h:
+    if not np.isfinite(ghi).all():
+        raise TraceError(f"{row_line(int(np.argmax(~np.isfinite(ghi))))}: GHI is blank or not a number (aidi does "
+                         "not guess missing irradiance; fill the cell, e.g. 0 at night)")
+    out = (ghi < 0) | (ghi > GHI_MAX_W_M2)
+    if out.any():
+        row = int(np.argmax(out))
+        raise TraceError(f"{row_line(row)}: GHI {ghi[row]:g} W/m^2 is outside 0 .. {GHI_MAX_W_M2:g} W/m^2 (the "
+                         "physically possible limit at the zenith)")
+    stamp = lambda row: f"{data.iloc[row, 0]} {data.iloc[row, 1]}"  # noqa: E731  the Date and Time cells
+    t = _tmy3_elapsed(data.index, False)
+    if (np.diff(t) != t[1]).any():  # a typical year (months from other years), or a missing or repeated row
+        in_year = _tmy3_elapsed(data.index, True)
+        if (np.diff(in_year) == in_year[1]).all() or not (np.diff(t) > 0).all():
+            t = in_year  # regular in one year, or real times that run backwards: report the rows in one year
+    step = float(t[1])
+    lo, hi = TMY3_STEPS_S
+    if not (lo <= step <= hi and step % 60.0 == 0.0):
+        raise TraceError(f"{row_line(1)}: time step {step / 60:g} min after the first row ({stamp(0)} to "
+                         f"{stamp(1)}): aidi reads TMY3-format files with steps of 1 to 60 whole minutes")
+    irregular = np.diff(t) != step
+    if irregular.any():
+        row = int(np.argmax(irregular)) + 1
+        leap = " (pvlib moves 29 February to 1 March: a TMY3 file has no leap day)" \
+            if str(data.iloc[row, 0]).startswith("02/29") else ""
+        raise TraceError(f"{row_line(row)}: {stamp(row)} comes {(t[row] - t[row - 1]) / 60:g} min after the row "
+                         f"before, not the file's step of {step / 60:g} min (a missing or repeated row?){leap}")
+    return t, ghi, step
+
+
+def pv(area_cm2: float, efficiency: float, file: Path | None = None, start_hour: float = 0.0,
+       step_s: float = 60.0, hours: float = 24.0 * 7) -> Segments:
+    """Solar cell power (W) from a TMY3-format file's global horizontal irradiance (W/m^2), see :func:`read_tmy3`.
+
+    The file's rows lie at their own time step (hourly for NREL's TMY3, 15 min for a sub-hourly export); the
+    file covers ``rows * step``.  ``start_hour`` and ``hours`` are hours of the file's time from its first row;
+    the window must lie inside the file.  GHI is linearly interpolated between rows, sampled every ``step_s``
+    seconds and held (piecewise constant), times ``area_cm2 * 1e-4 * efficiency``.  Raises TraceError.
+    """
+    path = Path(file) if file is not None else default_tmy3()
+    t_rows, ghi, step = read_tmy3(path)
+    t_rows_h = t_rows / 3600.0
+    n_h = (t_rows[-1] + step) / 3600.0
+    if start_hour + hours > n_h * (1 + 1e-12):
         raise TraceError(f"{path}: harvester.start_hour {start_hour:g} + hours {hours:g} goes beyond the file's "
-                         f"{n_h} hours")
-    hours_axis = np.arange(n_h, dtype=float)
+                         f"{n_h:g} hours")
     t_h = start_hour + np.arange(0.0, hours, step_s / 3600.0)
-    irr = np.interp(np.mod(t_h, n_h), hours_axis, ghi, period=n_h)
+    irr = np.interp(np.mod(t_h, n_h), t_rows_h, ghi, period=n_h)
     power = np.clip(irr, 0.0, None) * area_cm2 * 1e-4 * efficiency
     times = (t_h - start_hour) * 3600.0
     return from_samples(times, power, True, "pv")
+
+#: ``harvester.gaps`` of a Shepherd recording: a hole in ``data/time`` is an error, or no harvest
+SHEPHERD_GAPS = ("error", "zero")
 
 #: averaging window of a Shepherd recording (s) when ``harvester.window_s`` is not given: 1000 samples at the
 #: testbed's 100 kS/s (shepherd_core.config.CoreConfig.SAMPLERATE_SPS, a 10 us sample period)
@@ -260,7 +358,7 @@ def _drop_all(_record) -> bool:
 
 
 def read_shepherd(path: Path, efficiency: float = 1.0, repeat: bool = True,
-                  window_s: float = SHEPHERD_WINDOW_S, algorithm: str | None = None) -> Segments:
+                  window_s: float = SHEPHERD_WINDOW_S, algorithm: str | None = None, gaps: str = "error") -> Segments:
     """A Shepherd testbed harvest recording (HDF5) as power segments of ``window_s`` seconds.
 
     Read through the Shepherd project's own ``shepherd_core.Reader`` (the file's ``data/time``,
@@ -278,19 +376,30 @@ def read_shepherd(path: Path, efficiency: float = 1.0, repeat: bool = True,
     Power is V * I per sample under the ``trace`` kind's logger rule: a negative voltage or current
     no further below 0 than :data:`NOISE_FLOOR` (1 mV, 1 uA; calibration offsets of real recordings
     give about -1e-7 A) reads as 0, anything more negative is an error naming the sample and its
-    time.  Each sample holds until the next timestamp (the last one for the last interval), so the
-    recording's energy is integrated exactly; it is then averaged over windows of ``window_s``
-    seconds from the first sample (the last window ends with the recording), times ``efficiency``.
+    time, and a power above :data:`MAX_POWER_W` is an error naming the sample.  Each sample holds
+    until the next timestamp (the last one for the last step), so the recording's energy is
+    integrated exactly; it is then averaged over windows of ``window_s`` seconds from the first
+    sample (the last window ends with the recording), times ``efficiency``.
     With ``repeat`` the recording repeats with its duration as the period; otherwise the last
     window's power lasts forever.  The file is streamed in the Reader's chunks (bounded memory).
 
+    Time jumps: consecutive timestamps must lie one sample period (10 us) apart, compared after
+    rounding to 1 us as shepherd-core's ``Reader.check_timediffs`` does (it flags a file whose chunks
+    do not span 10 000 sample periods of 10 us: "time-jumps").  A step shorter than the period is always an error.
+    A longer step is a hole in the recording (lost buffers): with ``gaps = "error"`` (the default)
+    an error naming the time and the gap; with ``gaps = "zero"`` the sample before the hole holds
+    for one sample period (shepherd-core's ``core_config.SAMPLERATE_SPS``: 10 us) and the rest of the hole
+    harvests nothing (the energy is the samples' own).
+
     Returns segments of length ceil(duration / window_s).  Raises TraceError (missing file, not an
-    HDF5 Shepherd file, wrong mode or datatype, fewer than two samples, times not increasing,
-    negative samples below the noise floor).
+    HDF5 Shepherd file, wrong mode or datatype, fewer than two samples, times not increasing, time
+    jumps, negative samples below the noise floor, implausible power).
     """
     path = Path(path)
     if not path.is_file():
         raise TraceError(f"{path}: Shepherd recording not found")
+    if gaps not in SHEPHERD_GAPS:
+        raise TraceError(f"{path}: harvester.gaps must be one of {', '.join(SHEPHERD_GAPS)}, got {gaps!r}")
     if not (np.isfinite(window_s) and window_s > 0):
         raise TraceError(f"{path}: window_s must be a positive number of seconds, got {window_s!r}")
     try:
@@ -308,11 +417,12 @@ def read_shepherd(path: Path, efficiency: float = 1.0, repeat: bool = True,
             raise TraceError(f"{path}: not a Shepherd HDF5 recording ({exc.__class__.__name__})") from None
         with reader:
             if _shepherd_datatype(reader, path, algorithm) == "ivsample":
-                return _shepherd_segments(reader, path, efficiency, repeat, window_s)
-        return _shepherd_harvest(path, algorithm, efficiency, repeat, window_s)
+                return _shepherd_segments(reader, path, efficiency, repeat, window_s, gaps)
+        return _shepherd_harvest(path, algorithm, efficiency, repeat, window_s, gaps)
 
 
-def _shepherd_harvest(path: Path, algorithm: str, efficiency: float, repeat: bool, window_s: float) -> Segments:
+def _shepherd_harvest(path: Path, algorithm: str, efficiency: float, repeat: bool, window_s: float,
+                      gaps: str) -> Segments:
     """IV samples from an ivcurve recording by shepherd-core's virtual harvester ``algorithm``, then read."""
     import tempfile
 
@@ -330,7 +440,7 @@ def _shepherd_harvest(path: Path, algorithm: str, efficiency: float, repeat: boo
             simulate_harvester(config, path, out)
         except ValueError as exc:
             raise TraceError(f"{path}: harvester.algorithm {algorithm!r}: " + str(exc).splitlines()[0]) from None
-        return read_shepherd(out, efficiency, repeat, window_s)
+        return read_shepherd(out, efficiency, repeat, window_s, gaps=gaps)
 
 
 def _shepherd_datatype(reader, path: Path, algorithm: str | None) -> str:
@@ -356,13 +466,44 @@ def _shepherd_datatype(reader, path: Path, algorithm: str | None) -> str:
     return name
 
 
-def _shepherd_segments(reader, path: Path, efficiency: float, repeat: bool, window_s: float) -> Segments:
+def _shepherd_steps(path: Path, t: np.ndarray, p: np.ndarray, first: int, period: float,
+                    gaps: str) -> tuple[np.ndarray, np.ndarray]:
+    """Samples at times ``t`` (s, sample ``first`` first) with power ``p`` checked against the sample
+    ``period`` (see :func:`read_shepherd`); under ``gaps = "zero"`` a 0 W sample is inserted one period
+    after the sample before each hole."""
+    dt = np.diff(t)
+    step = np.rint(dt * 1e6)  # us: shepherd-core's Reader.check_timediffs rounds seconds to 6 decimals
+    nominal = round(period * 1e6)
+    bad = (dt <= 0) | (step < nominal) | ((step > nominal) & (gaps == "error"))
+    if bad.any():
+        j = int(np.argmax(bad)) + 1
+        if dt[j - 1] <= 0:
+            raise TraceError(f"{path}: sample {first + j}: time does not increase ({t[j]:.9f} s after "
+                             f"{t[j - 1]:.9f} s)")
+        at = f"{path}: sample {first + j} (t = {t[j]:.6f} s)"
+        if step[j - 1] < nominal:
+            raise TraceError(f"{at}: {dt[j - 1] * 1e6:.6g} us after the sample before, less than the sample period "
+                             f"{period * 1e6:g} us")
+        raise TraceError(f"{at}: time jumps by {dt[j - 1]:.6g} s after the sample before (a gap in the recording; "
+                         f"sample period {period * 1e6:g} us): set harvester.gaps = \"zero\" to read it as no harvest")
+    holes = np.flatnonzero(step > nominal)
+    if holes.shape[0]:
+        t = np.insert(t, holes + 1, t[holes] + period)
+        p = np.insert(p, holes + 1, 0.0)
+    return t, p
+
+
+def _shepherd_segments(reader, path: Path, efficiency: float, repeat: bool, window_s: float,
+                       gaps: str) -> Segments:
+    from shepherd_core.config import core_config
+
     n = int(reader.samples_n)
     if n < 2:
         raise TraceError(f"{path}: a Shepherd recording needs at least two samples, got {n}")
     cal = reader.get_calibration_data()
     t_gain = float(cal.time.gain)
     t0 = int(reader.ds_time[0])
+    period = 1.0 / core_config.SAMPLERATE_SPS  # the testbed's 10 us (the Reader's own interval assumes no gaps)
 
     def chunks():  # (first index, raw time, raw voltage, raw current); the Reader's chunks, then the tail
         step = reader.CHUNK_SAMPLES_N
@@ -402,19 +543,17 @@ def _shepherd_segments(reader, path: Path, efficiency: float, repeat: bool, wind
         v = _denoise("voltage_V", np.asarray(cal.voltage.raw_to_si(np.asarray(v_raw, dtype=np.float64))), sample)
         i = _denoise("current_A", np.asarray(cal.current.raw_to_si(np.asarray(i_raw, dtype=np.float64))), sample)
         p = v * i
+        _plausible_power(p, sample)
         if prev_t is not None:
             t, p = np.concatenate(([prev_t], t)), np.concatenate(([prev_p], p))
             first -= 1
-        bad = np.diff(t) <= 0
-        if bad.any():
-            j = int(np.argmax(bad)) + 1
-            raise TraceError(f"{path}: sample {first + j}: time does not increase ({t[j]:.9f} s after "
-                             f"{t[j - 1]:.9f} s)")
+        if t.shape[0] > 1:  # the last step, unless it is a hole: how long the recording's last sample lasts
+            last_dt = float(t[-1] - t[-2]) if round((t[-1] - t[-2]) * 1e6) == round(period * 1e6) else period
+        t, p = _shepherd_steps(path, t, p, first, period, gaps)
         if t.shape[0] > 1:
             add(t[:-1], p[:-1], float(t[-1]))
-            last_dt = float(t[-1] - t[-2])
         prev_t, prev_p = float(t[-1]), float(p[-1])
-    duration = prev_t + last_dt  # the last sample lasts as long as the interval before it
+    duration = prev_t + last_dt
     add(np.array([prev_t]), np.array([prev_p]), duration, last=True)
     closed.append(open_e)
     m = len(closed)
@@ -424,4 +563,4 @@ def _shepherd_segments(reader, path: Path, efficiency: float, repeat: bool, wind
 
 
 __all__ = ["Segments", "constant", "thevenin", "read_trace", "pv", "from_samples", "TraceError", "default_tmy3",
-           "read_shepherd", "SHEPHERD_WINDOW_S"]
+           "read_shepherd", "read_tmy3", "SHEPHERD_WINDOW_S", "SHEPHERD_GAPS", "MAX_POWER_W", "GHI_MAX_W_M2"]

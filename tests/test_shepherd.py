@@ -104,25 +104,94 @@ def test_windows_of_whole_samples_are_sample_means(tmp_path_factory, seed, per_w
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(seed=st.integers(0, 2**32 - 1), window_s=st.floats(1e-5, 0.5), n=st.integers(2, 25_000))
-def test_uneven_times_and_any_window_keep_the_energy(tmp_path_factory, seed, window_s, n):
-    """Each sample holds until the next timestamp (gaps included), across the Reader's 10 000-sample chunks and
-    a tail that is not a whole chunk; every window's power lies within its samples' powers."""
+def test_gaps_read_as_zero_keep_the_samples_energy_in_any_window(tmp_path_factory, seed, window_s, n):
+    """gaps = "zero": each sample holds one sample period and a hole harvests nothing, across the Reader's
+    10 000-sample chunks and a tail that is not a whole chunk; every window's power lies within 0 and the
+    samples' largest power."""
     rng = np.random.default_rng(seed)
     steps = rng.choice([10_000, 10_000, 10_000, 20_000, 3_000_000], n - 1)  # ns: mostly 10 us, some gaps
     steps[-1] = 3_000_000  # uneven, so the Writer keeps every sample (it cuts only a 100 kS/s file to whole chunks)
     ts = int(T0 * 1e9) + np.concatenate(([0], np.cumsum(steps)))
     rec = record(tmp_path_factory.mktemp("r") / "rec.h5", rng.uniform(0.5, 4.0, n), rng.uniform(0.0, 5e-3, n),
                  timestamps_ns=ts)
-    seg = hv.read_shepherd(rec, window_s=window_s)
+    seg = hv.read_shepherd(rec, window_s=window_s, gaps="zero")
     t, p = reader_samples(rec)
-    dt = np.diff(np.append(t, 2 * t[-1] - t[-2]))
     edges = np.append(seg.seg_t, seg.period)
-    assert seg.period == pytest.approx(t[-1] + dt[-1], rel=1e-12)
-    assert np.sum(seg.seg_p * np.diff(edges)) == pytest.approx(np.sum(p * dt), rel=1e-9)
     assert t.shape == (n,)
-    tol = 1e-9 * p.max()  # window energies are differences of a running sum
-    assert seg.seg_p.min() >= p.min() - tol and seg.seg_p.max() <= p.max() + tol
+    assert seg.period == pytest.approx(t[-1] + DT, rel=1e-12)
+    assert np.sum(seg.seg_p * np.diff(edges)) == pytest.approx(np.sum(p) * DT, rel=1e-9)
+    tol = 1e-9 * p.max()  # window energies are sums of pieces
+    assert seg.seg_p.min() >= -tol and seg.seg_p.max() <= p.max() + tol
     assert seg.seg_t.shape[0] == int(np.ceil(seg.period / window_s - 1e-9))
+
+
+def gap_recording(path: Path, gap_s: float = 60.0) -> Path:
+    """3 s of 100 kS/s samples (2 V, 1 mA) with a hole of ``gap_s`` seconds after the first 1.5 s."""
+    half = 150_000
+    steps = np.full(2 * half - 1, 10_000)
+    steps[half - 1] = round(gap_s * 1e9)
+    ts = int(T0 * 1e9) + np.concatenate(([0], np.cumsum(steps)))
+    return record(path, np.full(2 * half, 2.0), np.full(2 * half, 1e-3), timestamps_ns=ts)
+
+
+def test_a_gap_in_the_time_stamps_is_an_error_naming_its_time_and_length(tmp_path):
+    """shepherd-core's Reader flags time jumps (check_timediffs); read as held, a 60 s hole would carry 20x the
+    recording's energy.  The default is a one-line error; the CLI exits 2 before any simulation."""
+    rec = gap_recording(tmp_path / "rec.h5")
+    with Reader(rec, verbose=False) as r:
+        assert not r.check_timediffs()  # the package's own check agrees that the file has a jump
+    with pytest.raises(TraceError) as info:
+        hv.read_shepherd(rec)
+    assert_one_line(str(info.value), "rec.h5: sample 150000 (t = 61.499990 s)", "time jumps by 60 s",
+                    'gaps = "zero"')
+    r = runner.invoke(app, ["check", str(scenario(tmp_path, rec)), "--json"])
+    assert r.exit_code == 2 and r.stdout.strip() == ""
+    assert_one_line(r.stderr, "sample 150000", "time jumps by 60 s")
+
+
+def test_gaps_zero_harvests_the_samples_energy_only(tmp_path):
+    rec = gap_recording(tmp_path / "rec.h5")
+    sc = loader.load(scenario(tmp_path, rec, 'gaps = "zero"\nrepeat = false\n'))
+    assert sc.harvester.gaps == "zero"
+    seg = sc.harvester.segments()
+    t, p = reader_samples(rec)
+    samples_J = np.sum(p) * DT  # 300 000 samples of 2 mW for 10 us each: 6 mJ
+    assert samples_J == pytest.approx(6e-3, rel=1e-5) and t[-1] == pytest.approx(63.0 - 2 * DT, rel=1e-12)
+    widths = np.diff(np.append(seg.seg_t, t[-1] + DT))  # up to the end of the last sample
+    assert np.sum(seg.seg_p * widths) == pytest.approx(samples_J, rel=1e-9)
+    assert seg.seg_p[150:6149].max() < 1e-12  # the 10 ms windows inside the hole (1.5 s .. 61.49 s): nothing
+
+
+@pytest.mark.parametrize("step_ns", [9_000, 5_000])
+def test_a_step_shorter_than_the_sample_period_is_an_error(tmp_path, step_ns):
+    ts = int(T0 * 1e9) + 10_000 * np.arange(12_000)
+    ts[7000:] -= 10_000 - step_ns
+    rec = record(tmp_path / "rec.h5", np.full(12_000, 2.0), np.full(12_000, 1e-3), timestamps_ns=ts)
+    for gaps in ("error", "zero"):
+        with pytest.raises(TraceError) as info:
+            hv.read_shepherd(rec, gaps=gaps)
+        assert_one_line(str(info.value), "sample 7000", "less than the sample period 10 us")
+
+
+def test_jitter_within_shepherds_rounding_is_no_gap(tmp_path):
+    """shepherd-core compares steps rounded to 1 us: a 10.4 us step is the 10 us period."""
+    ts = int(T0 * 1e9) + 10_000 * np.arange(12_000)
+    ts[5000:] += 400
+    rec = record(tmp_path / "rec.h5", np.full(12_000, 2.0), np.full(12_000, 1e-3), timestamps_ns=ts)
+    assert hv.read_shepherd(rec).seg_p.max() == pytest.approx(2e-3, rel=1e-6)
+
+
+def test_implausible_power_is_an_error_naming_the_sample(tmp_path):
+    """The bound on a constant source (100 W) holds for every sample; 1 uA steps let the file hold 50 A."""
+    i = np.full(10_000, 1e-3)
+    i[4321] = 50.0
+    v = np.full(10_000, 2.0)
+    v[4321] = 2.5  # 125 W
+    cal = CalibrationSeries(current=CalibrationPair(gain=1e-6, offset=0.0))
+    with pytest.raises(TraceError) as info:
+        hv.read_shepherd(record(tmp_path / "rec.h5", v, i, cal=cal))
+    assert_one_line(str(info.value), "rec.h5: sample 4321 (t = 0.043210 s)", "power 125 W",
+                    f"plausible {hv.MAX_POWER_W:g} W")
 
 
 def test_slightly_negative_current_reads_as_zero(tmp_path):
@@ -256,6 +325,14 @@ def test_bad_recording_is_one_line_exit_2(tmp_path, case):
     assert r.exit_code == 2, r.output
     assert r.stdout.strip() == ""
     assert_one_line(r.stderr, *parts)
+
+
+@pytest.mark.parametrize("gaps", ["hold", "", "Zero"])
+def test_loader_checks_gaps(tmp_path, gaps):
+    rec = record(tmp_path / "rec.h5", np.full(10_000, 2.0), np.full(10_000, 1e-3))
+    with pytest.raises(ScenarioError) as info:
+        loader.load(scenario(tmp_path, rec, f'gaps = "{gaps}"\n'))
+    assert_one_line(str(info.value), "scen.toml: harvester.gaps: expected 'error' or 'zero'")
 
 
 def test_loader_bounds_window_s(tmp_path):
