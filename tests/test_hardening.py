@@ -3,14 +3,16 @@ hang, a traceback, invalid JSON or a silently replaced file."""
 
 from __future__ import annotations
 
+import codecs
 import json
 import math
 import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
@@ -226,7 +228,7 @@ def scenario_with(key: str, value) -> str:
             power["v_on"], power["v_max"] = 60.0, 60.0
     elif section == "harvester":
         kind = KIND_FOR[name]
-        harv = {"kind": kind, "thevenin": {"v_source": 3.0, "r_ohm": 52.0}, "constant": {"power_W": 1e-3},
+        harv = {"kind": kind, "thevenin": {"v_source": 3.3, "r_ohm": 52.0}, "constant": {"power_W": 1e-3},
                 "pv": {}, "shepherd": {"file": "rec.h5"}}[kind] | {"kind": kind}
         harv[name] = value
     else:
@@ -464,3 +466,256 @@ def test_thevenin_in_range_keeps_the_energy_balance(r_ohm, cap):
     sc = loader.load("lab-1mF").with_values(**{"harvester.r_ohm": r_ohm, "power.capacitor_F": cap})
     res, _ = pipeline.simulate(pipeline.build(sc), engine="oracle", functional=False, log=False)
     assert energy_balance_error(res) < 1e-9
+
+
+# --------------------------------------------------------------------------------------------- issue 19: harvest files
+def tmy3_text(site: str, stamps, ghi) -> str:
+    """A TMY3-format file (pvlib's read_tmy3 layout: site line, header, Date and Time columns) with NREL's
+    midnight as 24:00 of the day before."""
+    rows = []
+    for ts, g in zip(pd.DatetimeIndex(stamps), ghi):
+        day, clock = ts, ts.strftime("%H:%M")
+        if clock == "00:00":
+            day, clock = ts - pd.Timedelta(days=1), "24:00"
+        rows.append(f"{day.strftime('%m/%d/%Y')},{clock},{g:.6g}\n")
+    return site + "\n" + "Date (MM/DD/YYYY),Time (HH:MM),GHI (W/m^2)\n" + "".join(rows)
+
+
+def bundled_hourly():
+    """(first time stamp, the hourly GHI rows' hours from it, GHI) of pvlib's bundled TMY3 file, in one year."""
+    import pvlib
+
+    data, _ = pvlib.iotools.read_tmy3(str(hv.default_tmy3()), coerce_year=2005, map_variables=True)
+    first = data.index[0].tz_localize(None)
+    hours = (data.index - data.index[0]).total_seconds().to_numpy() / 3600
+    return first, hours, data["ghi"].to_numpy(float)
+
+
+def quarter_hour_tmy3(folder: Path) -> tuple[Path, pd.Timestamp]:
+    """The bundled file at 15 min (values on its hourly interpolant, so both files describe one irradiance):
+    rows 00:15 .. 24:00 of every day; returns the file and its first time stamp."""
+    first, hours, ghi = bundled_hourly()
+    q = np.arange(-0.75, hours[-1] + 1e-9, 0.25)
+    p = folder / "quarter.csv"
+    p.write_text(tmy3_text(hv.default_tmy3().read_text().splitlines()[0], first + pd.to_timedelta(q, unit="h"),
+                           np.interp(q, hours, ghi, period=hours[-1] + 1)))
+    return p, first + pd.Timedelta(minutes=-45)
+
+
+def test_quarter_hour_tmy3_harvests_the_june_morning_of_the_hourly_file(tmp_path):
+    """Issue 19: a 15-min TMY3-format file read one row per hour put June 06:00 on a February night (0 J).
+    Windows are hours of the file's own time: the same morning from both files harvests the same energy (to
+    1e-9: the 15-min rows lie on the hourly rows' interpolant, which the reader samples at the same times)."""
+    quarter, q_first = quarter_hour_tmy3(tmp_path)
+    h_first, _, _ = bundled_hourly()
+    june = pd.Timestamp("2005-06-01 06:00")
+    energy = {}
+    for name, path, first in (("hourly", None, h_first), ("quarter", quarter, q_first)):
+        start = (june - first) / pd.Timedelta(hours=1)
+        seg = hv.pv(area_cm2=1.0, efficiency=0.15, file=path, start_hour=start, step_s=60.0, hours=6.0)
+        energy[name] = float(np.sum(seg.seg_p) * 60.0)
+    assert energy["hourly"] > 10.0  # J: 1 cm^2 at 15 % through a June morning (a February night gives 0)
+    assert energy["quarter"] == pytest.approx(energy["hourly"], rel=1e-9)
+    t, ghi, step = hv.read_tmy3(quarter)
+    assert step == 900.0 and t.shape == (35040,) and t[-1] == 365 * 86400 - 900
+
+
+def small_tmy3(folder: Path, stamps, ghi=None, name: str = "small.csv") -> Path:
+    stamps = pd.DatetimeIndex(stamps)
+    p = folder / name
+    p.write_text(tmy3_text(TMY3_HEAD.splitlines()[0], stamps, ghi if ghi is not None else np.zeros(len(stamps))))
+    return p
+
+
+QUARTERS = pd.date_range("2005-06-01 00:15", periods=96, freq="15min")
+
+
+@pytest.mark.parametrize("stamps,line,part", [
+    (QUARTERS.delete(40), 43, "06/01/2005 10:30 comes 30 min after the row before, not the file's step of 15 min"),
+    (QUARTERS.insert(20, QUARTERS[19]), 23, "comes 0 min after the row before"),
+    (pd.date_range("2005-06-01 01:30", periods=8, freq="90min"), 4, "time step 90 min after the first row"),
+    (pd.date_range("2005-06-01 02:00", periods=8, freq="2h"), 4, "time step 120 min"),
+], ids=["missing-row", "repeated-row", "90-min", "2-hours"])
+def test_tmy3_step_it_cannot_use_or_irregular_is_an_error_naming_the_line(tmp_path, stamps, line, part):
+    p = small_tmy3(tmp_path, stamps)
+    with pytest.raises(TraceError) as info:
+        hv.read_tmy3(p)
+    assert_one_line(str(info.value), f"small.csv: line {line}:", part)
+
+
+def test_tmy3_leap_day_is_named(tmp_path):
+    """pvlib moves 29 February to 1 March, where the file's own 1 March rows are: irregular, and said why."""
+    p = small_tmy3(tmp_path, pd.date_range("2004-02-28 20:00", periods=60, freq="h"))
+    with pytest.raises(TraceError) as info:
+        hv.read_tmy3(p)
+    assert_one_line(str(info.value), "small.csv: line", "a TMY3 file has no leap day")
+
+
+@pytest.mark.parametrize("midnight", ["24:00", "00:00"])  # NREL and SolarAnywhere midnights
+def test_tmy3_hourly_day_reads_either_midnight(tmp_path, midnight):
+    stamps = pd.date_range("2005-06-01 01:00", periods=48, freq="h")
+    p = small_tmy3(tmp_path, stamps, np.arange(48.0))
+    if midnight == "00:00":
+        p.write_text(p.read_text().replace("06/01/2005,24:00", "06/02/2005,00:00")
+                     .replace("06/02/2005,24:00", "06/03/2005,00:00"))
+    t, ghi, step = hv.read_tmy3(p)
+    assert step == 3600.0
+    np.testing.assert_array_equal(t, np.arange(48) * 3600.0)
+    np.testing.assert_array_equal(ghi, np.arange(48.0))
+
+
+@pytest.mark.parametrize("value", [-1.0, 6000.0])
+def test_tmy3_ghi_outside_the_possible_range_is_an_error_naming_the_line(tmp_path, value):
+    ghi = np.zeros(24)
+    ghi[12] = value
+    p = small_tmy3(tmp_path, pd.date_range("2005-06-01 01:00", periods=24, freq="h"), ghi)
+    with pytest.raises(TraceError) as info:
+        hv.read_tmy3(p)
+    assert_one_line(str(info.value), "small.csv: line 15:", f"GHI {value:g} W/m^2 is outside 0 .. 2141.5")
+
+
+def test_pv_window_is_in_hours_of_a_sub_hourly_file(tmp_path):
+    """A 15-min file of 2 h: 2 hours long, its rows a quarter of an hour apart."""
+    stamps = pd.date_range("2005-06-01 10:15", periods=8, freq="15min")
+    p = small_tmy3(tmp_path, stamps, [0, 100, 200, 300, 400, 500, 600, 700])
+    scen = PV_SCEN.replace("mini.csv", "small.csv")
+    seg = loader.load(write(tmp_path, scen.format(hours=0.5, start=1.0))).harvester.segments()
+    assert seg.seg_p[0] == pytest.approx(400 * 5e-4 * 0.15)  # start_hour 1 = the fifth row (11:15)
+    assert seg.seg_p[15] == pytest.approx(500 * 5e-4 * 0.15)  # 15 min later: the next row
+    with pytest.raises(TraceError) as info:
+        loader.load(write(tmp_path, scen.format(hours=1.5, start=1.0))).harvester.segments()
+    assert_one_line(str(info.value), "goes beyond the file's 2 hours")
+
+
+# the plausible range of power, shared with [harvester] power_W
+@pytest.mark.parametrize("text,line,part", [
+    ("time_s,power_W\n0,1e-3\n1,6000\n2,21000\n", 3, "power 6000 W is above the plausible 100 W"),
+    ("# W/m^2 by mistake\ntime_s,power_W\n0,1e-3\n1,100.5\n", 4, "power 100.5 W"),
+    ("time_s,voltage_V,current_A\n0,3,1e-3\n1,30,5\n", 3, "power 150 W"),
+])
+def test_trace_power_above_the_constant_bound_is_an_error_naming_the_line_and_value(tmp_path, text, line, part):
+    assert LIMITS["harvester.power_W"][1] == hv.MAX_POWER_W == 100.0
+    p = tmp_path / "t.csv"
+    p.write_text(text)
+    with pytest.raises(TraceError) as info:
+        hv.read_trace(p)
+    assert_one_line(str(info.value), f"t.csv: line {line}:", part)
+
+
+def test_trace_at_the_bound_reads(tmp_path):
+    p = tmp_path / "t.csv"
+    p.write_text("time_s,power_W\n0,100\n1,0\n")
+    np.testing.assert_array_equal(hv.read_trace(p).seg_p, [100.0, 0.0])
+
+
+def test_cli_implausible_trace_exit_2(tmp_path):
+    (tmp_path / "irr.csv").write_text("time_s,power_W\n0,6000\n60,21000\n")
+    p = write(tmp_path, POWER + '[harvester]\nkind = "trace"\nfile = "irr.csv"\n')
+    cli_error(["run", str(p), "--engine", "oracle", "--no-functional", "--json"], "irr.csv: line 2", "6000 W")
+
+
+# a trace's times are relative to its first row
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(offset=st.floats(-1e6, 2e9, allow_nan=False).map(lambda x: float(np.round(x, 3))),
+       steps=st.lists(st.sampled_from([0.5, 1.0, 2.0, 10.0]), min_size=1, max_size=6), repeat=st.booleans())
+def test_trace_times_are_relative_to_the_first_row(tmp_path, offset, steps, repeat):
+    """The first row is t = 0 whatever its time_s (5 s, -2 s, a Unix time): the same segments as the trace
+    written from 0 (README, scenario format; harvesters module docstring)."""
+    rel = np.concatenate(([0.0], np.cumsum(steps)))
+    power = np.linspace(1e-4, 1e-3, rel.shape[0])
+    segs = []
+    for start in (0.0, offset):
+        p = tmp_path / "t.csv"
+        p.write_text("time_s,power_W\n" + "".join(f"{float(start + r)!r},{float(w)!r}\n" for r, w in zip(rel, power)))
+        segs.append(hv.read_trace(p, repeat=repeat))
+    ulp = 2 * np.spacing(abs(offset) + rel[-1])  # the written times' own rounding
+    np.testing.assert_allclose(segs[1].seg_t, segs[0].seg_t, rtol=0, atol=ulp)
+    np.testing.assert_array_equal(segs[1].seg_p, segs[0].seg_p)
+    assert segs[1].period == pytest.approx(segs[0].period, abs=2 * ulp)
+
+
+# one text reader for every text file: encodings, a BOM, CRLF
+ENCODINGS = ["utf-8", "utf-8-sig", "utf-16", "utf-32", "cp1252"]
+EOLS = ["\n", "\r\n", "\r"]
+line_text = st.text(st.characters(codec="cp1252", exclude_categories=("Cc", "Cs"), exclude_characters="#"),
+                    max_size=12)
+
+
+def encoded(text: str, encoding: str) -> bytes:
+    return text.encode(encoding)  # utf-16 and utf-32 write their BOM, utf-8-sig the UTF-8 one
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(lines=st.lists(st.tuples(line_text, st.booleans()), max_size=8), encoding=st.sampled_from(ENCODINGS),
+       eol=st.sampled_from(EOLS), final_eol=st.booleans())
+def test_text_reader_keeps_lines_and_numbers_under_any_encoding_and_line_end(tmp_path, lines, encoding, eol,
+                                                                              final_eol):
+    from aidi.sim import textfile
+
+    raw = [t + ("# note" if c else "") for t, c in lines]
+    text = eol.join(raw) + (eol if final_eol and raw else "")
+    data = encoded(text, encoding)
+    if encoding == "cp1252":  # UTF-8 is tried first: skip the cp1252 bytes that are also UTF-8 for other text
+        try:
+            assume(data.decode("utf-8") == text)
+        except UnicodeDecodeError:
+            pass
+    p = tmp_path / "f.txt"
+    p.write_bytes(data)
+    got = textfile.read_lines(p)
+    keep = [(k + 1, t) for k, (t, _) in enumerate(lines) if t.strip()]
+    assert list(got.numbers) == [k for k, _ in keep]
+    assert list(got.lines) == [t for _, t in keep]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(encoding=st.sampled_from(ENCODINGS), eol=st.sampled_from(EOLS), bad_row=st.integers(0, 3))
+def test_trace_and_tmy3_read_the_same_under_any_encoding_and_line_end(tmp_path, encoding, eol, bad_row):
+    """Both readers accept the same text, and their errors name the same line whatever the encoding."""
+    trace = "# logger export, µ and ° in a comment\ntime_s,power_W\n0,1e-3\n1,2e-3\n2,0\n3,1e-3\n"
+    tmy3 = small_tmy3(tmp_path, pd.date_range("2005-06-01 01:00", periods=24, freq="h"),
+                      np.arange(24.0) * 10).read_text().replace('"MINI"', '"MÜNSTER – Süd"')
+    plain = {}
+    for name, text in (("trace.csv", trace), ("tmy3.csv", tmy3)):
+        (tmp_path / name).write_bytes(encoded(text.replace("\n", eol), encoding))
+        plain[name] = tmp_path / f"plain-{name}"
+        plain[name].write_text(text, encoding="utf-8")
+    a, b = hv.read_trace(tmp_path / "trace.csv"), hv.read_trace(plain["trace.csv"])
+    np.testing.assert_array_equal(a.seg_p, b.seg_p)
+    for x, y in zip(hv.read_tmy3(tmp_path / "tmy3.csv"), hv.read_tmy3(plain["tmy3.csv"])):
+        np.testing.assert_array_equal(x, y)
+    bad = trace.splitlines()
+    bad[2 + bad_row] = bad[2 + bad_row].replace(",", ",x")
+    (tmp_path / "bad.csv").write_bytes(encoded(eol.join(bad) + eol, encoding))
+    with pytest.raises(TraceError) as info:
+        hv.read_trace(tmp_path / "bad.csv")
+    assert_one_line(str(info.value), f"bad.csv: line {3 + bad_row}:", "not a finite number")
+
+
+@pytest.mark.parametrize("data,part", [
+    (b"time_s,power_W\n0,1\x00\n", "NUL bytes"),
+    (b"time_s,power_W\n0,1e-3\n1,\x1b[0m\n", "line 3: not a text file (control character"),
+    (b"time_s,power_W\n\x81\x8d,1\n", "neither UTF-8 nor Windows-1252"),
+    (codecs.BOM_UTF16_LE + b"\x00\xd8", "not UTF-16 text after its byte-order mark"),
+])
+def test_text_that_is_not_text_is_a_one_line_error(tmp_path, data, part):
+    p = tmp_path / "t.csv"
+    p.write_bytes(data)
+    for read in (hv.read_trace, hv.read_tmy3):
+        with pytest.raises(TraceError) as info:
+            read(p)
+        assert_one_line(str(info.value), "t.csv", part)
+
+
+# messages that point the right way (issue 19 item 5), each through the CLI: exit 2, one line, no traceback
+@pytest.mark.parametrize("text,parts", [
+    (POWER + '[harvester]\nkind = "thevenin"\nv_source = 1.0\nr_ohm = 52\n',
+     ("bad.toml: harvester.v_source: 1 V must be above power.v_on (3 V)", "never boot")),
+    (BASE + "[execution]\ntile = [1.5, 2, 2, 2]\n",
+     ("bad.toml: execution.tile: a tile size must be a positive integer, got 1.5",)),
+    (BASE + "[execution]\ntile = " + "[" * 500 + "]" * 500 + "\n", ("bad.toml: arrays or tables nested more than",)),
+], ids=["v_source-below-v_off", "fractional-tile", "nested-500-deep"])
+@pytest.mark.parametrize("cmd", [["run", "--engine", "oracle", "--no-functional"], ["check"]])
+def test_cli_messages_name_the_cause(tmp_path, text, parts, cmd):
+    p = write(tmp_path, text, "bad.toml")
+    cli_error([cmd[0], str(p), *cmd[1:]], *parts)

@@ -62,9 +62,9 @@ def test_integers_accepted_for_float_keys(tmp_path):
 
 
 def test_thevenin_and_efficiency(tmp_path):
-    s = loader.load(write(tmp_path, POWER + '[harvester]\nkind = "thevenin"\nv_source = 3.0\nr_ohm = 52\n'))
+    s = loader.load(write(tmp_path, POWER + '[harvester]\nkind = "thevenin"\nv_source = 3.3\nr_ohm = 52\n'))
     seg = s.harvester.segments()
-    assert seg.seg_g[0] == pytest.approx(1 / 52) and seg.seg_vs[0] == 3.0 and seg.seg_p[0] == 0.0
+    assert seg.seg_g[0] == pytest.approx(1 / 52) and seg.seg_vs[0] == 3.3 and seg.seg_p[0] == 0.0
     s = loader.load(write(tmp_path, POWER + CONSTANT + "efficiency = 0.5\n"))
     assert s.harvester.segments().seg_p[0] == pytest.approx(0.5e-3)
 
@@ -128,6 +128,25 @@ BAD = {
     "inferences_zero": (BASE + "[sim]\ninferences = 0\n", "sim.inferences"),
     "negative_period": (BASE + "[sim]\nperiod_s = -1\n", "sim.period_s"),
     "model_data_dir_missing": (BASE + '[model]\ndata_dir = "no-such-folder"\n', "model.data_dir"),
+    # issue 19: a source that can never boot the device is named, not blamed on tiles later
+    "thevenin_source_below_v_off": (POWER + '[harvester]\nkind = "thevenin"\nv_source = 1.0\nr_ohm = 52\n',
+                                    "harvester.v_source: 1 V must be above power.v_on (3 V)"),
+    "thevenin_source_at_v_on": (POWER + '[harvester]\nkind = "thevenin"\nv_source = 3.0\nr_ohm = 52\n',
+                                "harvester.v_source: 3 V must be above power.v_on (3 V)"),
+    "tile_fraction": (BASE + "[execution]\ntile = [1.5, 2, 2, 2]\n",
+                      "execution.tile: a tile size must be a positive integer, got 1.5"),
+    "tile_bool": (BASE + "[execution]\ntile = [true, 2, 2, 2]\n", "execution.tile: a tile size must be a positive"),
+    "tile_zero_in_a_layer": (BASE + '[execution]\ntile = ["auto", [6, 6, 0, 1]]\n',
+                             "execution.tile[1]: a tile size must be a positive integer, got 0"),
+    "tile_string_size": (BASE + '[execution]\ntile = {Tr = 4, Tc = "4", Tm = 8}\n',
+                         "execution.tile: a tile size must be a positive integer, got '4'"),
+    "tile_three_values": (BASE + "[execution]\ntile = [4, 4, 8]\n", "execution.tile: expected \"auto\", [Tr, Tc"),
+    "tile_unknown_key": (BASE + "[execution]\ntile = {Tr = 4, Tc = 4, Tm = 8, Tk = 1}\n",
+                         "execution.tile: unknown tile key 'Tk'"),
+    "tile_missing_key": (BASE + "[execution]\ntile = {Tr = 4, Tm = 8}\n", "execution.tile: missing tile key 'Tc'"),
+    "nested_too_deep": (BASE + "[execution]\ntile = " + "[" * 40 + "]" * 40 + "\n", "nested more than 32 deep"),
+    "nested_beyond_tomllib": (BASE + "[execution]\ntile = " + "[" * 500 + "]" * 500 + "\n",
+                              "nested more than 32 deep"),
 }
 
 
@@ -136,6 +155,13 @@ def test_bad_scenario_one_line_error_naming_file_and_key(tmp_path, text, key):
     msg = load_error(write(tmp_path, text))
     assert_one_line(msg, "scen.toml", key)
     assert msg.startswith("scen.toml: ")
+
+
+@pytest.mark.parametrize("tile", ["[6, 6, 8, 1]", "{Tr = 6, Tc = 6, Tm = 8}", '[[6, 6, 8, 1], "auto"]',
+                                  '["auto", {Tr = 2, Tc = 2, Tm = 4, Tn = 1}]'])
+def test_tile_forms_load(tmp_path, tile):
+    s = loader.load(write(tmp_path, BASE + f"[execution]\ntile = {tile}\n"))
+    assert s.execution.tile == s.raw["execution"]["tile"]
 
 
 def test_missing_scenario_file(tmp_path):
