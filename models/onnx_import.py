@@ -40,6 +40,7 @@ Public API::
     read_model(source) -> onnx.ModelProto                    # a path, bytes or a ModelProto
     import_model(source) -> Imported                          # the graph form, weights, mapping
     Imported.to_chw(x) -> (N, C, H, W)                        # model-layout inputs -> aidi's
+    folded_layers(imported) -> (Network, [FoldedLayer]);  float_forward(imported, x_model) -> (N, outputs)
     quantize(imported, calib_chw) -> QModel                   # aidi.models.q15.quantize_folded
     calibration_inputs(imported, calib, sample, seed) -> (x_model, note)
     agreement(imported, qmodel, model, x_model) -> dict       # onnxruntime's float run vs the Q15 reference
@@ -747,12 +748,11 @@ def import_model(source) -> Imported:
 
 
 # --------------------------------------------------------------------------- Q15 and agreement
-def quantize(imported: Imported, calib_chw: np.ndarray):
-    """The Q15 model (:func:`aidi.models.q15.quantize_folded`) of ``imported`` with shifts chosen on ``calib_chw``
-    ``(N, C, H, W)`` (aidi's layout, :meth:`Imported.to_chw`).  ValueError for layers aidi cannot parse."""
+def folded_layers(imported: Imported) -> tuple[Any, list]:
+    """``(Network, [FoldedLayer])``: the parsed graph form and its executed layers with the float weights
+    (:class:`aidi.models.net.FoldedLayer`).  ValueError for layers aidi cannot parse."""
     from .layers import geometry, parse_network
     from .net import FoldedLayer
-    from .q15 import quantize_folded
 
     net = parse_network(list(imported.layers), list(imported.input_shape))
     names = net.names
@@ -763,6 +763,25 @@ def quantize(imported: Imported, calib_chw: np.ndarray):
             folded.append(FoldedLayer(g, wb["weight"].reshape(g.weight_shape), wb["bias"]))
         else:
             folded.append(FoldedLayer(g, None, None))
+    return net, folded
+
+
+def float_forward(imported: Imported, x_model: np.ndarray) -> np.ndarray:
+    """aidi's float64 forward of the imported layers (:func:`aidi.models.net.folded_forward`) on model-layout
+    inputs, ``(N, outputs)`` in the reference output's order: what the import alone changed."""
+    from .net import folded_forward
+
+    _, folded = folded_layers(imported)
+    y = folded_forward(folded, imported.to_chw(x_model))[-1]
+    return y.reshape(len(y), -1)[:, imported.output_index]
+
+
+def quantize(imported: Imported, calib_chw: np.ndarray):
+    """The Q15 model (:func:`aidi.models.q15.quantize_folded`) of ``imported`` with shifts chosen on ``calib_chw``
+    ``(N, C, H, W)`` (aidi's layout, :meth:`Imported.to_chw`).  ValueError for layers aidi cannot parse."""
+    from .q15 import quantize_folded
+
+    net, folded = folded_layers(imported)
     return quantize_folded(folded, calib_chw, imported.input_shape, net=net)
 
 
@@ -803,11 +822,19 @@ def onnx_forward(imported: Imported, model, x_model: np.ndarray) -> np.ndarray:
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
-    opts.log_severity_level = 3
-    sess = ort.InferenceSession(_reference_model(imported, read_model(model)).SerializeToString(), opts,
-                                providers=["CPUExecutionProvider"])
+    opts.log_severity_level = 4  # errors are raised, not logged
+    try:
+        sess = ort.InferenceSession(_reference_model(imported, read_model(model)).SerializeToString(), opts,
+                                    providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime's own refusal (an IR version it does not read, an op it lacks)
+        raise OnnxImportError(f"{imported.source}: onnxruntime {ort.__version__} cannot load the model, so aidi has "
+                              f"no float reference for it ({_first_line(exc)})") from None
     dtype = np.float32
-    outs = [sess.run(None, {imported.input_name: x[None].astype(dtype)})[0] for x in x_model]
+    try:
+        outs = [sess.run(None, {imported.input_name: x[None].astype(dtype)})[0] for x in x_model]
+    except Exception as exc:
+        raise OnnxImportError(f"{imported.source}: onnxruntime {ort.__version__} cannot run the model, so aidi has "
+                              f"no float reference for it ({_first_line(exc)})") from None
     return np.stack([np.asarray(o, np.float64).reshape(-1) for o in outs])
 
 
@@ -816,7 +843,9 @@ def agreement(imported: Imported, qmodel, model, x_model: np.ndarray) -> dict:
 
     Returns ``{"inputs": N, "top1_agreement": fraction of inputs whose argmax is the same, "max_abs_error":
     the largest |Q15 - float| over every input and output (real units of :attr:`Imported.reference_output`),
-    "max_abs_output": the largest |float output| (for scale), "reference": "onnxruntime <version>"}``.
+    "max_abs_output": the largest |float output| (for scale), "import_max_abs_error": the same for aidi's
+    float64 model of the imported layers (:func:`float_forward`: what folding and mapping changed, before any
+    quantization), "reference": "onnxruntime <version>"}``.
     """
     return _compare(imported, qmodel, x_model, onnx_forward(imported, model, x_model))
 
@@ -832,6 +861,7 @@ def _compare(imported: Imported, qmodel, x_model: np.ndarray, ref: np.ndarray) -
             "top1_agreement": float(np.mean(q.argmax(1) == ref.argmax(1))),
             "max_abs_error": float(np.abs(q - ref).max()),
             "max_abs_output": float(np.abs(ref).max()),
+            "import_max_abs_error": float(np.abs(float_forward(imported, x_model) - ref).max()),
             "reference": f"onnxruntime {ort.__version__}"}
 
 
