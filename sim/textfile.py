@@ -84,7 +84,7 @@ def decode(data: bytes, path: Path | str = "<bytes>", error: type[ValueError] = 
 
 def split_lines(text: str) -> list[str]:
     """``text`` cut at ``\\n``, ``\\r\\n`` and ``\\r`` (a final line end adds no empty line)."""
-    lines = _LINE_END.split(text)
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     return lines[:-1] if lines and lines[-1] == "" else lines
 
 
@@ -102,13 +102,11 @@ def read_lines(path: Path | str, error: type[ValueError] = TextFileError) -> Tex
     except OSError as exc:
         raise error(f"{path}: cannot read ({exc.strerror or exc.__class__.__name__})") from None
     text, enc = decode(data, path, error)
-    numbers, kept = [], []
-    for k, line in enumerate(split_lines(text), start=1):
-        line = line.split("#", 1)[0]
-        if line.strip():
-            numbers.append(k)
-            kept.append(line)
-    return TextLines(path, tuple(numbers), tuple(kept), enc)
+    lines = split_lines(text)
+    if "#" in text:
+        lines = [line.partition("#")[0] for line in lines]
+    numbers = tuple(k + 1 for k, line in enumerate(lines) if line and not line.isspace())
+    return TextLines(path, numbers, tuple(lines[k - 1] for k in numbers), enc)
 
 
 __all__ = ["TextLines", "TextFileError", "read_lines", "decode", "split_lines", "BOMS", "FALLBACKS"]
