@@ -144,10 +144,10 @@ def print_run_summary(built, res: dict, out: Path | None = None) -> None:
 
 def _charge_curve(row, power, seg, n: int = 40) -> tuple[np.ndarray, np.ndarray]:
     """Voltage samples along a charging interval (MCU off), from the closed-form physics."""
-    from aidi.sim import physics
+    from aidi.sim import capacitor
 
     ts = np.linspace(row.t_start, row.t_end, n)
-    return ts, physics.charge_trace(row.v_start, row.t_start, ts, power.v_on, physics.circuit(power, seg))
+    return ts, capacitor.charge_trace(row.v_start, row.t_start, ts, power.v_on, capacitor.circuit(power, seg))
 
 
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",

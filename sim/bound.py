@@ -7,7 +7,7 @@ The guaranteed minimum source
 -----------------------------
 :func:`min_source` gives P_min(V), a power the source puts into the capacitor at voltage V
 at every instant of the run, as one time-invariant source (constant power p plus a Thevenin
-part g (V_s - V) V, the terms of :mod:`aidi.sim.physics`):
+part g (V_s - V) V, the terms of :mod:`aidi.sim.capacitor`):
 
 * ``constant``: the source itself (power_W * efficiency);
 * ``thevenin``: the source itself, (V_s - V) V / R at V;
@@ -32,7 +32,7 @@ obeys C V dV/dt = Q(t, V) with Q(t, V) >= Q_L(V) at every t and V for the real s
     A rise from V_a to a target V_t <= V_on with load L (charging with the MCU off, L = 0; the
     LPM3 wait for a start threshold, L = P_LPM3 / eta) takes at most
     T_L(V_b -> V_t) = C int_{V_b}^{V_t} V / Q_L(V) dV when Q_L > 0 on [V_b, V_t] (closed form:
-    :func:`aidi.sim.physics.advance`, the engines' own charging law).  Q_L is concave in V
+    :func:`aidi.sim.capacitor.advance`, the engines' own charging law).  Q_L is concave in V
     (b = -1/R <= 0), so Q_L > 0 on an interval iff it is at both ends (at V = 0 with no
     constant-power term, iff its slope is).  If Q_L <= 0 somewhere on a needed rise, the run
     may never get there: no bound.
@@ -46,7 +46,7 @@ obeys C V dV/dt = Q(t, V) with Q(t, V) >= Q_L(V) at every t and V for the real s
 (3) *energy_aware, unit i* (threshold V_s,i = sqrt(V_off^2 + 2 E_need,i / C),
     :func:`aidi.sim.workload.start_thresholds`; V_s,i > V_on: no bound).  Let V_i be a lower
     bound on V before unit i (V_b for the first).  The MCU starts unit i unmeasured when the
-    lower bound K it knows (:func:`aidi.sim.physics.dispatch_unit`: the boot's seed after the boot,
+    lower bound K it knows (:func:`aidi.sim.dispatch.dispatch_unit`: the boot's seed after the boot,
     then sqrt(ref^2 - 2 E_need / C) after each unit, ref the voltage it started that unit from as it
     knew it) is >= V_s,i, and measures otherwise.  The seed is the engines' own,
     :func:`aidi.sim.workload.boot_known` (sqrt(min(V_on, floor)^2 - 2 E_boot_need / C), floor the
@@ -100,10 +100,12 @@ from dataclasses import dataclass, field
 import numpy as np
 from numba import njit
 
-from . import physics
+from . import capacitor
 from .config import PowerConfig, SimConfig
 from .harvesters import Segments
-from .workload import Workload, boot_known, known_drops, source_floor, start_message, start_thresholds
+from .dispatch import known_after, make_plan, source_floor, start_message, unstartable
+from .stepping import Units
+from .workload import Workload
 
 #: statuses of :func:`_bound`
 OK, NO_CHARGE, NO_BOOT, NO_WAIT, NO_UNIT, NO_RECHARGE, NO_MEASURE = range(7)
@@ -134,10 +136,10 @@ class MinSource:
         """P_min at V (W)."""
         return self.p_W + self.g_S * (self.vs_V - v) * v
 
-    def circuit(self, power: PowerConfig) -> physics.Circuit:
-        """The :class:`~aidi.sim.physics.Circuit` of the capacitor under this source alone."""
+    def circuit(self, power: PowerConfig) -> capacitor.Circuit:
+        """The :class:`~aidi.sim.capacitor.Circuit` of the capacitor under this source alone."""
         one = np.zeros(1)
-        return physics.Circuit(power.capacitor_F, power.leakage_A, power.v_max, one, np.array([self.p_W]),
+        return capacitor.Circuit(power.capacitor_F, power.leakage_A, power.v_max, one, np.array([self.p_W]),
                                np.array([self.g_S]), np.array([self.vs_V]), 0.0)
 
 
@@ -183,13 +185,13 @@ def _rise(v1, v2, p_load, circ):
     a = circ.seg_g[0] * circ.seg_vs[0] - circ.leakage_A
     b = -circ.seg_g[0]
     c = circ.seg_p[0] - p_load
-    q1 = physics.q_of(a, b, c, v1)
+    q1 = capacitor.q_of(a, b, c, v1)
     if v1 <= 0.0:  # direction of motion at 0 V: sign of lim Q(V)/V
         q1 = c if c != 0.0 else a
-    if not (q1 > 0.0 and physics.q_of(a, b, c, v2) > 0.0):  # Q is concave: > 0 at both ends, > 0 between
+    if not (q1 > 0.0 and capacitor.q_of(a, b, c, v2) > 0.0):  # Q is concave: > 0 at both ends, > 0 between
         return math.inf
-    r = physics.advance(v1, 0.0, math.inf, p_load, -1.0, v2, True, circ)
-    return r.elapsed_s if r.reason == physics.HIT_HIGH else math.inf
+    r = capacitor.advance(v1, 0.0, math.inf, p_load, -1.0, v2, True, circ)
+    return r.elapsed_s if r.reason == capacitor.HIT_HIGH else math.inf
 
 
 @njit(cache=True, error_model="numpy")
@@ -197,21 +199,26 @@ def _hold(v, d, p_load, v_off, v_on, circ):
     """(V after d s at the load p_load from v, True if it reached v_off on the way) under ``circ``."""
     if d <= 0.0:
         return v, False
-    r = physics.advance(v, 0.0, d, p_load, v_off, v_on, False, circ)
-    return r.v_end, r.reason == physics.HIT_LOW
+    r = capacitor.advance(v, 0.0, d, p_load, v_off, v_on, False, circ)
+    return r.v_end, r.reason == capacitor.HIT_LOW
 
 
 @njit(cache=True, error_model="numpy")
-def _bound(durations, p_unit, v_start, drops, seed, costs, boot_s, boot_w, eta, v_on, v_off, v_init, aware, circ,
-           parts):
+def _bound(units, plan, lim, v_init, circ, parts):
     """The bound of the module docstring: fills ``parts`` (s, slots P_*) and returns (status, unit).
 
-    ``durations[i]`` (s) and ``p_unit[i]`` (W at the MCU) per unit; ``v_start`` the start thresholds,
-    ``drops`` (2 E_need / C, V^2) and ``seed`` (V, the MCU's known bound after the boot) of energy_aware; ``costs`` = Workload.dispatch_costs; ``boot_w`` the boot's
-    MCU power (W).
+    ``units`` (:class:`~aidi.sim.stepping.Units`: durations and MCU powers per unit, the boot), ``plan`` the
+    run's :class:`~aidi.sim.dispatch.DispatchPlan` (energy_aware's thresholds, drops and boot seed), ``lim``
+    the :class:`~aidi.sim.capacitor.Limits`, ``v_init`` (V) the voltage at t = 0, ``circ`` the circuit of the
+    guaranteed minimum source.
     status is OK or the first obstacle (NO_*); unit is the unit it concerns (-1: none).
     """
-    meas_s, meas_p, wait_p, wake_s, wake_p = costs[0], costs[1] / eta, costs[2] / eta, costs[3], costs[4] / eta
+    durations, p_unit, v_start, drops, seed = units.durations_s, units.power_W, plan.v_start, plan.drops, \
+        plan.boot_known
+    costs, eta, v_on, v_off, aware = plan.costs, lim.eta, lim.v_on, lim.v_off, plan.aware
+    boot_s, boot_w = units.boot_s, units.boot_W
+    meas_s, meas_p, wait_p, wake_s, wake_p = (costs.measure_s, costs.measure_W / eta, costs.wait_W / eta,
+                                              costs.wake_s, costs.wake_W / eta)
     boot_p = boot_w / eta
     parts[:] = 0.0
     # (2) start: charge to V_on, boot (and measure, energy_aware)
@@ -270,8 +277,8 @@ def _bound(durations, p_unit, v_start, drops, seed, costs, boot_s, boot_w, eta, 
                 v_next = min(v_next, v_b)
                 parts[P_DISPATCH] += meas_s
             v = v_next
-            k_lo = physics.known_after(ref_lo, drops[i])
-            k_hi = physics.known_after(ref_hi, drops[i])
+            k_lo = known_after(ref_lo, drops[i])
+            k_hi = known_after(ref_hi, drops[i])
             parts[P_WAIT] += wait
             parts[P_UNITS] += d
             continue
@@ -340,28 +347,18 @@ def latency_bound(work: Workload, power: PowerConfig, source: MinSource, sim: Si
 
     if source.zero:
         return none(f"the source can give 0 W: {source.zero}")
-    costs = work.dispatch_costs
-    eta = power.converter_efficiency
-    if sim.energy_aware:
-        v_start = start_thresholds(work.energy_J, work.durations_s, costs, eta, power.capacitor_F, power.v_off,
-                                   power.v_max, power.leakage_A, sim.dispatch_margin)
-        bad = int(np.argmax(v_start))
-        if v_start[bad] > power.v_on:
-            return none(start_message(work, power, v_start, bad))
-        drops = known_drops(work.energy_J, work.durations_s, costs, eta, power.capacitor_F, power.v_max,
-                            power.leakage_A, sim.dispatch_margin)
-        seed = boot_known(work.boot_J, work.boot_s, eta, power.capacitor_F, power.v_on, power.v_max,
-                          power.leakage_A, sim.dispatch_margin, source.floor_V)
-    else:
-        v_start = drops = np.empty(0)
-        seed = 0.0
+    plan = make_plan(work, power, sim.dispatch_margin, sim.energy_aware, source.floor_V)
+    bad = unstartable(plan, power.v_on)
+    if bad >= 0:
+        return none(start_message(work, power, plan.v_start, bad))
     parts = np.zeros(len(PARTS))
-    circ = source.circuit(power)
-    status, unit = _bound(work.durations_s, work.power_W, v_start, drops, seed, costs, work.boot_s,
-                          work.boot_J / work.boot_s, eta, power.v_on, power.v_off, power.v_initial, sim.energy_aware,
-                          circ, parts)
+    none_i = np.empty(0, dtype=np.int64)
+    units = Units(work.durations_s, work.power_W, none_i, none_i, none_i, none_i, work.boot_s,
+                  work.boot_J / work.boot_s, work.sleep_W)
+    status, unit = _bound(units, plan, capacitor.limits(power, math.inf), power.v_initial, source.circuit(power),
+                          parts)
     if status != OK:
-        return none(_reason(status, unit, work, power, source, v_start, sim.energy_aware))
+        return none(_reason(status, unit, work, power, source, plan.v_start, sim.energy_aware))
     total = float(parts.sum()) * (1.0 + ROUND_UP)
     return Bound(total, "", sim.dispatch, source, power, dict(zip(PARTS, parts.tolist())))
 

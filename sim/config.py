@@ -25,8 +25,8 @@ class PowerConfig:
 
     @property
     def e_store_J(self) -> float:
-        """Energy the capacitor gives between V_on and V_off (before the converter), J: :func:`physics.e_cycle`."""
-        from .physics import e_cycle  # lazy: reading a scenario does not load numba
+        """Energy the capacitor gives between V_on and V_off (before the converter), J: :func:`aidi.sim.capacitor.e_cycle`."""
+        from .capacitor import e_cycle  # lazy: reading a scenario does not load numba
 
         return e_cycle(self.capacitor_F, self.v_on, self.v_off)
 
@@ -48,8 +48,8 @@ class SimConfig:
     dispatch policy.
 
     dispatch: "greedy" starts a unit whenever the MCU is on; "energy_aware" measures V before a unit (unless
-    its lower bound on V from the last measurement is already there, :func:`aidi.sim.physics.dispatch_unit`)
-    and sleeps in LPM3 until V reaches the unit's start threshold (:func:`aidi.sim.workload.start_thresholds`);
+    its lower bound on V from the last measurement is already there, :func:`aidi.sim.dispatch.dispatch_unit`)
+    and sleeps in LPM3 until V reaches the unit's start threshold (:func:`aidi.sim.dispatch.start_thresholds`);
     dispatch_margin: the threshold's energy E_need is multiplied by 1 + dispatch_margin (a fraction).
     """
 

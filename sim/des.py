@@ -9,23 +9,26 @@ Two processes, as in the hardware:
   instant and interrupts the MCU (brown-out).  While the MCU is off it signals
   power-good when V reaches V_on.
 
-The capacitor integrates analytically (:func:`aidi.sim.physics.advance`); the
+The capacitor integrates analytically (:func:`aidi.sim.capacitor.advance`); the
 SimPy clock advances only at unit ends, commits, brown-outs and boots.  Work not
 committed when the brown-out comes is lost and runs again after recharge and reboot.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import NamedTuple
 
 import numpy as np
 import simpy
 
-from . import physics
+from . import capacitor, stepping
+from .capacitor import ALL_DONE, HIT_HIGH, HIT_LOW
 from .config import PowerConfig, SimConfig
+from .dispatch import PH_UNIT, PHASES, make_plan, phase_powers, source_floor, start_message, unstartable
 from .harvesters import Segments
-from .workload import (STUCK_BOOT, NonProgressError, Tally, Workload, boot_known, check_progress, check_thresholds,
-                       known_drops, result_dict, source_floor, stuck_unit, stuck_wait)
+from .workload import (STUCK_BOOT, NonProgressError, RunRecord, Tally, Workload, check_progress, stuck_unit,
+                       stuck_wait)
 
 
 class Event(NamedTuple):
@@ -45,51 +48,22 @@ class Event(NamedTuple):
 
 EVENT_COLUMNS = Event._fields
 
-_tuple_new = tuple.__new__  # Move._make without its checks: wraps physics' plain tuples, once per power cycle
-
-
 class Capacitor:
     """The energy store: analytic state (t, V) plus the energy tally."""
 
-    def __init__(self, power: PowerConfig, seg: Segments, tally: Tally, durations: np.ndarray, until_s: float):
+    def __init__(self, power: PowerConfig, seg: Segments, tally: Tally):
         self.seg = seg
         self.v = power.v_initial
         self.tally = tally
-        self.durations = durations
-        self.seg4 = np.vstack([seg.seg_t, seg.seg_p, seg.seg_g, seg.seg_vs])
-        # the packed scalars of physics' Python entry points (slots physics.P_*); the boot's are set per cycle
-        self._params = params = np.zeros(physics.N_PARAMS)
-        params[physics.P_V_OFF] = power.v_off
-        params[physics.P_V_ON] = power.v_on
-        params[physics.P_UNTIL] = until_s
-        params[physics.P_CAP] = power.capacitor_F
-        params[physics.P_I_LEAK] = power.leakage_A
-        params[physics.P_V_MAX] = power.v_max
-        params[physics.P_PERIOD] = seg.period
+        self.circ = capacitor.circuit(power, seg)
+        self.v_on = power.v_on
 
-    def predict(self, t: float, p_load: float, horizon: float, v_low: float) -> physics.Move:
+    def predict(self, t: float, p_load: float, horizon: float, v_low: float) -> capacitor.Move:
         """The move of an activity drawing ``p_load`` W from the capacitor for ``horizon`` s, stopped by a
         brown-out at ``v_low``."""
-        return _tuple_new(physics.Move, physics.predict_move(self.v, t, horizon, p_load, v_low, False, self._params,
-                                                             self.seg4))
+        return capacitor.advance(self.v, t, horizon, p_load, v_low, self.v_on, False, self.circ)
 
-    def predict_units(self, t: float, i0: int, p_cap: np.ndarray):
-        """Units i0.. to the end of the workload, back to back (:func:`aidi.sim.physics.run_units`)."""
-        return physics.predict_units(self.v, t, i0, self.durations, p_cap, self._params, self.seg4)
-
-    def predict_cycle(self, t: float, charge: bool, boot_s: float, boot_p_cap: float, release: float, i0: int,
-                      p_cap: np.ndarray):
-        """The charge to V_on (if ``charge``), the boot and the units from i0 (:func:`aidi.sim.physics.run_cycle`):
-        returns (charge :class:`~aidi.sim.physics.Move`, boot Move, run_units result)."""
-        params = self._params
-        if params[physics.P_BOOT_S] != boot_s or params[physics.P_BOOT_W] != boot_p_cap:
-            params[physics.P_BOOT_S] = boot_s
-            params[physics.P_BOOT_W] = boot_p_cap
-        rc, rb, ru = physics.run_cycle(self.v, t, charge, release, i0, self.durations, p_cap, params, self.seg4)
-        Move = physics.Move
-        return _tuple_new(Move, rc), _tuple_new(Move, rb), ru
-
-    def apply(self, res: physics.Move) -> None:
+    def apply(self, res: capacitor.Move) -> None:
         self.v = res.v_end
         self.tally.add_power(res)
 
@@ -137,12 +111,11 @@ class Device:
         self.functional = functional
         self.rng = np.random.default_rng(sim.seed)
         self.tally = Tally()
-        self.cap = Capacitor(power, seg, self.tally, work.durations_s, sim.until_s)
+        self.cap = Capacitor(power, seg, self.tally)
         self.monitor = PowerMonitor(env, self)
         self.events: list[Event] | None = [] if log else None
         self.eta = power.converter_efficiency
         self.unit_power = work.power_W
-        self.unit_cap_power = self.unit_power / self.eta
         self.progress = 0  # committed unit index (FRAM)
         self.inference = 0  # inferences completed
         self.retry = False
@@ -150,18 +123,18 @@ class Device:
         self.completed = False
         self.reason = ""
         self.time_invariant = seg.time_invariant
-        # energy_aware dispatch: per-unit start thresholds (V), the phases' MCU powers (W)
         self.aware = sim.energy_aware
-        if self.aware:
-            self.v_start = check_thresholds(work, power, sim.dispatch_margin).tolist()
-            self.costs = work.dispatch_costs
-            self.drops = known_drops(work.energy_J, work.durations_s, self.costs, self.eta, power.capacitor_F,
-                                     power.v_max, power.leakage_A, sim.dispatch_margin).tolist()
-            self.boot_known = boot_known(work.boot_J, work.boot_s, self.eta, power.capacitor_F, power.v_on,
-                                         power.v_max, power.leakage_A, sim.dispatch_margin,
-                                         source_floor(seg.seg_p, seg.seg_g, seg.seg_vs))
-            self._disp_out = np.empty(physics.N_DISPATCH_OUT)
-        self.known = 0.0  # energy_aware: the MCU's lower bound on V (V; 0: unknown)
+        # the run's records, built once: every power cycle and stretch of units is one stepping call on them
+        self.plan = make_plan(work, power, sim.dispatch_margin, self.aware,
+                              source_floor(seg.seg_p, seg.seg_g, seg.seg_vs))
+        bad = unstartable(self.plan, power.v_on)
+        if bad >= 0:
+            raise NonProgressError(start_message(work, power, self.plan.v_start, bad))
+        none = np.empty(0, dtype=np.int64)
+        self.units = stepping.Units(work.durations_s, self.unit_power, none, none, none, none, work.boot_s,
+                                    work.boot_J / work.boot_s, work.sleep_W)
+        self.lim = capacitor.limits(power, sim.until_s)
+        self.trace = stepping.trace_for(len(work))
         self.process = env.process(self.mcu())
 
     # -- helpers ------------------------------------------------------------------
@@ -175,13 +148,13 @@ class Device:
     def _activity(self, p_mcu: float, duration: float, res=None):
         """Run one activity at constant MCU power; returns (elapsed, completed).
 
-        ``res`` is its prediction if already made (:meth:`Capacitor.predict_cycle`).  A predicted
+        ``res`` is its prediction if already made (:func:`aidi.sim.stepping.cycle`).  A predicted
         brown-out is left to the power monitor, which interrupts us.
         """
         if res is None:
             horizon = min(duration, self._remaining())
             res = self.cap.predict(self.env.now, p_mcu / self.eta, horizon, self.power.v_off)
-        if res.reason == physics.HIT_LOW:
+        if res.reason == HIT_LOW:
             self.tally.add_power(res)
             self.monitor.arm(res.elapsed_s, res.v_end)
             yield self.env.event()  # runs until the monitor's interrupt at res.elapsed_s (nothing else triggers it)
@@ -190,6 +163,11 @@ class Device:
         self.cap.apply(res)
         return res.elapsed_s, res.elapsed_s >= duration
 
+    def _stretch(self, known: float) -> stepping.Stretch:
+        """The current inference's units from the committed one (:func:`aidi.sim.stepping.stretch`)."""
+        return stepping.stretch(self.cap.v, self.env.now, self.progress, known, self.units, self.plan, self.lim,
+                                self.cap.circ, self.trace)
+
     # -- processes ----------------------------------------------------------------
     def mcu(self):
         w = self.work
@@ -197,10 +175,9 @@ class Device:
         while True:
             # the whole cycle is predicted in one call: nothing outside the MCU acts on the capacitor
             # between the charge, the boot and the units (the monitor only fires what they predict)
-            first = self.progress
-            rc, rb, ru = self.cap.predict_cycle(self.env.now, self.cap.v < self.power.v_on, w.boot_s,
-                                                boot_p / self.eta, self.inference * self.sim.period_s,
-                                                len(w) if self.aware else first, self.unit_cap_power)
+            cyc = stepping.cycle(self.cap.v, self.env.now, self.inference * self.sim.period_s, self.progress,
+                                 self.units, self.plan, self.lim, self.cap.circ, self.trace)
+            rc, rb = cyc.charge, cyc.boot
             if self.cap.v < self.power.v_on:  # MCU off until V reaches V_on
                 t0, v0 = self.env.now, self.cap.v
                 yield self.env.timeout(rc.elapsed_s)
@@ -208,10 +185,10 @@ class Device:
                 self.tally.off_time += rc.elapsed_s
                 if self.events is not None:
                     self._log("charge", "", -1, -1, t0, self.env.now, v0, self.cap.v, 0.0,
-                              "power_good" if rc.reason == physics.HIT_HIGH else "until")
-                if rc.reason != physics.HIT_HIGH:
+                              "power_good" if rc.reason == HIT_HIGH else "until")
+                if rc.reason != HIT_HIGH:
                     seg = self.cap.seg
-                    settles = self.time_invariant and physics.never_reaches(
+                    settles = self.time_invariant and capacitor.never_reaches(
                         self.cap.v, self.power.v_on, self.power.leakage_A, seg.seg_p, seg.seg_g, seg.seg_vs)
                     self.reason = ("the capacitor settles below v_on: the device never boots" if settles
                                    else "until_s reached")
@@ -223,7 +200,7 @@ class Device:
                     self.functional.reboot(self.rng)
                 t0, v0 = self.env.now, self.cap.v
                 self.activity = ("boot", -1, t0, v0)
-                if rb.reason == physics.HIT_LOW:  # browns out: the monitor interrupts us
+                if rb.reason == HIT_LOW:  # browns out: the monitor interrupts us
                     yield from self._activity(boot_p, w.boot_s, rb)
                 yield self.env.timeout(rb.elapsed_s)
                 self.cap.apply(rb)
@@ -235,12 +212,10 @@ class Device:
                 if not done:
                     self.reason = "until_s reached"
                     return
-                if self.aware:
-                    self.known = self.boot_known  # what the MCU knows of V right after the boot
+                st = cyc.units if cyc.started else None  # from the boot's known bound (energy_aware)
                 while self.inference < self.sim.inferences:
                     release = self.inference * self.sim.period_s
                     if self.env.now < release:
-                        self.known = 0.0  # sleeping until the release: V is unknown again
                         t0, v0 = self.env.now, self.cap.v
                         self.activity = ("sleep", -1, t0, v0)
                         el, done = yield from self._activity(w.sleep_W, release - self.env.now)
@@ -249,22 +224,10 @@ class Device:
                         if not done:
                             self.reason = "until_s reached"
                             return
-                    if self.aware:
-                        yield from self._dispatch_units()
-                        if self.reason:
-                            return
-                        continue
-                    i0, k, elapsed, v_end, reason = self._predict_batch(ru)
-                    ru = None
-                    if self.functional is None and self.events is None:
-                        timeout = self.env.timeout
-                        for j in range(k):  # the hot path: one timeout per committed unit, no delegation
-                            yield timeout(elapsed[j])
-                    else:
-                        yield from self._committed_with_hooks(i0, k, elapsed, v_end)
-                    self._commit_batch(i0, k, v_end, reason)
-                    if reason != physics.ALL_DONE:
-                        yield from self._unit_cut(i0 + k, elapsed[k], v_end[k], reason)
+                    if st is None:  # a new inference, or after a sleep: V is unknown (energy_aware)
+                        st = self._stretch(0.0)
+                    yield from self._replay(st)
+                    st = None
                     if self.reason:
                         return
                 self.completed = True
@@ -276,139 +239,94 @@ class Device:
             finally:
                 self.tally.on_time += self.env.now - t_on
 
-    def _predict_batch(self, ru=None):
-        """Predict the current inference's remaining units back to back (one numba call), or take
-        ``ru``, the prediction :meth:`Capacitor.predict_cycle` made for them."""
+    def _replay(self, st: stepping.Stretch):
+        """Play a :class:`~aidi.sim.stepping.Stretch` on the SimPy clock: one timeout per activity of its trace,
+        then the commit, and the cut (a brown-out, which the monitor fires, or until_s)."""
+        tally = self.tally
         i0 = self.progress
         if self.retry:
-            self.tally.units_reexecuted += 1
+            tally.units_reexecuted += 1
             self.retry = False
-        if ru is None or ru[0] < 0:
-            ru = self.cap.predict_units(self.env.now, i0, self.unit_cap_power)
-        k, elapsed, v_end, reason, sums = ru
-        self.tally.add_sums(sums.tolist())
+        tally.add_sums((st.harvested_J, st.consumed_J, st.leaked_J, st.clipped_J))
+        if st.measurements:
+            tally.by_category["wait"] += st.wait_J
+            tally.wait_time += st.wait_s
+            tally.measurements += st.measurements
+            tally.threshold_waits += st.waits
+        m = st.events
+        cut = st.why != ALL_DONE
+        n_whole = m - 1 if cut else m
+        tr = self.trace
         # Python floats: SimPy's clock and heap are faster on them
-        return i0, k, elapsed[:k + 1].tolist(), v_end[:k + 1].tolist(), reason
-
-    def _committed_with_hooks(self, i0, k, elapsed, v_end):
-        """The k committed units one timeout each, with functional execution and the event log."""
-        w, fn, log = self.work, self.functional, self.events is not None
-        for j in range(k):
-            t0 = self.env.now
-            yield self.env.timeout(elapsed[j])
-            i = i0 + j
-            if fn is not None:
-                fn.run_unit(i)
-            if log:
-                e = w.energy_J[i]
-                self._log("unit", w.names[i], int(w.layers[i]), i, t0, self.env.now,
-                          v_end[j - 1] if j else self.cap.v, v_end[j], e[0] + e[1] + e[2], "committed")
-
-    def _commit_batch(self, i0, k, v_end, reason) -> None:
-        w = self.work
+        elapsed = tr.elapsed_s[:m].tolist()
+        if self.functional is None and self.events is None:
+            timeout = self.env.timeout
+            for j in range(n_whole):  # the hot path: one timeout per activity, no delegation
+                yield timeout(elapsed[j])
+        else:
+            yield from self._rows_with_hooks(n_whole, elapsed)
+        k = st.k
         if k:
             self.progress = i0 + k
-            self.cap.v = v_end[k - 1]
             self.fails_in_row = 0
-            self.tally.units_executed += k
-            self.tally.add_units(w, i0, i0 + k)
-        if reason == physics.ALL_DONE:
-            self.tally.latencies.append((self.inference, self.env.now - self.inference * self.sim.period_s))
+            tally.units_executed += k
+            tally.add_units(self.work, i0, i0 + k)
+        if not cut:
+            self.cap.v = st.v
+            tally.latencies.append((self.inference, self.env.now - self.inference * self.sim.period_s))
             self.inference += 1
-            self.tally.inferences_completed += 1
+            tally.inferences_completed += 1
             if self.inference < self.sim.inferences:
                 self.progress = 0
                 if self.functional is not None:
                     self.functional.reset()
+            return
+        self.cap.v = float(tr.v_end[m - 2]) if m >= 2 else self.cap.v
+        yield from self._cut(int(tr.phase[m - 1]), int(tr.unit[m - 1]), elapsed[m - 1], float(tr.v_end[m - 1]),
+                             st.why)
 
-    _PHASES = ("measure", "wait", "wake", "unit")
+    def _rows_with_hooks(self, n_rows, elapsed):
+        """The trace's first ``n_rows`` activities one timeout each, with functional execution and the event log."""
+        w, fn, log, tr = self.work, self.functional, self.events is not None, self.trace
+        phases, units, v_end = tr.phase[:n_rows].tolist(), tr.unit[:n_rows].tolist(), tr.v_end[:n_rows].tolist()
+        powers = phase_powers(self.plan.costs)
+        v0 = self.cap.v
+        for j in range(n_rows):
+            t0 = self.env.now
+            yield self.env.timeout(elapsed[j])
+            i, ph = units[j], phases[j]
+            if ph == PH_UNIT:
+                if fn is not None:
+                    fn.run_unit(i)
+                if log:
+                    e = w.energy_J[i]
+                    self._log("unit", w.names[i], int(w.layers[i]), i, t0, self.env.now, v0, v_end[j],
+                              e[0] + e[1] + e[2], "committed")
+            elif log:
+                self._log(PHASES[ph], w.names[i], int(w.layers[i]), i, t0, self.env.now, v0, v_end[j],
+                          powers[ph] * elapsed[j], "done")
+            v0 = v_end[j]
 
-    def _dispatch_units(self):
-        """The current inference's remaining units under energy_aware dispatch, one
-        :func:`aidi.sim.physics.dispatch_unit` prediction each: unless the MCU's lower bound on V (``self.known``:
-        workload.boot_known right after a boot, unknown for a new inference or after a sleep, then carried from
-        unit to unit) is at the unit's start threshold, measure V, wait in LPM3 for the threshold if below it,
-        wake up; run the unit (one timeout per phase)."""
-        w, n, out, tally = self.work, len(self.work), self._disp_out, self.tally
-        cat = tally.by_category
-        known = self.known
-        self.known = 0.0  # a new inference (a new aidi_infer call) starts with V unknown
-        while True:
-            i = self.progress
-            if self.retry:
-                tally.units_reexecuted += 1
-                self.retry = False
-            phase, why, waited, measured = physics.predict_dispatch(
-                self.cap.v, self.env.now, w.durations_s[i], self.unit_power[i], self.v_start[i], known, self.drops[i],
-                self.costs, self.eta, self.cap._params, self.cap.seg4, out)
-            if waited:
-                tally.threshold_waits += 1
-            if measured:
-                tally.measurements += 1
-            tally.add_sums(out[8:12].tolist())
-            el_v = out[:8].tolist()
-            known = float(out[12])
-            for ph in range(phase + 1):
-                if (not waited and (ph == physics.PH_WAIT or ph == physics.PH_WAKE)) or (
-                        not measured and ph == physics.PH_MEASURE):
-                    continue
-                el, ve = el_v[ph], el_v[4 + ph]
-                p = (w.measure_W, w.wait_W, w.wake_W, self.unit_power[i])[ph]
-                kind = self._PHASES[ph]
-                t0, v0 = self.env.now, self.cap.v
-                if ph == phase and why == physics.HIT_LOW:
-                    self.activity = (kind, i, t0, v0)
-                    self.activity_W = p
-                    self.monitor.arm(el, ve)
-                    yield self.env.event()  # runs until the monitor's interrupt at `el`
-                    raise AssertionError("brown-out did not interrupt the MCU")
-                yield self.env.timeout(el)
-                self.cap.v = ve
-                if ph < physics.PH_UNIT:
-                    cat["wait"] += p * el
-                    if ph == physics.PH_WAIT:
-                        tally.wait_time += el
-                    self._log(kind, w.names[i], int(w.layers[i]), i, t0, self.env.now, v0, ve, p * el,
-                              "until" if ph == phase else "done")
-                    if ph == phase:
-                        self.reason = "until_s reached"
-                        return
-                elif why == physics.ALL_DONE:
-                    if self.functional is not None:
-                        self.functional.run_unit(i)
-                    if self.events is not None:
-                        e = w.energy_J[i]
-                        self._log("unit", w.names[i], int(w.layers[i]), i, t0, self.env.now, v0, ve,
-                                  e[0] + e[1] + e[2], "committed")
-                    last = i + 1 == n
-                    self._commit_batch(i, 1, [ve], physics.ALL_DONE if last else physics.HORIZON)
-                    if last:
-                        return
-                else:  # until_s cut the unit
-                    e = self.unit_power[i] * el
-                    layer = int(w.layers[i])
-                    cat["unfinished"] += e
-                    tally.by_layer[layer] = tally.by_layer.get(layer, 0.0) + e
-                    self._log("unit", w.names[i], layer, i, t0, self.env.now, v0, ve, e, "until")
-                    self.reason = "until_s reached"
-                    return
-
-    def _unit_cut(self, i, elapsed, v_end, reason):
-        """The unit after the committed ones: a brown-out (the monitor interrupts) or until_s."""
+    def _cut(self, phase, i, elapsed, v_end, why):
+        """The activity a stretch ends on: a brown-out (the monitor interrupts) or until_s."""
         w = self.work
         t0, v0 = self.env.now, self.cap.v
-        self.activity = ("unit", i, t0, v0)
-        if reason == physics.HIT_LOW:
+        kind = PHASES[phase]
+        self.activity = (kind, i, t0, v0)
+        if why == HIT_LOW:
             self.monitor.arm(elapsed, v_end)
             yield self.env.event()  # runs until the monitor's interrupt at `elapsed`
             raise AssertionError("brown-out did not interrupt the MCU")
         yield self.env.timeout(elapsed)
         self.cap.v = v_end
-        e = self.unit_power[i] * elapsed
         layer = int(w.layers[i])
-        self.tally.by_category["unfinished"] += e
-        self.tally.by_layer[layer] = self.tally.by_layer.get(layer, 0.0) + e
-        self._log("unit", w.names[i], layer, i, t0, self.env.now, v0, self.cap.v, e, "until")
+        if phase == PH_UNIT:
+            e = self.unit_power[i] * elapsed
+            self.tally.by_category["unfinished"] += e
+            self.tally.by_layer[layer] = self.tally.by_layer.get(layer, 0.0) + e
+        else:  # a measurement, wait or wake-up: its energy is in the stretch's wait_J
+            e = phase_powers(self.plan.costs)[phase] * elapsed
+        self._log(kind, w.names[i], layer, i, t0, self.env.now, v0, self.cap.v, e, "until")
         self.reason = "until_s reached"
 
     def _brownout(self) -> None:
@@ -422,12 +340,9 @@ class Device:
             self.fails_in_row += 1
             if self.time_invariant and self.fails_in_row >= 2:
                 self.reason = STUCK_BOOT
-        elif kind in ("measure", "wait", "wake"):
-            e = self.activity_W * el
+        elif kind in ("measure", "wait", "wake"):  # its energy and wait time are in the stretch's sums
             i = self.progress
-            self.tally.by_category["wait"] += e
-            if kind == "wait":
-                self.tally.wait_time += el
+            e = phase_powers(self.plan.costs)[PHASES.index(kind)] * el
             self._log(kind, w.names[i], int(w.layers[i]), i, t0, self.env.now, v0, self.cap.v, e, "brownout")
             self.fails_in_row += 1
             if self.time_invariant and self.fails_in_row >= 2:
@@ -452,9 +367,10 @@ class Device:
                 self.reason = stuck_unit(w.names[i])
 
 
-def simulate(work: Workload, power: PowerConfig, seg: Segments, sim: SimConfig, functional=None,
-             log: bool = False) -> tuple[dict, list[Event] | None]:
-    """Run the SimPy model; returns (the ``aidi run --json`` dict, the event log (:class:`Event` records) or None)."""
+def run(work: Workload, power: PowerConfig, seg: Segments, sim: SimConfig, functional=None,
+        log: bool = False) -> tuple[RunRecord, list[Event] | None]:
+    """Run the SimPy model; returns (its :class:`~aidi.sim.workload.RunRecord`, the event log (:class:`Event`
+    records) or None).  Raises NonProgressError (a ValueError) for a run that cannot progress."""
     check_progress(work, power, seg)
     env = simpy.Environment()
     dev = Device(env, work, power, seg, sim, functional=functional, log=log)
@@ -463,8 +379,15 @@ def simulate(work: Workload, power: PowerConfig, seg: Segments, sim: SimConfig, 
     reason = "" if completed else (dev.reason or "until_s reached")
     if not completed and dev.fails_in_row >= 2 and dev.time_invariant:
         raise NonProgressError(reason)
-    res = result_dict(dev.tally, power, dev.cap.v, env.now, completed, reason, "des", work, sim)
+    rec = RunRecord.of(dev.tally, power, dev.cap.v, env.now, completed, reason, "des", work, sim)
     if functional is not None:
-        res["output"] = [int(x) for x in np.asarray(functional.output()).ravel()]
-        res["output_matches_reference"] = bool(functional.output_matches_reference())
-    return res, dev.events
+        rec = replace(rec, output=tuple(int(x) for x in np.asarray(functional.output()).ravel()),
+                      output_matches_reference=bool(functional.output_matches_reference()))
+    return rec, dev.events
+
+
+def simulate(work: Workload, power: PowerConfig, seg: Segments, sim: SimConfig, functional=None,
+             log: bool = False) -> tuple[dict, list[Event] | None]:
+    """:func:`run`, its record as the ``aidi run --json`` dict."""
+    rec, events = run(work, power, seg, sim, functional, log)
+    return rec.as_json(), events

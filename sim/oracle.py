@@ -2,9 +2,9 @@
 
 Same state machine as :mod:`aidi.sim.des` (charge to V_on, boot, execute units,
 brown-out loses the running unit, periodic releases with sleep, until_s bound),
-same physics (:func:`aidi.sim.physics.advance`), no SimPy and no Python per event.
+same physics (:func:`aidi.sim.capacitor.advance`), no SimPy and no Python per event.
 Where the SimPy model steps unit by unit, the oracle moves the capacitor over a
-whole run of identical units at once (:func:`aidi.sim.physics.run_units_merged`)
+whole run of identical units at once (:func:`aidi.sim.stepping.run_units_merged`)
 and tallies energy from prefix sums, so a tiled layer costs a few closed-form
 moves instead of one per tile; :func:`simulate_many` evaluates a batch of
 workloads in one compiled call.
@@ -19,11 +19,15 @@ from typing import NamedTuple, Sequence
 import numpy as np
 from numba import njit
 
-from . import physics
+from . import stepping
+from .capacitor import (ALL_DONE, HIT_HIGH, HIT_LOW, Circuit, Limits, advance, circuit, e_cycle, limits, never_reaches,
+                        source_max_power)
 from .config import PowerConfig, SimConfig
+from .dispatch import PH_UNIT, PhaseCosts, make_plan, plan_of, source_floor, start_message, unstartable
 from .harvesters import Segments
-from .workload import (CATEGORIES, STUCK_BOOT, NonProgressError, Tally, Workload, boot_known, known_drops,
-                       progress_message, progress_violation, source_floor, result_dict, start_message, start_thresholds, stuck_unit, stuck_wait)
+from .stepping import NO_TRACE, Units
+from .workload import (CATEGORIES, STUCK_BOOT, NonProgressError, RunRecord, Tally, Workload, progress_message,
+                       progress_violation, stuck_unit, stuck_wait)
 
 # status codes
 RUNNING, DONE, UNTIL, NEVER_BOOTS, STUCK, NON_PROGRESS, STUCK_WAIT, NO_START = 0, 1, 2, 3, 4, 5, 6, 7
@@ -47,51 +51,28 @@ K_RESTORE, K_REEXEC, K_SLEEP, K_UNFIN = _CAT["restore"], _CAT["reexecution"], _C
 K_WAIT = _CAT["wait"]
 
 
-class Job(NamedTuple):
-    """One workload as the compiled loop sees it (arrays: one entry per unit)."""
+class RunSpec(NamedTuple):
+    """The run's start and its inferences: everything of a run but the circuit, the limits, the units and the plan."""
 
-    durations_s: np.ndarray  #: unit durations (s)
-    power_W: np.ndarray  #: unit MCU power E_i / d_i (W)
-    layers: np.ndarray  #: unit layer indices
-    run_end: np.ndarray  #: end (exclusive) of each unit's run of identical units (see _prepare)
-    per_len: np.ndarray  #: units in the repeating pattern starting at a unit, 0 if none
-    per_end: np.ndarray  #: end of that pattern's whole repeats
-    boot_s: float  #: boot (restore) duration (s)
-    boot_W: float  #: boot MCU power (W)
-    sleep_W: float  #: MCU power while sleeping until a release (W)
-    v_start: np.ndarray = np.empty(0)  #: energy_aware's start threshold of each unit (V; unused under greedy)
-    costs: np.ndarray = np.zeros(5)  #: energy_aware's phase costs (Workload.dispatch_costs)
-    drops: np.ndarray = np.empty(0)  #: energy_aware's 2 E_need / C of each unit (V^2, workload.known_drops)
-    boot_known: float = 0.0  #: energy_aware's lower bound on V right after a boot (V, workload.boot_known)
-
-
-class Bounds(NamedTuple):
-    """The device's thresholds and the run's bounds: everything of a run but the circuit and the job."""
-
-    eta: float  #: converter efficiency: the MCU's P is drawn from the capacitor as P / eta
-    v_on: float  #: boot threshold (V)
-    v_off: float  #: brown-out threshold (V)
     v_initial: float  #: voltage at t = 0 (V)
     inferences: int  #: inferences to run
     period_s: float  #: release period of the inferences (s); 0: back to back
-    until_s: float  #: time bound (s)
-    aware: bool = False  #: energy_aware dispatch (else greedy)
 
 
 class Sinks(NamedTuple):
     """Where a run tallies (arrays filled in place, views into :func:`_evaluate`'s outputs)."""
 
-    acc: np.ndarray  #: slots H, C, L, X (J), ON, OFF (s)
+    acc: np.ndarray  #: slots H, C, L, X (J), ON, OFF, WAIT (s)
     cat: np.ndarray  #: energy by category, in CATEGORIES order (J)
     by_layer: np.ndarray  #: energy by layer (J)
     lat: np.ndarray  #: latency of each completed inference (s)
-    cnt: np.ndarray  #: counters N_CYCLES ... N_FAILS
+    cnt: np.ndarray  #: counters N_CYCLES ... N_MEASURES
 
 
 class RunEnd(NamedTuple):
     """How a run of :func:`_run` ended."""
 
-    status: int  #: DONE, UNTIL, NEVER_BOOTS or STUCK
+    status: int  #: DONE, UNTIL, NEVER_BOOTS, STUCK or STUCK_WAIT
     t: float  #: time (s)
     v: float  #: voltage (V)
     progress: int  #: committed unit index of the unfinished inference (-1: stuck at boot)
@@ -100,7 +81,7 @@ class RunEnd(NamedTuple):
 
 @njit(cache=True, error_model="numpy")
 def _add_energies(acc, m):
-    """Add a move's (:class:`~aidi.sim.physics.Move` or Merged) harvested/consumed/leaked/clipped J to ``acc``."""
+    """Add a move's (:class:`~aidi.sim.capacitor.Move` or a Stretch) harvested/consumed/leaked/clipped J to ``acc``."""
     acc[H] += m.harvested_J
     acc[C] += m.consumed_J
     acc[L] += m.leaked_J
@@ -108,48 +89,49 @@ def _add_energies(acc, m):
 
 
 @njit(cache=True, error_model="numpy")
-def _run(job, circ, bounds, out):
-    """One run of the state machine for a :class:`Job` under a :class:`~aidi.sim.physics.Circuit` and
-    :class:`Bounds`; returns a :class:`RunEnd`.
+def _run(units, plan, lim, spec, circ, out):
+    """One run of the state machine: power cycles (:func:`aidi.sim.stepping.cycle`) and, after a sleep or a
+    completed inference, stretches of units (:func:`aidi.sim.stepping.stretch`), merged where they may be.
 
-    Fills ``out`` (:class:`Sinks`): acc, lat, cnt, and in cat / by_layer everything but the completed
-    units' own energy (see :func:`_add_completed`).
+    ``units`` (:class:`~aidi.sim.stepping.Units`), ``plan`` (:class:`~aidi.sim.dispatch.DispatchPlan`), ``lim``
+    (:class:`~aidi.sim.capacitor.Limits`), ``spec`` (:class:`RunSpec`), ``circ``
+    (:class:`~aidi.sim.capacitor.Circuit`).  Fills ``out`` (:class:`Sinks`): acc, lat, cnt, and in cat /
+    by_layer everything but the completed units' own energy (see :func:`_add_completed`).  Returns a
+    :class:`RunEnd`.
     """
-    d, pw, layers = job.durations_s, job.power_W, job.layers
-    run_end, per_len, per_end = job.run_end, job.per_len, job.per_end
-    boot_s, boot_p, sleep_w = job.boot_s, job.boot_W, job.sleep_W
-    eta, v_on, v_off = bounds.eta, bounds.v_on, bounds.v_off
-    inferences, period_s, until = bounds.inferences, bounds.period_s, bounds.until_s
+    pw, layers = units.power_W, units.layers
+    boot_s, boot_w, sleep_w = units.boot_s, units.boot_W, units.sleep_W
+    eta, v_on, v_off, until = lim.eta, lim.v_on, lim.v_off, lim.until_s
+    inferences, period_s = spec.inferences, spec.period_s
     acc, cat, by_layer, lat, cnt = out.acc, out.cat, out.by_layer, out.lat, out.cnt
-    i_leak = circ.leakage_A
-    n = d.shape[0]
     time_invariant = circ.seg_t.shape[0] == 1 and circ.period == 0.0  # as Segments.time_invariant
     t = 0.0
-    v = bounds.v_initial
+    v = spec.v_initial
     progress = 0
     inference = 0
     retry = False
     status = RUNNING
     while True:
+        cyc = stepping.cycle(v, t, inference * period_s, progress, units, plan, lim, circ, NO_TRACE)
         if v < v_on:
-            r = physics.advance(v, t, until - t, 0.0, -1.0, v_on, True, circ)
+            r = cyc.charge
             t += r.elapsed_s
             v = r.v_end
             _add_energies(acc, r)
             acc[OFF] += r.elapsed_s
-            if r.reason != physics.HIT_HIGH:
-                settles = time_invariant and physics.never_reaches(v, v_on, i_leak, circ.seg_p, circ.seg_g,
-                                                                   circ.seg_vs)
+            if r.reason != HIT_HIGH:
+                settles = time_invariant and never_reaches(v, v_on, circ.leakage_A, circ.seg_p, circ.seg_g,
+                                                           circ.seg_vs)
                 status = NEVER_BOOTS if settles else UNTIL
                 break
         cnt[N_CYCLES] += 1
         t_on = t
-        r = physics.advance(v, t, min(boot_s, until - t), boot_p / eta, v_off, v_on, False, circ)
+        r = cyc.boot
         t += r.elapsed_s
         v = r.v_end
         _add_energies(acc, r)
-        cat[K_RESTORE] += boot_p * r.elapsed_s
-        if r.reason == physics.HIT_LOW:
+        cat[K_RESTORE] += boot_w * r.elapsed_s
+        if r.reason == HIT_LOW:
             acc[ON] += t - t_on
             cnt[N_FAILS] += 1
             if time_invariant and cnt[N_FAILS] >= 2:
@@ -162,71 +144,64 @@ def _run(job, circ, bounds, out):
             acc[ON] += t - t_on
             break
         browned = False
-        known = job.boot_known  # energy_aware: what the MCU knows of V right after the boot
+        st = cyc.units
+        started = cyc.started  # st is this inference's stretch from the boot's known bound
         while inference < inferences:
             release = inference * period_s
             if t < release:
-                known = 0.0  # sleeping until the release: V is unknown again
                 dur = release - t
-                r = physics.advance(v, t, min(dur, until - t), sleep_w / eta, v_off, v_on, False, circ)
+                r = advance(v, t, min(dur, until - t), sleep_w / eta, v_off, v_on, False, circ)
                 t += r.elapsed_s
                 v = r.v_end
                 _add_energies(acc, r)
                 cat[K_SLEEP] += sleep_w * r.elapsed_s
-                if r.reason == physics.HIT_LOW:
+                if r.reason == HIT_LOW:
                     browned = True
                     break
                 if r.elapsed_s < dur:
                     status = UNTIL
                     break
+            if not started:  # a new inference, or after a sleep: V is unknown (energy_aware)
+                st = stepping.stretch(v, t, progress, 0.0, units, plan, lim, circ, NO_TRACE)
+            started = False
             i0 = progress
-            if bounds.aware:
-                why, t, v, progress, retry = _dispatch_units(job, circ, bounds, out, t, v, progress, retry, known)
-            else:
-                if retry:
-                    cnt[N_REEXECUTED] += 1
-                    retry = False
-                m = physics.run_units_merged(v, t, i0, n, d, pw, eta, run_end, per_len, per_end, v_off, v_on, until,
-                                             circ)
-                _add_energies(acc, m)
-                t = m.t_k
-                if m.k > 0:
-                    v = m.v_k
-                    cnt[N_EXECUTED] += m.k
-                    cnt[N_FAILS] = 0
-                    progress = i0 + m.k
-                why = m.reason
-            if why == physics.ALL_DONE:
+            if retry:
+                cnt[N_REEXECUTED] += 1
+                retry = False
+            _add_energies(acc, st)
+            cat[K_WAIT] += st.wait_J
+            acc[WAIT] += st.wait_s
+            cnt[N_MEASURES] += st.measurements
+            cnt[N_WAITS] += st.waits
+            if st.k > 0:
+                cnt[N_EXECUTED] += st.k
+                cnt[N_FAILS] = 0
+                progress = i0 + st.k
+            t = st.t
+            v = st.v
+            if st.why == ALL_DONE:
                 lat[inference] = t - inference * period_s
                 inference += 1
                 cnt[N_INFERENCES] += 1
                 if inference < inferences:
                     progress = 0
-                known = 0.0  # a new inference (a new aidi_infer call) starts with V unknown
                 continue
-            if bounds.aware:  # _dispatch_units tallied the cut
-                if why == physics.HIT_LOW:
-                    browned = True
-                    if time_invariant and cnt[N_FAILS] >= 2:
-                        status = STUCK if retry else STUCK_WAIT
-                    break
-                status = UNTIL
-                break
-            i = i0 + m.k
-            t += m.el_cut
-            v = m.v_cut
-            e = pw[i] * m.el_cut
-            by_layer[layers[i]] += e
-            if m.reason == physics.HIT_LOW:
-                cat[K_REEXEC] += e
-                cnt[N_LOST] += 1
-                retry = True
+            if st.phase == PH_UNIT:
+                i = progress
+                e = pw[i] * st.cut_s
+                by_layer[layers[i]] += e
+                if st.why == HIT_LOW:
+                    cat[K_REEXEC] += e
+                    cnt[N_LOST] += 1
+                    retry = True
+                else:
+                    cat[K_UNFIN] += e
+            if st.why == HIT_LOW:
                 cnt[N_FAILS] += 1
                 browned = True
                 if time_invariant and cnt[N_FAILS] >= 2:
-                    status = STUCK
+                    status = STUCK if st.phase == PH_UNIT else STUCK_WAIT
                 break
-            cat[K_UNFIN] += e
             status = UNTIL
             break
         acc[ON] += t - t_on
@@ -238,74 +213,12 @@ def _run(job, circ, bounds, out):
     return RunEnd(status, t, v, progress, inference)
 
 
-@njit(cache=True, error_model="numpy")
-def _dispatch_units(job, circ, bounds, out, t, v, progress, retry, known):
-    """The current inference's units from ``progress`` under energy_aware dispatch, unit by unit
-    (:func:`aidi.sim.physics.dispatch_unit`), as the SimPy model's ``Device._dispatch_units``.  The MCU's
-    lower bound on V starts at ``known`` (V: Job.boot_known right after a boot, 0 (unknown) for a new
-    inference or after a sleep) and is carried from unit to unit.
-
-    Returns (ALL_DONE, HIT_LOW (a brown-out) or HORIZON (until_s), t, v, progress, retry).
-    """
-    d, pw, layers, v_start, costs, drops = job.durations_s, job.power_W, job.layers, job.v_start, job.costs, job.drops
-    acc, cat, by_layer, cnt = out.acc, out.cat, out.by_layer, out.cnt
-    eta, v_off, until = bounds.eta, bounds.v_off, bounds.until_s
-    n = d.shape[0]
-    buf = np.empty(physics.N_DISPATCH_OUT)
-    while True:
-        i = progress
-        if retry:
-            cnt[N_REEXECUTED] += 1
-            retry = False
-        phase, why, waited, measured = physics.dispatch_unit(v, t, until, d[i], pw[i], v_start[i], known, drops[i],
-                                                             costs, eta, v_off, circ, buf)
-        known = buf[12]
-        if waited:
-            cnt[N_WAITS] += 1
-        if measured:
-            cnt[N_MEASURES] += 1
-        acc[H] += buf[8]; acc[C] += buf[9]; acc[L] += buf[10]; acc[X] += buf[11]
-        for ph in range(phase + 1):
-            if (not waited and (ph == physics.PH_WAIT or ph == physics.PH_WAKE)) or (
-                    not measured and ph == physics.PH_MEASURE):
-                continue
-            el = buf[ph]
-            t += el
-            v = buf[4 + ph]
-            if ph < physics.PH_UNIT:
-                cat[K_WAIT] += (costs[1] if ph == physics.PH_MEASURE else costs[2] if ph == physics.PH_WAIT
-                                else costs[4]) * el
-                if ph == physics.PH_WAIT:
-                    acc[WAIT] += el
-                if ph == phase:  # a brown-out or until_s before the unit
-                    if why == physics.HIT_LOW:
-                        cnt[N_FAILS] += 1
-                    return why, t, v, progress, retry
-            elif why == physics.ALL_DONE:
-                cnt[N_EXECUTED] += 1
-                cnt[N_FAILS] = 0
-                progress = i + 1
-                if progress == n:
-                    return why, t, v, progress, retry
-            else:
-                e = pw[i] * el
-                by_layer[layers[i]] += e
-                if why == physics.HIT_LOW:
-                    cat[K_REEXEC] += e
-                    cnt[N_LOST] += 1
-                    cnt[N_FAILS] += 1
-                    retry = True
-                else:
-                    cat[K_UNFIN] += e
-                return why, t, v, progress, retry
-
-
-#: most runs in a repeating pattern the oracle merges (see physics.run_units_merged)
+#: most runs in a repeating pattern the oracle merges (see stepping.run_units_merged)
 MAX_PATTERN = 4
 
 
 @njit(cache=True, error_model="numpy")
-def _prepare(d, energy, layers, pw, run_end, per_len, per_end, tot_cat, tot_layer, starts, first):
+def _prepare(d, energy, layers, pw, run_end, per_len, per_end, tot_cat, tot_layer, first):
     """What the oracle needs of one workload whatever the power configuration, in one pass over the units.
 
     pw = E_i / d_i; run_end[i] = end (exclusive) of the run of identical units (same d and pw)
@@ -317,6 +230,7 @@ def _prepare(d, energy, layers, pw, run_end, per_len, per_end, tot_cat, tot_laye
     """
     n = d.shape[0]
     n_cat = energy.shape[1]
+    starts = np.empty(n, dtype=np.int64)  # the first unit of each run
     n_runs = 0
     k = 0
     ku = np.empty(64)  # energy of each distinct kind
@@ -389,9 +303,37 @@ def _prepare(d, energy, layers, pw, run_end, per_len, per_end, tot_cat, tot_laye
     return k
 
 
+class Compiled(NamedTuple):
+    """A population of workloads compiled once (:func:`_compile`): the units of all of them, back to back."""
+
+    off: np.ndarray  #: workload w's units are off[w] .. off[w + 1] - 1
+    durations_s: np.ndarray  #: unit durations (s)
+    energy_J: np.ndarray  #: unit energy by UNIT_CATEGORIES (J at the MCU), one row per unit
+    layers: np.ndarray  #: unit layer indices
+    boot: np.ndarray  #: per workload: boot_s, boot_J, sleep_W, then its PhaseCosts fields
+    power_W: np.ndarray  #: unit MCU power E_i / d_i (W)
+    run_end: np.ndarray  #: see :class:`~aidi.sim.stepping.Units`
+    per_len: np.ndarray
+    per_end: np.ndarray
+    tot_cat: np.ndarray  #: per workload: one inference's energy by unit category (J)
+    tot_layer: np.ndarray  #: per workload: one inference's energy by layer (J)
+    pair_off: np.ndarray  #: workload w's distinct units are first[pair_off[w]:pair_off[w + 1]]
+    first: np.ndarray  #: the first unit of each distinct (energy, duration) pair (for the non-progress check)
+
+
+class Config(NamedTuple):
+    """One power configuration and run, as :func:`_evaluate` takes it."""
+
+    circ: Circuit  #: the capacitor and its source
+    lim: Limits  #: converter, thresholds, until_s
+    spec: RunSpec  #: v_initial, inferences, their period
+    aware: bool  #: energy_aware dispatch (else greedy)
+    margin: float  #: the dispatch margin (fraction)
+
+
 @njit(cache=True, error_model="numpy")
-def _compile(off, d, energy, layers):
-    """Per-workload static arrays of a population (see :func:`_prepare`)."""
+def _compile(off, d, energy, layers, boot):
+    """A :class:`Compiled` population: per-workload static arrays (see :func:`_prepare`)."""
     nw = off.shape[0] - 1
     n_all = d.shape[0]
     top = 0
@@ -403,15 +345,15 @@ def _compile(off, d, energy, layers):
     per_end = np.empty(n_all, dtype=np.int64)
     tot_cat = np.zeros((nw, energy.shape[1]))
     tot_layer = np.zeros((nw, top + 1))
-    starts = np.empty(n_all, dtype=np.int64)
     first = np.empty(n_all, dtype=np.int64)
     pair_off = np.zeros(nw + 1, dtype=np.int64)
     for w in range(nw):
         a, b = off[w], off[w + 1]
         k = _prepare(d[a:b], energy[a:b], layers[a:b], pw[a:b], run_end[a:b], per_len[a:b], per_end[a:b], tot_cat[w],
-                     tot_layer[w], starts[a:b], first[pair_off[w]:])
+                     tot_layer[w], first[pair_off[w]:])
         pair_off[w + 1] = pair_off[w] + k
-    return pw, run_end, per_len, per_end, tot_cat, tot_layer, pair_off, first[:pair_off[nw]].copy()
+    return Compiled(off, d, energy, layers, boot, pw, run_end, per_len, per_end, tot_cat, tot_layer, pair_off,
+                    first[:pair_off[nw]].copy())
 
 
 @njit(cache=True, error_model="numpy")
@@ -435,56 +377,48 @@ def _add_completed(energy, layers, done, partial, tot_cat, tot_layer, cat, by_la
 
 
 @njit(cache=True, error_model="numpy")
-def _evaluate(off, d, energy, layers, boot, pw, run_end, per_len, per_end, tot_cat, tot_layer, pair_off, first, eta,
-              cap, v_on, v_off, v_max, i_leak, v0, seg_t, seg_p, seg_g, seg_vs, period, inferences, period_s, until,
-              aware, margin):
-    """Every workload of a compiled population under one power configuration, in one call.
+def _evaluate(pop, cfg):
+    """Every workload of a :class:`Compiled` population under one :class:`Config`, in one call.
 
     Returns (ints, floats, by_layer, latencies); the columns of ints and floats are named by
     INT_COLS and FLOAT_COLS.
     """
+    off, d, energy, layers, boot = pop.off, pop.durations_s, pop.energy_J, pop.layers, pop.boot
+    circ, lim, spec = cfg.circ, cfg.lim, cfg.spec
     nw = off.shape[0] - 1
-    e_cap = physics.e_cycle(cap, v_on, v_off)
-    p_src = physics.source_max_power(seg_p, seg_g, seg_vs, v_off, v_on)
-    circ = physics.Circuit(cap, i_leak, v_max, seg_t, seg_p, seg_g, seg_vs, period)
-    bounds = Bounds(eta, v_on, v_off, v0, inferences, period_s, until, aware)
-    floor = source_floor(seg_p, seg_g, seg_vs)  # energy_aware's boot seed: where the source may draw
+    e_cap = e_cycle(circ.capacitor_F, lim.v_on, lim.v_off)
+    p_src = source_max_power(circ.seg_p, circ.seg_g, circ.seg_vs, lim.v_off, lim.v_on)
+    floor = source_floor(circ.seg_p, circ.seg_g, circ.seg_vs)  # energy_aware's boot seed: where the source may draw
     ints = np.zeros((nw, 3 + N_COUNTERS), dtype=np.int64)
     floats = np.zeros((nw, 2 + N_ACC + N_CAT))
-    by_layer = np.zeros(tot_layer.shape)
-    lat = np.full((nw, inferences), np.nan)
+    by_layer = np.zeros(pop.tot_layer.shape)
+    lat = np.full((nw, spec.inferences), np.nan)
     for w in range(nw):
         a, b = off[w], off[w + 1]
         boot_s, boot_j, sleep_w = boot[w, 0], boot[w, 1], boot[w, 2]
         # over the distinct units only: the worst unit is the first of its kind, the answer is the same
-        bad = progress_violation(energy[a:b], d[a:b], first[pair_off[w]:pair_off[w + 1]], boot_j, boot_s, eta,
-                                 e_cap, p_src)
+        bad = progress_violation(energy[a:b], d[a:b], pop.first[pop.pair_off[w]:pop.pair_off[w + 1]], boot_j, boot_s,
+                                 lim.eta, e_cap, p_src)
         ints[w, 1] = bad
         if bad != -1:
             ints[w, 0] = NON_PROGRESS
             continue
-        costs = boot[w, 3:8]
-        if aware:
-            v_start = start_thresholds(energy[a:b], d[a:b], costs, eta, cap, v_off, v_max, i_leak, margin)
-            bad = np.argmax(v_start)
-            if v_start[bad] > v_on:
+        costs = PhaseCosts(boot[w, 3], boot[w, 4], boot[w, 5], boot[w, 6], boot[w, 7])
+        plan = plan_of(cfg.aware, energy[a:b], d[a:b], boot_j, boot_s, costs, circ, lim, cfg.margin, floor)
+        if cfg.aware:
+            bad = np.argmax(plan.v_start)
+            if plan.v_start[bad] > lim.v_on:
                 ints[w, 0] = NO_START
                 ints[w, 1] = bad
                 continue
-            drops = known_drops(energy[a:b], d[a:b], costs, eta, cap, v_max, i_leak, margin)
-            seed = boot_known(boot_j, boot_s, eta, cap, v_on, v_max, i_leak, margin, floor)
-        else:
-            v_start = np.empty(0)
-            drops = np.empty(0)
-            seed = 0.0
         cat = floats[w, 2 + N_ACC:]
-        job = Job(d[a:b], pw[a:b], layers[a:b], run_end[a:b], per_len[a:b], per_end[a:b], boot_s, boot_j / boot_s,
-                  sleep_w, v_start, costs, drops, seed)
-        end = _run(job, circ, bounds, Sinks(floats[w, 2:2 + N_ACC], cat, by_layer[w], lat[w], ints[w, 3:]))
+        units = Units(d[a:b], pop.power_W[a:b], layers[a:b], pop.run_end[a:b], pop.per_len[a:b], pop.per_end[a:b],
+                      boot_s, boot_j / boot_s, sleep_w)
+        end = _run(units, plan, lim, spec, circ, Sinks(floats[w, 2:2 + N_ACC], cat, by_layer[w], lat[w], ints[w, 3:]))
         if end.status != STUCK and end.status != STUCK_WAIT:
             # committed units of the unfinished inference
-            partial = end.progress if end.inferences < inferences else 0
-            _add_completed(energy[a:b], layers[a:b], end.inferences, partial, tot_cat[w], tot_layer[w], cat,
+            partial = end.progress if end.inferences < spec.inferences else 0
+            _add_completed(energy[a:b], layers[a:b], end.inferences, partial, pop.tot_cat[w], pop.tot_layer[w], cat,
                            by_layer[w])
         ints[w, 0] = end.status
         ints[w, 2] = end.progress
@@ -555,14 +489,16 @@ class Batch:
         if st == STUCK_WAIT:
             return NonProgressError(stuck_wait(work.names[progress]))
         if st == NO_START:
-            v_start = start_thresholds(work.energy_J, work.durations_s, work.dispatch_costs,
-                                       self.power.converter_efficiency, self.power.capacitor_F, self.power.v_off,
-                                       self.power.v_max, self.power.leakage_A, self.sim.dispatch_margin)
-            return NonProgressError(start_message(work, self.power, v_start, bad))
+            plan = make_plan(work, self.power, self.sim.dispatch_margin)
+            return NonProgressError(start_message(work, self.power, plan.v_start, unstartable(plan, self.power.v_on)))
         return None
 
     def result(self, w: int) -> dict:
         """The ``aidi run --json`` dict of workload w; raises its NonProgressError if it has one."""
+        return self.record(w).as_json()
+
+    def record(self, w: int) -> RunRecord:
+        """The :class:`~aidi.sim.workload.RunRecord` of workload w; raises its NonProgressError if it has one."""
         exc = self.error(w)
         if exc is not None:
             raise exc
@@ -579,8 +515,8 @@ class Batch:
         tally.by_layer = {k: bl[k] for k in np.unique(self.works[w].layers).tolist() if bl[k] != 0.0}
         tally.latencies = [(k, x) for k, x in enumerate(self.lat[w].tolist()) if x == x]
         st = i["status"]
-        return result_dict(tally, self.power, f["v"], f["t"], st == DONE, _REASONS.get(st, ""), "oracle",
-                           self.works[w], self.sim)
+        return RunRecord.of(tally, self.power, f["v"], f["t"], st == DONE, _REASONS.get(st, ""), "oracle",
+                            self.works[w], self.sim)
 
 
 class Population:
@@ -603,16 +539,15 @@ class Population:
         self.layers = np.concatenate([w.layers for w in works]).astype(np.int64, copy=False)
         self.boot = np.array([(w.boot_s, w.boot_J, w.sleep_W, w.measure_s, w.measure_W, w.wait_W, w.wake_s, w.wake_W)
                               for w in works])  # columns 3: in Workload.dispatch_costs order
-        self.static = _compile(self.off, self.d, self.energy, self.layers)
+        self.compiled = _compile(self.off, self.d, self.energy, self.layers, self.boot)
 
     def __len__(self) -> int:
         return len(self.works)
 
     def evaluate(self, power: PowerConfig, seg: Segments, sim: SimConfig) -> "Batch":
-        out = _evaluate(self.off, self.d, self.energy, self.layers, self.boot, *self.static,
-                        power.converter_efficiency, power.capacitor_F, power.v_on, power.v_off, power.v_max,
-                        power.leakage_A, power.v_initial, seg.seg_t, seg.seg_p, seg.seg_g, seg.seg_vs, seg.period,
-                        sim.inferences, sim.period_s, sim.until_s, sim.energy_aware, sim.dispatch_margin)
+        cfg = Config(circuit(power, seg), limits(power, sim.until_s),
+                     RunSpec(power.v_initial, sim.inferences, sim.period_s), sim.energy_aware, sim.dispatch_margin)
+        out = _evaluate(self.compiled, cfg)
         return Batch(self.works, power, seg, sim, out)
 
 
@@ -621,6 +556,12 @@ def simulate_batch(works: Sequence[Workload], power: PowerConfig, seg: Segments,
     return Population(works).evaluate(power, seg, sim)
 
 
+def run(work: Workload, power: PowerConfig, seg: Segments, sim: SimConfig) -> RunRecord:
+    """Run the oracle; returns its :class:`~aidi.sim.workload.RunRecord` (raises NonProgressError as the SimPy
+    model does)."""
+    return simulate_batch([work], power, seg, sim).record(0)
+
+
 def simulate(work: Workload, power: PowerConfig, seg: Segments, sim: SimConfig) -> dict:
     """Run the oracle; returns the same dict as :func:`aidi.sim.des.simulate`."""
-    return simulate_batch([work], power, seg, sim).result(0)
+    return run(work, power, seg, sim).as_json()

@@ -11,7 +11,8 @@ from numba import njit
 
 from .config import PowerConfig, SimConfig
 from .harvesters import Segments
-from .physics import e_cycle, known_after
+from .capacitor import e_cycle
+from .dispatch import PhaseCosts
 from .platform import Platform
 from .taskgraph import UNIT_CATEGORIES, TaskGraph
 
@@ -86,9 +87,9 @@ class Workload:
         )
 
     @property
-    def dispatch_costs(self) -> np.ndarray:
-        """(measure_s, measure_W, wait_W, wake_s, wake_W), the MCU's powers (W)."""
-        return np.array([self.measure_s, self.measure_W, self.wait_W, self.wake_s, self.wake_W])
+    def dispatch_costs(self) -> PhaseCosts:
+        """energy_aware's measurement, wait and wake-up costs (:class:`~aidi.sim.dispatch.PhaseCosts`, MCU side)."""
+        return PhaseCosts(self.measure_s, self.measure_W, self.wait_W, self.wake_s, self.wake_W)
 
     def prefix_sums(self):
         """(cumulative energy per category, cumulative total, [(layer, first, end) runs], run firsts),
@@ -173,109 +174,6 @@ def progress_message(work: Workload, power: PowerConfig, seg: Segments, bad: int
             f"it can never complete: use smaller tiles/hyper-tiles or a larger capacitor")
 
 
-@njit(cache=True, error_model="numpy")
-def start_needs(energy, durations, costs, eta, v_max, i_leak, margin):
-    """energy_aware's E_need of every unit (J, drawn from the capacitor, no harvest):
-
-    E_need = (1 + margin) * [(E_unit + E_measure + E_wake) / eta + I_leak * V_max * (d_unit + t_measure + t_wake)]:
-    the unit, the measurement before it and the wake-up from LPM3 drawn through the converter, and
-    leakage bounded at V_max over their durations.  ``energy[i, k]`` (J at the MCU), ``durations[i]`` (s),
-    ``costs`` = Workload.dispatch_costs.
-
-    It bounds what running the unit alone takes out of the capacitor whatever the source gives (>= 0 W):
-    the load draws E_unit / eta, leakage I_leak * int V dt <= I_leak * V_max * d_unit (V never exceeds
-    V_max), so after the unit started at V >= K, V >= sqrt(K^2 - 2 E_need / C) (:func:`aidi.sim.physics.known_after`).
-    """
-    n = durations.shape[0]
-    out = np.empty(n)
-    meas_s, meas_w, wake_s, wake_w = costs[0], costs[1], costs[3], costs[4]
-    fixed = meas_s * meas_w + wake_s * wake_w
-    for i in range(n):
-        u = 0.0
-        for c in range(energy.shape[1]):
-            u += energy[i, c]
-        out[i] = (1.0 + margin) * ((u + fixed) / eta + i_leak * v_max * (durations[i] + meas_s + wake_s))
-    return out
-
-
-@njit(cache=True, error_model="numpy")
-def start_thresholds(energy, durations, costs, eta, cap, v_off, v_max, i_leak, margin):
-    """energy_aware's start threshold of every unit (V): V_start = sqrt(V_off^2 + 2 E_need / C), E_need from
-    :func:`start_needs` (same arguments, ``cap`` in F, voltages in V, ``i_leak`` in A)."""
-    need = start_needs(energy, durations, costs, eta, v_max, i_leak, margin)
-    out = np.empty(need.shape[0])
-    for i in range(need.shape[0]):
-        out[i] = math.sqrt(v_off * v_off + 2.0 * need[i] / cap)
-    return out
-
-
-@njit(cache=True, error_model="numpy")
-def known_drops(energy, durations, costs, eta, cap, v_max, i_leak, margin):
-    """2 E_need / C of every unit (V^2, :func:`start_needs`): what running it takes off the square of the
-    voltage the MCU knows a lower bound of (:func:`aidi.sim.physics.known_after`)."""
-    need = start_needs(energy, durations, costs, eta, v_max, i_leak, margin)
-    return 2.0 * need / cap
-
-
-@njit(cache=True, error_model="numpy")
-def boot_need(boot_J, boot_s, eta, v_max, i_leak, margin):
-    """energy_aware's E_need of the boot (J, drawn from the capacitor, no harvest), as :func:`start_needs` for a
-    unit: (1 + margin) * [E_boot / eta + I_leak * V_max * t_boot].  ``boot_J`` (J at the MCU) and ``boot_s`` (s)
-    are the platform's boot (:class:`aidi.sim.platform.Platform` boot_energy_J, boot_s: power-up to main() and the
-    resume from FRAM), ``eta`` the converter efficiency, ``i_leak`` (A), ``v_max`` (V)."""
-    return (1.0 + margin) * (boot_J / eta + i_leak * v_max * boot_s)
-
-
-@njit(cache=True, error_model="numpy")
-def source_floor(seg_p, seg_g, seg_vs):
-    """The largest V (V) below which no segment of the source draws from the capacitor (inf when none ever does):
-    p + g (V_s - V) V >= 0 for every V in [0, floor].  A Thevenin segment (g > 0) draws above its upper root
-    (V_s + sqrt(V_s^2 + 4 p / g)) / 2; a constant-power segment (p >= 0, g = 0) never draws."""
-    out = math.inf
-    for k in range(seg_p.shape[0]):
-        g = seg_g[k]
-        if g > 0.0:
-            vs = seg_vs[k]
-            disc = vs * vs + 4.0 * seg_p[k] / g
-            root = 0.5 * (vs + math.sqrt(disc)) if disc > 0.0 else 0.0
-            out = min(out, max(root, 0.0))
-        elif seg_p[k] < 0.0:
-            return 0.0
-    return out
-
-
-@njit(cache=True, error_model="numpy")
-def boot_known(boot_J, boot_s, eta, cap, v_on, v_max, i_leak, margin, floor):
-    """energy_aware's lower bound on V (V) right after a boot: sqrt(K^2 - 2 E_boot_need / C)
-    (:func:`aidi.sim.physics.known_after`, :func:`boot_need`), K = min(V_on, ``floor``), ``floor`` the source's
-    :func:`source_floor` (V); 0 (unknown) when that is not positive.
-
-    Why it holds: both engines boot only at V >= V_on (they charge to V_on with the MCU off, or start above it
-    at v_initial).  While V is below K the source gives >= 0 W, so from the last instant V was at K or above,
-    V^2 falls by at most 2 E_boot_need / C over the boot (the boot's draw through the converter, and leakage at
-    most I_leak V_max).  Capacitance in F, voltages in V, powers as :func:`boot_need`."""
-    k = min(v_on, floor)
-    return known_after(k, 2.0 * boot_need(boot_J, boot_s, eta, v_max, i_leak, margin) / cap)
-
-
-def start_message(work: "Workload", power: PowerConfig, v_start: np.ndarray, bad: int) -> str:
-    """The one-line error of a unit whose start threshold is above V_on."""
-    return (f"unit {work.names[bad]} (layer {int(work.layers[bad])}) needs V_start = {v_start[bad]:.4f} V to start "
-            f"under dispatch = energy_aware but the device boots at V_on = {power.v_on:g} V: it can never be "
-            f"scheduled (C={power.capacitor_F:g} F, V_off={power.v_off:g} V); use smaller tiles/hyper-tiles, "
-            "a larger capacitor, a smaller dispatch_margin or dispatch = \"greedy\"")
-
-
-def check_thresholds(work: "Workload", power: PowerConfig, margin: float) -> np.ndarray:
-    """The start thresholds (:func:`start_thresholds`); raise NonProgressError if one is above V_on."""
-    v_start = start_thresholds(work.energy_J, work.durations_s, work.dispatch_costs, power.converter_efficiency,
-                               power.capacitor_F, power.v_off, power.v_max, power.leakage_A, margin)
-    bad = int(np.argmax(v_start))
-    if v_start[bad] > power.v_on:
-        raise NonProgressError(start_message(work, power, v_start, bad))
-    return v_start
-
-
 @dataclass
 class Tally:
     """Accumulators both engines fill in the same way."""
@@ -320,59 +218,99 @@ class Tally:
         self.clipped += sums[3]
 
     def add_power(self, res) -> None:
-        """Add the energy integrals of one :class:`aidi.sim.physics.Move` (an advance result)."""
+        """Add the energy integrals of one :class:`aidi.sim.capacitor.Move` (an advance result)."""
         self.harvested += res.harvested_J
         self.consumed += res.consumed_J
         self.leaked += res.leaked_J
         self.clipped += res.clipped_J
 
 
-def result_dict(tally: Tally, power: PowerConfig, v_final: float, t_end: float, completed: bool,
-                reason: str, engine: str, work: Workload, sim: SimConfig) -> dict:
-    """The JSON contract of ``aidi run --json``."""
-    cats = {k: float(v) for k, v in tally.by_category.items()}
-    mcu_side = sum(v for k, v in cats.items() if k != "converter_loss")
-    cats["converter_loss"] = tally.consumed - mcu_side
-    stored_initial = 0.5 * power.capacitor_F * power.v_initial**2
-    stored_final = 0.5 * power.capacitor_F * v_final**2
-    lat = tally.latencies[-1][1] if completed and tally.latencies else None
-    out = {
-        "engine": engine,
-        "completed": completed,
-        "reason": reason,
-        "latency_s": t_end if completed else None,
-        "inferences": sim.inferences,
-        "inferences_completed": tally.inferences_completed,
-        "inference_latencies_s": [float(l) for _, l in tally.latencies],
-        "last_inference_latency_s": lat,
-        "power_cycles": tally.power_cycles,
-        "on_time_s": tally.on_time,
-        "off_time_s": tally.off_time,
-        "sim_time_s": t_end,
-        "units": len(work),
-        "units_executed": tally.units_executed,
-        "units_reexecuted": tally.units_reexecuted,
-        "units_lost": tally.units_lost,
-        "v_final": v_final,
-        "dispatch": sim.dispatch,
-        "wait_s": tally.wait_time,
-        "threshold_waits": tally.threshold_waits,
-        "measurements": tally.measurements,
-        "energy_J": {
-            "harvested": tally.harvested,
-            "consumed": tally.consumed,
-            "stored_initial": stored_initial,
-            "stored_final": stored_final,
-            "leaked": tally.leaked,
-            "clipped": tally.clipped,
-            "by_category": cats,
-            "by_layer": {str(k): float(v) for k, v in sorted(tally.by_layer.items())},
-        },
-    }
-    if sim.deadline_s is not None:
-        out["deadline_s"] = sim.deadline_s
-        out["meets_deadline"] = bool(completed and t_end <= sim.deadline_s)
-    return out
+@dataclass(frozen=True)
+class RunRecord:
+    """What an engine returns for one run: typed and frozen.  :meth:`as_json` is the one place the
+    ``aidi run --json`` object is made (the DESIGN contract: energies in J, times in s, voltages in V).
+
+    ``latencies`` holds (inference index, latency s) of every completed inference; ``by_category`` the energy
+    (J) of each of CATEGORIES but converter_loss, which :meth:`as_json` derives (consumed minus the MCU side);
+    ``by_layer`` the energy (J) by layer index; ``output`` / ``output_matches_reference`` the functional run's
+    Q15 output and check (None when not functional).
+    """
+
+    engine: str
+    completed: bool
+    reason: str
+    t_end_s: float
+    v_final: float
+    inferences: int
+    units: int
+    dispatch: str
+    tally: Tally
+    capacitor_F: float
+    v_initial: float
+    deadline_s: float | None = None
+    output: tuple | None = None
+    output_matches_reference: bool | None = None
+
+    @classmethod
+    def of(cls, tally: Tally, power: PowerConfig, v_final: float, t_end: float, completed: bool, reason: str,
+           engine: str, work: Workload, sim: SimConfig) -> "RunRecord":
+        """The record of a run that ended at ``t_end`` (s) with V = ``v_final`` (V), tallied in ``tally``."""
+        return cls(engine, completed, reason, t_end, v_final, sim.inferences, len(work), sim.dispatch, tally,
+                   power.capacitor_F, power.v_initial, sim.deadline_s)
+
+    @property
+    def latency_s(self) -> float | None:
+        """Time from t = 0 to the end of the last inference (s), None when not completed."""
+        return self.t_end_s if self.completed else None
+
+    def as_json(self) -> dict:
+        """The JSON contract of ``aidi run --json``."""
+        tally = self.tally
+        cats = {k: float(v) for k, v in tally.by_category.items()}
+        mcu_side = sum(v for k, v in cats.items() if k != "converter_loss")
+        cats["converter_loss"] = tally.consumed - mcu_side
+        completed, t_end = self.completed, self.t_end_s
+        lat = tally.latencies[-1][1] if completed and tally.latencies else None
+        out = {
+            "engine": self.engine,
+            "completed": completed,
+            "reason": self.reason,
+            "latency_s": t_end if completed else None,
+            "inferences": self.inferences,
+            "inferences_completed": tally.inferences_completed,
+            "inference_latencies_s": [float(l) for _, l in tally.latencies],
+            "last_inference_latency_s": lat,
+            "power_cycles": tally.power_cycles,
+            "on_time_s": tally.on_time,
+            "off_time_s": tally.off_time,
+            "sim_time_s": t_end,
+            "units": self.units,
+            "units_executed": tally.units_executed,
+            "units_reexecuted": tally.units_reexecuted,
+            "units_lost": tally.units_lost,
+            "v_final": self.v_final,
+            "dispatch": self.dispatch,
+            "wait_s": tally.wait_time,
+            "threshold_waits": tally.threshold_waits,
+            "measurements": tally.measurements,
+            "energy_J": {
+                "harvested": tally.harvested,
+                "consumed": tally.consumed,
+                "stored_initial": 0.5 * self.capacitor_F * self.v_initial**2,
+                "stored_final": 0.5 * self.capacitor_F * self.v_final**2,
+                "leaked": tally.leaked,
+                "clipped": tally.clipped,
+                "by_category": cats,
+                "by_layer": {str(k): float(v) for k, v in sorted(tally.by_layer.items())},
+            },
+        }
+        if self.deadline_s is not None:
+            out["deadline_s"] = self.deadline_s
+            out["meets_deadline"] = bool(completed and t_end <= self.deadline_s)
+        if self.output is not None:
+            out["output"] = list(self.output)
+            out["output_matches_reference"] = self.output_matches_reference
+        return out
 
 
 def energy_balance_error(res: dict) -> float:

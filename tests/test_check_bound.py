@@ -24,7 +24,8 @@ from aidi.sim import bound, oracle
 from aidi.sim import harvesters as hv
 from aidi.sim.config import PowerConfig, SimConfig
 from aidi.sim.platform import get_platform
-from aidi.sim.workload import Workload, start_thresholds
+from aidi.sim.dispatch import start_thresholds
+from aidi.sim.workload import Workload
 
 PLAT = get_platform("msp430fr5994")
 runner = CliRunner()
@@ -56,7 +57,7 @@ def cases(draw, kinds=("constant", "thevenin", "trace")):
     v_max = v_on + draw(st.sampled_from([0.0]) | st.floats(0.0, 0.5))
     eta = draw(st.sampled_from([1.0]) | st.floats(0.7, 1.0))
     leak = draw(st.sampled_from([0.0]) | logu(-9, -6.5))
-    # not subnormal: physics.advance reads V = 5e-324 under a Thevenin source as an equilibrium (never boots; the
+    # not subnormal: capacitor.advance reads V = 5e-324 under a Thevenin source as an equilibrium (never boots; the
     # engines and the bound agree on that, but no bound exists)
     v_init = draw(st.sampled_from([0.0, v_on]) | st.floats(0.0, v_max, allow_subnormal=False))
     kind = draw(st.sampled_from(kinds))
@@ -127,7 +128,7 @@ def test_energy_aware_bound_is_exact_for_a_constant_source_below_the_wake_up_dra
     bound is the simulated latency rounded up by ROUND_UP.  Past them, a unit the run starts unmeasured is
     charged a measurement."""
     from aidi.sim import des
-    from aidi.sim.workload import boot_known
+    from aidi.sim.dispatch import boot_known
 
     work, power, seg, kind = case
     b, r = bound_and_sim(work, power, seg, SIM)

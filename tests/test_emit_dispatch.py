@@ -25,7 +25,8 @@ from aidi.models.emit.dispatch import (Dispatch, boot_known_mv2, millivolts2_up,
                                       workload)
 from aidi.models.emit.examples import tiny_program
 from aidi.sim.config import PowerConfig
-from aidi.sim.workload import NonProgressError, check_thresholds, known_drops
+from aidi.sim.dispatch import check_thresholds, known_drops
+from aidi.sim.workload import NonProgressError
 
 SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
 #: a capacitor under which the tiny network's units all have thresholds below V_on
@@ -260,7 +261,7 @@ def test_the_boot_seed_is_the_engines_rounded_down(tiny_aware, tmp_path):
     from aidi.sim import harvesters as hv
     from aidi.sim import oracle
     from aidi.sim.config import SimConfig
-    from aidi.sim.workload import boot_known
+    from aidi.sim.dispatch import boot_known
 
     prog, proj = tiny_aware
     work = workload(prog.plan)

@@ -467,37 +467,32 @@ def test_oracle_agrees_with_des_energy_aware(case, scale, meas_s, margin):
 @given(scenarios(), st.floats(0.05, 1.0), st.sampled_from([0.0, 0.05]) | st.floats(0.0, 0.5), st.integers(0, 2**31))
 def test_the_known_voltage_is_a_lower_bound_of_the_real_one(case, scale, margin, seed):
     """Unit after unit from random voltages and times (a random boot point), under sources that never draw
-    from the capacitor: after every completed unit the MCU's bound (dispatch_unit's out[12]) is at most the
+    from the capacitor: after every completed unit the MCU's bound (dispatch_unit's Step.known) is at most the
     real V, and a unit started on the bound alone (unmeasured) never browns out."""
-    from aidi.sim import physics
-    from aidi.sim.workload import known_drops, start_thresholds
+    from aidi.sim import capacitor, dispatch
 
     work, power, seg, sim = case
     if seg.seg_g.max() > 0.0:  # a Thevenin source draws from the capacitor above V_s
         seg = hv.constant(float(seg.seg_p.max()) or 1e-4)
     work = with_dispatch_costs(work, scale=scale)
-    eta, cap = power.converter_efficiency, power.capacitor_F
-    args = (work.energy_J, work.durations_s, work.dispatch_costs, eta)
-    v_start = start_thresholds(*args, cap, power.v_off, power.v_max, power.leakage_A, margin)
-    drops = known_drops(*args, cap, power.v_max, power.leakage_A, margin)
-    circ = physics.circuit(power, seg)
+    plan = dispatch.make_plan(work, power, margin)
+    lim = capacitor.limits(power, math.inf)
+    circ = capacitor.circuit(power, seg)
     rng = np.random.default_rng(seed)
-    out = np.empty(physics.N_DISPATCH_OUT)
     v, t, known = rng.uniform(power.v_off, power.v_max), rng.uniform(0.0, 1.0), 0.0
     for i in list(range(len(work))) * 4:
         was = known
-        phase, why, waited, measured = physics.dispatch_unit(v, t, math.inf, work.durations_s[i], work.power_W[i],
-                                                            v_start[i], known, drops[i], work.dispatch_costs, eta,
-                                                            power.v_off, circ, out)
-        assert measured == (was < v_start[i])
-        if why != physics.ALL_DONE:
-            assert measured, "a unit started on the known bound browned out"
+        s = dispatch.dispatch_unit(v, t, i, work.durations_s[i], work.power_W[i], known, plan, lim, circ)
+        assert isinstance(s, dispatch.Step)
+        assert s.measured == (was < plan.v_start[i])
+        if s.why != capacitor.ALL_DONE:
+            assert s.measured, "a unit started on the known bound browned out"
             break
-        t += out[:4].sum()
-        v, known = out[4 + physics.PH_UNIT], out[12]
+        t += sum(s.elapsed)
+        v, known = s.v_end[dispatch.PH_UNIT], s.known
         assert known <= v * (1 + 1e-12), (known, v)
-        if not measured:  # unmeasured: the unit ran at once from where the last one ended
-            assert out[physics.PH_MEASURE] == 0.0 and not waited
+        if not s.measured:  # unmeasured: the unit ran at once from where the last one ended
+            assert s.elapsed[dispatch.PH_MEASURE] == 0.0 and not s.waited
 
 
 @settings(max_examples=80, deadline=None)
@@ -507,7 +502,7 @@ def test_the_boot_seed_is_below_the_real_voltage_and_no_unit_started_on_it_brown
     that fall to 0 W): after every completed boot the MCU's known bound (workload.boot_known, the engines'
     seed) is at most the real V, and a unit the MCU starts on it unmeasured (the event right after the boot)
     is never cut by a brown-out; both engines agree."""
-    from aidi.sim.workload import boot_known, source_floor
+    from aidi.sim.dispatch import boot_known, source_floor
 
     ran = run_energy_aware(case, scale, margin)
     if ran is None:
@@ -548,7 +543,7 @@ def test_the_boot_seed_starts_only_the_first_inference_after_a_boot_unmeasured()
 def test_the_boot_seed_is_lowered_to_where_a_thevenin_source_stops_giving():
     """A Thevenin source with V_s below V_on (the capacitor started above V_on) draws from the capacitor above
     V_s: the boot seed then starts from V_s, not V_on; a constant source leaves V_on."""
-    from aidi.sim.workload import boot_known, boot_need, source_floor
+    from aidi.sim.dispatch import boot_known, boot_need, source_floor
 
     seg = hv.thevenin(2.5, 100.0)
     assert source_floor(seg.seg_p, seg.seg_g, seg.seg_vs) == 2.5
@@ -569,7 +564,7 @@ def test_energy_aware_measures_rarely_on_continuous_power():
     sqrt(V_on^2 - 2 E_boot_need / C) carries the first units unmeasured, then V stays at V_max, so one
     measurement carries about (V_max^2 - V_start^2) / (2 E_need / C) units; energy_aware is then as fast
     as greedy but for those few measurements."""
-    from aidi.sim.workload import boot_known, known_drops, start_thresholds
+    from aidi.sim.dispatch import boot_known, known_drops, start_thresholds
 
     cap, v_on, v_off = 1e-4, 3.0, 2.0
     e_cycle = 0.5 * cap * (v_on**2 - v_off**2)
@@ -628,7 +623,7 @@ def test_start_threshold_above_v_on_raises_naming_unit_and_voltages():
 
 
 def test_start_threshold_formula():
-    from aidi.sim.workload import start_thresholds
+    from aidi.sim.dispatch import start_thresholds
     cap, v_off, eta, leak, v_max, margin = 1e-4, 2.0, 0.8, 1e-6, 3.3, 0.1
     work = with_dispatch_costs(make_work([0.01], [[1e-5, 2e-5, 0.0]]))
     e_need = (1 + margin) * ((3e-5 + 46e-6 * 6.1e-3 + 10e-6 * 5.7e-3) / eta + leak * v_max * (0.01 + 46e-6 + 10e-6))

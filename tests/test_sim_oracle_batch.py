@@ -2,20 +2,20 @@
 
 * Runs of identical units: the oracle (aidi.sim.oracle) moves the capacitor over a whole run
   of consecutive units with the same duration and power in one step
-  (physics.run_units_merged) and steps unit by unit only around a brown-out or an until_s
+  (stepping.run_units_merged) and steps unit by unit only around a brown-out or an until_s
   cut; the SimPy model (aidi.sim.des) always steps unit by unit.  Random scenarios whose
   units come in runs (each base unit repeated 1..40 times, the sequence sometimes tiled into
   a repeating pattern of runs) check that the two still agree to 1e-9, with brown-outs and
   until_s cuts falling inside runs.
 * Batches: oracle.simulate_batch runs many workloads in one compiled call; each workload's
   answer (dict, error, array columns) is the one oracle.simulate gives it alone.
-* Physics: physics._cannot_reach (the rate bound that skips threshold integrals) never rules
-  out a move that completes within the span, and physics.voltage_after on moves many time
+* Physics: capacitor._cannot_reach (the rate bound that skips threshold integrals) never rules
+  out a move that completes within the span, and capacitor.voltage_after on moves many time
   constants long toward an equilibrium lands between the start and the root and inverts the
   closed-form time to what rounding V to a float allows.
 
 The strict xfail tests pin down what these checks found: knife-edge cases where merging changes
-the discrete outcome, a misleading reason, and two precision limits of physics.integrals.  Each
+the discrete outcome, a misleading reason, and two precision limits of capacitor.integrals.  Each
 fails today; when one starts passing, drop its marker.
 """
 
@@ -32,7 +32,7 @@ from hypothesis import strategies as st
 
 from aidi.sim import des, oracle
 from aidi.sim import harvesters as hv
-from aidi.sim import physics as ph
+from aidi.sim import capacitor as ph
 from aidi.sim.config import PowerConfig, SimConfig
 from aidi.sim.workload import NonProgressError
 from tests.test_sim_engines import (assert_agree, assert_invariants, both, check_engines_agree, logu, make_work,
@@ -343,7 +343,7 @@ def _t_exact(a, b, c, cap, v1, v2):
 def test_cannot_reach_never_rules_out_a_reachable_target(move, log_ratio):
     """If _cannot_reach says the target is out of reach within span, the move takes longer than span.
 
-    Checked against the exact time and against physics.integrals, the closed form advance uses,
+    Checked against the exact time and against capacitor.integrals, the closed form advance uses,
     wherever that is accurate: it is not for short moves when Q has complex roots nor in the
     near-double-root band where it falls back to Gauss-Legendre (see the xfail tests below).
     """
@@ -374,7 +374,7 @@ def test_integrals_complex_roots_short_move_keeps_precision(w):
     assert t == pytest.approx(_t_exact(a, b, c, cap, v1, v1 - w), rel=1e-9, abs=0.0)
 
 
-@pytest.mark.xfail(strict=True, reason="physics.integrals: the Gauss-Legendre fallback for |disc| <= 1e-12 a^2 "
+@pytest.mark.xfail(strict=True, reason="capacitor.integrals: the Gauss-Legendre fallback for |disc| <= 1e-12 a^2 "
                                        "cannot resolve V / Q(V) where Q nearly vanishes at its vertex")
 def test_integrals_near_double_root_across_the_vertex():
     # a load within 1e-13 of the Thevenin source's maximum power transfer: V creeps past the vertex

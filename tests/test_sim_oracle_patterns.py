@@ -1,4 +1,4 @@
-"""The oracle's repeating-pattern shortcut (physics.run_units_merged) against the SimPy model.
+"""The oracle's repeating-pattern shortcut (stepping.run_units_merged) against the SimPy model.
 
 Tiled layers alternate a few kinds of unit (first-channel and accumulating tiles, edge tiles):
 the oracle steps such a pattern of runs until the capacitor comes back to the same voltage, then
@@ -62,8 +62,8 @@ def test_pattern_shortcut_is_taken_and_agrees_under_the_inas_supply():
     r_des, _log, r_ora = both(work, power, seg, sim)
     assert_agree(r_des, r_ora)
     assert r_ora["completed"] and r_ora["power_cycles"] == 1
-    pw, run_end, per_len, per_end = oracle.Population([work]).static[:4]
-    assert per_len[0] == 2 and per_end[0] == len(work)  # the whole workload is one repeating pattern
+    cp = oracle.Population([work]).compiled
+    assert cp.per_len[0] == 2 and cp.per_end[0] == len(work)  # the whole workload is one repeating pattern
 
 
 def test_brownouts_inside_patterns_agree():

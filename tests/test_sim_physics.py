@@ -1,8 +1,8 @@
-"""Capacitor physics (aidi.sim.physics, aidi.sim.harvesters): closed forms checked by hand,
+"""Capacitor physics (aidi.sim.capacitor, aidi.sim.harvesters): closed forms checked by hand,
 then properties on random sources, loads and thresholds.
 
-Conventions of ``physics.advance``: it takes the capacitor and source as one ``physics.Circuit``
-and returns a ``physics.Move`` (elapsed_s, v_end, reason, harvested_J, consumed_J, leaked_J,
+Conventions of ``capacitor.advance``: it takes the capacitor and source as one ``capacitor.Circuit``
+and returns a ``capacitor.Move`` (elapsed_s, v_end, reason, harvested_J, consumed_J, leaked_J,
 clipped_J); energies in J.
 """
 
@@ -17,7 +17,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from aidi.sim import harvesters as hv
-from aidi.sim import physics as ph
+from aidi.sim import capacitor as ph
 from aidi.sim.config import PowerConfig
 
 REL = 1e-9
@@ -319,7 +319,7 @@ def test_voltage_after_inverts_integrals(m):
 
 
 # ---------------------------------------------------------------------------------------------
-# physics.advance on random sources, loads and thresholds
+# capacitor.advance on random sources, loads and thresholds
 # ---------------------------------------------------------------------------------------------
 
 @st.composite
@@ -511,7 +511,7 @@ def test_floor_at_zero_volts_with_load_closes_energy():
     assert abs(de - net(r)) <= 1e-9 * stored(cap, v0)
 
 
-VA_REASON = ("physics.voltage_after (physics.py:187): the 'Newton step below float resolution' early return "
+VA_REASON = ("capacitor.voltage_after (capacitor.py): the 'Newton step below float resolution' early return "
              "comes before the bracket check, so it can return a V one ulp beyond v_bound (the equilibrium); "
              "advance then integrates across the root of Q and harvested/leaked come back NaN (Thevenin "
              "source with a constant-power load settling for >~30 RC, e.g. the lab-1mF supply during a sleep)")

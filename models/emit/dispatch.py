@@ -2,24 +2,24 @@
 
 The simulator's ``[execution] dispatch = "energy_aware"`` measures V before each
 unit and sleeps in LPM3 until V reaches the unit's start threshold
-``V_start = sqrt(V_off^2 + 2 E_need / C)`` (:func:`aidi.sim.workload.start_thresholds`).
+``V_start = sqrt(V_off^2 + 2 E_need / C)`` (:func:`aidi.sim.dispatch.start_thresholds`).
 The emitted runtime does the same from a const table ``aidi_v_start_mv[]``: the
 thresholds come from the very function the engines call
-(:func:`aidi.sim.workload.check_thresholds`) on the very Workload they run
+(:func:`aidi.sim.dispatch.check_thresholds`) on the very Workload they run
 (:meth:`aidi.sim.workload.Workload.from_graph` of the plan's task graph and
 platform), rounded *up* to whole millivolts so that the C threshold is never
 below the simulator's.
 
-Like the engines (:func:`aidi.sim.physics.dispatch_unit`) the runtime measures V
+Like the engines (:func:`aidi.sim.dispatch.dispatch_unit`) the runtime measures V
 only when it must: it keeps in SRAM (so a power failure forgets it) a lower bound
 K on V^2, set from a measurement (rounded down to mV) or to a threshold it waited
 for, and lowered after each unit by that unit's ``aidi_v_drop_mv2[]`` entry,
-2 E_need / C in mV^2 rounded *up* (:func:`aidi.sim.workload.known_drops`, the
+2 E_need / C in mV^2 rounded *up* (:func:`aidi.sim.dispatch.known_drops`, the
 energy the threshold is built from), so K stays below the real V^2 whatever the
 source gives.  A unit whose threshold squared is at most K starts unmeasured.
 Right after a boot K is the const ``aidi_v_boot_mv2`` (:func:`boot_known_mv2`):
 the engines' boot seed V_on^2 - 2 E_boot_need / C
-(:func:`aidi.sim.workload.boot_known`) in mV^2 rounded *down*, since the device
+(:func:`aidi.sim.dispatch.boot_known`) in mV^2 rounded *down*, since the device
 boots only at V_on.  Only the boot path uses it (``aidi_infer_at_boot``, which
 the sample application calls at every boot); ``aidi_infer`` starts from 0.
 
@@ -38,7 +38,8 @@ from typing import Optional
 import numpy as np
 
 from ...sim.config import PowerConfig
-from ...sim.workload import NonProgressError, Workload, boot_need, check_thresholds, known_drops
+from ...sim.dispatch import DispatchPlan, boot_need, check_thresholds, make_plan, start_message, unstartable
+from ...sim.workload import NonProgressError, Workload
 
 POLICIES = ("greedy", "energy_aware")
 
@@ -80,7 +81,7 @@ def workload(plan) -> Workload:
 
 
 def start_thresholds_V(work: Workload, power: PowerConfig, margin: float) -> np.ndarray:
-    """Start threshold of every unit (V), as both engines compute it (:func:`aidi.sim.workload.check_thresholds`).
+    """Start threshold of every unit (V), as both engines compute it (:func:`aidi.sim.dispatch.check_thresholds`).
 
     Raises :class:`~aidi.sim.workload.NonProgressError` (a ValueError) naming the unit when one exceeds V_on.
     """
@@ -113,15 +114,14 @@ def millivolts2_up(volts2: np.ndarray) -> np.ndarray:
 
 def known_drops_mv2(work: Workload, power: PowerConfig, margin: float) -> np.ndarray:
     """2 E_need / C of every unit in mV^2, rounded up (uint32): what running it takes off the runtime's
-    lower bound on V^2 (:func:`aidi.sim.workload.known_drops`, the engines' own)."""
-    return millivolts2_up(known_drops(work.energy_J, work.durations_s, work.dispatch_costs, power.converter_efficiency,
-                                      power.capacitor_F, power.v_max, power.leakage_A, margin))
+    lower bound on V^2 (the engines' own :class:`~aidi.sim.dispatch.DispatchPlan` drops)."""
+    return millivolts2_up(make_plan(work, power, margin).drops)
 
 
 def boot_known_mv2(work: Workload, power: PowerConfig, margin: float) -> int:
     """What the runtime knows of V^2 right after a boot (mV^2, rounded down; 0: nothing):
-    V_on^2 - 2 E_boot_need / C (:func:`aidi.sim.workload.boot_need`, the engines' boot seed
-    :func:`aidi.sim.workload.boot_known` for a source that never draws from the capacitor, as a harvester behind
+    V_on^2 - 2 E_boot_need / C (:func:`aidi.sim.dispatch.boot_need`, the engines' boot seed
+    :func:`aidi.sim.dispatch.boot_known` for a source that never draws from the capacitor, as a harvester behind
     its rectifier or diode).  ``x / 1e6 <= V_on^2 - 2 E_boot_need / C`` for the returned x."""
     need = boot_need(work.boot_J, work.boot_s, power.converter_efficiency, power.v_max, power.leakage_A, margin)
     v2 = power.v_on * power.v_on - 2.0 * need / power.capacitor_F
@@ -171,14 +171,13 @@ def dispatch_context(plan, dispatch: Dispatch, total_units: int) -> dict:
     work = workload(plan)
     if len(work) != total_units:
         raise ValueError(f"dispatch: the Workload has {len(work)} units, the plan {total_units}")
-    try:
-        mv = millivolts_up(start_thresholds_V(work, p, dispatch.margin))
-    except NonProgressError:
-        if dispatch.policy == "energy_aware":
-            raise
-        mv = None
-    if mv is not None:
-        drop = known_drops_mv2(work, p, dispatch.margin)
+    table: DispatchPlan = make_plan(work, p, dispatch.margin)  # the engines' plan: thresholds and drops
+    bad = unstartable(table, p.v_on)
+    if bad >= 0 and dispatch.policy == "energy_aware":
+        raise NonProgressError(start_message(work, p, table.v_start, bad))
+    if bad < 0:
+        mv = millivolts_up(table.v_start)
+        drop = millivolts2_up(table.drops)
         ctx.update(v_start_mv=[int(x) for x in mv], v_start_c=_c_uints(mv), v_drop_mv2=[int(x) for x in drop],
                    v_drop_c=_c_uints(drop, per_line=8), v_boot_mv2=boot_known_mv2(work, p, dispatch.margin))
     plat = plan.platform
