@@ -373,7 +373,7 @@ def folded_forward(folded: Sequence[FoldedLayer], x: np.ndarray) -> list[np.ndar
     b = x.shape[0]
     geoms = [fl.geom for fl in folded]
     tensors = {t: np.zeros((b, n)) for t, n in tensor_sizes(geoms).items()}
-    tensors[0][:] = x.reshape(b, -1)
+    tensors[geoms[0].src[0][0]][:] = x.reshape(b, -1)  # tensor 0 (a sub-model: its input)
     outs = []
     with torch.no_grad():
         for fl in folded:

@@ -393,7 +393,7 @@ def forward_batch(qmodel: QModel, xb: np.ndarray) -> list[np.ndarray]:
     x = np.asarray(xb, dtype=np.int16)
     b = x.shape[0]
     tensors = {t: np.zeros((b, n), np.int16) for t, n in tensor_sizes(qmodel.geoms).items()}
-    tensors[0][:] = x.reshape(b, -1)
+    tensors[qmodel.layers[0].geom.src[0][0]][:] = x.reshape(b, -1)  # tensor 0 (a sub-model: its input)
     outs = []
     for ql in qmodel.layers:
         g = ql.geom

@@ -230,7 +230,7 @@ def test_partial_write_back_lands_a_prefix(models):
     # fraction -> cycles round trip (non-integer runtime cycles) cannot move the count across a boundary
     n = 5 * 9 * 8 // 2
     run.interrupt_unit(0, (ws + (n + 0.5) / (5 * 9 * 8) * (te - ws)) / total, np.random.default_rng(0))
-    out = run._fram("act0", np.int16)[:5 * 9 * 8]
+    out = run._fram(plan.layers[0].fram_out, np.int16)[:5 * 9 * 8]
     expect = reference_forward(qm, x)[0].ravel()
     landed = np.flatnonzero(run.fram != before)
     assert landed.size > 0 and run.progress() == 0

@@ -37,8 +37,6 @@ TEMPLATES = HERE / "templates"
 RUNTIME = HERE / "runtime"
 BACKENDS = ("portable", "lea")
 
-_C_OP = {"conv": "AIDI_OP_CONV", "fc": "AIDI_OP_CONV", "dwconv": "AIDI_OP_DWCONV", "maxpool": "AIDI_OP_MAXPOOL",
-         "avgpool": "AIDI_OP_AVGPOOL"}
 #: emitted kernels per plan backend
 KERNELS = {"cpu": "portable", "lea": "lea"}
 _C_DIM = {"r": "AIDI_DIM_R", "c": "AIDI_DIM_C", "m": "AIDI_DIM_M", "n": "AIDI_DIM_N"}
@@ -90,7 +88,7 @@ def _check_limits(prog: Program) -> None:
         what = f"layer {g.index} ({name})"
         if max(g.in_shape + g.out_shape) > 65535:
             raise ValueError(f"{what}: dimensions above 65535 are not supported by the C runtime")
-        if max(g.kh, g.kw, g.stride, g.pad) > 255:
+        if max(g.kh, g.kw, g.sh, g.sw, *g.pads) > 255:
             raise ValueError(f"{what}: kernel, stride and padding must be below 256")
         if lp.design.S > 65535:
             raise ValueError(f"{what}: S above 65535 tiles is not supported")
@@ -108,13 +106,27 @@ def _plan_context(lp: LayerPlan) -> dict:
                 stride_n=lp.n_stride, **rt._asdict(), sram_bytes=rt.sram_bytes)
 
 
-def _layer_context(i: int, name: str, lp: LayerPlan, ql, unit_base: int, src: str, dst: str) -> dict:
+def _c_view(region: str, elem_offset: int, fram) -> str | None:
+    """The C pointer of a tensor view: None for the network input (aidi_infer's), ``aidi_output + k`` or
+    ``aidi_act + k`` (the tensor's place in the FRAM activation region, plus the view's offset)."""
+    if region == "input":
+        return None
+    if region == "output":
+        return f"aidi_output + {elem_offset}"
+    return f"aidi_act + {(fram.regions[region][0] - fram.regions['act'][0]) // 2 + elem_offset}"
+
+
+def _layer_context(i: int, name: str, lp: LayerPlan, ql, unit_base: int, fram) -> dict:
     g = lp.geom
+    srcs = [_c_view(r, off, fram) for r, off in lp.fram_src or ((lp.fram_in, 0),)]
+    la, lb = ql.align
     ctx = dict(
         index=i, name=name, op=g.op, weighted=g.weighted, in_shape=g.in_shape, out_shape=g.out_shape,
-        design=lp.design, plan=_plan_context(lp), relu=g.relu, shift=ql.shift, stride=g.stride, pad=g.pad, kh=g.kh,
-        kw=g.kw, c_op=_C_OP[g.op], c_nest=", ".join(_C_DIM[a] for a in LOOP_NESTS[lp.design.loop_order]),
-        unit_base=unit_base, src=src, dst=dst,
+        design=lp.design, plan=_plan_context(lp), relu=bool(g.relu or g.relu6), shift=ql.shift, stride_h=g.sh,
+        stride_w=g.sw, pad_t=g.pads[0], pad_l=g.pads[1], kh=g.kh, kw=g.kw, act_max=ql.act_hi, align_a=la,
+        align_b=lb, c_op=g.traits.c_op, c_nest=", ".join(_C_DIM[a] for a in LOOP_NESTS[lp.design.loop_order]),
+        unit_base=unit_base, src=srcs[0], src2=srcs[1] if len(srcs) > 1 else None,
+        dst=_c_view(lp.fram_out, lp.out_offset, fram),
     )
     if g.weighted:
         ctx.update(weight_len=ql.w.size, bias_len=ql.b.size, weight_c=_c_ints(ql.w), bias_c=_c_ints(ql.b, per_line=6, int32=True))
@@ -126,13 +138,12 @@ def memory_estimate(prog: Program) -> dict[str, int]:
 
     ``fram_input`` is the sample input, which only the host harness and the simulator build embed."""
     rts = [lp.runtime for lp in prog.layers]
-    acts = [int(np.prod(lp.geom.out_shape)) for lp in prog.layers]
-    inner = acts[:-1]
+    fram = prog.plan.fram.regions
     weights = sum(2 * ql.w.size + 4 * ql.b.size for ql in prog.qmodel.layers if ql.geom.weighted)
     return {
         "fram_weights": weights,
         "fram_input": 2 * prog.x_q.size,
-        "fram_activations": 2 * (max(inner) if inner else 0) * min(2, len(inner)) + 2 * acts[-1],
+        "fram_activations": fram["act"][1] + fram["output"][1],  # tensors placed by lifetime, and the output
         "fram_psum": 2 * 4 * max(r.psum_elems for r in rts),
         "fram_progress": PROGRESS_BYTES,
         "sram_buffers": 2 * max(r.in_buf for r in rts) + 2 * max(r.w_buf for r in rts) + 4 * max(r.acc_buf for r in rts),
@@ -161,21 +172,20 @@ def emit_project(prog: Program, out_dir: str | Path, *, backend: str | None = No
     _check_limits(prog)
     expected = prog.reference_output()
 
-    # activation buffers: layer i writes act[i % 2] (ping-pong), the last one aidi_output
+    # activations: every intermediate tensor at its place in aidi_act (the plan's lifetimes), the last
+    # layer's in aidi_output; the network input is aidi_infer's
     n = len(prog.layers)
-    act_buffers = ["aidi_act_a", "aidi_act_b"][: min(2, n - 1)]
+    act_buffers = ["aidi_act"] if prog.plan.fram.regions["act"][1] else []
     layers, base = [], 0
     for i, (name, lp, ql) in enumerate(zip(prog.layer_names, prog.layers, prog.qmodel.layers)):
-        src = None if i == 0 else act_buffers[(i - 1) % 2]  # layer 0 reads aidi_infer's input
-        dst = "aidi_output" if i == n - 1 else act_buffers[i % 2]
-        layers.append(_layer_context(i, name, lp, ql, base, src, dst))
+        layers.append(_layer_context(i, name, lp, ql, base, prog.plan.fram))
         base += lp.n_units
     total_units = base
     plans = [c["plan"] for c in layers]
 
     sizes = dict(
         **runtime_sram_sizes([lp.runtime for lp in prog.layers], [lp.design.Tm for lp in prog.layers]),
-        act_len=max([1] + [int(np.prod(lp.geom.out_shape)) for lp in prog.layers[:-1]]),
+        act_len=max(1, prog.plan.fram.regions["act"][1] // 2),
         psum_len=max(1, max(p["psum_elems"] for p in plans)),
         progress_bytes=PROGRESS_BYTES,
     )

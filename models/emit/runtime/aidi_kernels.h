@@ -33,6 +33,10 @@ extern uint32_t aidi_lea_calls, aidi_lea_fallbacks;
 /* maxpool / avgpool / relu: reads the input tile, writes int16 outputs to FRAM. */
 void aidi_pool_tile(const aidi_layer_t *L, const aidi_tile_t *T, const int16_t *in);
 
+/* residual add: in holds the two input tiles ([nn][tri][tci] each, tri = rn, tci = cn); writes
+ * finalize((a << align_a) + (b << align_b)) to FRAM (exact in int32: the shifts are <= 15). */
+void aidi_add_tile(const aidi_layer_t *L, const aidi_tile_t *T, const int16_t *in);
+
 /* Saturating dot product in canonical order: acc + sum x[i]*w[i], i < len. */
 int32_t aidi_dot_sat(int32_t acc, const int16_t *x, const int16_t *w, uint16_t len);
 

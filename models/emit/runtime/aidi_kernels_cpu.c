@@ -19,14 +19,14 @@ void aidi_conv_tile_cpu(const aidi_layer_t *L, const aidi_tile_t *T, int32_t *ac
     const int dw = L->op == AIDI_OP_DWCONV;
     const uint16_t n_cnt = dw ? 1 : T->nn, kh = L->kh, kw = L->kw;
     const size_t plane = (size_t)T->tri * T->tci;
-    const size_t row_step = (size_t)L->stride * T->tci; /* next output row */
+    const size_t row_step = (size_t)L->stride_h * T->tci; /* next output row */
     uint16_t m, r, c, n, i, j;
     for (m = 0; m < T->mn; ++m, w += L->w_stride) {
         /* dwconv: output channel m reads input channel m of the tile */
         const int16_t *in_r = dw ? in + m * plane : in;
         for (r = 0; r < T->rn; ++r, in_r += row_step) {
             const int16_t *in_c = in_r;
-            for (c = 0; c < T->cn; ++c, in_c += L->stride) {
+            for (c = 0; c < T->cn; ++c, in_c += L->stride_w) {
                 int32_t a = *acc;
                 const int16_t *wp = w, *in_n = in_c;
                 for (n = 0; n < n_cnt; ++n, in_n += plane) {
@@ -43,7 +43,7 @@ void aidi_conv_tile_cpu(const aidi_layer_t *L, const aidi_tile_t *T, int32_t *ac
 void aidi_pool_tile(const aidi_layer_t *L, const aidi_tile_t *T, const int16_t *in)
 {
     const size_t plane_in = (size_t)T->tri * T->tci, plane_out = (size_t)L->out_h * L->out_w;
-    const size_t row_step = (size_t)L->stride * T->tci;
+    const size_t row_step = (size_t)L->stride_h * T->tci;
     const int32_t kk = (int32_t)L->kh * L->kw;
     int16_t *out_m = L->out + (size_t)T->m0 * plane_out + (size_t)T->r0 * L->out_w + T->c0;
     uint16_t m, r, c, i, j;
@@ -52,7 +52,7 @@ void aidi_pool_tile(const aidi_layer_t *L, const aidi_tile_t *T, const int16_t *
         int16_t *out_r = out_m;
         for (r = 0; r < T->rn; ++r, in_r += row_step, out_r += L->out_w) {
             const int16_t *xp0 = in_r;
-            for (c = 0; c < T->cn; ++c, xp0 += L->stride) {
+            for (c = 0; c < T->cn; ++c, xp0 += L->stride_w) {
                 const int16_t *xp = xp0;
                 int32_t v;
                 if (L->op == AIDI_OP_MAXPOOL) {
@@ -69,7 +69,26 @@ void aidi_pool_tile(const aidi_layer_t *L, const aidi_tile_t *T, const int16_t *
                     v = xp[0] > 0 ? xp[0] : 0;
                 }
                 if (L->relu && v < 0) v = 0;
-                aidi_nvm_w16(&out_r[c], (int16_t)v);
+                aidi_nvm_w16(&out_r[c], aidi_clamp_hi((int16_t)v, L->act_max));
+            }
+        }
+    }
+}
+
+void aidi_add_tile(const aidi_layer_t *L, const aidi_tile_t *T, const int16_t *in)
+{
+    const size_t plane_out = (size_t)L->out_h * L->out_w;
+    const size_t n_tile = (size_t)T->mn * T->rn * T->cn;
+    const int32_t fa = (int32_t)1 << L->align_a, fb = (int32_t)1 << L->align_b; /* shifts as products: */
+    const int16_t *a = in, *b = in + n_tile;                                  /* no shift of a negative */
+    int16_t *out_m = L->out + (size_t)T->m0 * plane_out + (size_t)T->r0 * L->out_w + T->c0;
+    uint16_t m, r, c;
+    for (m = 0; m < T->mn; ++m, out_m += plane_out) {
+        int16_t *out_r = out_m;
+        for (r = 0; r < T->rn; ++r, out_r += L->out_w) {
+            for (c = 0; c < T->cn; ++c, ++a, ++b) {
+                const int32_t acc = (int32_t)*a * fa + (int32_t)*b * fb;
+                aidi_nvm_w16(&out_r[c], aidi_clamp_hi(aidi_finalize(acc, L->shift, L->relu), L->act_max));
             }
         }
     }

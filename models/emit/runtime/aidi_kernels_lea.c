@@ -68,7 +68,7 @@ void aidi_conv_tile_lea(const aidi_layer_t *L, const aidi_tile_t *T, int32_t *ac
                 if (dw || m == 0) { /* gather the window in canonical order [n][kh][kw] */
                     int16_t *v = vec;
                     const int16_t *base = in + (dw ? (size_t)m * plane : 0) +
-                                          ((size_t)r * L->stride) * T->tci + (size_t)c * L->stride;
+                                          ((size_t)r * L->stride_h) * T->tci + (size_t)c * L->stride_w;
                     for (n = 0; n < n_cnt; ++n)
                         for (i = 0; i < L->kh; ++i)
                             for (j = 0; j < L->kw; ++j) *v++ = base[n * plane + (size_t)i * T->tci + j];

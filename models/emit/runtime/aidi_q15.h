@@ -60,4 +60,10 @@ static inline int16_t aidi_finalize(int32_t acc, uint16_t shift, uint16_t relu)
     return (relu && y < 0) ? 0 : y;
 }
 
+/* the relu6 clamp (hi = 6.0 in the output's format; INT16_MAX without relu6) */
+static inline int16_t aidi_clamp_hi(int16_t y, int16_t hi)
+{
+    return y > hi ? hi : y;
+}
+
 #endif /* AIDI_Q15_H */

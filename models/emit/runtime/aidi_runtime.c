@@ -168,22 +168,24 @@ static void tile_geometry(const aidi_layer_t *L, const uint16_t co[4], aidi_tile
         T->n0 = T->m0;
         T->nn = T->mn;
     }
-    T->tri = (uint16_t)((T->rn - 1) * L->stride + L->kh);
-    T->tci = (uint16_t)((T->cn - 1) * L->stride + L->kw);
+    T->tri = (uint16_t)((T->rn - 1) * L->stride_h + L->kh);
+    T->tci = (uint16_t)((T->cn - 1) * L->stride_w + L->kw);
 }
 
 /* ---- fetches FRAM -> SRAM (skipped when the tile is already there) ----- */
 static void fetch_input(const aidi_layer_t *L, const aidi_tile_t *T)
 {
-    uint16_t n, i, j;
+    uint16_t n, i, j, k;
     int16_t *dst = aidi_sram.in;
-    const int16_t y0 = (int16_t)(T->r0 * L->stride) - L->pad; /* padded coordinates */
-    const int16_t x0 = (int16_t)(T->c0 * L->stride) - L->pad;
+    const int16_t y0 = (int16_t)(T->r0 * L->stride_h) - L->pad_t; /* padded coordinates */
+    const int16_t x0 = (int16_t)(T->c0 * L->stride_w) - L->pad_l;
     const size_t plane = (size_t)L->in_h * L->in_w;
-    const int16_t *src_n = (L->in ? L->in : aidi_call.input) + (size_t)T->n0 * plane; /* layer 0: the caller's */
     if (aidi_sram.in_layer == L && aidi_sram.in_n0 == T->n0 && aidi_sram.in_r0 == T->r0 &&
         aidi_sram.in_c0 == T->c0)
         return;
+    for (k = 0; k < (L->op == AIDI_OP_ADD ? 2u : 1u); ++k) { /* an add's two tiles, one after the other */
+    const int16_t *src = k ? L->in2 : L->in;
+    const int16_t *src_n = (src ? src : aidi_call.input) + (size_t)T->n0 * plane; /* 0: the caller's input */
     for (n = 0; n < T->nn; ++n, src_n += plane) {
         int16_t y = y0;
         for (i = 0; i < T->tri; ++i, ++y) {
@@ -195,6 +197,7 @@ static void fetch_input(const aidi_layer_t *L, const aidi_tile_t *T)
                 for (j = 0; j < T->tci; ++j, ++x) *dst++ = (x < 0 || x >= (int16_t)L->in_w) ? 0 : row[x];
             }
         }
+    }
     }
     aidi_sram.in_layer = L;
     aidi_sram.in_n0 = T->n0;
@@ -257,7 +260,7 @@ static void weighted_tile(const aidi_layer_t *L, const aidi_tile_t *T, const uin
         for (r = 0; r < T->rn; ++r, e += L->out_w) {
             for (c = 0; c < T->cn; ++c, ++acc) {
                 if (ni == last_n)
-                    aidi_nvm_w16(&L->out[e + c], aidi_finalize(*acc, L->shift, L->relu));
+                    aidi_nvm_w16(&L->out[e + c], aidi_clamp_hi(aidi_finalize(*acc, L->shift, L->relu), L->act_max));
                 else
                     psum_write(wslot, e + c, *acc);
             }
@@ -278,7 +281,8 @@ static void run_unit(const aidi_layer_t *L, uint32_t u)
             weighted_tile(L, &T, aidi_sram.co, t, u, first, end);
         } else {
             fetch_input(L, &T);
-            aidi_pool_tile(L, &T, aidi_sram.in);
+            if (L->op == AIDI_OP_ADD) aidi_add_tile(L, &T, aidi_sram.in);
+            else aidi_pool_tile(L, &T, aidi_sram.in);
         }
         tile_advance(L, aidi_sram.co);
     }

@@ -77,7 +77,8 @@ enum {
     AIDI_OP_DWCONV = 1,
     AIDI_OP_MAXPOOL = 2,
     AIDI_OP_AVGPOOL = 3, /* avgpool and gap (a window over the whole input) */
-    AIDI_OP_RELU = 4
+    AIDI_OP_RELU = 4,
+    AIDI_OP_ADD = 5      /* residual add of two tensors (aidi.models.ops) */
 };
 
 /* tile dimensions, the index into aidi_layer_t.tile / .count / .nest */
@@ -87,9 +88,11 @@ typedef struct {
     uint8_t op;          /* AIDI_OP_* */
     uint8_t relu;        /* fused ReLU */
     uint8_t shift;       /* rounding right shift of the accumulator */
-    uint8_t stride;
-    uint8_t pad;         /* zero padding (conv/dwconv) */
+    uint8_t stride_h, stride_w; /* strides along rows and columns */
+    uint8_t pad_t, pad_l; /* zero padding above and left (below and right follow from the shapes) */
     uint8_t kh, kw;      /* kernel / pooling window */
+    uint8_t align_a, align_b; /* add: left shifts aligning its two inputs' formats (<= 15) */
+    int16_t act_max;     /* upper clamp of the output (relu6: 6.0 in the output's format; else INT16_MAX) */
     uint8_t nest[4];     /* loop nest over AIDI_DIM_*, outermost first */
     uint16_t in_c, in_h, in_w;    /* input as the kernels see it (fc: C*H*W, 1, 1) */
     uint16_t out_c, out_h, out_w;
@@ -103,8 +106,9 @@ typedef struct {
     uint32_t unit_base;  /* global index of the layer's first unit */
     const int16_t *weight; /* [out_c][in_c][kh][kw]; dwconv [out_c][1][kh][kw] */
     const int32_t *bias;   /* [out_c] */
-    const int16_t *in;     /* FRAM input activation, CHW */
-    int16_t *out;          /* FRAM output activation, CHW */
+    const int16_t *in;     /* FRAM input activation, CHW (0: aidi_infer's input) */
+    const int16_t *in2;    /* add: the second input (0: aidi_infer's input; unused otherwise) */
+    int16_t *out;          /* FRAM output activation, CHW (a concat's producer: its channel slice) */
 } aidi_layer_t;
 
 /* NVM regions (FRAM that the runtime writes), for the host harness. */
