@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import io
 import logging
-import re
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -253,6 +252,43 @@ def _tmy3_elapsed(index: pd.DatetimeIndex, in_one_year: bool) -> np.ndarray:
     return (moved - moved.iloc[0]).dt.total_seconds().to_numpy(float)
 
 
+#: the columns aidi needs in a TMY3-format file (pvlib's read_tmy3 names; GHI becomes "ghi")
+TMY3_COLUMNS = ("Date (MM/DD/YYYY)", "Time (HH:MM)", "GHI (W/m^2)")
+#: the site line's fields (pvlib's read_tmy3 reads them by position; the last four as numbers)
+TMY3_SITE = ("USAF", "Name", "State", "TZ", "latitude", "longitude", "altitude")
+
+
+def _tmy3_layout(text: textfile.TextLines) -> None:
+    """A TraceError naming the line where ``text`` is not laid out as pvlib's read_tmy3 expects: the site line,
+    the header with :data:`TMY3_COLUMNS`, and rows whose Date and Time cells are MM/DD/YYYY and HH:MM.
+    Called once pvlib has failed, to say where."""
+    if len(text) < 2:
+        raise TraceError(f"{text.path}: not a TMY3 file (it needs a site line, a header line and rows)")
+    site = text.lines[0].split(",")
+    try:
+        numbers = [int(site[0])] + [float(v) for v in site[3:len(TMY3_SITE)]]
+    except ValueError:
+        numbers = []
+    if len(numbers) < 5:
+        raise TraceError(f"{text.where(0)}: not a TMY3 site line ({','.join(TMY3_SITE)}; USAF and the last "
+                         "four numbers)")
+    try:
+        rows = pd.read_csv(io.StringIO(text.text(1)), dtype=str)
+    except Exception as exc:  # pandas raises many kinds
+        raise TraceError(f"{text.path}: not a TMY3 file ({exc.__class__.__name__}: {exc})".splitlines()[0]) from None
+    missing = [c for c in TMY3_COLUMNS if c not in rows.columns]
+    if missing:
+        raise TraceError(f"{text.where(1)}: TMY3 header without the column {missing[0]!r}")
+    checks = ((TMY3_COLUMNS[0], "date MM/DD/YYYY", None), (TMY3_COLUMNS[1], "time HH:MM", r"\d\d?:\d\d"))
+    for col, fmt, pattern in checks:
+        cells = rows[col].fillna("").str.strip()
+        ok = (pd.to_datetime(cells, format="%m/%d/%Y", errors="coerce").notna() if pattern is None
+              else cells.str.fullmatch(pattern))
+        if not ok.all():
+            row = int(np.argmax(~ok.to_numpy(bool)))
+            raise TraceError(f"{text.where(row + 2)}: {col!r} holds {cells.iloc[row]!r}, not a {fmt}")
+
+
 def read_tmy3(path: Path) -> tuple[np.ndarray, np.ndarray, float]:
     """(time of each row in s from the first row, GHI in W/m^2, the file's time step in s) of a TMY3-format file.
 
@@ -261,8 +297,10 @@ def read_tmy3(path: Path) -> tuple[np.ndarray, np.ndarray, float]:
     midnight).  The step is the first row's step and must be whole minutes from 1 to 60 (:data:`TMY3_STEPS_S`).
     A typical-year file (each month from another year, as NREL's TMY3) is read in one year (see
     :func:`_tmy3_elapsed`); a file whose times run on regularly (field data, across years) as it is.
-    Raises TraceError naming the file's line: not TMY3, fewer than two rows, a step aidi cannot use,
-    irregular steps (a missing or repeated row), a blank GHI cell, GHI below 0 or above :data:`GHI_MAX_W_M2`.
+    Raises TraceError naming the file's line: not TMY3 (the site line, a header without
+    :data:`TMY3_COLUMNS`, a Date or Time cell pvlib cannot read), fewer than two rows, a step aidi cannot
+    use, irregular steps (a missing or repeated row), a blank GHI cell, GHI below 0 or above
+    :data:`GHI_MAX_W_M2`.
     """
     import pvlib
 
@@ -272,10 +310,11 @@ def read_tmy3(path: Path) -> tuple[np.ndarray, np.ndarray, float]:
     text = textfile.read_lines(path, TraceError)
     try:
         data, _meta = pvlib.iotools.read_tmy3(io.StringIO(text.text()), map_variables=True)
-    except Exception as exc:  # pandas and pvlib raise many kinds; pandas names the data row ("at position 3")
-        at = re.search(r"position (\d+)", str(exc))
-        where = text.where(int(at.group(1)) + 2) if at else str(path)
-        raise TraceError(f"{where}: not a TMY3 file ({exc.__class__.__name__}: {exc})".splitlines()[0]) from None
+        if "ghi" not in data.columns:
+            raise KeyError(TMY3_COLUMNS[2])
+    except Exception as exc:  # pandas and pvlib raise many kinds: find the line, else say what pvlib said
+        _tmy3_layout(text)
+        raise TraceError(f"{path}: not a TMY3 file ({exc.__class__.__name__}: {exc})".splitlines()[0]) from None
     row_line = lambda row: text.where(row + 2)  # noqa: E731  kept line 0 is the site, 1 the header
     n = len(data)
     if n < 2:
@@ -289,7 +328,8 @@ def read_tmy3(path: Path) -> tuple[np.ndarray, np.ndarray, float]:
         row = int(np.argmax(out))
         raise TraceError(f"{row_line(row)}: GHI {ghi[row]:g} W/m^2 is outside 0 .. {GHI_MAX_W_M2:g} W/m^2 (the "
                          "physically possible limit at the zenith)")
-    stamp = lambda row: f"{data.iloc[row, 0]} {data.iloc[row, 1]}"  # noqa: E731  the Date and Time cells
+    dates, clocks = data[TMY3_COLUMNS[0]].astype(str), data[TMY3_COLUMNS[1]].astype(str)
+    stamp = lambda row: f"{dates.iloc[row]} {clocks.iloc[row]}"  # noqa: E731  the row's own cells
     t = _tmy3_elapsed(data.index, False)
     if (np.diff(t) != t[1]).any():  # a typical year (months from other years), or a missing or repeated row
         in_year = _tmy3_elapsed(data.index, True)
@@ -304,7 +344,7 @@ def read_tmy3(path: Path) -> tuple[np.ndarray, np.ndarray, float]:
     if irregular.any():
         row = int(np.argmax(irregular)) + 1
         leap = " (pvlib moves 29 February to 1 March: a TMY3 file has no leap day)" \
-            if str(data.iloc[row, 0]).startswith("02/29") else ""
+            if dates.str.startswith("02/29").any() else ""
         raise TraceError(f"{row_line(row)}: {stamp(row)} comes {(t[row] - t[row - 1]) / 60:g} min after the row "
                          f"before, not the file's step of {step / 60:g} min (a missing or repeated row?){leap}")
     return t, ghi, step

@@ -719,3 +719,20 @@ def test_text_that_is_not_text_is_a_one_line_error(tmp_path, data, part):
 def test_cli_messages_name_the_cause(tmp_path, text, parts, cmd):
     p = write(tmp_path, text, "bad.toml")
     cli_error([cmd[0], str(p), *cmd[1:]], *parts)
+
+
+@pytest.mark.parametrize("text,part", [
+    (TMY3_HEAD + "06/01/2005,01:00,0\n# a note\n13/45/2005,02:00,0\n",
+     "line 5: 'Date (MM/DD/YYYY)' holds '13/45/2005', not a date"),
+    (TMY3_HEAD + "06/01/2005,01:00,0\n06/01/2005,02:xx,0\n", "line 4: 'Time (HH:MM)' holds '02:xx', not a time"),
+    ("time_s,power_W\n0,1e-3\n1,2e-3\n", "line 1: not a TMY3 site line"),
+    (TMY3_HEAD.replace("GHI (W/m^2)", "DNI (W/m^2)") + "06/01/2005,01:00,0\n06/01/2005,02:00,0\n",
+     "line 2: TMY3 header without the column 'GHI (W/m^2)'"),
+    (TMY3_HEAD + "06/01/2005,01:00,0\n", "a TMY3 file needs at least two rows"),
+], ids=["bad-date", "bad-time", "a-trace", "no-ghi", "one-row"])
+def test_tmy3_that_pvlib_cannot_read_is_an_error_naming_the_line(tmp_path, text, part):
+    p = tmp_path / "site.csv"
+    p.write_text(text)
+    with pytest.raises(TraceError) as info:
+        hv.read_tmy3(p)
+    assert_one_line(str(info.value), "site.csv", part)
