@@ -78,20 +78,90 @@ def load_model(sc: loader.Scenario):
         raise UserError(f"{sc.path.name}: {str(exc).splitlines()[0]}") from None
 
 
+def model_geometry(sc: loader.Scenario) -> tuple:
+    """The executed layers (:class:`~aidi.models.layers.LayerGeom`, in order) of the scenario's ``[model]``, from
+    its layer specs and input shape alone: what a cost-only run, a check or a sweep needs.  Reads no weights and
+    no data set and imports no torch; the source of the weights is checked by name only
+    (:func:`check_weights_source`).  Raises :class:`UserError` naming the file for a layer that does not parse."""
+    check_weights_source(sc)
+    try:
+        return _geometry(json.dumps(list(sc.model.layers), sort_keys=True), tuple(sc.model.input))
+    except ValueError as exc:
+        raise UserError(f"{sc.path.name}: {str(exc).splitlines()[0]}") from None
+
+
+@functools.lru_cache(maxsize=64)
+def _geometry(layers_json: str, input_shape: tuple) -> tuple:
+    from aidi.models.schedule.plan import geoms_of
+
+    return tuple(geoms_of(json.loads(layers_json), list(input_shape)))
+
+
+def check_weights_source(sc: loader.Scenario) -> None:
+    """What can be said of ``[model] weights = "trained:<dataset>"`` without reading it: the data set is one
+    :data:`aidi.models.data.DATASETS` names, and ``digits`` has the model's input shape (the loader has checked
+    that a weights file exists).  The rest (a file's architecture, a folder data set's files and shape) is read,
+    and refused, where the weights are loaded (:func:`load_model`).  Raises :class:`UserError` naming the file."""
+    from aidi.models.data import DATASETS, DIGITS_SHAPE
+
+    w = sc.model.weights
+    if getattr(sc.model, "onnx", None) is not None or sc.model.file is not None or not w.startswith("trained:"):
+        return
+    name = w.split(":", 1)[1]
+    if name not in DATASETS:
+        raise UserError(f"{sc.path.name}: model.weights: unknown dataset {name!r} (one of {', '.join(DATASETS)})")
+    if name == "digits" and tuple(sc.model.input) != DIGITS_SHAPE:
+        raise UserError(f"{sc.path.name}: model.weights: dataset 'digits' has input shape {list(DIGITS_SHAPE)}, "
+                        f"model.input is {list(sc.model.input)}")
+
+
 @dataclass
 class Built:
-    """Everything a run needs, derived from one scenario."""
+    """Everything a run needs, derived from one scenario.
+
+    The plan, task graph and Workload come from the layers' shapes (:func:`model_geometry`); the weights
+    (``trained``, ``qmodel``, ``x_q``, ``q15_accuracy``) are loaded on first use (:func:`load_model`: torch
+    and the data set), so a run that only counts cost (``aidi run --engine oracle``, ``--no-functional``,
+    ``aidi check``, sweeps) never loads them.  ``model_loaded`` says whether they were.
+    """
 
     scenario: loader.Scenario
     platform: Platform
-    trained: object
-    qmodel: object
     plan: object
     graph: TaskGraph
     work: Workload
     segments: Segments
-    x_q: np.ndarray = field(repr=False)
-    q15_accuracy: float = float("nan")
+    _weights: tuple | None = field(default=None, repr=False)
+
+    @property
+    def model_loaded(self) -> bool:
+        return self._weights is not None
+
+    def _loaded(self) -> tuple:
+        """(TrainedModel, QModel, Q15 held-out accuracy, int16 input sample), loaded once."""
+        if self._weights is None:
+            trained, qm, acc = load_model(self.scenario)
+            if [ql.geom for ql in qm.layers] != list(self.plan.geoms):  # the plan was made from the specs' shapes
+                raise ValueError(f"{self.scenario.path.name}: the loaded model's layers differ from the shapes "
+                                 f"planned from [model] layers")
+            self._weights = (trained, qm, acc, qm.quantize_input(trained.dataset.x_test[:1])[0])
+        return self._weights
+
+    @property
+    def trained(self):
+        return self._loaded()[0]
+
+    @property
+    def qmodel(self):
+        return self._loaded()[1]
+
+    @property
+    def q15_accuracy(self) -> float:
+        return self._loaded()[2]
+
+    @property
+    def x_q(self) -> np.ndarray:
+        return self._loaded()[3]
 
     def design_summary(self, layer: int) -> str:
         d = self.plan.layers[layer].design
@@ -110,25 +180,28 @@ class Built:
 
 
 def build(sc: loader.Scenario, plans=None) -> Built:
-    """Model, Q15, execution designs and the task graph for a scenario (:func:`aidi.models.hardware.compose`).
+    """Execution designs, plan and task graph for a scenario (:func:`aidi.models.hardware.compose`) from its layers'
+    shapes; the model's weights load when first used (:class:`Built`).
 
     ``plans``: a :class:`aidi.models.hardware.PlanCache` shared by runs whose
     designs agree (a sweep), or None.
     """
     from aidi.models import hardware
 
-    trained, qm, q_acc = load_model(sc)
+    geoms = model_geometry(sc)
     segments = sc.harvester.segments()
     try:
-        hw = hardware.compose(sc, qm, segments=segments, cache=plans)
+        hw = hardware.compose(sc, list(geoms), segments=segments, cache=plans)
     except ValueError as exc:
         raise UserError(f"{sc.path.name}: {str(exc).splitlines()[0]}") from None
-    x_q = qm.quantize_input(trained.dataset.x_test[:1])[0]
-    return Built(sc, hw.platform, trained, qm, hw.plan, hw.graph, hw.work, hw.segments, x_q, q_acc)
+    return Built(sc, hw.platform, hw.plan, hw.graph, hw.work, hw.segments)
 
 
 def simulate(built: Built, engine: str = "des", functional: bool = False, log: bool = False):
-    """Run the SimPy model (``des``) or the oracle; returns (result dict, event log or None)."""
+    """Run the SimPy model (``des``) or the oracle; returns (result dict, event log or None).
+
+    ``float_accuracy`` / ``q15_accuracy`` (held-out, fractions) are in the result when the run loaded the
+    weights (``functional``, or an earlier use of them); a cost-only run leaves them out."""
     sc = built.scenario
     if engine == "oracle":
         res = oracle.simulate(built.work, sc.power, built.segments, sc.sim)
@@ -137,10 +210,11 @@ def simulate(built: Built, engine: str = "des", functional: bool = False, log: b
         fn = built.functional() if functional else None
         res, events = des.simulate(built.work, sc.power, built.segments, sc.sim, functional=fn, log=log)
     res["scenario"] = sc.name
-    res["float_accuracy"] = built.trained.float_accuracy
-    res["q15_accuracy"] = built.q15_accuracy
-    if getattr(built.trained, "agreement", None) is not None:  # an imported ONNX model
-        res["onnx_agreement"] = built.trained.agreement
+    if built.model_loaded:
+        res["float_accuracy"] = built.trained.float_accuracy
+        res["q15_accuracy"] = built.q15_accuracy
+        if getattr(built.trained, "agreement", None) is not None:  # an imported ONNX model
+            res["onnx_agreement"] = built.trained.agreement
     res["designs"] = {built.graph.layer_names[i]: built.design_summary(i) for i in range(len(built.plan.layers))}
     res["sram_max_bytes"] = built.graph.max_sram_bytes()
     return res, events
