@@ -61,12 +61,6 @@ def _user_errors(context: str = "") -> Iterator[None]:
         raise UserError(one_line(exc, context)) from exc
 
 
-def _choice(option: str, value: Any, choices: Sequence[str]) -> str:
-    if value not in choices:
-        raise UserError(f"{option}: expected one of {', '.join(choices)}, got {value!r}")
-    return value
-
-
 def _prepare_out(out: str | os.PathLike, force: bool) -> Path:
     """An output folder made ready (:func:`aidi.analysis.outdir.prepare`; errors name it ``out``)."""
     from . import outdir
@@ -75,10 +69,76 @@ def _prepare_out(out: str | os.PathLike, force: bool) -> Path:
         return outdir.prepare(Path(out), force, option="out")
 
 
-def _positive_int(option: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise UserError(f"{option}: must be a positive integer, got {value!r}")
+# --------------------------------------------------------------------------- option checks
+# One check per option, made by these functions for the API and for the command line alike (``aidi`` calls
+# them with ``cli=True``, so its message names the option as it is typed, ``--top``, where the API's names
+# the parameter, ``top_k``).  Each raises UserError before any work starts.
+
+#: the command line's spelling of a parameter, where it is not ``--`` and the name with dashes
+CLI_OPTIONS = {"top_k": "--top", "requirement_s": "--requirement"}
+
+
+def option_name(param: str, cli: bool = False) -> str:
+    """``param`` as an error message names it: the parameter, or with ``cli`` the command line's option."""
+    return (CLI_OPTIONS.get(param) or "--" + param.replace("_", "-")) if cli else param
+
+
+def _choice(param: str, value: Any, choices: Sequence[str], cli: bool = False) -> str:
+    if value not in choices:
+        raise UserError(f"{option_name(param, cli)}: expected one of {', '.join(choices)}, got {value!r}")
     return value
+
+
+def _positive_int(param: str, value: Any, cli: bool = False, least: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        what = "a positive integer" if least == 1 else f"an integer >= {least}"
+        raise UserError(f"{option_name(param, cli)}: must be {what}, got {value!r}")
+    return value
+
+
+def run_options(engine: str, functional: bool | None, cli: bool = False) -> bool:
+    """Check :func:`run`'s (``aidi run``'s) options; returns whether the run is functional: ``functional`` None
+    means True under "des" and False under "oracle".  UserError: an unknown engine, or ``functional`` asked of
+    the oracle, which computes no output."""
+    _choice("engine", engine, ENGINES, cli)
+    if functional is None:
+        return engine == "des"
+    if functional and engine != "des":
+        use = "--engine des, or leave out --functional" if cli else 'engine="des"'
+        raise UserError(f"{option_name('functional', cli)}: only the des engine computes the network's output "
+                        f"(use {use})")
+    return bool(functional)
+
+
+def sweep_options(engine: str, workers: int, cli: bool = False) -> None:
+    """Check :func:`sweep`'s (``aidi sweep``'s) engine and worker count (processes, >= 1)."""
+    _choice("engine", engine, ENGINES, cli)
+    _positive_int("workers", workers, cli)
+
+
+def explore_options(top_k: int, cli: bool = False) -> None:
+    """Check :func:`explore`'s (``aidi explore``'s) alternatives per layer (>= 1)."""
+    _positive_int("top_k", top_k, cli)
+
+
+def nas_options(controller: str, dataset: str, budget: int, workers: int, seed: int = 0,
+                requirement_s: float | None = None, cli: bool = False) -> None:
+    """Check a search's options (:func:`nas`, :func:`nas_compare`, ``aidi nas``): controller and data set by
+    name, ``budget`` and ``workers`` >= 1, ``seed`` >= 0 (numpy's seed sequences take no negative seed),
+    ``requirement_s`` a positive number of seconds or None."""
+    from aidi.models.nas import CONTROLLERS
+
+    from .nas_run import DATASETS
+
+    _choice("controller", controller, CONTROLLERS, cli)
+    _choice("dataset", dataset, DATASETS, cli)
+    _positive_int("budget", budget, cli)
+    _positive_int("workers", workers, cli)
+    _positive_int("seed", seed, cli, least=0)
+    if requirement_s is not None and (isinstance(requirement_s, bool) or not isinstance(requirement_s, (int, float))
+                                      or not math.isfinite(requirement_s) or requirement_s <= 0):
+        raise UserError(f"{option_name('requirement_s', cli)}: must be a positive number of seconds, "
+                        f"got {requirement_s!r}")
 
 
 # --------------------------------------------------------------------------- scenarios
@@ -347,11 +407,7 @@ def run(scenario: Any, engine: str = "des", functional: bool | None = None, even
     """
     from . import pipeline
 
-    _choice("engine", engine, ENGINES)
-    if functional is None:
-        functional = engine == "des"
-    if functional and engine != "des":
-        raise UserError("functional: only the des engine computes the network's output (use engine=\"des\")")
+    functional = run_options(engine, functional)
     sc, ctx = _scenario_and_context(scenario)
     with _user_errors(ctx):
         built = pipeline.build(sc)
@@ -434,7 +490,7 @@ class SweepResult:
 
     ``table``: one row per grid point, in grid order (the first key varies slowest): the swept keys
     (e.g. ``power.capacitor_F``), ``completed``, ``error`` ("" or why the point could not run),
-    ``latency_s`` (s), ``power_cycles``, ``on_time_s`` / ``off_time_s`` (s), ``units``,
+    ``reason`` ("" or why a point that ran did not complete), ``latency_s`` (s), ``power_cycles``, ``on_time_s`` / ``off_time_s`` (s), ``units``,
     ``units_reexecuted``, ``meets_deadline``, ``harvested_J`` / ``consumed_J`` (J) and
     ``E_<category>_J`` (J per energy category), ``designs`` (the executed designs, "layer
     Tr_Tc_Tm_Tn_order_S; ..."); the ``rows`` of ``aidi sweep --json``.  ``keys``: the swept keys (``section.key``), ``grid``: their values; ``boundary``: along the first key,
@@ -497,19 +553,20 @@ def sweep(scenario: Any, grid: Mapping[str, Any] | Sequence[str], engine: str = 
     scenario gets under its own power (for power, harvester and run keys: one workload, built once and
     evaluated per point; the ``designs`` column names them).
 
-    Every value is validated before any work starts: a bad one raises :class:`UserError` naming the
-    key.  A point that cannot run (nothing fits, no progress) is a row with ``error``, not an error.
+    Bad input raises :class:`UserError` before any point runs, as :func:`run` would refuse it: an option, a
+    value (naming the key), the base scenario's harvester data or model (unless a swept key of that section
+    replaces it; then each variant is read: :func:`aidi.analysis.sweep.check_inputs`).  A point that cannot run
+    (a capacitor too small to boot, nothing fits, no progress) is a row with ``error``, and one that runs but
+    does not complete a row with ``reason``, not an error; a sweep in which no point completes is a result
+    too (the table has every column; ``aidi sweep`` then exits 1).
     """
     from . import sweep as sw
 
-    _choice("engine", engine, ENGINES)
-    _positive_int("workers", workers)
+    sweep_options(engine, workers)
     g = _grid(grid)
     sc, ctx = _scenario_and_context(scenario)
-    for key, vals in g.items():
-        for v in vals:
-            sc.replace({key: v})
     with _user_errors(ctx):
+        sw.check_inputs(sc, g, reoptimize)
         df = sw.run_sweep(sc, g, workers=workers, dask=dask, engine=engine, progress=progress, reoptimize=reoptimize)
     data = sweep_summary(sc.name, g, df, reoptimize)
     return SweepResult(scenario=sc.name, engine=engine, keys=tuple(g), grid=g, table=df, boundary=data["boundary"],
@@ -567,18 +624,6 @@ class NasResult:
     json: dict = field(repr=False)
 
 
-def _nas_options(controller: str, dataset: str, budget: int, workers: int) -> None:
-    """Check the search options before any work (named as the Python functions name them)."""
-    from aidi.models.nas import CONTROLLERS
-
-    from .nas_run import DATASETS
-
-    _choice("controller", controller, CONTROLLERS)
-    _choice("dataset", dataset, DATASETS)
-    _positive_int("budget", budget)
-    _positive_int("workers", workers)
-
-
 def nas(scenario: Any, out: str | os.PathLike, controller: str = "evolution", budget: int = 48, seed: int = 0,
         requirement_s: float | None = None, dataset: str = "digits", data_dir: str | os.PathLike | None = None,
         quick: bool = False, workers: int = 1, dask: str | None = None, force: bool = False,
@@ -601,7 +646,7 @@ def nas(scenario: Any, out: str | os.PathLike, controller: str = "evolution", bu
 
     from . import jsonout, nas_run
 
-    _nas_options(controller, dataset, budget, workers)
+    nas_options(controller, dataset, budget, workers, seed, requirement_s)
     sc, ctx = _scenario_and_context(scenario)
     _prepare_out(out, force)  # before any work
     with _user_errors(ctx):
@@ -670,7 +715,7 @@ def explore(scenario: Any, top_k: int = 5, exhaustive: bool = False) -> ExploreR
     (small networks only).  Raises :class:`UserError` for a bad scenario, ``top_k``, or a network no
     design fits.
     """
-    _positive_int("top_k", top_k)
+    explore_options(top_k)
     sc, ctx = _scenario_and_context(scenario)
     with _user_errors(ctx):
         res = _explore.explore(sc, top_k=top_k, exhaustive=bool(exhaustive))
@@ -721,7 +766,7 @@ def nas_compare(scenario: Any, out: str | os.PathLike, requirements_s: Sequence[
 
     from . import jsonout, nas_run
 
-    _nas_options(controller, dataset, budget, workers)
+    nas_options(controller, dataset, budget, workers, seed)
     reqs = None
     if requirements_s is not None:
         reqs = [_plain(r) for r in requirements_s]

@@ -157,8 +157,9 @@ FORMAT_OPTION = dict(help="figure files, comma-separated from html,svg,pdf,png (
 def run(
     scenario: Path = typer.Argument(..., metavar="SCENARIO", help=SCENARIO_HELP),
     engine: Engine = typer.Option(Engine.des, help="des (SimPy model) or oracle (compiled numba loop)"),
-    functional: bool = typer.Option(True, "--functional/--no-functional",
-                                    help="also compute the network's output bit-exactly (des only)"),
+    functional: Optional[bool] = typer.Option(None, "--functional/--no-functional",
+                                              help="also compute the network's output bit-exactly (des only; "
+                                                   "default: on with des, off with oracle)"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
     out: Optional[Path] = typer.Option(None, help="write events.csv, events.parquet, voltage and energy figures, "
                                                   "report.html"),
@@ -169,7 +170,11 @@ def run(
     from . import figures, outdir, pipeline, report
     from .progress import Progress
 
+    from .api import run_options
+
     engine = engine.value
+    with one_line_errors():  # an option's error names the option, not the scenario
+        functional = run_options(engine, functional, cli=True)
     with one_line_errors(str(scenario)), Progress("aidi run") as prog:
         formats = figures.formats_for_out(fmt, out)
         if out is not None:
@@ -178,7 +183,7 @@ def run(
         built = pipeline.build(sc)
         # the task starts after loading and planning, where bad input is found: an error there stays one line
         task = prog.task("steps (simulate" + (", write figures)" if out is not None else ")"), 1 + (out is not None))
-        res, events = pipeline.simulate(built, engine=engine, functional=functional and engine == "des",
+        res, events = pipeline.simulate(built, engine=engine, functional=functional,
                                         log=out is not None and engine == "des")
         task.advance()
         if out is not None:
@@ -223,13 +228,16 @@ def check(
 @app.command()
 def explore(
     scenario: Path = typer.Argument(..., metavar="SCENARIO", help=SCENARIO_HELP),
-    top: int = typer.Option(5, "--top", min=1, help="alternatives shown per layer"),
+    top: int = typer.Option(5, "--top", help="alternatives shown per layer (>= 1)"),
     exhaustive: bool = typer.Option(False, "--exhaustive", help="simulate every design combination (small networks)"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
 ) -> None:
     """Execution designs the latency optimizer chooses per layer, the alternatives and why others were rejected."""
     from . import explore as exp
+    from .api import explore_options
 
+    with one_line_errors():
+        explore_options(top, cli=True)
     with one_line_errors(str(scenario)):
         res = exp.explore(scenario, top_k=top, exhaustive=exhaustive)
     if as_json:
@@ -243,7 +251,7 @@ def sweep(
     scenario: Path = typer.Argument(..., metavar="SCENARIO", help=SCENARIO_HELP),
     set_: list[str] = typer.Option(..., "--set", metavar="KEY=V1,V2,...",
                                    help="values of one key (repeat for a grid), e.g. power.capacitor_F=1e-4,1e-3"),
-    workers: int = typer.Option(1, help="local worker processes (or Dask workers with --dask local)"),
+    workers: int = typer.Option(1, help="local worker processes, >= 1 (or Dask workers with --dask local)"),
     dask: Optional[str] = typer.Option(None, "--dask", **DASK_OPTION),
     engine: Engine = typer.Option(Engine.oracle, help="oracle or des"),
     reoptimize: bool = typer.Option(False, "--reoptimize",
@@ -254,22 +262,28 @@ def sweep(
     force: bool = typer.Option(False, "--force", help=FORCE_HELP),
     fmt: str = typer.Option("html", "--format", **FORMAT_OPTION),
 ) -> None:
-    """Run a grid of scenario variants in parallel; tidy table, figure and feasibility boundary."""
+    """Run a grid of scenario variants in parallel; tidy table, figure and feasibility boundary.
+
+    Every point is a row: one that cannot run says why in `error`, one that runs but does not complete in
+    `reason`.  Exit status: 0 when some point completes, 1 when none does (the table, JSON and files are
+    written all the same), 2 for bad input (an option, a value, or a base scenario whose harvester data or
+    model cannot be read, unless a --set key of that section replaces it), refused before any point runs.
+    """
     from . import figures, outdir, pipeline, report
     from . import sweep as sw
-    from .api import sweep_summary
+    from .api import sweep_options, sweep_summary
     from .progress import Progress
 
     engine = engine.value
+    with one_line_errors():
+        sweep_options(engine, workers, cli=True)
     with one_line_errors(str(scenario)):
         formats = figures.formats_for_out(fmt, out)
-        if out is not None:
-            outdir.prepare(out, force)
         grid = sw.parse_sets(set_)
         sc = pipeline.load_scenario(scenario)
-        for key in grid:  # validate every value before any work starts
-            for v in grid[key]:
-                sc.with_values(**{key: v})
+        sw.check_inputs(sc, grid, reoptimize)  # bad input is refused before any point runs, as aidi run does
+        if out is not None:
+            outdir.prepare(out, force)
         with Progress("aidi sweep") as prog, prog.task("points", len(sw.points(grid))) as task:
             df = sw.run_sweep(sc.path, grid, workers=workers, dask=dask, engine=engine, progress=task.callback(),
                               reoptimize=reoptimize)
@@ -286,6 +300,10 @@ def sweep(
         report.print_sweep(df, summary, out)
         for line in sw.describe_designs(df, sc.name, reoptimize):
             print(line)
+    if not df["completed"].any():  # a result, not bad input: every row says why
+        print(f"aidi: no point of the sweep completed ({len(df)} tried; each row's error or reason says why)",
+              file=sys.stderr)
+        raise typer.Exit(1)
 
 
 @app.command("emit-c")
@@ -407,7 +425,11 @@ def nas(
     from . import figures, nas_run
     from .progress import Progress
 
+    from .api import nas_options
+
     controller, dataset = controller.value, dataset.value
+    with one_line_errors():
+        nas_options(controller, dataset, budget, workers, seed, requirement, cli=True)
     with one_line_errors(str(scenario)):
         formats = figures.parse_formats(fmt)
         figures.require_static(formats)

@@ -62,18 +62,8 @@ def parallel_map(workers: int = 1, dask: str | None = None):
 
 
 # --------------------------------------------------------------------------- inputs
-def _check_args(controller: str, budget: int, dataset: str, workers: int) -> None:
-    from aidi.models.nas import CONTROLLERS
-
-    if controller not in CONTROLLERS:
-        raise UserError(f"--controller: expected one of {', '.join(CONTROLLERS)}, got {controller!r}")
-    if budget < 1:
-        raise UserError(f"--budget: must be at least 1 evaluation, got {budget}")
-    if dataset not in DATASETS:
-        raise UserError(f"--dataset: expected one of {', '.join(DATASETS)}, got {dataset!r}")
-    if workers < 1:
-        raise UserError(f"--workers: must be at least 1, got {workers}")
-
+# The search's options (controller, budget, dataset, workers, seed, requirement) are checked by the callers,
+# the API and the command line alike, with :func:`aidi.analysis.api.nas_options`.
 
 #: --quick on a folder data set: a subset drawn by the seed (a smoke run, not an experiment)
 QUICK_SUBSET = {"max_train": 2048, "max_test": 512}
@@ -263,12 +253,9 @@ def run_nas(scenario: str | Path, controller: str = "evolution", budget: int = 4
 
     from . import pipeline
 
-    _check_args(controller, budget, dataset, workers)
     log = log or (lambda s: None)
     sc = pipeline.load_scenario(scenario)
     req = requirement_s if requirement_s is not None else sc.sim.deadline_s
-    if req is not None and not (math.isfinite(req) and req > 0):
-        raise UserError(f"--requirement: must be a positive number of seconds, got {req}")
     out_dir = outdir.prepare(Path(out) if out is not None else Path("out") / "nas" / sc.name, force)
     space, data = load_data(dataset, data_dir, seed, quick, train_images)
     cfg = supernet_config(quick)
@@ -589,7 +576,6 @@ def run_compare(scenario: str | Path, controller: str = "evolution", budget: int
 
     from . import pipeline
 
-    _check_args(controller, budget, dataset, workers)
     if inas_requirement not in INAS_REQUIREMENTS:
         raise UserError(f"--inas-requirement: expected one of {', '.join(INAS_REQUIREMENTS)}, got {inas_requirement!r}")
     if search_budget_s is not None and not (math.isfinite(search_budget_s) and search_budget_s > 0):

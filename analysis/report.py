@@ -317,6 +317,8 @@ def print_check(res: dict) -> None:
 def print_sweep(df, summary: dict, out) -> None:
     t = Table(title=f"aidi sweep {summary['scenario']} ({summary['points']} points)")
     cols = summary["keys"] + ["completed", "latency_s", "power_cycles", "units_reexecuted", "error"]
+    if "reason" in df and df["reason"].astype(bool).any():  # why a point that ran did not complete
+        cols.append("reason")
     for c in cols:
         t.add_column(c)
     for _, row in df.iterrows():

@@ -64,6 +64,36 @@ def points(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
     return [dict(zip(keys, combo)) for combo in itertools.product(*(grid[k] for k in keys))]
 
 
+def check_inputs(base, grid: dict[str, list[Any]], reoptimize: bool = False) -> None:
+    """Refuse, before any point runs, the bad input ``aidi run`` refuses (the caller makes it a one-line error,
+    exit status 2): every value (the base scenario changed by it, validated as a file is), the base scenario's
+    harvester data (a trace or recording is read) and its model's layers (:func:`aidi.analysis.pipeline.
+    model_geometry`).  Where swept keys change ``harvester`` or ``model`` values, the variants they make are read
+    instead of the base's, so a value may replace a bad part of the base (``--set harvester.file=good.csv``) and a
+    bad variant is refused too; but without ``reoptimize`` the designs are chosen under the base's own harvester
+    (:class:`_FixedDesigns`), so it is read all the same.  What only makes a point infeasible (a capacitor too
+    small to boot, designs that do not fit) is not bad input: that point is a row with its ``error``.  Raises
+    the loader's or the harvester reader's error, or :class:`UserError`."""
+    from . import pipeline
+    from .errors import one_line, user_errors
+
+    for key, values in grid.items():
+        for v in values:
+            base.with_values(**{key: v})
+    for section, read in (("harvester", lambda sc: sc.harvester.segments()), ("model", pipeline.model_geometry)):
+        swept = {k: v for k, v in grid.items() if k.partition(".")[0] == section}
+        variants = points(swept)  # no key swept: the base alone (one empty point)
+        base_too = bool(swept) and section == "harvester" and not reoptimize
+        for p in [{}] * base_too + variants:
+            try:
+                read(base.with_values(**p) if p else base)
+            except user_errors() as exc:
+                if p or not swept:
+                    raise
+                raise UserError(f"{one_line(exc)} (the designs are chosen under the scenario's own harvester, "
+                                f"though --set replaces it; --reoptimize chooses them per point)") from None
+
+
 #: plans and workloads shared by the points a process evaluates (one per structure: model, device, execution,
 #: designs); a point that changes only power, harvester or run values and keeps its designs reuses one
 _PLANS = None
@@ -112,13 +142,21 @@ def designs_text(hw) -> str:
     return "; ".join(f"{name} {design_name(ly.design)}" for name, ly in zip(hw.graph.layer_names, hw.plan.layers))
 
 
+#: the columns of every sweep table after the swept keys, whatever its points gave (a sweep in which no point
+#: ran has them too, empty); the ``E_<category>_J`` columns of the points that ran come before ``designs``
+ROW_COLUMNS = ("completed", "error", "reason", "latency_s", "power_cycles", "on_time_s", "off_time_s", "units",
+               "units_reexecuted", "meets_deadline", "harvested_J", "consumed_J")
+
+
 def _row(overrides: dict[str, Any], res: dict, designs: str) -> dict:
-    """One sweep row: the point's values, then what the engine's result dict says."""
+    """One sweep row: the point's values, then what the engine's result dict says (``reason``: why a run that
+    started did not complete, "" when it did)."""
     e = res["energy_J"]
     return {
         **overrides,
         "completed": res["completed"],
         "error": "",
+        "reason": "" if res["completed"] else res.get("reason", ""),
         "latency_s": res["latency_s"],
         "power_cycles": res["power_cycles"],
         "on_time_s": res["on_time_s"],
@@ -134,7 +172,20 @@ def _row(overrides: dict[str, Any], res: dict, designs: str) -> dict:
 
 
 def _error_row(overrides: dict[str, Any], exc: BaseException, designs: str = "") -> dict:
-    return {**overrides, "completed": False, "error": str(exc).splitlines()[0], "designs": designs}
+    return {**overrides, "completed": False, "error": str(exc).splitlines()[0], "reason": "", "designs": designs}
+
+
+def sweep_table(keys: Iterable[str], rows: list[dict]) -> pd.DataFrame:
+    """The tidy sweep table of ``rows`` (one per point, in grid order): the swept ``keys``, :data:`ROW_COLUMNS`,
+    the energy categories the points that ran report (``E_<category>_J``, J) and ``designs``; a column no point
+    filled is all missing (NaN), so a sweep in which no point ran has the same columns as any other."""
+    keys = list(keys)
+    energy = list(dict.fromkeys(c for r in rows for c in r if c.startswith("E_") and c.endswith("_J")))
+    df = pd.DataFrame(rows, columns=[*keys, *ROW_COLUMNS, *energy, "designs"])
+    df["completed"] = df["completed"].astype(bool)
+    for col in ("error", "reason", "designs"):
+        df[col] = df[col].fillna("")
+    return df
 
 
 def _compose(sc, plans, segments=None, designs=None):
@@ -144,10 +195,10 @@ def _compose(sc, plans, segments=None, designs=None):
 
     from . import pipeline
 
-    qm = pipeline.load_model(sc)[1]
+    geoms = list(pipeline.model_geometry(sc))
     seg = segments if segments is not None else sc.harvester.segments()
     try:
-        return hardware.compose(sc, qm, segments=seg, cache=plans, designs=designs)
+        return hardware.compose(sc, geoms, segments=seg, cache=plans, designs=designs)
     except ValueError as exc:
         raise UserError(f"{sc.path.name}: {str(exc).splitlines()[0]}") from None
 
@@ -213,9 +264,9 @@ class _FixedDesigns:
         if key not in self._by_structure:
             try:
                 ref = self.base.with_values(**structural) if structural else self.base
-                qm = pipeline.load_model(ref)[1]
+                geoms = list(pipeline.model_geometry(ref))
                 try:
-                    designs = hardware.resolve(ref, qm, segments=self.segments(ref.harvester))
+                    designs = hardware.resolve(ref, geoms, segments=self.segments(ref.harvester))
                 except ValueError as exc:
                     raise UserError(f"{ref.path.name}: {str(exc).splitlines()[0]}") from None
             except point_errors() as exc:
@@ -343,7 +394,7 @@ def run_sweep(scenario_path: str | Path, grid: dict[str, list[Any]], workers: in
                 for j, row in zip(futs[fut], fut.result()):
                     rows[j] = row
                     tick()
-    return pd.DataFrame(rows)
+    return sweep_table(grid, rows)
 
 
 def run_sweep_per_point(scenario_path: str | Path, grid: dict[str, list[Any]], engine: str = "oracle",
@@ -352,7 +403,7 @@ def run_sweep_per_point(scenario_path: str | Path, grid: dict[str, list[Any]], e
     power, as ``reoptimize``) and simulated on its own by :func:`evaluate_point`, in one process.  Kept as
     the baseline of ``aidi bench``'s sweep entry and as the reference the batched rows are tested against."""
     path = str(scenario_path) if isinstance(scenario_path, (str, Path)) else scenario_path
-    return pd.DataFrame([evaluate_point(path, p, engine, plans) for p in points(grid)])
+    return sweep_table(grid, [evaluate_point(path, p, engine, plans) for p in points(grid)])
 
 
 def describe_designs(df: pd.DataFrame, scenario: str, reoptimize: bool) -> list[str]:
@@ -481,6 +532,10 @@ def figure(df: pd.DataFrame, key: str, title: str):
     fig.update_xaxes(title_text=key_label(key), row=3, col=1)
     if log_x:
         fig.update_xaxes(type="log")
+    if not d["completed"].any():
+        first = next((t for t in (*d["error"], *d["reason"]) if t), "")
+        fig.add_annotation(text=f"no point completed (see the error and reason columns){': ' + first if first else ''}",
+                           xref="paper", yref="paper", x=0.5, y=1.0, showarrow=False, yanchor="bottom")
     b = boundary_summary(d, key)
     for name, label, y in (("completes", "completes", 1.0), ("meets_deadline", "meets deadline", 0.85)):
         v = b[name]

@@ -1,11 +1,13 @@
 """Sweeps (local processes and a Dask LocalCluster give the same frame) and schedulability verdicts."""
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+import aidi
 from aidi.analysis import check, pipeline, sweep
 from aidi.analysis.cli import app
 from aidi.analysis.errors import UserError
@@ -86,7 +88,8 @@ def test_sweep_plans_once_per_structure_and_equals_per_point_rebuild(monkeypatch
     assert len(df) == 8 and df["completed"].all() and (df["error"] == "").all()
     assert len(calls) == 2  # one plan per SRAM budget
     calls.clear()
-    rebuilt = pd.DataFrame([sweep.evaluate_point(path, p, plans=hardware.PlanCache()) for p in sweep.points(grid)])
+    rebuilt = sweep.sweep_table(grid, [sweep.evaluate_point(path, p, plans=hardware.PlanCache())
+                                       for p in sweep.points(grid)])
     assert len(calls) == 8
     pd.testing.assert_frame_equal(df, rebuilt)
     # a capacitor changes the per-cycle budget, so re-optimised "auto" designs may change: one plan per distinct
@@ -98,10 +101,11 @@ def test_sweep_plans_once_per_structure_and_equals_per_point_rebuild(monkeypatch
     calls = _counting_plans(monkeypatch)
     df = sweep.run_sweep(path, caps, workers=1, reoptimize=True)
     sc = loader.load(path)
-    qm = pipeline.load_model(sc)[1]
-    distinct = {tuple(hardware.resolve(sc.with_values(**p), qm)) for p in sweep.points(caps)}
+    geoms = list(pipeline.model_geometry(sc))
+    distinct = {tuple(hardware.resolve(sc.with_values(**p), geoms)) for p in sweep.points(caps)}
     assert len(calls) == len(distinct)
-    rebuilt = pd.DataFrame([sweep.evaluate_point(path, p, plans=hardware.PlanCache()) for p in sweep.points(caps)])
+    rebuilt = sweep.sweep_table(caps, [sweep.evaluate_point(path, p, plans=hardware.PlanCache())
+                                       for p in sweep.points(caps)])
     pd.testing.assert_frame_equal(df, rebuilt)
 
 
@@ -184,3 +188,84 @@ deadline_s = 0.01
     assert not res["schedulable"]
     assert any("deadline" in r for r in res["reasons"])
     assert all(L["verdict"] == "fits" for L in res["layers"])
+
+
+# --------------------------------------------------------------------------- sweeps that run no point, bad bases
+def test_a_sweep_in_which_no_point_runs_writes_its_table_json_and_files_and_exits_1(tmp_path):
+    """Every capacitor too small to boot: each row says why; the JSON, the table and the files are all written;
+    exit status 1 (ran, nothing completed), a one-line note on stderr."""
+    out = tmp_path / "out"
+    args = ["sweep", "lab-1mF", "--set", "power.capacitor_F=1e-7,2e-7"]
+    r = runner.invoke(app, [*args, "--json", "--out", str(out)])
+    assert r.exit_code == 1, r.output
+    res = json.loads(r.stdout)
+    assert res["points"] == 2 and res["boundary"]["completes"] is None
+    for row in res["rows"]:
+        assert set(sweep.ROW_COLUMNS) <= set(row) and row["completed"] is False and row["latency_s"] is None
+        assert row["error"].startswith("lab-1mF.toml: power: one power cycle") and "does not even cover the boot" \
+            in row["error"]
+    assert r.stderr.strip().splitlines()[-1] == ("aidi: no point of the sweep completed (2 tried; each row's error "
+                                                 "or reason says why)")  # after the progress line
+    csv = pd.read_csv(out / "sweep.csv", keep_default_na=False)
+    assert csv["error"].tolist() == [row["error"] for row in res["rows"]]
+    assert len(pd.read_parquet(out / "sweep.parquet")) == 2
+    assert "no point completed" in (out / "sweep.html").read_text()
+    text = runner.invoke(app, args)
+    assert text.exit_code == 1 and "does not even cover" in text.stdout and "never completes" in text.stdout
+    # the API: the same rows, a result and not an error
+    api = aidi.sweep("lab-1mF", {"power.capacitor_F": [1e-7, 2e-7]})
+    assert api.json == res and list(api.table.columns[:len(sweep.ROW_COLUMNS) + 1]) == ["power.capacitor_F",
+                                                                                       *sweep.ROW_COLUMNS]
+
+
+def test_a_point_that_runs_but_does_not_complete_says_why_in_reason():
+    df = aidi.sweep("lab-1mF", {"sim.until_s": [0.01, 100.0]}).table
+    assert df["completed"].tolist() == [False, True] and df["error"].tolist() == ["", ""]
+    assert df["reason"].iloc[0] == aidi.run(aidi.load("lab-1mF").replace({"sim.until_s": 0.01}),
+                                            engine="oracle").reason != ""
+    assert df["reason"].iloc[1] == ""
+    r = runner.invoke(app, ["sweep", "lab-1mF", "--set", "sim.until_s=0.01,100"])
+    assert r.exit_code == 0 and df["reason"].iloc[0] in r.stdout  # some point completed: exit 0
+
+
+def _nan_trace(tmp_path: Path) -> Path:
+    (tmp_path / "bad.csv").write_text("time_s,power_W\n0,0.01\n1,nan\n2,0.01\n")
+    (tmp_path / "good.csv").write_text("time_s,power_W\n0,0.01\n1,0.02\n")
+    p = tmp_path / "nan.toml"
+    p.write_text('[power]\ncapacitor_F = 1e-3\nv_on = 2.99\nv_off = 2.8\n'
+                 '[harvester]\nkind = "trace"\nfile = "bad.csv"\n')
+    return p
+
+
+def test_a_bad_base_scenario_is_refused_before_any_point_runs_as_run_refuses_it(tmp_path):
+    p = _nan_trace(tmp_path)
+    run = runner.invoke(app, ["run", str(p), "--engine", "oracle"])
+    assert run.exit_code == 2
+    want = run.stderr.strip()
+    assert len(want.splitlines()) == 1 and "bad.csv" in want
+    for extra in ([], ["--out", str(tmp_path / "out")]):
+        r = runner.invoke(app, ["sweep", str(p), "--set", "power.capacitor_F=1e-3,2e-3", "--json", *extra])
+        assert r.exit_code == 2 and r.stdout == "" and r.stderr.strip() == want, r.output
+    assert not (tmp_path / "out").exists()  # refused before the output folder was made
+    calls = []
+    with pytest.raises(aidi.UserError) as info:
+        aidi.sweep(str(p), {"power.capacitor_F": [1e-3]}, progress=lambda d, t: calls.append(d))
+    assert str(info.value).startswith("nan.toml: ") and calls == []
+    assert want.endswith(str(info.value).removeprefix("nan.toml"))  # the CLI names the path as it was typed
+
+
+def test_a_swept_harvester_replaces_a_bad_base_one_only_where_designs_are_chosen_per_point(tmp_path):
+    """--set harvester.file=good.csv replaces the bad trace under --reoptimize; without it the designs are chosen
+    under the base's own harvester, so the base is read and refused with a hint; a bad swept value is refused."""
+    p = _nan_trace(tmp_path)
+    ok = runner.invoke(app, ["sweep", str(p), "--set", "harvester.file=good.csv", "--reoptimize", "--json"])
+    assert ok.exit_code == 0, ok.output
+    assert json.loads(ok.stdout)["rows"][0]["completed"] is True
+    fixed = runner.invoke(app, ["sweep", str(p), "--set", "harvester.file=good.csv", "--json"])
+    assert fixed.exit_code == 2 and fixed.stdout == ""
+    assert "bad.csv" in fixed.stderr and fixed.stderr.strip().endswith("--reoptimize chooses them per point)")
+    good = tmp_path / "good.toml"
+    good.write_text(p.read_text().replace("bad.csv", "good.csv"))
+    r = runner.invoke(app, ["sweep", str(good), "--set", "harvester.file=good.csv,bad.csv", "--reoptimize"])
+    assert r.exit_code == 2 and "bad.csv" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert r.stdout == ""

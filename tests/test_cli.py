@@ -166,3 +166,120 @@ def test_console_script_runs():
     assert r.returncode == 0, r.stderr
     res = json.loads(r.stdout)
     assert res["schedulable"] and res["layers"]
+
+
+# --------------------------------------------------------------------------- the CLI and the API check alike
+def _cli_error(*args) -> str:
+    """The one-line error of a command that must be refused, without ``aidi: error: ``."""
+    r = runner.invoke(app, list(args))
+    assert r.exit_code == 2 and r.stdout == "", r.output
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("aidi: error: ") and "Traceback" not in r.output, r.stderr
+    return lines[0][len("aidi: error: "):]
+
+
+def _api_error(fn, *args, **kw) -> str:
+    import aidi
+
+    with pytest.raises(aidi.UserError) as info:
+        fn(*args, **kw)
+    return str(info.value)
+
+
+@pytest.mark.parametrize("cli,call", [
+    (["sweep", "lab-1mF", "--set", "capacitor_F=1e-3", "--workers", "0"],
+     lambda a: a.sweep("lab-1mF", {"capacitor_F": [1e-3]}, workers=0)),
+    (["sweep", "lab-1mF", "--set", "capacitor_F=1e-3", "--workers", "-3"],
+     lambda a: a.sweep("lab-1mF", {"capacitor_F": [1e-3]}, workers=-3)),
+    (["run", "lab-1mF", "--engine", "oracle", "--functional"],
+     lambda a: a.run("lab-1mF", engine="oracle", functional=True)),
+    (["explore", "lab-1mF", "--top", "0"], lambda a: a.explore("lab-1mF", top_k=0)),
+    (["nas", "lab-1mF", "--budget", "0"], lambda a: a.nas("lab-1mF", out="unused", budget=0)),
+    (["nas", "lab-1mF", "--workers", "0"], lambda a: a.nas("lab-1mF", out="unused", workers=0)),
+    (["nas", "lab-1mF", "--seed", "-1"], lambda a: a.nas("lab-1mF", out="unused", seed=-1)),
+    (["nas", "lab-1mF", "--requirement", "-1"], lambda a: a.nas("lab-1mF", out="unused", requirement_s=-1.0)),
+    (["nas", "lab-1mF", "--requirement", "nan", "--compare"],
+     lambda a: a.nas("lab-1mF", out="unused", requirement_s=float("nan"))),
+], ids=["workers0", "workers-3", "oracle-functional", "top0", "budget0", "nas-workers0", "seed-1", "requirement-1",
+        "requirement-nan"])
+def test_the_cli_refuses_what_the_api_refuses_with_the_same_message(cli, call, tmp_path, monkeypatch):
+    """One check per option (aidi.analysis.api's), made before any work: the CLI's message is the API's with the
+    option as it is typed (--top for top_k, --requirement for requirement_s)."""
+    import aidi
+    from aidi.analysis import api
+
+    monkeypatch.chdir(tmp_path)  # nothing may be written: no out/ folder, no "unused" folder
+    got, want = _cli_error(*cli), _api_error(call, aidi)
+    got, want = (m.split(" (use ")[0] for m in (got, want))  # the hint says how to fix it in each one's terms
+    param, _, rest = want.partition(":")
+    assert got == f"{api.option_name(param, cli=True)}:{rest}" and got.partition(":")[0] in cli
+    assert not any(tmp_path.iterdir())
+
+
+def test_oracle_runs_are_cost_only_by_default_and_des_functional():
+    """--functional is tri-state: unset, des computes the output and the oracle does not (no silent drop)."""
+    import aidi
+    from aidi.analysis import api
+
+    assert [api.run_options(e, None) for e in ("des", "oracle")] == [True, False]
+    assert api.run_options("oracle", False) is False and api.run_options("des", False) is False
+    oracle = run_json("run", "lab-1mF", "--engine", "oracle")
+    assert "output" not in oracle or oracle["output"] is None
+    assert "output_matches_reference" not in oracle or oracle["output_matches_reference"] is None
+    assert _cli_error("run", "lab-1mF", "--engine", "bogus").startswith("Invalid value for '--engine'")
+    assert _api_error(lambda: aidi.run("lab-1mF", engine="bogus")) == "engine: expected one of des, oracle, got 'bogus'"
+
+
+# --------------------------------------------------------------------------- start-up: cost-only runs load no torch
+_IMPORTS = """
+import json, sys
+from typer.testing import CliRunner
+from aidi.analysis.cli import app
+r = CliRunner().invoke(app, sys.argv[1:] + ["--json"])
+heavy = sorted(m for m in ("torch", "sklearn", "sklearn.datasets") if m in sys.modules)
+print(json.dumps({"exit": r.exit_code, "heavy": heavy, "out": json.loads(r.stdout) if r.stdout else None}))
+"""
+
+
+def _imports(*args) -> dict:
+    r = subprocess.run([sys.executable, "-c", _IMPORTS, *args], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("args", [["run", "lab-1mF", "--engine", "oracle", "--no-functional"],
+                                  ["run", "lab-1mF", "--engine", "oracle"],
+                                  ["run", "rf-intermittent", "--engine", "des", "--no-functional"],
+                                  ["check", "lab-1mF"],
+                                  ["sweep", "lab-1mF", "--set", "capacitor_F=1e-3,2e-3"]],
+                         ids=["oracle-no-functional", "oracle", "des-no-functional", "check", "sweep"])
+def test_a_cost_only_command_imports_no_torch_and_reads_no_data_set(args):
+    """A cost-only command needs the network's shapes only: torch and scikit-learn (the digits data set) are
+    never imported; the run says nothing of accuracy, which it did not measure."""
+    got = _imports(*args)
+    assert got["exit"] == 0 and got["heavy"] == [], got
+    if args[0] == "run":
+        assert got["out"]["completed"] and "float_accuracy" not in got["out"] and "q15_accuracy" not in got["out"]
+
+
+@pytest.mark.slow
+def test_a_functional_run_loads_the_model_the_cost_only_one_skips():
+    """The counterpart (so the check above can fail): a functional run imports torch and reports accuracies;
+    its cost equals the cost-only run's."""
+    full = _imports("run", "lab-1mF", "--engine", "des")
+    cost = _imports("run", "lab-1mF", "--engine", "des", "--no-functional")
+    assert "torch" in full["heavy"] and cost["heavy"] == []
+    assert full["out"]["output_matches_reference"] is True and 0.5 < full["out"]["q15_accuracy"] <= 1.0
+    for key in ("latency_s", "power_cycles", "units_executed"):
+        assert full["out"][key] == cost["out"][key]
+
+
+def test_a_cost_only_run_still_refuses_an_unknown_weights_source(tmp_path):
+    p = _write(tmp_path, BASE + '\n[model]\nweights = "trained:imagenet"\n')
+    r = runner.invoke(app, ["run", str(p), "--engine", "oracle", "--json"])
+    assert r.exit_code == 2 and r.stdout == ""
+    assert r.stderr.strip() == "aidi: error: bad.toml: model.weights: unknown dataset 'imagenet' (one of " \
+        "digits, synthetic, cifar10, tinyimagenet, fashion-mnist, mnist)"
+    p = _write(tmp_path, BASE + '\n[model]\ninput = [3, 8, 8]\n')
+    r = runner.invoke(app, ["check", str(p)])
+    assert r.exit_code == 2 and "model.weights: dataset 'digits' has input shape [1, 8, 8]" in r.stderr

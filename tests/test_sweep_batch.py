@@ -21,13 +21,13 @@ runner = CliRunner()
 
 def per_point(path, grid, designs=None, engine="oracle"):
     """The reference: every point loaded, built and simulated on its own (evaluate_point, fresh plan cache)."""
-    return pd.DataFrame([sweep.evaluate_point(path, p, engine, plans=hardware.PlanCache(), designs=designs)
-                         for p in sweep.points(grid)])
+    return sweep.sweep_table(grid, [sweep.evaluate_point(path, p, engine, plans=hardware.PlanCache(),
+                                                         designs=designs) for p in sweep.points(grid)])
 
 
 def base_designs(name):
     sc = loader.load(name)
-    return hardware.resolve(sc, pipeline.load_model(sc)[1])
+    return hardware.resolve(sc, list(pipeline.model_geometry(sc)))
 
 
 def assert_rows_equal(a, b):
@@ -92,9 +92,9 @@ def test_structural_keys_make_one_workload_each_and_equal_per_point(counts):
     df = sweep.run_sweep(path, grid)
     assert counts["plans"] == 2 and df["designs"].nunique() == 2
     sc = loader.load(path)
-    qm = pipeline.load_model(sc)[1]
+    geoms = list(pipeline.model_geometry(sc))
     for h in (1, 2):  # each hyper-tile value keeps its own designs under the scenario's own power
-        d = hardware.resolve(sc.with_values(**{"execution.hyper_tile": h}), qm)
+        d = hardware.resolve(sc.with_values(**{"execution.hyper_tile": h}), geoms)
         ref = per_point(path, {"execution.hyper_tile": [h], "power.capacitor_F": grid["power.capacitor_F"]}, d)
         assert_rows_equal(df[df["execution.hyper_tile"] == h].reset_index(drop=True), ref)
 
