@@ -110,10 +110,18 @@ def run_options(engine: str, functional: bool | None, cli: bool = False) -> bool
     return bool(functional)
 
 
-def sweep_options(engine: str, workers: int, cli: bool = False) -> None:
-    """Check :func:`sweep`'s (``aidi sweep``'s) engine and worker count (processes, >= 1)."""
-    _choice("engine", engine, ENGINES, cli)
+def _workers(workers: int, dask: str | None, cli: bool) -> None:
+    from .parallel import check_address
+
     _positive_int("workers", workers, cli)
+    check_address(dask, option_name("dask", cli))
+
+
+def sweep_options(engine: str, workers: int, dask: str | None = None, cli: bool = False) -> None:
+    """Check :func:`sweep`'s (``aidi sweep``'s) engine, worker count (processes, >= 1) and Dask address
+    (None, "local" or HOST:PORT: :func:`aidi.analysis.parallel.check_address`)."""
+    _choice("engine", engine, ENGINES, cli)
+    _workers(workers, dask, cli)
 
 
 def explore_options(top_k: int, cli: bool = False) -> None:
@@ -122,10 +130,10 @@ def explore_options(top_k: int, cli: bool = False) -> None:
 
 
 def nas_options(controller: str, dataset: str, budget: int, workers: int, seed: int = 0,
-                requirement_s: float | None = None, cli: bool = False) -> None:
+                requirement_s: float | None = None, dask: str | None = None, cli: bool = False) -> None:
     """Check a search's options (:func:`nas`, :func:`nas_compare`, ``aidi nas``): controller and data set by
     name, ``budget`` and ``workers`` >= 1, ``seed`` >= 0 (numpy's seed sequences take no negative seed),
-    ``requirement_s`` a positive number of seconds or None."""
+    ``requirement_s`` a positive number of seconds or None, ``dask`` as :func:`sweep_options` checks it."""
     from aidi.models.nas import CONTROLLERS
 
     from .nas_run import DATASETS
@@ -133,7 +141,7 @@ def nas_options(controller: str, dataset: str, budget: int, workers: int, seed: 
     _choice("controller", controller, CONTROLLERS, cli)
     _choice("dataset", dataset, DATASETS, cli)
     _positive_int("budget", budget, cli)
-    _positive_int("workers", workers, cli)
+    _workers(workers, dask, cli)
     _positive_int("seed", seed, cli, least=0)
     if requirement_s is not None and (isinstance(requirement_s, bool) or not isinstance(requirement_s, (int, float))
                                       or not math.isfinite(requirement_s) or requirement_s <= 0):
@@ -562,7 +570,7 @@ def sweep(scenario: Any, grid: Mapping[str, Any] | Sequence[str], engine: str = 
     """
     from . import sweep as sw
 
-    sweep_options(engine, workers)
+    sweep_options(engine, workers, dask)
     g = _grid(grid)
     sc, ctx = _scenario_and_context(scenario)
     with _user_errors(ctx):
@@ -646,7 +654,7 @@ def nas(scenario: Any, out: str | os.PathLike, controller: str = "evolution", bu
 
     from . import jsonout, nas_run
 
-    nas_options(controller, dataset, budget, workers, seed, requirement_s)
+    nas_options(controller, dataset, budget, workers, seed, requirement_s, dask)
     sc, ctx = _scenario_and_context(scenario)
     _prepare_out(out, force)  # before any work
     with _user_errors(ctx):
@@ -766,7 +774,7 @@ def nas_compare(scenario: Any, out: str | os.PathLike, requirements_s: Sequence[
 
     from . import jsonout, nas_run
 
-    nas_options(controller, dataset, budget, workers, seed)
+    nas_options(controller, dataset, budget, workers, seed, dask=dask)
     reqs = None
     if requirements_s is not None:
         reqs = [_plain(r) for r in requirements_s]

@@ -276,7 +276,7 @@ def sweep(
 
     engine = engine.value
     with one_line_errors():
-        sweep_options(engine, workers, cli=True)
+        sweep_options(engine, workers, dask, cli=True)
     with one_line_errors(str(scenario)):
         formats = figures.formats_for_out(fmt, out)
         grid = sw.parse_sets(set_)
@@ -429,7 +429,7 @@ def nas(
 
     controller, dataset = controller.value, dataset.value
     with one_line_errors():
-        nas_options(controller, dataset, budget, workers, seed, requirement, cli=True)
+        nas_options(controller, dataset, budget, workers, seed, requirement, dask, cli=True)
     with one_line_errors(str(scenario)):
         formats = figures.parse_formats(fmt)
         figures.require_static(formats)

@@ -40,11 +40,24 @@ def worker_context():
 CONNECT_TIMEOUT_S = 5.0
 
 
+def check_address(address: str | None, option: str = "--dask") -> None:
+    """Refuse a ``dask`` value that is neither None, ``"local"`` nor a scheduler address (``tcp://host:port``
+    or ``host:port``, port 1..65535): :class:`~aidi.analysis.errors.UserError` naming ``option`` (the API names
+    its parameter ``dask``).  Connects to nothing."""
+    from .errors import UserError
+
+    if address is None or address == "local":
+        return
+    host, sep, port = str(address).rpartition("://")[2].rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UserError(f"{option}: expected 'local' or a scheduler address like tcp://HOST:PORT, got {address!r}")
+
+
 def connect(address: str, timeout_s: float | None = None):
     """A ``distributed.Client`` for a scheduler address (``tcp://host:port`` or ``host:port``).
 
-    Raises :class:`~aidi.analysis.errors.UserError` (one line) for an address that is not one, or a
-    scheduler that does not answer within ``timeout_s``.
+    Raises :class:`~aidi.analysis.errors.UserError` (one line) for an address that is not one
+    (:func:`check_address`), or a scheduler that does not answer within ``timeout_s``.
     """
     import logging
 
@@ -52,9 +65,7 @@ def connect(address: str, timeout_s: float | None = None):
 
     from .errors import UserError
 
-    host, sep, port = address.rpartition("://")[2].rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise UserError(f"--dask: expected 'local' or a scheduler address like tcp://HOST:PORT, got {address!r}")
+    check_address(address)
     timeout_s = CONNECT_TIMEOUT_S if timeout_s is None else timeout_s
     quiet = logging.getLogger("distributed")
     level = quiet.level

@@ -200,8 +200,11 @@ def _api_error(fn, *args, **kw) -> str:
     (["nas", "lab-1mF", "--requirement", "-1"], lambda a: a.nas("lab-1mF", out="unused", requirement_s=-1.0)),
     (["nas", "lab-1mF", "--requirement", "nan", "--compare"],
      lambda a: a.nas("lab-1mF", out="unused", requirement_s=float("nan"))),
+    (["sweep", "lab-1mF", "--set", "capacitor_F=1e-3", "--dask", "nonsense"],
+     lambda a: a.sweep("lab-1mF", {"capacitor_F": [1e-3]}, dask="nonsense")),
+    (["nas", "lab-1mF", "--dask", "host:99999"], lambda a: a.nas("lab-1mF", out="unused", dask="host:99999")),
 ], ids=["workers0", "workers-3", "oracle-functional", "top0", "budget0", "nas-workers0", "seed-1", "requirement-1",
-        "requirement-nan"])
+        "requirement-nan", "sweep-dask", "nas-dask"])
 def test_the_cli_refuses_what_the_api_refuses_with_the_same_message(cli, call, tmp_path, monkeypatch):
     """One check per option (aidi.analysis.api's), made before any work: the CLI's message is the API's with the
     option as it is typed (--top for top_k, --requirement for requirement_s)."""
@@ -214,6 +217,14 @@ def test_the_cli_refuses_what_the_api_refuses_with_the_same_message(cli, call, t
     param, _, rest = want.partition(":")
     assert got == f"{api.option_name(param, cli=True)}:{rest}" and got.partition(":")[0] in cli
     assert not any(tmp_path.iterdir())
+
+
+def test_the_cli_choices_are_the_api_choices():
+    from aidi.analysis import api, cli, nas_run
+    from aidi.models.nas import CONTROLLERS
+
+    for enum, choices in ((cli.Engine, api.ENGINES), (cli.Controller, CONTROLLERS), (cli.Dataset, nas_run.DATASETS)):
+        assert sorted(e.value for e in enum) == sorted(choices), enum
 
 
 def test_oracle_runs_are_cost_only_by_default_and_des_functional():
