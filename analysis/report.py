@@ -122,7 +122,11 @@ def run_summary_rows(res: dict, period_s: float | None = None) -> list[tuple[str
             rows.append((f"  {category_label(k)}", _fmt_J(v)))
     if "deadline_s" in res:
         rows.append(("deadline", f"{_fmt_s(res['deadline_s'])} ({'met' if res['meets_deadline'] else 'missed'})"))
-    if "q15_accuracy" in res:
+    if "onnx_agreement" in res:  # an imported model: no labelled data, its float reference is onnxruntime
+        a = res["onnx_agreement"]
+        rows.append(("Q15 vs onnxruntime", f"top-1 agreement {a['top1_agreement']:.1%}, largest output error "
+                                           f"{a['max_abs_error']:.3g} ({a['inputs']} calibration inputs)"))
+    elif "q15_accuracy" in res:
         rows.append(("accuracy float / Q15 (held-out)", f"{res['float_accuracy']:.1%} / {res['q15_accuracy']:.1%}"))
     if "output" in res:
         rows.append(("output (Q15)", " ".join(str(x) for x in res["output"])))
