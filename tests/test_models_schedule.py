@@ -22,19 +22,25 @@ P = MSP430FR5994
 
 @st.composite
 def layer_geom(draw):
-    op = draw(st.sampled_from(["conv", "dwconv", "fc", "maxpool", "avgpool"]))
+    """Any executed layer: rectangular kernels, per-axis strides, asymmetric zero padding, residual adds."""
+    op = draw(st.sampled_from(["conv", "dwconv", "fc", "maxpool", "avgpool", "add"]))
     c = draw(st.integers(1, 6))
     if op == "fc":
         m = draw(st.integers(1, 7))
         return LayerGeom(0, "fc", "fc", (c * draw(st.integers(1, 4)), 1, 1), (m, 1, 1), 1, 1, 1, 0,
                          draw(st.booleans()), True)
-    k = draw(st.integers(1, 3))
-    s = draw(st.integers(1, 2))
-    pad = draw(st.integers(0, k - 1)) if op in ("conv", "dwconv") else 0
-    h, w = draw(st.integers(k, 9)), draw(st.integers(k, 9))
-    ho, wo = (h + 2 * pad - k) // s + 1, (w + 2 * pad - k) // s + 1
+    if op == "add":
+        h, w = draw(st.integers(1, 9)), draw(st.integers(1, 9))
+        return LayerGeom(0, "add", "add", (c, h, w), (c, h, w), 1, 1, 1, 0, draw(st.booleans()), False,
+                         src=((0, 0), (1, 0)), dst=(2, 0))
+    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    sh, sw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    pads = tuple(draw(st.integers(0, k - 1)) for k in (kh, kw, kh, kw))
+    h, w = draw(st.integers(max(1, kh - pads[0] - pads[2]), 9)), draw(st.integers(max(1, kw - pads[1] - pads[3]), 9))
+    ho, wo = (h + pads[0] + pads[2] - kh) // sh + 1, (w + pads[1] + pads[3] - kw) // sw + 1
     m = draw(st.integers(1, 6)) if op == "conv" else c
-    return LayerGeom(0, op, op, (c, h, w), (m, ho, wo), k, k, s, pad, draw(st.booleans()), op in ("conv", "dwconv"))
+    return LayerGeom(0, op, op, (c, h, w), (m, ho, wo), kh, kw, sh, pads[0], draw(st.booleans()),
+                     op in ("conv", "dwconv"), stride_w=sw, pads=pads)
 
 
 @st.composite
