@@ -18,20 +18,22 @@ add        5     no        yes     2       AIDI_OP_ADD         output tensor dis
 =========  ====  ========  ======  ======  ==================  ===============================================
 
 ``code`` is the op's integer in the compiled cost builders
-(:func:`aidi.models.costs.fast.geom_vector`) and in the C runtime's
-``AIDI_OP_*`` enum; ``tied`` (channel-tied) means the input channels follow
+(:func:`aidi.models.costs.fast.geom_vector`; their ``op <= 2`` is "weighted",
+``op >= 2`` "tied"); the C runtime's enum value is named by ``c_op``; ``tied`` (channel-tied) means the input channels follow
 the output channels (no Tn loop); ``inputs`` is the number of input tensors a
 tile fetches (one input tile each).  ``concat`` is not an executed operation:
 its producers write into channel slices of one FRAM tensor (CHW: a channel
 slice is a contiguous range), so it costs nothing and has no row.
 
-Hooks per row: ``reference`` (the numpy Q15 reference of one layer over a
-batch, :mod:`aidi.models.q15`), ``float_forward`` (the float64 forward of a
-folded layer, torch) and ``tile`` (the numba kernel of one tile,
-:mod:`aidi.models.kernels`, driven by :mod:`aidi.models.functional`).  The
-cost hooks are the op codes the compiled cost builders branch on
-(:mod:`aidi.models.costs.fast`, :mod:`aidi.models.costs.software`,
-:mod:`aidi.models.costs.lea_dma`); the C kernel is named by ``c_op``.
+Kernels per row: ``kernel`` names the numba tile kernel (:mod:`aidi.models.kernels`,
+driven by :mod:`aidi.models.functional`), ``c_kernel`` the C runtime's
+(models/emit/runtime/aidi_kernels_cpu.c).  The numpy reference
+(:func:`aidi.models.q15.forward_batch`), the float forward
+(:func:`aidi.models.net.folded_forward`), the functional run and the cost
+builders (:mod:`aidi.models.costs.software`, :mod:`aidi.models.costs.lea_dma`,
+:mod:`aidi.models.costs.fast`) branch on these rows (``weighted``, ``tied``,
+``inputs``) and on the op codes, never on op names; a new operation is a row
+here, its kernels, and its cases in those four places.
 """
 
 from __future__ import annotations
@@ -50,23 +52,28 @@ class OpTraits:
     inputs: int
     c_op: str
     idempotence: str
+    kernel: str
+    c_kernel: str
 
 
 CONV, FC, DWCONV, MAXPOOL, AVGPOOL, ADD = range(6)
 
 OPS: dict[str, OpTraits] = {t.name: t for t in (
     OpTraits("conv", CONV, True, False, 1, "AIDI_OP_CONV",
-             "writes an output tensor disjoint from its input; partial sums double-buffered"),
+             "writes an output tensor disjoint from its input; partial sums double-buffered",
+             "conv_tile", "aidi_conv_tile"),
     OpTraits("fc", FC, True, False, 1, "AIDI_OP_CONV",
-             "writes an output tensor disjoint from its input; partial sums double-buffered"),
+             "writes an output tensor disjoint from its input; partial sums double-buffered",
+             "fc_tile", "aidi_conv_tile"),
     OpTraits("dwconv", DWCONV, True, True, 1, "AIDI_OP_DWCONV",
-             "writes an output tensor disjoint from its input"),
+             "writes an output tensor disjoint from its input", "dw_tile", "aidi_conv_tile"),
     OpTraits("maxpool", MAXPOOL, False, True, 1, "AIDI_OP_MAXPOOL",
-             "writes an output tensor disjoint from its input"),
+             "writes an output tensor disjoint from its input", "pool_tile", "aidi_pool_tile"),
     OpTraits("avgpool", AVGPOOL, False, True, 1, "AIDI_OP_AVGPOOL",
-             "writes an output tensor disjoint from its input"),
+             "writes an output tensor disjoint from its input", "pool_tile", "aidi_pool_tile"),
     OpTraits("add", ADD, False, True, 2, "AIDI_OP_ADD",
-             "writes an output tensor disjoint from both inputs (an in-place add re-executed adds twice)"),
+             "writes an output tensor disjoint from both inputs (an in-place add re-executed adds twice)",
+             "add_tile", "aidi_add_tile"),
 )}
 #: op names by code (the compiled builders' numbering)
 BY_CODE: tuple[str, ...] = tuple(sorted(OPS, key=lambda k: OPS[k].code))

@@ -215,3 +215,21 @@ def test_functional_graph_run_is_bit_exact_under_failures(net, seed):
         else:
             run.run_unit(i)
     assert run.output_matches_reference()
+
+
+def test_ops_table_rows_name_real_kernels():
+    """Every executed op has a row; its numba kernel exists, its C kernel and C op are in the runtime; the
+    compiled builders' code conventions (weighted: code <= 2, tied: code >= 2) hold for every row."""
+    from aidi.models import kernels
+    from aidi.models import layers
+    from aidi.models.ops import BY_CODE, OPS
+
+    runtime = Path(__file__).resolve().parents[1] / "models" / "emit" / "runtime"
+    c_src = "".join(p.read_text() for p in runtime.glob("*.[ch]"))
+    assert set(layers.OPS) == set(OPS)
+    for name, t in OPS.items():
+        assert BY_CODE[t.code] == name
+        assert callable(getattr(kernels, t.kernel))
+        assert f"{t.c_kernel}(" in c_src or f"define {t.c_kernel} " in c_src, t.c_kernel
+        assert f"{t.c_op} =" in c_src
+        assert t.weighted == (t.code <= 2) and t.tied == (t.code >= 2)

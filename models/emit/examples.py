@@ -29,10 +29,9 @@ UNIT_DESIGN = ExecutionDesign(1, 1, 1, 1, "reuse_O", 1)
 def _accumulate(g: LayerGeom, w: np.ndarray, b: np.ndarray, x: np.ndarray) -> np.ndarray:
     """int32 accumulators of weighted layer ``g`` on int16 ``x`` (for choosing its shift)."""
     acc0 = np.broadcast_to(b[:, None, None], g.out_shape).astype(np.int32)
-    x = x.reshape(g.in_shape)
-    if g.pad:
-        x = np.pad(x, ((0, 0), (g.pad, g.pad), (g.pad, g.pad)))
-    return (dw_accumulate if g.op == "dwconv" else conv_accumulate)(x, w, acc0, g.stride)
+    pt, pl, pb, pr = g.pads
+    x = np.pad(x.reshape(g.in_shape), ((0, 0), (pt, pb), (pl, pr)))
+    return (dw_accumulate if g.channel_tied else conv_accumulate)(x, w, acc0, g.sh, g.sw)
 
 
 def _pick_shift(acc: np.ndarray) -> int:
