@@ -33,7 +33,7 @@ def run_block(src: str) -> str:
 
 
 def _param(i: int, src: str):
-    slow = "aidi.nas(" in src  # trains a supernet on first use; the others take seconds
+    slow = "aidi.nas(" in src or "aidi.from_torch(" in src  # trains a supernet / a CNN; the others take seconds
     return pytest.param(src, id=f"block{i}", marks=[pytest.mark.slow] if slow else [])
 
 
