@@ -21,7 +21,7 @@ import numpy as np
 from numba import njit
 
 from .capacitor import ALL_DONE, HIT_HIGH, HIT_LOW, HORIZON, Move, advance, harvest_segment
-from .dispatch import PH_MEASURE, PH_UNIT, PH_WAIT, PH_WAKE, dispatch_unit, known_after
+from .dispatch import PH_MEASURE, PH_UNIT, PH_WAIT, PH_WAKE, Step, dispatch_unit, known_after
 
 
 class Units(NamedTuple):
@@ -267,6 +267,45 @@ def _row(trace, m, phase, i, el, v):
     return m + 1
 
 
+#: rows of the step memo of :func:`stretch` (a repeating pattern of up to MAX_PATTERN runs has at most 2 x 4 distinct
+#: (entering state, unit) pairs) and its columns: 6 keys, then the Step's fields
+_MEMO_ROWS, _MEMO_COLS = 8, 22
+_NO_STEP = Step(-1, HORIZON, False, False, (0.0, 0.0, 0.0, 0.0), (0.0, 0.0, 0.0, 0.0), 0.0, 0.0, 0.0, 0.0, 0.0)
+
+
+@njit(cache=True, error_model="numpy")
+def _recall(memo, n_memo, v, known, d, p, v_start, drop, room):
+    """The completed :class:`~aidi.sim.dispatch.Step` remembered for exactly these inputs, if it is clear of until_s
+    (``room``, s, left before it: more than twice its time, so that no phase's horizon binds), else one whose
+    phase is -1.  Under a time-invariant source a step depends on its inputs only, not on the time, so the one
+    remembered is the one :func:`~aidi.sim.dispatch.dispatch_unit` would return, bit for bit."""
+    for r in range(n_memo):
+        row = memo[r]
+        if (row[0] == v and row[1] == known and row[2] == d and row[3] == p and row[4] == v_start and row[5] == drop
+                and room > 2.0 * row[21]):
+            return Step(PH_UNIT, ALL_DONE, row[6] != 0.0, row[7] != 0.0, (row[8], row[9], row[10], row[11]),
+                        (row[12], row[13], row[14], row[15]), row[16], row[17], row[18], row[19], row[20])
+    return _NO_STEP
+
+
+@njit(cache=True, error_model="numpy")
+def _remember(memo, n_memo, s, v, known, d, p, v_start, drop):
+    """Keep a completed step for :func:`_recall` (the oldest row goes when the memo is full); returns the rows used."""
+    r = n_memo if n_memo < memo.shape[0] else 0
+    if n_memo == memo.shape[0]:  # shift out the oldest
+        memo[:-1] = memo[1:]
+        r = n_memo - 1
+    row = memo[r]
+    row[0], row[1], row[2], row[3], row[4], row[5] = v, known, d, p, v_start, drop
+    row[6], row[7] = 1.0 if s.waited else 0.0, 1.0 if s.measured else 0.0
+    for k in range(4):
+        row[8 + k] = s.elapsed[k]
+        row[12 + k] = s.v_end[k]
+    row[16], row[17], row[18], row[19], row[20] = s.harvested_J, s.consumed_J, s.leaked_J, s.clipped_J, s.known
+    row[21] = s.elapsed[0] + s.elapsed[1] + s.elapsed[2] + s.elapsed[3]
+    return min(n_memo + 1, memo.shape[0])
+
+
 @njit(cache=True, error_model="numpy")
 def stretch(v, t, i0, known, units, plan, lim, circ, trace):
     """The units of one inference from the committed unit ``i0`` (at time ``t``, voltage ``v``), under ``plan``
@@ -287,6 +326,11 @@ def stretch(v, t, i0, known, units, plan, lim, circ, trace):
     d, pw = units.durations_s, units.power_W
     eta = lim.eta
     merge = trace.elapsed_s.shape[0] == 0
+    # merged stepping under a time-invariant source: a measured unit whose inputs (V, the known bound, the unit's
+    # duration, power, threshold and drop) equal those of one stepped before repeats that step exactly
+    memo_ok = merge and plan.aware and circ.seg_t.shape[0] == 1 and circ.period == 0.0
+    memo = np.empty((_MEMO_ROWS if memo_ok else 0, _MEMO_COLS))
+    n_memo = 0
     e_h = e_c = e_l = e_x = 0.0
     wait_j = wait_s = 0.0
     n_meas = n_wait = 0
@@ -327,7 +371,12 @@ def stretch(v, t, i0, known, units, plan, lim, circ, trace):
                                n_wait, m)
             i += 1
             continue
-        s = dispatch_unit(v, t, i, d[i], pw[i], known, plan, lim, circ)
+        s = _recall(memo, n_memo, v, known, d[i], pw[i], plan.v_start[i], plan.drops[i], lim.until_s - t) \
+            if memo_ok else _NO_STEP
+        if s.phase < 0:
+            s = dispatch_unit(v, t, i, d[i], pw[i], known, plan, lim, circ)
+            if memo_ok and s.why == ALL_DONE:
+                n_memo = _remember(memo, n_memo, s, v, known, d[i], pw[i], plan.v_start[i], plan.drops[i])
         e_h += s.harvested_J
         e_c += s.consumed_J
         e_l += s.leaked_J
