@@ -31,6 +31,7 @@ class _OneLineUsageErrors(typer.core.TyperGroup):
         except ImportError:  # pragma: no cover - older typer on plain click
             from click import exceptions as cx
 
+        _tolerant_streams()
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         try:
@@ -50,6 +51,23 @@ class _OneLineUsageErrors(typer.core.TyperGroup):
             print("Aborted!", file=sys.stderr)
             sys.exit(1)
         sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _tolerant_streams() -> None:
+    """Let stdout and stderr replace what their encoding cannot show instead of raising.
+
+    On an ASCII or Latin-1 console (``PYTHONIOENCODING=ascii``, ``LANG=C`` without UTF-8 mode) a "µ" or
+    "–" in a scenario's name or a message would raise ``UnicodeEncodeError`` in the middle of a table;
+    with ``errors="replace"`` it prints as "?" (rich also draws its tables with ASCII borders there).
+    ``--json`` output is ASCII already (non-ASCII is escaped), so nothing in it is replaced.  Every
+    command passes through here before it prints anything.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
+            try:
+                stream.reconfigure(errors="replace")
+            except (ValueError, OSError):  # a closed or detached stream: nothing will be printed to it
+                pass
 
 
 def _tidy_metavar(param) -> None:
