@@ -16,7 +16,8 @@ Inside a test, the ``require_toolchain`` fixture applies the same gate midway
 ``@pytest.mark.dataset("fashion-mnist")`` likewise skips a test whose data set is not
 in its default folder (``aidi.models.data.DEFAULT_DIRS``, naming the Debian package);
 ``AIDI_REQUIRE_DATASETS=1`` (set by ``.ci/run``, which installs the package) makes
-that a failure.
+that a failure.  ``AIDI_SYSTEM_DATASETS=/some/empty/folder`` hides Debian's data sets, as on a machine
+without those packages (:data:`aidi.models.data.SYSTEM_DATASETS`).
 
 ``pytest -m "not slow and not toolchain"`` is the fast subset (see README).
 """

@@ -8,6 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from aidi.analysis.cli import app
+from tests.conftest import DATASET_PACKAGES
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -31,8 +32,24 @@ def test_readme_has_commands():
         assert any(c.split()[1] == verb for c in cmds), verb
 
 
+def needs(cmd: str) -> list:
+    """The optional tools and data sets a README command needs, as the markers of tests/conftest.py (each
+    skips with a reason where its tool or data is missing): a --dataset with a Debian package, a static
+    --format (a browser), a C build (emit-c --build; demo builds its firmware)."""
+    args = shlex.split(cmd)[1:]
+    opts = dict(zip(args, args[1:]))
+    marks = []
+    if opts.get("--dataset") in DATASET_PACKAGES:
+        marks.append(pytest.mark.dataset(opts["--dataset"]))
+    if set(opts.get("--format", "html").split(",")) - {"html"}:
+        marks.append(pytest.mark.chromium)
+    if args[0] == "demo" or (args[0] == "emit-c" and "--build" in args):
+        marks.append(pytest.mark.toolchain("host"))
+    return marks
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("cmd", readme_commands())
+@pytest.mark.parametrize("cmd", [pytest.param(c, marks=needs(c), id=c) for c in readme_commands()])
 def test_readme_command_runs(cmd, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # relative --out folders land in tmp
     args = shlex.split(cmd)[1:]
@@ -46,6 +63,7 @@ def test_readme_command_runs(cmd, tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
+@pytest.mark.toolchain("host")  # the demo builds its firmware on the host
 def test_demo_quick_report_has_every_section(tmp_path):
     r = runner.invoke(app, ["demo", "--quick", "--out", str(tmp_path), "--json"])
     assert r.exit_code == 0, r.output

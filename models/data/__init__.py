@@ -64,10 +64,13 @@ IDX_LAYOUT = "a folder with the IDX files " + ", ".join(f"{f}[.gz]" for f in IDX
 IDX_DATASETS = ("fashion-mnist", "mnist")
 FOLDER_LAYOUTS = {"cifar10": CIFAR_LAYOUT, "tinyimagenet": TINY_LAYOUT, "fashion-mnist": IDX_LAYOUT,
                   "mnist": IDX_LAYOUT}
+#: the folder Debian's ``dataset-*`` packages install into; ``$AIDI_SYSTEM_DATASETS`` points it elsewhere
+#: (read at import), e.g. at an empty folder to run the tests as on a machine without those packages
+SYSTEM_DATASETS = Path(os.environ.get("AIDI_SYSTEM_DATASETS") or "/usr/share/datasets")
 #: where a data set's files are when neither ``data_dir`` nor ``$AIDI_DATA_DIR`` holds them:
-#: Debian's package ``dataset-fashion-mnist`` (``dpkg -L dataset-fashion-mnist``); MNIST has no
-#: Debian package.
-DEFAULT_DIRS = {"fashion-mnist": Path("/usr/share/datasets/fashion-mnist")}
+#: Debian's package ``dataset-fashion-mnist`` (``dpkg -L dataset-fashion-mnist``: under
+#: :data:`SYSTEM_DATASETS`); MNIST has no Debian package.
+DEFAULT_DIRS = {"fashion-mnist": SYSTEM_DATASETS / "fashion-mnist"}
 #: IDX type codes (the magic number's third byte) and their big-endian numpy types
 _IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 _SCALE = (1.0 - 2.0**-15) / 255.0
