@@ -18,13 +18,101 @@ The stable Python API (documented in the README's "Python API" section and in
 
 Importing ``aidi`` is cheap: the names load on first use, and nothing here imports torch
 until a model has to be trained or loaded.
+
+Caches on a read-only install: importing ``aidi`` first makes sure that numba's compiled
+kernels and aidi's own cache (trained weights, supernets) have somewhere writable to go,
+before any kernel module is imported (numba picks a cache folder when a ``cache=True``
+function is decorated and raises ``RuntimeError: cannot cache function ...: no locator
+available`` when it finds none).  See :func:`_choose_cache_dirs`.
 """
 
 from __future__ import annotations
 
+import os
+import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+#: the folders (relative to the package) holding ``@njit(cache=True)`` kernels, whose ``__pycache__``
+#: is numba's first choice of cache folder (numba.core.caching.InTreeCacheLocator); a test keeps it complete
+_KERNEL_DIRS = ("sim", "models", "models/costs", "models/schedule")
+
+
+def _writable(folder: Path) -> bool:
+    """Whether this process can create files in ``folder``, or in the nearest folder above it that exists
+    (``folder`` would be created there): numba's own test (``_CacheLocator.ensure_cache_path`` writes a
+    temporary file), made with a probe file that is removed at once, so nothing is left behind."""
+    folder = Path(folder)
+    while not folder.is_dir():
+        if folder.exists() or folder.parent == folder:
+            return False
+        folder = folder.parent
+    probe = folder / f".aidi-write-probe-{os.getpid()}"
+    try:
+        os.close(os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except OSError:
+        return False
+    try:
+        os.unlink(probe)
+    except OSError:
+        pass
+    return True
+
+
+def _private_temp_dir() -> Path:
+    """``<tempdir>/aidi-cache-<uid>`` (mode 0700, reused across runs so kernels compile once) when this
+    user owns it, else a new ``mkdtemp`` folder."""
+    import tempfile
+
+    uid = os.getuid() if hasattr(os, "getuid") else os.getpid()
+    d = Path(tempfile.gettempdir()) / f"aidi-cache-{uid}"
+    try:
+        d.mkdir(mode=0o700, exist_ok=True)
+        st = os.lstat(d)
+        if not os.path.islink(d) and st.st_uid == uid and not st.st_mode & 0o077 and _writable(d):
+            return d
+    except (OSError, AttributeError):
+        pass
+    return Path(tempfile.mkdtemp(prefix="aidi-cache-"))
+
+
+def _choose_cache_dirs(root: Path = Path(__file__).resolve().parent, env=os.environ, stderr=sys.stderr) -> None:
+    """Give aidi's cache and numba's cache a writable folder when the defaults are read-only.
+
+    * aidi's cache (:func:`aidi.models.cache.cache_dir`): ``$AIDI_CACHE_DIR`` when set (kept as given),
+      else ``~/.cache/aidi``; when that cannot be written, ``$AIDI_CACHE_DIR`` is set to a private
+      temporary folder (:func:`_private_temp_dir`).
+    * numba's cache: ``$NUMBA_CACHE_DIR`` when set; else numba writes beside the kernels
+      (``<package>/<dir>/__pycache__`` for each of :data:`_KERNEL_DIRS`) or, failing that, in
+      ``$XDG_CACHE_HOME/numba`` (default ``~/.cache/numba``).  When neither can be written,
+      ``$NUMBA_CACHE_DIR`` is set to ``<aidi's cache>/numba`` (a temporary folder if that is read-only
+      too), also in numba's loaded config when numba was imported before aidi.
+
+    Says what it did in one line on ``stderr``; the environment is inherited by worker processes, which
+    then decide nothing.
+    """
+    moved = []
+    aidi_cache = Path(env["AIDI_CACHE_DIR"]).expanduser() if env.get("AIDI_CACHE_DIR") else None
+    if aidi_cache is None and not _writable(Path.home() / ".cache" / "aidi"):
+        aidi_cache = _private_temp_dir()
+        env["AIDI_CACHE_DIR"] = str(aidi_cache)
+        moved.append(f"{Path.home() / '.cache' / 'aidi'} is read-only: aidi's cache is {aidi_cache}")
+    if not env.get("NUMBA_CACHE_DIR"):
+        numba_home = Path(env.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "numba"
+        if not (all(_writable(root / d / "__pycache__") for d in _KERNEL_DIRS) or _writable(numba_home)):
+            base = aidi_cache if aidi_cache is not None else Path.home() / ".cache" / "aidi"
+            numba_dir = base / "numba" if _writable(base / "numba") else _private_temp_dir() / "numba"
+            env["NUMBA_CACHE_DIR"] = str(numba_dir)
+            if "numba" in sys.modules:  # numba read its config when imported
+                sys.modules["numba"].config.CACHE_DIR = str(numba_dir)
+            moved.append(f"{root} and {numba_home} are read-only: numba caches compiled kernels in {numba_dir}")
+    if moved:
+        print(f"aidi: {'; '.join(moved)} (set AIDI_CACHE_DIR / NUMBA_CACHE_DIR to choose)", file=stderr)
+
+
+_choose_cache_dirs()
 
 #: the stable API: name -> module that defines it (loaded on first attribute access, PEP 562)
 _API = {name: "aidi.analysis.api" for name in (
