@@ -100,6 +100,8 @@ class AidiNet(nn.Module):
         s = specs[i]
         if s.weighted and i + 1 < len(specs) and isinstance(specs[i + 1], BN):
             return False, False
+        if isinstance(s, ReLU):
+            return True, False
         if isinstance(s, BN):
             s = specs[i - 1]
         return bool(getattr(s, "relu", False)), bool(getattr(s, "relu6", False))
