@@ -409,7 +409,9 @@ def run(scenario: Any, engine: str = "des", functional: bool | None = None, even
     compute the network's output bit-exactly over simulated FRAM/SRAM (DES only; default True for
     "des", False for "oracle").  ``events``: keep the DES event log (:attr:`RunResult.events`).
 
-    The first run of a model trains it (digits, about a minute) and caches it on disk.
+    A functional run loads the model's weights (the first one trains it: digits, about a minute, then
+    cached on disk) and reports ``float_accuracy`` / ``q15_accuracy`` in :attr:`RunResult.json`; a cost-only
+    run plans from the layers' shapes alone and imports no torch (:func:`aidi.analysis.pipeline.model_geometry`).
     Raises :class:`UserError`: a bad scenario, a unit that can never fit one power cycle, an
     unknown engine, ``functional=True`` with the oracle.
     """
