@@ -704,6 +704,8 @@ class _Importer:
         if not self.only_reader(a, node.input[0]):
             raise self.fail(node, f"its input ({a.base}) is also read by another node before the activation; aidi "
                                   "fuses the activation into the layer")
+        if kind not in _activations(prod["type"]):
+            raise self.fail(node, f"follows a {prod['type']}, which takes no fused {kind}")
         if prod.get("relu") or prod.get("relu6"):
             if kind == "relu":  # relu after relu or relu6 changes nothing
                 self.values[node.output[0]] = _Act(a.base, a.idx, True)
@@ -733,6 +735,15 @@ class _Importer:
 
 #: layer types that take a fused activation (relu / relu6)
 _ACTIVATED = ("conv", "dwconv", "fc", "maxpool", "avgpool", "gap", "add")
+
+
+def _activations(layer_type: str) -> set[str]:
+    """The activation keys (``relu``, ``relu6``) a layer type's spec has (:data:`aidi.models.layers.LAYER_TYPES`)."""
+    from dataclasses import fields
+
+    from .layers import LAYER_TYPES
+
+    return {f.name for f in fields(LAYER_TYPES[layer_type])} & {"relu", "relu6"}
 
 
 def import_model(source) -> Imported:

@@ -480,3 +480,20 @@ def test_cli_import_prints_mapping_and_agreement(tmp_path):
     r = runner.invoke(app, ["import", str(path), "--out", str(tmp_path / "o2")])
     assert r.exit_code == 0 and "top-1 agreement" in r.output and "dense1_bias" in r.output
     assert math.isfinite(j["import_s"])
+
+
+def test_mlp_on_a_flat_input_and_activations_a_layer_cannot_take():
+    """Stateful-CNN's KWS DNN_S (FC 250-144-144-144-12) on a [1, 250] input becomes fcs on (250, 1, 1); a ReLU6
+    after a gap (which has no relu6) is refused naming the node."""
+    from aidi.analysis.importer import torch_to_onnx
+
+    torch.manual_seed(0)
+    dnn = nn.Sequential(nn.Linear(250, 144), nn.ReLU(), nn.Linear(144, 144), nn.ReLU(), nn.Linear(144, 144),
+                        nn.ReLU(), nn.Linear(144, 12)).eval()
+    om = oi.load_onnx_model(torch_to_onnx(dnn, torch.zeros(1, 250)), calibration=calibration((1, 250), n=16))
+    assert om.imported.input_shape == (250, 1, 1) and [d["units"] for d in om.imported.layers] == [144, 144, 144, 12]
+    assert om.agreement["top1_agreement"] >= TOP1_BOUND
+    assert om.agreement["max_abs_error"] <= ERROR_BOUND * om.agreement["max_abs_output"]
+    bad = nn.Sequential(nn.Conv2d(1, 4, 3), nn.AdaptiveAvgPool2d(1), nn.ReLU6(), nn.Flatten()).eval()
+    with pytest.raises(oi.OnnxImportError, match=r"\(Clip\): follows a gap, which takes no fused relu6"):
+        oi.import_model(torch_to_onnx(bad, torch.zeros(1, 1, 8, 8)))
