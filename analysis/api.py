@@ -533,10 +533,8 @@ def _grid(grid: Mapping[str, Any] | Sequence[str]) -> dict[str, list]:
 
     if isinstance(grid, Mapping):
         out = {}
-        for key, values in grid.items():
-            key = sw.SHORTCUTS.get(str(key).strip(), str(key).strip())
-            if "." not in key:
-                raise UserError(f"sweep: {key!r}: KEY must be SECTION.KEY (e.g. power.capacitor_F)")
+        for name, values in grid.items():
+            key = sw.key_of(str(name), f"sweep: {str(name).strip()!r}", out)
             vals = list(values) if isinstance(values, (list, tuple, range)) or hasattr(values, "tolist") \
                 else [values]
             if not vals:

@@ -43,16 +43,25 @@ def _scalar(text: str) -> Any:
         return text
 
 
+def key_of(name: str, where: str, grid: dict[str, list[Any]]) -> str:
+    """The ``section.key`` a swept name stands for (:data:`SHORTCUTS` expanded); UserError prefixed ``where``
+    if it is not ``SECTION.KEY`` or ``grid`` sweeps it already (two value lists for one key: one would be lost)."""
+    key = SHORTCUTS.get(name.strip(), name.strip())
+    if "." not in key:
+        raise UserError(f"{where}: KEY must be SECTION.KEY (e.g. power.capacitor_F)")
+    if key in grid:
+        raise UserError(f"{where}: {key} is swept twice; give all its values at once")
+    return key
+
+
 def parse_sets(sets: Iterable[str]) -> dict[str, list[Any]]:
     """``["power.capacitor_F=1e-4,1e-3", ...]`` -> ``{"power.capacitor_F": [1e-4, 1e-3]}``."""
     grid: dict[str, list[Any]] = {}
     for item in sets:
-        key, eq, values = item.partition("=")
-        key = SHORTCUTS.get(key.strip(), key.strip())
+        name, eq, values = item.partition("=")
         if not eq or not values.strip():
             raise UserError(f"--set {item!r}: expected KEY=V1,V2,...")
-        if "." not in key:
-            raise UserError(f"--set {item!r}: KEY must be SECTION.KEY (e.g. power.capacitor_F)")
+        key = key_of(name, f"--set {item!r}", grid)
         grid[key] = [_scalar(v.strip()) for v in values.split(",") if v.strip()]
     if not grid:
         raise UserError("--set: give at least one KEY=V1,V2,...")

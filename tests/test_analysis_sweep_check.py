@@ -17,9 +17,13 @@ runner = CliRunner()
 
 
 def test_parse_sets_grid_and_errors():
-    grid = sweep.parse_sets(["power.capacitor_F=1e-4,1e-3", "capacitor=2e-3", "execution.loop_order=reuse_I,reuse_O"])
-    assert grid["power.capacitor_F"] == [2e-3]  # the shortcut names the same key: the last one wins
-    assert grid["execution.loop_order"] == ["reuse_I", "reuse_O"]
+    grid = sweep.parse_sets(["capacitor=1e-4,1e-3", "execution.loop_order=reuse_I,reuse_O"])
+    assert grid == {"power.capacitor_F": [1e-4, 1e-3], "execution.loop_order": ["reuse_I", "reuse_O"]}
+    # a key given twice (here once by its shortcut) would lose one list of values: refused, CLI and API alike
+    with pytest.raises(UserError, match="power.capacitor_F is swept twice"):
+        sweep.parse_sets(["power.capacitor_F=1e-4,1e-3", "capacitor=2e-3"])
+    with pytest.raises(UserError, match="^sweep: 'capacitor_F': power.capacitor_F is swept twice"):
+        aidi.sweep("lab-1mF", {"power.capacitor_F": [1e-3], "capacitor_F": [2e-3]})
     assert len(sweep.points({"a.b": [1, 2], "c.d": [3, 4, 5]})) == 6
     with pytest.raises(UserError, match="KEY=V1"):
         sweep.parse_sets(["power.capacitor_F"])
