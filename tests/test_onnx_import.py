@@ -497,3 +497,14 @@ def test_mlp_on_a_flat_input_and_activations_a_layer_cannot_take():
     bad = nn.Sequential(nn.Conv2d(1, 4, 3), nn.AdaptiveAvgPool2d(1), nn.ReLU6(), nn.Flatten()).eval()
     with pytest.raises(oi.OnnxImportError, match=r"\(Clip\): follows a gap, which takes no fused relu6"):
         oi.import_model(torch_to_onnx(bad, torch.zeros(1, 1, 8, 8)))
+
+
+def test_scenario_text_names_the_files_absolutely(tmp_path):
+    """An imported scenario's TOML text (Scenario.to_toml) loads from anywhere: its ONNX and .npy paths are absolute."""
+    x = calibration((1, 12, 12, 1), n=4)
+    res = aidi.import_onnx(tf_lenet(), tmp_path / "imp", calibration=x, sample_input=x[:1])
+    again = aidi.loads(res.scenario.to_toml())
+    for key in ("onnx", "sample_input", "calibration"):
+        assert getattr(again.model, key) == getattr(res.scenario.model, key) == tmp_path / "imp" / {
+            "onnx": "model.onnx", "sample_input": "sample_input.npy", "calibration": "calibration.npy"}[key]
+    assert np.array_equal(np.load(again.model.calibration), x)
