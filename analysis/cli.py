@@ -361,8 +361,8 @@ def import_(
     sample_input: Optional[Path] = typer.Option(None, "--sample-input", metavar="F.npy",
                                                 help="one input in the model's layout (batch axis optional): the "
                                                      "one run --functional computes and emit-c embeds"),
-    power: str = typer.Option("lab-1mF", metavar="SCENARIO", help="the shipped scenario (or file) whose [device], "
-                                                                   "[power] and [harvester] the folder gets"),
+    power: str = typer.Option("lab-1mF", metavar="SCENARIO", help="the shipped scenario (or file) whose device, "
+                                                                   "power and harvester sections the folder gets"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
     force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ) -> None:
