@@ -508,3 +508,19 @@ def test_scenario_text_names_the_files_absolutely(tmp_path):
         assert getattr(again.model, key) == getattr(res.scenario.model, key) == tmp_path / "imp" / {
             "onnx": "model.onnx", "sample_input": "sample_input.npy", "calibration": "calibration.npy"}[key]
     assert np.array_equal(np.load(again.model.calibration), x)
+
+
+@pytest.mark.slow
+@pytest.mark.toolchain("host", "msp430-sim")
+@pytest.mark.parametrize("make, shape", [(tf_har, (1, 128, 9))])
+def test_imported_model_on_mspdebug(tmp_path, make, shape):
+    """emit-c --build: the host build and the MSP430 firmware on mspdebug's simulator compute the imported
+    model's Q15 output (the one the functional run computes)."""
+    x = calibration(shape, n=8)
+    res = aidi.import_onnx(make(), tmp_path / "imp", calibration=x, sample_input=x[0])
+    run = aidi.run(res.scenario, engine="des", functional=True)
+    r = runner.invoke(app, ["emit-c", str(res.path), "--out", str(tmp_path / "c"), "--build", "--json"])
+    assert r.exit_code == 0, r.output
+    e = json.loads(r.output)
+    assert e["host"]["matches_reference"] and e["msp430"]["matches_reference"]
+    assert e["msp430"]["output"] == run.json["output"]
