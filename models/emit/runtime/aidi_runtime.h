@@ -12,8 +12,11 @@
  *
  * Why re-executing a unit is harmless (idempotence)
  * -------------------------------------------------
- * - activations: layer l reads one FRAM buffer and writes another
- *   (ping-pong), and a unit rewrites exactly the outputs it owns;
+ * - activations: every tensor has its place in FRAM (aidi_act, laid out
+ *   by the planner from the tensors' lifetimes); a layer's output never
+ *   overlaps an input it reads (the planner refuses such a plan), and a
+ *   unit rewrites exactly the outputs it owns (a concat's producer: its
+ *   channel slice of the shared tensor);
  * - partial sums (layers with input-channel tiling): every output block has
  *   two int32 slots in FRAM. With k = the number of earlier units that
  *   touched the block, its committed value is in slot k % 2 and the unit
