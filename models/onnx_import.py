@@ -299,10 +299,15 @@ class _Importer:
 
     def evaluate(self, node, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         """``node`` run by onnx.reference on ``feeds`` (the ONNX project's operator semantics)."""
+        from onnx import helper
         from onnx.reference import ReferenceEvaluator
 
+        # a one-node model with the graph's opset, so that an older opset's attributes keep their meaning
+        graph = helper.make_graph([node], "node", [helper.make_empty_tensor_value_info(n) for n in feeds],
+                                  [helper.make_empty_tensor_value_info(o) for o in node.output if o])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", self.opset)])
         try:
-            return ReferenceEvaluator(node, opsets={"": self.opset}).run(None, feeds)
+            return ReferenceEvaluator(model).run(None, feeds)
         except Exception as exc:
             raise self.fail(node, f"cannot evaluate ({_first_line(exc)})") from None
 

@@ -524,3 +524,24 @@ def test_imported_model_on_mspdebug(tmp_path, make, shape):
     e = json.loads(r.output)
     assert e["host"]["matches_reference"] and e["msp430"]["matches_reference"]
     assert e["msp430"]["output"] == run.json["output"]
+
+
+def test_an_older_opset_keeps_its_attributes_meaning():
+    """Opset 10: Unsqueeze/Squeeze axes and Clip's min/max as attributes, Softmax over the coerced 2-D input."""
+    r = np.random.default_rng(0)
+    nodes = [helper.make_node("Unsqueeze", ["x"], ["x4"], axes=[2]),
+             helper.make_node("Conv", ["x4", "w", "b"], ["c"], kernel_shape=[1, 3]),
+             helper.make_node("Clip", ["c"], ["r"], min=0.0, max=6.0),
+             helper.make_node("Squeeze", ["r"], ["s"], axes=[2]),
+             helper.make_node("Flatten", ["s"], ["f"]),
+             helper.make_node("Gemm", ["f", "w2", "b2"], ["y"], transB=1),
+             helper.make_node("Softmax", ["y"], ["p"])]
+    graph = helper.make_graph(nodes, "opset10", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 10])],
+                              [helper.make_tensor_value_info("p", TensorProto.FLOAT, [1, 5])],
+                              [_init("w", r.normal(0, 0.5, (4, 3, 1, 3))), _init("b", r.normal(0, 0.1, 4)),
+                               _init("w2", r.normal(0, 0.3, (5, 32))), _init("b2", r.normal(0, 0.1, 5))])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 10)], ir_version=5)
+    imp = oi.import_model(model)
+    assert imp.input_shape == (3, 1, 10) and imp.layers[0]["relu6"] and imp.layers[0]["k"] == [1, 3]
+    x = r.uniform(-2, 2, (8, 3, 10))
+    assert np.abs(oi.float_forward(imp, x) - oi.onnx_forward(imp, model, x)).max() < 1e-5
