@@ -13,6 +13,7 @@ grid order whatever the execution order, so every path gives the same frame.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import tomllib
 from pathlib import Path
@@ -89,7 +90,7 @@ def check_inputs(base, grid: dict[str, list[Any]], reoptimize: bool = False) -> 
     for key, values in grid.items():
         for v in values:
             base.with_values(**{key: v})
-    for section, read in (("harvester", lambda sc: sc.harvester.segments()), ("model", pipeline.model_geometry)):
+    for section, read in (("harvester", lambda sc: segments_of(sc.harvester)), ("model", pipeline.model_geometry)):
         swept = {k: v for k, v in grid.items() if k.partition(".")[0] == section}
         variants = points(swept)  # no key swept: the base alone (one empty point)
         base_too = bool(swept) and section == "harvester" and not reoptimize
@@ -101,6 +102,19 @@ def check_inputs(base, grid: dict[str, list[Any]], reoptimize: bool = False) -> 
                     raise
                 raise UserError(f"{one_line(exc)} (the designs are chosen under the scenario's own harvester, "
                                 f"though --set replaces it; --reoptimize chooses them per point)") from None
+
+
+def segments_of(harvester):
+    """``harvester.segments()``, read once per process while its file is unchanged (its size and modification
+    time are part of the key), so :func:`check_inputs` and the points that follow read a trace once."""
+    f = getattr(harvester, "file", None)
+    stamp = (f.stat().st_size, f.stat().st_mtime_ns) if f is not None and Path(f).is_file() else None
+    return _segments(harvester, stamp)
+
+
+@functools.lru_cache(maxsize=8)
+def _segments(harvester, stamp):
+    return harvester.segments()
 
 
 #: plans and workloads shared by the points a process evaluates (one per structure: model, device, execution,
@@ -313,7 +327,7 @@ def evaluate_points(scenario_path, pts: list[dict[str, Any]], engine: str = "ora
 
     def segments(harvester):
         if harvester not in seg_by_harvester:
-            seg_by_harvester[harvester] = harvester.segments()
+            seg_by_harvester[harvester] = segments_of(harvester)
         return seg_by_harvester[harvester]
 
     fixed = None if reoptimize else _FixedDesigns(base, segments)

@@ -273,3 +273,18 @@ def test_a_swept_harvester_replaces_a_bad_base_one_only_where_designs_are_chosen
     r = runner.invoke(app, ["sweep", str(good), "--set", "harvester.file=good.csv,bad.csv", "--reoptimize"])
     assert r.exit_code == 2 and "bad.csv" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert r.stdout == ""
+
+
+def test_a_trace_is_read_once_per_sweep_and_again_when_it_changes(tmp_path, monkeypatch):
+    from aidi.sim import harvesters
+
+    p = _nan_trace(tmp_path)
+    p.write_text(p.read_text().replace("bad.csv", "good.csv"))
+    reads = []
+    real = harvesters.read_trace
+    monkeypatch.setattr(harvesters, "read_trace", lambda *a, **k: reads.append(a[0]) or real(*a, **k))
+    first = aidi.sweep(str(p), {"power.capacitor_F": [1e-3, 2e-3]}).table
+    assert len(reads) == 1 and first["completed"].all()  # checked up front, then used by both points
+    (tmp_path / "good.csv").write_text("time_s,power_W\n0,0.02\n1,0.04\n")  # another size: read afresh
+    again = aidi.sweep(str(p), {"power.capacitor_F": [1e-3, 2e-3]}).table
+    assert len(reads) == 2 and (again["latency_s"] < first["latency_s"]).all()
