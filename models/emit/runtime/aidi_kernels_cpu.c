@@ -75,19 +75,24 @@ void aidi_pool_tile(const aidi_layer_t *L, const aidi_tile_t *T, const int16_t *
     }
 }
 
+/* v * 2^l, exact for l <= 15 (the shift of the two's-complement bits: no signed shift, no multiply) */
+static int32_t align_q(int16_t v, uint8_t l)
+{
+    return l ? (int32_t)((uint32_t)(int32_t)v << l) : (int32_t)v;
+}
+
 void aidi_add_tile(const aidi_layer_t *L, const aidi_tile_t *T, const int16_t *in)
 {
     const size_t plane_out = (size_t)L->out_h * L->out_w;
     const size_t n_tile = (size_t)T->mn * T->rn * T->cn;
-    const int32_t fa = (int32_t)1 << L->align_a, fb = (int32_t)1 << L->align_b; /* shifts as products: */
-    const int16_t *a = in, *b = in + n_tile;                                  /* no shift of a negative */
+    const int16_t *a = in, *b = in + n_tile;
     int16_t *out_m = L->out + (size_t)T->m0 * plane_out + (size_t)T->r0 * L->out_w + T->c0;
     uint16_t m, r, c;
     for (m = 0; m < T->mn; ++m, out_m += plane_out) {
         int16_t *out_r = out_m;
         for (r = 0; r < T->rn; ++r, out_r += L->out_w) {
             for (c = 0; c < T->cn; ++c, ++a, ++b) {
-                const int32_t acc = (int32_t)*a * fa + (int32_t)*b * fb;
+                const int32_t acc = align_q(*a, L->align_a) + align_q(*b, L->align_b);
                 aidi_nvm_w16(&out_r[c], aidi_clamp_hi(aidi_finalize(acc, L->shift, L->relu), L->act_max));
             }
         }
