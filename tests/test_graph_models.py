@@ -233,3 +233,34 @@ def test_ops_table_rows_name_real_kernels():
         assert f"{t.c_kernel}(" in c_src or f"define {t.c_kernel} " in c_src, t.c_kernel
         assert f"{t.c_op} =" in c_src
         assert t.weighted == (t.code <= 2) and t.tied == (t.code >= 2)
+
+
+def test_torch_module_equals_folded_forward_on_a_graph():
+    """The float module (what training and accuracy use) and the folded float forward (what calibration uses)
+    agree on a graph with BN, relu6, a residual add, a concat, asymmetric padding and per-axis strides."""
+    import torch
+
+    from aidi.models.net import build_module, fold, folded_forward
+
+    net = parse_network([
+        {"type": "conv", "k": [3, 2], "filters": 4, "padding": [1, 0, 1, 1], "stride": [1, 2], "name": "a"},
+        {"type": "bn"},
+        {"type": "relu"},
+        {"type": "dwconv", "k": [1, 3], "padding": "same", "relu6": True, "name": "d"},
+        {"type": "add", "inputs": ["L2", "d"], "relu": True, "name": "r"},
+        {"type": "pwconv", "filters": 2, "name": "e1"},
+        {"type": "maxpool", "k": [2, 1], "stride": [1, 1], "padding": [1, 0, 0, 0], "name": "e2", "inputs": ["r"]},
+        {"type": "concat", "inputs": ["e1", "e2"]},
+        {"type": "avgpool", "k": 2, "padding": [0, 1, 1, 0]},
+        {"type": "fc", "units": 3},
+    ], [2, 6, 7])
+    module = build_module(net, seed=0)
+    gen = torch.Generator().manual_seed(1)
+    bn = module.layers[1]
+    bn.running_mean.copy_(torch.randn(4, generator=gen))
+    bn.running_var.copy_(torch.rand(4, generator=gen) + 0.5)
+    module.eval()
+    x = np.random.default_rng(0).normal(0, 2, (5, 2, 6, 7)).astype(np.float32)
+    out = folded_forward(fold(module), x)[-1]
+    ref = module(torch.from_numpy(x)).detach().numpy()
+    np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-5)
