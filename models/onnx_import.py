@@ -129,10 +129,6 @@ class Imported:
     input_scale: np.ndarray = field(default=None, repr=False)
     input_shift: np.ndarray = field(default=None, repr=False)
 
-    @property
-    def names(self) -> list[str]:
-        return [f"L{i}" for i in range(len(self.layers))]
-
     def model_layout(self, x, what: str = "input") -> np.ndarray:
         """``x`` as ``(N, *model_input_shape[1:])`` float64: one input with or without the leading batch axis
         of 1, or N inputs stacked on a leading axis.  ValueError naming ``what`` for any other shape."""
@@ -703,9 +699,9 @@ class _Importer:
             elif not (lo == 0 and (hi is None or hi >= 3.4e38)):
                 raise self.fail(node, f"Clip({lo}, {hi}); aidi maps Clip(0, 6) as ReLU6 and Clip(0, inf) as ReLU")
         prod = self.layers[int(a.base[1:])] if a.base != "input" else None
-        if prod is None or prod["type"] not in _ACTIVATED:
-            raise self.fail(node, f"follows {'the network input' if prod is None else prod['type']}; aidi fuses "
-                                  f"an activation into a {', '.join(_ACTIVATED)} before it")
+        if prod is None or not _activations(prod["type"]):
+            raise self.fail(node, f"follows {'the network input' if prod is None else 'a ' + prod['type']}; aidi "
+                                  "fuses an activation into the layer before it, and this one takes none")
         if not self.only_reader(a, node.input[0]):
             raise self.fail(node, f"its input ({a.base}) is also read by another node before the activation; aidi "
                                   "fuses the activation into the layer")
@@ -736,10 +732,6 @@ class _Importer:
         self.values[node.output[0]] = a
         self.reference_output = node.input[0]
         self.row(node, None, "dropped: monotonic, the argmax is unchanged (aidi's output is its input)")
-
-
-#: layer types that take a fused activation (relu / relu6)
-_ACTIVATED = ("conv", "dwconv", "fc", "maxpool", "avgpool", "gap", "add")
 
 
 def _activations(layer_type: str) -> set[str]:

@@ -545,3 +545,15 @@ def test_an_older_opset_keeps_its_attributes_meaning():
     assert imp.input_shape == (3, 1, 10) and imp.layers[0]["relu6"] and imp.layers[0]["k"] == [1, 3]
     x = r.uniform(-2, 2, (8, 3, 10))
     assert np.abs(oi.float_forward(imp, x) - oi.onnx_forward(imp, model, x)).max() < 1e-5
+
+
+def test_an_activation_with_no_layer_to_fuse_into_is_refused():
+    w = _init("w", np.ones((2, 1, 1, 1)))
+    nodes = [helper.make_node("Conv", ["x", "w"], ["a"], kernel_shape=[1, 1]),
+             helper.make_node("Conv", ["x", "w"], ["b"], kernel_shape=[1, 1]),
+             helper.make_node("Concat", ["a", "b"], ["c"], axis=1),
+             helper.make_node("Relu", ["c"], ["y"], name="after_concat")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 4, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [w])
+    with pytest.raises(oi.OnnxImportError, match=r"'after_concat' \(Relu\): follows a concat; .* takes none"):
+        oi.import_model(helper.make_model(graph, opset_imports=OPSET, ir_version=IR))
