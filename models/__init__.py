@@ -3,7 +3,9 @@
 Modules (import them directly; this package imports nothing so that ``import
 aidi.models.layers`` stays light):
 
-- :mod:`~aidi.models.layers`: layer specs from a scenario, shape inference, executed-layer geometry.
+- :mod:`~aidi.models.layers`: layer specs from a scenario (chains or graphs), shape inference, the executed
+  layers as a graph of tensors.
+- :mod:`~aidi.models.ops`: the per-operation traits table (one row per executed operation).
 - :mod:`~aidi.models.cache`: the cache folder (``$AIDI_CACHE_DIR``) for weights, supernets, decoded data.
 - :mod:`~aidi.models.data`: data sets (digits, synthetic, CIFAR-10 / Tiny ImageNet folders); no torch.
 - :mod:`~aidi.models.net`: torch module, deterministic cached training, random weights, BN folding.
