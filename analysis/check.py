@@ -20,6 +20,12 @@ bound for every source that never gives less than the scenario's guaranteed mini
 ``schedulable`` (the exit status of ``aidi check``: 0 when true, 1 when false) is the simulated
 verdict: every unit can complete, SRAM fits, the inference completes under the harvester and
 meets the deadline.  ``guaranteed`` adds that the bound exists and meets the deadline.
+
+SRAM (``sram_max_bytes``, ``sram``) is the plan's one figure
+(:attr:`aidi.models.schedule.NetPlan.sram`): the emitted runtime's arena, laid out per layer
+(the largest layer's rows), plus its fixed state and the stack reserve -- exactly what
+``aidi emit-c`` allocates (``AIDI_SRAM_BYTES``) and ``make size`` reads from the ELF.  Per layer
+and per unit: that layer's rows plus the same state and stack.
 """
 
 from __future__ import annotations
@@ -119,7 +125,7 @@ def analyse(built) -> dict:
     rc = oracle.simulate(built.work, replace(p, v_initial=max(p.v_initial, p.v_on)), strong, sim_one)
     deadline = sc.sim.deadline_s
     static = []  # what fails whatever the source does
-    max_sram = int(units["sram_bytes"].max())
+    max_sram = int(built.plan.sram_bytes)  # = the largest unit's (every unit carries its layer's figure)
     if max_sram > budget:
         static.append(f"SRAM {max_sram} B > budget {budget} B")
     never = units[units["verdict"] == "never"]
@@ -138,6 +144,8 @@ def analyse(built) -> dict:
         "boot_J": built.work.boot_J,
         "sram_budget_bytes": budget,
         "sram_max_bytes": max_sram,
+        "sram": {"arena_bytes": built.plan.sram.arena_bytes, "state_bytes": built.plan.sram.state_bytes,
+                 "stack_bytes": built.plan.sram.stack_bytes, "arena_in_lea_ram": built.plan.sram.lea},
         "units": int(len(units)),
         "units_fit": int((units["verdict"] == "fits").sum()),
         "units_need_harvest": int((units["verdict"] == "needs_harvest").sum()),

@@ -2,10 +2,14 @@
 
 Checks, when ``build`` is set:
 
+* the memory map (no compiler needed, the arrays' sizes are known): the
+  plan's SRAM figure against the budget and the simulator build's 8 KB, the
+  data against its FRAM (:func:`aidi.models.emit.fit.check_sim_fit`; without
+  ``build`` a misfit is reported, not refused);
 * host (gcc): ``make host``; the runner's output must equal the Q15 reference
   (the same input sample as ``aidi run --functional``);
 * MSP430 (clang-14, ld.lld-14, mspdebug): ``make msp430-sim``, the ELF's size
-  against the budgets, a continuous run on mspdebug's simulator whose
+  against the budgets (its SRAM must be the plan's figure), a continuous run on mspdebug's simulator whose
   ``aidi_output`` must equal the reference, and its MCLK cycles per layer next
   to the simulator's estimate for the same designs on the CPU (portable-C) path.
 
@@ -155,7 +159,7 @@ def calibration_network(seed: int, *, max_macs: int = 60000, max_tiles: int = 60
         rts = [lp.runtime for lp in prog.layers]
         if sum(r.macs for r in rts) > max_macs or sum(lp.n_tiles for lp in prog.layers) > max_tiles:
             continue
-        if max(r.sram_bytes for r in rts) > 3000:
+        if max(2 * r.in_buf + 2 * r.w_buf + 4 * r.acc_buf for r in rts) > 3000:  # the set's draw (unchanged)
             continue
         return prog
     raise RuntimeError(f"calibration_network({seed}): no network within the limits")
@@ -187,7 +191,7 @@ def emit(built, out: Path, backend: str | None = None, build: bool = False) -> d
     cycles per layer are compared with the simulator's portable-C estimate (mspdebug has no LEA)."""
     from aidi.models import emit as em
     from aidi.models.emit import build as mk
-    from aidi.models.emit import elfsize, mspsim
+    from aidi.models.emit import elfsize, fit, mspsim
     from aidi.models.emit.dispatch import Dispatch
 
     prog = em.Program(built.qmodel, built.plan, built.x_q,
@@ -200,9 +204,19 @@ def emit(built, out: Path, backend: str | None = None, build: bool = False) -> d
         raise UserError(f"{built.scenario.path.name}: {str(exc).splitlines()[0]}") from None
     backend = proj.manifest["backend"]
     reference = np.asarray(built.qmodel_reference_output(), dtype=np.int16)
+    mem = proj.manifest["memory_estimate"]
     res: dict = {"out": str(proj.root), "backend": backend, "layers": len(prog.layers),
                  "expected_output": [int(v) for v in proj.expected],
-                 "matches_reference": bool(np.array_equal(proj.expected, reference))}
+                 "matches_reference": bool(np.array_equal(proj.expected, reference)),
+                 "sram": proj.manifest["sram"]}
+    # the memory map needs no compiler: every array's size is known before compiling
+    try:
+        fit.check_sim_fit(prog, mem)
+        res["memory_map"] = {"fits": True, "reason": None}
+    except fit.FitError as exc:
+        if build:
+            raise UserError(f"{built.scenario.path.name}: {exc}") from None
+        res["memory_map"] = {"fits": False, "reason": str(exc)}
     if not build:
         return res
     try:
@@ -224,14 +238,11 @@ def emit(built, out: Path, backend: str | None = None, build: bool = False) -> d
     if msg:
         res["msp430"] = {"skipped": msg}
         return res
-    from aidi.models.emit import fit
-
     try:
-        fit.check_sim_fit(prog, proj.manifest["memory_estimate"])
         try:
             mk.make(proj.root, "msp430-sim", variables={"SIM_HWMULT": "1", "BACKEND": "portable"})
         except mk.BuildError as exc:
-            fit.link_overflow(str(exc), prog, proj.manifest["memory_estimate"])
+            fit.link_overflow(str(exc), prog, mem)
             raise UserError(f"make msp430-sim failed: {str(exc).splitlines()[-1]}") from None
     except fit.FitError as exc:
         raise UserError(f"{built.scenario.path.name}: {exc}") from None
@@ -243,6 +254,7 @@ def emit(built, out: Path, backend: str | None = None, build: bool = False) -> d
         "elf": str(proj.sim_elf),
         "fram_bytes": size["fram_bytes"], "sram_bytes": size["sram_bytes"],
         "stack_reserve_bytes": size["stack_reserve_bytes"], "fits": size["fits"],
+        "sram_matches_plan": size["sram_bytes"] == mem["sram_bytes"],
         "output": [int(v) for v in lc.output],
         "matches_reference": bool(np.array_equal(lc.output, reference)),
         "total_cycles": lc.total_cycles, "boot_cycles": lc.boot_cycles, "stack_peak_bytes": lc.stack_peak_bytes,
@@ -266,12 +278,19 @@ def print_summary(res: dict) -> None:
             con.print(f"host, simulated capacitor ({res['dispatch']} dispatch, {c['source_W']:g} W source): "
                       f"{c['boots']} boots, {c['units_lost']} units lost, {c['threshold_waits']} threshold waits, "
                       f"{c['time_s']:.6g} s from the first boot, output == reference: {c['matches_reference']}")
+    sram = res["sram"]
+    con.print(f"SRAM {sram['total_bytes']} B (the plan's figure): arena {sram['arena_bytes']} B"
+              f"{' (LEA RAM)' if sram['arena_in_lea_ram'] else ''}, runtime state {sram['state_bytes']} B, stack "
+              f"{sram['stack_bytes']} B", markup=False)
+    if not res["memory_map"]["fits"]:
+        con.print(f"msp430-sim memory map: {res['memory_map']['reason']}", markup=False)
     m = res.get("msp430")
     if m and "skipped" in m:
         con.print(f"msp430-sim: skipped ({m['skipped']})")
     elif m:
-        con.print(f"msp430-sim: FRAM {m['fram_bytes']} B, SRAM {m['sram_bytes']} B (+{m['stack_reserve_bytes']} B "
-                  f"stack), output == reference: {m['matches_reference']}, {m['total_cycles']} cycles")
+        con.print(f"msp430-sim: FRAM {m['fram_bytes']} B, SRAM {m['sram_bytes']} B ({m['stack_reserve_bytes']} B of "
+                  f"it the stack reserve; == the plan's: {m['sram_matches_plan']}), output == reference: "
+                  f"{m['matches_reference']}, {m['total_cycles']} cycles")
         t = Table(title="cycles per layer: mspdebug vs simulator (portable C)")
         for c in ("layer", "mspdebug", "simulated", "error"):
             t.add_column(c)

@@ -32,7 +32,9 @@ class ExploreResult:
     complete); ``explore_wall_s``: wall time of the search alone (s, after start-up and compilation);
     ``layers``: one dict per executed layer with ``layer``, ``design`` ("Tr_Tc_Tm_Tn_order_S"),
     ``backend``, ``latency_s``, ``alternatives`` ([{design, backend, latency_s}], best first, the
-    chosen one included), ``rejected`` ({sram, atomicity, fram, pruned}: designs) and ``n_designs``.
+    chosen one included), ``rejected`` ({sram, atomicity, fram, pruned}: designs) and ``n_designs``;
+    ``sram_bytes``: the chosen designs' SRAM (B), the plan's one figure that ``aidi check`` reports and the
+    emitted runtime allocates (arena, runtime state, stack), against ``sram_budget_bytes``.
     """
 
     scenario: str
@@ -42,11 +44,14 @@ class ExploreResult:
     exhaustive: bool
     evaluations: int
     layers: list = field(default_factory=list)
+    sram_bytes: int = 0
+    sram_budget_bytes: int = 0
 
     def to_dict(self) -> dict:
         return {"scenario": self.scenario, "dispatch": self.dispatch, "latency_s": self.latency_s,
                 "explore_wall_s": self.explore_wall_s, "exhaustive": self.exhaustive,
-                "evaluations": self.evaluations, "layers": self.layers}
+                "evaluations": self.evaluations, "sram_bytes": self.sram_bytes,
+                "sram_budget_bytes": self.sram_budget_bytes, "layers": self.layers}
 
 
 def _finite(x: float) -> float | None:
@@ -77,6 +82,8 @@ def explore(scenario_or_path, top_k: int = 5, exhaustive: bool = False) -> Explo
         opt = hardware.optimize(sc, geoms, platform=platform, segments=segments, exhaustive=exhaustive,
                                 alternatives=top_k)
         wall = time.perf_counter() - t0
+        budget = sc.device.sram_budget_bytes
+        sram = hardware.plan(geoms, opt.designs, platform, budget, sc.execution.backend).plan.sram_bytes
     except ValueError as exc:
         raise UserError(f"{name}: {str(exc).strip().splitlines()[0]}") from None
     layers = []
@@ -91,7 +98,8 @@ def explore(scenario_or_path, top_k: int = 5, exhaustive: bool = False) -> Explo
             "rejected": dict(lc.rejected),
             "n_designs": lc.n_designs,
         })
-    return ExploreResult(sc.name, sc.sim.dispatch, _finite(opt.latency_s), wall, exhaustive, opt.evaluations, layers)
+    return ExploreResult(sc.name, sc.sim.dispatch, _finite(opt.latency_s), wall, exhaustive, opt.evaluations, layers,
+                         sram, budget)
 
 
 def _warm_up(platform, ctx) -> None:
@@ -115,7 +123,7 @@ def print_explore(res: ExploreResult) -> None:
     lat = "does not complete" if res.latency_s is None else f"{res.latency_s:.6g} s"
     con.print(f"[bold]{res.scenario}[/bold] ({res.dispatch} dispatch): one inference {lat}; "
               f"search {res.explore_wall_s * 1e3:.1f} ms, {res.evaluations} oracle evaluations"
-              + (" (exhaustive)" if res.exhaustive else ""))
+              + (" (exhaustive)" if res.exhaustive else "") + f"; SRAM {res.sram_bytes} of {res.sram_budget_bytes} B")
     for lay in res.layers:
         t = Table(title=f"{lay['layer']}: {lay['design']} ({lay['backend']})", title_justify="left")
         t.add_column("design Tr_Tc_Tm_Tn_order_S")

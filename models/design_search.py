@@ -40,6 +40,14 @@ from .schedule.rank import S_FIXED, S_HYPERTILE, S_LAYER, S_TILE, rank_space, su
 from .schedule.walk import COMPLETE, OVER_BOUND, OVER_E_LIMIT, walk
 
 
+def may_use_lea(backend: str) -> bool:
+    """May a plan under the ``backend`` setting run a layer on the LEA?  Then its one SRAM arena sits in LEA RAM,
+    so the optimizer holds every layer's arena rows (pools and CPU layers too) to ``Platform.lea_ram_bytes``
+    (:func:`aidi.models.schedule.memory.check_sram`'s ``lea_arena``; the plan checks the same,
+    :func:`aidi.models.schedule.plan.check_lea_arena`)."""
+    return "lea" in backend_choices(None, backend)
+
+
 def divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0]
 
@@ -96,7 +104,9 @@ def search_design(layer, platform: Platform | str, sram_budget: int | None, e_cy
     bisection for the largest S whose units all fit ``e_cycle_J`` and whose
     accumulator slots fit SRAM.
 
-    Feasible: SRAM footprint <= ``sram_budget`` (and LEA RAM), every unit's
+    Feasible: the layer's SRAM (:func:`~.schedule.memory.sram_footprint`: arena rows, runtime state,
+    stack) <= ``sram_budget``, its arena rows within the LEA RAM when the plan may use the LEA
+    (:func:`may_use_lea`), every unit's
     energy <= ``e_cycle_J`` (J).  Latency: total unit cycles / MCLK, plus
     energy / ``harvest_power_W`` (recharge time, s) when given.  Ties prefer
     lower energy, then the first candidate.
@@ -156,7 +166,7 @@ def _search(geom: LayerGeom, p: Platform, sram_budget, e_cycle_J: float, backend
         tns = [0] if geom.channel_tied else divisors(geom.in_shape[0])
         tiles = [(tr, tc, tm, tn) for tm in divisors(m) for tn in tns for tr in divisors(ho) for tc in divisors(wo)]
     orders = [loop_order] if loop_order else list(LOOP_ORDERS)
-    runtime = runtime_model(p)  # costed (and laid out in SRAM) as the emitted C runtime
+    lea_arena = may_use_lea(backend)  # the arena in LEA RAM: every layer's rows within it
     obj_a = 1.0 / p.mclk_hz
     obj_b = 1.0 / harvest_power_W if harvest_power_W else 0.0
     # candidates with their lower bound; explored best-first, stopping when the bound cannot win
@@ -165,8 +175,8 @@ def _search(geom: LayerGeom, p: Platform, sram_budget, e_cycle_J: float, backend
     for tr, tc, tm, tn in tiles:
         base = normalize_design(geom, ExecutionDesign(tr, tc, tm, tn if tn else tm, orders[0], 1, preservation))
         for b in backends:  # one accumulator block: what every schedule of these tiles needs at least
-            bufs = layer_sram_buffers(geom, base, 4 * base.Tm * base.Tr * base.Tc, b, runtime)
-            reason = check_sram(geom, bufs, budget, p, b, 1)
+            bufs = layer_sram_buffers(geom, base, 4 * base.Tm * base.Tr * base.Tc, b)
+            reason = check_sram(geom, bufs, budget, p, b, 1, lea_arena)
             if reason:
                 if closest is None:
                     closest = (np.inf, reason)
@@ -198,8 +208,8 @@ def _search(geom: LayerGeom, p: Platform, sram_budget, e_cycle_J: float, backend
                     if w.status == OVER_E_LIMIT:
                         why = f"a unit needs more than E_cycle {e_cycle_J:.3e} J"
                     elif w.status == COMPLETE:
-                        why = check_sram(geom, layer_sram_buffers(geom, d, w.acc_extent, b, runtime), budget, p, b,
-                                         int(w.max_slots))
+                        why = check_sram(geom, layer_sram_buffers(geom, d, w.acc_extent, b), budget, p, b,
+                                         int(w.max_slots), lea_arena)
                     cache[s] = (d, w, why, w.status == OVER_BOUND)
                 return cache[s]
 
@@ -499,9 +509,10 @@ def _rank_layer(geom: LayerGeom, p: Platform, budget: int, limit: float, sp: np.
         s_mode, s_fixed = S_FIXED, int(S)
     else:
         s_mode, s_fixed = {"hypertile": S_HYPERTILE, "tile": S_TILE}.get(preservation, S_LAYER), 1
+    arena_cap = p.lea_ram_bytes if may_use_lea(backend) else budget  # a LEA plan's arena sits in LEA RAM
     rej_sram, rej_atom, rk, rb, rs, units, sur = rank_space(
         geom_vector(geom), _platform_vector(p), tiles, np.array([b == "lea" for b in backends]), runtime, budget,
-        p.lea_ram_bytes, s_mode, s_fixed, float(limit), sp)
+        arena_cap, s_mode, s_fixed, float(limit), sp)
     rejected = {"sram": rej_sram * n_ord, "atomicity": rej_atom * n_ord, "fram": 0, "pruned": 0}
     n_designs = (rej_sram + rej_atom + len(rk)) * n_ord
     if len(rk) == 0:
@@ -536,7 +547,7 @@ def _rank_layer(geom: LayerGeom, p: Platform, budget: int, limit: float, sp: np.
         if status == OVER_E_LIMIT:
             rejected["atomicity"] += 1
             continue
-        if not runtime and not sram_fits(gv, tr, tc, tm, tn, bool(lea[i]), False, extent, budget, p.lea_ram_bytes):
+        if not runtime and not sram_fits(gv, tr, tc, tm, tn, bool(lea[i]), extent, budget, arena_cap):
             rejected["sram"] += 1  # more accumulator slots than the one block the scan assumed
             continue
         d = ExecutionDesign(tr, tc, tm, tn, orders[o], s_, preservation, backends[int(rb[first[i]])])

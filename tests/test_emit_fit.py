@@ -12,7 +12,7 @@ from aidi.models.emit import memory_estimate
 from aidi.models.emit.examples import random_program
 from aidi.models.emit.fit import (HW_FRAM_BYTES, MAX_OBJECT_BYTES, SIM_FRAM_BYTES, FitError, check_sim_fit,
                                   link_overflow)
-from aidi.models.schedule import ExecutionDesign
+from aidi.models.schedule import STACK_BYTES, ExecutionDesign
 
 runner = CliRunner()
 
@@ -61,8 +61,8 @@ def test_small_networks_fit_and_lld_reports_are_read():
                                        r"hardware library build takes it"):
         link_overflow("ld.lld: error: section '.persistent' will not fit in region 'FRAM': overflowed by 1234 bytes",
                       prog, mem)
-    with pytest.raises(FitError, match=r"section \.bss leaves less than the 512 B stack reserve"):
-        link_overflow("ld.lld: error: aidi: SRAM buffers leave less than 512 bytes of stack", prog, mem)
+    with pytest.raises(FitError, match=rf"section \.bss leaves less than the {STACK_BYTES} B stack reserve"):
+        link_overflow(f"ld.lld: error: aidi: SRAM buffers leave less than {STACK_BYTES} bytes of stack", prog, mem)
 
 
 SCENARIO = """

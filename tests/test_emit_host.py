@@ -115,10 +115,12 @@ def test_extreme_values_saturate_identically(tmp_path):
 
 
 def test_lea_backend_exact_and_used(tmp_path):
-    """BACKEND=lea: emulated DSPLib msp_mac_q15 where provably exact, CPU otherwise."""
+    """BACKEND=lea: emulated DSPLib msp_mac_q15 where provably exact, CPU otherwise (on the layers the plan
+    runs on the LEA, whose arena rows hold its buffers)."""
     for extreme in (False, True):
-        ir = tiny_program(4, extreme=extreme)
-        proj = emit_project(ir, tmp_path / f"lea{extreme}", backend="lea")
+        ir = tiny_program(4, extreme=extreme, backend="lea")
+        proj = emit_project(ir, tmp_path / f"lea{extreme}")
+        assert proj.manifest["backend"] == "lea"
         proc = build.make(proj.root, "host")
         assert "-DAIDI_BACKEND_LEA" in proc.stdout
         r = build.run_host(proj.root, "--check", "--stats", "--exhaustive")

@@ -15,6 +15,7 @@ from aidi.models.emit import emit_project
 from aidi.models.emit import build, mspsim
 from aidi.models.emit.elfsize import format_report, memory_report, sections, symbols
 from aidi.models.emit.examples import default_program, tiny_program
+from aidi.models.schedule import RUNTIME_STATE_BYTES, STACK_BYTES
 
 pytestmark = pytest.mark.toolchain("msp430-sim")
 
@@ -54,7 +55,10 @@ def test_firmware_layout_and_size_report(tiny):
     assert struct.unpack_from("<HH", data, start) == (0x4031, 0x3C00)
     rep = memory_report(elf, ir.budgets.fram_bytes, ir.budgets.sram_bytes)
     assert rep["fits"] and rep["fram_bytes"] > rep["fram_sections"][".persistent"] > 0
-    assert 0 < rep["sram_bytes"] <= ir.budgets.sram_bytes and rep["stack_reserve_bytes"] == 512
+    # the SRAM the firmware takes is the plan's figure: .bss (arena + runtime state) + the stack reserve
+    assert rep["sram_bytes"] == ir.plan.sram_bytes <= ir.budgets.sram_bytes
+    assert rep["stack_reserve_bytes"] == STACK_BYTES
+    assert rep["sram_data_bytes"] == ir.plan.sram.arena_bytes + RUNTIME_STATE_BYTES
     assert "FRAM" in format_report(rep) and "FRAM" in proc.stdout  # make msp430-sim prints it
     ok = build.make(proj.root, "size")
     assert "ok" in ok.stdout
@@ -95,7 +99,7 @@ def test_cycles_per_layer(tiny):
     assert lc.boot_cycles + sum(lc.layer_cycles) < lc.total_cycles  # + the final marker and aidi_done call
     # after the last marker: the output's copy to the caller's buffer, the delivery commit, aidi_done
     assert lc.total_cycles - lc.boot_cycles - sum(lc.layer_cycles) < 100 + 10 * ir.output_len
-    assert 0 < lc.stack_peak_bytes < 512  # the linker script's stack reserve
+    assert 0 < lc.stack_peak_bytes <= STACK_BYTES  # the plan's (and the linker script's) stack reserve
 
 
 @pytest.mark.toolchain("sim")
@@ -255,7 +259,7 @@ msp_status msp_mac_q15(const msp_mac_q15_params *params, const _q15 *srcA, const
 def test_hardware_sources_compile_against_ti_style_headers(tiny, tmp_path):
     """The AIDI_TARGET_MSP430_HW paths (main, LPM4 idle, GPIO unlock, DSPLib/LEA kernel with
     .leaRAM buffers) compile warning-free; stub headers stand in for msp430.h and DSPLib.h."""
-    _, proj, _ = tiny
+    proj = emit_project(tiny_program(0, backend="lea"), tmp_path / "lea")  # the plan puts the arena in LEA RAM
     (tmp_path / "msp430.h").write_text(STUB_MSP430_H)
     (tmp_path / "DSPLib.h").write_text(STUB_DSPLIB_H)
     flags = ["--target=msp430", "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-ffreestanding",
@@ -267,7 +271,7 @@ def test_hardware_sources_compile_against_ti_style_headers(tiny, tmp_path):
         subprocess.run([build.tool("clang"), *flags, "-c", str(proj.root / "src" / src), "-o", str(obj)],
                        check=True, capture_output=True)
     lea = [s for s in sections(str(tmp_path / "aidi_runtime.c.o")) if s.name == ".leaRAM"]
-    assert lea and lea[0].size > 0  # the tile buffers go to LEA RAM on hardware
+    assert lea and lea[0].size == proj.manifest["sram"]["arena_bytes"]  # the arena goes to LEA RAM on hardware
 
 
 @pytest.mark.toolchain("sim")

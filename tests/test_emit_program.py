@@ -61,7 +61,8 @@ def test_manifest_and_tables_are_read_off_the_plan(tmp_path):
     assert f"sizeof aidi_progress == {PROGRESS_BYTES}" in model_c
     assert json.loads((tmp_path / "c" / "aidi_manifest.json").read_text())["memory_estimate"]["fram_progress"] == 16
     mem = memory_estimate(prog)
-    assert mem["fram_psum"] > 0 and mem["sram_buffers"] > 0
+    assert mem["fram_psum"] > 0 and mem["sram_bytes"] == prog.plan.sram_bytes == \
+        mem["sram_arena"] + mem["sram_state"] + mem["sram_stack"]
     readme = (tmp_path / "c" / "README.md").read_text()
     assert "make msp430" in readme and "DSPLIB_ROOT" in readme and str(mem["fram_weights"]) in readme
     for rel in ("Makefile", "src/aidi_model.c", "src/aidi_runtime.c", "ld/msp430fr5994_sim.ld", "tools/aidi_elfsize.py"):
@@ -74,6 +75,8 @@ def test_lea_plan_emits_lea_kernels(tmp_path):
     prog = tiny_program(0, backend="lea")
     assert emit_project(prog, tmp_path / "c").manifest["backend"] == "lea"
     assert emit_project(prog, tmp_path / "p", backend="portable").manifest["backend"] == "portable"
+    with pytest.raises(ValueError, match="backend lea: the plan runs no layer on the LEA"):
+        emit_project(tiny_program(0), tmp_path / "x", backend="lea")
 
 
 @settings(max_examples=60, deadline=None)

@@ -381,7 +381,8 @@ def test_closed_form_lower_bound_and_sram_scan(gd, backend, pname, budget):
                                     runtime_model(p))
     np.testing.assert_allclose(lb, lower_bound(g, tab), rtol=1e-12, atol=0)
     np.testing.assert_allclose(commit, tab.commit, rtol=1e-12, atol=0)
-    fits = sram_fits(geom_vector(g), d.Tr, d.Tc, d.Tm, d.Tn, b == "lea", runtime_model(p), 4 * d.Tm * d.Tr * d.Tc,
-                     budget, p.lea_ram_bytes)
-    why = check_sram(g, layer_sram_buffers(g, d, 4 * d.Tm * d.Tr * d.Tc, b, runtime_model(p)), budget, p, b, 1)
-    assert fits == (why is None)
+    bufs = layer_sram_buffers(g, d, 4 * d.Tm * d.Tr * d.Tc, b)
+    for lea_arena in (False, True):  # the arena in LEA RAM: a LEA layer, or any layer of a plan that may use it
+        cap = p.lea_ram_bytes if b == "lea" or lea_arena else budget
+        fits = sram_fits(geom_vector(g), d.Tr, d.Tc, d.Tm, d.Tn, b == "lea", 4 * d.Tm * d.Tr * d.Tc, budget, cap)
+        assert fits == (check_sram(g, bufs, budget, p, b, 1, lea_arena) is None)

@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 
 from aidi.models.layers import LayerGeom, default_network, geometry, parse_network
 from aidi.models.design_search import auto_design, design_network, divisors, resolve_designs, s_candidates
-from aidi.models.schedule import (LOOP_ORDERS, PRESERVATIONS, STACK_BYTES, ExecutionDesign, evaluate_design,
-                                  plan_layer, plan_network)
+from aidi.models.schedule import (LOOP_ORDERS, PRESERVATIONS, RUNTIME_STATE_BYTES, STACK_BYTES, ExecutionDesign,
+                                  evaluate_design, plan_layer, plan_network)
 from aidi.models.schedule.design import (F_INIT_BIAS, F_INIT_PSUM, F_LOAD_IN, F_LOAD_W, F_WRITE_OUT,
                                          F_WRITE_PSUM)
 from aidi.sim.platform import MSP430FR5994, MSP430FR5994_EXTFRAM
@@ -183,25 +183,44 @@ def test_loop_orders_reuse_what_they_say():
 
 
 def test_sram_buffers_and_footprint():
+    """One layout on every preset: the emitted runtime's arena rows (one accumulator block, on a LEA layer the
+    LEA's Q31 result, sum|w| per output channel and one im2col vector (3*9 = 27 words, padded to 28), the
+    weight tile with the same even stride, the input tile), plus its fixed state and the stack."""
     g = conv_geom()
     d = ExecutionDesign(2, 4, 4, 3, "reuse_O", 1)
     tri, tci = 2 - 1 + 3, 4 - 1 + 3
-    # iNAS-style (iNAS preset): input, weights, bias, int16 output staging, accumulator slots
-    lp = plan_layer(g, d, MSP430FR5994_EXTFRAM, 4096, "lea")
-    assert lp.sram == {"input": (0, 2 * 3 * tri * tci), "weights": (144, 2 * 4 * 3 * 9), "bias": (360, 16),
-                       "output": (376, 64), "acc": (440, 128)}
-    assert lp.sram_bytes == 440 + 128 + STACK_BYTES
-    # the emitted runtime's aidi_sram_t (FR5994 preset, LEA kernel): one accumulator block, the LEA's Q31
-    # result, sum|w| per output channel, one im2col vector (3*9 = 27 words, padded to 28), weight tiles
-    # with the same even stride, the input tile, the fetch cache (3 pointers, 9 uint16, one uint32)
-    lp = plan_layer(g, d, P, 4096, "lea")
-    assert lp.sram == {"acc": (0, 128), "lea_mac": (128, 4), "lea_wabs": (132, 16), "lea_vec": (148, 56),
-                       "weights": (204, 2 * 4 * 28), "input": (428, 2 * 3 * tri * tci), "cache": (572, 28)}
-    assert lp.sram_bytes == 600 + STACK_BYTES
-    for lp in (lp, plan_layer(g, d, MSP430FR5994_EXTFRAM, 4096, "lea")):
+    rows = {"acc": (0, 128), "lea_mac": (128, 4), "lea_wabs": (132, 16), "lea_vec": (148, 56),
+            "weights": (204, 2 * 4 * 28), "input": (428, 2 * 3 * tri * tci)}
+    for platform in (P, MSP430FR5994_EXTFRAM):
+        lp = plan_layer(g, d, platform, 4096, "lea")
+        assert lp.sram == rows
+        assert lp.sram_bytes == 572 + RUNTIME_STATE_BYTES + STACK_BYTES
         spans = sorted(lp.sram.values())
         assert all(o % 4 == 0 for o, _ in spans)
         assert all(a[0] + a[1] <= b[0] for a, b in zip(spans, spans[1:]))  # no overlap
+    cpu = plan_layer(g, d, P, 4096, "cpu")
+    assert cpu.sram == {"acc": (0, 128), "weights": (128, 224), "input": (352, 144)}
+    pool = plan_layer(geometry(parse_network([{"type": "maxpool", "k": 2}], [3, 8, 8]))[0],
+                      ExecutionDesign(2, 2, 3, 3), P, 4096)
+    assert pool.sram == {"input": (0, 2 * 3 * 4 * 4)}
+
+
+def test_network_sram_is_the_largest_layer_and_lea_arena_fits_lea_ram():
+    """The network's one SRAM figure is its largest layer's; a plan with a LEA layer keeps every layer's
+    arena rows (a CPU pool's too) within the LEA RAM, since its one arena sits there."""
+    specs = [{"type": "conv", "k": 3, "filters": 4, "padding": 1}, {"type": "maxpool", "k": 2}]
+    geoms = geometry(parse_network(specs, [4, 32, 32]))
+    small = [ExecutionDesign(2, 2, 4, 4), ExecutionDesign(2, 2, 4, 4)]
+    plan = plan_network(geoms, small, P, 8192, backend="lea")
+    assert plan.sram_bytes == max(lp.sram_bytes for lp in plan.layers) == plan.task_graph().max_sram_bytes()
+    assert plan.sram.arena_bytes + RUNTIME_STATE_BYTES + STACK_BYTES == plan.sram_bytes and plan.sram.lea
+    big_pool = [small[0], ExecutionDesign(16, 16, 4, 4)]  # 4 x 32 x 32 input tile: 8192 B
+    with pytest.raises(ValueError, match="SRAM footprint 8492 B exceeds budget 8192 B"):
+        plan_network(geoms, big_pool, P, 8192, backend="cpu")
+    half_pool = [small[0], ExecutionDesign(8, 16, 4, 4)]  # 4096 B: over LEA RAM, fine without a LEA layer
+    assert plan_network(geoms, half_pool, P, 8192, backend="cpu").sram.arena_bytes == 4096
+    with pytest.raises(ValueError, match=r"layer 1 \(maxpool\): SRAM arena 4096 B .* exceeds LEA RAM 3784 B"):
+        plan_network(geoms, half_pool, P, 8192, backend="lea")
 
 
 def test_sram_budget_error_names_buffer():

@@ -446,14 +446,14 @@ def fast_tables(geom: LayerGeom, tr: int, tc: int, tm: int, tn: int, p: Platform
                         backend == "lea", runtime_model(p))
 
 
-#: bytes of the runtime's fetch cache, stack reserve and alignment (mirrors aidi.models.schedule.memory)
+#: alignment, the runtime's fixed SRAM state and the stack reserve (mirrors aidi.models.schedule.memory)
 def _memory_constants():
-    from ..schedule.memory import ALIGN, RUNTIME_CACHE_BYTES, STACK_BYTES
+    from ..schedule.memory import ALIGN, RUNTIME_STATE_BYTES, STACK_BYTES
 
-    return ALIGN, RUNTIME_CACHE_BYTES, STACK_BYTES
+    return ALIGN, RUNTIME_STATE_BYTES, STACK_BYTES
 
 
-_ALIGN, _CACHE_BYTES, _STACK_BYTES = _memory_constants()
+_ALIGN, _STATE_BYTES, _STACK_BYTES = _memory_constants()
 
 
 @njit(cache=True)
@@ -462,10 +462,12 @@ def _al(n):
 
 
 @njit(cache=True)
-def sram_fits(gv, tr, tc, tm, tn, lea, software, acc_bytes, budget, lea_ram):
-    """Does the layer's SRAM (:func:`aidi.models.schedule.memory.layer_sram_buffers` with ``acc_bytes`` of
-    accumulators, iNAS-style; the runtime's needs one block) fit ``budget`` and, on LEA, the LEA RAM?
-    (:func:`aidi.models.schedule.memory.check_sram`, without the message)."""
+def sram_fits(gv, tr, tc, tm, tn, lea, acc_bytes, budget, arena_cap):
+    """Does the layer's SRAM fit ``budget``, and its arena rows ``arena_cap`` (the LEA RAM when the plan may
+    put the arena there, else anything >= budget)?  The arena rows of
+    :func:`aidi.models.schedule.memory.layer_sram_buffers` (LEA rows when ``lea``; ``acc_bytes`` of live
+    accumulator slots, at least one block) plus the runtime state and the stack:
+    :func:`aidi.models.schedule.memory.check_sram` without the message."""
     op, kh, kw, s, s_w, nin = gv[0], gv[7], gv[8], gv[9], gv[12], gv[14]
     weighted = op <= 2
     tied = op >= 2
@@ -473,60 +475,28 @@ def sram_fits(gv, tr, tc, tm, tn, lea, software, acc_bytes, budget, lea_ram):
         tn = tm
     tri = (tr - 1) * s + kh
     tci = (tc - 1) * s_w + kw
+    per_m = kh * kw * (1 if op == 2 else tn) if weighted else 0
+    w_stride = per_m + (per_m & 1)
+    sizes = np.zeros(6, np.int64)
+    k = 0
+    if weighted:
+        sizes[k] = max(4 * tm * tr * tc, acc_bytes)
+        k += 1
+        if lea:
+            sizes[k] = 4
+            sizes[k + 1] = 4 * tm
+            sizes[k + 2] = 2 * max(2, w_stride)
+            k += 3
+        sizes[k] = 2 * tm * w_stride
+        k += 1
+    sizes[k] = 2 * nin * tn * tri * tci
+    k += 1
     off = 0
     end = 0
-    lea_in_w = 0
-    if software:
-        per_m = kh * kw * (1 if op == 2 else tn) if weighted else 0
-        w_stride = per_m + (per_m & 1)
-        sizes = np.zeros(7, np.int64)
-        k = 0
-        if weighted:
-            sizes[k] = 4 * tm * tr * tc
-            k += 1
-            if lea:
-                sizes[k] = 4
-                sizes[k + 1] = 4 * tm
-                sizes[k + 2] = 2 * max(2, w_stride)
-                k += 3
-            sizes[k] = 2 * tm * w_stride
-            k += 1
-        sizes[k] = 2 * nin * tn * tri * tci
-        sizes[k + 1] = _CACHE_BYTES
-        k += 2
-        for i in range(k):
-            end = off + sizes[i]
-            off = _al(end)
-        if _al(end) + _STACK_BYTES > budget:
-            return False
-        if lea and weighted and _al(end) > lea_ram:
-            return False
-        return True
-    sizes = np.zeros(5, np.int64)
-    k = 0
-    sizes[k] = 2 * nin * (tm if tied else tn) * tri * tci
-    lea_in_w += _al(sizes[k])
-    k += 1
-    if weighted:
-        sizes[k] = 2 * tm * (tn if op <= 1 else 1) * kh * kw
-        lea_in_w += _al(sizes[k])
-        k += 1
-    if weighted:
-        sizes[k] = 4 * tm
-        k += 1
-    sizes[k] = 2 * tm * tr * tc
-    k += 1
-    if weighted:
-        sizes[k] = acc_bytes
-        k += 1
     for i in range(k):
         end = off + sizes[i]
         off = _al(end)
-    if _al(end) + _STACK_BYTES > budget:
-        return False
-    if lea and weighted and lea_in_w > lea_ram:
-        return False
-    return True
+    return _al(end) + _STATE_BYTES + _STACK_BYTES <= budget and _al(end) <= arena_cap
 
 
 @njit(cache=True)

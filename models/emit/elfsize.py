@@ -87,9 +87,11 @@ def memory_report(path: str, fram_budget: int, sram_budget: int, stack_reserve: 
     """FRAM and SRAM bytes by section, against the budgets.
 
     FRAM counts every allocated section placed in FRAM (code, constants,
-    persistent data); SRAM counts allocated sections in SRAM (the tile
-    buffers) and, separately, the stack reserve (symbol
-    ``__aidi_stack_reserve`` when the linker script defines it).
+    persistent data).  SRAM (``sram_bytes``) counts the allocated sections in
+    SRAM (``.bss``: the runtime's arena and state; ``sram_data_bytes``) plus
+    the stack reserve (symbol ``__aidi_stack_reserve`` of the linker script,
+    the plan's ``STACK_BYTES``): the figure aidi's plan reports
+    (``AIDI_SRAM_BYTES``), held against ``sram_budget``.
     """
     secs = [s for s in sections(path) if s.alloc and s.size]
     syms = symbols(path)
@@ -99,7 +101,8 @@ def memory_report(path: str, fram_budget: int, sram_budget: int, stack_reserve: 
     sram = {s.name: s.size for s in secs if _within(s.addr, s.size, SRAM)}
     vectors = {s.name: s.size for s in secs if _within(s.addr, s.size, VECTORS)}
     other = sorted(s.name for s in secs if s.name not in fram and s.name not in sram and s.name not in vectors)
-    fram_total, sram_total = sum(fram.values()), sum(sram.values())
+    fram_total, sram_data = sum(fram.values()), sum(sram.values())
+    sram_total = sram_data + stack_reserve
     return {
         "file": path,
         "fram_sections": fram,
@@ -107,6 +110,7 @@ def memory_report(path: str, fram_budget: int, sram_budget: int, stack_reserve: 
         "vector_sections": vectors,
         "unplaced_sections": other,
         "fram_bytes": fram_total,
+        "sram_data_bytes": sram_data,
         "sram_bytes": sram_total,
         "stack_reserve_bytes": stack_reserve,
         "fram_budget_bytes": fram_budget,
@@ -128,7 +132,7 @@ def format_report(rep: dict) -> str:
         f"  FRAM {rep['fram_bytes']:6d} of budget {rep['fram_budget_bytes']:6d} ({pct(rep['fram_bytes'], rep['fram_budget_bytes'])})"
         f"  {'ok' if rep['fram_ok'] else 'OVER BUDGET'}   [{fram}]",
         f"  SRAM {rep['sram_bytes']:6d} of budget {rep['sram_budget_bytes']:6d} ({pct(rep['sram_bytes'], rep['sram_budget_bytes'])})"
-        f"  {'ok' if rep['sram_ok'] else 'OVER BUDGET'}   [{sram}] + stack reserve {rep['stack_reserve_bytes']}",
+        f"  {'ok' if rep['sram_ok'] else 'OVER BUDGET'}   [{sram}, stack reserve {rep['stack_reserve_bytes']}]",
     ]
     if rep["unplaced_sections"]:
         lines.append(f"  sections outside FRAM/SRAM: {', '.join(rep['unplaced_sections'])}")

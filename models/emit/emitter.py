@@ -12,7 +12,7 @@ Layout of the emitted folder::
     src/                 generated aidi_model.{h,c} (the network: library), aidi_sample.c (the
                          sample input: host harness and simulator build only), aidi_expected.c
                          (host only) + runtime/*.{c,h}
-    ld/                  msp430fr5994_sim.ld (simulator memory map)
+    ld/                  msp430fr5994_sim.ld (simulator memory map; its stack reserve is the plan's)
     tools/               aidi_elfsize.py (memory report, standard library only)
 """
 
@@ -28,7 +28,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from ..schedule import PROGRESS_BYTES, LayerPlan
 from ..schedule.design import LOOP_NESTS
-from ..schedule.memory import runtime_sram_sizes
+from ..schedule.memory import ARENA_ROWS, arena_extent
 from .dispatch import dispatch_context
 from .program import Program
 
@@ -103,7 +103,21 @@ def _plan_context(lp: LayerPlan) -> dict:
     return dict(in_c=g.in_shape[0], in_h=g.in_shape[1], in_w=g.in_shape[2], out_c=g.out_shape[0],
                 out_h=g.out_shape[1], out_w=g.out_shape[2], tr=d.Tr, tc=d.Tc, tm=d.Tm, tn=d.Tn, nr=rtiles, nc=ct,
                 nm=mt, nn=nt, order=LOOP_NESTS[d.loop_order], S=d.S, n_tiles=lp.n_tiles, n_units=lp.n_units,
-                stride_n=lp.n_stride, **rt._asdict(), sram_bytes=rt.sram_bytes)
+                stride_n=lp.n_stride, **rt._asdict(), sram_bytes=lp.sram_bytes)
+
+
+def _arena_rows(lp: LayerPlan) -> list[dict]:
+    """The layer's arena rows (the plan's ``lp.sram``) as C members: type, name, element count spanning up to
+    the next row's offset (or the layer's aligned end), so that the C struct puts every row where the plan
+    does."""
+    rows = [r for r in ARENA_ROWS if r.name in lp.sram]
+    ends = [lp.sram[r.name][0] for r in rows[1:]] + [arena_extent(lp.sram)]
+    out = []
+    for r, end in zip(rows, ends):
+        off, nbytes = lp.sram[r.name]
+        out.append(dict(name=r.name, c_type=r.c_type, c_name=r.c_name, offset=off, bytes=nbytes,
+                        count=(end - off) // (2 if r.c_type == "int16_t" else 4)))
+    return out
 
 
 def _c_view(region: str, elem_offset: int, fram) -> str | None:
@@ -126,7 +140,7 @@ def _layer_context(i: int, name: str, lp: LayerPlan, ql, unit_base: int, fram) -
         stride_w=g.sw, pad_t=g.pads[0], pad_l=g.pads[1], kh=g.kh, kw=g.kw, act_max=ql.act_hi, align_a=la,
         align_b=lb, c_op=g.traits.c_op, c_nest=", ".join(_C_DIM[a] for a in LOOP_NESTS[lp.design.loop_order]),
         unit_base=unit_base, src=srcs[0], src2=srcs[1] if len(srcs) > 1 else None,
-        dst=_c_view(lp.fram_out, lp.out_offset, fram),
+        dst=_c_view(lp.fram_out, lp.out_offset, fram), arena=_arena_rows(lp), arena_bytes=arena_extent(lp.sram),
     )
     if g.weighted:
         ctx.update(weight_len=ql.w.size, bias_len=ql.b.size, weight_c=_c_ints(ql.w), bias_c=_c_ints(ql.b, per_line=6, int32=True))
@@ -134,11 +148,15 @@ def _layer_context(i: int, name: str, lp: LayerPlan, ql, unit_base: int, fram) -
 
 
 def memory_estimate(prog: Program) -> dict[str, int]:
-    """Data bytes the runtime allocates (code excluded): FRAM and SRAM tile buffers.
+    """Data bytes the runtime allocates (code excluded): FRAM regions, and SRAM as the plan lays it out
+    (:attr:`aidi.models.schedule.NetPlan.sram`): ``sram_arena`` (the arena), ``sram_state`` (the
+    runtime's fixed state), ``sram_stack`` (the stack reserve) and their sum ``sram_bytes``, the plan's one
+    SRAM figure.
 
     ``fram_input`` is the sample input, which only the host harness and the simulator build embed."""
     rts = [lp.runtime for lp in prog.layers]
     fram = prog.plan.fram.regions
+    sram = prog.plan.sram
     weights = sum(2 * ql.w.size + 4 * ql.b.size for ql in prog.qmodel.layers if ql.geom.weighted)
     return {
         "fram_weights": weights,
@@ -146,7 +164,10 @@ def memory_estimate(prog: Program) -> dict[str, int]:
         "fram_activations": fram["act"][1] + fram["output"][1],  # tensors placed by lifetime, and the output
         "fram_psum": 2 * 4 * max(r.psum_elems for r in rts),
         "fram_progress": PROGRESS_BYTES,
-        "sram_buffers": 2 * max(r.in_buf for r in rts) + 2 * max(r.w_buf for r in rts) + 4 * max(r.acc_buf for r in rts),
+        "sram_arena": sram.arena_bytes,
+        "sram_state": sram.state_bytes,
+        "sram_stack": sram.stack_bytes,
+        "sram_bytes": sram.total_bytes,
     }
 
 
@@ -154,13 +175,19 @@ def emit_project(prog: Program, out_dir: str | Path, *, backend: str | None = No
     """Write the C project of ``prog`` into ``out_dir`` (created; existing files are replaced).
 
     ``backend``: the kernels the Makefile builds by default (``portable``: CPU
-    kernels; ``lea``: DSPLib msp_mac_q15 where exact, emulated on the host).
-    None (the default) takes the plan's: ``lea`` when a layer of the plan runs
-    on the LEA, else ``portable`` -- the firmware the simulator costs.  The
+    kernels; ``lea``: DSPLib msp_mac_q15 where exact, emulated on the host, on
+    the layers the plan runs on the LEA, whose arena rows hold the LEA's
+    buffers; the others keep the CPU kernel).  None (the default) takes the
+    plan's: ``lea`` when a layer of the plan runs on the LEA, else
+    ``portable`` -- the firmware the simulator costs.  The SRAM the project
+    allocates is the plan's (:attr:`aidi.models.schedule.NetPlan.sram`): one
+    arena laid out per layer from the plan's rows, the runtime's state and
+    the stack reserve.  The
     simulator build works with either; real LEA needs ``make msp430``.
     Under ``prog.dispatch`` with a power configuration the project carries each unit's start threshold
     (:mod:`.dispatch`) and the host harness's power model.
-    Raises ValueError for an unknown backend or a network beyond the runtime's limits, and
+    Raises ValueError for an unknown backend, ``lea`` for a plan with no LEA layer, a network beyond the
+    runtime's limits, and
     :class:`aidi.sim.workload.NonProgressError` (a ValueError) when an energy_aware unit's threshold
     exceeds V_on.
     """
@@ -168,6 +195,9 @@ def emit_project(prog: Program, out_dir: str | Path, *, backend: str | None = No
         backend = "lea" if any(lp.backend == "lea" for lp in prog.layers) else "portable"
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if backend == "lea" and not prog.plan.sram.lea:
+        raise ValueError("backend lea: the plan runs no layer on the LEA, so no layer has LEA buffers in its "
+                         "SRAM arena (plan it with execution.backend = \"lea\" or \"auto\")")
     root = Path(out_dir)
     _check_limits(prog)
     expected = prog.reference_output()
@@ -184,7 +214,6 @@ def emit_project(prog: Program, out_dir: str | Path, *, backend: str | None = No
     plans = [c["plan"] for c in layers]
 
     sizes = dict(
-        **runtime_sram_sizes([lp.runtime for lp in prog.layers], [lp.design.Tm for lp in prog.layers]),
         act_len=max(1, prog.plan.fram.regions["act"][1] // 2),
         psum_len=max(1, max(p["psum_elems"] for p in plans)),
         progress_bytes=PROGRESS_BYTES,
@@ -195,7 +224,6 @@ def emit_project(prog: Program, out_dir: str | Path, *, backend: str | None = No
     if dispatch["v_start_mv"] is not None and prog.dispatch.policy == "energy_aware":
         mem["fram_v_start"] = 2 * total_units
         mem["fram_v_drop"] = 4 * total_units
-    sram_lea = 4 * (sizes["acc_buf"] + 1 + sizes["tm_max"]) + 2 * (sizes["vec_buf"] + sizes["w_buf"] + sizes["in_buf"])
     manifest = {
         "name": prog.name,
         "backend": backend,
@@ -211,7 +239,9 @@ def emit_project(prog: Program, out_dir: str | Path, *, backend: str | None = No
                      "host_power_model": dispatch["host"] is not None},
         "budgets": asdict(prog.budgets),
         "memory_estimate": mem,
-        "lea_ram_bytes_needed": sram_lea,
+        "sram": {"arena_bytes": prog.plan.sram.arena_bytes, "state_bytes": prog.plan.sram.state_bytes,
+                 "stack_bytes": prog.plan.sram.stack_bytes, "total_bytes": prog.plan.sram.total_bytes,
+                 "arena_in_lea_ram": prog.plan.sram.lea},
         "layers": [
             {
                 "name": c["name"], "op": c["op"], "in_shape": list(c["in_shape"]), "out_shape": list(c["out_shape"]),
@@ -226,7 +256,7 @@ def emit_project(prog: Program, out_dir: str | Path, *, backend: str | None = No
         name=prog.name, layers=layers, total_units=total_units, output_len=prog.output_len, sizes=sizes,
         input_shape=prog.qmodel.input_shape, input_len=prog.x_q.size, input_c=_c_ints(prog.x_q),
         act_buffers=act_buffers, expected_c=_c_ints(expected), backend=backend, budgets=prog.budgets,
-        memory=mem, manifest=manifest, fram=fram, lea_ram_bytes=prog.plan.platform.lea_ram_bytes, sram_lea=sram_lea,
+        memory=mem, manifest=manifest, fram=fram, lea_ram_bytes=prog.plan.platform.lea_ram_bytes, sram=prog.plan.sram,
         dispatch=dispatch, library_files=LIBRARY_FILES,
     )
     env = Environment(loader=FileSystemLoader(str(TEMPLATES)), undefined=StrictUndefined,
@@ -241,12 +271,12 @@ def emit_project(prog: Program, out_dir: str | Path, *, backend: str | None = No
         "src/aidi_expected.c": "aidi_expected.c.j2",
         "Makefile": "Makefile.j2",
         "README.md": "README.md.j2",
+        "ld/msp430fr5994_sim.ld": "msp430fr5994_sim.ld.j2",
     }
     for rel, tpl in outputs.items():
         (root / rel).write_text(env.get_template(tpl).render(**ctx))
     for name in _RUNTIME_FILES:
         shutil.copyfile(RUNTIME / name, root / "src" / name)
-    shutil.copyfile(RUNTIME / "msp430fr5994_sim.ld", root / "ld" / "msp430fr5994_sim.ld")
     shutil.copyfile(HERE / "elfsize.py", root / "tools" / "aidi_elfsize.py")
     (root / "aidi_manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     return EmittedProject(root=root, manifest=manifest)

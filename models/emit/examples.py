@@ -78,15 +78,17 @@ def random_program(specs: Sequence[Spec], input_shape, rng: np.random.Generator,
                    designs: Sequence[Any] | None = None, *, extreme: bool = False, backend: str = "cpu",
                    budgets: Budgets | None = None, name: str = "aidi_net") -> Program:
     """:func:`random_qmodel` planned with ``designs`` (one :class:`ExecutionDesign` or None per executed
-    layer; None = :data:`UNIT_DESIGN`; tile sizes are clipped to each layer) on ``backend``."""
+    layer; None = :data:`UNIT_DESIGN`; tile sizes are clipped to each layer) on ``backend``, within the SRAM
+    budget of ``budgets`` (ValueError when a design does not fit it)."""
     qm, x = random_qmodel(specs, input_shape, rng, extreme=extreme)
     geoms = qm.geoms
     designs = list(designs) if designs is not None else [None] * len(geoms)
     if len(designs) != len(geoms):
         raise ValueError(f"random_program: {len(geoms)} executed layers but {len(designs)} designs")
     ds = [clip_design(g, d or UNIT_DESIGN) for g, d in zip(geoms, designs)]
-    plan = plan_network(geoms, ds, "msp430fr5994", backend=backend)
-    return Program(qm, plan, x, name=name, budgets=budgets or Budgets())
+    budgets = budgets or Budgets()
+    plan = plan_network(geoms, ds, "msp430fr5994", budgets.sram_bytes, backend=backend)
+    return Program(qm, plan, x, name=name, budgets=budgets)
 
 
 #: a tiny network touching every kind, with input-channel tiling (Tn < N) in every loop order

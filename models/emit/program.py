@@ -23,7 +23,9 @@ class Budgets:
 
     ``fram_bytes`` defaults to the FRAM below 64 KB (0x4000-0xFF7F), all that the
     16-bit (small memory model) simulator build can address; ``sram_bytes`` is
-    the budget for the tile buffers (the stack is reported separately).
+    the budget for all the SRAM the runtime takes: its arena, its state and the
+    stack reserve (the plan's figure, ``AIDI_SRAM_BYTES``; default: the
+    scenario default ``[device] sram_budget_bytes``).
     """
 
     fram_bytes: int = 0xFF80 - 0x4000

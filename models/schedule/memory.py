@@ -1,11 +1,27 @@
-"""SRAM and FRAM layout of a planned network: the one memory map the simulator and the C templates read.
+"""SRAM and FRAM layout of a planned network: the one memory map the simulator, ``aidi check`` and the C runtime read.
 
-SRAM footprint of a layer (bytes, each buffer 4-byte aligned for LEA): input
-tile ``2*Tin*Tri*Tci`` (``Tri = (Tr-1)*s + kh``), weight tile, bias ``4*Tm``,
-int16 output staging ``2*Tm*Tr*Tc``, the accumulator slots actually used
-(extent of the highest slot), plus :data:`STACK_BYTES`.  With
-``backend="lea"`` the input and weight buffers must also fit the platform's
-LEA RAM.
+SRAM (TFLite Micro's arena is the model): the emitted runtime allocates one
+arena (``aidi_arena``, 4-byte aligned; in ``.leaRAM`` on a LEA build) whose
+layout changes per layer, plus a fixed runtime state and the stack.  A layer's
+arena rows (:data:`ARENA_ROWS`, :func:`layer_sram_buffers`; each row 4-byte
+aligned for the LEA) are its int32 accumulators (one output block, or the
+walk's live accumulator slots when more), on a LEA layer the LEA's Q31
+result, sum|w| per output channel and one im2col vector, then the weight tile
+and the input tile(s).  A layer needs::
+
+    align(end of its last row) + RUNTIME_STATE_BYTES + STACK_BYTES
+
+and the network needs the largest layer's total (:class:`SramLayout`): that
+is the one SRAM figure that ``aidi check``/``run``/``explore``, the optimizer,
+the NAS, the emitted header (``AIDI_SRAM_BYTES``) and ``make size`` (``.bss``
+plus the linker script's stack reserve) all report and hold against
+``[device] sram_budget_bytes``.  Counted: the arena, the runtime's state
+(:data:`RUNTIME_STATE_BYTES`), the stack reserve (:data:`STACK_BYTES`).  Not
+counted: what an application linking the library adds, and, on the host
+build, the wider pointers of the runtime state.  Biases and outputs go between
+FRAM and the accumulators directly (no SRAM staging), under every cost model.
+When a plan runs a layer on the LEA the whole arena sits in LEA RAM, so it
+must fit ``Platform.lea_ram_bytes`` too.
 
 FRAM data (:func:`fram_layout`): the progress records, the input sample,
 per weighted layer its int16 weights and int32 bias, one activation region
@@ -30,8 +46,15 @@ from ...sim.taskgraph import FramRange
 from ..layers import LayerGeom
 from .design import ExecutionDesign
 
-#: stack and runtime locals reserved in SRAM (inferred: kernel call depth of the runtime)
+#: stack reserved at the top of SRAM (bytes): the emitted linker script's ``__aidi_stack_reserve``.  Measured
+#: (mspdebug, tests/test_emit_msp430.py): 188 B peak with the portable kernels, 200 B with the emulated LEA
+#: kernels on the default network; 256 B leaves room for the call depth of TI's DSPLib.
 STACK_BYTES = 256
+#: the C runtime's fixed SRAM state outside the arena (``aidi_state_t``, models/emit/runtime/aidi_runtime.c;
+#: MSP430 small memory model, 2-byte pointers): the fetch cache (3 pointers, 5 + 4 uint16, one uint32: 28 B)
+#: and the call's state (a pointer, uint32 g, 2 uint16, uint32 known_mv2: 14 B), padded to 4-byte multiple
+#: (44 B) so that the linker packs it next to the arena without a gap.  Static-asserted by the C runtime.
+RUNTIME_STATE_BYTES = 44
 #: buffer alignment in SRAM (LEA operands must be 32-bit aligned)
 ALIGN = 4
 #: progress records in FRAM: two records of ``PROGRESS_WORDS`` 16-bit words {g_lo, g_hi, ~g_lo, ~g_hi};
@@ -50,10 +73,9 @@ def align(n: int) -> int:
 class RuntimeLayout(NamedTuple):
     """One layer's tile geometry and SRAM/FRAM buffer sizes as the emitted C runtime lays them out.
 
-    Element counts, not bytes (int16 unless noted).  The C runtime sizes its
-    static buffers from the largest of these over all layers
-    (``AIDI_IN_BUF``, ``AIDI_W_BUF``, ``AIDI_ACC_BUF``, ``AIDI_PSUM_LEN``) and
-    the generated tables static-assert them.
+    Element counts, not bytes (int16 unless noted).  The arena rows
+    (:func:`layer_sram_buffers`) are sized from these; the FRAM partial sums
+    (``AIDI_PSUM_LEN``) from the largest ``psum_elems``.
     """
 
     tri: int  # input tile rows: (Tr - 1) * sh + kh
@@ -64,10 +86,6 @@ class RuntimeLayout(NamedTuple):
     acc_buf: int  # int32 accumulators of one output block: Tm * Tr * Tc (0 for pools)
     psum_elems: int  # int32 partial sums per FRAM slot: the layer's outputs when Nt > 1, else 0
     macs: int  # multiply-accumulates (pools: window taps) of the whole layer
-
-    @property
-    def sram_bytes(self) -> int:
-        return 2 * self.in_buf + 2 * self.w_buf + 4 * self.acc_buf
 
 
 def runtime_layout(geom: LayerGeom, d: ExecutionDesign, n_in_tiles: int) -> RuntimeLayout:
@@ -83,32 +101,44 @@ def runtime_layout(geom: LayerGeom, d: ExecutionDesign, n_in_tiles: int) -> Runt
                          out if geom.weighted and n_in_tiles > 1 else 0, out * window)
 
 
-#: bytes of the C runtime's fetch cache in ``aidi_sram_t`` (3 pointers, 5 + 4 uint16, one uint32; MSP430
-#: small memory model: 2-byte pointers)
-RUNTIME_CACHE_BYTES = 3 * 2 + 9 * 2 + 4
+class ArenaRow(NamedTuple):
+    """One row of a layer's arena table: a buffer the C runtime addresses through the layer's table."""
+
+    name: str  # key in LayerPlan.sram
+    c_type: str  # element type of the buffer in C
+    c_name: str  # member of the layer's struct in the generated arena union, and pointer field of aidi_layer_t
 
 
-def runtime_sram_buffers(geom: LayerGeom, d: ExecutionDesign, backend: str) -> dict[str, tuple[int, int]]:
-    """The emitted C runtime's SRAM (``aidi_sram_t``, models/emit/runtime/aidi_runtime.h) for one layer:
-    ``name -> (offset, bytes)`` in struct order.
+#: the arena rows in layout order (zero-sized rows are left out of a layer's layout).  A new operation that
+#: needs another SRAM buffer adds a row here, its size in :func:`layer_sram_buffers` (and its mirror
+#: :func:`aidi.models.costs.fast.sram_fits`), and the runtime's use of the pointer.
+ARENA_ROWS = (
+    ArenaRow("acc", "int32_t", "acc"),  # accumulators of one output block (or the walk's live slots)
+    ArenaRow("lea_mac", "int32_t", "mac"),  # LEA layers: msp_mac_q15's Q31 result
+    ArenaRow("lea_wabs", "uint32_t", "wabs"),  # LEA layers: sum |w| per output channel of the weight tile
+    ArenaRow("lea_vec", "int16_t", "vec"),  # LEA layers: one im2col input vector (even length)
+    ArenaRow("weights", "int16_t", "w"),  # weight tile, Tm rows of w_stride
+    ArenaRow("input", "int16_t", "in"),  # input tile(s), zero padded
+)
 
-    int32 accumulators of one output block (the runtime spills partial sums between non-adjacent touches
-    of a block, so one block is live), with the LEA kernel its Q31 result, sum|w| per output channel and
-    one im2col vector, then the weight and input tiles and the fetch cache.  Bias and outputs go between
-    FRAM and the accumulators directly (no SRAM staging).  The runtime sizes each buffer for the largest
-    layer; this is one layer's need.
+
+def layer_sram_buffers(geom: LayerGeom, d: ExecutionDesign, acc_extent: int, backend: str) -> dict[str, tuple[int, int]]:
+    """A layer's arena rows ``name -> (offset, bytes)`` in :data:`ARENA_ROWS` order, each start 4-byte aligned.
+
+    ``d``: the normalised design; ``backend``: the layer's ("lea" adds the LEA rows to a weighted layer);
+    ``acc_extent``: bytes of accumulator slots the walk keeps live (the runtime's cost model spills, so one
+    block; the iNAS-style model may keep several): the accumulator row holds the larger of it and one block.
     """
     rt = runtime_layout(geom, d, 1)
     sizes = {}
     if geom.weighted:
-        sizes["acc"] = 4 * rt.acc_buf
+        sizes["acc"] = max(4 * rt.acc_buf, int(acc_extent))
         if backend == "lea":
             sizes["lea_mac"] = 4
             sizes["lea_wabs"] = 4 * d.Tm
             sizes["lea_vec"] = 2 * max(2, rt.w_stride)
         sizes["weights"] = 2 * rt.w_buf
     sizes["input"] = 2 * rt.in_buf
-    sizes["cache"] = RUNTIME_CACHE_BYTES
     out, off = {}, 0
     for k, v in sizes.items():
         out[k] = (off, int(v))
@@ -116,78 +146,59 @@ def runtime_sram_buffers(geom: LayerGeom, d: ExecutionDesign, backend: str) -> d
     return out
 
 
-def runtime_sram_sizes(layouts: Sequence[RuntimeLayout], tms: Sequence[int]) -> dict[str, int]:
-    """Element counts of the C runtime's static SRAM buffers for a network (``AIDI_IN_BUF``,
-    ``AIDI_W_BUF``, ``AIDI_ACC_BUF``, ``AIDI_VEC_BUF``, ``AIDI_TM_MAX``): the largest need of any layer,
-    at least 1 (2 and even for the LEA vectors).  ``tms``: each layer's Tm."""
-    def even(v: int) -> int:
-        return max(2, v + (v & 1))
-
-    return dict(in_buf=max(1, max(r.in_buf for r in layouts)), w_buf=even(max(r.w_buf for r in layouts)),
-                acc_buf=max(1, max(r.acc_buf for r in layouts)), vec_buf=even(max(r.w_stride for r in layouts)),
-                tm_max=max(1, max(tms)))
-
-
-def layer_sram_buffers(geom: LayerGeom, d: ExecutionDesign, acc_extent: int, backend: str,
-                       runtime: bool) -> dict[str, tuple[int, int]]:
-    """A layer's SRAM buffers: the emitted runtime's (:func:`runtime_sram_buffers`) when the plan is costed
-    as that runtime executes (``runtime``, platforms with ``cpu_sw``), else the iNAS-style
-    :func:`sram_buffers`."""
-    return runtime_sram_buffers(geom, d, backend) if runtime else sram_buffers(geom, d, acc_extent)
-
-
-def sram_buffers(geom: LayerGeom, d: ExecutionDesign, acc_extent: int) -> dict[str, tuple[int, int]]:
-    """iNAS-style SRAM buffers ``name -> (offset, bytes)`` in layout order (each start 4-byte aligned):
-    input and weight tiles, bias, int16 output staging and the accumulator slots.
-
-    ``acc_extent``: bytes of the accumulator region actually used (from the walk).
-    """
-    tri = (d.Tr - 1) * geom.sh + geom.kh
-    tci = (d.Tc - 1) * geom.sw + geom.kw
-    tin = d.Tm if geom.channel_tied else d.Tn
-    sizes = {"input": 2 * len(geom.src) * tin * tri * tci}
-    if geom.weighted:
-        sizes["weights"] = 2 * d.Tm * (1 if geom.channel_tied else d.Tn) * geom.kh * geom.kw
-    if geom.weighted:
-        sizes["bias"] = 4 * d.Tm
-    sizes["output"] = 2 * d.Tm * d.Tr * d.Tc
-    if geom.weighted:
-        sizes["acc"] = int(acc_extent)
-    out, off = {}, 0
-    for k, v in sizes.items():
-        out[k] = (off, int(v))
-        off = align(off + v)
-    return out
+def arena_extent(buffers: Mapping[str, tuple[int, int]]) -> int:
+    """Bytes of arena a layer's rows span: the end of the last one, 4-byte aligned."""
+    return align(max((o + n for o, n in buffers.values()), default=0))
 
 
 def sram_footprint(buffers: Mapping[str, tuple[int, int]]) -> int:
-    """Bytes of SRAM a layer needs: end of the last buffer (aligned) plus :data:`STACK_BYTES`."""
-    end = max((o + n for o, n in buffers.values()), default=0)
-    return align(end) + STACK_BYTES
+    """Bytes of SRAM a layer needs: its :func:`arena_extent` plus :data:`RUNTIME_STATE_BYTES` and
+    :data:`STACK_BYTES`."""
+    return arena_extent(buffers) + RUNTIME_STATE_BYTES + STACK_BYTES
 
 
-def check_sram(geom: LayerGeom, buffers, budget: int, platform: Platform, backend: str, slots: int) -> str | None:
-    """None if the buffers fit ``budget`` (and, on LEA, the LEA RAM), else the reason (which buffer, bytes).
+def check_sram(geom: LayerGeom, buffers, budget: int, platform: Platform, backend: str, slots: int,
+               lea_arena: bool = False) -> str | None:
+    """None if the layer's SRAM (:func:`sram_footprint`) fits ``budget`` and, when the arena sits in LEA RAM
+    (a LEA layer, or ``lea_arena``: a plan that may run any of its layers on the LEA), its arena rows fit
+    the LEA RAM; else the reason (which buffers, bytes).
 
     The reason does not name the layer: callers prefix ``geom.describe()``.
     """
     total = sram_footprint(buffers)
+    parts = ", ".join(f"{k} {n} B" + (f" ({slots} slot{'s' * (slots != 1)})" if k == "acc" else "")
+                      for k, (_, n) in buffers.items())
     if total > budget:
-        parts = ", ".join(f"{k} {n} B" + (f" ({slots} slot{'s' * (slots != 1)})" if k == "acc" else "")
-                          for k, (_, n) in buffers.items())
         big = max(buffers.items(), key=lambda kv: kv[1][1])[0]
-        return (f"SRAM footprint {total} B exceeds budget {budget} B "
-                f"({parts}, stack {STACK_BYTES} B; largest: {big})")
-    if backend == "lea" and "lea_mac" in buffers:  # the runtime's whole SRAM struct sits in .leaRAM
-        lea = align(max(o + n for o, n in buffers.values()))
-        if lea > platform.lea_ram_bytes:
-            return f"LEA buffers ({lea} B: accumulators, LEA vectors, tiles, fetch cache) exceed LEA RAM {platform.lea_ram_bytes} B"
-    elif backend == "lea":  # iNAS-style: the DSPLib operands (input and weight tiles) live in LEA RAM
-        lea = sum(align(buffers[k][1]) for k in ("input", "weights") if k in buffers)
-        if geom.weighted and lea > platform.lea_ram_bytes:
-            return (f"LEA operands (input {buffers['input'][1]} B + weights "
-                    f"{buffers['weights'][1]} B) exceed LEA RAM {platform.lea_ram_bytes} B")
+        return (f"SRAM footprint {total} B exceeds budget {budget} B (arena: {parts}; runtime state "
+                f"{RUNTIME_STATE_BYTES} B, stack {STACK_BYTES} B; largest: {big})")
+    ext = arena_extent(buffers)
+    if (backend == "lea" or lea_arena) and ext > platform.lea_ram_bytes:
+        return f"SRAM arena {ext} B ({parts}) exceeds LEA RAM {platform.lea_ram_bytes} B"
     return None
+
+
+@dataclass(frozen=True)
+class SramLayout:
+    """A network's SRAM: the arena (laid out per layer), the runtime state and the stack reserve (bytes).
+
+    ``layers``: each layer's arena rows ``name -> (offset, bytes)`` (:func:`layer_sram_buffers`);
+    ``lea``: the arena sits in LEA RAM (a layer runs on the LEA).  ``total_bytes`` is the one SRAM figure
+    (see the module docstring)."""
+
+    layers: tuple
+    lea: bool
+    state_bytes: int = RUNTIME_STATE_BYTES
+    stack_bytes: int = STACK_BYTES
+
+    @property
+    def arena_bytes(self) -> int:
+        """The largest layer's :func:`arena_extent` (at least 4: C has no empty arrays)."""
+        return max([ALIGN] + [arena_extent(b) for b in self.layers])
+
+    @property
+    def total_bytes(self) -> int:
+        return self.arena_bytes + self.state_bytes + self.stack_bytes
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,8 @@ from ..costs import CostTables, cost_tables
 from ..layers import LayerGeom, Network, geometry, parse_network
 from .design import (BACKENDS, DEFAULT_BACKEND, F_INIT_PSUM, F_LOAD_B, F_LOAD_IN, F_LOAD_W, F_WRITE_OUT, F_WRITE_PSUM,
                      LOOP_NESTS, ExecutionDesign, n_stride, normalize_design)
-from .memory import (FramLayout, check_sram, fram_layout, layer_sram_buffers, runtime_layout, sram_footprint,
-                     tensor_region)
+from .memory import (FramLayout, SramLayout, check_sram, fram_layout, layer_sram_buffers, runtime_layout,
+                     sram_footprint, tensor_region)
 from .walk import walk
 
 
@@ -63,7 +63,8 @@ class DesignCost:
 
     cycles: MCLK cycles of all units; energy_J: total (J); by_category: energy per
     :data:`UNIT_CATEGORIES`; max_unit_energy_J: the largest unit (J); n_units,
-    n_tiles; sram_bytes: footprint; sram_reason: why it does not fit (None if it does).
+    n_tiles; sram_bytes: the layer's SRAM (:func:`~.memory.sram_footprint`: arena rows, runtime state,
+    stack); sram_reason: why it does not fit (None if it does).
     """
 
     design: ExecutionDesign
@@ -96,7 +97,7 @@ def evaluate_design(layer, design: ExecutionDesign, platform: Platform | str, sr
         d = replace(normalize_design(geom, design), backend=b)
         tab = cost_tables(geom, d.Tr, d.Tc, d.Tm, d.Tn, p, b)
         w = walk(tab, d, geom, idempotent=idempotent)
-        bufs = layer_sram_buffers(geom, d, w.acc_extent, b, tab.software)
+        bufs = layer_sram_buffers(geom, d, w.acc_extent, b)
         tot = w.unit_cost.sum(axis=0)
         why = check_sram(geom, bufs, budget, p, b, int(w.max_slots))
         c = DesignCost(d, float(tot[:, 0].sum()), float(tot[:, 1].sum()),
@@ -116,7 +117,8 @@ class LayerPlan:
     Attributes:
         geom, design (normalised), backend.
         grid: tile grid ``(Mt, Nt, Rt, Ct)``; tables: per-axis extents and cost tables.
-        sram: SRAM buffers ``name -> (offset, bytes)``; sram_bytes: footprint.
+        sram: the layer's arena rows ``name -> (offset, bytes)`` (:func:`~.memory.layer_sram_buffers`);
+            sram_bytes: its SRAM need (:func:`~.memory.sram_footprint`: arena rows, runtime state, stack).
         unit_cost: ``(U, 3, 2)`` [category][cycles, energy] per unit (the last
             unit of the layer may hold fewer than S tiles).
         tiles: per-tile schedule arrays ``idx, flags, slot, rd, wr, t_end, w_start``
@@ -204,6 +206,17 @@ class NetPlan:
     @property
     def designs(self) -> list[ExecutionDesign]:
         return [lp.design for lp in self.layers]
+
+    @property
+    def sram(self) -> SramLayout:
+        """The network's SRAM: one arena laid out per layer, the runtime state, the stack reserve."""
+        return SramLayout(tuple(lp.sram for lp in self.layers), any(lp.backend == "lea" for lp in self.layers))
+
+    @property
+    def sram_bytes(self) -> int:
+        """The one SRAM figure (B): the largest layer's need, what the emitted runtime allocates
+        (``AIDI_SRAM_BYTES``) and ``aidi check`` reports as ``sram_max_bytes``."""
+        return self.sram.total_bytes
 
     def task_graph(self) -> TaskGraph:
         """Units in execution order with cycles, energy per category, SRAM and FRAM ranges."""
@@ -310,13 +323,25 @@ def plan_layer(geom: LayerGeom, design: ExecutionDesign, platform: Platform | st
     d = replace(normalize_design(geom, design), backend=b)
     tab = cost_tables(geom, d.Tr, d.Tc, d.Tm, d.Tn, p, b)
     w = walk(tab, d, geom, idempotent=idempotent, record=True)
-    bufs = layer_sram_buffers(geom, d, w.acc_extent, b, tab.software)
+    bufs = layer_sram_buffers(geom, d, w.acc_extent, b)
     why = check_sram(geom, bufs, budget, p, b, int(w.max_slots))
     if why:
         raise ValueError(f"{geom.describe()}: {why}")
     return LayerPlan(geom, d, b, tab.grid, tab, bufs, sram_footprint(bufs), int(w.max_slots), w.unit_cost,
                      {"idx": w.idx, "flags": w.flags, "slot": w.slot, "rd": w.rd, "wr": w.wr, "t_end": w.t_end,
                       "w_start": w.w_start}, fram_in, fram_out)
+
+
+def check_lea_arena(plans: Sequence[LayerPlan], p: Platform) -> None:
+    """ValueError when a plan runs a layer on the LEA (so its one arena sits in LEA RAM) and another layer's
+    arena rows exceed the LEA RAM (each LEA layer's own rows were checked by :func:`plan_layer`)."""
+    if not any(lp.backend == "lea" for lp in plans):
+        return
+    for lp in plans:
+        why = check_sram(lp.geom, lp.sram, p.sram_bytes, p, lp.backend, lp.slots, lea_arena=True)
+        if why:
+            raise ValueError(f"{lp.geom.describe()}: {why} (the plan runs a layer on the LEA, so the whole "
+                             "arena sits in LEA RAM)")
 
 
 def plan_network(model, designs, platform: Platform | str = "msp430fr5994", sram_budget: int | None = None, *,
@@ -327,7 +352,8 @@ def plan_network(model, designs, platform: Platform | str = "msp430fr5994", sram
     ``{layer index: design}`` covering every layer.  Automatic designs come
     from :func:`aidi.models.design_search.design_network`.  Raises ValueError
     for a wrong design count, a missing design, a design that does not fit
-    SRAM, or an FRAM overflow.
+    SRAM (or, when a layer runs on the LEA, LEA RAM: :func:`check_lea_arena`),
+    or an FRAM overflow.
     """
     p = get_platform_of(platform)
     budget = sram_budget_of(p, sram_budget)
@@ -351,6 +377,7 @@ def plan_network(model, designs, platform: Platform | str = "msp430fr5994", sram
         lp.fram_src = tuple((tensor_region(t, geoms), off) for t, off in g.src)
         lp.out_offset = g.dst[1]
         plans.append(lp)
+    check_lea_arena(plans, p)
     fram = fram_layout(geoms, [lp.grid[1] for lp in plans])  # tensors placed by lifetime; refuses aliasing
     if fram.total > p.fram_bytes:
         raise ValueError(f"model needs {fram.total} B of FRAM data, {p.name} has {p.fram_bytes} B")

@@ -64,10 +64,11 @@ def surrogate_many(cycles, energy, units, sp):
 
 
 @njit(cache=True)
-def rank_space(gv, pv, tiles, lea_flags, software, budget, lea_ram, s_mode, s_fixed, limit, sp):
+def rank_space(gv, pv, tiles, lea_flags, software, budget, arena_cap, s_mode, s_fixed, limit, sp):
     """Every (tile, backend, S) of a layer: SRAM fit, lower bound, mean-unit check, surrogate.
 
-    ``tiles`` (K, 4) normalised (Tr, Tc, Tm, Tn); ``lea_flags`` (B,); ``s_mode``: S_HYPERTILE (powers of
+    ``tiles`` (K, 4) normalised (Tr, Tc, Tm, Tn); ``lea_flags`` (B,); ``budget``, ``arena_cap``: SRAM
+    limits of :func:`aidi.models.costs.fast.sram_fits`; ``s_mode``: S_HYPERTILE (powers of
     two below the tile count and the tile count), S_FIXED (``s_fixed``, clipped), S_TILE (1) or S_LAYER
     (the tile count).  Returns ``(rejected_sram, rejected_atomicity, k, b, S, units, surrogate)``: the counts
     of (tile, backend, S) combinations rejected, and the rows kept (indices into ``tiles`` and backends).
@@ -109,7 +110,7 @@ def rank_space(gv, pv, tiles, lea_flags, software, budget, lea_ram, s_mode, s_fi
             svals[0] = nt
             ns = 1
         for b in range(B):
-            if not sram_fits(gv, tr, tc, tm, tn, lea_flags[b], software, 4 * tm * tr * tc, budget, lea_ram):
+            if not sram_fits(gv, tr, tc, tm, tn, lea_flags[b], 4 * tm * tr * tc, budget, arena_cap):
                 rej_sram += ns
                 continue
             lb, commit = lower_bound_closed(gv, pv, tr, tc, tm, tn, lea_flags[b], software)

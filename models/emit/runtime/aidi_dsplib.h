@@ -29,8 +29,10 @@ typedef struct {
 /* *result = 2 * sum srcA[i] * srcB[i] (Q31), saturated to the Q31 range. */
 msp_status msp_mac_q15(const msp_mac_q15_params *params, const _q15 *srcA, const _q15 *srcB, _iq31 *result);
 
+#if defined(AIDI_TARGET_HOST)
 /* calls whose exact result did not fit in Q31 (the LEA backend never makes one) */
 extern uint32_t aidi_dsplib_emu_saturations;
+#endif
 #endif
 
 #endif /* AIDI_DSPLIB_H */

@@ -13,7 +13,12 @@
 
 #include "aidi_platform.h"
 
-uint32_t aidi_dsplib_emu_saturations;
+#if defined(AIDI_TARGET_HOST)
+uint32_t aidi_dsplib_emu_saturations; /* host statistics only (no SRAM outside the plan on the MCU) */
+#define AIDI_EMU_SATURATED() (++aidi_dsplib_emu_saturations)
+#else
+#define AIDI_EMU_SATURATED() ((void)0)
+#endif
 
 msp_status msp_mac_q15(const msp_mac_q15_params *params, const _q15 *srcA, const _q15 *srcB, _iq31 *result)
 {
@@ -28,10 +33,10 @@ msp_status msp_mac_q15(const msp_mac_q15_params *params, const _q15 *srcA, const
         else if (lo < 0) { lo += unit; --hi; }
     }
     if (hi >= 1) {                 /* sum >= 2^30: 2 * sum >= 2^31 */
-        ++aidi_dsplib_emu_saturations;
+        AIDI_EMU_SATURATED();
         *result = INT32_MAX;
     } else if (hi < -1) {          /* sum < -2^30 */
-        ++aidi_dsplib_emu_saturations;
+        AIDI_EMU_SATURATED();
         *result = INT32_MIN;
     } else if (hi == -1) {         /* sum in [-2^30, 0) */
         *result = INT32_MIN + 2 * lo;

@@ -11,7 +11,8 @@
  * canonical order (input channel, kernel row, kernel column) with a
  * saturating 32-bit add. Two implementations: the portable CPU one and the
  * LEA one (DSPLib msp_mac_q15, used only where it is provably exact, CPU
- * otherwise); AIDI_BACKEND_LEA selects the latter.
+ * otherwise); AIDI_BACKEND_LEA selects the latter for the layers that the
+ * plan runs on the LEA.
  */
 #ifndef AIDI_KERNELS_H
 #define AIDI_KERNELS_H
@@ -21,11 +22,17 @@
 void aidi_conv_tile_cpu(const aidi_layer_t *L, const aidi_tile_t *T, int32_t *acc,
                         const int16_t *in, const int16_t *w);
 #if defined(AIDI_BACKEND_LEA)
+/* needs the layer's LEA rows of the arena (sram_vec, sram_wabs, sram_mac) */
 void aidi_conv_tile_lea(const aidi_layer_t *L, const aidi_tile_t *T, int32_t *acc,
                         const int16_t *in, const int16_t *w);
-#define aidi_conv_tile aidi_conv_tile_lea
-/* dot products done by msp_mac_q15 / by the CPU because LEA could not be exact */
+/* the layers the plan runs on the LEA (those with LEA rows) take the LEA kernel, the others the CPU's */
+#define aidi_conv_tile(L, T, acc, in, w) \
+    ((L)->sram_vec ? aidi_conv_tile_lea(L, T, acc, in, w) : aidi_conv_tile_cpu(L, T, acc, in, w))
+#if defined(AIDI_TARGET_HOST)
+/* dot products done by msp_mac_q15 / by the CPU because LEA could not be exact (host statistics only:
+   on the MCU they would be SRAM the plan does not count) */
 extern uint32_t aidi_lea_calls, aidi_lea_fallbacks;
+#endif
 #else
 #define aidi_conv_tile aidi_conv_tile_cpu
 #endif

@@ -15,27 +15,34 @@
  * (no saturating add ever clips) and |2 * dot| < 2^31 (no Q31 saturation or
  * wrap), so acc + r / 2 is exact (r is even). Otherwise the element is
  * computed by the CPU kernel on the same gathered vector, in the canonical
- * order. aidi_lea_calls / aidi_lea_fallbacks count both paths.
+ * order. aidi_lea_calls / aidi_lea_fallbacks count both paths (host build).
+ * The layer's LEA rows of the arena (sram_vec, sram_wabs, sram_mac) hold the
+ * gathered vector, sum|w| per filter and the Q31 result.
  */
 #include "aidi_dsplib.h"
 #include "aidi_kernels.h"
 
+#if defined(AIDI_TARGET_HOST)
 uint32_t aidi_lea_calls, aidi_lea_fallbacks;
+#define AIDI_LEA_COUNT(n) (++(n))
+#else
+#define AIDI_LEA_COUNT(n) ((void)0)
+#endif
 
 #define AIDI_LEA_LIMIT (((uint32_t)1 << 30) - 1)
 
 static int32_t mac_exact(int32_t acc, const int16_t *x, const int16_t *w, uint16_t len, uint32_t wabs,
-                         uint32_t wabs_limit)
+                         uint32_t wabs_limit, int32_t *mac)
 {
     msp_mac_q15_params p;
     if (wabs <= wabs_limit && acc < ((int32_t)1 << 30) && acc > -((int32_t)1 << 30)) {
         p.length = (uint16_t)(len + (len & 1u)); /* vectors carry a zero pad when len is odd */
-        if (msp_mac_q15(&p, x, w, &aidi_sram.mac) == MSP_SUCCESS) {
-            ++aidi_lea_calls;
-            return acc + aidi_sram.mac / 2;
+        if (msp_mac_q15(&p, x, w, mac) == MSP_SUCCESS) {
+            AIDI_LEA_COUNT(aidi_lea_calls);
+            return acc + *mac / 2;
         }
     }
-    ++aidi_lea_fallbacks;
+    AIDI_LEA_COUNT(aidi_lea_fallbacks);
     return aidi_dot_sat(acc, x, w, len);
 }
 
@@ -49,7 +56,7 @@ void aidi_conv_tile_lea(const aidi_layer_t *L, const aidi_tile_t *T, int32_t *ac
     size_t e, n_in = (size_t)T->nn * plane;
     uint16_t maxabs = 0, m, r, c, n, i, j, k;
     uint32_t limit;
-    int16_t *vec = aidi_sram.vec;
+    int16_t *vec = L->sram_vec;
 
     for (e = 0; e < n_in; ++e) {
         uint16_t a = (uint16_t)(in[e] < 0 ? -(int32_t)in[e] : in[e]);
@@ -60,7 +67,7 @@ void aidi_conv_tile_lea(const aidi_layer_t *L, const aidi_tile_t *T, int32_t *ac
         const int16_t *wm = w + (size_t)m * L->w_stride;
         uint32_t s = 0;
         for (k = 0; k < len; ++k) s += (uint32_t)(wm[k] < 0 ? -(int32_t)wm[k] : wm[k]);
-        aidi_sram.wabs[m] = s;
+        L->sram_wabs[m] = s;
     }
     for (r = 0; r < T->rn; ++r) {
         for (c = 0; c < T->cn; ++c) {
@@ -75,7 +82,8 @@ void aidi_conv_tile_lea(const aidi_layer_t *L, const aidi_tile_t *T, int32_t *ac
                     if (len & 1u) *v = 0;
                 }
                 e = ((size_t)m * T->rn + r) * T->cn + c;
-                acc[e] = mac_exact(acc[e], vec, w + (size_t)m * L->w_stride, len, aidi_sram.wabs[m], limit);
+                acc[e] = mac_exact(acc[e], vec, w + (size_t)m * L->w_stride, len, L->sram_wabs[m], limit,
+                                   L->sram_mac);
             }
         }
     }

@@ -15,7 +15,8 @@
  *                          keep its value across power failures (and is
  *                          initialised when the device is programmed, never at
  *                          boot). Always give such variables an initialiser.
- *   AIDI_SRAM_BUFFERS      attribute of the tile buffers (LEA RAM with LEA).
+ *   AIDI_SRAM_BUFFERS      attribute of the SRAM arena (LEA RAM with LEA, when
+ *                          the plan runs a layer on it).
  *
  * Every write to FRAM that matters for resuming goes through aidi_nvm_w16 /
  * aidi_nvm_wu16 so the host build can count writes and cut the power after
@@ -45,8 +46,9 @@
 #define AIDI_PERSISTENT(name) __attribute__((section(".persistent")))
 #endif
 
-#if defined(AIDI_BACKEND_LEA) && defined(AIDI_TARGET_MSP430_HW)
-/* DSPLib's convention: LEA operands live in the LEA RAM (0x2C00-0x3AC7), 4-byte aligned. */
+#if defined(AIDI_BACKEND_LEA) && defined(AIDI_TARGET_MSP430_HW) && AIDI_ARENA_IN_LEA_RAM
+/* DSPLib's convention: LEA operands live in the LEA RAM (0x2C00-0x3AC7), 4-byte aligned. The plan keeps
+   the arena within it when a layer runs on the LEA (AIDI_ARENA_IN_LEA_RAM, aidi_model.h). */
 #define AIDI_SRAM_BUFFERS __attribute__((section(".leaRAM"), aligned(4)))
 #elif defined(__GNUC__)
 #define AIDI_SRAM_BUFFERS __attribute__((aligned(4)))

@@ -7,28 +7,39 @@
 #include "aidi_kernels.h"
 #include "aidi_q15.h"
 
-/* ---- SRAM: tile buffers and the fetch cache (lost at every power failure) */
-aidi_sram_t aidi_sram AIDI_SRAM_BUFFERS;
+/* ---- SRAM: the arena (tile buffers, laid out per layer by the plan; lost at every power failure) */
+aidi_arena_t aidi_arena AIDI_SRAM_BUFFERS;
 
-/* ---- SRAM: the call's state (set up again by every aidi_infer) ---------- */
+/* ---- SRAM: the runtime's state (lost at every power failure; set up again by every aidi_infer) ---- */
 typedef struct {
+    /* fetch cache: which tile the arena holds (reset at boot) */
+    const aidi_layer_t *in_layer, *w_layer, *co_layer;
+    uint16_t in_n0, in_r0, in_c0, w_m0, w_n0;
+    uint16_t co[4];        /* coordinates of tile co_t of co_layer */
+    uint32_t co_t;
+    /* the call */
     const int16_t *input;  /* the caller's input: what layer 0 reads */
     uint32_t g;            /* progress of the current inference */
     uint16_t epoch;        /* its epoch (0..3) */
     uint16_t slot;         /* the progress record holding it (2: none valid) */
     uint32_t known_mv2;    /* energy_aware: a lower bound on V^2 (mV^2) the MCU knows; 0: unknown */
-} aidi_call_t;
-static aidi_call_t aidi_call;
+    uint16_t pad;          /* a multiple of 4 bytes: no gap next to the arena */
+} aidi_state_t;
+static aidi_state_t aidi_state;
+#if defined(__MSP430__) && !defined(__MSP430X_LARGE__)
+/* the plan counts these bytes (aidi.models.schedule.memory.RUNTIME_STATE_BYTES; small memory model) */
+AIDI_STATIC_ASSERT(sizeof(aidi_state_t) == AIDI_SRAM_STATE_BYTES, runtime_state_bytes);
+#endif
 
 void *aidi_sram_state(int i, size_t *bytes)
 {
     if (i == 0) {
-        *bytes = sizeof aidi_sram;
-        return &aidi_sram;
+        *bytes = sizeof aidi_arena;
+        return &aidi_arena;
     }
     if (i == 1) {
-        *bytes = sizeof aidi_call;
-        return &aidi_call;
+        *bytes = sizeof aidi_state;
+        return &aidi_state;
     }
     *bytes = 0;
     return 0;
@@ -56,7 +67,7 @@ static uint16_t progress_epoch(const uint16_t *rec)
     return (uint16_t)(rec[1] >> 14);
 }
 
-/* the newest valid record into aidi_call (g, epoch, slot) */
+/* the newest valid record into aidi_state (g, epoch, slot) */
 static void progress_find(void)
 {
     const uint16_t *a = aidi_progress[0], *b = aidi_progress[1];
@@ -70,35 +81,35 @@ static void progress_find(void)
     } else if (progress_valid(b)) {
         s = 1;
     } else {
-        aidi_call.g = 0;
-        aidi_call.epoch = 0;
-        aidi_call.slot = 2;
+        aidi_state.g = 0;
+        aidi_state.epoch = 0;
+        aidi_state.slot = 2;
         return;
     }
-    aidi_call.g = progress_value(aidi_progress[s]);
-    aidi_call.epoch = progress_epoch(aidi_progress[s]);
-    aidi_call.slot = s;
+    aidi_state.g = progress_value(aidi_progress[s]);
+    aidi_state.epoch = progress_epoch(aidi_progress[s]);
+    aidi_state.slot = s;
 }
 
 uint32_t aidi_progress_load(void)
 {
     progress_find();
-    return aidi_call.g;
+    return aidi_state.g;
 }
 
 /* commit (epoch, g) into the record that does not hold the newest state */
 static void progress_commit(uint16_t epoch, uint32_t g)
 {
-    const uint16_t s = aidi_call.slot == 0 ? 1u : 0u;
+    const uint16_t s = aidi_state.slot == 0 ? 1u : 0u;
     uint16_t *rec = aidi_progress[s];
     uint16_t lo = (uint16_t)(g & 0xFFFFu), hi = (uint16_t)((g >> 16) | ((uint32_t)epoch << 14));
     aidi_nvm_wu16(&rec[0], lo);
     aidi_nvm_wu16(&rec[1], hi);
     aidi_nvm_wu16(&rec[2], (uint16_t)~lo);
     aidi_nvm_wu16(&rec[3], (uint16_t)~hi);
-    aidi_call.g = g;
-    aidi_call.epoch = epoch;
-    aidi_call.slot = s;
+    aidi_state.g = g;
+    aidi_state.epoch = epoch;
+    aidi_state.slot = s;
 }
 
 /* ---- partial sums: slot s of element e is aidi_psum[s][e], as two words --- */
@@ -176,16 +187,16 @@ static void tile_geometry(const aidi_layer_t *L, const uint16_t co[4], aidi_tile
 static void fetch_input(const aidi_layer_t *L, const aidi_tile_t *T)
 {
     uint16_t n, i, j, k;
-    int16_t *dst = aidi_sram.in;
+    int16_t *dst = L->sram_in;
     const int16_t y0 = (int16_t)(T->r0 * L->stride_h) - L->pad_t; /* padded coordinates */
     const int16_t x0 = (int16_t)(T->c0 * L->stride_w) - L->pad_l;
     const size_t plane = (size_t)L->in_h * L->in_w;
-    if (aidi_sram.in_layer == L && aidi_sram.in_n0 == T->n0 && aidi_sram.in_r0 == T->r0 &&
-        aidi_sram.in_c0 == T->c0)
+    if (aidi_state.in_layer == L && aidi_state.in_n0 == T->n0 && aidi_state.in_r0 == T->r0 &&
+        aidi_state.in_c0 == T->c0)
         return;
     for (k = 0; k < (L->op == AIDI_OP_ADD ? 2u : 1u); ++k) { /* an add's two tiles, one after the other */
     const int16_t *src = k ? L->in2 : L->in;
-    const int16_t *src_n = (src ? src : aidi_call.input) + (size_t)T->n0 * plane; /* 0: the caller's input */
+    const int16_t *src_n = (src ? src : aidi_state.input) + (size_t)T->n0 * plane; /* 0: the caller's input */
     for (n = 0; n < T->nn; ++n, src_n += plane) {
         int16_t y = y0;
         for (i = 0; i < T->tri; ++i, ++y) {
@@ -199,10 +210,10 @@ static void fetch_input(const aidi_layer_t *L, const aidi_tile_t *T)
         }
     }
     }
-    aidi_sram.in_layer = L;
-    aidi_sram.in_n0 = T->n0;
-    aidi_sram.in_r0 = T->r0;
-    aidi_sram.in_c0 = T->c0;
+    aidi_state.in_layer = L;
+    aidi_state.in_n0 = T->n0;
+    aidi_state.in_r0 = T->r0;
+    aidi_state.in_c0 = T->c0;
 }
 
 static void fetch_weights(const aidi_layer_t *L, const aidi_tile_t *T)
@@ -213,22 +224,22 @@ static void fetch_weights(const aidi_layer_t *L, const aidi_tile_t *T)
     const uint16_t len = (uint16_t)((dw ? 1 : T->nn) * per_n);
     const size_t src_step = dw ? per_n : L->in_c * per_n; /* one filter */
     const int16_t *src = L->weight + (size_t)T->m0 * src_step + (dw ? 0 : T->n0 * per_n);
-    int16_t *dst = aidi_sram.w;
-    if (aidi_sram.w_layer == L && aidi_sram.w_m0 == T->m0 && aidi_sram.w_n0 == T->n0) return;
+    int16_t *dst = L->sram_w;
+    if (aidi_state.w_layer == L && aidi_state.w_m0 == T->m0 && aidi_state.w_n0 == T->n0) return;
     for (m = 0; m < T->mn; ++m, src += src_step, dst += L->w_stride) {
         for (k = 0; k < len; ++k) dst[k] = src[k]; /* [n][kh][kw] of one filter is contiguous */
         if (len & 1u) dst[len] = 0;
     }
-    aidi_sram.w_layer = L;
-    aidi_sram.w_m0 = T->m0;
-    aidi_sram.w_n0 = T->n0;
+    aidi_state.w_layer = L;
+    aidi_state.w_m0 = T->m0;
+    aidi_state.w_n0 = T->n0;
 }
 
 /* ---- one tile of a weighted layer -------------------------------------- */
 static void weighted_tile(const aidi_layer_t *L, const aidi_tile_t *T, const uint16_t co[4],
                           uint32_t t, uint32_t u, uint32_t first, uint32_t end)
 {
-    int32_t *acc = aidi_sram.acc;
+    int32_t *acc = L->sram_acc;
     const uint16_t ni = co[AIDI_DIM_N], last_n = (uint16_t)(L->count[AIDI_DIM_N] - 1);
     /* consecutive tiles of one block (stride_n == 1) keep the sum in SRAM within a unit */
     const int same_prev = L->stride_n == 1 && ni > 0 && t > first;
@@ -253,7 +264,7 @@ static void weighted_tile(const aidi_layer_t *L, const aidi_tile_t *T, const uin
                 for (c = 0; c < T->cn; ++c) *a++ = ni == 0 ? L->bias[T->m0 + m] : psum_read(rslot, e + c);
         }
     }
-    aidi_conv_tile(L, T, acc, aidi_sram.in, aidi_sram.w);
+    aidi_conv_tile(L, T, acc, L->sram_in, L->sram_w);
     if (same_next) return;
     for (m = 0; m < T->mn; ++m) {
         size_t e = e0 + m * plane;
@@ -274,20 +285,20 @@ static void run_unit(const aidi_layer_t *L, uint32_t u)
     uint32_t end = first + L->S < L->n_tiles ? first + L->S : L->n_tiles;
     aidi_tile_t T;
     /* tile coordinates carry over from the previous unit of this boot */
-    if (aidi_sram.co_layer != L || aidi_sram.co_t != first) tile_decode(L, first, aidi_sram.co);
+    if (aidi_state.co_layer != L || aidi_state.co_t != first) tile_decode(L, first, aidi_state.co);
     for (t = first; t < end; ++t) {
-        tile_geometry(L, aidi_sram.co, &T);
+        tile_geometry(L, aidi_state.co, &T);
         if (L->op == AIDI_OP_CONV || L->op == AIDI_OP_DWCONV) {
-            weighted_tile(L, &T, aidi_sram.co, t, u, first, end);
+            weighted_tile(L, &T, aidi_state.co, t, u, first, end);
         } else {
             fetch_input(L, &T);
-            if (L->op == AIDI_OP_ADD) aidi_add_tile(L, &T, aidi_sram.in);
-            else aidi_pool_tile(L, &T, aidi_sram.in);
+            if (L->op == AIDI_OP_ADD) aidi_add_tile(L, &T, L->sram_in);
+            else aidi_pool_tile(L, &T, L->sram_in);
         }
-        tile_advance(L, aidi_sram.co);
+        tile_advance(L, aidi_state.co);
     }
-    aidi_sram.co_layer = L;
-    aidi_sram.co_t = end;
+    aidi_state.co_layer = L;
+    aidi_state.co_t = end;
 }
 
 /* energy_aware: unit g starts at once if the known lower bound on V^2 is at its start threshold; else
@@ -298,7 +309,7 @@ static void dispatch(uint32_t g)
 #if AIDI_DISPATCH_ENERGY_AWARE
     const uint16_t v_start = aidi_v_start_mv[g];
     const uint32_t start2 = (uint32_t)v_start * v_start, drop = aidi_v_drop_mv2[g];
-    uint32_t ref = aidi_call.known_mv2;
+    uint32_t ref = aidi_state.known_mv2;
     if (ref < start2) {
         const uint16_t v = aidi_vcc_mv();
         if (v < v_start) {
@@ -308,7 +319,7 @@ static void dispatch(uint32_t g)
             ref = (uint32_t)v * v;
         }
     }
-    aidi_call.known_mv2 = ref > drop ? ref - drop : 0; /* holds once unit g completes; a failure forgets it */
+    aidi_state.known_mv2 = ref > drop ? ref - drop : 0; /* holds once unit g completes; a failure forgets it */
 #else
     (void)g;
 #endif
@@ -319,15 +330,15 @@ static void infer(const int16_t *input, int16_t *output, uint32_t known_mv2)
 {
     uint16_t l = 0;
     /* SRAM holds junk after a power failure: forget every cached tile */
-    aidi_sram.in_layer = 0;
-    aidi_sram.w_layer = 0;
-    aidi_sram.co_layer = 0;
-    aidi_call.known_mv2 = known_mv2;
-    aidi_call.input = input;
+    aidi_state.in_layer = 0;
+    aidi_state.w_layer = 0;
+    aidi_state.co_layer = 0;
+    aidi_state.known_mv2 = known_mv2;
+    aidi_state.input = input;
     progress_find();
-    if (aidi_call.g > AIDI_TOTAL_UNITS) progress_commit((uint16_t)((aidi_call.epoch + 1u) & 3u), 0); /* a new inference */
-    while (aidi_call.g < AIDI_TOTAL_UNITS) {
-        const uint32_t g = aidi_call.g;
+    if (aidi_state.g > AIDI_TOTAL_UNITS) progress_commit((uint16_t)((aidi_state.epoch + 1u) & 3u), 0); /* a new inference */
+    while (aidi_state.g < AIDI_TOTAL_UNITS) {
+        const uint32_t g = aidi_state.g;
         const aidi_layer_t *L;
         while (g >= aidi_layers[l].unit_base + aidi_layers[l].n_units) ++l;
         L = &aidi_layers[l];
@@ -335,7 +346,7 @@ static void infer(const int16_t *input, int16_t *output, uint32_t known_mv2)
         dispatch(g);
         AIDI_UNIT_HOOK(g);
         run_unit(L, g - L->unit_base);
-        progress_commit(aidi_call.epoch, g + 1);
+        progress_commit(aidi_state.epoch, g + 1);
     }
     /* complete (now, or before a power failure cut the delivery) */
     aidi_layer_mark(AIDI_N_LAYERS);
@@ -343,7 +354,7 @@ static void infer(const int16_t *input, int16_t *output, uint32_t known_mv2)
         uint16_t i;
         for (i = 0; i < AIDI_OUTPUT_LEN; ++i) output[i] = aidi_output[i];
     }
-    progress_commit(aidi_call.epoch, AIDI_TOTAL_UNITS + 1); /* delivered */
+    progress_commit(aidi_state.epoch, AIDI_TOTAL_UNITS + 1); /* delivered */
 }
 
 void aidi_infer(const int16_t *input, int16_t *output)

@@ -70,10 +70,11 @@
 #ifndef AIDI_RUNTIME_H
 #define AIDI_RUNTIME_H
 
-#include "aidi_platform.h"
 /* generated: sizes and counts of this network (AIDI_N_LAYERS, AIDI_TOTAL_UNITS,
-   AIDI_OUTPUT_LEN, AIDI_IN_BUF, AIDI_W_BUF, AIDI_ACC_BUF, AIDI_PSUM_LEN, ...) */
+   AIDI_OUTPUT_LEN, AIDI_PSUM_LEN, ...) and its SRAM arena (aidi_arena_t, AIDI_ARENA_BYTES,
+   AIDI_SRAM_BYTES, ...); first, since the platform layer places the arena by it */
 #include "aidi_model.h"
+#include "aidi_platform.h"
 
 enum {
     AIDI_OP_CONV = 0,    /* conv, pwconv (1x1) and fc (1x1 over the flattened input) */
@@ -112,6 +113,14 @@ typedef struct {
     const int16_t *in;     /* FRAM input activation, CHW (0: aidi_infer's input) */
     const int16_t *in2;    /* add: the second input (0: aidi_infer's input; unused otherwise) */
     int16_t *out;          /* FRAM output activation, CHW (a concat's producer: its channel slice) */
+    /* the layer's rows of the SRAM arena (aidi_arena.l<i>, aidi_model.h; 0: no such row). int32 rows
+       first and rows 4-byte aligned: LEA operands */
+    int32_t *sram_acc;     /* accumulators of one output block [mn][rn][cn] */
+    int32_t *sram_mac;     /* LEA layers: msp_mac_q15's result */
+    uint32_t *sram_wabs;   /* LEA layers: sum |w| per output channel of the weight tile */
+    int16_t *sram_vec;     /* LEA layers: one im2col input vector (a layer runs the LEA kernel iff set) */
+    int16_t *sram_w;       /* weight tile [mn][w_stride] */
+    int16_t *sram_in;      /* input tile [nn][tri][tci], zero padded */
 } aidi_layer_t;
 
 /* NVM regions (FRAM that the runtime writes), for the host harness. */
@@ -129,24 +138,11 @@ typedef struct {
     uint16_t tri, tci;   /* rows / columns of the input tile */
 } aidi_tile_t;
 
-/* SRAM state. int32 members first and even int16 lengths keep every buffer
- * 4-byte aligned (LEA operands). */
-typedef struct {
-    int32_t acc[AIDI_ACC_BUF];
-#if defined(AIDI_BACKEND_LEA)
-    int32_t mac;                   /* msp_mac_q15 result */
-    uint32_t wabs[AIDI_TM_MAX];    /* sum |w| per output channel of the weight tile */
-    int16_t vec[AIDI_VEC_BUF];     /* one im2col input vector */
-#endif
-    int16_t w[AIDI_W_BUF];
-    int16_t in[AIDI_IN_BUF];
-    /* fetch cache: which tile the buffers hold (reset at boot) */
-    const aidi_layer_t *in_layer, *w_layer, *co_layer;
-    uint16_t in_n0, in_r0, in_c0, w_m0, w_n0;
-    uint16_t co[4];      /* coordinates of tile co_t of co_layer */
-    uint32_t co_t;
-} aidi_sram_t;
-extern aidi_sram_t aidi_sram;
+/* SRAM: one arena (AIDI_ARENA_BYTES, laid out per layer by the plan: aidi_arena_t in aidi_model.h;
+ * in LEA RAM when a layer runs on the LEA), the runtime's fixed state (AIDI_SRAM_STATE_BYTES: the
+ * fetch cache and the call's state, aidi_runtime.c) and the stack reserve (AIDI_STACK_BYTES): together
+ * AIDI_SRAM_BYTES, the plan's one SRAM figure. Nothing else of the runtime lives in SRAM. */
+extern aidi_arena_t aidi_arena;
 
 /* generated tables and FRAM buffers */
 extern const aidi_layer_t aidi_layers[AIDI_N_LAYERS];
@@ -198,7 +194,7 @@ extern const uint32_t aidi_v_boot_mv2;
 uint32_t aidi_block_version(uint32_t t, uint16_t ni, uint32_t stride, uint32_t u, uint16_t S);
 
 /* SRAM state, for the host harness (wiped on every simulated power failure):
- * the tile buffers (i = 0) and the call's state (i = 1); NULL past the last. */
+ * the arena (i = 0) and the runtime's state (i = 1); NULL past the last. */
 void *aidi_sram_state(int i, size_t *bytes);
 
 /* FRAM progress records (part of the NVM image). */
