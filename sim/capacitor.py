@@ -101,6 +101,13 @@ class Move(NamedTuple):
 
 
 @njit(cache=True, error_model="numpy")
+def plus(h, c, l, x, m):
+    """(h, c, l, x) plus the harvested, consumed, leaked and clipped energy (J) of ``m`` (a :class:`Move` or any
+    record with those fields), in that order."""
+    return h + m.harvested_J, c + m.consumed_J, l + m.leaked_J, x + m.clipped_J
+
+
+@njit(cache=True, error_model="numpy")
 def phi(n, z):
     """phi_n(z) = sum_j (-z)^j / (n + j) = int_0^1 s^(n-1) / (1 + z s) ds, for z > -1."""
     if abs(z) < 0.25:

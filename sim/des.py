@@ -135,6 +135,11 @@ class Device:
                                     work.boot_J / work.boot_s, work.sleep_W)
         self.lim = capacitor.limits(power, sim.until_s)
         self.trace = stepping.trace_for(len(work))
+        v0, circ = float(power.v_initial), self.cap.circ
+        self._cycle = stepping.entry_point(stepping.cycle, v0, 0.0, 0.0, 0, self.units, self.plan, self.lim, circ,
+                                           self.trace)
+        self._stretch_at = stepping.entry_point(stepping.stretch, v0, 0.0, 0, 0.0, self.units, self.plan, self.lim,
+                                                circ, self.trace)
         self.process = env.process(self.mcu())
 
     # -- helpers ------------------------------------------------------------------
@@ -165,8 +170,8 @@ class Device:
 
     def _stretch(self, known: float) -> stepping.Stretch:
         """The current inference's units from the committed one (:func:`aidi.sim.stepping.stretch`)."""
-        return stepping.stretch(self.cap.v, self.env.now, self.progress, known, self.units, self.plan, self.lim,
-                                self.cap.circ, self.trace)
+        return self._stretch_at(float(self.cap.v), float(self.env.now), self.progress, known, self.units, self.plan,
+                                self.lim, self.cap.circ, self.trace)
 
     # -- processes ----------------------------------------------------------------
     def mcu(self):
@@ -175,8 +180,8 @@ class Device:
         while True:
             # the whole cycle is predicted in one call: nothing outside the MCU acts on the capacitor
             # between the charge, the boot and the units (the monitor only fires what they predict)
-            cyc = stepping.cycle(self.cap.v, self.env.now, self.inference * self.sim.period_s, self.progress,
-                                 self.units, self.plan, self.lim, self.cap.circ, self.trace)
+            cyc = self._cycle(float(self.cap.v), float(self.env.now), float(self.inference * self.sim.period_s),
+                              self.progress, self.units, self.plan, self.lim, self.cap.circ, self.trace)
             rc, rb = cyc.charge, cyc.boot
             if self.cap.v < self.power.v_on:  # MCU off until V reaches V_on
                 t0, v0 = self.env.now, self.cap.v

@@ -26,7 +26,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from .capacitor import ALL_DONE, HIT_HIGH, HIT_LOW, HORIZON, Circuit, Limits, advance
+from .capacitor import ALL_DONE, HIT_HIGH, HIT_LOW, HORIZON, Circuit, Limits, advance, plus
 
 #: the phases of :func:`dispatch_unit`, in order: the voltage measurement, the LPM3 wait for the start
 #: threshold, the wake-up from it, the unit
@@ -245,10 +245,7 @@ def dispatch_unit(v, t, i, d, p_unit, known, plan, lim, circ):
     ref = known  # the voltage the MCU knows the unit starts from (at least)
     if measured:
         r = advance(v, t, min(costs.measure_s, until - t), costs.measure_W / eta, v_low, v_start, False, circ)
-        e_h += r.harvested_J
-        e_c += r.consumed_J
-        e_l += r.leaked_J
-        e_x += r.clipped_J
+        e_h, e_c, e_l, e_x = plus(e_h, e_c, e_l, e_x, r)
         el_m = r.elapsed_s
         t += el_m
         v = v_m = v_w = v_k = v_u = r.v_end
@@ -262,10 +259,7 @@ def dispatch_unit(v, t, i, d, p_unit, known, plan, lim, circ):
             waited = True
             ref = v_start
             r = advance(v, t, until - t, costs.wait_W / eta, v_low, v_start, True, circ)
-            e_h += r.harvested_J
-            e_c += r.consumed_J
-            e_l += r.leaked_J
-            e_x += r.clipped_J
+            e_h, e_c, e_l, e_x = plus(e_h, e_c, e_l, e_x, r)
             el_w = r.elapsed_s
             t += el_w
             v = v_w = v_k = v_u = r.v_end
@@ -274,10 +268,7 @@ def dispatch_unit(v, t, i, d, p_unit, known, plan, lim, circ):
                 return Step(PH_WAIT, why, True, True, (el_m, el_w, el_k, el_u), (v_m, v_w, v_k, v_u), e_h, e_c,
                             e_l, e_x, 0.0)
             r = advance(v, t, min(costs.wake_s, until - t), costs.wake_W / eta, v_low, v_start, False, circ)
-            e_h += r.harvested_J
-            e_c += r.consumed_J
-            e_l += r.leaked_J
-            e_x += r.clipped_J
+            e_h, e_c, e_l, e_x = plus(e_h, e_c, e_l, e_x, r)
             el_k = r.elapsed_s
             t += el_k
             v = v_k = v_u = r.v_end
@@ -286,10 +277,7 @@ def dispatch_unit(v, t, i, d, p_unit, known, plan, lim, circ):
                 return Step(PH_WAKE, why, True, True, (el_m, el_w, el_k, el_u), (v_m, v_w, v_k, v_u), e_h, e_c,
                             e_l, e_x, 0.0)
     r = advance(v, t, min(d, until - t), p_unit / eta, v_low, v_start, False, circ)
-    e_h += r.harvested_J
-    e_c += r.consumed_J
-    e_l += r.leaked_J
-    e_x += r.clipped_J
+    e_h, e_c, e_l, e_x = plus(e_h, e_c, e_l, e_x, r)
     el_u = r.elapsed_s
     v_u = r.v_end
     why = HIT_LOW if r.reason == HIT_LOW else (HORIZON if el_u < d else ALL_DONE)

@@ -20,7 +20,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from .capacitor import ALL_DONE, HIT_HIGH, HIT_LOW, HORIZON, Move, advance, harvest_segment
+from .capacitor import ALL_DONE, HIT_HIGH, HIT_LOW, HORIZON, Move, advance, harvest_segment, plus
 from .dispatch import PH_MEASURE, PH_UNIT, PH_WAIT, PH_WAKE, Step, dispatch_unit, known_after
 
 
@@ -177,10 +177,7 @@ def run_units_merged(v, t, i0, i_end, units, lim, circ):
                         break
                     nn = tt
                     vv = r.v_end
-                    hh += r.harvested_J
-                    cc += r.consumed_J
-                    ll += r.leaked_J
-                    xx += r.clipped_J
+                    hh, cc, ll, xx = plus(hh, cc, ll, xx, r)
                     j = ej
                 # steady: back to the same voltage, under the same source all along
                 steady = whole and abs(vv - v) <= 1e-15 * abs(vv) and nn <= seg_end
@@ -216,10 +213,7 @@ def run_units_merged(v, t, i0, i_end, units, lim, circ):
             if r.reason != HIT_LOW:
                 now = tt
                 v = r.v_end
-                e_h += r.harvested_J
-                e_c += r.consumed_J
-                e_l += r.leaked_J
-                e_x += r.clipped_J
+                e_h, e_c, e_l, e_x = plus(e_h, e_c, e_l, e_x, r)
                 i += k
                 if i == e:
                     continue
@@ -232,19 +226,13 @@ def run_units_merged(v, t, i0, i_end, units, lim, circ):
                     r = advance(v, now, j * d, p, v_low, v_on, False, circ)
                     if r.reason != HIT_LOW:
                         v = r.v_end
-                        e_h += r.harvested_J
-                        e_c += r.consumed_J
-                        e_l += r.leaked_J
-                        e_x += r.clipped_J
+                        e_h, e_c, e_l, e_x = plus(e_h, e_c, e_l, e_x, r)
                         now = _units_before(now, until, d, j)[1]
                         i += j
                     # else rounding put the cut in an earlier unit: step from the start of the run
         while i < e:  # unit by unit to the cut (a brown-out or until_s)
             r = advance(v, now, min(d, until - now), p, v_low, v_on, False, circ)
-            e_h += r.harvested_J
-            e_c += r.consumed_J
-            e_l += r.leaked_J
-            e_x += r.clipped_J
+            e_h, e_c, e_l, e_x = plus(e_h, e_c, e_l, e_x, r)
             if r.reason == HIT_LOW:
                 return Merged(i - i0, now, v, r.elapsed_s, r.v_end, HIT_LOW, e_h, e_c, e_l, e_x)
             if r.elapsed_s < d:
@@ -345,10 +333,7 @@ def stretch(v, t, i0, known, units, plan, lim, circ, trace):
                     known = known_after(known, plan.drops[j])
                     j += 1
             r = run_units_merged(v, t, i, j, units, lim, circ)
-            e_h += r.harvested_J
-            e_c += r.consumed_J
-            e_l += r.leaked_J
-            e_x += r.clipped_J
+            e_h, e_c, e_l, e_x = plus(e_h, e_c, e_l, e_x, r)
             t = r.t_k
             v = r.v_k
             i += r.k
@@ -358,10 +343,7 @@ def stretch(v, t, i0, known, units, plan, lim, circ, trace):
             continue
         if not plan.aware:  # greedy, one move per unit
             r1 = advance(v, t, min(d[i], lim.until_s - t), pw[i] / eta, lim.v_off, lim.v_on, False, circ)
-            e_h += r1.harvested_J
-            e_c += r1.consumed_J
-            e_l += r1.leaked_J
-            e_x += r1.clipped_J
+            e_h, e_c, e_l, e_x = plus(e_h, e_c, e_l, e_x, r1)
             m = _row(trace, m, PH_UNIT, i, r1.elapsed_s, r1.v_end)
             t += r1.elapsed_s
             v = r1.v_end
@@ -377,10 +359,7 @@ def stretch(v, t, i0, known, units, plan, lim, circ, trace):
             s = dispatch_unit(v, t, i, d[i], pw[i], known, plan, lim, circ)
             if memo_ok and s.why == ALL_DONE:
                 n_memo = _remember(memo, n_memo, s, v, known, d[i], pw[i], plan.v_start[i], plan.drops[i])
-        e_h += s.harvested_J
-        e_c += s.consumed_J
-        e_l += s.leaked_J
-        e_x += s.clipped_J
+        e_h, e_c, e_l, e_x = plus(e_h, e_c, e_l, e_x, s)
         n_meas += s.measured
         n_wait += s.waited
         costs = plan.costs
@@ -434,3 +413,18 @@ def cycle(v, t, release, i0, units, plan, lim, circ, trace):
     if rb.reason == HIT_LOW or rb.elapsed_s < boot_s or t < release:
         return Cycle(rc, rb, False, _none(v))
     return Cycle(rc, rb, True, stretch(v, t, i0, plan.boot_known, units, plan, lim, circ, trace))
+
+
+def entry_point(fn, *args):
+    """``fn`` (a numba function of this package) compiled for the types of ``args``, as a callable that skips
+    numba's per-call type dispatch: for records of arrays that dispatch costs several times the call itself
+    (each array of each record is typed again at every call), which the SimPy model would pay once per power
+    cycle.  The callable must then be given arguments of those same types; ``fn`` itself when no compiled
+    overload matches."""
+    fn(*args)  # compiles (or loads from the cache) the overload for these types
+    if not hasattr(fn, "overloads"):  # not a numba dispatcher
+        return fn
+    key = tuple(fn.typeof_pyval(a) for a in args)
+    cres = fn.overloads.get(key)
+    return fn if cres is None else cres.entry_point
+
