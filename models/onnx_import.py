@@ -940,6 +940,8 @@ def load_onnx_model(source, layers=None, input_shape=None, sample=None, calibrat
         sample = _load_npy(sample, "model.sample_input")
     if isinstance(calibration, (str, Path)):
         calibration = _load_npy(calibration, "model.calibration")
+    if calibration is not None:
+        calibration = imported.model_layout(calibration, "model.calibration")
     if sample is not None:
         sample = imported.model_layout(sample, "model.sample_input")
         if len(sample) != 1:

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 import aidi
+from aidi.analysis import pipeline
 from aidi.analysis.cli import app
 from aidi.models import onnx_import as oi
 
@@ -557,3 +558,20 @@ def test_an_activation_with_no_layer_to_fuse_into_is_refused():
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [w])
     with pytest.raises(oi.OnnxImportError, match=r"'after_concat' \(Relu\): follows a concat; .* takes none"):
         oi.import_model(helper.make_model(graph, opset_imports=OPSET, ir_version=IR))
+
+
+def test_bad_npy_files_in_a_scenario_are_one_line_errors(tmp_path):
+    """A scenario's sample_input / calibration: two inputs as the sample, the wrong layout, not an array."""
+    res = aidi.import_onnx(tf_lenet(), tmp_path / "imp", calibration=calibration((1, 12, 12, 1), n=4))
+    folder = tmp_path / "imp"
+    np.save(folder / "two.npy", calibration((1, 12, 12, 1), n=2))
+    np.save(folder / "nchw.npy", np.zeros((3, 1, 12, 12), np.float32))
+    (folder / "text.npy").write_text("1, 2, 3")
+    for key, file, message in (("sample_input", "two.npy", "model.sample_input: 2 inputs; give one"),
+                               ("calibration", "nchw.npy", "model.calibration: shape [3, 1, 12, 12] is not the "
+                                                           "model's input [12, 12, 1]"),
+                               ("calibration", "text.npy", "model.calibration: cannot read text.npy as a .npy")):
+        sc = res.scenario.replace({f"model.{key}": str(folder / file)})
+        with pytest.raises(aidi.UserError) as err:
+            pipeline.load_model(sc)  # where aidi run --functional, check and emit-c load the weights
+        assert message in str(err.value) and len(str(err.value).splitlines()) == 1
