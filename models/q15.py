@@ -77,7 +77,8 @@ stay below 2**30 and their sum fits int32 exactly)::
 with ``s_out = frac_bits(max |y|)`` over the calibration outputs, clamped into
 ``[S - 31, S]``.  ``concat`` computes nothing: its producers share one output
 format (``s_out = frac_bits(max |y|)`` over all of them, clamped into each
-weighted producer's shift range; a pool producer must already have it).
+weighted producer's shift range; with a pool among them, the pool's, which is
+its input's).
 
 Public API::
 
@@ -305,19 +306,16 @@ def _concat_formats(folded: Sequence, outs: list[np.ndarray]) -> dict[int, int]:
             for t, idx in members.items() if len(idx) > 1}
 
 
-def quantize_folded(folded: Sequence, calib_x: np.ndarray, input_shape, net: Network | None = None,
-                    float_accuracy: float | None = None) -> QModel:
-    """Quantize folded float layers (:func:`aidi.models.net.fold`) with shifts from ``calib_x`` (B, C, H, W).
+class _PoolFormat(Exception):
+    """A pool writing into a concat has its input's format, not the concat's (internal: the retry pins it)."""
 
-    Raises ValueError naming the layer when a concat's producers cannot share one format or an add's
-    inputs differ by more than 15 fractional bits."""
-    from .net import folded_forward
+    def __init__(self, tensor: int, s: int, layer: str):
+        super().__init__(tensor, s, layer)
+        self.tensor, self.s, self.layer = tensor, s, layer
 
-    calib_x = np.asarray(calib_x, dtype=np.float64)
-    outs = folded_forward(folded, calib_x)
-    s_input = frac_bits(np.abs(calib_x).max() if calib_x.size else 0.0)
-    s_tensor = {0: s_input}  # fractional bits of each tensor
-    shared = _concat_formats(folded, outs)
+
+def _quantize_layers(folded: Sequence, outs: list[np.ndarray], s_input: int, shared: dict[int, int]):
+    s_tensor = {folded[0].geom.src[0][0]: s_input}  # fractional bits of each tensor
     layers, maxes = [], []
     for fl, y in zip(folded, outs):
         g = fl.geom
@@ -348,11 +346,42 @@ def quantize_folded(folded: Sequence, calib_x: np.ndarray, input_shape, net: Net
         else:
             s_out = s_in
             ql = QLayer(g, None, None, s_in, 0, s_out, 0, None, act_hi_of(g.relu6, s_out))
+            if want is not None and s_out != want:
+                raise _PoolFormat(g.dst[0], s_out, g.describe())
         if want is not None and s_out != want:
             raise ValueError(f"{g.describe()}: writes into a concat whose format has {want} fractional bits, but "
-                             f"its output has {s_out} (a pool keeps its input's format; put a conv before the concat)")
+                             f"its shift range only reaches {s_out}")
         s_tensor[g.dst[0]] = s_out
         layers.append(ql)
+    return layers, maxes
+
+
+def quantize_folded(folded: Sequence, calib_x: np.ndarray, input_shape, net: Network | None = None,
+                    float_accuracy: float | None = None) -> QModel:
+    """Quantize folded float layers (:func:`aidi.models.net.fold`) with shifts from ``calib_x`` (B, C, H, W).
+
+    A concat whose producers include a pool takes the pool's format (a pool keeps its input's).
+    Raises ValueError naming the layer when a concat's producers cannot share one format (two pools of
+    different formats, a conv whose shift range cannot reach it) or an add's inputs differ by more than
+    15 fractional bits."""
+    from .net import folded_forward
+
+    calib_x = np.asarray(calib_x, dtype=np.float64)
+    outs = folded_forward(folded, calib_x)
+    s_input = frac_bits(np.abs(calib_x).max() if calib_x.size else 0.0)
+    shared = _concat_formats(folded, outs)
+    pinned: dict[int, str] = {}  # concat tensor -> the pool that fixed its format
+    while True:
+        try:
+            layers, maxes = _quantize_layers(folded, outs, s_input, shared)
+            break
+        except _PoolFormat as e:
+            if e.tensor in pinned:
+                raise ValueError(f"{e.layer}: writes into a concat whose format {pinned[e.tensor]} fixed at "
+                                 f"{shared[e.tensor]} fractional bits, but keeps its input's {e.s} (pools keep "
+                                 "their input's format; put a conv before the concat)") from None
+            shared[e.tensor] = e.s
+            pinned[e.tensor] = e.layer
     return QModel(tuple(layers), tuple(input_shape), s_input, net, float_accuracy, tuple(maxes))
 
 

@@ -22,8 +22,8 @@ from typer.testing import CliRunner
 from aidi.analysis.cli import app
 from aidi.models.functional import FunctionalRun
 from aidi.models.layers import geometry, parse_network, tensor_sizes
-from aidi.models.net import FoldedLayer
-from aidi.models.q15 import quantize_folded
+from aidi.models.net import FoldedLayer, folded_forward
+from aidi.models.q15 import _concat_formats, quantize_folded
 from aidi.models.schedule import ExecutionDesign, clip_design, plan_network
 from aidi.models.schedule.memory import (FramLayout, check_aliasing, fram_layout, place_tensors, tensor_lifetimes,
                                          tensor_region)
@@ -264,3 +264,29 @@ def test_torch_module_equals_folded_forward_on_a_graph():
     out = folded_forward(fold(module), x)[-1]
     ref = module(torch.from_numpy(x)).detach().numpy()
     np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-5)
+
+
+def test_concat_with_a_pool_branch_takes_the_pools_format():
+    """Inception-style: a maxpool branch keeps its input's format, so the conv branch sharing its concat
+    writes in that format too; the functional run stays bit-exact."""
+    net = parse_network([{"type": "conv", "k": 3, "filters": 3, "padding": 1, "relu": True, "name": "x"},
+                         {"type": "maxpool", "k": 3, "stride": 1, "padding": 1, "name": "p"},
+                         {"type": "conv", "k": [1, 3], "filters": 2, "padding": "same", "name": "c",
+                          "inputs": ["x"]},
+                         {"type": "concat", "inputs": ["c", "p"]},
+                         {"type": "fc", "units": 2}], [1, 5, 5])
+    rng = np.random.default_rng(3)
+    folded = [FoldedLayer(g, rng.normal(0, 0.5, g.weight_shape), rng.normal(0, 0.1, g.out_shape[0]))
+              if g.weighted else FoldedLayer(g, None, None) for g in geometry(net)]
+    folded[2] = FoldedLayer(folded[2].geom, folded[2].w * 40, folded[2].b)  # the conv branch's range: 40x larger
+    calib = rng.uniform(-1, 1, (8, 1, 5, 5))
+    natural = _concat_formats(folded, folded_forward(folded, calib))[folded[1].geom.dst[0]]
+    qm = quantize_folded(folded, calib, net.input_shape, net)
+    x = qm.quantize_input(calib[0])
+    pool, conv = qm.layers[1], qm.layers[2]
+    assert natural < pool.s_out == pool.s_in == conv.s_out  # pinned to the pool's, not the larger range's
+    plan = plan_network(qm, [clip_design(g, ExecutionDesign(2, 2, 1, 1, "reuse_I", 2)) for g in qm.geoms],
+                        "msp430fr5994")
+    run = FunctionalRun(plan, qm, x)
+    run.run_to_completion()
+    assert run.output_matches_reference()
