@@ -3,10 +3,13 @@
 A plan is everything needed to execute and cost a layer under one
 :class:`~.design.ExecutionDesign`: the normalised design and backend, the tile
 grid, the cost tables, the per-unit costs and the per-tile schedule recorded by
-the walk, the SRAM buffers, and the FRAM regions it reads and writes.  The
-simulator (task graph), the functional run (:mod:`aidi.models.functional`),
-the C emitter (:mod:`aidi.models.emit`) and the iNAS comparison all read
-plans; nothing else re-derives a schedule.
+the walk, its rows of the SRAM arena, and the FRAM regions it reads and
+writes.  A network's plan owns its SRAM (:attr:`NetPlan.sram`: one arena laid
+out per layer, the runtime's state, the stack reserve; ``NetPlan.sram_bytes``
+is the one SRAM figure, see :mod:`.memory`).  The simulator (task graph), the
+functional run (:mod:`aidi.models.functional`), the C emitter
+(:mod:`aidi.models.emit`) and the iNAS comparison all read plans; nothing else
+re-derives a schedule or a buffer size.
 """
 
 from __future__ import annotations
