@@ -51,10 +51,13 @@ def _onnx_bytes(model) -> tuple[bytes, str]:
         return bytes(model), "model"
     if hasattr(model, "SerializeToString"):
         return model.SerializeToString(), model.graph.name or "model"
+    from aidi.models.onnx_import import OnnxImportError, read_model
+
     p = Path(model)
-    if not p.is_file():
-        raise UserError(f"{p}: file not found")
-    return p.read_bytes(), p.stem
+    try:  # loaded, so that weights kept as external data beside the file are embedded in the copy
+        return read_model(p).SerializeToString(), p.stem
+    except OnnxImportError as exc:
+        raise UserError(str(exc)) from None
 
 
 def torch_to_onnx(module, example_input, dynamo: bool = False, opset: int | None = None) -> bytes:

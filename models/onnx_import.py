@@ -822,24 +822,29 @@ def _reference_model(imported: Imported, model):
     m.CopyFrom(model)
     if imported.reference_output != m.graph.output[0].name:
         del m.graph.output[:]
-        m.graph.output.append(helper.make_tensor_value_info(imported.reference_output, onnx.TensorProto.FLOAT, None))
+        elem = model.graph.output[0].type.tensor_type.elem_type  # a dropped Softmax keeps its input's type
+        m.graph.output.append(helper.make_tensor_value_info(imported.reference_output, elem, None))
     return m
 
 
 def onnx_forward(imported: Imported, model, x_model: np.ndarray) -> np.ndarray:
-    """onnxruntime's float output (``(N, ...)``, the reference output) for model-layout inputs ``x_model``."""
+    """onnxruntime's float output (``(N, ...)``, the reference output) for model-layout inputs ``x_model``, fed in
+    the model input's own element type (float32, float64 or float16)."""
     import onnxruntime as ort
+    from onnx import helper
 
+    m = read_model(model)
+    inp = next(i for i in m.graph.input if i.name == imported.input_name)
+    dtype = helper.tensor_dtype_to_np_dtype(inp.type.tensor_type.elem_type)
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
     opts.log_severity_level = 4  # errors are raised, not logged
     try:
-        sess = ort.InferenceSession(_reference_model(imported, read_model(model)).SerializeToString(), opts,
+        sess = ort.InferenceSession(_reference_model(imported, m).SerializeToString(), opts,
                                     providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime's own refusal (an IR version it does not read, an op it lacks)
         raise OnnxImportError(f"{imported.source}: onnxruntime {ort.__version__} cannot load the model, so aidi has "
                               f"no float reference for it ({_first_line(exc)})") from None
-    dtype = np.float32
     try:
         outs = [sess.run(None, {imported.input_name: x[None].astype(dtype)})[0] for x in x_model]
     except Exception as exc:

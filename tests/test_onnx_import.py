@@ -575,3 +575,17 @@ def test_bad_npy_files_in_a_scenario_are_one_line_errors(tmp_path):
         with pytest.raises(aidi.UserError) as err:
             pipeline.load_model(sc)  # where aidi run --functional, check and emit-c load the weights
         assert message in str(err.value) and len(str(err.value).splitlines()) == 1
+
+
+def test_weights_kept_as_external_data_are_embedded_in_the_copy(tmp_path):
+    """A model saved with its weights in a separate file (ONNX external data): aidi import's model.onnx holds them."""
+    src = tmp_path / "src"
+    src.mkdir()
+    onnx.save_model(onnx.load_from_string(tf_lenet()), str(src / "m.onnx"), save_as_external_data=True,
+                    all_tensors_to_one_file=True, location="m.weights", size_threshold=0)
+    assert (src / "m.weights").stat().st_size > 4 * (6 * 9 + 8 * 6 * 9)
+    r = runner.invoke(app, ["import", str(src / "m.onnx"), "--out", str(tmp_path / "o"), "--json"])
+    assert r.exit_code == 0, r.output
+    (src / "m.weights").unlink()
+    res = aidi.load(tmp_path / "o" / "scenario.toml")
+    assert pipeline.load_model(res)[0].agreement["import_max_abs_error"] < 1e-5
