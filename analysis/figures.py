@@ -65,6 +65,28 @@ def category_label(key: str) -> str:
     return CATEGORY_LABELS.get(key, key.replace("_", " "))
 
 
+def category_bar(by_category: dict[str, float], name: str = "category"):
+    """Energy by category (``energy_J.by_category``, J) as a horizontal :class:`plotly.graph_objects.Bar`,
+    each bar labelled in full by :func:`category_label`, zero categories left out.
+
+    Horizontal because a vertical bar chart rotated long category labels and cut them at the plot's
+    lower edge ("data movement (FR…", "sleep between infe…"); on the y axis they read in full, and
+    :func:`fit_labels` lets the axis take the width they need.
+    """
+    import plotly.graph_objects as go
+
+    cats = {category_label(k): v for k, v in by_category.items() if v}
+    return go.Bar(y=list(cats), x=list(cats.values()), orientation="h", name=name)
+
+
+def fit_labels(fig):
+    """Let every axis of ``fig`` widen the figure's margin to fit its tick labels (plotly's ``automargin``;
+    the default margins are fixed, so long labels were clipped).  Returns ``fig``."""
+    fig.update_xaxes(automargin=True)
+    fig.update_yaxes(automargin=True)
+    return fig
+
+
 def key_label(key: str) -> str:
     """An axis title with unit for a swept key: ``power.capacitor_F`` -> ``capacitor (F)``."""
     if key in KEY_LABELS:

@@ -16,7 +16,7 @@ from rich.table import Table
 from aidi.sim.des import EVENT_COLUMNS, Event
 
 from . import jsonout
-from .figures import FigureWriter, category_label, hline, plural
+from .figures import FigureWriter, category_bar, category_label, fit_labels, hline, plural
 
 _console = Console(stderr=False, width=None if sys.stdout.isatty() else 160)
 
@@ -205,13 +205,13 @@ def energy_figure(res: dict, layer_names: list[str]) -> go.Figure:
 
     e = res["energy_J"]
     fig = make_subplots(rows=1, cols=2, subplot_titles=("by category (J)", "by layer (J, MCU side)"))
-    cats = {category_label(k): v for k, v in e["by_category"].items() if v}
-    fig.add_trace(go.Bar(x=list(cats), y=list(cats.values()), name="category"), 1, 1)
+    fig.add_trace(category_bar(e["by_category"]), 1, 1)  # horizontal: the long labels read in full
+    fig.update_yaxes(autorange="reversed", row=1, col=1)  # in CATEGORIES' order, top down
     lay = e.get("by_layer", {})
     names = [layer_names[int(k)] if int(k) < len(layer_names) else k for k in lay]
     fig.add_trace(go.Bar(x=names, y=list(lay.values()), name="layer"), 1, 2)
     fig.update_layout(template="plotly_white", showlegend=False)
-    return fig
+    return fit_labels(fig)
 
 
 def cycles_per_layer(ev: pd.DataFrame) -> pd.DataFrame:

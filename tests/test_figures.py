@@ -88,7 +88,8 @@ def x_axis_fill(full: dict) -> dict[str, float]:
         if not re.fullmatch(r"xaxis\d*", name) or ax.get("type") not in ("linear", "log"):
             continue
         ref = "x" + name[5:]
-        xs = [v for tr in full["data"] if tr.get("xaxis", "x") == ref for v in _numeric(tr.get("x"))]
+        xs = [v for tr in full["data"] if tr.get("xaxis", "x") == ref and tr.get("orientation") != "h"
+              for v in _numeric(tr.get("x"))]  # a horizontal bar's x is a value axis from 0, not data to fit
         if ax["type"] == "log":
             xs = [math.log10(v) for v in xs if v > 0]
         if len(set(xs)) < 2:
@@ -200,8 +201,24 @@ def test_voltage_figure_has_threshold_lines(rf_run):
 def test_energy_figure_category_labels_are_human(rf_run):
     built, res, _ = rf_run
     fig = report.energy_figure(res, built.graph.layer_names)
-    cats = list(fig.data[0].x)
+    cats = list(fig.data[0].y)
     assert "data movement (FRAM/DMA)" in cats and not any("_" in c for c in cats)
+
+
+def test_energy_figure_labels_read_in_full(rf_run):
+    """Categories were x tick labels that plotly rotated and cut at the fixed bottom margin
+    ("data movement (FR…", "sleep between infe…"): now horizontal bars, labels on the y axis in full
+    (no tick angle), and every axis widens the margin to fit its labels."""
+    built, res, _ = rf_run
+    by_cat = dict(res["energy_J"]["by_category"], sleep=1e-4, unfinished=2e-5)  # the longest labels too
+    fig = report.energy_figure(res | {"energy_J": dict(res["energy_J"], by_category=by_cat)},
+                               built.graph.layer_names)
+    bars = fig.data[0]
+    assert bars.orientation == "h" and list(bars.x) == [v for v in by_cat.values() if v]
+    assert {"sleep between inferences", "unfinished at the end", "data movement (FRAM/DMA)"} <= set(bars.y)
+    axes = [fig.layout[k] for k in fig.layout if re.fullmatch(r"[xy]axis\d*", k)]
+    assert len(axes) == 4 and all(ax.automargin for ax in axes)
+    assert fig.layout.yaxis.tickangle is None  # category labels are never rotated
 
 
 def test_labels():
