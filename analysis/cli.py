@@ -125,15 +125,16 @@ def scenarios(as_json: bool = typer.Option(False, "--json", help="print one JSON
     if as_json:
         _print_json({"scenarios": rows})
         return
-    from rich.console import Console
     from rich.table import Table
+
+    from .console import console
 
     t = Table(title="shipped scenarios (aidi run NAME, aidi check NAME, ...)")
     t.add_column("name", no_wrap=True)
     t.add_column("description")
     for r in rows:
         t.add_row(r["name"], r["description"])
-    Console().print(t)
+    console().print(t)
 
 
 def _print_json(obj: dict) -> None:
@@ -388,16 +389,15 @@ def demo(
     fmt: str = typer.Option("html", "--format", **FORMAT_OPTION),
 ) -> None:
     """The embedded defaults end to end: simulate, sweep, search, emit C; writes OUT/report.html."""
-    from rich.console import Console
-
     from . import figures, outdir
+    from .console import console
     from .demo import run_demo
 
     with one_line_errors("demo"):
         formats = figures.parse_formats(fmt)
         figures.require_static(formats)
         outdir.prepare(out, force)
-        summary = run_demo(out, quick=quick, console=Console(stderr=True) if as_json else None, formats=formats)
+        summary = run_demo(out, quick=quick, console=console(stderr=True, wide=True) if as_json else None, formats=formats)
     if as_json:
         _print_json(summary)
 
@@ -517,8 +517,9 @@ def inas(
 
 
 def _print_inas(res: dict, layers: str) -> None:
-    from rich.console import Console
     from rich.table import Table
+
+    from .console import console
 
     capacitor_f, r_ohm = res["capacitor_F"], res["r_ohm"]
 
@@ -530,7 +531,7 @@ def _print_inas(res: dict, layers: str) -> None:
     for r in res["layers"]:
         t.add_row(r["name"], r["design"] or "none feasible", f"{r['latency_s']:.5g}" if r["latency_s"] else "-",
                   f"{r['power_cycles']:g}", f"{r.get('E_pc_max_J', 0) * 1e6:.4g}", f"{r.get('E_pc_min_J', 0) * 1e6:.4g}")
-    con = Console()
+    con = console()
     con.print(t)
     lat = "infeasible" if res["latency_s"] is None else f"{res['latency_s']:.6g} s"
     con.print(f"network latency {lat}, energy {res['energy_J']:.4g} J, {res['power_cycles']:g} power cycles; "

@@ -18,6 +18,7 @@ from . import jsonout
 from . import pipeline, report
 from .report import Section, render, table_html
 from . import sweep as sw
+from .console import console as make_console
 from .figures import FigureWriter, vline
 from .progress import Progress
 
@@ -53,9 +54,7 @@ def run_demo(out: Path, quick: bool = False, console: Console | None = None, for
     inner work (sweep points, NAS evaluations) are reported (default: stderr, see
     :mod:`aidi.analysis.progress`); ``console``: where the closing tables go (default stdout).
     """
-    import sys
-
-    con = console or Console(width=None if sys.stdout.isatty() else 160)
+    con = console or make_console(wide=True)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     with (progress or Progress("aidi demo")) as prog, FigureWriter(out, formats) as fw:

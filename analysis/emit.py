@@ -265,12 +265,13 @@ def emit(built, out: Path, backend: str | None = None, build: bool = False) -> d
 
 
 def print_summary(res: dict) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    con = Console()
-    con.print(f"C project written to [bold]{res['out']}[/bold] ({res['backend']} kernels, {res['layers']} layers); "
-              f"embedded expected output == Q15 reference: {res['matches_reference']}")
+    from .console import console, styled
+
+    con = console()
+    con.print(styled("C project written to ", (res["out"], "bold"), f" ({res['backend']} kernels, {res['layers']} "
+                     f"layers); embedded expected output == Q15 reference: {res['matches_reference']}"))
     if "host" in res:
         con.print(f"host build: output == reference: {res['host']['matches_reference']}")
         c = res["host"].get("capacitor")

@@ -116,14 +116,16 @@ def _warm_up(platform, ctx) -> None:
 
 def print_explore(res: ExploreResult) -> None:
     """The result as tables (rich): per layer the chosen design, the alternatives and the rejections."""
-    from rich.console import Console
     from rich.table import Table
 
-    con = Console()
+    from .console import console, styled
+
+    con = console()
     lat = "does not complete" if res.latency_s is None else f"{res.latency_s:.6g} s"
-    con.print(f"[bold]{res.scenario}[/bold] ({res.dispatch} dispatch): one inference {lat}; "
-              f"search {res.explore_wall_s * 1e3:.1f} ms, {res.evaluations} oracle evaluations"
-              + (" (exhaustive)" if res.exhaustive else "") + f"; SRAM {res.sram_bytes} of {res.sram_budget_bytes} B")
+    con.print(styled((res.scenario, "bold"), f" ({res.dispatch} dispatch): one inference {lat}; "
+                     f"search {res.explore_wall_s * 1e3:.1f} ms, {res.evaluations} oracle evaluations"
+                     + (" (exhaustive)" if res.exhaustive else "") + f"; SRAM {res.sram_bytes} of "
+                     f"{res.sram_budget_bytes} B"))
     for lay in res.layers:
         t = Table(title=f"{lay['layer']}: {lay['design']} ({lay['backend']})", title_justify="left")
         t.add_column("design Tr_Tc_Tm_Tn_order_S")

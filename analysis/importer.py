@@ -159,17 +159,17 @@ def agreement_line(a: dict) -> str:
 
 def print_summary(res: dict) -> None:
     """The mapping as a table, then the agreement, the notes and what to run next."""
-    from rich.console import Console
-    from rich.markup import escape
     from rich.table import Table
 
-    console = Console()
-    t = Table(title=escape(f"aidi import: {len(res['mapping'])} ONNX nodes -> {len(res['layers'])} layers, input "
-                    f"{res['model_input']} -> [C, H, W] {res['input']}"))
+    from .console import console as make_console
+
+    console = make_console()
+    t = Table(title=f"aidi import: {len(res['mapping'])} ONNX nodes -> {len(res['layers'])} layers, input "
+                    f"{res['model_input']} -> [C, H, W] {res['input']}")
     for col in ("ONNX node", "op", "layer", "note"):
         t.add_column(col, no_wrap=col != "note")
     for r in res["mapping"]:
-        t.add_row(*(escape(str(v)) for v in (r["node"], r["op"], r["layer"] or "-", r["note"])))
+        t.add_row(*(str(v) for v in (r["node"], r["op"], r["layer"] or "-", r["note"])))
     console.print(t)
     print(agreement_line(res["agreement"]))
     for n in res["notes"]:

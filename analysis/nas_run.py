@@ -709,24 +709,24 @@ def _design_text(d: dict) -> str:
 
 # --------------------------------------------------------------------------- printing
 def _console():
-    import sys
+    from .console import console
 
-    from rich.console import Console
-
-    return Console(width=None if sys.stdout.isatty() else 160)
+    return console(wide=True)
 
 
 def print_nas(summary: dict, console=None) -> None:
     from rich.table import Table
 
+    from .console import styled
+
     con = console or _console()
     s = summary["search"]
     sn = summary["supernet"]
     sn_txt = "from cache" if sn["cached"] else "{:.1f} s".format(sn["seconds"])
-    con.print(f"[bold]aidi nas[/bold] {summary['scenario']} ({summary['dataset']}, space {summary['search_space']} of "
+    con.print(styled(("aidi nas", "bold"), f" {summary['scenario']} ({summary['dataset']}, space {summary['search_space']} of "
               f"{summary['space_size']} members): {summary['controller']}, {s['evaluations']} evaluations in "
               f"{s['wall_s']:.1f} s ({s['evals_per_s']:.1f}/s), {s['feasible']} feasible; supernet {sn_txt}; "
-              f"requirement {summary['requirement_s']} s")
+              f"requirement {summary['requirement_s']} s"))
     t = Table(title="Pareto front (feasible; validation accuracy read off the supernet vs intermittent latency)")
     for col in ("arch", "val acc (supernet)", "val acc (fine-tuned)", "test acc (Q15)", "latency s (oracle)",
                 "latency s (SimPy)", "SRAM B", "cycles"):
@@ -742,10 +742,11 @@ def print_nas(summary: dict, console=None) -> None:
     con.print(t)
     c = summary["chosen"]
     if c:
-        con.print(f"chosen: [bold]{c['arch']}[/bold] fine-tuned val acc {c['finetuned_val_accuracy']:.3f}, Q15 test acc "
-                  f"{c['q15_test_accuracy']:.3f}, {c['des_latency_s']:.4g} s (SimPy) -> {c['scenario']}")
+        con.print(styled("chosen: ", (c["arch"], "bold"), f" fine-tuned val acc {c['finetuned_val_accuracy']:.3f}, "
+                         f"Q15 test acc {c['q15_test_accuracy']:.3f}, {c['des_latency_s']:.4g} s (SimPy) -> "
+                         f"{c['scenario']}"))
     else:
-        con.print("[red]no candidate meets every constraint[/red]")
+        con.print("no candidate meets every constraint", style="red")
     con.print(f"wrote {summary['out']}/pareto.html, history.csv, result.json")
 
 

@@ -115,12 +115,13 @@ class Progress:
         self._bar = None
         self.console = None
         if self.mode == "bar":
-            from rich.console import Console
             from rich.progress import (BarColumn, MofNCompleteColumn, Progress as RichProgress, SpinnerColumn,
                                        TextColumn, TimeElapsedColumn, TimeRemainingColumn)
 
-            self.console = Console(file=self.stream, force_terminal=True)
-            self._bar = RichProgress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+            from .console import console
+
+            self.console = console(file=self.stream, force_terminal=True)
+            self._bar = RichProgress(SpinnerColumn(), TextColumn("{task.description}", markup=False), BarColumn(),
                                      MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("left"),
                                      TimeRemainingColumn(), console=self.console, transient=True)
 
@@ -131,7 +132,7 @@ class Progress:
     def log(self, msg: str) -> None:
         """A line of its own (above the bar on a terminal; not printed in ``off`` mode)."""
         if self.mode == "bar":
-            self.console.print(f"[dim]{self.name}: {msg}[/dim]", highlight=False)
+            self.console.print(f"{self.name}: {msg}", style="dim", highlight=False)
         elif self.mode == "log":
             self._write(f"{self.name}: {msg}")
 

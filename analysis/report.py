@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import html
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,15 +9,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
-from rich.console import Console
 from rich.table import Table
 
 from aidi.sim.des import EVENT_COLUMNS, Event
 
 from . import jsonout
+from .console import console
 from .figures import FigureWriter, category_bar, category_label, fit_labels, hline, plural
 
-_console = Console(stderr=False, width=None if sys.stdout.isatty() else 160)
+_console = console(wide=True)
 
 
 @dataclass
@@ -312,7 +311,7 @@ def print_check(res: dict) -> None:
                    f"{_fmt_s(h['latency_s'])} ({_cycles(h['power_cycles'])})"
                    + (f"; deadline {res['deadline_s']:g} s" if res["deadline_s"] else ""))
     for r in res["reasons"]:
-        _console.print(f"[red]- {r}[/red]")
+        _console.print(f"- {r}", style="red")
     for L in res["layers"]:
         for r in L["reasons"]:
             _console.print(f"  layer {L['layer']}: {r}")
@@ -332,6 +331,6 @@ def print_sweep(df, summary: dict, out) -> None:
     from .sweep import describe_boundary
 
     for line in describe_boundary(summary["boundary"], summary["keys"][0]):
-        _console.print(line, markup=False)  # "[sim] deadline_s" is text, not rich markup
+        _console.print(line)  # "[sim] deadline_s" is text: the console reads no markup
     if out is not None:
         _console.print(f"written: {out}/sweep.csv, sweep.parquet, sweep.html")

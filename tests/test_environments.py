@@ -258,3 +258,34 @@ def test_readme_dataset_command_skips_without_the_debian_dataset(tmp_path):
                        capture_output=True, text=True, env=env, cwd=ROOT, timeout=900)
     assert r.returncode == 0 and "1 skipped" in r.stdout, r.stdout[-2000:]
     assert f"no IDX files in {tmp_path / 'fashion-mnist'} (Debian package dataset-fashion-mnist)" in r.stdout
+
+
+# --------------------------------------------------------------------------------------------------
+# rich markup: data strings print as they are
+
+
+def test_console_prints_brackets_as_text():
+    import io
+
+    from aidi.analysis.console import console, styled
+
+    buf = io.StringIO()
+    con = console(file=buf, width=200)
+    con.print("no deadline set ([sim] deadline_s) [bold]x[/bold] :warning:")
+    con.print(styled(("[power] v_on", "bold"), " [red]"), style="red")
+    assert buf.getvalue().splitlines() == ["no deadline set ([sim] deadline_s) [bold]x[/bold] :warning:",
+                                           "[power] v_on [red]"]
+
+
+def test_every_console_comes_from_the_one_factory():
+    """rich reads markup in every Console it makes by default, so a new ``Console(`` or a markup tag in a
+    printed f-string would eat '[sim]' again on its path."""
+    offenders = []
+    for path in sorted(PKG.rglob("*.py")):
+        rel = path.relative_to(PKG).as_posix()
+        if rel.split("/")[0] in (".venv", "tests", "build", "out") or rel == "analysis/console.py":
+            continue
+        for i, line in enumerate(path.read_text().splitlines(), 1):
+            if re.search(r"\bConsole\(|rich\.markup|\[/?(bold|italic|dim|red|green|yellow|blue|cyan|magenta)\]", line):
+                offenders.append(f"{rel}:{i}: {line.strip()}")
+    assert offenders == []
