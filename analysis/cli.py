@@ -159,6 +159,11 @@ class Controller(str, Enum):
     rl = "rl"
 
 
+class Space(str, Enum):
+    inas = "inas"
+    mbconv = "mbconv"
+
+
 class Dataset(str, Enum):
     digits = "digits"
     cifar10 = "cifar10"
@@ -421,6 +426,9 @@ def nas(
                                             "/usr/share/datasets/fashion-mnist)"),
     dataset: Dataset = typer.Option(Dataset.digits, help="digits (bundled), cifar10, tinyimagenet, fashion-mnist or "
                                                          "mnist (IDX files)"),
+    space: Space = typer.Option(Space.inas, help="inas: the data set's chain of convolutions (iNAS's space); mbconv: "
+                                                 "MCUNet/OFA-style inverted-residual stages, each candidate trained "
+                                                 "from scratch (not with --compare)"),
     quick: bool = typer.Option(False, "--quick", help="tiny training epochs (tests, smoke runs)"),
     force: bool = typer.Option(False, "--force", help=FORCE_HELP),
     fmt: str = typer.Option("html", "--format", help="the Pareto figure's files (--compare: the accuracy vs latency "
@@ -464,7 +472,7 @@ def nas(
                       dask=dask, dataset=dataset, data_dir=data_dir, out=out, quick=quick, progress=tick,
                       log=prog.log, force=force,
                       train_progress=lambda done, total: tick("supernet training: batches", done, total),
-                      train_images=train_images, formats=formats)
+                      train_images=train_images, formats=formats, space=space.value)
             if search_budget_s is not None and not compare:
                 raise UserError("--search-budget-s: only with --compare")
             summary = (nas_run.run_compare(scenario, search_budget_s=search_budget_s,

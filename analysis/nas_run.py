@@ -51,6 +51,8 @@ DATASETS = ("digits", "cifar10", "tinyimagenet", "fashion-mnist", "mnist")
 COMPARE_FRACTIONS = (0.25, 0.5, 0.75)
 BATCH = 4  # candidates per ask/tell round (fixed, so results do not depend on the worker count)
 MAX_FINALISTS = 5
+#: --space mbconv: epochs each candidate is trained from scratch for its search accuracy (normal, --quick)
+MBCONV_SCRATCH_EPOCHS = {False: 3, True: 1}
 
 
 # --------------------------------------------------------------------------- parallel maps
@@ -70,11 +72,13 @@ QUICK_SUBSET = {"max_train": 2048, "max_test": 512}
 
 
 def load_data(dataset: str, data_dir: str | Path | None, seed: int, quick: bool = False,
-              train_images: int | None = None):
+              train_images: int | None = None, space: str = "inas"):
     """(search space, NasData) of a data set (``quick``: at most :data:`QUICK_SUBSET` images of a folder data set;
     ``train_images``: at most that many training images (then split into train / validation) and half as many
-    test images, drawn by the seed)."""
-    from aidi.models.nas import space_for, split_validation
+    test images, drawn by the seed; ``space``: ``"inas"`` the data set's chain space, ``"mbconv"`` inverted-residual
+    stages, :func:`aidi.models.nas.space.search_space`)."""
+    from aidi.models.nas import split_validation
+    from aidi.models.nas.space import search_space
     from aidi.models.data import DatasetError, load_dataset, load_image_folder
 
     if train_images is not None and (isinstance(train_images, bool) or train_images < 10):
@@ -89,7 +93,7 @@ def load_data(dataset: str, data_dir: str | Path | None, seed: int, quick: bool 
     except DatasetError as exc:
         raise UserError(str(exc)) from None
     data = split_validation(ds, seed)
-    return space_for(dataset, ds.input_shape, ds.n_classes), data
+    return search_space(space, dataset, ds.input_shape, ds.n_classes), data
 
 
 def supernet_config(quick: bool):
@@ -239,16 +243,21 @@ def run_nas(scenario: str | Path, controller: str = "evolution", budget: int = 4
             dataset: str = "digits", data_dir: str | Path | None = None, out: str | Path | None = None,
             quick: bool = False, progress: Callable[[int, int], None] | None = None,
             log: Callable[[str], None] | None = None, force: bool = False, formats=("html",),
-            train_progress: Callable[[int, int], None] | None = None, train_images: int | None = None) -> dict:
+            train_progress: Callable[[int, int], None] | None = None, train_images: int | None = None,
+            space: str = "inas") -> dict:
     """One search; returns a JSON-ready summary and writes OUT (see the module docstring);
     ``formats``: the Pareto figure's files (:data:`aidi.analysis.figures.FORMATS`); ``progress(done, budget)``
     follows the search (called with 0 first), ``train_progress(batches, total)`` the supernet's training.
+    ``space="mbconv"``: inverted-residual stages (:mod:`aidi.models.nas.mbconv`), which the supernet does not
+    cover yet: each candidate is trained from scratch (:data:`MBCONV_SCRATCH_EPOCHS`) and each finalist
+    trained from scratch for the fine-tuning epochs.
 
     OUT (default ``out/nas/<scenario>``) must be new, empty or made by aidi, unless ``force``
     (:func:`aidi.analysis.outdir.prepare`, checked before any work starts)."""
     from aidi.models.hardware import HardwareEvaluator
-    from aidi.models.nas import (Evaluator, SupernetAccuracy, extract, finetune, make_controller, pareto_front,
-                                 run_search, teacher_of, train_supernet)
+    from aidi.models.nas import (Evaluator, ScratchAccuracy, SupernetAccuracy, extract, finetune, make_controller,
+                                 pareto_front, run_search, teacher_of, train_from_scratch, train_supernet)
+    from aidi.models.nas.space import arch_from_dict
     from aidi.models.nas.supernet import calibration_images, module_accuracy
 
     from . import pipeline
@@ -257,29 +266,33 @@ def run_nas(scenario: str | Path, controller: str = "evolution", budget: int = 4
     sc = pipeline.load_scenario(scenario)
     req = requirement_s if requirement_s is not None else sc.sim.deadline_s
     out_dir = outdir.prepare(Path(out) if out is not None else Path("out") / "nas" / sc.name, force)
-    space, data = load_data(dataset, data_dir, seed, quick, train_images)
+    space_kind = space
+    space, data = load_data(dataset, data_dir, seed, quick, train_images, space_kind)
     cfg = supernet_config(quick)
     t0 = time.perf_counter()
-    sn = train_supernet(space, data, seed, cfg, log=log, progress=train_progress)
+    if space_kind == "mbconv":
+        sn, accuracy = None, ScratchAccuracy(data, MBCONV_SCRATCH_EPOCHS[bool(quick)], seed)
+    else:
+        sn = train_supernet(space, data, seed, cfg, log=log, progress=train_progress)
+        accuracy = SupernetAccuracy(sn, data)
+        log(f"supernet ready ({'cache' if sn.meta.get('cached') else f'trained in {time.perf_counter() - t0:.1f} s'})")
     sn_s = time.perf_counter() - t0
-    log(f"supernet ready ({'cache' if sn.meta.get('cached') else f'trained in {sn_s:.1f} s'})")
     with parallel_map(workers, dask) as map_fn:
-        ev = Evaluator(HardwareEvaluator(sc), SupernetAccuracy(sn, data), req, map_fn=map_fn)
+        ev = Evaluator(HardwareEvaluator(sc), accuracy, req, map_fn=map_fn)
         if progress:
             progress(0, budget)  # the total up front: the time left is estimated from the first batch on
         res = run_search(make_controller(controller, space, seed, budget), ev, budget, BATCH, progress)
     front = pareto_front(res.history)
     log(f"search: {res.evaluations} evaluations in {res.wall_s:.1f} s, {len(res.feasible())} feasible, "
         f"front of {len(front)}")
-    xc = calibration_images(data)
-    teacher, _ = teacher_of(sn, xc)
+    xc = calibration_images(data) if sn is not None else None
+    teacher = teacher_of(sn, xc)[0] if sn is not None else None
     finals = []
     t1 = time.perf_counter()
-    from aidi.models.nas import Arch
-
     for o in _finalists(front, MAX_FINALISTS):
-        arch = Arch.from_dict(o["arch"])
-        m = finetune(extract(sn, arch, xc), data, seed, teacher, cfg.ft_epochs, cfg.alpha, cfg.temperature, cfg.ft_lr)
+        arch = arch_from_dict(o["arch"])
+        m = (finetune(extract(sn, arch, xc), data, seed, teacher, cfg.ft_epochs, cfg.alpha, cfg.temperature,
+                      cfg.ft_lr) if sn is not None else train_from_scratch(arch, data, seed, cfg.ft_epochs))
         row = _summary_row(o)
         row["finetuned_val_accuracy"] = module_accuracy(m, data.x_val, data.y_val)
         path = write_candidate(out_dir / "candidates", arch.id, sc, arch, o["designs"], m, data, seed, req, data_dir)
@@ -300,12 +313,13 @@ def run_nas(scenario: str | Path, controller: str = "evolution", budget: int = 4
         "scenario": sc.name, "dataset": dataset, "search_space": space.name, "space_size": space.size(),
         "controller": controller, "budget": budget, "seed": seed, "requirement_s": req,
         "workers": workers, "dask": dask,
-        "supernet": {"seconds": sn_s, "cached": bool(sn.meta.get("cached")),
-                     "seconds_when_built": sn.meta.get("train_seconds_when_built"),
-                     "history": sn.meta.get("history")},
+        "supernet": {"seconds": sn_s, "cached": bool(sn is not None and sn.meta.get("cached")),
+                     "seconds_when_built": None if sn is None else sn.meta.get("train_seconds_when_built"),
+                     "history": None if sn is None else sn.meta.get("history")},
         "search": {"wall_s": res.wall_s, "evaluations": res.evaluations, "evals_per_s": res.evals_per_s,
                    "unique": len({o["arch_id"] for o in res.history}), "feasible": len(res.feasible()),
-                   "cache_hits": ev.cache.hits, "accuracy_seconds": ev.accuracy_seconds},
+                   "cache_hits": ev.cache.hits, "accuracy_seconds": ev.accuracy_seconds,
+                   "accuracy_source": accuracy.key},
         "pareto": [_summary_row(o) for o in front],
         "finalists": [f[0] for f in finals],
         "finalize_s": finalize_s,
@@ -539,7 +553,7 @@ def run_compare(scenario: str | Path, controller: str = "evolution", budget: int
                 train_progress: Callable[[int, int], None] | None = None,
                 search_budget_s: float | None = None, formats=("html",), train_images: int | None = None,
                 inas_requirement: str = "calibrated", fractions: tuple[float, ...] = COMPARE_FRACTIONS,
-                write_figure: bool = True) -> dict:
+                write_figure: bool = True, space: str = "inas") -> dict:
     """Ours vs iNAS-style vs HW-NAS-style at three requirements under one wall-clock search budget each.
 
     Per requirement (each method's ``search_s`` = everything up to its deployable model):
@@ -578,6 +592,9 @@ def run_compare(scenario: str | Path, controller: str = "evolution", budget: int
 
     if inas_requirement not in INAS_REQUIREMENTS:
         raise UserError(f"--inas-requirement: expected one of {', '.join(INAS_REQUIREMENTS)}, got {inas_requirement!r}")
+    if space != "inas":  # ours and HW-NAS-style read accuracy off the supernet, which covers the chain space only
+        raise UserError(f"--space {space}: --compare runs on the chain space only (--space inas); the supernet "
+                        "does not cover inverted-residual blocks yet")
     if search_budget_s is not None and not (math.isfinite(search_budget_s) and search_budget_s > 0):
         raise UserError(f"--search-budget-s: must be a positive number of seconds, got {search_budget_s}")
     log = log or (lambda s: None)

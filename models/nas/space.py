@@ -29,6 +29,10 @@ Spaces (:func:`space_for`):
             five valid 7x7 convolutions would need 31x31 inputs, so K = 7 goes
             (the largest member ends on an 8x8 map).
 
+``--space mbconv`` (:func:`search_space`) replaces these chains with an MCUNet /
+Once-for-All space of inverted-residual stages (:mod:`aidi.models.nas.mbconv`);
+:func:`arch_from_dict` reads a member of either back from its dict.
+
 Operations follow the Archai style: ``sample(rng)``, ``mutate(arch, rng)`` and
 ``crossover(a, b, rng)`` take an explicit ``numpy.random.Generator`` and never
 rejection-sample: the space's constructor checks that its largest member fits
@@ -291,6 +295,9 @@ def inas_space(input_shape=(3, 32, 32), n_classes: int = 10, pool_after=(), kern
 
 
 SPACES = ("digits", "inas", "tinyimagenet", "fashion-mnist", "mnist")
+#: ``--space``: ``inas`` = the data set's chain space (:func:`space_for`), ``mbconv`` = inverted-residual
+#: stages (:func:`aidi.models.nas.mbconv.mbconv_space`)
+SPACE_KINDS = ("inas", "mbconv")
 
 
 def space_for(dataset: str, input_shape=None, n_classes: int | None = None) -> SearchSpace:
@@ -310,3 +317,27 @@ def space_for(dataset: str, input_shape=None, n_classes: int | None = None) -> S
     if input_shape is not None or n_classes is not None:
         sp = sp.with_input(input_shape or sp.input_shape, n_classes)
     return sp
+
+
+def search_space(kind: str, dataset: str, input_shape=None, n_classes: int | None = None):
+    """The search space of ``--space kind`` for a data set: ``"inas"`` gives :func:`space_for` (the data set's
+    chain space), ``"mbconv"`` :func:`aidi.models.nas.mbconv.mbconv_space` of the data set's input shape.
+    Raises ValueError for an unknown kind or data set."""
+    if kind not in SPACE_KINDS:
+        raise ValueError(f"unknown search space kind {kind!r} (one of {', '.join(SPACE_KINDS)})")
+    chain = space_for(dataset, input_shape, n_classes)
+    if kind == "inas":
+        return chain
+    from .mbconv import mbconv_space
+
+    return mbconv_space(chain.input_shape, chain.n_classes)
+
+
+def arch_from_dict(d: dict):
+    """The architecture a ``to_dict()`` describes: an :class:`~aidi.models.nas.mbconv.MbArch` when the dict
+    says ``space = "mbconv"``, else an :class:`Arch`."""
+    if d.get("space") == "mbconv":
+        from .mbconv import MbArch
+
+        return MbArch.from_dict(d)
+    return Arch.from_dict(d)
