@@ -486,6 +486,55 @@ def nas(
         nas_run.print_nas(summary)
 
 
+class Ablation(str, Enum):
+    kd = "kd"
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+@app.command("nas-ablation")
+def nas_ablation(
+    which: Ablation = typer.Argument(..., help="kd: supernets with and without knowledge distillation"),
+    dataset: Dataset = typer.Option(Dataset.digits, help="digits (bundled), cifar10, tinyimagenet, fashion-mnist or "
+                                                         "mnist"),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="folder of the data set (as for aidi nas)"),
+    seeds: str = typer.Option("0,1", metavar="S,S,...", help="training seeds (the first also splits the data)"),
+    archs: int = typer.Option(8, "--archs", help="members in the fixed sample read off every supernet"),
+    epochs: Optional[str] = typer.Option(None, metavar="F,K,D,W",
+                                         help="supernet epochs of the full, kernel, depth and width phases"),
+    finetune_epochs: Optional[int] = typer.Option(None, "--finetune-epochs", help="fine-tuning epochs per member"),
+    alpha: Optional[float] = typer.Option(None, help="the KD arm's alpha (default: SupernetConfig's)"),
+    quick: bool = typer.Option(False, "--quick", help="tiny epochs and a data subset (tests, smoke runs)"),
+    train_images: Optional[int] = typer.Option(None, "--train-images", help="at most N training images (and N/2 test)"),
+    device: Device = typer.Option(Device.cpu, help="where to train: auto (CUDA if torch sees it), cpu or cuda"),
+    out: Path = typer.Option(Path("out/nas-ablation"), help="folder for kd-ablation.json and kd-ablation.txt"),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
+) -> None:
+    """Ablation of the supernet's training: inherited and fine-tuned accuracy with and without KD."""
+    from .ablation import parse_ints, run_kd_ablation
+    from .progress import Progress
+
+    with one_line_errors("nas-ablation"):
+        seed_list = parse_ints(seeds, "--seeds")
+        ep = parse_ints(epochs, "--epochs", count=4) if epochs is not None else None
+        with Progress("aidi nas-ablation") as prog:
+            task = prog.task("supernets and members", 1)
+            res = run_kd_ablation(dataset.value, data_dir, seed_list, archs, ep, finetune_epochs, alpha, quick,
+                                  train_images, device.value, out, force, log=prog.log,
+                                  progress=lambda d, t: task.update(d, t))
+    if as_json:
+        _print_json(res)
+    else:
+        from .ablation import table_text
+
+        sys.stdout.write(table_text(res) + f"wrote {res['out']}/kd-ablation.json, kd-ablation.txt\n")
+
+
 @app.command()
 def inas(
     layers: str = typer.Option(..., "--layers", help="K,F,K,F,... kernel and filters of each conv layer (iNAS's CIFAR-10 "

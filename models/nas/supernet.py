@@ -7,7 +7,7 @@ each followed by batch norm (shared affine parameters), plus the FC head
 (``(n_classes, F_max)`` after global pooling, ``(n_classes, F_max, H, W)`` over a
 flattened map).  A subnet uses
 
-* elastic kernel size: the centre ``k x k`` crop of the ``K_max`` kernel,
+* elastic kernel size: the centre ``k x k`` of the ``K_max`` kernel, transformed (below),
 * elastic width: the first ``filters`` output channels (and the first input
   channels its predecessor produced),
 * elastic depth: the first ``depth`` blocks of each stage,
@@ -20,21 +20,43 @@ near chance).  :func:`extract` copies those slices and statistics into a
 standalone :class:`~aidi.models.net.AidiNet` whose outputs equal the
 supernet's for that architecture (BN is folded into the conv before Q15).
 
-Deviation from OFA: the kernel is a plain centre crop (OFA learns kernel
-transformation matrices) and channels are not re-sorted by importance
-before the width phase.
+Three Once-for-All / BigNAS ingredients (Cai et al., ICLR 2020, code
+``ofa/imagenet_classification/elastic_nn``; Yu et al., ECCV 2020):
 
-Training is progressive shrinking as in Once-for-All (Cai et al., ICLR 2020),
-in short phases: ``full`` (the largest kernels, depths and widths, the block
-kind sampled per stage), then ``kernel`` (elastic kernel), ``depth`` (+ elastic
-depth) and ``width`` (+ elastic width), each step accumulating the gradients
-of ``subnets_per_step`` subnets: the smallest member opened so far (the
-"sandwich rule" of slimmable networks, which lifts the small members) and
-random ones.  After ``full`` the largest all-conv
-subnet is frozen as the *teacher*; later phases (and fine-tuning) use
-knowledge distillation ``loss = alpha * KD + (1 - alpha) * CE`` with
-``KD = T^2 * KL(softmax(t / T) || softmax(s / T))``.  ``alpha = 0`` turns KD
-off (:func:`kd_ablation` compares both).
+* **Kernel transformation matrices.**  A ``k x k`` kernel is not the plain
+  centre crop of the ``K_max`` kernel: going down the stage's kernel sizes
+  ``K_max > ... > k`` one step at a time, the centre ``k' x k'`` crop of the
+  previous kernel is multiplied by a learned ``(k'^2, k'^2)`` matrix, one per
+  layer (conv and dwconv) and step, shared by every channel, initialised to
+  the identity (OFA's ``DynamicSeparableConv2d.get_active_filter``).  They
+  get gradients once kernels are elastic (phase ``kernel`` on), so a small
+  kernel can differ from the centre of the large one that trains the large
+  members.  ``Supernet.kernel(...)`` gives a layer's effective kernel.
+* **Channel importance sorting** before the width phase
+  (:meth:`Supernet.sort_channels`, OFA's ``re_organize_middle_weights``): a
+  stage's output channels are sorted by decreasing L1 norm of the weights that
+  read them (every block or head that can consume the stage's output, as
+  OFA's code measures a channel by the next layer's weights: with BN after
+  the producer, the producer's own filter norm says nothing of the channel's
+  scale), and the producers (conv / pwconv filters, their BN affine
+  parameters) and consumers (input channels, the dwconv's channels and BN)
+  are permuted to match, so the width phase's "first ``filters`` channels"
+  are the important ones.  A permutation of channels leaves every full-width
+  member's function unchanged.
+* **The sandwich rule with in-place distillation** (:func:`sandwich`,
+  :func:`sandwich_step`): every step of the shrinking phases trains the
+  largest member opened so far (cross-entropy), the smallest and
+  ``random_subnets`` random ones (``alpha * KD + (1 - alpha) * CE`` against the
+  largest's logits of the same step, detached), gradients accumulated over
+  the members before one optimiser step.
+
+Training is progressive shrinking as in Once-for-All, in short phases:
+``full`` (the largest kernels, depths and widths, the block kind sampled per
+stage), then ``kernel`` (elastic kernel), ``depth`` (+ elastic depth) and
+``width`` (+ elastic width; channels sorted first).  Fine-tuning a finalist
+uses KD from the teacher (:func:`teacher_of`, the largest all-conv member)
+with ``KD = T^2 * KL(softmax(t / T) || softmax(s / T))``.  ``alpha = 0``
+turns KD off everywhere (:func:`kd_ablation` compares both).
 
 Everything is deterministic given the seed (``torch.random.fork_rng``, fixed
 thread count, seeded generators) and cached under ``cache_dir()/nas``
@@ -44,7 +66,10 @@ Public API::
 
     SupernetConfig(...)                               # epochs per phase, lr, KD alpha / temperature, ...
     Supernet(space)                                   # nn.Module; forward(x, arch, stats); calibrate(arch, x)
-    train_supernet(space, data, seed, config) -> Supernet        # cached
+    train_supernet(space, data, seed, config, device=) -> Supernet   # cached
+    sandwich(space, phase, rng, n_random) -> [largest, smallest, random...]
+    sandwich_step(supernet, x, y, archs, alpha, temperature) -> per-member losses
+    resolve_device("auto" | "cpu" | "cuda") -> torch.device
     calibration_images(data) -> np.ndarray
     extract(supernet, arch, x_calib) -> AidiNet
     supernet_accuracy(supernet, arch, x, y, x_calib) -> float
@@ -52,7 +77,7 @@ Public API::
     finetune(module, data, seed, teacher=None, epochs=, alpha=, temperature=) -> AidiNet
     train_from_scratch(arch, data, seed, epochs) -> AidiNet      # no KD, no sharing (iNAS-style)
     split_validation(data, seed) -> NasData
-    kd_ablation(space, data, seed, ...) -> dict
+    kd_ablation(space, data, seeds, ...) -> dict
 """
 
 from __future__ import annotations
@@ -91,8 +116,9 @@ class SupernetConfig:
     """Training settings (epochs per progressive-shrinking phase, optimiser, KD).
 
     ``alpha``: weight of the KD term (0 = plain cross-entropy); ``temperature``:
-    KD softmax temperature; ``subnets_per_step``: subnets sampled per batch in
-    the shrinking phases; ``ft_epochs`` / ``ft_lr``: fine-tuning of finalists.
+    KD softmax temperature; ``random_subnets``: random members per batch in the
+    shrinking phases, besides the largest and the smallest (the sandwich rule);
+    ``ft_epochs`` / ``ft_lr``: fine-tuning of finalists.
     """
 
     full_epochs: int = 30
@@ -102,12 +128,12 @@ class SupernetConfig:
     batch: int = 64
     lr: float = 3e-3
     shrink_lr: float = 3e-3
-    subnets_per_step: int = 4
+    random_subnets: int = 2
     alpha: float = 0.5
     temperature: float = 4.0
     ft_epochs: int = 10
     ft_lr: float = 2e-3
-    version: int = 2
+    version: int = 3  # 3: kernel transformation matrices, channel sorting, sandwich with in-place KD
 
     def key(self) -> dict:
         d = asdict(self)
@@ -210,6 +236,14 @@ class Supernet(nn.Module):
                     g.append(nn.Parameter(torch.ones(n)))
                     bt.append(nn.Parameter(torch.zeros(n)))
             cin = fmax
+        # kernel transformation matrices (OFA): "<kind><j>_<src>to<dst>" -> (dst^2, dst^2), identity at first
+        self.ktrans = nn.ParameterDict()
+        self.kernel_sizes = {j: tuple(sorted(space.stages[i].kernels, reverse=True)) for (i, _), j in self.index.items()}
+        for (i, b), j in self.index.items():
+            ks = sorted(space.stages[i].kernels)
+            for kind in ("conv", "dw"):
+                for src, dst in zip(ks[1:], ks[:-1]):
+                    self.ktrans[f"{kind}{j}_{src}to{dst}"] = nn.Parameter(torch.eye(dst * dst))
         if space.head == "flatten":
             _, h, w = parse_network(space.largest().to_layers(), space.input_shape).shapes[-2]
             fc = nn.Linear(cin * h * w, space.n_classes)
@@ -218,6 +252,53 @@ class Supernet(nn.Module):
             fc = nn.Linear(cin, space.n_classes)
             self.fc_w = fc.weight
         self.fc_b = fc.bias
+
+    def kernel(self, kind: str, j: int, w: torch.Tensor, k: int) -> torch.Tensor:
+        """The ``k x k`` kernel of layer ``j`` (``kind`` "conv" or "dw") from its ``K_max`` weights ``w``
+        ``(out, in, K_max, K_max)`` (any channel slice): centre crops down the stage's kernel sizes, each
+        times its transformation matrix (OFA's ``get_active_filter``).  Shape ``(out, in, k, k)``."""
+        ks = self.kernel_sizes[j]  # descending
+        for src, dst in zip(ks, ks[1:]):
+            if src <= k:
+                break
+            c = _crop(w, dst)
+            w = F.linear(c.reshape(-1, dst * dst), self.ktrans[f"{kind}{j}_{src}to{dst}"]).reshape(c.shape)
+        return w
+
+    @torch.no_grad()
+    def sort_channels(self) -> list[torch.Tensor]:
+        """Sort each stage's output channels by importance, in place (OFA's ``re_organize_middle_weights``).
+
+        Importance of channel ``c`` of stage ``i``: the L1 norm of every weight that reads it (the input
+        slices of the stage's later blocks and of the next stage's first block, conv and separable, or the
+        head's columns).  Producers (conv / pwconv filters and their BN gamma, beta) and consumers (input
+        channels; a dwconv's filters and BN, which follow its input) are permuted alike, so every member
+        of full width computes the same function.  Returns each stage's permutation (new -> old channel).
+        """
+        perms = []
+        n_st = len(self.space.stages)
+        for i, st in enumerate(self.space.stages):
+            prod = [self.index[(i, b)] for b in range(max(st.depths))]
+            cons = prod[1:] + ([self.index[(i + 1, 0)]] if i + 1 < n_st else [])
+            imp = torch.zeros(max(st.filters), device=self.fc_w.device)
+            for j in cons:
+                imp += self.conv_w[j].abs().sum(dim=(0, 2, 3)) + self.dw_w[j].abs().sum(dim=(1, 2, 3)) \
+                    + self.pw_w[j].abs().sum(dim=(0, 2, 3))
+            if i + 1 == n_st:
+                imp += self.fc_w.abs().sum(dim=tuple(d for d in range(self.fc_w.dim()) if d != 1))
+            perm = torch.argsort(-imp, stable=True)
+            for j in prod:
+                for p in (self.conv_w[j], self.conv_g[j], self.conv_bt[j], self.pw_w[j], self.pw_g[j], self.pw_bt[j]):
+                    p.copy_(p[perm])
+            for j in cons:
+                for p in (self.conv_w[j], self.pw_w[j]):
+                    p.copy_(p[:, perm])
+                for p in (self.dw_w[j], self.dw_g[j], self.dw_bt[j]):
+                    p.copy_(p[perm])
+            if i + 1 == n_st:
+                self.fc_w.copy_(self.fc_w[:, perm])
+            perms.append(perm)
+        return perms
 
     def head_weight(self, cin: int) -> torch.Tensor:
         """FC weight of a member whose last stage has ``cin`` channels, ``(n_classes, in_features)``."""
@@ -233,10 +314,11 @@ class Supernet(nn.Module):
             for b in range(s.depth):
                 j = self.index[(i, b)]
                 if s.kind == "conv":
-                    out.append({"w": _crop(self.conv_w[j][: s.filters, :cin], s.k), "gamma": self.conv_g[j][: s.filters],
+                    out.append({"w": self.kernel("conv", j, self.conv_w[j][: s.filters, :cin], s.k),
+                                "gamma": self.conv_g[j][: s.filters],
                                 "beta": self.conv_bt[j][: s.filters], "pad": pad, "groups": 1})
                 else:
-                    out.append({"w": _crop(self.dw_w[j][:cin], s.k), "gamma": self.dw_g[j][:cin],
+                    out.append({"w": self.kernel("dw", j, self.dw_w[j][:cin], s.k), "gamma": self.dw_g[j][:cin],
                                 "beta": self.dw_bt[j][:cin], "pad": pad, "groups": cin})
                     out.append({"w": self.pw_w[j][: s.filters, :cin], "gamma": self.pw_g[j][: s.filters],
                                 "beta": self.pw_bt[j][: s.filters], "pad": 0, "groups": 1})
@@ -277,7 +359,8 @@ class Supernet(nn.Module):
         """BN statistics of ``arch`` over ``x_calib`` (one batch)."""
         stats: list = []
         with torch.no_grad(), _det(0):
-            self.forward(torch.from_numpy(np.ascontiguousarray(x_calib, dtype=np.float32)), arch, collect=stats)
+            self.forward(torch.from_numpy(np.ascontiguousarray(x_calib, dtype=np.float32)).to(self.fc_w.device), arch,
+                         collect=stats)
         return stats
 
 
@@ -317,8 +400,8 @@ def supernet_accuracy(supernet: Supernet, arch: Arch, x: np.ndarray, y: np.ndarr
     correct = 0
     with torch.no_grad(), _det(0):
         for k in range(0, len(x), batch):
-            xb = torch.from_numpy(np.ascontiguousarray(x[k:k + batch], dtype=np.float32))
-            correct += int((supernet(xb, arch, stats).argmax(1).numpy() == y[k:k + batch]).sum())
+            xb = torch.from_numpy(np.ascontiguousarray(x[k:k + batch], dtype=np.float32)).to(supernet.fc_w.device)
+            correct += int((supernet(xb, arch, stats).argmax(1).cpu().numpy() == y[k:k + batch]).sum())
     return correct / max(1, len(x))
 
 
@@ -356,21 +439,70 @@ def _phase_sampler(space: SearchSpace, phase: str) -> Callable[[np.random.Genera
     return sample
 
 
+def sandwich(space: SearchSpace, phase: str, rng: np.random.Generator, n_random: int) -> list[Arch]:
+    """The members one training step of ``phase`` trains, in order (the sandwich rule of BigNAS / OFA).
+
+    ``full``: one member, every dimension at its largest, the block kind drawn per stage.  The shrinking
+    phases: ``[largest, smallest, n_random random]`` over the dimensions opened so far (``kernel``: k;
+    ``depth``: + depth; ``width``: + filters): the largest is ``space.largest("conv")`` (the KD source,
+    trained with cross-entropy), the smallest takes the smallest opened choices (the rest at their
+    largest; block kind drawn), the random ones draw every opened choice uniformly.  Deterministic in
+    ``rng``.  Raises ValueError for an unknown phase.
+    """
+    if phase not in PHASES:
+        raise ValueError(f"unknown training phase {phase!r} (one of {', '.join(PHASES)})")
+    sample = _phase_sampler(space, phase)
+    if phase == "full":
+        return [sample(rng, "max")]
+    return [space.largest("conv"), sample(rng, "min")] + [sample(rng, "random") for _ in range(n_random)]
+
+
+def sandwich_step(sn: Supernet, xb: torch.Tensor, yb: torch.Tensor, archs: Sequence[Arch], alpha: float,
+                  temperature: float) -> list[float]:
+    """Accumulate the gradients of one sandwich step (no optimiser step, no ``zero_grad``).
+
+    ``archs[0]`` is trained with cross-entropy; every later member with :func:`kd_loss` against
+    ``archs[0]``'s logits on the same batch, detached (BigNAS's in-place distillation; plain CE when
+    ``alpha`` is 0).  Returns each member's loss.
+    """
+    losses, t_logits = [], None
+    for n, a in enumerate(archs):
+        out = sn(xb, a)
+        loss = kd_loss(out, t_logits, yb, alpha, temperature)
+        if n == 0 and alpha > 0:
+            t_logits = out.detach()
+        loss.backward()
+        losses.append(float(loss.item()))
+    return losses
+
+
 def _batches(n: int, batch: int, gen: torch.Generator):
     perm = torch.randperm(n, generator=gen)
     for k in range(0, n, batch):
         yield perm[k:k + batch]
 
 
+def resolve_device(device: str | torch.device = "cpu") -> torch.device:
+    """``"cpu"``, ``"cuda"`` (ValueError when torch has no CUDA device) or ``"auto"`` (CUDA if present)."""
+    name = str(device)
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: this torch ({torch.__version__}) sees no CUDA device "
+                         "(install a CUDA build of torch, or use --device cpu)")
+    if name != "cpu" and not name.startswith("cuda"):
+        raise ValueError(f"--device: expected auto, cpu or cuda, got {name!r}")
+    return torch.device(name)
+
+
 def _train_supernet(sn: Supernet, data: NasData, seed: int, cfg: SupernetConfig,
                     log: Callable[[str], None] | None,
-                    progress: Callable[[int, int], None] | None = None) -> dict:
-    x = torch.from_numpy(data.x_train)
-    y = torch.from_numpy(data.y_train)
+                    progress: Callable[[int, int], None] | None = None,
+                    device: torch.device = torch.device("cpu")) -> dict:
+    x = torch.from_numpy(data.x_train).to(device)
+    y = torch.from_numpy(data.y_train).to(device)
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(seed)
-    teacher_arch = sn.space.largest("conv")
-    teacher, t_stats = None, None
     history = {}
     per_epoch = (len(x) + cfg.batch - 1) // cfg.batch
     total_steps = sum(max(0, getattr(cfg, f"{ph}_epochs")) for ph in PHASES) * per_epoch
@@ -381,58 +513,53 @@ def _train_supernet(sn: Supernet, data: NasData, seed: int, cfg: SupernetConfig,
         epochs = getattr(cfg, f"{phase}_epochs")
         if epochs <= 0:
             continue
-        if phase != "full" and teacher is None and cfg.alpha > 0:
-            teacher = copy.deepcopy(sn).eval()
-            for p in teacher.parameters():
-                p.requires_grad_(False)
-            t_stats = teacher.calibrate(teacher_arch, calibration_images(data))
+        reordered = None
+        if phase == "width":  # OFA sorts channels by importance before the width phase
+            perms = sn.sort_channels()
+            reordered = [int((p != torch.arange(len(p), device=p.device)).sum()) for p in perms]
         lr = cfg.lr if phase == "full" else cfg.shrink_lr
         opt = torch.optim.Adam(sn.parameters(), lr=lr)
-        steps = epochs * ((len(x) + cfg.batch - 1) // cfg.batch)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, steps))
-        sampler = _phase_sampler(sn.space, phase)
-        n_sub = 1 if phase == "full" else cfg.subnets_per_step
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, epochs * per_epoch))
         sn.train()
         t0 = time.perf_counter()
         for _ in range(epochs):
             for idx in _batches(len(x), cfg.batch, gen):
-                xb, yb = x[idx], y[idx]
-                t_logits = None
-                if teacher is not None:
-                    with torch.no_grad():
-                        t_logits = teacher(xb, teacher_arch, t_stats)
                 opt.zero_grad()
-                for j in range(n_sub):
-                    # sandwich rule (slimmable nets / BigNAS): the smallest member every step, then random ones
-                    a = sampler(rng, "min" if j == 0 and n_sub > 1 else "random")
-                    loss = kd_loss(sn(xb, a), t_logits, yb, cfg.alpha, cfg.temperature) / n_sub
-                    loss.backward()
+                sandwich_step(sn, x[idx], y[idx], sandwich(sn.space, phase, rng, cfg.random_subnets), cfg.alpha,
+                              cfg.temperature)
                 opt.step()
                 sched.step()
                 step += 1
                 if progress:
                     progress(step, total_steps)
         sn.eval()
-        acc_max = supernet_accuracy(sn, teacher_arch, data.x_val, data.y_val, calibration_images(data))
+        acc_max = supernet_accuracy(sn, sn.space.largest("conv"), data.x_val, data.y_val, calibration_images(data))
         history[phase] = {"epochs": epochs, "seconds": time.perf_counter() - t0, "val_acc_largest": acc_max}
+        if reordered is not None:
+            history[phase]["channels_moved_per_stage"] = reordered
         if log:
             log(f"supernet phase {phase}: {epochs} epochs, {history[phase]['seconds']:.1f} s, "
                 f"largest subnet val acc {acc_max:.3f}")
     return history
 
 
-def _supernet_path(space: SearchSpace, data: NasData, seed: int, cfg: SupernetConfig) -> Path:
-    blob = json.dumps({"space": space.id, "data": data.fingerprint(), "seed": seed, "cfg": cfg.key(),
-                       "torch": torch.__version__.split("+")[0]}, sort_keys=True)
+def _supernet_path(space: SearchSpace, data: NasData, seed: int, cfg: SupernetConfig, device: torch.device) -> Path:
+    key = {"space": space.id, "data": data.fingerprint(), "seed": seed, "cfg": cfg.key(),
+           "torch": torch.__version__.split("+")[0]}
+    if device.type != "cpu":  # CUDA kernels round differently: their supernet is another file
+        key["device"] = device.type
+    blob = json.dumps(key, sort_keys=True)
     return cache_dir() / "nas" / f"supernet-{space.name}-{hashlib.sha256(blob.encode()).hexdigest()[:20]}.pt"
 
 
 def train_supernet(space: SearchSpace, data: NasData, seed: int = 0, config: SupernetConfig | None = None,
                    use_cache: bool = True, log: Callable[[str], None] | None = None,
-                   progress: Callable[[int, int], None] | None = None) -> Supernet:
+                   progress: Callable[[int, int], None] | None = None, device: str = "cpu") -> Supernet:
     """Train (or load from ``cache_dir()/nas``) the supernet of ``space`` on ``data``'s training split.
 
     ``progress(batches_done, batches_total)`` is called as training goes (not when loaded).
+    ``device``: see :func:`resolve_device`; training runs there, the returned supernet is on the CPU
+    (bit-for-bit deterministic on the CPU only).
 
     ``supernet.meta`` holds the phase history, ``train_seconds`` (0 when loaded) and the cache path.
     """
@@ -440,7 +567,8 @@ def train_supernet(space: SearchSpace, data: NasData, seed: int = 0, config: Sup
     if tuple(data.input_shape) != tuple(space.input_shape):
         raise ValueError(f"search space {space.name} expects input {list(space.input_shape)}, "
                          f"data set {data.name} has {list(data.input_shape)}")
-    path = _supernet_path(space, data, seed, cfg)
+    dev = resolve_device(device)
+    path = _supernet_path(space, data, seed, cfg, dev)
     with _det(seed):
         sn = Supernet(space)
     if use_cache and path.exists():
@@ -455,7 +583,8 @@ def train_supernet(space: SearchSpace, data: NasData, seed: int = 0, config: Sup
                 sn = Supernet(space)
     t0 = time.perf_counter()
     with _det(seed):
-        history = _train_supernet(sn, data, seed, cfg, log, progress)
+        history = _train_supernet(sn.to(dev), data, seed, cfg, log, progress, dev)
+    sn.to("cpu")
     dt = time.perf_counter() - t0
     meta = {"history": history, "train_seconds_when_built": dt, "seed": seed, "config": asdict(cfg)}
     if use_cache:
@@ -471,9 +600,13 @@ def teacher_of(supernet: Supernet, x_calib: np.ndarray) -> tuple[AidiNet, Arch]:
 
 
 def _fit(module: nn.Module, data: NasData, seed: int, epochs: int, lr: float, batch: int,
-         teacher: nn.Module | None, alpha: float, temperature: float) -> None:
-    x = torch.from_numpy(data.x_train)
-    y = torch.from_numpy(data.y_train)
+         teacher: nn.Module | None, alpha: float, temperature: float, device: str = "cpu") -> None:
+    dev = resolve_device(device)
+    x = torch.from_numpy(data.x_train).to(dev)
+    y = torch.from_numpy(data.y_train).to(dev)
+    module.to(dev)
+    if teacher is not None:
+        teacher.to(dev)
     with _det(seed):
         gen = torch.Generator().manual_seed(seed)
         opt = torch.optim.Adam(module.parameters(), lr=lr)
@@ -493,23 +626,27 @@ def _fit(module: nn.Module, data: NasData, seed: int, epochs: int, lr: float, ba
                 opt.step()
                 sched.step()
         module.eval()
+    module.to("cpu")
+    if teacher is not None:
+        teacher.to("cpu")
 
 
 def finetune(module: AidiNet, data: NasData, seed: int = 0, teacher: nn.Module | None = None,
              epochs: int = 10, alpha: float = 0.5, temperature: float = 4.0, lr: float = 2e-3,
-             batch: int = 64) -> AidiNet:
-    """Fine-tune a copy of ``module`` (inherited weights) with KD from ``teacher`` (None or alpha 0: CE only)."""
+             batch: int = 64, device: str = "cpu") -> AidiNet:
+    """Fine-tune a copy of ``module`` (inherited weights) with KD from ``teacher`` (None or alpha 0: CE only);
+    on ``device`` (:func:`resolve_device`), returned on the CPU."""
     m = copy.deepcopy(module)
-    _fit(m, data, seed, epochs, lr, batch, teacher, alpha, temperature)
+    _fit(m, data, seed, epochs, lr, batch, teacher, alpha, temperature, device)
     return m
 
 
 def train_from_scratch(arch: Arch, data: NasData, seed: int = 0, epochs: int = 3, lr: float = 3e-3,
-                       batch: int = 64) -> AidiNet:
-    """iNAS-style child training: fresh weights, cross-entropy only, a few epochs."""
+                       batch: int = 64, device: str = "cpu") -> AidiNet:
+    """iNAS-style child training: fresh weights, cross-entropy only, a few epochs (returned on the CPU)."""
     with _det(seed):
         module = AidiNet(parse_network(arch.to_layers(), arch.input_shape))
-    _fit(module, data, seed, epochs, lr, batch, None, 0.0, 1.0)
+    _fit(module, data, seed, epochs, lr, batch, None, 0.0, 1.0, device)
     return module
 
 
@@ -518,31 +655,74 @@ def module_accuracy(module: nn.Module, x: np.ndarray, y: np.ndarray) -> float:
 
 
 # --------------------------------------------------------------------------- KD ablation
-def kd_ablation(space: SearchSpace, data: NasData, seed: int = 0, config: SupernetConfig | None = None,
-                n_archs: int = 8, finetune_epochs: int | None = None, log: Callable[[str], None] | None = None) -> dict:
-    """What KD adds: supernets trained with ``alpha`` and with ``alpha = 0``, same seed and sampled subnets.
+#: seed of the ablation's fixed sample of members (the same members for every training seed)
+ABLATION_ARCH_SEED = 7919
 
-    Reports the mean validation accuracy of ``n_archs`` sampled subnets read off
-    each supernet (inherited weights), and their mean test accuracy after
-    fine-tuning (with KD from that supernet's teacher vs. plain CE).
+
+def _mean_std(v) -> dict:
+    v = np.asarray(v, dtype=float)
+    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0}
+
+
+def kd_ablation(space: SearchSpace, data: NasData, seeds: Sequence[int] = (0,), config: SupernetConfig | None = None,
+                n_archs: int = 8, finetune_epochs: int | None = None, log: Callable[[str], None] | None = None,
+                device: str = "cpu", progress: Callable[[int, int], None] | None = None) -> dict:
+    """What KD adds: per seed, a supernet trained with ``config.alpha`` ("kd") and one with ``alpha = 0``
+    ("no_kd"), read on one fixed sample of ``n_archs`` members (drawn with :data:`ABLATION_ARCH_SEED`).
+
+    Per seed, arm and member: the test accuracy (fraction) with inherited weights (BN recalibrated), and
+    after ``finetune_epochs`` (default ``config.ft_epochs``) of fine-tuning: KD from that supernet's
+    teacher in the "kd" arm, cross-entropy in the "no_kd" arm.  Returns ``rows`` (one dict per seed, arm,
+    member), per arm the mean and sample std over seeds of the member-averaged accuracies, and the paired
+    gains ``kd - no_kd`` (mean, std over seeds).  ``progress(done, total)`` counts supernets trained and
+    members fine-tuned.  Raises ValueError when ``config.alpha`` is 0 (nothing to compare) or no seed.
     """
     cfg = config or SupernetConfig()
-    rng = np.random.default_rng(seed + 7919)
+    if cfg.alpha <= 0:
+        raise ValueError("alpha: the KD arm needs alpha > 0")
+    if not seeds or n_archs < 1:
+        raise ValueError("the ablation needs at least one seed and one member")
+    rng = np.random.default_rng(ABLATION_ARCH_SEED)
     archs = [space.sample(rng) for _ in range(n_archs)]
     ft_epochs = cfg.ft_epochs if finetune_epochs is None else finetune_epochs
-    out = {"alpha": cfg.alpha, "temperature": cfg.temperature, "n_archs": n_archs, "archs": [a.id for a in archs]}
-    for label, c in (("kd", cfg), ("no_kd", replace(cfg, alpha=0.0))):
-        t0 = time.perf_counter()
-        sn = train_supernet(space, data, seed, c, log=log)
-        xc = calibration_images(data)
-        teacher, _ = teacher_of(sn, xc)
-        inherited = [supernet_accuracy(sn, a, data.x_val, data.y_val, xc) for a in archs]
-        tuned = [module_accuracy(finetune(extract(sn, a, xc), data, seed, teacher if c.alpha > 0 else None, ft_epochs,
-                                          c.alpha, c.temperature, c.ft_lr), data.x_test, data.y_test)
-                 for a in archs]
-        out[label] = {"inherited_val_acc_mean": float(np.mean(inherited)), "finetuned_test_acc_mean":
-                      float(np.mean(tuned)), "inherited_val_acc": inherited, "finetuned_test_acc": tuned,
-                      "seconds": time.perf_counter() - t0}
-    out["kd_gain_inherited"] = out["kd"]["inherited_val_acc_mean"] - out["no_kd"]["inherited_val_acc_mean"]
-    out["kd_gain_finetuned"] = out["kd"]["finetuned_test_acc_mean"] - out["no_kd"]["finetuned_test_acc_mean"]
+    arms = (("kd", cfg), ("no_kd", replace(cfg, alpha=0.0)))
+    total, done = len(seeds) * len(arms) * (1 + n_archs), 0
+    rows: list[dict] = []
+    seconds = {label: 0.0 for label, _ in arms}
+    for seed in seeds:
+        for label, c in arms:
+            t0 = time.perf_counter()
+            sn = train_supernet(space, data, seed, c, log=log, device=device)
+            seconds[label] += sn.meta["train_seconds"]
+            done += 1
+            if progress:
+                progress(done, total)
+            xc = calibration_images(data)
+            teacher = teacher_of(sn, xc)[0] if c.alpha > 0 else None
+            for a in archs:
+                inherited = supernet_accuracy(sn, a, data.x_test, data.y_test, xc)
+                tuned = finetune(extract(sn, a, xc), data, seed, teacher, ft_epochs, c.alpha, c.temperature, c.ft_lr,
+                                 device=device)
+                rows.append({"seed": int(seed), "arm": label, "arch_id": a.id, "arch": a.describe(),
+                             "inherited_test_acc": inherited,
+                             "finetuned_test_acc": module_accuracy(tuned, data.x_test, data.y_test)})
+                done += 1
+                if progress:
+                    progress(done, total)
+            if log:
+                log(f"kd ablation: seed {seed}, {label}: {time.perf_counter() - t0:.1f} s")
+
+    def per_seed(label: str, key: str) -> list[float]:
+        return [float(np.mean([r[key] for r in rows if r["seed"] == s and r["arm"] == label])) for s in seeds]
+
+    out = {"alpha": cfg.alpha, "temperature": cfg.temperature, "seeds": [int(s) for s in seeds],
+           "finetune_epochs": ft_epochs, "config": asdict(cfg), "device": str(resolve_device(device)),
+           "archs": [{"id": a.id, "arch": a.describe(), "macs": a.macs()} for a in archs], "rows": rows}
+    for key, short in (("inherited_test_acc", "inherited"), ("finetuned_test_acc", "finetuned")):
+        kd, no = per_seed("kd", key), per_seed("no_kd", key)
+        out.setdefault("kd", {})[short] = _mean_std(kd)
+        out.setdefault("no_kd", {})[short] = _mean_std(no)
+        out[f"kd_gain_{short}"] = _mean_std(np.subtract(kd, no))
+    for label, _ in arms:
+        out[label]["supernet_train_seconds"] = seconds[label]
     return out
