@@ -72,6 +72,26 @@ def test_random_and_periodic_failures(tiny):
     assert r.returncode == 2 and "no progress" in r.stderr
 
 
+def test_failures_inside_one_large_unit_are_not_a_stall(tmp_path):
+    """A hyper-tile of ~1000 FRAM writes (the conv's four tiles in one unit): a finite list of failures that all
+    land inside it delays the run but cannot stall it (the list runs out, then a boot completes); only a schedule
+    that fails every boot before the unit's end (--every) is a true stall."""
+    specs = [{"type": "conv", "k": 3, "filters": 4, "padding": 1, "relu": True}, {"type": "gap"}]
+    big = ExecutionDesign(Tr=4, Tc=16, Tm=4, Tn=2, loop_order="reuse_O", S=4)
+    ir = random_program(specs, (2, 16, 16), np.random.default_rng(0), [big, None])
+    assert ir.plan.layers[0].n_units == 1
+    proj = emit_project(ir, tmp_path / "big")
+    build.make(proj.root, "host")
+    r = build.run_host(proj.root, "--every", "500")  # the unit needs more than 500 writes: no boot commits it
+    assert r.returncode == 2 and "no progress" in r.stderr
+    r = build.run_host(proj.root, "--check", "--fail-at", "300,300,300,300")  # four boots lose the same work
+    assert r.returncode == 0 and re.search(r"1 runs with power failures, 5 boots, 0 outputs differ", r.stderr), \
+        r.stderr
+    r = build.run_host(proj.root, "--check", "--random", "60", "--seed", "3")
+    assert r.returncode == 0 and _runs(r.stderr) == (60, 0), r.stderr
+    assert np.array_equal(r.output, _expected(ir))
+
+
 def test_file_backed_nvm_one_power_cycle_per_process(tiny, tmp_path):
     """NVM in a file: each process is one power cycle (dies after N writes), the next resumes."""
     ir, proj, _ = tiny

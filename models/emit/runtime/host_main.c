@@ -247,7 +247,14 @@ typedef struct {
     int stop_at_failure;        /* return at the first failure (file-backed mode) */
 } schedule_t;
 
-/* 0 done, 2 no progress, 3 stopped at a failure */
+/* 0 done, 2 no progress, 3 stopped at a failure.
+ *
+ * No progress means a schedule under which the inference can never finish: --every K fails every boot after
+ * K writes, and a boot resumes from FRAM alone (SRAM is junk), so a boot that commits nothing is followed by
+ * the same boot again, forever; three such boots in a row end the run. A finite list of failures (--fail-at,
+ * --exhaustive, --random: one per boot, boot i at its fails[i]-th write) cannot stall, however many of its
+ * failures land inside one unit: once the list is used up a boot runs to the end, so the run takes at most
+ * n_fails + 1 boots and is never cut. (The simulated capacitor has its own rule, in aidi_host_unit.) */
 static int run(schedule_t *s)
 {
     volatile unsigned long stalled = 0;
@@ -269,7 +276,7 @@ static int run(schedule_t *s)
         fail_after = 0;
         sram_junk();
         if (s->stop_at_failure) return 3;
-        if (cap.on) continue; /* the capacitor model detects its own stalls */
+        if (cap.on || !s->every) continue; /* only a schedule without end can stall */
         stalled = aidi_progress_load() == before ? stalled + 1 : 0;
         if (stalled > 2) return 2;
     }
@@ -399,10 +406,12 @@ int main(int argc, char **argv)
     if (s.n_fails || s.every) {
         nvm_erase();
         rc = run(&s);
-        if (rc == 2) {
-            fprintf(stderr, "aidi-host: no progress: a unit needs more FRAM writes than one power cycle allows\n");
+        if (rc == 2 && s.every) {
+            fprintf(stderr, "aidi-host: no progress: a unit needs more than %lu FRAM writes (--every), more than one "
+                    "power cycle allows\n", s.every);
             return 2;
         }
+        if (rc == 2) return usage("the run with --fail-at did not complete");
         boots += s.boots;
         ++trials;
         mismatches += !same(aidi_sample_output, clean);
