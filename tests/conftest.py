@@ -91,3 +91,14 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 def require_toolchain():
     """``require_toolchain("msp430-sim")``: the marker's gate, called inside a test."""
     return gate_toolchain
+
+
+@pytest.fixture(scope="module")
+def private_cache(tmp_path_factory):
+    """``AIDI_CACHE_DIR`` set to a fresh folder for one test module (trained supernets and models go there,
+    not into the user's cache); yields the folder."""
+    folder = tmp_path_factory.mktemp("aidi-cache")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("AIDI_CACHE_DIR", str(folder))
+    yield folder
+    mp.undo()

@@ -16,16 +16,11 @@ runner = CliRunner()
 TINY = ["--seeds", "0,1", "--archs", "2", "--epochs", "1,0,0,1", "--finetune-epochs", "1", "--quick"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def cache(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("AIDI_CACHE_DIR", str(tmp_path_factory.mktemp("nas-cache")))
-    yield
-    mp.undo()
+pytestmark = pytest.mark.usefixtures("private_cache")
 
 
 @pytest.fixture(scope="module")
-def result(tmp_path_factory):
+def result(tmp_path_factory, private_cache):
     out = tmp_path_factory.mktemp("abl")
     return run_kd_ablation("digits", seeds=[0, 1], n_archs=2, epochs=[1, 0, 0, 1], finetune_epochs=1, quick=True,
                            out=out / "o")

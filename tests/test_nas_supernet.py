@@ -12,20 +12,12 @@ from aidi.models.nas.space import Stage, digits_space
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("AIDI_CACHE_DIR", str(tmp_path_factory.mktemp("nas-cache")))
-    yield
-    mp.undo()
-
-
-@pytest.fixture(scope="module")
 def data():
     return S.split_validation(load_dataset("digits", 0), 0)
 
 
 @pytest.fixture(scope="module")
-def trained(cache, data):
+def trained(private_cache, data):
     return S.train_supernet(digits_space(), data, 0, S.SupernetConfig.quick())
 
 
@@ -57,7 +49,7 @@ def test_extracted_subnet_equals_the_supernet(trained, data):
 
 
 @pytest.mark.slow
-def test_training_is_deterministic_and_cached(cache, data, trained):
+def test_training_is_deterministic_and_cached(private_cache, data, trained):
     again = S.train_supernet(digits_space(), data, 0, S.SupernetConfig.quick())
     assert again.meta["cached"]
     fresh = S.train_supernet(digits_space(), data, 0, S.SupernetConfig.quick(), use_cache=False)
@@ -287,7 +279,7 @@ def test_device_choice(monkeypatch):
 
 
 @pytest.mark.slow
-def test_training_sorts_channels_before_the_width_phase(cache, data):
+def test_training_sorts_channels_before_the_width_phase(private_cache, data):
     cfg = S.SupernetConfig.quick(full_epochs=1, kernel_epochs=0, depth_epochs=0, width_epochs=1)
     sn = S.train_supernet(digits_space(), data, 0, cfg, use_cache=False)
     moved = sn.meta["history"]["width"]["channels_moved_per_stage"]
