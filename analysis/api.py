@@ -635,7 +635,8 @@ class NasResult:
 def nas(scenario: Any, out: str | os.PathLike, controller: str = "evolution", budget: int = 48, seed: int = 0,
         requirement_s: float | None = None, dataset: str = "digits", data_dir: str | os.PathLike | None = None,
         quick: bool = False, workers: int = 1, dask: str | None = None, force: bool = False,
-        progress: Callable[[int, int], None] | None = None, log: Callable[[str], None] | None = None) -> NasResult:
+        progress: Callable[[int, int], None] | None = None, log: Callable[[str], None] | None = None,
+        space: str = "inas") -> NasResult:
     """Search a network and its intermittent execution design, as ``aidi nas SCENARIO --out OUT --json`` does.
 
     ``scenario``: anything :func:`load` takes (its harvester, capacitor, SRAM budget and, unless
@@ -644,7 +645,8 @@ def nas(scenario: Any, out: str | os.PathLike, controller: str = "evolution", bu
     ``pareto.html``, ``result.json`` and the chosen ``model.pt`` + ``scenario.toml``.
     ``controller``: "random", "evolution" or "rl"; ``budget``: evaluations; ``dataset``: "digits"
     (bundled) or one of :data:`aidi.analysis.nas_run.DATASETS` read from ``data_dir`` (never downloaded);
-    ``quick``: tiny training epochs (smoke runs).
+    ``quick``: tiny training epochs (smoke runs); ``space``: "inas" (the data set's chain of convolutions) or
+    "mbconv" (inverted-residual stages, :mod:`aidi.models.nas.mbconv`; each candidate trained from scratch).
     ``progress(done, total)`` after each batch of evaluations, ``log(message)`` for each step.
 
     The supernet is trained once per data set and seed and cached on disk.  Raises
@@ -654,13 +656,16 @@ def nas(scenario: Any, out: str | os.PathLike, controller: str = "evolution", bu
 
     from . import jsonout, nas_run
 
+    from aidi.models.nas.space import SPACE_KINDS
+
     nas_options(controller, dataset, budget, workers, seed, requirement_s, dask)
+    _choice("space", space, SPACE_KINDS)
     sc, ctx = _scenario_and_context(scenario)
     _prepare_out(out, force)  # before any work
     with _user_errors(ctx):
         data = nas_run.run_nas(sc, controller=controller, budget=budget, seed=seed, requirement_s=requirement_s,
                                workers=workers, dask=dask, dataset=dataset, data_dir=data_dir, out=Path(out),
-                               quick=quick, progress=progress, log=log, force=force)
+                               quick=quick, progress=progress, log=log, force=force, space=space)
     data = jsonout.strict(data)
     folder = Path(data["out"])
     chosen = data["chosen"]

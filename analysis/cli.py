@@ -159,6 +159,12 @@ class Controller(str, Enum):
     rl = "rl"
 
 
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
 class Space(str, Enum):
     inas = "inas"
     mbconv = "mbconv"
@@ -446,6 +452,23 @@ def nas(
                                          help="--compare: the iNAS-style search's requirement: calibrated (times "
                                               "iNAS's estimate / our oracle on the smallest and largest member) "
                                               "or as-is"),
+    device: Device = typer.Option(Device.cpu, help="where to train: auto (CUDA if torch sees it), cpu or cuda"),
+    views: str = typer.Option("equal-time,quality,truth", "--views", metavar="V,V,...",
+                              help="--compare: equal-time (each method's model as its search left it), quality "
+                                   "(every pick retrained with the final recipe, mean ± std over seeds), truth "
+                                   "(a trained sample of the space: the true front and each method's regret)"),
+    final_epochs: Optional[int] = typer.Option(None, "--final-epochs",
+                                               help="--compare: epochs of the final recipe (default 10, 1 with "
+                                                    "--quick)"),
+    final_seeds: str = typer.Option("0,1,2", "--final-seeds", metavar="S,S,...",
+                                    help="--compare: seeds of the final recipe (the truth sample uses the first)"),
+    truth_members: Optional[int] = typer.Option(None, "--truth-members",
+                                                help="--compare: members in the ground-truth sample (default 30)"),
+    final_train_images: Optional[int] = typer.Option(None, "--final-train-images",
+                                                     help="--compare: at most N training images (and N/2 test) "
+                                                          "for the final recipe (default: all)"),
+    q15_images: int = typer.Option(0, "--q15-images",
+                                   help="--compare: also the Q15 accuracy of every retrained model on N test images"),
 ) -> None:
     """Search a network and its intermittent execution design; Pareto front, chosen model saved as a scenario."""
     from . import figures, nas_run
@@ -472,12 +495,19 @@ def nas(
                       dask=dask, dataset=dataset, data_dir=data_dir, out=out, quick=quick, progress=tick,
                       log=prog.log, force=force,
                       train_progress=lambda done, total: tick("supernet training: batches", done, total),
-                      train_images=train_images, formats=formats, space=space.value)
+                      train_images=train_images, formats=formats, space=space.value, device=device.value)
             if search_budget_s is not None and not compare:
                 raise UserError("--search-budget-s: only with --compare")
-            summary = (nas_run.run_compare(scenario, search_budget_s=search_budget_s,
-                                           inas_requirement=inas_requirement, **kw) if compare
-                       else nas_run.run_nas(scenario, **kw))
+            if compare:
+                from .ablation import parse_ints
+
+                summary = nas_run.run_compare(
+                    scenario, search_budget_s=search_budget_s, inas_requirement=inas_requirement,
+                    views=tuple(v.strip() for v in views.split(",") if v.strip()), final_epochs=final_epochs,
+                    final_seeds=tuple(parse_ints(final_seeds, "--final-seeds")), truth_members=truth_members,
+                    final_train_images=final_train_images, q15_images=q15_images, **kw)
+            else:
+                summary = nas_run.run_nas(scenario, **kw)
     if as_json:
         _print_json(summary)
     elif compare:
@@ -488,12 +518,6 @@ def nas(
 
 class Ablation(str, Enum):
     kd = "kd"
-
-
-class Device(str, Enum):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
 
 
 @app.command("nas-ablation")

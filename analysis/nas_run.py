@@ -374,6 +374,26 @@ def pareto_figure(history: list[dict], front: list[dict], requirement_s: float |
     return fig
 
 
+def nas_compare_figure(rows, requirements_s: list[float], scenario: str):
+    """Held-out accuracy against intermittent latency of each method's pick (``rows``: a DataFrame with one
+    row per method and requirement: ``method``, ``latency_s``, ``test_accuracy``, ``arch``), requirements
+    as dotted lines; a plotly Figure (drawn by :func:`run_compare` and by the demo)."""
+    import plotly.graph_objects as go
+
+    from .figures import vline
+
+    fig = go.Figure()
+    for method, grp in rows.groupby("method"):
+        fig.add_trace(go.Scatter(x=grp["latency_s"], y=grp["test_accuracy"], mode="markers", name=method,
+                                 marker=dict(size=11), text=grp["arch"]))
+    for i, r in enumerate(requirements_s):
+        vline(fig, r, f"requirement {r:.3g} s", dash="dot", label_y=1.0 - 0.07 * i)
+    fig.update_layout(title="NAS: accuracy vs intermittent latency (dotted: the latency requirements)",
+                      xaxis_title=f"intermittent latency under {scenario} (s)", yaxis_title="held-out accuracy (Q15)",
+                      template="plotly_white")
+    return fig
+
+
 # --------------------------------------------------------------------------- the iNAS-style hardware view
 def inas_supply(sc):
     """iNAS's supply model (:class:`aidi.analysis.inas.Supply`) of scenario ``sc``.
@@ -710,7 +730,6 @@ def run_compare(scenario: str | Path, controller: str = "evolution", budget: int
         return summary
     import pandas as pd
 
-    from .demo import nas_compare_figure
     from .figures import FigureWriter
 
     shown = pd.DataFrame([r for r in rows if r.get("latency_s") is not None],

@@ -242,15 +242,21 @@ def _json(args):
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_seeded_members_emit_bit_exact_c(tmp_path, seed):
     """A seeded member (random weights) of the digits and Fashion-MNIST spaces: `aidi run --functional`
-    under power failures matches the Q15 reference, and the host build of `aidi emit-c` prints that output."""
+    under power failures matches the Q15 reference, and the host build of the `aidi emit-c` project prints
+    that output.  The project is built with `make host` directly: `emit-c --build` also refuses a member whose
+    data exceeds the simulator build's 48 KB of FRAM (small memory model), which the hardware's 256 KB take."""
+    from aidi.models.emit import build as mk
+
     sp = SPACES["digits" if seed < 2 else "fashion"]
     arch = sp.sample(np.random.default_rng(seed))
     path = _scenario(tmp_path, arch, seed)
     run = _json(["run", str(path), "--engine", "des", "--functional"])
     assert run["completed"] and run["output_matches_reference"]
     assert run["power_cycles"] > 1
-    emitted = _json(["emit-c", str(path), "--out", str(tmp_path / "c"), "--build"])
-    assert emitted["host"]["output"] == run["output"], arch.describe()
+    emitted = _json(["emit-c", str(path), "--out", str(tmp_path / "c")])
+    assert emitted["expected_output"] == run["output"] and emitted["matches_reference"]
+    mk.make(emitted["out"], "host")
+    assert [int(v) for v in mk.run_host(emitted["out"]).output] == run["output"], arch.describe()
 
 
 @pytest.mark.slow
@@ -270,5 +276,20 @@ def test_aidi_nas_space_mbconv_end_to_end(tmp_path, monkeypatch):
     assert any(d["type"] == "dwconv" for d in layers) and layers[-1]["type"] == "fc"
     run = _json(["run", str(out / "scenario.toml"), "--engine", "oracle"])
     assert run["completed"] and run["latency_s"] <= res["requirement_s"]
+    # the chosen member's trained weights (BN folded) through the C runtime: the host build is bit-exact
+    functional = _json(["run", str(out / "scenario.toml"), "--engine", "des", "--functional"])
+    assert functional["output_matches_reference"]
+    emitted = _json(["emit-c", str(out / "scenario.toml"), "--out", str(tmp_path / "c-chosen"), "--build"])
+    assert emitted["host"]["output"] == functional["output"]
     bad = runner.invoke(app, ["nas", str(LAB), "--space", "mbconv", "--compare", "--out", str(tmp_path / "c")])
     assert bad.exit_code == 2 and "--space mbconv" in bad.output and "Traceback" not in bad.output
+
+
+def test_api_refuses_an_unknown_space_before_any_work(tmp_path):
+    import aidi
+
+    with pytest.raises(aidi.UserError, match=r"space: expected one of inas, mbconv, got 'resnet'"):
+        aidi.nas("lab-1mF", out=tmp_path / "out", space="resnet")
+    assert not (tmp_path / "out").exists()
+    bad = runner.invoke(app, ["nas", str(LAB), "--space", "resnet"])
+    assert bad.exit_code == 2 and "resnet" in bad.output
