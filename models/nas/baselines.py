@@ -190,12 +190,24 @@ def scratch_epochs(budget_s: float, epoch_s: float, max_epochs: int = INAS_EPOCH
     return int(max(1, min(max_epochs, budget_s // (min_children * epoch_s))))
 
 
-def scratch_trainer(data, seed: int, epochs: int) -> Callable[[Arch], tuple[Any, float]]:
-    """``train(arch) -> (module, validation accuracy)``: from scratch, cross-entropy, ``epochs`` epochs."""
+def scratch_trainer(data, seed: int, epochs: int, map_fn: Callable[[Callable, list], list] | None = None,
+                    spec=None, device: str = "cpu") -> Callable[[Arch], tuple[Any, float]]:
+    """``train(arch) -> (module, validation accuracy)``: from scratch, cross-entropy, ``epochs`` epochs, on
+    ``device``.  With ``spec`` (the :class:`~aidi.models.nas.jobs.DataSpec` of ``data``) each child is a
+    :class:`~aidi.models.nas.jobs.ScratchJob` run through ``map_fn`` (a worker process or a Dask cluster;
+    iNAS's loop waits for each child's reward, so children train one at a time)."""
+    if spec is not None:
+        from .jobs import ScratchJob, run_jobs
+
+        def train_job(arch: Arch):
+            r = run_jobs([ScratchJob(arch.to_dict(), spec, seed, epochs, device=device, keep_module=True)], map_fn)[0]
+            return r["module"], r["val_accuracy"]
+
+        return train_job
     from .supernet import module_accuracy, train_from_scratch
 
     def train(arch: Arch):
-        m = train_from_scratch(arch, data, seed, epochs)
+        m = train_from_scratch(arch, data, seed, epochs, device=device)
         return m, module_accuracy(m, data.x_val, data.y_val)
 
     return train

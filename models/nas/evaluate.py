@@ -65,17 +65,31 @@ class SupernetAccuracy:
 
 
 class ScratchAccuracy:
-    """iNAS-style: train each child from scratch for a few epochs (no KD, no weight sharing)."""
+    """iNAS-style: train each child from scratch for a few epochs (no KD, no weight sharing), on ``device``.
 
-    def __init__(self, data, epochs: int = 3, seed: int = 0):
-        self.data, self.epochs, self.seed = data, epochs, seed
+    With ``spec`` (the :class:`~aidi.models.nas.jobs.DataSpec` ``data`` was loaded from), :meth:`many`
+    trains a batch of children as :mod:`~aidi.models.nas.jobs` through ``map_fn`` (in parallel); the
+    seed is in each job, so the accuracies do not depend on the worker count."""
+
+    def __init__(self, data, epochs: int = 3, seed: int = 0, device: str = "cpu", spec=None,
+                 map_fn: Callable[[Callable, list], list] | None = None):
+        self.data, self.epochs, self.seed, self.device = data, epochs, seed, device
+        self.spec, self.map_fn = spec, map_fn
         self.key = f"scratch:{data.fingerprint()}:{epochs}:{seed}"
 
     def __call__(self, arch: Arch) -> float:
-        from .supernet import module_accuracy, train_from_scratch
+        return self.many([arch])[0]
 
-        m = train_from_scratch(arch, self.data, self.seed, self.epochs)
-        return module_accuracy(m, self.data.x_val, self.data.y_val)
+    def many(self, archs: Sequence[Arch]) -> list[float]:
+        if self.spec is None:
+            from .supernet import module_accuracy, train_from_scratch
+
+            return [module_accuracy(train_from_scratch(a, self.data, self.seed, self.epochs, device=self.device),
+                                    self.data.x_val, self.data.y_val) for a in archs]
+        from .jobs import ScratchJob, run_jobs
+
+        jobs = [ScratchJob(a.to_dict(), self.spec, self.seed, self.epochs, device=self.device) for a in archs]
+        return [r["val_accuracy"] for r in run_jobs(jobs, self.map_fn)]
 
 
 class ProxyAccuracy:
@@ -173,10 +187,11 @@ class Evaluator:
                 hws = self.hardware.evaluate_many(todo)  # a generation's fitness in one compiled oracle call
             else:
                 hws = self.map_fn(self.hardware, [(a,) for a in todo])
-            for a, hw in zip(todo, hws):
-                t0 = time.perf_counter()
-                acc = self.accuracy(a)
-                self.accuracy_seconds += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            many = getattr(self.accuracy, "many", None)  # a batch at once (training jobs in parallel)
+            accs = many(todo) if many is not None else [self.accuracy(a) for a in todo]
+            self.accuracy_seconds += time.perf_counter() - t0
+            for a, hw, acc in zip(todo, hws, accs):
                 obj = self._finish(a, hw, acc)
                 self.cache.put(self.key(a), obj)
                 results[a.id] = copy.deepcopy(obj)
