@@ -45,9 +45,11 @@ NAS_FINAL_IMAGES ?= 12000
 NAS_FINAL_EPOCHS ?= 3
 NAS_TRUTH ?= 30
 NAS_WORKERS ?= 2
+NAS_BUDGET ?= 16
+NAS_SEEDS ?= 0,1,2
 NAS_BENCH_OUT ?= out/bench-nas
-NAS_PROTOCOL = --compare --dataset fashion-mnist --quick --train-images $(NAS_IMAGES) --budget 16 \
-	--final-train-images $(NAS_FINAL_IMAGES) --final-epochs $(NAS_FINAL_EPOCHS) --final-seeds 0,1,2 \
+NAS_PROTOCOL = --compare --dataset fashion-mnist --quick --train-images $(NAS_IMAGES) --budget $(NAS_BUDGET) \
+	--final-train-images $(NAS_FINAL_IMAGES) --final-epochs $(NAS_FINAL_EPOCHS) --final-seeds $(NAS_SEEDS) \
 	--truth-members $(NAS_TRUTH) --views equal-time,quality,truth --workers $(NAS_WORKERS) --force
 bench-nas: $(STAMP) clean-stale-numba
 	$(VENV)/bin/aidi nas lab-1mF-brownout $(NAS_PROTOCOL) --out $(NAS_BENCH_OUT)/lab-1mF-brownout
