@@ -827,13 +827,17 @@ def print_nas(summary: dict, console=None) -> None:
     con = console or _console()
     s = summary["search"]
     sn = summary["supernet"]
+    scratch = sn["history"] is None and str(s.get("accuracy_source", "")).startswith("scratch:")
     sn_txt = "from cache" if sn["cached"] else "{:.1f} s".format(sn["seconds"])
+    sn_txt = "candidates trained from scratch" if scratch else f"supernet {sn_txt}"
+    source, final = ("trained from scratch", "val acc (retrained)") if scratch else ("read off the supernet",
+                                                                                    "val acc (fine-tuned)")
     con.print(styled(("aidi nas", "bold"), f" {summary['scenario']} ({summary['dataset']}, space {summary['search_space']} of "
               f"{summary['space_size']} members): {summary['controller']}, {s['evaluations']} evaluations in "
-              f"{s['wall_s']:.1f} s ({s['evals_per_s']:.1f}/s), {s['feasible']} feasible; supernet {sn_txt}; "
+              f"{s['wall_s']:.1f} s ({s['evals_per_s']:.1f}/s), {s['feasible']} feasible; {sn_txt}; "
               f"requirement {summary['requirement_s']} s"))
-    t = Table(title="Pareto front (feasible; validation accuracy read off the supernet vs intermittent latency)")
-    for col in ("arch", "val acc (supernet)", "val acc (fine-tuned)", "test acc (Q15)", "latency s (oracle)",
+    t = Table(title=f"Pareto front (feasible; validation accuracy {source} vs intermittent latency)")
+    for col in ("arch", f"val acc ({'search' if scratch else 'supernet'})", final, "test acc (Q15)", "latency s (oracle)",
                 "latency s (SimPy)", "SRAM B", "cycles"):
         t.add_column(col)
     fin = {f["arch_id"]: f for f in summary["finalists"]}
