@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import plotly.graph_objects as go
 from rich.console import Console
 from rich.table import Table
 
@@ -25,7 +24,8 @@ from . import pipeline, report
 from .report import Section, render, table_html
 from . import sweep as sw
 from .console import console as make_console
-from .figures import FigureWriter, vline
+from .figures import FigureWriter
+from .nas_run import nas_compare_figure, run_compare
 from .progress import Progress
 
 DEMO_SCENARIOS = ("solar-tmy3", "rf-intermittent")
@@ -38,21 +38,6 @@ NAS_SCENARIO = "lab-1mF"
 
 
 STEPS = len(DEMO_SCENARIOS) + 4  # each scenario, greedy vs energy_aware, the sweep, the NAS, the firmware
-
-
-def nas_compare_figure(rows: pd.DataFrame, requirements_s: list[float], scenario: str) -> go.Figure:
-    """Held-out accuracy against intermittent latency of each method's pick (one row per method and
-    requirement: ``method``, ``latency_s``, ``test_accuracy``, ``arch``), requirements as dotted lines."""
-    fig = go.Figure()
-    for method, grp in rows.groupby("method"):
-        fig.add_trace(go.Scatter(x=grp["latency_s"], y=grp["test_accuracy"], mode="markers", name=method,
-                                 marker=dict(size=11), text=grp["arch"]))
-    for i, r in enumerate(requirements_s):
-        vline(fig, r, f"requirement {r:.3g} s", dash="dot", label_y=1.0 - 0.07 * i)
-    fig.update_layout(title="NAS: accuracy vs intermittent latency (dotted: the latency requirements)",
-                      xaxis_title=f"intermittent latency under {scenario} (s)", yaxis_title="held-out accuracy (Q15)",
-                      template="plotly_white")
-    return fig
 
 
 def _interrupted_text(res: dict) -> str:
@@ -212,7 +197,6 @@ def _run_demo(out: Path, quick: bool, con: Console, prog: Progress, fw: FigureWr
 
     # 4. a short NAS: ours (supernet + KD, evolution) against the iNAS-style and HW-NAS-style baselines
     t0 = step("NAS on digits under lab-1mF: ours vs iNAS-style vs HW-NAS-style (same wall-clock budget)")
-    from .nas_run import run_compare
 
     tasks: dict = {}
 
