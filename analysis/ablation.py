@@ -20,6 +20,8 @@ from . import jsonout, outdir
 from .errors import UserError
 
 ABLATIONS = ("kd",)
+#: the KD arm's alpha when SupernetConfig's default is 0 (KD off): Hinton et al.'s even mix, as before
+KD_ARM_ALPHA = 0.5
 
 
 def parse_ints(text: str, option: str, least: int = 0, count: int | None = None) -> list[int]:
@@ -45,7 +47,8 @@ def run_kd_ablation(dataset: str = "digits", data_dir: str | Path | None = None,
     ``quick`` and ``train_images``; the data split uses the first seed).
 
     ``epochs``: the supernet's (full, kernel, depth, width) epochs (default: ``SupernetConfig``'s, or its
-    quick ones with ``quick``); ``alpha``: the KD arm's weight (default ``SupernetConfig.alpha``).
+    quick ones with ``quick``); ``alpha``: the KD arm's weight (default ``SupernetConfig.alpha``, or
+    :data:`KD_ARM_ALPHA` when that is 0).
     Writes ``OUT/kd-ablation.json`` (the returned dict) and ``OUT/kd-ablation.txt`` (:func:`table_text`)
     when ``out`` is given.  Raises UserError on a bad option.
     """
@@ -76,8 +79,7 @@ def run_kd_ablation(dataset: str = "digits", data_dir: str | Path | None = None,
             raise UserError(f"--epochs: expected FULL,KERNEL,DEPTH,WIDTH epochs (>= 0, full >= 1), got {list(epochs)}")
         cfg = replace(cfg, full_epochs=epochs[0], kernel_epochs=epochs[1], depth_epochs=epochs[2],
                       width_epochs=epochs[3])
-    if alpha is not None:
-        cfg = replace(cfg, alpha=float(alpha))
+    cfg = replace(cfg, alpha=float(alpha if alpha is not None else cfg.alpha if cfg.alpha > 0 else KD_ARM_ALPHA))
     if out is not None:
         out = outdir.prepare(out, force)
     space, data = load_data(dataset, data_dir, int(seeds[0]), quick, train_images)

@@ -531,7 +531,7 @@ def nas_ablation(
     epochs: Optional[str] = typer.Option(None, metavar="F,K,D,W",
                                          help="supernet epochs of the full, kernel, depth and width phases"),
     finetune_epochs: Optional[int] = typer.Option(None, "--finetune-epochs", help="fine-tuning epochs per member"),
-    alpha: Optional[float] = typer.Option(None, help="the KD arm's alpha (default: SupernetConfig's)"),
+    alpha: Optional[float] = typer.Option(None, help="the KD arm's alpha (default: SupernetConfig's, 0.5 if that is 0)"),
     quick: bool = typer.Option(False, "--quick", help="tiny epochs and a data subset (tests, smoke runs)"),
     train_images: Optional[int] = typer.Option(None, "--train-images", help="at most N training images (and N/2 test)"),
     device: Device = typer.Option(Device.cpu, help="where to train: auto (CUDA if torch sees it), cpu or cuda"),

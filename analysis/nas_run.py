@@ -76,24 +76,44 @@ def load_data(dataset: str, data_dir: str | Path | None, seed: int, quick: bool 
     """(search space, NasData) of a data set (``quick``: at most :data:`QUICK_SUBSET` images of a folder data set;
     ``train_images``: at most that many training images (then split into train / validation) and half as many
     test images, drawn by the seed; ``space``: ``"inas"`` the data set's chain space, ``"mbconv"`` inverted-residual
-    stages, :func:`aidi.models.nas.space.search_space`)."""
-    from aidi.models.nas import split_validation
+    stages, :func:`aidi.models.nas.space.search_space`).  The data come from :func:`nas_data_spec` (loaded once
+    per process, as training jobs on workers load them)."""
     from aidi.models.nas.space import search_space
-    from aidi.models.data import DatasetError, load_dataset, load_image_folder
+    from aidi.models.data import DatasetError
 
-    if train_images is not None and (isinstance(train_images, bool) or train_images < 10):
-        raise UserError(f"--train-images: must be at least 10, got {train_images}")
-    if train_images is not None and dataset in ("digits", "tinyimagenet"):
-        raise UserError(f"--train-images: only for cifar10, fashion-mnist and mnist, not {dataset}")
+    spec = nas_data_spec(dataset, data_dir, seed, quick, train_images)
     try:
-        kw = dict(QUICK_SUBSET) if quick and dataset != "tinyimagenet" else {}
-        if train_images is not None:
-            kw = {"max_train": int(train_images), "max_test": max(1, int(train_images) // 2)}
-        ds = load_dataset("digits", seed) if dataset == "digits" else load_image_folder(dataset, data_dir, seed, **kw)
+        data = spec.load()
     except DatasetError as exc:
         raise UserError(str(exc)) from None
-    data = split_validation(ds, seed)
-    return search_space(space, dataset, ds.input_shape, ds.n_classes), data
+    return search_space(space, dataset, data.input_shape, data.n_classes), data
+
+
+def nas_data_spec(dataset: str, data_dir: str | Path | None, seed: int, quick: bool = False,
+                  train_images: int | None = None, option: str = "--train-images"):
+    """The :class:`aidi.models.nas.jobs.DataSpec` :func:`load_data` loads (options checked as it says;
+    ``option`` names ``train_images`` in the error)."""
+    from aidi.models.nas.jobs import data_spec
+
+    if train_images is not None and (isinstance(train_images, bool) or train_images < 10):
+        raise UserError(f"{option}: must be at least 10, got {train_images}")
+    if train_images is not None and dataset in ("digits", "tinyimagenet"):
+        raise UserError(f"{option}: only for cifar10, fashion-mnist and mnist, not {dataset}")
+    kw = dict(QUICK_SUBSET) if quick and dataset not in ("tinyimagenet", "digits") else {}
+    if train_images is not None:
+        kw = {"max_train": int(train_images), "max_test": max(1, int(train_images) // 2)}
+    return data_spec(dataset, data_dir, seed, **kw)
+
+
+def check_device(device: str) -> str:
+    """``device`` if :func:`aidi.models.nas.supernet.resolve_device` accepts it, else a one-line UserError."""
+    from aidi.models.nas.supernet import resolve_device
+
+    try:
+        resolve_device(device)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    return device
 
 
 def supernet_config(quick: bool):
@@ -244,57 +264,66 @@ def run_nas(scenario: str | Path, controller: str = "evolution", budget: int = 4
             quick: bool = False, progress: Callable[[int, int], None] | None = None,
             log: Callable[[str], None] | None = None, force: bool = False, formats=("html",),
             train_progress: Callable[[int, int], None] | None = None, train_images: int | None = None,
-            space: str = "inas") -> dict:
+            space: str = "inas", device: str = "cpu") -> dict:
     """One search; returns a JSON-ready summary and writes OUT (see the module docstring);
     ``formats``: the Pareto figure's files (:data:`aidi.analysis.figures.FORMATS`); ``progress(done, budget)``
     follows the search (called with 0 first), ``train_progress(batches, total)`` the supernet's training.
     ``space="mbconv"``: inverted-residual stages (:mod:`aidi.models.nas.mbconv`), which the supernet does not
     cover yet: each candidate is trained from scratch (:data:`MBCONV_SCRATCH_EPOCHS`) and each finalist
-    trained from scratch for the fine-tuning epochs.
+    trained from scratch for the fine-tuning epochs.  Training (the supernet, scratch candidates, finalists)
+    runs on ``device`` (:func:`aidi.models.nas.supernet.resolve_device`); scratch candidates and finalists
+    as :mod:`aidi.models.nas.jobs` on ``workers``/``dask``, seeds in the job, so results do not depend on them.
 
     OUT (default ``out/nas/<scenario>``) must be new, empty or made by aidi, unless ``force``
     (:func:`aidi.analysis.outdir.prepare`, checked before any work starts)."""
     from aidi.models.hardware import HardwareEvaluator
-    from aidi.models.nas import (Evaluator, ScratchAccuracy, SupernetAccuracy, extract, finetune, make_controller,
-                                 pareto_front, run_search, teacher_of, train_from_scratch, train_supernet)
+    from aidi.models.nas import (Evaluator, ScratchAccuracy, SupernetAccuracy, extract, make_controller,
+                                 pareto_front, run_search, teacher_of, train_supernet)
+    from aidi.models.nas.jobs import FinetuneJob, ScratchJob, run_jobs
     from aidi.models.nas.space import arch_from_dict
     from aidi.models.nas.supernet import calibration_images, module_accuracy
 
     from . import pipeline
 
+    check_device(device)
     log = log or (lambda s: None)
     sc = pipeline.load_scenario(scenario)
     req = requirement_s if requirement_s is not None else sc.sim.deadline_s
     out_dir = outdir.prepare(Path(out) if out is not None else Path("out") / "nas" / sc.name, force)
     space_kind = space
     space, data = load_data(dataset, data_dir, seed, quick, train_images, space_kind)
+    spec = nas_data_spec(dataset, data_dir, seed, quick, train_images)
     cfg = supernet_config(quick)
     t0 = time.perf_counter()
-    if space_kind == "mbconv":
-        sn, accuracy = None, ScratchAccuracy(data, MBCONV_SCRATCH_EPOCHS[bool(quick)], seed)
-    else:
-        sn = train_supernet(space, data, seed, cfg, log=log, progress=train_progress)
-        accuracy = SupernetAccuracy(sn, data)
-        log(f"supernet ready ({'cache' if sn.meta.get('cached') else f'trained in {time.perf_counter() - t0:.1f} s'})")
-    sn_s = time.perf_counter() - t0
     with parallel_map(workers, dask) as map_fn:
+        if space_kind == "mbconv":
+            sn, accuracy = None, ScratchAccuracy(data, MBCONV_SCRATCH_EPOCHS[bool(quick)], seed, device=device,
+                                                 spec=spec, map_fn=map_fn)
+        else:
+            sn = train_supernet(space, data, seed, cfg, log=log, progress=train_progress, device=device)
+            accuracy = SupernetAccuracy(sn, data)
+            log(f"supernet ready ({'cache' if sn.meta.get('cached') else f'trained in {time.perf_counter() - t0:.1f} s'})")
+        sn_s = time.perf_counter() - t0
         ev = Evaluator(HardwareEvaluator(sc), accuracy, req, map_fn=map_fn)
         if progress:
             progress(0, budget)  # the total up front: the time left is estimated from the first batch on
         res = run_search(make_controller(controller, space, seed, budget), ev, budget, BATCH, progress)
-    front = pareto_front(res.history)
+        front = pareto_front(res.history)
+        xc = calibration_images(data) if sn is not None else None
+        teacher = teacher_of(sn, xc)[0] if sn is not None else None
+        t1 = time.perf_counter()
+        picked = [(o, arch_from_dict(o["arch"])) for o in _finalists(front, MAX_FINALISTS)]
+        trained = run_jobs([FinetuneJob(extract(sn, a, xc), spec, seed, teacher, cfg.ft_epochs, cfg.alpha,
+                                        cfg.temperature, cfg.ft_lr, device) if sn is not None else
+                            ScratchJob(a.to_dict(), spec, seed, cfg.ft_epochs, device=device, keep_module=True)
+                            for _, a in picked], map_fn)
     log(f"search: {res.evaluations} evaluations in {res.wall_s:.1f} s, {len(res.feasible())} feasible, "
         f"front of {len(front)}")
-    xc = calibration_images(data) if sn is not None else None
-    teacher = teacher_of(sn, xc)[0] if sn is not None else None
     finals = []
-    t1 = time.perf_counter()
-    for o in _finalists(front, MAX_FINALISTS):
-        arch = arch_from_dict(o["arch"])
-        m = (finetune(extract(sn, arch, xc), data, seed, teacher, cfg.ft_epochs, cfg.alpha, cfg.temperature,
-                      cfg.ft_lr) if sn is not None else train_from_scratch(arch, data, seed, cfg.ft_epochs))
+    for (o, arch), job in zip(picked, trained):
+        m = job["module"]
         row = _summary_row(o)
-        row["finetuned_val_accuracy"] = module_accuracy(m, data.x_val, data.y_val)
+        row["finetuned_val_accuracy"] = job["val_accuracy"]
         path = write_candidate(out_dir / "candidates", arch.id, sc, arch, o["designs"], m, data, seed, req, data_dir)
         row.update(confirm(path, o["latency_s"], m, data))
         row["designs"] = o["designs"]
@@ -528,7 +557,7 @@ def _deploy_and_confirm(tag: str, sc, arch, obj: dict, module, data, seed: int, 
     path = write_candidate(out_dir, tag, sc, arch, obj["designs"], module, data, seed, req, data_dir)
     c = confirm(path, obj["intermittent_latency_s"], module, data)
     lat = obj["intermittent_latency_s"]
-    return {"arch": arch.describe(), "arch_id": arch.id, "layers": arch.to_layers(),
+    return {"arch": arch.describe(), "arch_id": arch.id, "arch_spec": arch.to_dict(), "layers": arch.to_layers(),
             "test_accuracy": c["float_test_accuracy"],
             "latency_s": lat, "continuous_latency_s": obj["continuous_latency_s"],
             "power_cycles": obj["power_cycles"], "designs": obj["designs"],
@@ -573,7 +602,10 @@ def run_compare(scenario: str | Path, controller: str = "evolution", budget: int
                 train_progress: Callable[[int, int], None] | None = None,
                 search_budget_s: float | None = None, formats=("html",), train_images: int | None = None,
                 inas_requirement: str = "calibrated", fractions: tuple[float, ...] = COMPARE_FRACTIONS,
-                write_figure: bool = True, space: str = "inas") -> dict:
+                write_figure: bool = True, space: str = "inas", device: str = "cpu",
+                views: tuple[str, ...] = ("equal-time",), final_epochs: int | None = None,
+                final_seeds: tuple[int, ...] | None = None, truth_members: int | None = None,
+                final_train_images: int | None = None, q15_images: int = 0) -> dict:
     """Ours vs iNAS-style vs HW-NAS-style at three requirements under one wall-clock search budget each.
 
     Per requirement (each method's ``search_s`` = everything up to its deployable model):
@@ -600,16 +632,40 @@ def run_compare(scenario: str | Path, controller: str = "evolution", budget: int
     spent.  Every winner is re-simulated under the scenario by the SimPy model; a method *meets* a
     requirement when that run completes within it.  Writes OUT/compare.json and the accuracy vs
     latency figure (``formats``) OUT/compare.html; returns the JSON-ready summary.
+
+    ``views`` (:data:`aidi.analysis.nas_protocol.VIEWS`): besides "equal-time" (always), "quality" and
+    "truth" (:mod:`aidi.analysis.nas_protocol`) retrain every pick and a sample of ``truth_members``
+    members (default :data:`~aidi.analysis.nas_protocol.TRUTH_MEMBERS`: 30, 6 with ``quick``) with one final recipe:
+    ``final_epochs`` (default :data:`~aidi.analysis.nas_protocol.FINAL_EPOCHS`) from scratch on the
+    whole training split (``final_train_images``: at most that many, drawn by the seed, and half as
+    many test images; default all, or :data:`QUICK_SUBSET` with ``quick``), at each of ``final_seeds``
+    (default :data:`~aidi.analysis.nas_protocol.FINAL_SEEDS`), Q15 accuracy on ``q15_images`` test
+    images; summary["views"] and OUT/compare.txt, the figure OUT/compare-views.html.  Training
+    (children, fine-tuning, final recipe) runs as :mod:`aidi.models.nas.jobs` on ``workers``/``dask``,
+    on ``device`` (:func:`aidi.models.nas.supernet.resolve_device`).
     """
     from aidi.models.hardware import HardwareEvaluator
     from aidi.models.nas import (Arch, Evaluator, SupernetAccuracy, extract, finetune, make_controller, run_search,
                                  teacher_of, train_supernet)
     from aidi.models.nas.baselines import (InasController, inas_subspace, run_inas_search, scratch_epochs,
                                            scratch_trainer)
+    from aidi.models.nas.jobs import FinetuneJob, run_jobs
     from aidi.models.nas.supernet import calibration_images
 
+    from . import nas_protocol as proto
     from . import pipeline
 
+    check_device(device)
+    bad = [v for v in views if v not in proto.VIEWS]
+    if bad:
+        raise UserError(f"--views: expected some of {', '.join(proto.VIEWS)}, got {', '.join(bad)}")
+    final_seeds = tuple(proto.FINAL_SEEDS if final_seeds is None else final_seeds)
+    if not final_seeds or any(isinstance(x, bool) or int(x) != x or x < 0 for x in final_seeds):
+        raise UserError(f"--final-seeds: one or more seeds >= 0, got {list(final_seeds)}")
+    for name, v, least in (("--final-epochs", final_epochs, 1), ("--truth-members", truth_members, 2),
+                           ("--q15-images", q15_images, 0)):
+        if v is not None and (isinstance(v, bool) or int(v) != v or v < least):
+            raise UserError(f"{name}: must be an integer >= {least}, got {v}")
     if inas_requirement not in INAS_REQUIREMENTS:
         raise UserError(f"--inas-requirement: expected one of {', '.join(INAS_REQUIREMENTS)}, got {inas_requirement!r}")
     if space != "inas":  # ours and HW-NAS-style read accuracy off the supernet, which covers the chain space only
@@ -621,11 +677,13 @@ def run_compare(scenario: str | Path, controller: str = "evolution", budget: int
     sc = pipeline.load_scenario(scenario)
     out_dir = outdir.prepare(Path(out) if out is not None else Path("out") / "nas" / f"{sc.name}-compare", force)
     space, data = load_data(dataset, data_dir, seed, quick, train_images)
+    spec = nas_data_spec(dataset, data_dir, seed, quick, train_images)
+    final_spec = nas_data_spec(dataset, data_dir, seed, quick, final_train_images, "--final-train-images")
     i_space = inas_subspace(space)
     inas_hw = InasHardware(sc)
     cfg = supernet_config(quick)
     t0 = time.perf_counter()
-    sn = train_supernet(space, data, seed, cfg, log=log, progress=train_progress)
+    sn = train_supernet(space, data, seed, cfg, log=log, progress=train_progress, device=device)
     sn_s = time.perf_counter() - t0
     sn_charge = float(sn.meta.get("train_seconds_when_built") or sn_s) if sn.meta.get("cached") else sn_s
     epoch_s = _largest_epoch_s(sn)
@@ -657,8 +715,8 @@ def run_compare(scenario: str | Path, controller: str = "evolution", budget: int
             return _no_winner(row, "no feasible candidate found")
         arch = Arch.from_dict(best["arch"])
         t1 = time.perf_counter()
-        module = finetune(extract(sn, arch, xc), data, seed, teacher, cfg.ft_epochs, cfg.alpha, cfg.temperature,
-                          cfg.ft_lr)
+        module = run_jobs([FinetuneJob(extract(sn, arch, xc), spec, seed, teacher, cfg.ft_epochs, cfg.alpha,
+                                       cfg.temperature, cfg.ft_lr, device)], map_fn)[0]["module"]
         row["final_train_s"] = time.perf_counter() - t1
         row["search_s"] = sn_charge + res.wall_s + row["final_train_s"]
         obj = best if method == "ours" else hw_int(arch)  # HW-NAS: deployed with our intermittent designs
@@ -667,10 +725,11 @@ def run_compare(scenario: str | Path, controller: str = "evolution", budget: int
         row["search_latency_s"] = best["latency_s"]
         return row
 
-    def inas_method(req: float, ri: int, budget_s: float) -> dict:
+    def inas_method(req: float, ri: int, budget_s: float, map_fn) -> dict:
         tag = f"inas-r{ri}"
         epochs = scratch_epochs(budget_s, epoch_s)
-        s = run_inas_search(InasController(i_space, seed), inas_hw, scratch_trainer(data, seed, epochs),
+        s = run_inas_search(InasController(i_space, seed), inas_hw,
+                            scratch_trainer(data, seed, epochs, map_fn=map_fn, spec=spec, device=device),
                             req * scale, budget_s, progress=tick(tag))
         res = s.result
         row = {"requirement_s": req, "method": "inas", "controller": "inas-rl", "supernet_s": 0.0,
@@ -693,7 +752,7 @@ def run_compare(scenario: str | Path, controller: str = "evolution", budget: int
             limit = None if search_budget_s is None else max(0.0, search_budget_s - sn_charge - ft_estimate)
             ours = supernet_method("ours", req, ri, limit, map_fn)
             b = float(search_budget_s if search_budget_s is not None else ours["search_s"])
-            inas = inas_method(req, ri, b)
+            inas = inas_method(req, ri, b, map_fn)
             hwnas = supernet_method("hwnas", req, ri, max(0.0, b - sn_charge - ft_estimate), map_fn)
             for row in (ours, inas, hwnas):
                 row["budget_s"] = b
@@ -702,6 +761,12 @@ def run_compare(scenario: str | Path, controller: str = "evolution", budget: int
                 log(f"{row['method']}-r{ri}: {row.get('arch')}, test accuracy "
                     f"{'-' if acc is None else format(acc, '.3f')}, {row['search_s']:.0f} s of {b:.0f} s, "
                     f"{'meets' if row['meets'] else 'misses'} the requirement {req:.3g} s")
+        extra = {}
+        if set(views) - {"equal-time"}:
+            recipe = proto.FinalRecipe(final_spec, int(final_epochs or proto.FINAL_EPOCHS[bool(quick)]), final_seeds,
+                                       device, int(q15_images))
+            extra = proto.run_views(sc, space, rows, reqs, recipe, views,
+                                    int(truth_members or proto.TRUTH_MEMBERS[bool(quick)]), seed, map_fn, log)
     table = []
     for req in reqs:
         line = {"requirement_s": req}
@@ -723,9 +788,11 @@ def run_compare(scenario: str | Path, controller: str = "evolution", budget: int
                                "sram_bytes": inas_hw.supply.sram_bytes},
                "scratch_epochs": sorted({r["epochs"] for r in rows if r["method"] == "inas"}),
                "inas_requirement": inas_requirement, "inas_latency_scale": scale,
-               "rows": rows, "table": table, "out": str(out_dir)}
+               "rows": rows, "table": table, "device": device, "workers": workers, "dask": dask,
+               "views": {"equal_time": table, **extra}, "out": str(out_dir)}
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "compare.json").write_text(jsonout.dumps(summary, indent=1))
+    (out_dir / "compare.txt").write_text(proto.views_text(summary))
     if not write_figure:  # the caller draws it (the demo, into its report folder's one plotly.js)
         return summary
     import pandas as pd
@@ -736,6 +803,8 @@ def run_compare(scenario: str | Path, controller: str = "evolution", budget: int
                          columns=["method", "latency_s", "test_accuracy", "arch"])
     with FigureWriter(out_dir, formats) as fw:
         fw.figure(nas_compare_figure(shown, reqs, sc.name), out_dir / "compare")
+        if extra:
+            fw.figure(proto.views_figure(summary), out_dir / "compare-views")
     return summary
 
 
@@ -758,13 +827,17 @@ def print_nas(summary: dict, console=None) -> None:
     con = console or _console()
     s = summary["search"]
     sn = summary["supernet"]
+    scratch = sn["history"] is None and str(s.get("accuracy_source", "")).startswith("scratch:")
     sn_txt = "from cache" if sn["cached"] else "{:.1f} s".format(sn["seconds"])
+    sn_txt = "candidates trained from scratch" if scratch else f"supernet {sn_txt}"
+    source, final = ("trained from scratch", "val acc (retrained)") if scratch else ("read off the supernet",
+                                                                                    "val acc (fine-tuned)")
     con.print(styled(("aidi nas", "bold"), f" {summary['scenario']} ({summary['dataset']}, space {summary['search_space']} of "
               f"{summary['space_size']} members): {summary['controller']}, {s['evaluations']} evaluations in "
-              f"{s['wall_s']:.1f} s ({s['evals_per_s']:.1f}/s), {s['feasible']} feasible; supernet {sn_txt}; "
+              f"{s['wall_s']:.1f} s ({s['evals_per_s']:.1f}/s), {s['feasible']} feasible; {sn_txt}; "
               f"requirement {summary['requirement_s']} s"))
-    t = Table(title="Pareto front (feasible; validation accuracy read off the supernet vs intermittent latency)")
-    for col in ("arch", "val acc (supernet)", "val acc (fine-tuned)", "test acc (Q15)", "latency s (oracle)",
+    t = Table(title=f"Pareto front (feasible; validation accuracy {source} vs intermittent latency)")
+    for col in ("arch", f"val acc ({'search' if scratch else 'supernet'})", final, "test acc (Q15)", "latency s (oracle)",
                 "latency s (SimPy)", "SRAM B", "cycles"):
         t.add_column(col)
     fin = {f["arch_id"]: f for f in summary["finalists"]}
@@ -814,4 +887,9 @@ def print_compare(summary: dict, console=None) -> None:
     con.print(f"supernet: {sn_txt}, {summary['supernet_charged_s']:.1f} s charged to ours and HW-NAS-style at every "
               f"requirement; iNAS-style children trained {', '.join(map(str, summary['scratch_epochs']))} epochs each, "
               f"its requirement {summary['inas_requirement']} (x {summary['inas_latency_scale']:.3g}); "
-              f"wrote {summary['out']}/compare.json, compare.html")
+              f"wrote {summary['out']}/compare.json, compare.txt, compare.html")
+    if set(summary.get("views", {})) - {"equal_time"}:
+        from .nas_protocol import views_text
+
+        con.print(views_text(summary).split("\n\n", 1)[1], end="")
+        con.print(f"wrote {summary['out']}/compare-views.html")

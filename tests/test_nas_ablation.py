@@ -7,7 +7,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from aidi.analysis.ablation import run_kd_ablation, table_text
+from aidi.analysis.ablation import KD_ARM_ALPHA, run_kd_ablation, table_text
 from aidi.analysis.cli import app
 from aidi.models.nas import supernet as S
 
@@ -28,7 +28,7 @@ def result(tmp_path_factory, private_cache):
 
 def test_ablation_covers_every_seed_arm_and_member(result):
     rows = result["rows"]
-    assert len(rows) == 2 * 2 * 2 and result["seeds"] == [0, 1] and result["alpha"] == S.SupernetConfig().alpha
+    assert len(rows) == 2 * 2 * 2 and result["seeds"] == [0, 1] and result["alpha"] == (S.SupernetConfig().alpha or KD_ARM_ALPHA) > 0
     ids = [a["id"] for a in result["archs"]]
     assert {(r["seed"], r["arm"], r["arch_id"]) for r in rows} == {(s, a, i) for s in (0, 1) for a in ("kd", "no_kd")
                                                                     for i in ids}
