@@ -66,14 +66,15 @@ def explore(scenario_or_path, top_k: int = 5, exhaustive: bool = False) -> Explo
     network no design fits.
     """
     from aidi.models import hardware
-    from aidi.models.schedule.plan import geoms_of
+
+    from . import pipeline
 
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
         raise UserError(f"--top: expected a positive integer, got {top_k!r}")
     sc = scenario_or_path if isinstance(scenario_or_path, loader.Scenario) else loader.load(scenario_or_path)
     name = Path(sc.path).name
+    geoms = list(pipeline.model_geometry(sc))  # [model] layers, or an ONNX file's graph; its errors name the file
     try:
-        geoms = geoms_of(list(sc.model.layers), list(sc.model.input))
         platform = sc.device.make_platform()
         segments = sc.harvester.segments()
         ctx = hardware.power_context(sc, platform, segments)

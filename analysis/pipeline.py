@@ -43,12 +43,21 @@ def _model(layers_json: str, input_shape: tuple, weights: str, seed: int, epochs
 
 
 @functools.lru_cache(maxsize=4)
-def _onnx_model(path: str, stamp: tuple, layers_json: str, input_shape: tuple, sample: str | None, calib: str | None,
-                seed: int):
+def _onnx_model(path: str, stamp: tuple, layers_json: str | None, input_shape: tuple, sample: str | None,
+                calib: str | None, seed: int):
     from aidi.models import onnx_import
 
-    om = onnx_import.load_onnx_model(path, json.loads(layers_json), list(input_shape), sample, calib, seed)
+    layers = None if layers_json is None else json.loads(layers_json)
+    om = onnx_import.load_onnx_model(path, layers, list(input_shape), sample, calib, seed,
+                                     imported=_imported(path, stamp[:1]))
     return om, om.qmodel, float("nan")
+
+
+@functools.lru_cache(maxsize=8)
+def _imported(path: str, stamp: tuple):
+    from aidi.models import onnx_import
+
+    return onnx_import.import_model(path)
 
 
 def _stamp(*paths) -> tuple:
@@ -56,16 +65,40 @@ def _stamp(*paths) -> tuple:
     return tuple((p.stat().st_size, p.stat().st_mtime_ns) if p is not None else None for p in paths)
 
 
+def imported_graph(sc: loader.Scenario):
+    """The scenario's ``[model] onnx`` file in aidi's graph form (:class:`aidi.models.onnx_import.Imported`),
+    imported once per process while the file's size and mtime are unchanged (a sweep's points share it).  Reads
+    the graph with the ``onnx`` package only (no torch, no onnxruntime).  Raises :class:`UserError` naming the
+    scenario file and ``model.onnx`` for a file that is gone, is no ONNX model or holds an op aidi cannot map."""
+    try:
+        return _imported(str(sc.model.onnx), _stamp(sc.model.onnx))
+    except (ValueError, OSError) as exc:
+        raise UserError(f"{sc.path.name}: model.onnx: {str(exc).strip().splitlines()[0]}") from None
+
+
+def graph_spec(sc: loader.Scenario) -> tuple[tuple[dict, ...], tuple[int, int, int]]:
+    """``(layer specs, input (C, H, W))`` of the scenario's network: ``[model] layers`` and ``input``, or, for an
+    ``onnx`` model given without them (:attr:`~aidi.scenarios.loader.ModelSpec.graph_from_onnx`), what the
+    graph imports as (:func:`imported_graph`).  Raises :class:`UserError` as :func:`imported_graph` does."""
+    if sc.model.graph_from_onnx:
+        imp = imported_graph(sc)
+        return tuple(imp.layers), tuple(imp.input_shape)
+    return tuple(sc.model.layers), tuple(sc.model.input)
+
+
 def load_model(sc: loader.Scenario):
     """(TrainedModel, QModel, Q15 held-out accuracy) of the scenario's [model] (trained once, then cached on disk and in memory).
 
     With ``[model] onnx``: (:class:`aidi.models.onnx_import.OnnxModel`, its QModel, NaN: no labelled data; its
-    ``agreement`` with onnxruntime is the measure), cached in memory while the files are unchanged."""
+    ``agreement`` with onnxruntime is the measure), cached in memory while the files are unchanged; the
+    scenario's ``layers`` and ``input``, when given, must be what the graph imports as."""
     m = sc.model
     if m.onnx is not None:
+        imported_graph(sc)  # a bad graph is named model.onnx; imported once for the geometry and the weights
         try:
             return _onnx_model(str(m.onnx), _stamp(m.onnx, m.sample_input, m.calibration),
-                               json.dumps(list(m.layers), sort_keys=True), tuple(m.input),
+                               None if m.graph_from_onnx else json.dumps(list(m.layers), sort_keys=True),
+                               tuple(m.input),
                                None if m.sample_input is None else str(m.sample_input),
                                None if m.calibration is None else str(m.calibration), m.seed)
         except ValueError as exc:
@@ -80,12 +113,14 @@ def load_model(sc: loader.Scenario):
 
 def model_geometry(sc: loader.Scenario) -> tuple:
     """The executed layers (:class:`~aidi.models.layers.LayerGeom`, in order) of the scenario's ``[model]``, from
-    its layer specs and input shape alone: what a cost-only run, a check or a sweep needs.  Reads no weights and
-    no data set and imports no torch; the source of the weights is checked by name only
-    (:func:`check_weights_source`).  Raises :class:`UserError` naming the file for a layer that does not parse."""
+    its layer specs and input shape alone (:func:`graph_spec`: an ONNX graph's are read from the file): what a
+    cost-only run, a check or a sweep needs.  Reads no weights and no data set and imports no torch; the source
+    of the weights is checked by name only (:func:`check_weights_source`).  Raises :class:`UserError` naming the
+    file for a layer that does not parse."""
     check_weights_source(sc)
+    layers, shape = graph_spec(sc)
     try:
-        return _geometry(json.dumps(list(sc.model.layers), sort_keys=True), tuple(sc.model.input))
+        return _geometry(json.dumps(list(layers), sort_keys=True), shape)
     except ValueError as exc:
         raise UserError(f"{sc.path.name}: {str(exc).splitlines()[0]}") from None
 

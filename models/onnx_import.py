@@ -917,18 +917,21 @@ def _load_npy(path, key: str) -> np.ndarray:
     return x
 
 
-def load_onnx_model(source, layers=None, input_shape=None, sample=None, calibration=None, seed: int = 0) -> OnnxModel:
+def load_onnx_model(source, layers=None, input_shape=None, sample=None, calibration=None, seed: int = 0,
+                    imported: Imported | None = None) -> OnnxModel:
     """Import ``source`` (an ONNX file, bytes or ModelProto) and quantize it for the pipeline.
 
     ``layers`` / ``input_shape``: the scenario's ``[model]`` layers, which must be what the graph imports as
-    (``aidi import`` writes them); ``sample`` / ``calibration``: arrays or ``.npy`` paths in the model's layout
-    (one input, with or without the batch axis; N inputs stacked).  Without a sample: the first calibration
-    input.  ValueError (one line naming the key) for a graph that differs from ``layers``, a bad file or shape.
+    (``aidi import`` writes them), or None (the graph's own); ``sample`` / ``calibration``: arrays or ``.npy``
+    paths in the model's layout (one input, with or without the batch axis; N inputs stacked).  Without a
+    sample: the first calibration input.  ``imported``: :func:`import_model` of ``source`` when the caller has
+    it already (a cache's).  ValueError (one line naming the key) for a graph that differs from ``layers``, a
+    bad file or shape.
     """
     from .data import Dataset
     from .layers import parse_network
 
-    imported = import_model(source)
+    imported = imported if imported is not None else import_model(source)
     if layers is not None:
         mine = parse_network(list(imported.layers), list(imported.input_shape))
         theirs = parse_network(list(layers), list(input_shape))

@@ -73,7 +73,7 @@ class HarvesterSpec:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    input: tuple[int, int, int] = (1, 8, 8)
+    input: tuple[int, ...] = (1, 8, 8)  # (C, H, W); () with graph_from_onnx
     layers: tuple[dict, ...] = ()
     weights: str = "trained:digits"
     seed: int = 0
@@ -83,6 +83,13 @@ class ModelSpec:
     onnx: Path | None = None  # an ONNX model: the weights (layers and input as `aidi import` wrote them)
     sample_input: Path | None = None  # .npy: one input in the ONNX model's own layout (the functional run's)
     calibration: Path | None = None  # .npy: N inputs in the ONNX model's layout (the Q15 scales are chosen on them)
+
+    @property
+    def graph_from_onnx(self) -> bool:
+        """True for an ``onnx`` model without ``input`` and ``layers`` (then both are empty here): the graph is
+        read from the ONNX file where the network is built (:func:`aidi.analysis.pipeline.graph_spec`), since the
+        loader imports nothing of aidi.models."""
+        return self.onnx is not None and not self.layers
 
 
 @dataclass(frozen=True)
@@ -323,13 +330,16 @@ def parse(raw: dict, path: Path) -> Scenario:
     if kind in ("trace", "pv", "shepherd") and harvester.file is not None and not harvester.file.is_file():
         r.fail("harvester.file", f"file not found: {harvester.file}")
 
-    shape = raw.get("model", {}).get("input", [1, 8, 8])
-    if (not isinstance(shape, list) or len(shape) != 3
-            or not all(isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in shape)):
-        r.fail("model.input", f"expected [C, H, W] of positive integers, got {shape!r}")
-    layers = raw.get("model", {}).get("layers", list(DEFAULT_LAYERS))
-    if not isinstance(layers, list) or not layers or not all(isinstance(x, dict) for x in layers):
-        r.fail("model.layers", "expected a non-empty array of tables like {type=\"conv\", k=3, filters=8}")
+    onnx_keys = _onnx_keys(r)
+    shape, layers = [], []  # an onnx model without input and layers: read from the graph (graph_from_onnx)
+    if onnx_keys["onnx"] is None or "layers" in raw.get("model", {}):
+        shape = raw.get("model", {}).get("input", [1, 8, 8])
+        if (not isinstance(shape, list) or len(shape) != 3
+                or not all(isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in shape)):
+            r.fail("model.input", f"expected [C, H, W] of positive integers, got {shape!r}")
+        layers = raw.get("model", {}).get("layers", list(DEFAULT_LAYERS))
+        if not isinstance(layers, list) or not layers or not all(isinstance(x, dict) for x in layers):
+            r.fail("model.layers", "expected a non-empty array of tables like {type=\"conv\", k=3, filters=8}")
     weights = r.get("model", "weights", "trained:digits", "str")
     mfile = r.get("model", "file", None, kind="path")
     if mfile is not None and not mfile.is_file():
@@ -349,7 +359,7 @@ def parse(raw: dict, path: Path) -> Scenario:
         r.fail("model.data_dir", f"not a folder: {ddir}")
     model = ModelSpec(input=tuple(shape), layers=tuple(layers), weights=weights,
                       seed=r.get("model", "seed", 0, "int", lo=0), file=mfile,
-                      epochs=r.get("model", "epochs", 30, "int", lo=1), data_dir=ddir, **_onnx_keys(r))
+                      epochs=r.get("model", "epochs", 30, "int", lo=1), data_dir=ddir, **onnx_keys)
 
     ex = raw.get("execution", {})
     pres = r.get("execution", "preservation", "hypertile", "str")
@@ -444,9 +454,10 @@ def _depth(doc: Any) -> int:
 
 
 def _onnx_keys(r: _Reader) -> dict:
-    """``[model] onnx``, ``sample_input``, ``calibration``: files that exist; the two ``.npy`` files only with
-    ``onnx``, which carries the weights (no ``weights``/``file``) and needs the ``input`` and ``layers`` that
-    ``aidi import`` writes (the ONNX graph itself is read when the model is loaded: the loader stays light)."""
+    """``[model] onnx``, ``sample_input``, ``calibration``: readable, non-empty files; the two ``.npy`` files only
+    with ``onnx``, which carries the weights (no ``weights``/``file``).  ``input`` and ``layers`` come both (as
+    ``aidi import`` writes them; checked against the graph when the weights load) or neither (then the graph is
+    read from the file where the network is built, :attr:`ModelSpec.graph_from_onnx`): the loader reads no ONNX."""
     m = r.raw.get("model", {})
     out = {k: r.get("model", k, None, kind="path") for k in ("onnx", "sample_input", "calibration")}
     if out["onnx"] is None:
@@ -455,15 +466,25 @@ def _onnx_keys(r: _Reader) -> dict:
                 r.fail(f"model.{k}", "only with model.onnx (the inputs of an imported ONNX model)")
         return out
     for k, f in out.items():
-        if f is not None and not f.is_file():
+        if f is None:
+            continue
+        if not f.is_file():
             r.fail(f"model.{k}", f"file not found: {f}")
+        try:
+            with f.open("rb") as fh:
+                empty = not fh.read(1)
+        except OSError as exc:
+            r.fail(f"model.{k}", f"cannot read {f} ({exc.strerror or type(exc).__name__})")
+        if empty:
+            r.fail(f"model.{k}", f"empty file: {f}")
     for k in ("weights", "file", "epochs", "data_dir"):
         if k in m:
             r.fail(f"model.{k}", "not with model.onnx, which carries its own weights")
-    for k in ("input", "layers"):
-        if k not in m:
-            r.fail(f"model.{k}", f"missing: a model.onnx scenario lists the graph's {k} as `aidi import "
-                                 f"{out['onnx'].name} --out DIR` writes them")
+    given = [k for k in ("input", "layers") if k in m]
+    if len(given) == 1:
+        other = "layers" if given[0] == "input" else "input"
+        r.fail(f"model.{other}", f"missing: with model.onnx give both input and layers (as `aidi import "
+                                 f"{out['onnx'].name} --out DIR` writes them) or neither (read from the graph)")
     return out
 
 

@@ -312,17 +312,40 @@ def test_bad_files_and_inputs_are_one_line_errors(tmp_path):
     assert r.exit_code == 2 and "--calibration: shape [4, 1, 12, 12] is not the model's input [12, 12, 1]" in r.output
 
 
+#: [power] and [harvester] of a scenario given as a dict
+POWER_DOC = {"power": {"capacitor_F": 1e-3, "v_on": 3.0, "v_off": 2.0}, "harvester": {"kind": "constant", "power_W": 1e-3}}
+
+
 def test_loader_validates_the_onnx_keys(tmp_path):
     (tmp_path / "m.onnx").write_bytes(tf_lenet())
-    base = {"power": {"capacitor_F": 1e-3, "v_on": 3.0, "v_off": 2.0}, "harvester": {"kind": "constant", "power_W": 1e-3}}
-    cases = [({"onnx": "m.onnx"}, "model.input: missing"),
+    (tmp_path / "empty.onnx").write_bytes(b"")
+    cases = [({"onnx": "m.onnx", "input": [1, 12, 12]}, "model.layers: missing: with model.onnx give both"),
+             ({"onnx": "m.onnx", "layers": [{"type": "fc", "units": 2}]}, "model.input: missing"),
+             ({"onnx": "empty.onnx"}, "model.onnx: empty file"),
              ({"onnx": "m.onnx", "input": [1, 12, 12], "layers": [{"type": "fc", "units": 2}], "weights": "random"},
               "model.weights: not with model.onnx"),
              ({"onnx": "nope.onnx"}, "model.onnx: file not found"),
              ({"calibration": "c.npy"}, "model.calibration: only with model.onnx")]
     for model, message in cases:
         with pytest.raises(aidi.UserError, match=message):
-            aidi.load({**base, "model": model}, base_dir=tmp_path)
+            aidi.load({**POWER_DOC, "model": model}, base_dir=tmp_path)
+
+
+def test_loader_names_an_unreadable_onnx_file(tmp_path, monkeypatch):
+    """A file that exists but cannot be opened (permissions) is refused by the loader naming the key."""
+    from pathlib import Path
+
+    (tmp_path / "m.onnx").write_bytes(tf_lenet())
+    real = Path.open
+
+    def refuse(self, *args, **kwargs):
+        if self.name == "m.onnx":
+            raise PermissionError(13, "Permission denied")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", refuse)
+    with pytest.raises(aidi.UserError, match=r"^<dict>: model.onnx: cannot read .*m.onnx \(Permission denied\)$"):
+        aidi.load({**POWER_DOC, "model": {"onnx": "m.onnx"}}, base_dir=tmp_path)
 
 
 def test_scenario_layers_must_be_what_the_graph_imports_as(tmp_path):
@@ -589,3 +612,143 @@ def test_weights_kept_as_external_data_are_embedded_in_the_copy(tmp_path):
     (src / "m.weights").unlink()
     res = aidi.load(tmp_path / "o" / "scenario.toml")
     assert pipeline.load_model(res)[0].agreement["import_max_abs_error"] < 1e-5
+
+
+# --------------------------------------------------------------------------- a scenario that names only the ONNX file
+def small_cnn() -> nn.Module:
+    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Conv2d(4, 6, (3, 2)), nn.ReLU(), nn.Flatten(), nn.Linear(6 * 2 * 3, 5), nn.Softmax(1))
+
+
+ONNX_ONLY = """name = "onnx-only"
+[power]
+capacitor_F = 1e-3
+v_on = 3.0
+v_off = 2.0
+[harvester]
+kind = "thevenin"
+v_source = 3.3
+r_ohm = 3000
+[model]
+onnx = "{onnx}"
+"""
+
+
+def onnx_only_scenario(folder, onnx_bytes: bytes, extra: str = "") -> "Path":
+    """``folder/s.toml``: a hand-written scenario whose [model] names only the ONNX file (plus ``extra`` lines)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "m.onnx").write_bytes(onnx_bytes)
+    path = folder / "s.toml"
+    path.write_text(ONNX_ONLY.format(onnx="m.onnx") + extra)
+    return path
+
+
+@pytest.fixture(scope="module")
+def onnx_only(tmp_path_factory):
+    """An onnx-only scenario of a small CNN exported by torch.onnx, with a sample input and calibration inputs."""
+    from aidi.analysis.importer import torch_to_onnx
+
+    folder = tmp_path_factory.mktemp("onnx_only")
+    blob = torch_to_onnx(torch_model(small_cnn), torch.zeros(1, 1, 8, 8))
+    x = calibration((1, 1, 8, 8), n=12)
+    np.save(folder / "x.npy", x[0])
+    np.save(folder / "cal.npy", x)
+    return onnx_only_scenario(folder, blob, 'sample_input = "x.npy"\ncalibration = "cal.npy"\n'), blob, x
+
+
+def cli_json(*args) -> dict:
+    r = runner.invoke(app, [*args, "--json"])
+    assert r.exit_code == 0, r.output
+    return json.loads(r.stdout)
+
+
+def test_onnx_only_scenario_through_every_command(onnx_only, tmp_path):
+    """[model] onnx (+ sample_input, calibration) without input and layers: run (both engines, --functional),
+    check, explore, sweep and emit-c work on the graph the file imports as, with the output an `aidi import`
+    scenario of the same files gives."""
+    path, blob, x = onnx_only
+    sc = aidi.load(path)
+    assert sc.model.graph_from_onnx and sc.model.layers == () and sc.model.input == ()
+    layers, shape = pipeline.graph_spec(sc)
+    imp = oi.import_model(blob)
+    assert layers == tuple(imp.layers) and shape == (1, 8, 8)
+    assert [g.describe() for g in pipeline.model_geometry(sc)][:2] == ["layer 0 (conv)", "layer 1 (maxpool)"]
+    cost = {engine: cli_json("run", str(path), "--engine", engine) for engine in ("oracle", "des")}
+    for j in cost.values():
+        assert j["completed"] and set(j["designs"]) == {f"{d['type']}{i}" for i, d in enumerate(imp.layers)}
+    assert cost["oracle"]["latency_s"] == pytest.approx(cost["des"]["latency_s"], rel=1e-9)
+    fun = cli_json("run", str(path), "--functional")
+    assert fun["completed"] and fun["output_matches_reference"] and len(fun["output"]) == 5
+    assert fun["onnx_agreement"]["inputs"] == len(x) and fun["onnx_agreement"]["top1_agreement"] >= TOP1_BOUND
+    chk = cli_json("check", str(path))
+    assert chk["schedulable"] and chk["sram_max_bytes"] <= chk["sram_budget_bytes"]
+    exp = cli_json("explore", str(path), "--top", "2")
+    assert [lay["layer"] for lay in exp["layers"]][0] == "layer 0 (conv)" and exp["latency_s"] > 0
+    sw = cli_json("sweep", str(path), "--set", "power.capacitor_F=1e-3,2e-3")
+    assert sw["points"] == 2 and all(row["completed"] for row in sw["rows"])
+    emitted = cli_json("emit-c", str(path), "--out", str(tmp_path / "c"))
+    assert emitted["matches_reference"] and emitted["expected_output"] == fun["output"]
+    # the same files through `aidi import` (input and layers written out): the same output
+    res = aidi.import_onnx(blob, tmp_path / "imp", calibration=x, sample_input=x[0])
+    assert res.scenario.model.layers and not res.scenario.model.graph_from_onnx
+    assert aidi.run(res.scenario, engine="des", functional=True).json["output"] == fun["output"]
+
+
+def test_onnx_only_graph_is_imported_once_per_file_version(onnx_only, tmp_path):
+    """A sweep's variants share one import of the graph; a changed file (size or mtime) is imported again."""
+    import os
+
+    path, blob, _ = onnx_only
+    folder = tmp_path / "copy"
+    p = onnx_only_scenario(folder, blob)
+    sc = aidi.load(p)
+    before = pipeline._imported.cache_info().misses
+    pipeline.model_geometry(sc)
+    for cap in (1e-3, 2e-3, 3e-3):
+        pipeline.model_geometry(sc.replace({"power.capacitor_F": cap}))
+    assert pipeline._imported.cache_info().misses == before + 1
+    st_ = (folder / "m.onnx").stat()
+    os.utime(folder / "m.onnx", ns=(st_.st_atime_ns, st_.st_mtime_ns + 10**9))
+    pipeline.model_geometry(sc)
+    assert pipeline._imported.cache_info().misses == before + 2
+
+
+def test_onnx_only_cost_run_imports_no_torch(onnx_only):
+    """Cost-only runs (either engine), a check and a sweep of an onnx-only scenario read the graph with onnx
+    alone: no torch, no onnxruntime."""
+    import subprocess
+    import sys
+
+    path, _, _ = onnx_only
+    commands = [["run", "--engine", "oracle"], ["run", "--no-functional"], ["check"],
+                ["sweep", "--set", "power.capacitor_F=1e-3,2e-3"]]
+    code = ("import json, sys\n"
+            "from typer.testing import CliRunner\n"
+            "from aidi.analysis.cli import app\n"
+            "codes = [CliRunner().invoke(app, [c[0], sys.argv[1], *c[1:], '--json']).exit_code\n"
+            "         for c in json.loads(sys.argv[2])]\n"
+            "print(json.dumps({'codes': codes, 'heavy': sorted(m for m in ('torch', 'onnxruntime') "
+            "if m in sys.modules)}))\n")
+    r = subprocess.run([sys.executable, "-c", code, str(path), json.dumps(commands)], capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout.strip().splitlines()[-1]) == {"codes": [0] * len(commands), "heavy": []}
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "model.onnx: file not found"),
+    (b"not a protobuf at all \x00\xff", "model.onnx: m.onnx: not an ONNX model"),
+    (unsupported_graph(), "model.onnx: m.onnx: node 'gate' (Sigmoid): unsupported op"),
+])
+def test_onnx_only_bad_file_is_one_line_exit_2_in_every_command(tmp_path, content, message):
+    """A missing, corrupt or unmappable ONNX file named by an onnx-only scenario: every command exits 2 with one
+    line naming the scenario file and model.onnx."""
+    path = onnx_only_scenario(tmp_path / "s", content or b"x")
+    if content is None:
+        (tmp_path / "s" / "m.onnx").unlink()
+    for args in (["run", "--engine", "oracle"], ["run", "--functional"], ["check"], ["explore"],
+                 ["sweep", "--set", "power.capacitor_F=1e-3,2e-3"], ["emit-c", "--out", str(tmp_path / "c")]):
+        r = runner.invoke(app, [args[0], str(path), *args[1:]])
+        err = r.output.strip()
+        assert r.exit_code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, (args, r.output)
+        assert "s.toml: " + message in err, (args, err)
