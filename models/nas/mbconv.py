@@ -59,6 +59,7 @@ from typing import Sequence
 import numpy as np
 
 from ..layers import parse_network
+from .space import change_codes, cross_codes
 
 #: depthwise kernel sizes of OFA's MobileNetV3 space and MCUNet (Cai et al., ICLR 2020; Lin et al., NeurIPS 2020)
 KERNELS = (3, 5, 7)
@@ -295,22 +296,13 @@ class MbSpace:
         fresh = [int(rng.integers(len(opts))) for _, opts in self._decisions]
         codes = self._filled(arch, fresh)
         movable = [i for i in self._active(codes) if len(self._decisions[i][1]) > 1]
-        if not movable:
-            return arch
-        picks = rng.choice(len(movable), size=min(n_changes, len(movable)), replace=False)
-        for j in np.atleast_1d(picks):
-            i = movable[int(j)]
-            n = len(self._decisions[i][1])
-            codes[i] = (codes[i] + 1 + int(rng.integers(n - 1))) % n  # any other option, uniformly
-        return self.decode(codes)
+        return self.decode(change_codes(codes, movable, self._decisions, rng, n_changes)) if movable else arch
 
     def crossover(self, a: MbArch, b: MbArch, rng: np.random.Generator) -> MbArch:
         """Uniform crossover: each decision from ``a`` or ``b`` with probability 1/2; a block slot only one
         parent has comes from that parent."""
         ca = self._filled(a, self.encode(b))
-        cb = self._filled(b, ca)
-        take_b = rng.random(len(ca)) < 0.5
-        return self.decode([y if t else x for x, y, t in zip(ca, cb, take_b)])
+        return self.decode(cross_codes(ca, self._filled(b, ca), rng))
 
     # ------------------------------------------------------------------ sequence view (RL controller)
     def decisions(self) -> tuple[tuple[str, tuple], ...]:

@@ -138,6 +138,24 @@ class Arch:
         return sum(g.macs for g in geometry(parse_network(self.to_layers(), self.input_shape)))
 
 
+def change_codes(codes: list[int], movable: Sequence[int], decisions: Sequence[tuple[str, tuple]],
+                 rng: np.random.Generator, n_changes: int = 1) -> list[int]:
+    """``codes`` with ``n_changes`` of the ``movable`` decisions (indices, each with more than one option)
+    changed in place, each to another of its options drawn uniformly."""
+    picks = rng.choice(len(movable), size=min(n_changes, len(movable)), replace=False)
+    for j in np.atleast_1d(picks):
+        i = movable[int(j)]
+        n = len(decisions[i][1])
+        codes[i] = (codes[i] + 1 + int(rng.integers(n - 1))) % n  # any other option, uniformly
+    return codes
+
+
+def cross_codes(ca: Sequence[int], cb: Sequence[int], rng: np.random.Generator) -> list[int]:
+    """Uniform crossover of two decision vectors: each code from ``cb`` with probability 1/2, else ``ca``."""
+    take_b = rng.random(len(ca)) < 0.5
+    return [y if t else x for x, y, t in zip(ca, cb, take_b)]
+
+
 @dataclass(frozen=True)
 class StageSpace:
     """Choices of one stage (each a non-empty sorted tuple)."""
@@ -237,20 +255,11 @@ class SearchSpace:
         """Change ``n_changes`` decisions (each to a different option); decisions with one option are skipped."""
         codes = self.encode(arch)
         movable = [i for i, (_, opts) in enumerate(self._decisions) if len(opts) > 1]
-        if not movable:
-            return arch
-        picks = rng.choice(len(movable), size=min(n_changes, len(movable)), replace=False)
-        for j in np.atleast_1d(picks):
-            i = movable[int(j)]
-            n = len(self._decisions[i][1])
-            codes[i] = (codes[i] + 1 + int(rng.integers(n - 1))) % n  # any other option, uniformly
-        return self.decode(codes)
+        return self.decode(change_codes(codes, movable, self._decisions, rng, n_changes)) if movable else arch
 
     def crossover(self, a: Arch, b: Arch, rng: np.random.Generator) -> Arch:
         """Uniform crossover: each decision from ``a`` or ``b`` with probability 1/2."""
-        ca, cb = self.encode(a), self.encode(b)
-        take_b = rng.random(len(ca)) < 0.5
-        return self.decode([y if t else x for x, y, t in zip(ca, cb, take_b)])
+        return self.decode(cross_codes(self.encode(a), self.encode(b), rng))
 
     # ------------------------------------------------------------------ sequence view (RL controller)
     def decisions(self) -> tuple[tuple[str, tuple], ...]:
