@@ -766,13 +766,19 @@ def nas_compare(scenario: Any, out: str | os.PathLike, requirements_s: Sequence[
                 data_dir: str | os.PathLike | None = None, quick: bool = False, workers: int = 1,
                 dask: str | None = None, force: bool = False,
                 progress: Callable[[str, int, int], None] | None = None,
-                log: Callable[[str], None] | None = None) -> NasCompareResult:
+                log: Callable[[str], None] | None = None, views: Sequence[str] = ("equal-time",),
+                final_epochs: int | None = None, final_seeds: Sequence[int] | None = None,
+                truth_members: int | None = None, final_train_images: int | None = None,
+                device: str = "cpu") -> NasCompareResult:
     """Compare our search with an iNAS-style and an HW-NAS-style one, as ``aidi nas SCENARIO --compare --json``.
 
     Same seed and ``budget`` (evaluations per requirement and method) for all three.
     ``requirements_s``: the latency requirements (s, each > 0); default: three between the smallest and
     the largest member of the search space (as the CLI picks them).  ``progress(tag, done, total)`` per
-    search (tag "ours-r0", "inas-r0", ...).  The other arguments as in :func:`nas`.  Raises
+    search (tag "ours-r0", "inas-r0", ...).  ``views`` adds "quality" and "truth" (``json["views"]``;
+    the final recipe's ``final_epochs``, ``final_seeds``, ``truth_members``, ``final_train_images`` as
+    :func:`aidi.analysis.nas_run.run_compare` takes them), ``device`` where training runs ("auto", "cpu",
+    "cuda").  The other arguments as in :func:`nas`.  Raises
     :class:`UserError` for a bad scenario, option, requirement, data folder or output folder.
     """
     import pandas as pd
@@ -793,7 +799,9 @@ def nas_compare(scenario: Any, out: str | os.PathLike, requirements_s: Sequence[
     with _user_errors(ctx):
         data = nas_run.run_compare(sc, controller=controller, budget=budget, seed=seed, workers=workers, dask=dask,
                                    dataset=dataset, data_dir=data_dir, out=Path(out), quick=quick,
-                                   requirements=reqs, progress=progress, log=log, force=force)
+                                   requirements=reqs, progress=progress, log=log, force=force, views=tuple(views),
+                                   final_epochs=final_epochs, final_seeds=final_seeds, truth_members=truth_members,
+                                   final_train_images=final_train_images, device=device)
     data = jsonout.strict(data)
     methods = ("ours", "inas", "hwnas")
     table = pd.DataFrame([{"requirement_s": line["requirement_s"],
