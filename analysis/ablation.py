@@ -120,14 +120,15 @@ def table_text(res: dict) -> str:
         r = res[label]
         lines.append(f"{name:24} {pm(r['inherited']):>15} {pm(r['finetuned']):>15} {r['supernet_train_seconds']:11.1f}")
     lines.append(f"{'gain (KD - no KD)':24} {pm(res['kd_gain_inherited']):>15} {pm(res['kd_gain_finetuned']):>15}")
+    w = max(6, *(len(a["arch"]) for a in res["archs"]))
     lines += ["", "per member (mean over seeds, %):",
-              f"{'member':34} {'inh. KD':>8} {'inh. no':>8} {'ft KD':>8} {'ft no':>8}"]
+              f"{'member':{w}} {'inh. KD':>8} {'inh. no':>8} {'ft KD':>8} {'ft no':>8}"]
     for a in res["archs"]:
         cells = []
         for key in ("inherited_test_acc", "finetuned_test_acc"):
             for label in ("kd", "no_kd"):
                 cells.append(100 * float(np.mean([r[key] for r in res["rows"]
                                                   if r["arch_id"] == a["id"] and r["arm"] == label])))
-        lines.append(f"{a['arch']:34} " + " ".join(f"{c:8.2f}" for c in cells))
+        lines.append(f"{a['arch']:{w}} " + " ".join(f"{c:8.2f}" for c in cells))
     lines += ["", res["verdict"]]
     return "\n".join(lines) + "\n"
