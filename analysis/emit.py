@@ -17,7 +17,7 @@ Checks, when ``build`` is set:
 for a scenario, :func:`program_cycle_table` for any program (Q15 model + plan).  The portable-C
 cost constants (``Platform.cpu_sw``) are refitted with :func:`calibration_set`
 (the default digits network and :func:`calibration_network` samples, measured
-on mspdebug) and :func:`aidi.models.costs.calibration.fit_software_costs`; tests/test_calibration_mspdebug.py
+on mspdebug) and :func:`aidi.models.cost_calibration.fit_software_costs`; tests/test_calibration_mspdebug.py
 checks them on networks outside the fit.
 """
 
@@ -170,9 +170,9 @@ def calibration_set(seeds: Sequence[int], workdir: Path | str, *, default: bool 
     """Measure the calibration set on mspdebug: the default digits network (random Q15 parameters, the
     designs of :func:`aidi.models.emit.examples.default_program`) and :func:`calibration_network` of each
     seed.  Returns ``(features, measured cycles, labels)``, one row per layer, ready for
-    :func:`aidi.models.costs.calibration.fit_software_costs`.  About half a second of build and simulation
+    :func:`aidi.models.cost_calibration.fit_software_costs`.  About half a second of build and simulation
     per network."""
-    from aidi.models.costs.calibration import software_cost_features
+    from aidi.models.cost_calibration import software_cost_features
     from aidi.models.emit.examples import default_program
 
     nets = ([("default", default_program(0))] if default else []) + [(f"cal{s}", calibration_network(s)) for s in seeds]

@@ -1,10 +1,13 @@
-"""Calibration of the portable-C cost model (:mod:`.software`) against mspdebug's cycle counts.
+"""Calibration of the portable-C cost model (:mod:`aidi.models.costs.software`) against mspdebug's cycle counts.
 
 :func:`software_cost_features` says how often the model charges each
 :class:`~aidi.sim.platform.SoftwareCosts` constant in each layer of a plan
 (the model is linear in them); :func:`fit_software_costs` fits the constants
 to measured cycles.  ``aidi.analysis.emit.calibration_set`` measures the
 calibration networks on mspdebug.
+
+It re-plans networks (:func:`aidi.models.schedule.plan_network`), so it sits above both
+:mod:`aidi.models.schedule` and :mod:`aidi.models.costs` (the planner reads the cost tables).
 """
 
 from __future__ import annotations
@@ -14,8 +17,8 @@ from typing import Sequence
 
 import numpy as np
 
-from ...sim.platform import SoftwareCosts, get_platform
-from ..schedule import plan_network
+from ..sim.platform import SoftwareCosts, get_platform
+from .schedule import plan_network
 
 
 def software_cost_features(plan, platform=None) -> np.ndarray:

@@ -20,6 +20,7 @@ from numba import njit
 from ...sim.platform import Platform
 from ..layers import LayerGeom
 from ..ops import ADD, BY_CODE, DWCONV, MAXPOOL
+from ..runtime_sram import ALIGN, RUNTIME_STATE_BYTES, STACK_BYTES
 from .software import ADD_ELEM_TAPS
 from .tables import CostTables
 
@@ -446,19 +447,9 @@ def fast_tables(geom: LayerGeom, tr: int, tc: int, tm: int, tn: int, p: Platform
                         backend == "lea", runtime_model(p))
 
 
-#: alignment, the runtime's fixed SRAM state and the stack reserve (mirrors aidi.models.schedule.memory)
-def _memory_constants():
-    from ..schedule.memory import ALIGN, RUNTIME_STATE_BYTES, STACK_BYTES
-
-    return ALIGN, RUNTIME_STATE_BYTES, STACK_BYTES
-
-
-_ALIGN, _STATE_BYTES, _STACK_BYTES = _memory_constants()
-
-
 @njit(cache=True)
 def _al(n):
-    return (n + _ALIGN - 1) // _ALIGN * _ALIGN
+    return (n + ALIGN - 1) // ALIGN * ALIGN
 
 
 @njit(cache=True)
@@ -496,7 +487,7 @@ def sram_fits(gv, tr, tc, tm, tn, lea, acc_bytes, budget, arena_cap):
     for i in range(k):
         end = off + sizes[i]
         off = _al(end)
-    return _al(end) + _STATE_BYTES + _STACK_BYTES <= budget and _al(end) <= arena_cap
+    return _al(end) + RUNTIME_STATE_BYTES + STACK_BYTES <= budget and _al(end) <= arena_cap
 
 
 @njit(cache=True)

@@ -44,19 +44,9 @@ import numpy as np
 from ...sim.platform import Platform
 from ...sim.taskgraph import FramRange
 from ..layers import LayerGeom
+from ..runtime_sram import ALIGN, RUNTIME_STATE_BYTES, STACK_BYTES
 from .design import ExecutionDesign
 
-#: stack reserved at the top of SRAM (bytes): the emitted linker script's ``__aidi_stack_reserve``.  Measured
-#: (mspdebug, tests/test_emit_msp430.py): 188 B peak with the portable kernels, 200 B with the emulated LEA
-#: kernels on the default network; 256 B leaves room for the call depth of TI's DSPLib.
-STACK_BYTES = 256
-#: the C runtime's fixed SRAM state outside the arena (``aidi_state_t``, models/emit/runtime/aidi_runtime.c;
-#: MSP430 small memory model, 2-byte pointers): the fetch cache (3 pointers, 5 + 4 uint16, one uint32: 28 B)
-#: and the call's state (a pointer, uint32 g, 2 uint16, uint32 known_mv2: 14 B), padded to 4-byte multiple
-#: (44 B) so that the linker packs it next to the arena without a gap.  Static-asserted by the C runtime.
-RUNTIME_STATE_BYTES = 44
-#: buffer alignment in SRAM (LEA operands must be 32-bit aligned)
-ALIGN = 4
 #: progress records in FRAM: two records of ``PROGRESS_WORDS`` 16-bit words {g_lo, g_hi, ~g_lo, ~g_hi};
 #: the commit of unit index g rewrites record g % 2 (see models/emit/runtime/aidi_runtime.h)
 PROGRESS_RECORDS = 2
