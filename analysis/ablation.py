@@ -55,9 +55,8 @@ def run_kd_ablation(dataset: str = "digits", data_dir: str | Path | None = None,
     import torch
 
     from aidi.models.nas import kd_ablation
-    from aidi.models.nas.supernet import resolve_device
 
-    from .nas_run import DATASETS, load_data, supernet_config
+    from .nas_run import DATASETS, check_device, load_data, supernet_config
 
     if dataset not in DATASETS:
         raise UserError(f"--dataset: expected one of {', '.join(DATASETS)}, got {dataset!r}")
@@ -69,10 +68,7 @@ def run_kd_ablation(dataset: str = "digits", data_dir: str | Path | None = None,
         raise UserError(f"--alpha: the KD arm's weight must be in (0, 1], got {alpha}")
     if finetune_epochs is not None and finetune_epochs < 0:
         raise UserError(f"--finetune-epochs: must be >= 0, got {finetune_epochs}")
-    try:
-        dev = resolve_device(device)
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
+    check_device(device)
     cfg = supernet_config(quick)
     if epochs is not None:
         if len(epochs) != 4 or any(e < 0 for e in epochs) or epochs[0] < 1:
@@ -83,7 +79,7 @@ def run_kd_ablation(dataset: str = "digits", data_dir: str | Path | None = None,
     if out is not None:
         out = outdir.prepare(out, force)
     space, data = load_data(dataset, data_dir, int(seeds[0]), quick, train_images)
-    res = kd_ablation(space, data, [int(s) for s in seeds], cfg, n_archs, finetune_epochs, log=log, device=str(dev),
+    res = kd_ablation(space, data, [int(s) for s in seeds], cfg, n_archs, finetune_epochs, log=log, device=device,
                       progress=progress)
     res = {"ablation": "kd", "dataset": dataset, "search_space": space.name, "torch_threads": torch.get_num_threads(),
            "images": {"train": len(data.x_train), "validation": len(data.x_val), "test": len(data.x_test)}, **res}
