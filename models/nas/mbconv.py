@@ -59,7 +59,7 @@ from typing import Sequence
 import numpy as np
 
 from ..layers import parse_network
-from .space import change_codes, cross_codes
+from .codes import change_codes, cross_codes
 
 #: depthwise kernel sizes of OFA's MobileNetV3 space and MCUNet (Cai et al., ICLR 2020; Lin et al., NeurIPS 2020)
 KERNELS = (3, 5, 7)

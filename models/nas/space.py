@@ -53,6 +53,7 @@ from typing import Sequence
 import numpy as np
 
 from ..layers import parse_network
+from .codes import change_codes, cross_codes
 
 KINDS = ("conv", "sep")
 BN = {"type": "bn", "eps": 1e-5}
@@ -136,24 +137,6 @@ class Arch:
         from ..layers import geometry
 
         return sum(g.macs for g in geometry(parse_network(self.to_layers(), self.input_shape)))
-
-
-def change_codes(codes: list[int], movable: Sequence[int], decisions: Sequence[tuple[str, tuple]],
-                 rng: np.random.Generator, n_changes: int = 1) -> list[int]:
-    """``codes`` with ``n_changes`` of the ``movable`` decisions (indices, each with more than one option)
-    changed in place, each to another of its options drawn uniformly."""
-    picks = rng.choice(len(movable), size=min(n_changes, len(movable)), replace=False)
-    for j in np.atleast_1d(picks):
-        i = movable[int(j)]
-        n = len(decisions[i][1])
-        codes[i] = (codes[i] + 1 + int(rng.integers(n - 1))) % n  # any other option, uniformly
-    return codes
-
-
-def cross_codes(ca: Sequence[int], cb: Sequence[int], rng: np.random.Generator) -> list[int]:
-    """Uniform crossover of two decision vectors: each code from ``cb`` with probability 1/2, else ``ca``."""
-    take_b = rng.random(len(ca)) < 0.5
-    return [y if t else x for x, y, t in zip(ca, cb, take_b)]
 
 
 @dataclass(frozen=True)
