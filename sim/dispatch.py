@@ -28,6 +28,11 @@ from numba import njit
 
 from .capacitor import ALL_DONE, HIT_HIGH, HIT_LOW, HORIZON, Circuit, Limits, advance, plus
 
+
+class NonProgressError(ValueError):
+    """A unit needs more energy than one power cycle can ever give (also exported by :mod:`.workload`)."""
+
+
 #: the phases of :func:`dispatch_unit`, in order: the voltage measurement, the LPM3 wait for the start
 #: threshold, the wake-up from it, the unit
 PH_MEASURE, PH_WAIT, PH_WAKE, PH_UNIT = range(4)
@@ -208,8 +213,7 @@ def unstartable(plan: DispatchPlan, v_on: float) -> int:
 
 def check_thresholds(work, power, margin: float) -> np.ndarray:
     """The start thresholds (V, :func:`start_thresholds`); raise
-    :class:`~aidi.sim.workload.NonProgressError` (a ValueError) naming the unit if one is above V_on."""
-    from .workload import NonProgressError
+    :class:`NonProgressError` (a ValueError) naming the unit if one is above V_on."""
 
     plan = make_plan(work, power, margin)
     bad = unstartable(plan, power.v_on)

@@ -14,7 +14,7 @@ converter).  Two presets:
 Software (CPU) kernel costs of the on-chip preset (:class:`SoftwareCosts`,
 ``Platform.cpu_sw``) describe what the emitted portable-C runtime does, operation
 by operation, and are fitted to mspdebug cycle counts of that firmware (see
-:func:`aidi.models.costs.calibration.fit_software_costs` and ``tests/test_calibration_mspdebug.py``).
+:func:`aidi.models.cost_calibration.fit_software_costs` and ``tests/test_calibration_mspdebug.py``).
 """
 
 from __future__ import annotations
@@ -229,7 +229,7 @@ _SW_SOURCE = (
     "network and aidi.analysis.emit.calibration_network(0..79) (244 layers: conv, dwconv, pwconv, fc, "
     "maxpool, avgpool, gap; random tile sizes, loop orders and S); in-sample max |error| 3.9 %, rms 1.2 %, "
     "held out (calibration_network(1000..1059), 171 layers) max 5.3 %, rms 1.6 %; refit with "
-    "aidi.analysis.emit.calibration_set + aidi.models.costs.calibration.fit_software_costs. "
+    "aidi.analysis.emit.calibration_set + aidi.models.cost_calibration.fit_software_costs. "
     "Built with clang-14 -O2 --target=msp430. "
     "Caveats: mspdebug 0.22 counts with the classic MSP430 instruction timings, not the FR5994's "
     "MSP430X/CPUX ones, and miscounts some constant-generator forms (#4/#8 via R2, #-1/#2 via R3) that cost "

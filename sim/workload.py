@@ -12,17 +12,13 @@ from numba import njit
 from .config import PowerConfig, SimConfig
 from .harvesters import Segments
 from .capacitor import e_cycle
-from .dispatch import PhaseCosts
+from .dispatch import NonProgressError, PhaseCosts  # noqa: F401  (NonProgressError re-exported)
 from .platform import Platform
 from .taskgraph import UNIT_CATEGORIES, TaskGraph
 
 #: energy categories reported in ``energy_J.by_category``; their sum is ``consumed``
 #: ("wait": energy_aware dispatch's voltage measurements, LPM3 threshold waits and wake-ups)
 CATEGORIES = UNIT_CATEGORIES + ("restore", "reexecution", "sleep", "unfinished", "wait", "converter_loss")
-
-
-class NonProgressError(ValueError):
-    """A unit needs more energy than one power cycle can ever give."""
 
 
 STUCK_BOOT = ("the boot failed twice from a full capacitor under a constant source: "

@@ -187,10 +187,7 @@ def test_imports_between_top_level_packages_point_one_way(graph):
 
 
 #: packages with a known cycle, each marked strict: the test fails once the cycle is gone, so the mark goes
-KNOWN_CYCLES = {
-    "aidi.sim": "sim.dispatch imports NonProgressError from sim.workload (lazily), which imports "
-                "PhaseCosts from sim.dispatch: issue 21 items 1-3 restructure sim/",
-}
+KNOWN_CYCLES: dict[str, str] = {}
 
 
 def test_torch_plotly_and_the_cli_stay_in_the_packages_that_own_them():
