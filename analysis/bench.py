@@ -236,13 +236,13 @@ def bench_kernels(quick: bool = False) -> dict:
     w = rng.integers(-2000, 2000, (tm, tn, k, k)).astype(np.int16)
     acc = np.zeros((tm, tr, tc), dtype=np.int32)
     xf, wf, accf = x.ravel(), w.ravel(), acc.ravel()  # the kernels take flat buffers, as in SRAM
-    kernels.conv_tile(xf, wf, accf, tm, tn, tr, tc, k, k, 1, tri, tci)
+    kernels.conv_tile(xf, wf, accf, tm, tn, tr, tc, k, k, 1, 1, tri, tci)
     macs = tm * tn * tr * tc * k * k
     reps = 20 if quick else 200
 
     def numba_loop():
         for _ in range(reps):
-            kernels.conv_tile(xf, wf, accf, tm, tn, tr, tc, k, k, 1, tri, tci)
+            kernels.conv_tile(xf, wf, accf, tm, tn, tr, tc, k, k, 1, 1, tri, tci)
 
     def numpy_loop():
         # same canonical order (n, kh, kw) with a saturating int32 accumulate per step, vectorised over outputs

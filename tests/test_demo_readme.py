@@ -61,8 +61,33 @@ def test_readme_command_runs(cmd, tmp_path, monkeypatch):
     if args[0] == "run" and args[1].startswith("out/"):  # a file written by an earlier README command
         r = runner.invoke(app, ["nas", "lab-1mF", "--budget", "4", "--quick", "--out", "out/nas"])
         assert r.exit_code == 0, r.output
+    if "model.onnx" in args or any(a.startswith("mynet/") for a in args):  # the "Your own network" files
+        own_network_files(tmp_path, imported="model.onnx" not in args)
     r = runner.invoke(app, args)
     assert r.exit_code == 0, f"{cmd}\n{r.output}"
+
+
+def own_network_files(folder: Path, imported: bool) -> None:
+    """What a user of README's "Your own network" has before its commands: ``model.onnx`` (a small CNN on 8x8
+    inputs with a rectangular kernel, exported by torch.onnx as tests/test_onnx_import.py builds it; small enough
+    for the mspdebug build), ``calib.npy`` and ``x.npy``; with ``imported``, also the ``mynet/`` folder that its
+    ``aidi import`` line writes."""
+    import numpy as np
+    import torch
+
+    from aidi.analysis.importer import torch_to_onnx
+    from tests.test_onnx_import import calibration, small_cnn, torch_model
+
+    shape = (1, 1, 8, 8)
+    blob = torch_to_onnx(torch_model(small_cnn), torch.zeros(shape))
+    (folder / "model.onnx").write_bytes(blob)
+    calib = calibration(shape)
+    np.save(folder / "calib.npy", calib)
+    np.save(folder / "x.npy", calib[0])
+    if imported:
+        r = runner.invoke(app, ["import", "model.onnx", "--calibration", "calib.npy", "--sample-input", "x.npy",
+                                "--out", "mynet"])
+        assert r.exit_code == 0, r.output
 
 
 @pytest.mark.slow

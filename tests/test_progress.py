@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from aidi.analysis import bench
 from aidi.analysis.cli import app
+from aidi.analysis.demo import STEPS
 from aidi.analysis.progress import ENV, Progress, mode_for
 
 runner = CliRunner()
@@ -146,9 +147,10 @@ def test_demo_reports_every_step_and_keeps_one_plotlyjs(tmp_path, monkeypatch):
     r = runner.invoke(app, ["demo", "--quick", "--out", str(tmp_path), "--json"])
     assert r.exit_code == 0, r.output
     json.loads(r.stdout)
-    for k in range(1, 6):
-        assert f"aidi demo: step {k}/5: " in r.stderr
-    assert "aidi demo: steps 5/5 (100%)" in r.stderr and "aidi demo: sweep: points 4/4 (100%)" in r.stderr
+    assert STEPS == 6  # two scenarios, greedy vs energy_aware, the sweep, the NAS, the firmware
+    for k in range(1, STEPS + 1):
+        assert f"aidi demo: step {k}/{STEPS}: " in r.stderr
+    assert f"aidi demo: steps {STEPS}/{STEPS} (100%)" in r.stderr and "aidi demo: sweep: points 4/4 (100%)" in r.stderr
     assert [p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.js")] == ["plotly.min.js"]
     assert 'src="../plotly.min.js"' in (tmp_path / "solar-tmy3" / "voltage.html").read_text()
 
