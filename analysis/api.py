@@ -415,12 +415,14 @@ def run(scenario: Any, engine: str = "des", functional: bool | None = None, even
     Raises :class:`UserError`: a bad scenario, a unit that can never fit one power cycle, an
     unknown engine, ``functional=True`` with the oracle.
     """
+    from aidi.models.design_cache import default_store
+
     from . import pipeline
 
     functional = run_options(engine, functional)
     sc, ctx = _scenario_and_context(scenario)
     with _user_errors(ctx):
-        built = pipeline.build(sc)
+        built = pipeline.build(sc, store=default_store())
         res, log = pipeline.simulate(built, engine=engine, functional=bool(functional),
                                      log=bool(events) and engine == "des")
     return _run_result(built, res, log)
@@ -474,12 +476,14 @@ def check(scenario: Any) -> CheckResult:
     """
     import pandas as pd
 
+    from aidi.models.design_cache import default_store
+
     from . import check as chk
     from . import jsonout, pipeline
 
     sc, ctx = _scenario_and_context(scenario)
     with _user_errors(ctx):
-        built = pipeline.build(sc)
+        built = pipeline.build(sc, store=default_store())
         data = jsonout.strict(chk.analyse(built))
         units = chk.unit_table(built)
     harvested = data.get("harvester", {})

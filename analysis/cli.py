@@ -197,6 +197,8 @@ def run(
     fmt: str = typer.Option("html", "--format", **FORMAT_OPTION),
 ) -> None:
     """Simulate one scenario: latency, power cycles, where the energy goes."""
+    from aidi.models.design_cache import default_store
+
     from . import figures, outdir, pipeline, report
     from .progress import Progress
 
@@ -210,7 +212,7 @@ def run(
         if out is not None:
             outdir.prepare(out, force)
         sc = pipeline.load_scenario(scenario)
-        built = pipeline.build(sc)
+        built = pipeline.build(sc, store=default_store())
         # the task starts after loading and planning, where bad input is found: an error there stays one line
         task = prog.task("steps (simulate" + (", write figures)" if out is not None else ")"), 1 + (out is not None))
         res, events = pipeline.simulate(built, engine=engine, functional=functional,
@@ -239,11 +241,13 @@ def check(
 
     Exit status: 0 schedulable, 1 not schedulable, 2 bad input.
     """
+    from aidi.models.design_cache import default_store
+
     from . import check as chk
     from . import pipeline, report
 
     with one_line_errors(str(scenario)):
-        built = pipeline.build(pipeline.load_scenario(scenario))
+        built = pipeline.build(pipeline.load_scenario(scenario), store=default_store())
         res = chk.analyse(built)
     if as_json:
         _print_json(res)
@@ -349,13 +353,15 @@ def emit_c(
     force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ) -> None:
     """Write the C runtime for the scenario's network and execution design (same input as `aidi run`)."""
+    from aidi.models.design_cache import default_store
+
     from . import emit as em
     from . import outdir, pipeline
 
     backend = None if backend is None else backend.value
     with one_line_errors(str(scenario)):
         outdir.prepare(out, force)
-        built = pipeline.build(pipeline.load_scenario(scenario))
+        built = pipeline.build(pipeline.load_scenario(scenario), store=default_store())
         res = em.emit(built, out, backend=backend, build=build)
     if as_json:
         _print_json(res)

@@ -28,7 +28,8 @@ class PowerConfig:
         """Energy the capacitor gives between V_on and V_off (before the converter), J: :func:`aidi.sim.capacitor.e_cycle`."""
         from .capacitor import e_cycle  # lazy: reading a scenario does not load numba
 
-        return e_cycle(self.capacitor_F, self.v_on, self.v_off)
+        # its Python function: a scalar needs no compiled dispatcher (numba loads each from its cache, 0.1-0.3 s)
+        return e_cycle.py_func(self.capacitor_F, self.v_on, self.v_off)
 
     @property
     def e_cycle_J(self) -> float:

@@ -11,7 +11,6 @@ from numba import njit
 
 from .config import PowerConfig, SimConfig
 from .harvesters import Segments
-from .capacitor import e_cycle
 from .dispatch import NonProgressError, PhaseCosts  # noqa: F401  (NonProgressError re-exported)
 from .platform import Platform
 from .taskgraph import UNIT_CATEGORIES, TaskGraph
@@ -138,7 +137,7 @@ def progress_violation(energy, durations, units, boot_J, boot_s, eta, e_store, p
 
 def progress_budget(power: PowerConfig, seg: Segments) -> tuple[float, float]:
     """(energy the capacitor gives between V_on and V_off, the source's best power there)."""
-    return e_cycle(power.capacitor_F, power.v_on, power.v_off), seg.max_power(power.v_off, power.v_on)
+    return power.e_store_J, seg.max_power(power.v_off, power.v_on)
 
 
 def check_progress(work: Workload, power: PowerConfig, seg: Segments) -> None:
