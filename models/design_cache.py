@@ -53,7 +53,9 @@ CODE_PACKAGES = ("models", "sim")
 
 def _feed(h, v) -> None:
     """Add ``v`` to hash ``h`` unambiguously: a type tag, then the value (TypeError for a type not listed)."""
-    if v is None or isinstance(v, (bool, str)):
+    if isinstance(v, (bool, np.bool_)):
+        h.update(f"bool:{bool(v)};".encode())
+    elif v is None or isinstance(v, str):
         h.update(f"{type(v).__name__}:{v!r};".encode())
     elif isinstance(v, (int, np.integer)):
         h.update(f"int:{int(v)};".encode())

@@ -36,8 +36,9 @@ def _run(sc, store=None) -> tuple[list, dict]:
     return [lp.design for lp in built.plan.layers], jsonout.strict(res)
 
 
-@pytest.mark.parametrize("name", ["lab-1mF", "rf-intermittent"])
+@pytest.mark.parametrize("name", [p.stem for p in loader.shipped()])
 def test_stored_designs_are_the_optimizers_and_run_the_same(tmp_path, name):
+    """Every shipped scenario (each kind of harvester) is keyed, stored and read back to the same run."""
     sc = loader.load(name)
     store = dc.DesignStore(tmp_path)
     fresh = _run(sc)
@@ -123,6 +124,7 @@ class _Point:
 
 def test_types_are_told_apart_and_unknown_ones_refused():
     assert len({dc.fingerprint(v) for v in (1, 1.0, True, "1", None, (1,), [1], {1: 1})}) == 8
+    assert dc.fingerprint(np.bool_(True)) == dc.fingerprint(True) and dc.fingerprint(np.int32(3)) == dc.fingerprint(3)
     assert dc.fingerprint(_Point(1.0, "a")) == dc.fingerprint(_Point(1.0, "b"))  # compare=False: no input
     assert dc.fingerprint(_Point(1.0)) != dc.fingerprint(_Point(2.0))
     with pytest.raises(TypeError, match="cannot fingerprint a object"):
