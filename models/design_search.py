@@ -28,6 +28,7 @@ from typing import Mapping
 import numpy as np
 
 from ..sim.platform import Platform
+from ..sim.workload import Workload
 from .costs import cost_tables, lower_bound, runtime_model
 from .costs.fast import build_tables, geom_vector, platform_vector
 from .layers import LayerGeom
@@ -558,11 +559,9 @@ class _UnitNames:
         return f"L{int(self.layers[i])}/u{int(i - first)}"
 
 
-def _workload(parts: list, p: Platform, layers: np.ndarray | None = None):
+def _workload(parts: list, p: Platform, layers: np.ndarray | None = None) -> Workload:
     """The oracle's Workload of a network from one :class:`Walked` per layer (``layers``: the units' layer
     indices, when the caller has them)."""
-    from ..sim.workload import Workload
-
     d = np.concatenate([w.durations_s for w in parts])
     e = np.concatenate([w.energy_J for w in parts])
     if layers is None:
@@ -589,14 +588,26 @@ class _NetworkLatency:
     descent pass, the alternatives) costs nothing.  ``evaluations``: networks simulated."""
 
     def __init__(self, spaces: list[LayerSpace], p: Platform, ctx: PowerContext):
-        self.spaces, self.p, self.ctx = spaces, p, ctx
+        from ..sim import oracle
+
+        self.spaces, self.p, self.oracle = spaces, p, oracle
+        self.run = (ctx.power, ctx.segments, ctx.one_inference())
         self.memo: dict[tuple, float] = {}
         self.evaluations = 0
+        self._ids: dict[tuple, np.ndarray] = {}  # (layer, walked design): its units' layer index
+
+    def _layer_ids(self, i: int, j: int) -> np.ndarray:
+        ids = self._ids.get((i, j))
+        if ids is None:
+            ids = self._ids[i, j] = np.full(len(self.spaces[i].walked[j].durations_s), i, np.int64)
+        return ids
 
     def __call__(self, choices: list[tuple]) -> np.ndarray:
         todo = list(dict.fromkeys(c for c in choices if c not in self.memo))
         if todo:
-            lat = _simulate([[sp.walked[j] for sp, j in zip(self.spaces, c)] for c in todo], self.p, self.ctx)
+            works = [_workload([sp.walked[j] for sp, j in zip(self.spaces, c)], self.p,
+                               np.concatenate([self._layer_ids(i, j) for i, j in enumerate(c)])) for c in todo]
+            lat = self.oracle.Population(works).evaluate(*self.run).latency_s
             self.memo.update(zip(todo, np.where(np.isnan(lat), np.inf, lat).tolist()))
             self.evaluations += len(todo)
         return np.array([self.memo[c] for c in choices])

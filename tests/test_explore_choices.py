@@ -2,9 +2,9 @@
 
 ``explore_choices.json`` next to this file holds, per case, the designs (``"Tr_Tc_Tm_Tn_order_S/backend"`` per
 executed layer) and the oracle latency (s) of one inference that :func:`aidi.models.design_search.optimize_designs`
-chose at commit 21613ba, before the optimizer's speed-ups; it was written by running this module as a script
-(``python tests/test_explore_choices.py --record``) on that commit.  The cases: the 16 iNAS CIFAR-10 networks
-of ``aidi bench``'s explore row (:func:`aidi.analysis.bench.explore_networks`, seed 1, after the warm-up one) on
+chose at commit 21613ba, before the optimizer's speed-ups; it was written on that commit by :func:`record`
+(``python tests/test_explore_choices.py --record``, with the same networks and setup written out inline).  The cases: the 16 iNAS CIFAR-10 networks
+of ``aidi bench``'s explore row (:func:`aidi.analysis.bench.explore_setup`, after the warm-up one) on
 iNAS's platform and supply, and every shipped scenario.  Today's optimizer must choose the same designs, or
 designs the oracle finds faster (never slower).
 """
@@ -24,16 +24,10 @@ N_NETWORKS = 16
 
 
 def _bench_setup():
-    from aidi.analysis.bench import _inas_setup, inas_cifar_networks
-    from aidi.models.design_search import PowerContext
-    from aidi.models.hardware import unit_energy_budget
-    from aidi.models.schedule.plan import geoms_of
-    from aidi.sim.config import SimConfig
+    from aidi.analysis.bench import explore_setup
 
-    platform, power, seg = _inas_setup()
-    ctx = PowerContext(power, seg, SimConfig(until_s=1e7), unit_energy_budget(power, platform))
-    nets = [geoms_of(n, [3, 32, 32]) for n in inas_cifar_networks(N_NETWORKS + 1, seed=1)[1:]]
-    return platform, ctx, nets
+    platform, ctx, nets = explore_setup(N_NETWORKS)
+    return platform, ctx, nets[1:]
 
 
 def _names(designs) -> list[str]:

@@ -59,14 +59,6 @@ def surrogate_s(cycles, energy, units, sp):
 
 
 @njit(cache=True)
-def surrogate_many(cycles, energy, units, sp):
-    out = np.empty(cycles.shape[0])
-    for i in range(cycles.shape[0]):
-        out[i] = surrogate_s(cycles[i], energy[i], units[i], sp)
-    return out
-
-
-@njit(cache=True)
 def rank_space(gv, pv, tiles, lea_flags, software, budget, arena_cap, s_mode, s_fixed, limit, sp):
     """Every (tile, backend, S) of a layer: SRAM fit, lower bound, mean-unit check, surrogate.
 
