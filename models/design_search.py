@@ -559,26 +559,12 @@ class _UnitNames:
         return f"L{int(self.layers[i])}/u{int(i - first)}"
 
 
-def _workload(parts: list, p: Platform, layers: np.ndarray | None = None) -> Workload:
-    """The oracle's Workload of a network from one :class:`Walked` per layer (``layers``: the units' layer
-    indices, when the caller has them)."""
-    d = np.concatenate([w.durations_s for w in parts])
-    e = np.concatenate([w.energy_J for w in parts])
-    if layers is None:
-        layers = np.repeat(np.arange(len(parts), dtype=np.int64), [len(w.durations_s) for w in parts])
+def _platform_workload(d: np.ndarray, e: np.ndarray, layers: np.ndarray, p: Platform) -> Workload:
+    """A Workload of units with durations ``d`` (s), energies ``e`` (J, by category) and ``layers`` on ``p``."""
     return Workload(_UnitNames(layers), layers, d, e, p.boot_s, p.boot_energy_J, p.sleep_power_W,
                     measure_s=p.measure_s,
                     measure_W=p.measure_energy_J / p.measure_s if p.measure_s > 0 else 0.0,
                     wait_W=p.wait_power_W, wake_s=p.wake_s, wake_W=p.active_power_W)
-
-
-def _simulate(networks: list[list], p: Platform, ctx: PowerContext) -> np.ndarray:
-    """Oracle latency (s) of one inference of each network (NaN: does not complete), one Population call."""
-    from ..sim import oracle
-
-    batch = oracle.Population([_workload(n, p) for n in networks]).evaluate(ctx.power, ctx.segments,
-                                                                              ctx.one_inference())
-    return batch.latency_s
 
 
 class _NetworkLatency:
@@ -594,19 +580,17 @@ class _NetworkLatency:
         self.run = (ctx.power, ctx.segments, ctx.one_inference())
         self.memo: dict[tuple, float] = {}
         self.evaluations = 0
-        self._ids: dict[tuple, np.ndarray] = {}  # (layer, walked design): its units' layer index
-
-    def _layer_ids(self, i: int, j: int) -> np.ndarray:
-        ids = self._ids.get((i, j))
-        if ids is None:
-            ids = self._ids[i, j] = np.full(len(self.spaces[i].walked[j].durations_s), i, np.int64)
-        return ids
 
     def __call__(self, choices: list[tuple]) -> np.ndarray:
         todo = list(dict.fromkeys(c for c in choices if c not in self.memo))
-        if todo:
-            works = [_workload([sp.walked[j] for sp, j in zip(self.spaces, c)], self.p,
-                               np.concatenate([self._layer_ids(i, j) for i, j in enumerate(c)])) for c in todo]
+        if todo:  # every network's units in one array each, the workloads views into them
+            parts = [self.spaces[i].walked[j] for c in todo for i, j in enumerate(c)]
+            sizes = [len(w.durations_s) for w in parts]
+            d = np.concatenate([w.durations_s for w in parts])
+            e = np.concatenate([w.energy_J for w in parts])
+            layers = np.repeat(np.tile(np.arange(len(self.spaces), dtype=np.int64), len(todo)), sizes)
+            ends = np.cumsum(sizes)[len(self.spaces) - 1::len(self.spaces)].tolist()
+            works = [_platform_workload(d[a:b], e[a:b], layers[a:b], self.p) for a, b in zip([0] + ends, ends)]
             lat = self.oracle.Population(works).evaluate(*self.run).latency_s
             self.memo.update(zip(todo, np.where(np.isnan(lat), np.inf, lat).tolist()))
             self.evaluations += len(todo)
@@ -664,7 +648,7 @@ def optimize_designs(geoms: list[LayerGeom], platform: Platform | str, sram_budg
         spaces.append(sp)
     n = len(geoms)
     # FRAM: the partial-sum buffers exist when some layer has more than one input-channel tile
-    nt_of = [[(1 if g.channel_tied else -(-g.in_shape[0] // w.design.Tn)) for w in sp.walked]
+    nt_of = [[1] * len(sp.walked) if g.channel_tied else [-(-g.in_shape[0] // w.design.Tn) for w in sp.walked]
              for g, sp in zip(geoms, spaces)]
     if not _fram_ok(geoms, [1] * n, p):
         raise ValueError(f"model needs {_fram_total(geoms, [1] * n)} B of FRAM data, {p.name} has {p.fram_bytes} B")
@@ -676,7 +660,7 @@ def optimize_designs(geoms: list[LayerGeom], platform: Platform | str, sram_budg
             if not keep:
                 _raise_infeasible(geoms[i], p, budget, ctx.atomic_limit_J(p), "FRAM capacity")
             sp.walked = keep
-    evaluations = 0
+    latency = _NetworkLatency(spaces, p, ctx)
     if exhaustive:
         total = int(np.prod([len(sp.walked) for sp in spaces], dtype=np.float64))
         if total > EXHAUSTIVE_LIMIT:
@@ -688,14 +672,11 @@ def optimize_designs(geoms: list[LayerGeom], platform: Platform | str, sram_budg
             chunk = list(itertools.islice(combos, 4096))
             if not chunk:
                 break
-            lat = _simulate([[spaces[i].walked[j] for i, j in enumerate(c)] for c in chunk], p, ctx)
-            evaluations += len(chunk)
-            lat = np.where(np.isnan(lat), np.inf, lat)
+            lat = latency(chunk)
             k = int(np.argmin(lat))
             if lat[k] < best_lat:
                 best_lat, best = float(lat[k]), chunk[k]
         current = list(best) if best is not None else [0] * n
-    latency = _NetworkLatency(spaces, p, ctx)
 
     def swapped(i: int, j: int) -> tuple:  # the current network with layer i's walked design j
         return tuple(current[:i]) + (j,) + tuple(current[i + 1:])
@@ -727,7 +708,6 @@ def optimize_designs(geoms: list[LayerGeom], platform: Platform | str, sram_budg
         per_layer.append(cands)
     lat_all = latency([swapped(i, j) for i, cands in enumerate(per_layer) for j in cands])
     lat_all = np.where(np.isinf(lat_all), np.nan, lat_all)
-    evaluations += latency.evaluations
     layers, at = [], 0
     for i, (sp, cands) in enumerate(zip(spaces, per_layer)):
         lat = lat_all[at:at + len(cands)]
@@ -738,7 +718,7 @@ def optimize_designs(geoms: list[LayerGeom], platform: Platform | str, sram_budg
         layers.append(LayerChoice(sp.geom, chosen, float(lat[cands.index(current[i])]), alts, dict(sp.rejected),
                                   sp.n_designs))
     final = float(layers[-1].latency_s) if layers else float("nan")
-    return Optimized([lc.design for lc in layers], final, layers, evaluations, exhaustive)
+    return Optimized([lc.design for lc in layers], final, layers, latency.evaluations, exhaustive)
 
 
 def _fram_total(geoms, nts) -> int:
