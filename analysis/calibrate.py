@@ -32,7 +32,7 @@ errors, i.e. :func:`scipy.optimize.nnls`):
   primitives give their per-operation slope (``cpu_add_cycles`` ...; the offset is the timing loop's);
   ``measure`` gives ``measure_s`` (its cycles / MCLK).
 * with an EnergyTrace file: the recording is cut into bursts (power from the energy column's
-  differences above the midpoint of its 5th and 95th percentiles), matched in order with the ``burst``
+  differences above the midpoint of its least value and 99th percentile), matched in order with the ``burst``
   lines; a burst's energy less the idle power over its duration, per run, fits the energy constants the
   same way (``lea_mac_energy``, ``dma_*_energy``, ``cpu_add/mul/div/max_energy``, ``measure_energy_J``) and
   ``active_power_W`` (energy per run = P * cycles per run / MCLK, over the bursts of the primitives without
@@ -228,14 +228,17 @@ def read_energytrace(path: str | Path) -> EnergyTrace:
 
 def bursts(trace: EnergyTrace) -> tuple[list[tuple[float, float]], float]:
     """``([(energy J, duration s) per burst], idle power W)``: runs of samples whose power (the energy
-    column's difference over the time step) is above the midpoint of the 5th and 95th percentiles."""
+    column's difference over the time step) is above the midpoint of its least value and 99th percentile, each
+    widened by the sample on either side (the idle gaps between bursts must be longer than two samples)."""
     dt, de = np.diff(trace.time_s), np.diff(trace.energy_J)
     p = de / dt
-    lo, hi = np.percentile(p, [5, 95])
+    lo, hi = p.min(), np.percentile(p, 99)
     on = p > (lo + hi) / 2
     idle = float(np.median(p[~on])) if (~on).any() else 0.0
     edges = np.flatnonzero(np.diff(np.concatenate(([0], on.astype(np.int8), [0]))))
-    return [(float(de[a:b].sum()), float(dt[a:b].sum())) for a, b in zip(edges[::2], edges[1::2])], idle
+    # one sample more on each side: the samples a burst starts and ends within (idle is subtracted over them)
+    return [(float(de[max(a - 1, 0):b + 1].sum()), float(dt[max(a - 1, 0):b + 1].sum()))
+            for a, b in zip(edges[::2], edges[1::2])], idle
 
 
 # -- the fit ---------------------------------------------------------------------------------------------------------

@@ -388,7 +388,7 @@ def calibrate(
     """Fit a platform's constants to a board's measurements (NNLS) and write them as a platform TOML file."""
     from . import calibrate as cal
 
-    with one_line_errors(str(counts)):
+    with one_line_errors():  # every message names its file
         res = cal.run(counts, energytrace, out, base)
     if as_json:
         _print_json({k: v for k, v in res.items() if k != "lines"})
