@@ -246,3 +246,14 @@ def test_trace_with_voltage_takes_the_lut_per_row(tmp_path):
     np.testing.assert_allclose(seg.seg_p, fe.input_power(np.array([0.3, 1.2, 0.05]), np.array([1e-3, 5e-4, 1e-3])))
     assert seg.seg_p[2] == 0.0  # below the boost's threshold: nothing harvested
     assert math.isclose(fr.input_loss_J(seg, 2.5), float(np.sum((seg.raw_p - seg.seg_p) * [1, 1, 0.5])))
+
+
+def test_shipped_ideal_counterpart_keeps_the_presets_storage_and_thresholds():
+    """scenarios/bq25570-ideal.toml writes out what scenarios/bq25570.toml reads from the BQ25570 preset; only the
+    converters differ (README, The power path)."""
+    fe_sc, ideal = loader.load("bq25570"), loader.load("bq25570-ideal")
+    a, b = fe_sc.power, ideal.power
+    assert a.frontend == "BQ25570" and b.frontend is None and b.converter_efficiency == 1.0
+    for k in ("capacitor_F", "v_on", "v_off", "v_max", "leakage_A", "v_initial"):
+        assert getattr(a, k) == pytest.approx(getattr(b, k), rel=1e-7), k
+    assert fe_sc.harvester.segments().raw_p[0] == ideal.harvester.segments().seg_p[0]

@@ -221,3 +221,34 @@ def test_aidi_agrees_with_shepherds_simulate_source(tmp_path, monkeypatch):
     assert max(table["boot_dt"], table["brownout_dt"], table["done_dt"]) <= TOL_T_S
     assert table["dv"] <= TOL_V
     assert max(table["e_mcu"], table["e_out"]) <= TOL_E and table["e_in"] <= TOL_E_IN
+
+
+if __name__ == "__main__":  # python tests/test_frontend_shepherd.py BQ25570: one preset's times, side by side
+    import sys
+    import tempfile
+
+    class _Patch:
+        """pytest's monkeypatch, outside pytest."""
+
+        def __init__(self):
+            self.undo_list = []
+
+        def setattr(self, obj, name, value):
+            self.undo_list.append((obj, name, getattr(obj, name)))
+            setattr(obj, name, value)
+
+        def undo(self):
+            for obj, name, value in reversed(self.undo_list):
+                setattr(obj, name, value)
+            self.undo_list = []
+
+    name = sys.argv[1] if len(sys.argv) > 1 else "BQ25570"
+    with tempfile.TemporaryDirectory() as tmp:
+        rec, work = recording(Path(tmp) / "rec.h5"), workload()
+        sc, r, events = aidi_run(name, rec, work, Path(tmp))
+        tg = shepherd_run(name, rec, work, sc.power.load_v_nominal_V, _Patch())["target"]
+    print(f"aidi:     completed at {r.t_end_s:.4f} s, {r.tally.power_cycles} power cycles, boots at "
+          f"{[0.0] + [round(e.t_end, 4) for e in events if e.outcome == 'power_good']} s, brown-outs at "
+          f"{[round(e.t_end, 4) for e in events if e.outcome in ('brownout', 'lost')]} s")
+    print(f"shepherd: completed at {tg.done_t:.4f} s, {len(tg.on_t)} power cycles, boots at "
+          f"{[round(t, 4) for t in tg.on_t]} s, brown-outs at {[round(t, 4) for t in tg.off_t]} s")
