@@ -135,6 +135,17 @@ def test_walk_ranked_is_exact_totals_then_walk_design(net):
         assert np.array_equal(costs[off[q]:off[q + 1]], uc)
 
 
+@pytest.mark.parametrize("shape,channels,tied", [((16, 30, 30), 3, False), ((8, 1, 1), 8, True), ((10, 1, 1), 8, False),
+                                                 ((24, 12, 18), 24, True)])
+def test_tile_grid_is_every_divisor_tile_in_loop_order(shape, channels, tied):
+    from aidi.models.design_search import _tile_grid_cached, divisors
+
+    m, ho, wo = shape
+    want = [(tr, tc, tm, tm if tied else tn) for tm in divisors(m) for tn in ([0] if tied else divisors(channels))
+            for tr in divisors(ho) for tc in divisors(wo)]
+    assert _tile_grid_cached.__wrapped__(shape, channels, tied).tolist() == [list(t) for t in want]
+
+
 def test_bench_explore_row_times_the_explore_search():
     from aidi.analysis.bench import bench_explore, explore_setup
     from aidi.models.design_search import optimize_designs
