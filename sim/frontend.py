@@ -113,7 +113,8 @@ class Frontend:
         """Power (W) into the storage of a harvester at (V_in, I_in) (arrays): shepherd's ``calc_inp_power`` for
         IV samples.  The input drop comes off V, V and I are clipped to V_input_max and I_input_max; with a boost,
         V below its threshold harvests nothing and the rest is times the input LUT.  Without a boost the diode's
-        drop is all (the storage is assumed below V_in - drop: shepherd then harvests nothing)."""
+        drop is all, with the storage taken below V_in - drop (above it, shepherd's model puts I_in in at the
+        storage's own voltage instead)."""
         v = np.maximum(np.asarray(v_V, dtype=np.float64), 0.0)
         i = np.minimum(np.maximum(np.asarray(i_A, dtype=np.float64), 0.0), self.i_input_max)
         v = np.minimum(np.maximum(v - self.v_input_drop, 0.0), self.v_input_max)
