@@ -210,14 +210,16 @@ Q15_TEST_IMAGES = 500
 
 def confirm(toml_path: Path, oracle_latency: float | None, module, data) -> dict:
     """Re-simulate a written candidate with the SimPy model under its scenario file's designs (feasibility as
-    a user would see it); its float accuracy on the run's test split and its Q15 accuracy on the first
-    :data:`Q15_TEST_IMAGES` of it (``module`` = the saved weights; the file's data set is not reloaded: a
-    folder data set's full test split takes minutes in Q15)."""
+    a user would see it; a run that cannot progress is not completed, ``des_note`` says why); its float
+    accuracy on the run's test split and its Q15 accuracy on the first :data:`Q15_TEST_IMAGES` of it
+    (``module`` = the saved weights; the file's data set is not reloaded: a folder data set's full test
+    split takes minutes in Q15)."""
     from aidi.models import hardware, q15
     from aidi.models import net as mnet
     from aidi.models.layers import parse_network
     from aidi.models.nas.supernet import module_accuracy
     from aidi.sim import des
+    from aidi.sim.dispatch import NonProgressError
 
     from . import pipeline
 
@@ -229,11 +231,15 @@ def confirm(toml_path: Path, oracle_latency: float | None, module, data) -> dict
         hw = hardware.compose(sc, qm)
     except ValueError as exc:
         raise UserError(f"{toml_path.name}: {str(exc).splitlines()[0]}") from None
-    res, _ = des.simulate(hw.work, sc.power, hw.segments, sc.sim)
+    note = None
+    try:
+        res, _ = des.simulate(hw.work, sc.power, hw.segments, sc.sim)
+    except NonProgressError as exc:  # e.g. a baseline's pinned designs: a unit that can never start
+        res, note = {"completed": False, "latency_s": None, "power_cycles": None}, str(exc).splitlines()[0]
     req = sc.sim.deadline_s
     lat = res["latency_s"]
     return {"scenario": str(toml_path), "des_completed": bool(res["completed"]), "des_latency_s": lat,
-            "des_power_cycles": res["power_cycles"],
+            "des_power_cycles": res["power_cycles"], "des_note": note,
             "des_meets_requirement": bool(res["completed"] and (req is None or lat <= req)),
             "des_matches_oracle": bool(oracle_latency is not None and lat is not None
                                        and abs(lat - oracle_latency) <= 1e-9 * max(1.0, abs(lat))),

@@ -180,6 +180,7 @@ def test_each_phase_opens_one_more_dimension():
         sn.sandwich("width-first", np.random.default_rng(0), 1)
 
 
+@pytest.mark.slow
 def test_training_is_seeded_cached_and_sorts_before_expand_and_width(private_cache, data, trained):
     hist = trained.meta["history"]
     assert list(hist) == list(MB_PHASES) and not trained.meta["cached"]
@@ -211,6 +212,7 @@ def test_dispatch_by_space(data):
 
 
 # --------------------------------------------------------------------------- extraction, Q15 and C
+@pytest.mark.slow
 def test_an_extracted_residual_member_equals_the_supernets_forward(trained, data):
     assert RESIDUAL.residual_blocks() == 3 and SPACE.contains(RESIDUAL)
     xc = S.calibration_images(data)
@@ -273,5 +275,7 @@ def test_aidi_nas_compare_space_mbconv_runs_every_method_on_the_space(tmp_path, 
         if r.get("arch_spec") is not None:
             assert sp.contains(MbArch.from_dict(r["arch_spec"])), r["method"]
             assert any(d["type"] == "dwconv" for d in r["layers"])
+            # judged by SimPy: a deployment that cannot progress (e.g. pinned iNAS designs) misses, with the reason
+            assert r["meets"] <= r["des_completed"] and (r["des_completed"] or r["des_note"])
     for m in ("ours", "hwnas"):
         assert rows[m]["supernet_s"] == s["supernet_charged_s"] > 0
