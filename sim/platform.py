@@ -15,6 +15,10 @@ Software (CPU) kernel costs of the on-chip preset (:class:`SoftwareCosts`,
 ``Platform.cpu_sw``) describe what the emitted portable-C runtime does, operation
 by operation, and are fitted to mspdebug cycle counts of that firmware (see
 :func:`aidi.models.cost_calibration.fit_software_costs` and ``tests/test_calibration_mspdebug.py``).
+
+A board's own constants live in a platform file (:func:`load_platform_file`: a base preset plus the
+constants measured on the board, which ``aidi calibrate`` fits from the microbench's counts and an
+EnergyTrace recording); a scenario names it as ``[device] platform = "my-board.toml"``.
 """
 
 from __future__ import annotations
