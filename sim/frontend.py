@@ -27,7 +27,9 @@ How aidi uses a preset
   capacitor gives I * V_out / eta_out(I), eta_out from the output LUT at that current (:func:`loads`, per unit,
   and per boot, sleep and dispatch phase).  ``PowerConfig.converter_efficiency`` is eta_out at the platform's
   active current (the loader sets it): every consumer of that scalar (check, the design search, the NAS's
-  budgets) sees the buck at the MCU's own operating point.  A load whose current falls in another LUT bin
+  budgets) sees the buck at the MCU's own operating point.  Those consumers still take the loads at the
+  platform's nominal 3.0 V (a conservative V_nominal / V_out more energy per unit); the engines and the latency
+  bound take them through :func:`loads`.  A load whose current falls in another LUT bin
   draws exactly its own I V_out / eta_out(I); its category then holds its extra loss (eta_ref / eta - 1).
   Without a buck (BQ25504, diode+capacitor, direct) the MCU sits on the capacitor: efficiency 1, the
   platform's powers as they are.
