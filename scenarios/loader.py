@@ -19,7 +19,7 @@ from typing import Any
 from aidi.sim import harvesters
 from aidi.sim.config import DEFAULT_DISPATCH, PowerConfig, SimConfig
 from aidi.sim.platform import DEFAULT_BACKEND
-from aidi.sim.platform import PLATFORMS, Platform, get_platform
+from aidi.sim.platform import BOARDS, PLACEMENTS, PLATFORMS, Board, Platform, get_platform
 
 SHIPPED_DIR = Path(__file__).parent
 
@@ -30,12 +30,20 @@ class ScenarioError(ValueError):
 
 @dataclass(frozen=True)
 class DeviceSpec:
+    """``[device]``: the platform preset, its clock and SRAM budget, the board around it (a preset of
+    :data:`aidi.sim.platform.BOARDS`, its currents overridable) and where weights and activations live
+    ("fram": on-chip, "spi-fram": the board's external SPI FRAM)."""
+
     platform: str = "msp430fr5994"
     mclk_hz: float | None = None
     sram_budget_bytes: int = 4096
+    board: Board = BOARDS["none"]
+    weights: str = "fram"
+    activations: str = "fram"
 
     def make_platform(self) -> Platform:
-        return get_platform(self.platform, self.mclk_hz)
+        return get_platform(self.platform, self.mclk_hz).with_board(self.board, weights=self.weights,
+                                                                    activations=self.activations)
 
 
 @dataclass(frozen=True)
@@ -150,6 +158,8 @@ LIMITS: dict[str, tuple[float, float]] = {
     "power.v_max": (0.1, 60.0),
     "power.v_initial": (0.0, 60.0),
     "power.leakage_A": (0.0, 1.0),             # A
+    "device.board_active_A": (0.0, 1.0),       # A
+    "device.board_sleep_A": (0.0, 1.0),        # A
     "harvester.power_W": (0.0, harvesters.MAX_POWER_W),  # W: 100 W, the bound on every trace's power too
     "harvester.v_source": (0.1, 60.0),         # V
     "harvester.r_ohm": (1.0, 1e9),             # ohm: 1 ohm .. 1 Gohm
@@ -170,7 +180,8 @@ LIMITS: dict[str, tuple[float, float]] = {
 _ALLOWED = {
     "name": None,
     "description": None,
-    "device": {"platform", "mclk_hz", "sram_budget_bytes"},
+    "device": {"platform", "mclk_hz", "sram_budget_bytes", "board", "board_active_A", "board_sleep_A", "weights",
+               "activations"},
     "power": {"capacitor_F", "v_on", "v_off", "v_max", "leakage_A", "v_initial", "converter_efficiency"},
     "harvester": {"kind", "power_W", "v_source", "r_ohm", "file", "repeat", "efficiency", "area_cm2",
                   "cell_efficiency", "start_hour", "step_s", "hours", "window_s", "algorithm", "gaps",
@@ -263,6 +274,7 @@ def parse(raw: dict, path: Path) -> Scenario:
         mclk_hz=r.get("device", "mclk_hz", None, lo=0.0, lo_open=True, hi=16e6),
         sram_budget_bytes=r.get("device", "sram_budget_bytes", 4096, "int", lo=0, lo_open=True,
                                 hi=PLATFORMS[platform].sram_bytes),
+        **_board_keys(r, platform),
     )
 
     cap = r.get("power", "capacitor_F", kind="float", lo=0.0, lo_open=True)
@@ -274,11 +286,13 @@ def parse(raw: dict, path: Path) -> Scenario:
     if v_max < v_on:
         r.fail("power.v_max", f"must be >= power.v_on ({v_on:g} V), got {v_max:g} V")
     v_init = r.get("power", "v_initial", 0.0, kind="float", lo=0.0, hi=v_max)
+    board_sleep = device.board.sleep_A
     power = PowerConfig(
         capacitor_F=cap, v_on=v_on, v_off=v_off, v_max=v_max,
-        leakage_A=r.get("power", "leakage_A", 0.0, lo=0.0),
+        leakage_A=r.get("power", "leakage_A", 0.0, lo=0.0) + board_sleep,
         v_initial=v_init,
         converter_efficiency=r.get("power", "converter_efficiency", 1.0, lo=0.0, lo_open=True, hi=1.0),
+        board_sleep_A=board_sleep,
     )
 
     if "harvester" not in raw:
@@ -397,6 +411,29 @@ def parse(raw: dict, path: Path) -> Scenario:
     name = raw.get("name", path.stem)
     return Scenario(path=path, name=str(name), description=str(raw.get("description", "")), device=device,
                     power=power, harvester=harvester, model=model, execution=execution, sim=sim, raw=raw)
+
+
+def _board_keys(r: _Reader, platform: str) -> dict:
+    """``[device] board`` (a preset of :data:`aidi.sim.platform.BOARDS`, default "none"), ``board_active_A`` /
+    ``board_sleep_A`` (override the preset's currents), ``weights`` / ``activations`` ("fram" | "spi-fram")."""
+    name = r.get("device", "board", "none", "str")
+    if name not in BOARDS:
+        r.fail("device.board", f"unknown board preset {name!r}{did_you_mean(name, BOARDS)} (known: {', '.join(BOARDS)})")
+    board = BOARDS[name]
+    board = replace(board, active_A=r.get("device", "board_active_A", board.active_A, lo=0.0),
+                    sleep_A=r.get("device", "board_sleep_A", board.sleep_A, lo=0.0))
+    out = {"board": board}
+    for key in ("weights", "activations"):
+        where = r.get("device", key, "fram", "str")
+        if where not in PLACEMENTS:
+            r.fail(f"device.{key}", f"unknown placement {where!r}{did_you_mean(where, PLACEMENTS)} "
+                                    f"(known: {', '.join(PLACEMENTS)})")
+        out[key] = where
+    try:
+        get_platform(platform).with_board(board, weights=out["weights"], activations=out["activations"])
+    except ValueError as exc:
+        r.fail("device." + str(exc).split(":", 1)[0], str(exc).split(": ", 1)[1])
+    return out
 
 
 TILE_KEYS = ("Tr", "Tc", "Tm", "Tn")

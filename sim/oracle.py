@@ -476,7 +476,8 @@ class Batch:
 
     @property
     def consumed_J(self) -> np.ndarray:
-        return self._f("consumed")
+        """Energy consumed (J), the board's sleep current included (as :meth:`RunRecord.as_json` counts it)."""
+        return self._f("consumed") + self._f("leaked") * self.power.board_share
 
     def error(self, w: int) -> NonProgressError | None:
         """The NonProgressError workload w raises alone, or None."""

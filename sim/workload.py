@@ -16,9 +16,13 @@ from .dispatch import NonProgressError, PhaseCosts  # noqa: F401  (NonProgressEr
 from .platform import Platform
 from .taskgraph import UNIT_CATEGORIES, TaskGraph
 
+#: the columns of :attr:`Workload.energy_J`: a unit's own categories, then "board" (the board's active draw while
+#: the unit runs, :attr:`aidi.sim.platform.Platform.board_active_W`)
+WORK_CATEGORIES = UNIT_CATEGORIES + ("board",)
 #: energy categories reported in ``energy_J.by_category``; their sum is ``consumed``
-#: ("wait": energy_aware dispatch's voltage measurements, LPM3 threshold waits and wake-ups)
-CATEGORIES = UNIT_CATEGORIES + ("restore", "reexecution", "sleep", "unfinished", "wait", "converter_loss")
+#: ("wait": energy_aware dispatch's voltage measurements, LPM3 threshold waits and wake-ups; "board" also holds
+#: the board's sleep current drawn from the capacitor, PowerConfig.board_sleep_A)
+CATEGORIES = WORK_CATEGORIES + ("restore", "reexecution", "sleep", "unfinished", "wait", "converter_loss")
 
 
 STUCK_BOOT = ("the boot failed twice from a full capacitor under a constant source: "
@@ -40,7 +44,9 @@ def stuck_wait(name: str) -> str:
 class Workload:
     """A task graph flattened for the engines.
 
-    durations_s[i], energy_J[i, k] (k over UNIT_CATEGORIES, at the MCU), power_W[i] = E_i / d_i.
+    durations_s[i], energy_J[i, k] (k over WORK_CATEGORIES, at the MCU), power_W[i] = E_i / d_i.
+    An ``energy_J`` given with the UNIT_CATEGORIES columns only gets the "board" column appended:
+    ``board_W * durations_s`` (board_W: the board's draw besides the MCU while a unit runs, W).
     """
 
     names: list[str]
@@ -58,6 +64,13 @@ class Workload:
     wait_W: float = 0.0
     wake_s: float = 0.0
     wake_W: float = 0.0
+    board_W: float = 0.0
+
+    def __post_init__(self):
+        e = np.asarray(self.energy_J, dtype=np.float64)
+        if e.ndim == 2 and e.shape[1] == len(UNIT_CATEGORIES):
+            e = np.hstack([e, (self.board_W * np.asarray(self.durations_s, dtype=np.float64))[:, None]])
+        object.__setattr__(self, "energy_J", e)
 
     @classmethod
     def from_graph(cls, graph: TaskGraph, platform: Platform) -> "Workload":
@@ -80,6 +93,7 @@ class Workload:
             wait_W=platform.wait_power_W,
             wake_s=platform.wake_s,
             wake_W=platform.active_power_W,
+            board_W=platform.board_active_W,
         )
 
     @property
@@ -196,7 +210,7 @@ class Tally:
         """Add the energy of completed units i0..i1-1 by category and by layer (prefix sums: O(layers))."""
         cum, cum_total, runs, firsts = work.prefix_sums()
         c1, c0, by_cat = cum[i1], cum[i0], self.by_category
-        for k, cat in enumerate(UNIT_CATEGORIES):
+        for k, cat in enumerate(WORK_CATEGORIES):
             by_cat[cat] += c1[k] - c0[k]
         by_layer = self.by_layer
         for r in range(bisect_right(firsts, i0) - 1, len(runs)):  # the layer runs that overlap [i0, i1)
@@ -246,13 +260,14 @@ class RunRecord:
     deadline_s: float | None = None
     output: tuple | None = None
     output_matches_reference: bool | None = None
+    board_share: float = 0.0  #: PowerConfig.board_share: the board's part of the tallied leakage
 
     @classmethod
     def of(cls, tally: Tally, power: PowerConfig, v_final: float, t_end: float, completed: bool, reason: str,
            engine: str, work: Workload, sim: SimConfig) -> "RunRecord":
         """The record of a run that ended at ``t_end`` (s) with V = ``v_final`` (V), tallied in ``tally``."""
         return cls(engine, completed, reason, t_end, v_final, sim.inferences, len(work), sim.dispatch, tally,
-                   power.capacitor_F, power.v_initial, sim.deadline_s)
+                   power.capacitor_F, power.v_initial, sim.deadline_s, board_share=power.board_share)
 
     @property
     def latency_s(self) -> float | None:
@@ -263,8 +278,12 @@ class RunRecord:
         """The JSON contract of ``aidi run --json``."""
         tally = self.tally
         cats = {k: float(v) for k, v in tally.by_category.items()}
+        # the board's sleep current is part of the capacitor's constant-current drain: consumed, not leaked
+        board_sleep = tally.leaked * self.board_share
+        cats["board"] = cats.get("board", 0.0) + board_sleep
+        consumed, leaked = tally.consumed + board_sleep, tally.leaked - board_sleep
         mcu_side = sum(v for k, v in cats.items() if k != "converter_loss")
-        cats["converter_loss"] = tally.consumed - mcu_side
+        cats["converter_loss"] = consumed - mcu_side
         completed, t_end = self.completed, self.t_end_s
         lat = tally.latencies[-1][1] if completed and tally.latencies else None
         out = {
@@ -291,10 +310,10 @@ class RunRecord:
             "measurements": tally.measurements,
             "energy_J": {
                 "harvested": tally.harvested,
-                "consumed": tally.consumed,
+                "consumed": consumed,
                 "stored_initial": 0.5 * self.capacitor_F * self.v_initial**2,
                 "stored_final": 0.5 * self.capacitor_F * self.v_final**2,
-                "leaked": tally.leaked,
+                "leaked": leaked,
                 "clipped": tally.clipped,
                 "by_category": cats,
                 "by_layer": {str(k): float(v) for k, v in sorted(tally.by_layer.items())},

@@ -22,6 +22,7 @@ from ..layers import LayerGeom
 from ..ops import ADD, BY_CODE, DWCONV, MAXPOOL
 from ..runtime_sram import ALIGN, RUNTIME_STATE_BYTES, STACK_BYTES
 from .software import ADD_ELEM_TAPS
+from .spi import SPI_SLOTS, add_spi, spi_vector
 from .tables import CostTables
 
 #: op codes of geom_vector (the rows of :data:`aidi.models.ops.OPS` by code)
@@ -42,11 +43,13 @@ SW0 = 28
  S_IN_PAD_ROW, S_IN_WORD, S_IN_PAD_WORD, S_W_FILTER, S_W_WORD, S_ACC_INIT, S_OUTPUT, S_IO_CHANNEL, S_PSUM_EVENT,
  S_PSUM_WORD, S_VERSION_DIV, S_ACC_ELEM, S_ACC_CHANNEL, S_KERNEL_ROW, S_MAC, S_TILE_ROW, S_POOL_OUT, S_AVG_DIV,
  S_MAX_TAP, S_AVG_TAP) = range(SW0, SW0 + len(SW_FIELDS))
+SPI0 = SW0 + len(SW_FIELDS)  # the placement and SPI FRAM constants (:func:`aidi.models.costs.spi.spi_vector`)
 
 
 def platform_vector(p: Platform) -> np.ndarray:
     """The primitives of ``p`` as the float vector the compiled builders read (slots above)."""
-    v = np.full(SW0 + len(SW_FIELDS), np.nan)
+    v = np.full(SPI0 + SPI_SLOTS, np.nan)
+    v[SPI0:] = spi_vector(p)
     v[EPC] = p.energy_per_cycle_J
     for base, cyc, en in ((DMA_R, p.dma_read_cycles, p.dma_read_energy), (DMA_W, p.dma_write_cycles,
                                                                           p.dma_write_energy),
@@ -62,7 +65,7 @@ def platform_vector(p: Platform) -> np.ndarray:
         v[slot] = np.nan if e is None else e
     v[COMMIT_WORDS] = p.commit_words
     if p.cpu_sw is not None:
-        v[SW0:] = [getattr(p.cpu_sw, f) for f in SW_FIELDS]
+        v[SW0:SPI0] = [getattr(p.cpu_sw, f) for f in SW_FIELDS]
     return v
 
 
@@ -428,6 +431,8 @@ def build_tables(gv, pv, tr_, tc_, tm_, tn_, lea_backend, software):
     else:
         by_in = np.zeros((xn, rt, ct, 2))
         by_w = np.zeros((mt, wn, 2))
+    if pv[SPI0] > 0 or pv[SPI0 + 1] > 0:  # tensors in the external SPI FRAM
+        add_spi(gv, pv[SPI0:], tm, tn, r0, tr, c0, tc, inp, wgt, bias, out, prd, pwr)
     vdiv = np.zeros(2)
     lstart = np.zeros(2)
     if software:
@@ -532,7 +537,8 @@ def _box_sum(pv, base, nch, rows, cols, h, w, wpe, out):
 @njit(cache=True)
 def lower_bound_closed(gv, pv, tr_, tc_, tm_, tn_, lea_backend, software):
     """:func:`aidi.models.costs.tables.lower_bound` of the tables :func:`build_tables` would build, from per-axis sums only
-    (O(tiles along each axis), no per-tile table): ``(lb [cycles, energy], commit [cycles, energy])``."""
+    (O(tiles along each axis), no per-tile table): ``(lb [cycles, energy], commit [cycles, energy])``.  The SPI
+    transfers of externally placed tensors (:mod:`.spi`) are left out: still a lower bound, a looser one."""
     op, C, H, W, M, Ho, Wo, kh, kw, s, pad, relu = (gv[0], gv[1], gv[2], gv[3], gv[4], gv[5], gv[6], gv[7], gv[8],
                                                      gv[9], gv[10], gv[11])
     s_w, pad_l, nin = gv[12], gv[13], gv[14]
