@@ -45,8 +45,9 @@ class Workload:
     """A task graph flattened for the engines.
 
     durations_s[i], energy_J[i, k] (k over WORK_CATEGORIES, at the MCU), power_W[i] = E_i / d_i.
-    An ``energy_J`` given with the UNIT_CATEGORIES columns only gets the "board" column appended:
-    ``board_W * durations_s`` (board_W: the board's draw besides the MCU while a unit runs, W).
+    With a board (``board_W`` > 0: its draw besides the MCU while a unit runs, W), an ``energy_J`` given with the
+    UNIT_CATEGORIES columns only gets the "board" column appended: ``board_W * durations_s``; without, it may
+    keep those columns only (the engines read as many columns as there are).
     """
 
     names: list[str]
@@ -68,7 +69,7 @@ class Workload:
 
     def __post_init__(self):
         e = np.asarray(self.energy_J, dtype=np.float64)
-        if e.ndim == 2 and e.shape[1] == len(UNIT_CATEGORIES):
+        if self.board_W != 0.0 and e.ndim == 2 and e.shape[1] == len(UNIT_CATEGORIES):
             e = np.hstack([e, (self.board_W * np.asarray(self.durations_s, dtype=np.float64))[:, None]])
         object.__setattr__(self, "energy_J", e)
 
@@ -210,8 +211,8 @@ class Tally:
         """Add the energy of completed units i0..i1-1 by category and by layer (prefix sums: O(layers))."""
         cum, cum_total, runs, firsts = work.prefix_sums()
         c1, c0, by_cat = cum[i1], cum[i0], self.by_category
-        for k, cat in enumerate(WORK_CATEGORIES):
-            by_cat[cat] += c1[k] - c0[k]
+        for k in range(len(c1)):
+            by_cat[WORK_CATEGORIES[k]] += c1[k] - c0[k]
         by_layer = self.by_layer
         for r in range(bisect_right(firsts, i0) - 1, len(runs)):  # the layer runs that overlap [i0, i1)
             layer, a, b = runs[r]

@@ -138,7 +138,7 @@ def test_board_sleep_current_is_the_leakage_it_adds_reported_as_board(case, i_bo
 
 
 @settings(max_examples=50, deadline=None)
-@given(scenarios(), st.floats(0.0, 0.5))
+@given(scenarios(), st.floats(0.01, 0.5))
 def test_board_active_draw_is_part_of_each_unit(case, frac):
     """A unit's board column is board_W x its duration; the run equals the same units with that energy booked as
     compute (same trajectory, energy moved from compute to board)."""
@@ -230,3 +230,21 @@ def test_published_comparison_breakdown():
         # the board's energy: the SPI FRAM's standby (and the LaunchPad's 0 A) over the units' time
         unit_s = c["compute"] + c["data_movement"] + c["preservation"]
         assert row["energy_J"]["board"] == pytest.approx(I_STANDBY * V * unit_s, rel=1e-9)
+
+
+def test_check_bound_holds_with_a_board(tmp_path):
+    """`aidi check` on an intermittent scenario with a board: its bound covers the simulated latency, and a board
+    that draws more (active and sleep) makes both longer than without one."""
+    base = (loader.SHIPPED_DIR / "weak-source.toml").read_text()
+    out = {}
+    for name, extra in (("none", ""), ("board", "board_active_A = 1e-4\nboard_sleep_A = 2e-6\n")):
+        path = tmp_path / f"{name}.toml"
+        path.write_text(base + "\n[device]\n" + extra)
+        r = runner.invoke(app, ["check", str(path), "--json"])
+        assert r.exit_code in (0, 1), r.output
+        out[name] = json.loads(r.stdout)
+    for res in out.values():
+        assert res["latency_bound_s"] is not None, res["latency_bound"]
+        assert res["latency_bound_s"] >= res["harvester"]["latency_s"] * (1 - 1e-12)
+    assert out["board"]["latency_bound_s"] > out["none"]["latency_bound_s"]
+    assert out["board"]["harvester"]["latency_s"] > out["none"]["harvester"]["latency_s"]

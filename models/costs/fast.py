@@ -22,7 +22,7 @@ from ..layers import LayerGeom
 from ..ops import ADD, BY_CODE, DWCONV, MAXPOOL
 from ..runtime_sram import ALIGN, RUNTIME_STATE_BYTES, STACK_BYTES
 from .software import ADD_ELEM_TAPS
-from .spi import SPI_SLOTS, add_spi, spi_vector
+from .spi import SPI_SLOTS, add_spi, box_blocks, spi_vector, valid_span
 from .tables import CostTables
 
 #: op codes of geom_vector (the rows of :data:`aidi.models.ops.OPS` by code)
@@ -125,12 +125,7 @@ def _axis(dim, t):
 @njit(cache=True)
 def _box(pv, base, nch, nrows, ncols, h, w, wpe, out):
     """dma_box: blocks x DMA(length x wpe) of a CHW box -> out."""
-    if ncols < w:
-        blocks, length = nch * nrows, ncols
-    elif nrows < h:
-        blocks, length = nch, nrows * w
-    else:
-        blocks, length = 1, nch * h * w
+    blocks, length = box_blocks(nch, nrows, ncols, h, w)
     _dma(pv, base, length * wpe, out)
     out[0] *= blocks
     out[1] *= blocks
@@ -326,11 +321,9 @@ def build_tables(gv, pv, tr_, tc_, tm_, tn_, lea_backend, software):
         a7 = _cpu(pv, C_ADD, E_ADD, 7)
         m5 = _cpu(pv, C_MUL, E_MUL, 5)
         for r in range(rt):
-            y0 = r0[r] * s - pad
-            rows = min(y0 + (tr[r] - 1) * s + kh, H) - max(y0, 0)
+            rows = valid_span(r0[r], tr[r], s, kh, pad, H)
             for c in range(ct):
-                x0 = c0[c] * s_w - pad_l
-                cols = min(x0 + (tc[c] - 1) * s_w + kw, W) - max(x0, 0)
+                cols = valid_span(c0[c], tc[c], s_w, kw, pad_l, W)
                 for x in range(xn):
                     _box(pv, DMA_R, tm[x] if tied else tn[x], rows, cols, H, W, 1, tmp)
                     inp[x, r, c, 0] = nin * (tmp[0] + a7[0] + m5[0])

@@ -69,16 +69,30 @@ def _transfers(sv, blocks, length, write, out, k):
 
 
 @njit(cache=True)
+def box_blocks(nch, nrows, ncols, h, w):
+    """(contiguous blocks, elements per block) of a CHW box of ``nch`` channels x ``nrows`` x ``ncols`` in an
+    ``h`` x ``w`` plane: :func:`.lea_dma.box_blocks` for scalars, compiled."""
+    if ncols < w:
+        return nch * nrows, ncols
+    if nrows < h:
+        return nch, nrows * w
+    return 1, nch * h * w
+
+
+@njit(cache=True)
+def valid_span(t0, t, s, k, pad, dim):
+    """Input rows (columns) inside the unpadded ``dim`` that the output tile of ``t`` rows from ``t0`` reads
+    (stride ``s``, kernel ``k``, ``pad`` leading zeros): :func:`.lea_dma.input_rows_cols` for scalars."""
+    y0 = t0 * s - pad
+    return min(y0 + (t - 1) * s + k, dim) - max(y0, 0)
+
+
+@njit(cache=True)
 def _box(sv, nch, nrows, ncols, h, w, wpe, write, out, k):
-    """SPI transfers of a CHW box, block by block (:func:`.lea_dma.box_blocks`), ``wpe`` words per element."""
+    """SPI transfers of a CHW box, block by block (:func:`box_blocks`), ``wpe`` words per element."""
     if nch <= 0 or nrows <= 0 or ncols <= 0:
         return
-    if ncols < w:
-        blocks, length = nch * nrows, ncols
-    elif nrows < h:
-        blocks, length = nch, nrows * w
-    else:
-        blocks, length = 1, nch * h * w
+    blocks, length = box_blocks(nch, nrows, ncols, h, w)
     _transfers(sv, blocks, length * wpe, write, out, k)
 
 
@@ -95,11 +109,9 @@ def add_spi(gv, sv, tm, tn, r0, tr, c0, tc, inp, wgt, bias, out, prd, pwr):
     mt, nt, rt, ct = tm.shape[0], tn.shape[0], tr.shape[0], tc.shape[0]
     if sv[ACT] > 0:
         for r in range(rt):
-            y0 = r0[r] * s - pad
-            rows = min(y0 + (tr[r] - 1) * s + kh, H) - max(y0, 0)
+            rows = valid_span(r0[r], tr[r], s, kh, pad, H)
             for c in range(ct):
-                x0 = c0[c] * s_w - pad_l
-                cols = min(x0 + (tc[c] - 1) * s_w + kw, W) - max(x0, 0)
+                cols = valid_span(c0[c], tc[c], s_w, kw, pad_l, W)
                 for x in range(inp.shape[0]):
                     _box(sv, tm[x] if tied else tn[x], rows, cols, H, W, 1, False, inp[x, r, c], nin)
         for m in range(mt):
