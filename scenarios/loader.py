@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from aidi.sim import frontend as frontends
 from aidi.sim import harvesters
 from aidi.sim.config import DEFAULT_DISPATCH, PowerConfig, SimConfig
 from aidi.sim.platform import DEFAULT_BACKEND
@@ -64,8 +65,27 @@ class HarvesterSpec:
     algorithm: str | None = None  # shepherd: shepherd-core's virtual harvester for an ivcurve recording
     gaps: str = "error"  # shepherd: a hole in the recording's time stamps is an error, or "zero" (no harvest)
     p_min_W: float | None = None  # a time-varying source's guaranteed minimum (W, before efficiency), aidi check
+    frontend: str | None = None  # [power] frontend: the segments enter the capacitor through its input converter
+    v_input_V: float | None = None  # [power] v_input_V: the operating voltage of a source that gives none (V)
 
     def segments(self) -> harvesters.Segments:
+        """The harvester's segments as they enter the capacitor (through ``[power] frontend``'s input converter,
+        :func:`aidi.sim.frontend.through`, when there is one).  Raises TraceError or FrontendError (ValueErrors
+        with one-line messages)."""
+        if self.frontend is None:
+            return self._raw_segments()
+        fe = frontends.preset(self.frontend)
+        if self.kind == "shepherd":  # per sample: read once at the harvester, once through the converter
+            raw = self._raw_segments()
+            cap = harvesters.read_shepherd(self.file, self.efficiency, self.repeat, self.window_s, self.algorithm,
+                                           self.gaps, input_power=fe.input_power)
+            return replace(cap, raw_p=raw.seg_p)
+        if self.kind == "trace":
+            return frontends.through(fe, harvesters.read_trace(self.file, self.efficiency, self.repeat,
+                                                               input_power=fe.input_power), self.v_input_V)
+        return frontends.through(fe, self._raw_segments(), self.v_input_V)
+
+    def _raw_segments(self) -> harvesters.Segments:
         if self.kind == "constant":
             return harvesters.constant(self.power_W, self.efficiency)
         if self.kind == "thevenin":
@@ -182,7 +202,8 @@ _ALLOWED = {
     "description": None,
     "device": {"platform", "mclk_hz", "sram_budget_bytes", "board", "board_active_A", "board_sleep_A", "weights",
                "activations"},
-    "power": {"capacitor_F", "v_on", "v_off", "v_max", "leakage_A", "v_initial", "converter_efficiency"},
+    "power": {"capacitor_F", "v_on", "v_off", "v_max", "leakage_A", "v_initial", "converter_efficiency", "frontend",
+              "v_input_V"},
     "harvester": {"kind", "power_W", "v_source", "r_ohm", "file", "repeat", "efficiency", "area_cm2",
                   "cell_efficiency", "start_hour", "step_s", "hours", "window_s", "algorithm", "gaps",
                   "p_min_W"},
@@ -277,23 +298,42 @@ def parse(raw: dict, path: Path) -> Scenario:
         **_board_keys(r, platform),
     )
 
-    cap = r.get("power", "capacitor_F", kind="float", lo=0.0, lo_open=True)
-    v_off = r.get("power", "v_off", kind="float", lo=0.0, lo_open=True)
-    v_on = r.get("power", "v_on", kind="float", lo=0.0, lo_open=True)
+    fe_name = r.get("power", "frontend", None, "str")
+    fe = None
+    if fe_name is not None:
+        try:
+            fe = frontends.preset(fe_name)
+        except frontends.FrontendError as exc:
+            raise ScenarioError(f"{r.where}: {exc}") from None
+        if "converter_efficiency" in raw.get("power", {}):
+            r.fail("power.converter_efficiency", f"not with power.frontend: the {fe_name} preset's output LUT gives "
+                                                 "the converter's efficiency")
+        if fe.capacitor_F is None and "capacitor_F" not in raw.get("power", {}):
+            r.fail("power.capacitor_F", f"missing: the {fe_name} front end has no storage of its own")
+    cap = r.get("power", "capacitor_F", fe.capacitor_F if fe else ..., kind="float", lo=0.0, lo_open=True)
+    v_off = r.get("power", "v_off", fe.v_off if fe else ..., kind="float", lo=0.0, lo_open=True)
+    v_on = r.get("power", "v_on", fe.v_on if fe else ..., kind="float", lo=0.0, lo_open=True)
     if v_on <= v_off:
         r.fail("power.v_on", f"must be > power.v_off ({v_off:g} V), got {v_on:g} V")
-    v_max = r.get("power", "v_max", max(v_on, 3.6), kind="float")
+    v_max = r.get("power", "v_max", max(v_on, fe.v_max if fe else 3.6), kind="float")
     if v_max < v_on:
         r.fail("power.v_max", f"must be >= power.v_on ({v_on:g} V), got {v_max:g} V")
-    v_init = r.get("power", "v_initial", 0.0, kind="float", lo=0.0, hi=v_max)
+    v_init = r.get("power", "v_initial", min(fe.v_initial, v_max) if fe else 0.0, kind="float", lo=0.0, hi=v_max)
+    plat = device.make_platform()
     board_sleep = device.board.sleep_A
     power = PowerConfig(
         capacitor_F=cap, v_on=v_on, v_off=v_off, v_max=v_max,
-        leakage_A=r.get("power", "leakage_A", 0.0, lo=0.0) + board_sleep,
+        leakage_A=r.get("power", "leakage_A", fe.leakage_A(v_on, v_off) if fe else 0.0, lo=0.0) + board_sleep,
         v_initial=v_init,
-        converter_efficiency=r.get("power", "converter_efficiency", 1.0, lo=0.0, lo_open=True, hi=1.0),
+        converter_efficiency=(frontends.reference_efficiency(fe, plat.active_power_W, plat.v_nominal) if fe else
+                              r.get("power", "converter_efficiency", 1.0, lo=0.0, lo_open=True, hi=1.0)),
+        frontend=fe_name,
+        v_input_V=r.get("power", "v_input_V", None, lo=0.0, lo_open=True),
+        load_v_nominal_V=plat.v_nominal,
         board_sleep_A=board_sleep,
     )
+    if power.v_input_V is not None and fe is None:
+        r.fail("power.v_input_V", "only with power.frontend (the harvester's operating voltage at its input)")
 
     if "harvester" not in raw:
         r.fail("harvester", "missing section")
@@ -340,7 +380,13 @@ def parse(raw: dict, path: Path) -> Scenario:
                                         "minimum comes from its model")
     else:
         hk["p_min_W"] = r.get("harvester", "p_min_W", None, lo=0.0, lo_open=True)
+    hk["frontend"], hk["v_input_V"] = fe_name, power.v_input_V
     harvester = HarvesterSpec(**hk)
+    if fe is not None and kind in ("constant", "thevenin"):  # no file to read: the front end's range checked now
+        try:
+            frontends.through(fe, harvester._raw_segments(), power.v_input_V)
+        except frontends.FrontendError as exc:
+            raise ScenarioError(f"{r.where}: {exc}") from None
     if kind in ("trace", "pv", "shepherd") and harvester.file is not None and not harvester.file.is_file():
         r.fail("harvester.file", f"file not found: {harvester.file}")
 
