@@ -20,7 +20,8 @@ from aidi.sim import frontend as frontends
 from aidi.sim import harvesters
 from aidi.sim.config import DEFAULT_DISPATCH, PowerConfig, SimConfig
 from aidi.sim.platform import DEFAULT_BACKEND
-from aidi.sim.platform import BOARDS, PLACEMENTS, PLATFORMS, Board, Platform, get_platform
+from aidi.sim.platform import (BOARDS, PLACEMENTS, PLATFORMS, Board, Platform, PlatformFileError, get_platform,
+                               load_platform_file)
 
 SHIPPED_DIR = Path(__file__).parent
 
@@ -31,20 +32,22 @@ class ScenarioError(ValueError):
 
 @dataclass(frozen=True)
 class DeviceSpec:
-    """``[device]``: the platform preset, its clock and SRAM budget, the board around it (a preset of
-    :data:`aidi.sim.platform.BOARDS`, its currents overridable) and where weights and activations live
-    ("fram": on-chip, "spi-fram": the board's external SPI FRAM)."""
+    """``[device]``: the platform (a preset's name, or a platform file), its clock and SRAM budget, the board around
+    it (a preset of :data:`aidi.sim.platform.BOARDS`, its currents overridable) and where weights and activations
+    live ("fram": on-chip, "spi-fram": the board's external SPI FRAM)."""
 
-    platform: str = "msp430fr5994"
+    platform: str = "msp430fr5994"  # a preset's name, or a platform file as the scenario names it
     mclk_hz: float | None = None
     sram_budget_bytes: int = 4096
+    #: the platform file's constants (``platform = "my-board.toml"``, aidi.sim.platform.load_platform_file)
+    platform_file: Platform | None = None
     board: Board = BOARDS["none"]
     weights: str = "fram"
     activations: str = "fram"
 
     def make_platform(self) -> Platform:
-        return get_platform(self.platform, self.mclk_hz).with_board(self.board, weights=self.weights,
-                                                                    activations=self.activations)
+        return get_platform(self.platform_file or self.platform, self.mclk_hz).with_board(
+            self.board, weights=self.weights, activations=self.activations)
 
 
 @dataclass(frozen=True)
@@ -147,6 +150,8 @@ class Scenario:
     def digest(self) -> str:
         """A hash of the scenario's content (used as a cache key)."""
         blob = json.dumps(self.raw, sort_keys=True, default=str).encode()
+        if self.device.platform_file is not None:  # the file's constants, not only its name
+            blob += repr(self.device.platform_file).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
     def with_values(self, **dotted: Any) -> "Scenario":
@@ -287,15 +292,22 @@ def parse(raw: dict, path: Path) -> Scenario:
                        f"unknown key{did_you_mean(key, allowed)} (known: {', '.join(sorted(allowed))})")
 
     platform = r.get("device", "platform", "msp430fr5994", "str")
-    if platform not in PLATFORMS:
+    platform_file = None
+    if platform.endswith(".toml"):  # a platform file (aidi calibrate writes them), relative to the scenario
+        try:
+            platform_file = load_platform_file(r.get("device", "platform", kind="path"))
+        except PlatformFileError as exc:
+            r.fail("device.platform", str(exc))
+    elif platform not in PLATFORMS:
         r.fail("device.platform", f"unknown platform {platform!r}{did_you_mean(platform, PLATFORMS)} "
-                                  f"(known: {', '.join(PLATFORMS)})")
+                                  f"(known: {', '.join(PLATFORMS)}, or a platform file NAME.toml)")
     device = DeviceSpec(
         platform=platform,
         mclk_hz=r.get("device", "mclk_hz", None, lo=0.0, lo_open=True, hi=16e6),
         sram_budget_bytes=r.get("device", "sram_budget_bytes", 4096, "int", lo=0, lo_open=True,
-                                hi=PLATFORMS[platform].sram_bytes),
-        **_board_keys(r, platform),
+                                hi=(platform_file or PLATFORMS[platform]).sram_bytes),
+        platform_file=platform_file,
+        **_board_keys(r, platform_file or platform),
     )
 
     fe_name = r.get("power", "frontend", None, "str")
@@ -459,7 +471,7 @@ def parse(raw: dict, path: Path) -> Scenario:
                     power=power, harvester=harvester, model=model, execution=execution, sim=sim, raw=raw)
 
 
-def _board_keys(r: _Reader, platform: str) -> dict:
+def _board_keys(r: _Reader, platform: "str | Platform") -> dict:
     """``[device] board`` (a preset of :data:`aidi.sim.platform.BOARDS`, default "none"), ``board_active_A`` /
     ``board_sleep_A`` (override the preset's currents), ``weights`` / ``activations`` ("fram" | "spi-fram")."""
     name = r.get("device", "board", "none", "str")

@@ -275,16 +275,52 @@ class RunRecord:
         """Time from t = 0 to the end of the last inference (s), None when not completed."""
         return self.t_end_s if self.completed else None
 
+    @property
+    def stored_initial_J(self) -> float:
+        """Energy in the capacitor at t = 0 (J)."""
+        return 0.5 * self.capacitor_F * self.v_initial**2
+
+    @property
+    def stored_final_J(self) -> float:
+        """Energy in the capacitor at the end (J)."""
+        return 0.5 * self.capacitor_F * self.v_final**2
+
+    @property
+    def meets_deadline(self) -> bool | None:
+        """Completed within ``deadline_s``; None without a deadline."""
+        if self.deadline_s is None:
+            return None
+        return bool(self.completed and self.t_end_s <= self.deadline_s)
+
+    @property
+    def board_sleep_J(self) -> float:
+        """The board's sleep current's part of the capacitor's tallied constant-current drain (J): consumed
+        under ``board``, not leaked."""
+        return self.tally.leaked * self.board_share
+
+    @property
+    def consumed_J(self) -> float:
+        """Energy consumed (J), the board's sleep current included."""
+        return self.tally.consumed + self.board_sleep_J
+
+    @property
+    def leaked_J(self) -> float:
+        """Energy leaked (J): the capacitor's own leakage, without the board's sleep current."""
+        return self.tally.leaked - self.board_sleep_J
+
+    def energy_by_category(self) -> dict[str, float]:
+        """Energy (J) by category of CATEGORIES, the board's sleep current added to ``board``, converter_loss
+        derived: consumed minus the MCU side."""
+        cats = {k: float(v) for k, v in self.tally.by_category.items()}
+        cats["board"] = cats.get("board", 0.0) + self.board_sleep_J
+        mcu_side = sum(v for k, v in cats.items() if k != "converter_loss")
+        cats["converter_loss"] = self.consumed_J - mcu_side
+        return cats
+
     def as_json(self) -> dict:
         """The JSON contract of ``aidi run --json``."""
         tally = self.tally
-        cats = {k: float(v) for k, v in tally.by_category.items()}
-        # the board's sleep current is part of the capacitor's constant-current drain: consumed, not leaked
-        board_sleep = tally.leaked * self.board_share
-        cats["board"] = cats.get("board", 0.0) + board_sleep
-        consumed, leaked = tally.consumed + board_sleep, tally.leaked - board_sleep
-        mcu_side = sum(v for k, v in cats.items() if k != "converter_loss")
-        cats["converter_loss"] = consumed - mcu_side
+        cats = self.energy_by_category()
         completed, t_end = self.completed, self.t_end_s
         lat = tally.latencies[-1][1] if completed and tally.latencies else None
         out = {
@@ -311,10 +347,10 @@ class RunRecord:
             "measurements": tally.measurements,
             "energy_J": {
                 "harvested": tally.harvested,
-                "consumed": consumed,
-                "stored_initial": 0.5 * self.capacitor_F * self.v_initial**2,
-                "stored_final": 0.5 * self.capacitor_F * self.v_final**2,
-                "leaked": leaked,
+                "consumed": self.consumed_J,
+                "stored_initial": self.stored_initial_J,
+                "stored_final": self.stored_final_J,
+                "leaked": self.leaked_J,
                 "clipped": tally.clipped,
                 "by_category": cats,
                 "by_layer": {str(k): float(v) for k, v in sorted(tally.by_layer.items())},
@@ -322,7 +358,7 @@ class RunRecord:
         }
         if self.deadline_s is not None:
             out["deadline_s"] = self.deadline_s
-            out["meets_deadline"] = bool(completed and t_end <= self.deadline_s)
+            out["meets_deadline"] = self.meets_deadline
         if self.output is not None:
             out["output"] = list(self.output)
             out["output_matches_reference"] = self.output_matches_reference
