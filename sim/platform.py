@@ -235,13 +235,16 @@ class Platform:
 
     def with_board(self, board: Board | None = None, *, weights: str = "fram", activations: str = "fram") -> "Platform":
         """The same device on ``board`` with tensors placed as given ("fram" | "spi-fram"); ValueError for an
-        unknown placement, or "spi-fram" on a platform without an external FRAM model."""
+        unknown placement, or "spi-fram" on a platform without an external FRAM model.  A board that draws
+        nothing is no board (None): with every tensor on-chip the result equals this platform."""
         for what, where in (("weights", weights), ("activations", activations)):
             if where not in PLACEMENTS:
                 raise ValueError(f"{what}: unknown placement {where!r} (known: {', '.join(PLACEMENTS)})")
             if where == "spi-fram" and self.spi_fram is None:
                 raise ValueError(f"{what}: platform {self.name} has no external SPI FRAM model (its data "
                                  "movement already is iNAS's external-FRAM fit); use platform msp430fr5994")
+        if board is not None and board.active_A == 0.0 and board.sleep_A == 0.0:
+            board = None
         return replace(self, board=board, weights=weights, activations=activations)
 
     def spi_transfer(self, n_words: int, write: bool) -> Cost:
@@ -551,6 +554,9 @@ def get_platform(name: "str | Platform", mclk_hz: float | None = None) -> Platfo
 #: the version of the platform file format :func:`load_platform_file` reads (``format = 1``)
 PLATFORM_FILE_FORMAT = 1
 _FILE_KEYS = {"format", "base", "sources"}
+#: Platform fields a platform file does not set: the board and where tensors live are the scenario's
+#: (``[device] board``, ``weights``, ``activations``); the SPI FRAM is the base preset's
+_NOT_IN_FILES = {"sources", "board", "spi_fram", "weights", "activations"}
 
 
 class PlatformFileError(ValueError):
@@ -612,7 +618,7 @@ def load_platform_file(path: "str | Path") -> Platform:
         raise PlatformFileError(f"{where}: cannot read ({exc.strerror or exc.__class__.__name__})") from None
     except tomllib.TOMLDecodeError as exc:
         raise PlatformFileError(f"{where}: not valid TOML ({exc})") from None
-    kinds = {f.name: str(f.type) for f in fields(Platform) if f.name != "sources"}
+    kinds = {f.name: str(f.type) for f in fields(Platform) if f.name not in _NOT_IN_FILES}
     for key in raw:
         if key not in kinds and key not in _FILE_KEYS:
             import difflib
