@@ -384,9 +384,9 @@ def _run_result(built: "Built", rec: "RunRecord", events: list | None) -> RunRes
     t = rec.tally
     cats = rec.energy_by_category()
     energy = pd.DataFrame({"energy_J": pd.Series(cats, dtype=float)}).rename_axis("category")
-    energy["fraction"] = energy["energy_J"] / t.consumed if t.consumed else math.nan
-    totals = pd.Series({"harvested": t.harvested, "consumed": t.consumed, "stored_initial": rec.stored_initial_J,
-                        "stored_final": rec.stored_final_J, "leaked": t.leaked, "clipped": t.clipped},
+    energy["fraction"] = energy["energy_J"] / rec.consumed_J if rec.consumed_J else math.nan
+    totals = pd.Series({"harvested": t.harvested, "consumed": rec.consumed_J, "stored_initial": rec.stored_initial_J,
+                        "stored_final": rec.stored_final_J, "leaked": rec.leaked_J, "clipped": t.clipped},
                        name="energy_J", dtype=float)
     names = built.graph.layer_names
     layers = sorted(t.by_layer)

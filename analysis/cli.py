@@ -671,6 +671,21 @@ def _print_inas(res: dict, layers: str) -> None:
 
 
 @app.command()
+def published(as_json: bool = typer.Option(False, "--json", help="print one JSON object")) -> None:
+    """aidi against published hardware: Stateful-CNN's MSP430FR5994 measurements (MNIST LeNet, KWS DNN_S, activations
+    in an external SPI FRAM), the prediction split by component (compute, data movement and its SPI part,
+    preservation, board)."""
+    from . import published as pub
+
+    with one_line_errors():
+        out = pub.compare()
+    if as_json:
+        _print_json(out)
+    else:
+        pub.print_comparison(out)
+
+
+@app.command()
 def bench(quick: bool = typer.Option(False, "--quick", help="small sizes"),
           as_json: bool = typer.Option(False, "--json"),
           only: Optional[list[str]] = typer.Option(None, "--only", metavar="NAME",

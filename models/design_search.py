@@ -579,7 +579,7 @@ def _platform_workload(d: np.ndarray, e: np.ndarray, layers: np.ndarray, p: Plat
     return Workload(_UnitNames(layers), layers, d, e, p.boot_s, p.boot_energy_J, p.sleep_power_W,
                     measure_s=p.measure_s,
                     measure_W=p.measure_energy_J / p.measure_s if p.measure_s > 0 else 0.0,
-                    wait_W=p.wait_power_W, wake_s=p.wake_s, wake_W=p.active_power_W)
+                    wait_W=p.wait_power_W, wake_s=p.wake_s, wake_W=p.active_power_W, board_W=p.board_active_W)
 
 
 class _NetworkLatency:
