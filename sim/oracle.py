@@ -19,7 +19,7 @@ from typing import NamedTuple, Sequence
 import numpy as np
 from numba import njit
 
-from . import stepping
+from . import frontend, stepping
 from .capacitor import (ALL_DONE, HIT_HIGH, HIT_LOW, Circuit, Limits, advance, circuit, e_cycle, limits, never_reaches,
                         source_max_power)
 from .config import PowerConfig, SimConfig
@@ -515,8 +515,9 @@ class Batch:
         tally.by_layer = {k: x for k, x in enumerate(self.by_layer[w].tolist()) if x != 0.0}
         tally.latencies = [(k, x) for k, x in enumerate(self.lat[w].tolist()) if x == x]
         st = i["status"]
-        return RunRecord.of(tally, self.power, f["v"], f["t"], st == DONE, _REASONS.get(st, ""), "oracle",
-                            self.works[w], self.sim)
+        return frontend.with_input_loss(RunRecord.of(tally, self.power, f["v"], f["t"], st == DONE,
+                                                     _REASONS.get(st, ""), "oracle", self.works[w], self.sim),
+                                        self.seg)
 
 
 @njit(cache=True, error_model="numpy")
@@ -562,7 +563,9 @@ class Population:
     all the workloads (:meth:`evaluate`).
     """
 
-    def __init__(self, works: Sequence[Workload]):
+    def __init__(self, works: Sequence[Workload], drawn: bool = False):
+        self._drawn = drawn  # the workloads are already as a front end draws them
+        self._fronted: dict = {}
         if not works:
             raise ValueError("a population needs at least one workload")
         self.works = list(works)
@@ -573,6 +576,14 @@ class Population:
         return len(self.works)
 
     def evaluate(self, power: PowerConfig, seg: Segments, sim: SimConfig) -> "Batch":
+        """Every workload under one power configuration; under a power front end, the workloads as its buck
+        draws them (:func:`aidi.sim.frontend.loads`, compiled once per front end and output voltage)."""
+        if power.frontend and not self._drawn:
+            key = (power.frontend, power.converter_efficiency, power.load_v_nominal_V)
+            pop = self._fronted.get(key)
+            if pop is None:
+                pop = self._fronted[key] = Population([frontend.loads(w, power) for w in self.works], drawn=True)
+            return pop.evaluate(power, seg, sim)
         return Batch(self.works, power, seg, sim, _evaluate(self.compiled, _config(power, seg, sim)))
 
 
@@ -581,7 +592,7 @@ def simulate_batch(works: Sequence[Workload], power: PowerConfig, seg: Segments,
     compiled and evaluated in one call)."""
     if not works:
         raise ValueError("a population needs at least one workload")
-    works = list(works)
+    works = [frontend.loads(w, power) for w in works] if power.frontend else list(works)  # as a front end draws them
     return Batch(works, power, seg, sim, _compile_and_evaluate(*_stacked(works), _config(power, seg, sim)))
 
 
