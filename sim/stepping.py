@@ -324,61 +324,18 @@ def stretch(v, t, i0, known, units, plan, lim, circ, trace):
     n_meas = n_wait = 0
     m = 0
     i = i0
-    # repeating patterns of measured units (merged stepping, time-invariant source): a pattern of runs
-    # (units.per_len) is stepped once as the reference, logging every clock increment; when it ends in the
-    # state it started from (V and the known bound, exactly), every whole repeat left runs the same steps bit
-    # for bit, so their sums are the reference's times their number and their clock the same increments again
-    pat_start = pat_end = pat_stop = -1  # the reference pattern being stepped (pat_end < 0: none)
-    pv = pk = pt = p_h = p_c = p_l = p_x = p_wj = p_ws = 0.0
-    p_m = p_w = 0
-    inc = np.empty(0)  # the reference's clock increments (s), n_inc of them
-    n_inc = 0
     while i < n:
-        if memo_ok:
-            if pat_end >= 0 and i >= pat_end:
-                if i == pat_end and v == pv and known == pk:  # steady: jump over the whole repeats left
-                    n_per = pat_end - pat_start
-                    fit = (pat_stop - i) // n_per
-                    span = t - pt
-                    room = lim.until_s - t
-                    if (fit + 1) * span > room:  # keep a pattern clear of until_s
-                        fit = max(int(room / span) - 1, 0)
-                    e_h += fit * (e_h - p_h)
-                    e_c += fit * (e_c - p_c)
-                    e_l += fit * (e_l - p_l)
-                    e_x += fit * (e_x - p_x)
-                    wait_j += fit * (wait_j - p_wj)
-                    wait_s += fit * (wait_s - p_ws)
-                    n_meas += fit * (n_meas - p_m)
-                    n_wait += fit * (n_wait - p_w)
-                    for _ in range(fit):  # the clock adds activity by activity, as the SimPy model's
-                        for x in range(n_inc):
-                            t += inc[x]
-                    i += fit * n_per
-                pat_end = -1
-            if pat_end < 0 and units.per_len[i] > 0 and (min(units.per_end[i], n) - i) // units.per_len[i] >= 3:
-                pat_start, pat_end, pat_stop = i, i + units.per_len[i], min(units.per_end[i], n)
-                pv, pk, pt, p_h, p_c, p_l, p_x, p_wj, p_ws = v, known, t, e_h, e_c, e_l, e_x, wait_j, wait_s
-                p_m, p_w = n_meas, n_wait
-                if inc.shape[0] < 4 * (pat_end - i):
-                    inc = np.empty(4 * (pat_end - i))
-                n_inc = 0
         if merge and (not plan.aware or known >= plan.v_start[i]):
             j = n
-            if plan.aware:  # the units the carried bound starts unmeasured (up to a reference pattern's end)
+            if plan.aware:  # the units the carried bound starts unmeasured
                 j = i
-                j_max = pat_end if pat_end >= 0 else n
-                while j < j_max and known >= plan.v_start[j]:
+                while j < n and known >= plan.v_start[j]:
                     known = known_after(known, plan.drops[j])
                     j += 1
             r = run_units_merged(v, t, i, j, units, lim, circ)
             e_h, e_c, e_l, e_x = plus(e_h, e_c, e_l, e_x, r)
             t = r.t_k
             v = r.v_k
-            if pat_end >= 0:
-                for k in range(i, i + r.k):  # its clock added the units' durations one by one
-                    inc[n_inc] = d[k]
-                    n_inc += 1
             i += r.k
             if r.reason != ALL_DONE:
                 return Stretch(i - i0, r.reason, PH_UNIT, t + r.el_cut, r.v_cut, r.el_cut, e_h, e_c, e_l, e_x, wait_j,
@@ -412,9 +369,6 @@ def stretch(v, t, i0, known, units, plan, lim, circ, trace):
             el = s.elapsed[ph]
             m = _row(trace, m, ph, i, el, s.v_end[ph])
             t += el
-            if pat_end >= 0:
-                inc[n_inc] = el
-                n_inc += 1
             if ph == PH_MEASURE:
                 wait_j += costs.measure_W * el
             elif ph == PH_WAIT:
