@@ -51,6 +51,9 @@ DATASETS = ("digits", "cifar10", "tinyimagenet", "fashion-mnist", "mnist")
 COMPARE_FRACTIONS = (0.25, 0.5, 0.75)
 BATCH = 4  # candidates per ask/tell round (fixed, so results do not depend on the worker count)
 MAX_FINALISTS = 5
+#: --compare: the most accurate members of a search's front (by supernet accuracy) that ours and HW-NAS-style
+#: fine-tune; the pick among them is :func:`aidi.models.nas.controllers.one_standard_error_pick`
+COMPARE_FINALISTS = 4
 #: --space mbconv: epochs each candidate is trained from scratch for its search accuracy (normal, --quick)
 MBCONV_SCRATCH_EPOCHS = {False: 3, True: 1}
 
@@ -588,6 +591,15 @@ def _largest_epoch_s(sn) -> float:
     return h["seconds"] / h["epochs"] if h.get("epochs") else math.inf
 
 
+def compare_finalists(history: list[dict], k: int | None = None) -> list[dict]:
+    """The ``k`` (default :data:`COMPARE_FINALISTS`) most accurate members of the Pareto front of a search's
+    ``history`` (feasible candidates: they meet the requirement), fastest first.  On the front, a more
+    accurate member is slower, so these are the front's slow end, where the best accuracy is."""
+    from aidi.models.nas.controllers import pareto_front
+
+    return pareto_front(history)[-(k or COMPARE_FINALISTS):]
+
+
 def _no_winner(row: dict, note: str) -> dict:
     row.update({"arch": None, "test_accuracy": None, "latency_s": None, "meets": False, "note": note})
     return row
@@ -649,6 +661,7 @@ def run_compare(scenario: str | Path, controller: str = "evolution", budget: int
                                  teacher_of, train_supernet)
     from aidi.models.nas.baselines import (InasController, inas_subspace, run_inas_search, scratch_epochs,
                                            scratch_trainer)
+    from aidi.models.nas.controllers import one_standard_error_pick
     from aidi.models.nas.jobs import FinetuneJob, run_jobs
     from aidi.models.nas.supernet import calibration_images
 
@@ -687,7 +700,9 @@ def run_compare(scenario: str | Path, controller: str = "evolution", budget: int
     sn_s = time.perf_counter() - t0
     sn_charge = float(sn.meta.get("train_seconds_when_built") or sn_s) if sn.meta.get("cached") else sn_s
     epoch_s = _largest_epoch_s(sn)
-    ft_estimate = cfg.ft_epochs * epoch_s if math.isfinite(epoch_s) else 0.0
+    # every finalist is fine-tuned, up to `workers` at a time
+    ft_estimate = (cfg.ft_epochs * epoch_s * math.ceil(COMPARE_FINALISTS / max(1, workers))
+                   if math.isfinite(epoch_s) else 0.0)
     xc = calibration_images(data)
     teacher, _ = teacher_of(sn, xc)
     reqs = requirements or default_requirements(sc, space, requirement_s, fractions)
@@ -709,15 +724,21 @@ def run_compare(scenario: str | Path, controller: str = "evolution", budget: int
         row = {"requirement_s": req, "method": method, "controller": controller, "supernet_s": sn_charge,
                "search_loop_s": res.wall_s, "evaluations": res.evaluations, "evals_per_s": res.evals_per_s,
                "feasible_found": len(res.feasible()), "final_train_s": 0.0, "epochs": cfg.ft_epochs}
-        best = res.best_feasible()
-        if best is None:
+        finalists = compare_finalists(res.history)
+        if not finalists:
             row["search_s"] = sn_charge + res.wall_s
             return _no_winner(row, "no feasible candidate found")
-        arch = Arch.from_dict(best["arch"])
         t1 = time.perf_counter()
-        module = run_jobs([FinetuneJob(extract(sn, arch, xc), spec, seed, teacher, cfg.ft_epochs, cfg.alpha,
-                                       cfg.temperature, cfg.ft_lr, device)], map_fn)[0]["module"]
+        tuned = run_jobs([FinetuneJob(extract(sn, Arch.from_dict(o["arch"]), xc), spec, seed, teacher, cfg.ft_epochs,
+                                      cfg.alpha, cfg.temperature, cfg.ft_lr, device) for o in finalists], map_fn)
         row["final_train_s"] = time.perf_counter() - t1
+        pick = one_standard_error_pick([{"i": i, "accuracy": j["val_accuracy"], "latency_s": o["latency_s"]}
+                                        for i, (o, j) in enumerate(zip(finalists, tuned))], len(data.y_val))
+        best, module = finalists[pick["i"]], tuned[pick["i"]]["module"]
+        arch = Arch.from_dict(best["arch"])
+        row["finalists"] = [{"arch": o["describe"], "supernet_accuracy": o["accuracy"], "latency_s": o["latency_s"],
+                             "finetuned_val_accuracy": j["val_accuracy"]} for o, j in zip(finalists, tuned)]
+        row["finetuned_val_accuracy"] = pick["accuracy"]
         row["search_s"] = sn_charge + res.wall_s + row["final_train_s"]
         obj = best if method == "ours" else hw_int(arch)  # HW-NAS: deployed with our intermittent designs
         row.update(_deploy_and_confirm(tag, sc, arch, obj, module, data, seed, req, out_dir, data_dir))
