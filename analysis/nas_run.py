@@ -892,7 +892,7 @@ def print_compare(summary: dict, console=None) -> None:
     t = Table(title=f"{summary['scenario']} ({summary['dataset']}): test accuracy of each method's model, its "
                     f"intermittent latency (SimPy) and power cycles, search time / budget (seed {summary['seed']})")
     t.add_column("requirement s")
-    names = {"ours": f"ours ({summary['controller']} + supernet + KD)", "inas": "iNAS-style (LSTM RL, scratch)",
+    names = {"ours": f"ours ({summary['controller']} + supernet)", "inas": "iNAS-style (LSTM RL, scratch)",
              "hwnas": "HW-NAS-style (continuous)"}
     for m in ("ours", "inas", "hwnas"):
         t.add_column(f"{names[m]}: acc / latency s / cycles / search s")
