@@ -3,7 +3,7 @@
 iNAS-style: an LSTM controller trained by REINFORCE on iNAS's reward, latency and designs from iNAS's
 cost model and explorer (analysis/inas.py), children trained only when they meet the requirement, the
 winner deployed with those designs; every method within its wall-clock budget plus one evaluation.
-The experiment itself (minutes) is `make bench-nas-compare` and the README, not a test.
+The experiment itself (minutes to hours) is `make bench-nas` and the README, not a test.
 """
 
 from __future__ import annotations
