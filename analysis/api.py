@@ -42,6 +42,8 @@ if TYPE_CHECKING:  # pragma: no cover - annotations only; pandas/numpy load when
     import numpy as np
     import pandas as pd
 
+    from aidi.sim.workload import RunRecord
+
     from .pipeline import Built
 
 ENGINES = ("des", "oracle")
@@ -370,35 +372,36 @@ class RunResult:
         return folder
 
 
-def _run_result(built: "Built", res: dict, events: list | None) -> RunResult:
+def _run_result(built: "Built", rec: "RunRecord", events: list | None) -> RunResult:
+    """The typed result of a run, read off the engine's :class:`~aidi.sim.workload.RunRecord`; ``json`` made from
+    it in one place (:func:`aidi.analysis.pipeline.run_json`, over :meth:`RunRecord.as_json`)."""
     import numpy as np
     import pandas as pd
 
-    from . import jsonout
+    from . import jsonout, pipeline
     from .report import events_frame
 
-    data = jsonout.strict(res)
-    e = data["energy_J"]
-    consumed = e["consumed"]
-    energy = pd.DataFrame({"energy_J": pd.Series(e["by_category"], dtype=float)}).rename_axis("category")
-    energy["fraction"] = energy["energy_J"] / consumed if consumed else math.nan
-    totals = pd.Series({k: e[k] for k in ("harvested", "consumed", "stored_initial", "stored_final", "leaked",
-                                          "clipped")}, name="energy_J", dtype=float)
+    t = rec.tally
+    cats = rec.energy_by_category()
+    energy = pd.DataFrame({"energy_J": pd.Series(cats, dtype=float)}).rename_axis("category")
+    energy["fraction"] = energy["energy_J"] / t.consumed if t.consumed else math.nan
+    totals = pd.Series({"harvested": t.harvested, "consumed": t.consumed, "stored_initial": rec.stored_initial_J,
+                        "stored_final": rec.stored_final_J, "leaked": t.leaked, "clipped": t.clipped},
+                       name="energy_J", dtype=float)
     names = built.graph.layer_names
-    layers = [int(k) for k in e["by_layer"]]
+    layers = sorted(t.by_layer)
     by_layer = pd.DataFrame({"layer": layers, "name": [names[i] if i < len(names) else str(i) for i in layers],
-                             "energy_J": [float(v) for v in e["by_layer"].values()]}).set_index("layer")
-    out = data.get("output")
+                             "energy_J": [float(t.by_layer[i]) for i in layers]}).set_index("layer")
+    data = jsonout.strict(pipeline.run_json(built, rec))
     return RunResult(
-        scenario=data["scenario"], engine=data["engine"], completed=data["completed"], reason=data["reason"],
-        latency_s=data["latency_s"], inference_latencies_s=tuple(data["inference_latencies_s"]),
-        power_cycles=data["power_cycles"], on_time_s=data["on_time_s"], off_time_s=data["off_time_s"],
-        units=data["units"], units_executed=data["units_executed"], units_reexecuted=data["units_reexecuted"],
-        units_lost=data["units_lost"], meets_deadline=data.get("meets_deadline"),
-        sram_max_bytes=data["sram_max_bytes"], designs=dict(data["designs"]), energy=energy, energy_totals=totals,
-        energy_by_layer=by_layer, events=events_frame(events),
-        output=None if out is None else np.asarray(out, dtype=np.int16),
-        output_matches_reference=data.get("output_matches_reference"), json=data, built=built)
+        scenario=built.scenario.name, engine=rec.engine, completed=rec.completed, reason=rec.reason,
+        latency_s=None if rec.latency_s is None else float(rec.latency_s), inference_latencies_s=tuple(float(x) for _, x in t.latencies),
+        power_cycles=int(t.power_cycles), on_time_s=float(t.on_time), off_time_s=float(t.off_time), units=rec.units,
+        units_executed=int(t.units_executed), units_reexecuted=int(t.units_reexecuted), units_lost=int(t.units_lost),
+        meets_deadline=rec.meets_deadline, sram_max_bytes=data["sram_max_bytes"], designs=dict(data["designs"]),
+        energy=energy, energy_totals=totals, energy_by_layer=by_layer, events=events_frame(events),
+        output=None if rec.output is None else np.asarray(rec.output, dtype=np.int16),
+        output_matches_reference=rec.output_matches_reference, json=data, built=built)
 
 
 def run(scenario: Any, engine: str = "des", functional: bool | None = None, events: bool = True) -> RunResult:
@@ -421,9 +424,9 @@ def run(scenario: Any, engine: str = "des", functional: bool | None = None, even
     sc, ctx = _scenario_and_context(scenario)
     with _user_errors(ctx):
         built = pipeline.build(sc)
-        res, log = pipeline.simulate(built, engine=engine, functional=bool(functional),
-                                     log=bool(events) and engine == "des")
-    return _run_result(built, res, log)
+        rec, log = pipeline.run_record(built, engine=engine, functional=bool(functional),
+                                       log=bool(events) and engine == "des")
+    return _run_result(built, rec, log)
 
 
 # --------------------------------------------------------------------------- check

@@ -169,26 +169,37 @@ def bench_oracle(quick: bool = False, dispatch: str = "greedy", r_ohm: float | N
     }
 
 
+def explore_setup(n_networks: int):
+    """``aidi bench``'s design-search workload: iNAS's platform (extfram preset), supply (1 mF, its CIFAR-10
+    Thevenin source) and the default dispatch as a :class:`~aidi.models.design_search.PowerContext`, and
+    ``n_networks`` + 1 random iNAS CIFAR-10 networks (seed 1) as layer geometries, the first one for warming
+    up.  Returns ``(platform, ctx, networks)``."""
+    from aidi.models.design_search import PowerContext
+    from aidi.models.hardware import unit_energy_budget
+    from aidi.models.schedule.plan import geoms_of
+
+    platform, power, seg = _inas_setup()
+    ctx = PowerContext(power, seg, SimConfig(until_s=1e7), unit_energy_budget(power, platform))
+    return platform, ctx, [geoms_of(n, [3, 32, 32]) for n in inas_cifar_networks(n_networks + 1, seed=1)]
+
+
 def bench_design_search(quick: bool = False) -> dict:
     """The latency optimizer against today's per-layer search (``search_design``) on iNAS CIFAR-10 networks.
 
-    16 random networks (2 with ``quick``) of iNAS's CIFAR-10 space on its platform (extfram preset, 1 mF,
-    its Thevenin supply); both warm (compiled on a first network, not counted).  Per network: the wall time
+    16 random networks (2 with ``quick``) of iNAS's CIFAR-10 space on its platform (:func:`explore_setup`);
+    both warm (compiled on a first network, not counted).  Per network: the wall time
     of every layer's ``search_design`` (uncached: the baseline the issue measured against iNAS's explorer)
     and of :func:`aidi.models.design_search.optimize_designs` (objective: the oracle's latency), and the
     oracle latency of one inference with each one's designs.  Reports medians and the median per-network
     ratio.
     """
-    from aidi.models.design_search import PowerContext, _rank_layer_cached, optimize_designs, search_design
-    from aidi.models.hardware import plan, unit_energy_budget
-    from aidi.models.schedule.plan import geoms_of
+    from aidi.models.design_search import _rank_layer_cached, optimize_designs, search_design
+    from aidi.models.hardware import plan
 
-    platform, power, seg = _inas_setup()
-    e_budget = unit_energy_budget(power, platform)
+    platform, ctx, nets = explore_setup(2 if quick else 16)
+    power, seg, sim = ctx.power, ctx.segments, ctx.sim
+    e_budget = ctx.e_unit_J
     p_h = seg.typical_power(power.v_off, power.v_on) * power.converter_efficiency
-    sim = SimConfig(until_s=1e7)
-    ctx = PowerContext(power, seg, sim, e_budget)
-    nets = [geoms_of(n, [3, 32, 32]) for n in inas_cifar_networks((2 if quick else 16) + 1, seed=1)]
 
     def old(geoms):
         return [search_design(g, platform, 4096, e_budget, harvest_power_W=p_h) for g in geoms]
@@ -223,6 +234,43 @@ def bench_design_search(quick: bool = False) -> dict:
         "latency_ratio_max": float(np.max(np.array(l_new) / np.array(l_old))),
         "latency_ratio_median": float(np.median(np.array(l_new) / np.array(l_old))),
     }
+
+
+def bench_explore(quick: bool = False) -> dict:
+    """``aidi explore``'s search (:func:`aidi.models.design_search.optimize_designs` with its default 5
+    alternatives per layer, what ``explore_wall_s`` times) on the 16 networks of :func:`explore_setup` (2 with
+    ``quick``), from a warm process (compiled on a first network, not counted).
+
+    ``explore_s_median``: the median over the networks of each one's best of 3 wall times, every search from
+    scratch (the per-layer rank memo cleared, as the NAS's first sight of a network); ``explore_cpu_s_median``
+    the same in thread CPU time (what a loaded machine's wall time hides); ``explore_memo_s_median``: one
+    pass over the networks in order with the memo kept (a NAS meets layers again); ``evaluations_median``:
+    networks the oracle simulated per search.
+    """
+    from aidi.models.design_search import _rank_layer_cached, optimize_designs
+
+    platform, ctx, nets = explore_setup(2 if quick else 16)
+    optimize_designs(nets[0], platform, 4096, ctx, alternatives=5)
+    wall = np.full(len(nets) - 1, np.inf)
+    cpu = np.full(len(nets) - 1, np.inf)
+    evals = np.zeros(len(nets) - 1)
+    for _ in range(3):
+        for k, geoms in enumerate(nets[1:]):
+            _rank_layer_cached.cache_clear()
+            t0, c0 = time.perf_counter(), time.thread_time()
+            opt = optimize_designs(geoms, platform, 4096, ctx, alternatives=5)
+            cpu[k] = min(cpu[k], time.thread_time() - c0)
+            wall[k] = min(wall[k], time.perf_counter() - t0)
+            evals[k] = opt.evaluations
+    _rank_layer_cached.cache_clear()
+    memo = []
+    for geoms in nets[1:]:
+        t0 = time.perf_counter()
+        optimize_designs(geoms, platform, 4096, ctx, alternatives=5)
+        memo.append(time.perf_counter() - t0)
+    return {"networks": len(wall), "explore_s_median": float(np.median(wall)), "explore_s_max": float(np.max(wall)),
+            "explore_cpu_s_median": float(np.median(cpu)), "explore_memo_s_median": float(np.median(memo)),
+            "evaluations_median": float(np.median(evals))}
 
 
 def bench_kernels(quick: bool = False) -> dict:
@@ -380,6 +428,7 @@ def bench_oracle_energy_aware_weak(quick: bool = False) -> dict:
 
 BENCHMARKS = {"des": bench_des, "oracle": bench_oracle, "oracle_energy_aware": bench_oracle_energy_aware,
               "oracle_energy_aware_weak": bench_oracle_energy_aware_weak, "design_search": bench_design_search,
+              "explore": bench_explore,
               "kernels": bench_kernels, "functional": bench_functional, "sweep": bench_sweep,
               "inas_explorer": bench_inas_explorer}
 

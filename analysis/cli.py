@@ -345,6 +345,10 @@ def emit_c(
                                                           "simulates it"),
     build: bool = typer.Option(False, "--build", help="also build and check it (make host check; msp430-sim if the "
                                                       "toolchain is installed)"),
+    microbench: bool = typer.Option(False, "--microbench", help="also the firmware that times the cost model's "
+                                                               "primitives (make microbench-sim); with --build, "
+                                                               "run it on mspdebug into OUT/microbench-counts.txt "
+                                                               "for `aidi calibrate`"),
     as_json: bool = typer.Option(False, "--json"),
     force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ) -> None:
@@ -356,11 +360,42 @@ def emit_c(
     with one_line_errors(str(scenario)):
         outdir.prepare(out, force)
         built = pipeline.build(pipeline.load_scenario(scenario))
-        res = em.emit(built, out, backend=backend, build=build)
+        res = em.emit(built, out, backend=backend, build=build, microbench=microbench)
+        if microbench and build:
+            from .calibrate import microbench_counts
+            res["microbench"] = microbench_counts(out)
     if as_json:
         _print_json(res)
     else:
         em.print_summary(res)
+        if "microbench" in res:
+            print(res["microbench"].get("counts_file") and f"microbench counts written to "
+                  f"{res['microbench']['counts_file']} (aidi calibrate reads them)"
+                  or f"microbench: skipped ({res['microbench']['skipped']})")
+
+
+@app.command()
+def calibrate(
+    counts: Path = typer.Argument(..., metavar="COUNTS", help="the microbench's counts (aidi emit-c --microbench)"),
+    energytrace: Optional[Path] = typer.Option(None, "--energytrace", metavar="CSV",
+                                               help="an EnergyTrace CSV export recorded during the microbench "
+                                                    "(Time (ns), Current (nA), Voltage (mV), Energy (uJ))"),
+    out: Path = typer.Option(Path("my-board.toml"), "--out", help="the platform file to write (a scenario names "
+                                                                   "it: [device] platform = \"my-board.toml\")"),
+    base: str = typer.Option("msp430fr5994", "--base", help="the preset the constants not measured come from"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Fit a platform's constants to a board's measurements (NNLS) and write them as a platform TOML file."""
+    from . import calibrate as cal
+
+    with one_line_errors():  # every message names its file
+        res = cal.run(counts, energytrace, out, base)
+    if as_json:
+        _print_json({k: v for k, v in res.items() if k != "lines"})
+        return
+    for line in res["lines"]:
+        print(line)
+    print(f"platform written to {res['platform_file']}")
 
 
 @app.command("import")

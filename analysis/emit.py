@@ -184,11 +184,12 @@ def calibration_set(seeds: Sequence[int], workdir: Path | str, *, default: bool 
     return np.vstack(feats), np.asarray(meas, dtype=np.float64), labels
 
 
-def emit(built, out: Path, backend: str | None = None, build: bool = False) -> dict:
+def emit(built, out: Path, backend: str | None = None, build: bool = False, microbench: bool = False) -> dict:
     """Emit the scenario's program (its Q15 model, plan and input sample); ``backend`` None: the plan's
     (``lea`` when the plan runs a layer on the LEA, else ``portable``).  With ``build``: the host build
     must reproduce the Q15 reference, and on mspdebug (when installed) the portable-C build's output and
-    cycles per layer are compared with the simulator's portable-C estimate (mspdebug has no LEA)."""
+    cycles per layer are compared with the simulator's portable-C estimate (mspdebug has no LEA).
+    ``microbench``: the project also carries the primitives' timing firmware (``make microbench-sim``)."""
     from aidi.models import emit as em
     from aidi.models.emit import build as mk
     from aidi.models.emit import elfsize, fit, mspsim
@@ -199,7 +200,7 @@ def emit(built, out: Path, backend: str | None = None, build: bool = False) -> d
                                          sram_bytes=built.scenario.device.sram_budget_bytes),
                       dispatch=Dispatch.of_scenario(built.scenario))
     try:
-        proj = em.emit_project(prog, out, backend=backend)
+        proj = em.emit_project(prog, out, backend=backend, microbench=microbench)
     except ValueError as exc:  # a unit that energy_aware can never start, a network beyond the runtime's limits
         raise UserError(f"{built.scenario.path.name}: {str(exc).splitlines()[0]}") from None
     backend = proj.manifest["backend"]

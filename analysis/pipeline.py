@@ -232,18 +232,22 @@ def build(sc: loader.Scenario, plans=None) -> Built:
     return Built(sc, hw.platform, hw.plan, hw.graph, hw.work, hw.segments)
 
 
-def simulate(built: Built, engine: str = "des", functional: bool = False, log: bool = False):
-    """Run the SimPy model (``des``) or the oracle; returns (result dict, event log or None).
-
-    ``float_accuracy`` / ``q15_accuracy`` (held-out, fractions) are in the result when the run loaded the
-    weights (``functional``, or an earlier use of them); a cost-only run leaves them out."""
+def run_record(built: Built, engine: str = "des", functional: bool = False, log: bool = False):
+    """Run the SimPy model (``des``) or the oracle; returns (the engine's typed
+    :class:`~aidi.sim.workload.RunRecord`, event log or None)."""
     sc = built.scenario
     if engine == "oracle":
-        res = oracle.simulate(built.work, sc.power, built.segments, sc.sim)
-        events = None
-    else:
-        fn = built.functional() if functional else None
-        res, events = des.simulate(built.work, sc.power, built.segments, sc.sim, functional=fn, log=log)
+        return oracle.run(built.work, sc.power, built.segments, sc.sim), None
+    fn = built.functional() if functional else None
+    return des.run(built.work, sc.power, built.segments, sc.sim, functional=fn, log=log)
+
+
+def run_json(built: Built, rec) -> dict:
+    """The ``aidi run --json`` object of a run of ``built``: the record's :meth:`~aidi.sim.workload.RunRecord.as_json`
+    and the run's context (scenario, designs, SRAM; ``float_accuracy`` / ``q15_accuracy``, held-out fractions,
+    when the run loaded the weights, as a functional run or an earlier use of them does)."""
+    sc = built.scenario
+    res = rec.as_json()
     res["scenario"] = sc.name
     if built.model_loaded:
         res["float_accuracy"] = built.trained.float_accuracy
@@ -252,4 +256,11 @@ def simulate(built: Built, engine: str = "des", functional: bool = False, log: b
             res["onnx_agreement"] = built.trained.agreement
     res["designs"] = {built.graph.layer_names[i]: built.design_summary(i) for i in range(len(built.plan.layers))}
     res["sram_max_bytes"] = built.graph.max_sram_bytes()
-    return res, events
+    return res
+
+
+def simulate(built: Built, engine: str = "des", functional: bool = False, log: bool = False):
+    """:func:`run_record`, its record as the ``aidi run --json`` object (:func:`run_json`); returns (result dict,
+    event log or None)."""
+    rec, events = run_record(built, engine, functional, log)
+    return run_json(built, rec), events

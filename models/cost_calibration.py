@@ -37,28 +37,40 @@ def software_cost_features(plan, platform=None) -> np.ndarray:
     return np.array(cols).T
 
 
-def fit_software_costs(features: np.ndarray, measured: Sequence[float], *, fixed: dict | None = None):
-    """Least squares (numpy) of :class:`~aidi.sim.platform.SoftwareCosts` on per-layer ``features``
-    (:func:`software_cost_features` rows) and mspdebug ``measured`` cycles, minimising the relative error
-    per layer.  ``fixed``: constants held at a given value (e.g. ``acc_init``, which always occurs as often
-    as ``output`` and so cannot be told apart from it).  Constants that come out negative are held at 0
-    and the rest refitted (an active-set NNLS).  Returns ``(SoftwareCosts, relative errors)``."""
-    names = [f.name for f in fields(SoftwareCosts)]
-    fixed = dict(fixed or {})
+def nnls_relative(features: np.ndarray, measured: Sequence[float], *, fixed: dict[int, float] | None = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Non-negative least squares (:func:`scipy.optimize.nnls`) of ``measured`` (n,) on ``features`` (n, k),
+    minimising the *relative* error of each row (rows weighted by 1 / measured; every measured value must be
+    > 0).  ``fixed``: column index -> value held (its part is subtracted before the fit).  Columns that are
+    all zero get 0.  Returns ``(coefficients (k,), relative errors (n,))``, errors = (model - measured) /
+    measured.  Raises ValueError for a measured value <= 0 or a shape mismatch."""
+    from scipy.optimize import nnls
+
     X = np.asarray(features, dtype=np.float64)
     y = np.asarray(measured, dtype=np.float64)
+    if X.ndim != 2 or y.shape != (X.shape[0],):
+        raise ValueError(f"features {X.shape} and measured {y.shape} do not match")
+    if not (y > 0).all():
+        raise ValueError("measured values must be > 0 (the fit minimises relative errors)")
+    fixed = dict(fixed or {})
+    coef = np.zeros(X.shape[1])
+    for i, v in fixed.items():
+        coef[i] = v
+    free = [i for i in range(X.shape[1]) if i not in fixed and X[:, i].any()]
     w = 1.0 / y
-    coef = np.zeros(len(names))
-    for k, v in fixed.items():
-        coef[names.index(k)] = v
-    free = [i for i, n in enumerate(names) if n not in fixed and X[:, i].any()]
-    rest = y - X @ coef
-    while free:
-        c, *_ = np.linalg.lstsq(X[:, free] * w[:, None], rest * w, rcond=None)
-        if c.min() >= 0:
-            coef[free] = c
-            break
-        free.pop(int(np.argmin(c)))
-    err = (X @ coef - y) / y
-    return SoftwareCosts(**{n: float(round(v, 2)) for n, v in zip(names, coef)}), err
+    if free:
+        coef[free], _ = nnls(X[:, free] * w[:, None], (y - X @ coef) * w)
+    return coef, (X @ coef - y) / y
 
+
+def fit_software_costs(features: np.ndarray, measured: Sequence[float], *, fixed: dict | None = None):
+    """Non-negative least squares (:func:`nnls_relative`) of :class:`~aidi.sim.platform.SoftwareCosts` on
+    per-layer ``features`` (:func:`software_cost_features` rows) and mspdebug ``measured`` cycles, minimising
+    the relative error per layer.  ``fixed``: constants held at a given value (e.g. ``acc_init``, which always
+    occurs as often as ``output`` and so cannot be told apart from it).  Returns ``(SoftwareCosts, relative
+    errors)``, constants rounded to 0.01 cycle."""
+    names = [f.name for f in fields(SoftwareCosts)]
+    coef, _ = nnls_relative(features, measured, fixed={names.index(k): v for k, v in (fixed or {}).items()})
+    costs = SoftwareCosts(**{n: float(round(v, 2)) for n, v in zip(names, coef)})
+    X, y = np.asarray(features, dtype=np.float64), np.asarray(measured, dtype=np.float64)
+    return costs, (X @ np.array([getattr(costs, n) for n in names]) - y) / y

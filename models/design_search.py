@@ -28,15 +28,15 @@ from typing import Mapping
 import numpy as np
 
 from ..sim.platform import Platform
+from ..sim.workload import Workload
 from .costs import cost_tables, lower_bound, runtime_model
-from .costs.fast import build_tables, geom_vector, platform_vector, sram_fits
+from .costs.fast import build_tables, geom_vector, platform_vector
 from .layers import LayerGeom
 from .schedule.design import (DEFAULT_BACKEND, LOOP_ORDERS, ORDER_AXES, PRESERVATIONS, ExecutionDesign,
                               normalize_design, tile_limits)
-from .schedule.memory import align, check_sram, layer_sram_buffers
+from .schedule.memory import check_sram, layer_sram_buffers
 from .schedule.plan import NetPlan, backend_choices, geoms_of, get_platform_of, plan_network, sram_budget_of
-from .schedule.closed import exact_totals, walk_design
-from .schedule.rank import S_FIXED, S_HYPERTILE, S_LAYER, S_TILE, rank_space, surrogate_many, surrogate_params
+from .schedule.rank import S_FIXED, S_HYPERTILE, S_LAYER, S_TILE, rank_space, surrogate_params, walk_ranked
 from .schedule.walk import COMPLETE, OVER_BOUND, OVER_E_LIMIT, walk
 
 
@@ -453,8 +453,9 @@ def _tables(geom: LayerGeom, d: ExecutionDesign, p: Platform):
 def _tile_grid_cached(out_shape, in_channels: int, tied: bool) -> np.ndarray:
     m, ho, wo = out_shape
     tns = [0] if tied else divisors(in_channels)
-    t = np.array([(tr, tc, tm, tn if tn else tm) for tm in divisors(m) for tn in tns for tr in divisors(ho)
-                  for tc in divisors(wo)], np.int64)
+    # the order of the nested loops tm, tn, tr, tc (tc fastest), columns (Tr, Tc, Tm, Tn)
+    tm, tn, tr, tc = (a.ravel() for a in np.meshgrid(divisors(m), tns, divisors(ho), divisors(wo), indexing="ij"))
+    t = np.stack([tr, tc, tm, tm if tied else tn], axis=1).astype(np.int64)
     t.setflags(write=False)
     return t
 
@@ -510,8 +511,9 @@ def _rank_layer(geom: LayerGeom, p: Platform, budget: int, limit: float, sp: np.
     else:
         s_mode, s_fixed = {"hypertile": S_HYPERTILE, "tile": S_TILE}.get(preservation, S_LAYER), 1
     arena_cap = p.lea_ram_bytes if may_use_lea(backend) else budget  # a LEA plan's arena sits in LEA RAM
+    gv, pv = geom_vector(geom), _platform_vector(p)
     rej_sram, rej_atom, rk, rb, rs, units, sur = rank_space(
-        geom_vector(geom), _platform_vector(p), tiles, np.array([b == "lea" for b in backends]), runtime, budget,
+        gv, pv, tiles, np.array([b == "lea" for b in backends]), runtime, budget,
         arena_cap, s_mode, s_fixed, float(limit), sp)
     rejected = {"sram": rej_sram * n_ord, "atomicity": rej_atom * n_ord, "fram": 0, "pruned": 0}
     n_designs = (rej_sram + rej_atom + len(rk)) * n_ord
@@ -522,42 +524,23 @@ def _rank_layer(geom: LayerGeom, p: Platform, budget: int, limit: float, sp: np.
     else:  # the best WALK_TOP (a deterministic selection), best first
         top = np.argpartition(sur, WALK_TOP - 1)[:WALK_TOP]
         first = top[np.lexsort((top, sur[top]))]
-    # stage 2: exact closed-form totals of the best under every loop order
-    gv, pv = geom_vector(geom), _platform_vector(p)
+    # stages 2 and 3: exact closed-form totals of the best under every loop order, walked in the surrogate's order
     axes = np.array([ORDER_AXES[o] for o in orders], np.int64)
     lea = np.array([b == "lea" for b in backends])[rb[first]]
     sel = np.ascontiguousarray(tiles[rk[first]])
-    tot = exact_totals(gv, pv, sel, lea, np.ascontiguousarray(rs[first]), runtime, axes)  # (N, O, 3, 2)
-    sur_x = surrogate_many(np.ascontiguousarray(tot[:, :, :, 0].sum(axis=2)).ravel(),
-                           np.ascontiguousarray(tot[:, :, :, 1].sum(axis=2)).ravel(),
-                           np.repeat(units[first].astype(np.float64), tot.shape[1]), sp)
+    sur_x, kept, off, costs, n_atom, n_sram, n_tried = walk_ranked(
+        gv, pv, sel, lea, np.ascontiguousarray(rs[first]), units[first].astype(np.float64), runtime, axes, sp,
+        float(limit), budget, arena_cap, -1 if exhaustive else ORACLE_TOP)
+    rejected["atomicity"] += n_atom
+    rejected["sram"] += n_sram
     walked: list[Walked] = []
-    seen = set()
-    n_tried = 0
-    for flat in np.argsort(sur_x, kind="stable"):
-        if not exhaustive and len(walked) >= ORACLE_TOP:
-            break
-        n_tried += 1
-        i, o = divmod(int(flat), n_ord)
-        k = int(rk[first[i]])
-        tr, tc, tm, tn = tiles[k].tolist()
-        s_ = int(rs[first[i]])
-        status, uc, _, slots, extent = walk_design(gv, pv, tr, tc, tm, tn, bool(lea[i]), runtime, axes[o], s_,
-                                                   float(limit), align(4 * tm * tr * tc))
-        if status == OVER_E_LIMIT:
-            rejected["atomicity"] += 1
-            continue
-        if not runtime and not sram_fits(gv, tr, tc, tm, tn, bool(lea[i]), extent, budget, arena_cap):
-            rejected["sram"] += 1  # more accumulator slots than the one block the scan assumed
-            continue
-        d = ExecutionDesign(tr, tc, tm, tn, orders[o], s_, preservation, backends[int(rb[first[i]])])
-        dur = uc[:, :, 0].sum(axis=1) / p.mclk_hz
-        e = np.ascontiguousarray(uc[:, :, 1])
-        sig = (dur.tobytes(), e.tobytes())
-        if sig in seen and not exhaustive:  # the same unit costs as a design already kept (order ties)
-            continue
-        seen.add(sig)
-        walked.append(Walked(d, dur, e, float(sur_x[flat])))
+    for flat, a, b in zip(kept.tolist(), off[:-1].tolist(), off[1:].tolist()):
+        i, o = divmod(flat, n_ord)
+        tr, tc, tm, tn = sel[i].tolist()
+        d = ExecutionDesign(tr, tc, tm, tn, orders[o], int(rs[first[i]]), preservation, backends[int(rb[first[i]])])
+        uc = costs[a:b]
+        walked.append(Walked(d, uc[:, :, 0].sum(axis=1) / p.mclk_hz, np.ascontiguousarray(uc[:, :, 1]),
+                             float(sur_x[flat])))
     rejected["pruned"] += len(rk) * n_ord - n_tried
     return LayerSpace(geom, walked, rejected, n_designs)
 
@@ -567,35 +550,51 @@ class _UnitNames:
 
     def __init__(self, layers: np.ndarray):
         self.layers = layers
-        self.first = np.searchsorted(layers, layers, side="left")
 
     def __len__(self) -> int:
         return len(self.layers)
 
     def __getitem__(self, i: int) -> str:
-        return f"L{int(self.layers[i])}/u{int(i - self.first[i])}"
+        first = int(np.searchsorted(self.layers, self.layers[i], side="left"))
+        return f"L{int(self.layers[i])}/u{int(i - first)}"
 
 
-def _workload(parts: list, p: Platform):
-    """The oracle's Workload of a network from one :class:`Walked` per layer."""
-    from ..sim.workload import Workload
-
-    d = np.concatenate([w.durations_s for w in parts])
-    e = np.concatenate([w.energy_J for w in parts])
-    layers = np.repeat(np.arange(len(parts), dtype=np.int64), [len(w.durations_s) for w in parts])
+def _platform_workload(d: np.ndarray, e: np.ndarray, layers: np.ndarray, p: Platform) -> Workload:
+    """A Workload of units with durations ``d`` (s), energies ``e`` (J, by category) and ``layers`` on ``p``."""
     return Workload(_UnitNames(layers), layers, d, e, p.boot_s, p.boot_energy_J, p.sleep_power_W,
                     measure_s=p.measure_s,
                     measure_W=p.measure_energy_J / p.measure_s if p.measure_s > 0 else 0.0,
                     wait_W=p.wait_power_W, wake_s=p.wake_s, wake_W=p.active_power_W)
 
 
-def _simulate(networks: list[list], p: Platform, ctx: PowerContext) -> np.ndarray:
-    """Oracle latency (s) of one inference of each network (NaN: does not complete), one Population call."""
-    from ..sim import oracle
+class _NetworkLatency:
+    """Oracle latencies (s, inf: does not complete) of whole networks given as one walked-design index per
+    layer into ``spaces``, memoised: the oracle's answer for a network does not depend on the batch it is
+    simulated in, so a network met again (the current choice in every layer's candidate set, a second
+    descent pass, the alternatives) costs nothing.  ``evaluations``: networks simulated."""
 
-    batch = oracle.Population([_workload(n, p) for n in networks]).evaluate(ctx.power, ctx.segments,
-                                                                              ctx.one_inference())
-    return batch.latency_s
+    def __init__(self, spaces: list[LayerSpace], p: Platform, ctx: PowerContext):
+        from ..sim import oracle
+
+        self.spaces, self.p, self.oracle = spaces, p, oracle
+        self.run = (ctx.power, ctx.segments, ctx.one_inference())
+        self.memo: dict[tuple, float] = {}
+        self.evaluations = 0
+
+    def __call__(self, choices: list[tuple]) -> np.ndarray:
+        todo = list(dict.fromkeys(c for c in choices if c not in self.memo))
+        if todo:  # every network's units in one array each, the workloads views into them
+            parts = [self.spaces[i].walked[j] for c in todo for i, j in enumerate(c)]
+            sizes = [len(w.durations_s) for w in parts]
+            d = np.concatenate([w.durations_s for w in parts])
+            e = np.concatenate([w.energy_J for w in parts])
+            layers = np.repeat(np.tile(np.arange(len(self.spaces), dtype=np.int64), len(todo)), sizes)
+            ends = np.cumsum(sizes)[len(self.spaces) - 1::len(self.spaces)].tolist()
+            works = [_platform_workload(d[a:b], e[a:b], layers[a:b], self.p) for a, b in zip([0] + ends, ends)]
+            lat = self.oracle.Population(works).evaluate(*self.run).latency_s
+            self.memo.update(zip(todo, np.where(np.isnan(lat), np.inf, lat).tolist()))
+            self.evaluations += len(todo)
+        return np.array([self.memo[c] for c in choices])
 
 
 def _fram_ok(geoms, nts, p: Platform) -> bool:
@@ -649,7 +648,7 @@ def optimize_designs(geoms: list[LayerGeom], platform: Platform | str, sram_budg
         spaces.append(sp)
     n = len(geoms)
     # FRAM: the partial-sum buffers exist when some layer has more than one input-channel tile
-    nt_of = [[(1 if g.channel_tied else -(-g.in_shape[0] // w.design.Tn)) for w in sp.walked]
+    nt_of = [[1] * len(sp.walked) if g.channel_tied else [-(-g.in_shape[0] // w.design.Tn) for w in sp.walked]
              for g, sp in zip(geoms, spaces)]
     if not _fram_ok(geoms, [1] * n, p):
         raise ValueError(f"model needs {_fram_total(geoms, [1] * n)} B of FRAM data, {p.name} has {p.fram_bytes} B")
@@ -661,7 +660,7 @@ def optimize_designs(geoms: list[LayerGeom], platform: Platform | str, sram_budg
             if not keep:
                 _raise_infeasible(geoms[i], p, budget, ctx.atomic_limit_J(p), "FRAM capacity")
             sp.walked = keep
-    evaluations = 0
+    latency = _NetworkLatency(spaces, p, ctx)
     if exhaustive:
         total = int(np.prod([len(sp.walked) for sp in spaces], dtype=np.float64))
         if total > EXHAUSTIVE_LIMIT:
@@ -673,14 +672,16 @@ def optimize_designs(geoms: list[LayerGeom], platform: Platform | str, sram_budg
             chunk = list(itertools.islice(combos, 4096))
             if not chunk:
                 break
-            lat = _simulate([[spaces[i].walked[j] for i, j in enumerate(c)] for c in chunk], p, ctx)
-            evaluations += len(chunk)
-            lat = np.where(np.isnan(lat), np.inf, lat)
+            lat = latency(chunk)
             k = int(np.argmin(lat))
             if lat[k] < best_lat:
                 best_lat, best = float(lat[k]), chunk[k]
         current = list(best) if best is not None else [0] * n
-    else:
+
+    def swapped(i: int, j: int) -> tuple:  # the current network with layer i's walked design j
+        return tuple(current[:i]) + (j,) + tuple(current[i + 1:])
+
+    if not exhaustive:
         current = [0] * n  # the surrogate's best per layer
         best_lat = np.inf
         for _ in range(MAX_PASSES):
@@ -689,10 +690,7 @@ def optimize_designs(geoms: list[LayerGeom], platform: Platform | str, sram_budg
                 cands = list(range(min(top_k, len(sp.walked))))
                 if current[i] not in cands:
                     cands.append(current[i])
-                nets = [[spaces[k].walked[j if k == i else current[k]] for k in range(n)] for j in cands]
-                lat = _simulate(nets, p, ctx)
-                evaluations += len(nets)
-                lat = np.where(np.isnan(lat), np.inf, lat)
+                lat = latency([swapped(i, j) for j in cands])
                 k = int(np.argmin(lat))
                 if lat[k] < best_lat * (1 - 1e-12) and cands[k] != current[i]:
                     changed = True
@@ -708,10 +706,8 @@ def optimize_designs(geoms: list[LayerGeom], platform: Platform | str, sram_budg
         if current[i] not in cands:
             cands.append(current[i])
         per_layer.append(cands)
-    nets = [[spaces[k].walked[j if k == i else current[k]] for k in range(n)]
-            for i, cands in enumerate(per_layer) for j in cands]
-    lat_all = _simulate(nets, p, ctx)
-    evaluations += len(nets)
+    lat_all = latency([swapped(i, j) for i, cands in enumerate(per_layer) for j in cands])
+    lat_all = np.where(np.isinf(lat_all), np.nan, lat_all)
     layers, at = [], 0
     for i, (sp, cands) in enumerate(zip(spaces, per_layer)):
         lat = lat_all[at:at + len(cands)]
@@ -722,7 +718,7 @@ def optimize_designs(geoms: list[LayerGeom], platform: Platform | str, sram_budg
         layers.append(LayerChoice(sp.geom, chosen, float(lat[cands.index(current[i])]), alts, dict(sp.rejected),
                                   sp.n_designs))
     final = float(layers[-1].latency_s) if layers else float("nan")
-    return Optimized([lc.design for lc in layers], final, layers, evaluations, exhaustive)
+    return Optimized([lc.design for lc in layers], final, layers, latency.evaluations, exhaustive)
 
 
 def _fram_total(geoms, nts) -> int:

@@ -16,10 +16,11 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from aidi.sim import frontend as frontends
 from aidi.sim import harvesters
 from aidi.sim.config import DEFAULT_DISPATCH, PowerConfig, SimConfig
 from aidi.sim.platform import DEFAULT_BACKEND
-from aidi.sim.platform import PLATFORMS, Platform, get_platform
+from aidi.sim.platform import PLATFORMS, Platform, PlatformFileError, get_platform, load_platform_file
 
 SHIPPED_DIR = Path(__file__).parent
 
@@ -30,12 +31,14 @@ class ScenarioError(ValueError):
 
 @dataclass(frozen=True)
 class DeviceSpec:
-    platform: str = "msp430fr5994"
+    platform: str = "msp430fr5994"  # a preset's name, or a platform file as the scenario names it
     mclk_hz: float | None = None
     sram_budget_bytes: int = 4096
+    #: the platform file's constants (``platform = "my-board.toml"``, aidi.sim.platform.load_platform_file)
+    platform_file: Platform | None = None
 
     def make_platform(self) -> Platform:
-        return get_platform(self.platform, self.mclk_hz)
+        return get_platform(self.platform_file or self.platform, self.mclk_hz)
 
 
 @dataclass(frozen=True)
@@ -56,8 +59,27 @@ class HarvesterSpec:
     algorithm: str | None = None  # shepherd: shepherd-core's virtual harvester for an ivcurve recording
     gaps: str = "error"  # shepherd: a hole in the recording's time stamps is an error, or "zero" (no harvest)
     p_min_W: float | None = None  # a time-varying source's guaranteed minimum (W, before efficiency), aidi check
+    frontend: str | None = None  # [power] frontend: the segments enter the capacitor through its input converter
+    v_input_V: float | None = None  # [power] v_input_V: the operating voltage of a source that gives none (V)
 
     def segments(self) -> harvesters.Segments:
+        """The harvester's segments as they enter the capacitor (through ``[power] frontend``'s input converter,
+        :func:`aidi.sim.frontend.through`, when there is one).  Raises TraceError or FrontendError (ValueErrors
+        with one-line messages)."""
+        if self.frontend is None:
+            return self._raw_segments()
+        fe = frontends.preset(self.frontend)
+        if self.kind == "shepherd":  # per sample: read once at the harvester, once through the converter
+            raw = self._raw_segments()
+            cap = harvesters.read_shepherd(self.file, self.efficiency, self.repeat, self.window_s, self.algorithm,
+                                           self.gaps, input_power=fe.input_power)
+            return replace(cap, raw_p=raw.seg_p)
+        if self.kind == "trace":
+            return frontends.through(fe, harvesters.read_trace(self.file, self.efficiency, self.repeat,
+                                                               input_power=fe.input_power), self.v_input_V)
+        return frontends.through(fe, self._raw_segments(), self.v_input_V)
+
+    def _raw_segments(self) -> harvesters.Segments:
         if self.kind == "constant":
             return harvesters.constant(self.power_W, self.efficiency)
         if self.kind == "thevenin":
@@ -119,6 +141,8 @@ class Scenario:
     def digest(self) -> str:
         """A hash of the scenario's content (used as a cache key)."""
         blob = json.dumps(self.raw, sort_keys=True, default=str).encode()
+        if self.device.platform_file is not None:  # the file's constants, not only its name
+            blob += repr(self.device.platform_file).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
     def with_values(self, **dotted: Any) -> "Scenario":
@@ -171,7 +195,8 @@ _ALLOWED = {
     "name": None,
     "description": None,
     "device": {"platform", "mclk_hz", "sram_budget_bytes"},
-    "power": {"capacitor_F", "v_on", "v_off", "v_max", "leakage_A", "v_initial", "converter_efficiency"},
+    "power": {"capacitor_F", "v_on", "v_off", "v_max", "leakage_A", "v_initial", "converter_efficiency", "frontend",
+              "v_input_V"},
     "harvester": {"kind", "power_W", "v_source", "r_ohm", "file", "repeat", "efficiency", "area_cm2",
                   "cell_efficiency", "start_hour", "step_s", "hours", "window_s", "algorithm", "gaps",
                   "p_min_W"},
@@ -255,31 +280,57 @@ def parse(raw: dict, path: Path) -> Scenario:
                        f"unknown key{did_you_mean(key, allowed)} (known: {', '.join(sorted(allowed))})")
 
     platform = r.get("device", "platform", "msp430fr5994", "str")
-    if platform not in PLATFORMS:
+    platform_file = None
+    if platform.endswith(".toml"):  # a platform file (aidi calibrate writes them), relative to the scenario
+        try:
+            platform_file = load_platform_file(r.get("device", "platform", kind="path"))
+        except PlatformFileError as exc:
+            r.fail("device.platform", str(exc))
+    elif platform not in PLATFORMS:
         r.fail("device.platform", f"unknown platform {platform!r}{did_you_mean(platform, PLATFORMS)} "
-                                  f"(known: {', '.join(PLATFORMS)})")
+                                  f"(known: {', '.join(PLATFORMS)}, or a platform file NAME.toml)")
     device = DeviceSpec(
         platform=platform,
         mclk_hz=r.get("device", "mclk_hz", None, lo=0.0, lo_open=True, hi=16e6),
         sram_budget_bytes=r.get("device", "sram_budget_bytes", 4096, "int", lo=0, lo_open=True,
-                                hi=PLATFORMS[platform].sram_bytes),
+                                hi=(platform_file or PLATFORMS[platform]).sram_bytes),
+        platform_file=platform_file,
     )
 
-    cap = r.get("power", "capacitor_F", kind="float", lo=0.0, lo_open=True)
-    v_off = r.get("power", "v_off", kind="float", lo=0.0, lo_open=True)
-    v_on = r.get("power", "v_on", kind="float", lo=0.0, lo_open=True)
+    fe_name = r.get("power", "frontend", None, "str")
+    fe = None
+    if fe_name is not None:
+        try:
+            fe = frontends.preset(fe_name)
+        except frontends.FrontendError as exc:
+            raise ScenarioError(f"{r.where}: {exc}") from None
+        if "converter_efficiency" in raw.get("power", {}):
+            r.fail("power.converter_efficiency", f"not with power.frontend: the {fe_name} preset's output LUT gives "
+                                                 "the converter's efficiency")
+        if fe.capacitor_F is None and "capacitor_F" not in raw.get("power", {}):
+            r.fail("power.capacitor_F", f"missing: the {fe_name} front end has no storage of its own")
+    cap = r.get("power", "capacitor_F", fe.capacitor_F if fe else ..., kind="float", lo=0.0, lo_open=True)
+    v_off = r.get("power", "v_off", fe.v_off if fe else ..., kind="float", lo=0.0, lo_open=True)
+    v_on = r.get("power", "v_on", fe.v_on if fe else ..., kind="float", lo=0.0, lo_open=True)
     if v_on <= v_off:
         r.fail("power.v_on", f"must be > power.v_off ({v_off:g} V), got {v_on:g} V")
-    v_max = r.get("power", "v_max", max(v_on, 3.6), kind="float")
+    v_max = r.get("power", "v_max", max(v_on, fe.v_max if fe else 3.6), kind="float")
     if v_max < v_on:
         r.fail("power.v_max", f"must be >= power.v_on ({v_on:g} V), got {v_max:g} V")
-    v_init = r.get("power", "v_initial", 0.0, kind="float", lo=0.0, hi=v_max)
+    v_init = r.get("power", "v_initial", min(fe.v_initial, v_max) if fe else 0.0, kind="float", lo=0.0, hi=v_max)
+    plat = device.make_platform()
     power = PowerConfig(
         capacitor_F=cap, v_on=v_on, v_off=v_off, v_max=v_max,
-        leakage_A=r.get("power", "leakage_A", 0.0, lo=0.0),
+        leakage_A=r.get("power", "leakage_A", fe.leakage_A(v_on, v_off) if fe else 0.0, lo=0.0),
         v_initial=v_init,
-        converter_efficiency=r.get("power", "converter_efficiency", 1.0, lo=0.0, lo_open=True, hi=1.0),
+        converter_efficiency=(frontends.reference_efficiency(fe, plat.active_power_W, plat.v_nominal) if fe else
+                              r.get("power", "converter_efficiency", 1.0, lo=0.0, lo_open=True, hi=1.0)),
+        frontend=fe_name,
+        v_input_V=r.get("power", "v_input_V", None, lo=0.0, lo_open=True),
+        load_v_nominal_V=plat.v_nominal,
     )
+    if power.v_input_V is not None and fe is None:
+        r.fail("power.v_input_V", "only with power.frontend (the harvester's operating voltage at its input)")
 
     if "harvester" not in raw:
         r.fail("harvester", "missing section")
@@ -326,7 +377,13 @@ def parse(raw: dict, path: Path) -> Scenario:
                                         "minimum comes from its model")
     else:
         hk["p_min_W"] = r.get("harvester", "p_min_W", None, lo=0.0, lo_open=True)
+    hk["frontend"], hk["v_input_V"] = fe_name, power.v_input_V
     harvester = HarvesterSpec(**hk)
+    if fe is not None and kind in ("constant", "thevenin"):  # no file to read: the front end's range checked now
+        try:
+            frontends.through(fe, harvester._raw_segments(), power.v_input_V)
+        except frontends.FrontendError as exc:
+            raise ScenarioError(f"{r.where}: {exc}") from None
     if kind in ("trace", "pv", "shepherd") and harvester.file is not None and not harvester.file.is_file():
         r.fail("harvester.file", f"file not found: {harvester.file}")
 

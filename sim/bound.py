@@ -100,7 +100,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numba import njit
 
-from . import capacitor
+from . import capacitor, frontend
 from .config import PowerConfig, SimConfig
 from .harvesters import Segments
 from .dispatch import known_after, make_plan, source_floor, start_message, unstartable
@@ -347,6 +347,7 @@ def latency_bound(work: Workload, power: PowerConfig, source: MinSource, sim: Si
 
     if source.zero:
         return none(f"the source can give 0 W: {source.zero}")
+    work = frontend.loads(work, power)  # the loads as a power front end's buck draws them
     plan = make_plan(work, power, sim.dispatch_margin, sim.energy_aware, source.floor_V)
     bad = unstartable(plan, power.v_on)
     if bad >= 0:

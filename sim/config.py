@@ -13,6 +13,10 @@ class PowerConfig:
     v_off: brown-out when V falls to it (V); v_max: clamp, surplus counted as clipped (V);
     leakage_A: constant leakage current (A); v_initial: voltage at t = 0 (V);
     converter_efficiency: the MCU's power P is drawn from the capacitor as P / efficiency.
+    frontend: a shepherd-core virtual-source preset (:mod:`aidi.sim.frontend`; None: the ideal or
+    constant-efficiency converter above); v_input_V: the harvester's operating voltage for a source without one
+    (V); load_v_nominal_V: the supply at which the platform's powers are given (V, its v_nominal), so that a
+    front end's regulated output rescales them (:func:`aidi.sim.frontend.loads`).
     """
 
     capacitor_F: float
@@ -22,6 +26,9 @@ class PowerConfig:
     leakage_A: float = 0.0
     v_initial: float = 0.0
     converter_efficiency: float = 1.0
+    frontend: str | None = None
+    v_input_V: float | None = None
+    load_v_nominal_V: float = 3.0
 
     @property
     def e_store_J(self) -> float:

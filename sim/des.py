@@ -22,7 +22,7 @@ from typing import NamedTuple
 import numpy as np
 import simpy
 
-from . import capacitor, stepping
+from . import capacitor, frontend, stepping
 from .capacitor import ALL_DONE, HIT_HIGH, HIT_LOW
 from .config import PowerConfig, SimConfig
 from .dispatch import PH_UNIT, PHASES, make_plan, phase_powers, source_floor, start_message, unstartable
@@ -375,7 +375,12 @@ class Device:
 def run(work: Workload, power: PowerConfig, seg: Segments, sim: SimConfig, functional=None,
         log: bool = False) -> tuple[RunRecord, list[Event] | None]:
     """Run the SimPy model; returns (its :class:`~aidi.sim.workload.RunRecord`, the event log (:class:`Event`
-    records) or None).  Raises NonProgressError (a ValueError) for a run that cannot progress."""
+    records) or None).  Raises NonProgressError (a ValueError) for a run that cannot progress.
+
+    Under a power front end (``power.frontend``) the workload's loads are drawn through its buck
+    (:func:`aidi.sim.frontend.loads`) and the record counts its input converter's loss
+    (:func:`aidi.sim.frontend.with_input_loss`)."""
+    work = frontend.loads(work, power)
     check_progress(work, power, seg)
     env = simpy.Environment()
     dev = Device(env, work, power, seg, sim, functional=functional, log=log)
@@ -384,7 +389,8 @@ def run(work: Workload, power: PowerConfig, seg: Segments, sim: SimConfig, funct
     reason = "" if completed else (dev.reason or "until_s reached")
     if not completed and dev.fails_in_row >= 2 and dev.time_invariant:
         raise NonProgressError(reason)
-    rec = RunRecord.of(dev.tally, power, dev.cap.v, env.now, completed, reason, "des", work, sim)
+    rec = frontend.with_input_loss(RunRecord.of(dev.tally, power, dev.cap.v, env.now, completed, reason, "des",
+                                                work, sim), seg)
     if functional is not None:
         rec = replace(rec, output=tuple(int(x) for x in np.asarray(functional.output()).ravel()),
                       output_matches_reference=bool(functional.output_matches_reference()))

@@ -65,6 +65,9 @@ class Segments:
     seg_vs: np.ndarray
     period: float
     kind: str
+    #: with a power front end (:mod:`aidi.sim.frontend`): the harvester's own power in each segment (W), before
+    #: the input converter (seg_p is what enters the capacitor); None without one
+    raw_p: np.ndarray | None = None
 
     def __post_init__(self):
         arrays = {"time": self.seg_t, "power": self.seg_p, "conductance": self.seg_g, "source voltage": self.seg_vs}
@@ -77,6 +80,11 @@ class Segments:
                 raise TraceError(f"{self.kind} source: segment {int(np.argmax(~np.isfinite(a)))}: {name} is not finite")
             if (a < 0).any():
                 raise TraceError(f"{self.kind} source: segment {int(np.argmax(a < 0))}: negative {name}")
+        if self.raw_p is not None:
+            raw = np.asarray(self.raw_p, dtype=np.float64)
+            if raw.shape != (n,) or not np.isfinite(raw).all() or (raw < 0).any():
+                raise TraceError(f"{self.kind} source: the raw (pre-converter) powers must be finite, >= 0 and one "
+                                 "per segment")
         t = np.asarray(self.seg_t, dtype=np.float64)
         if t[0] != 0.0 or (n > 1 and not (np.diff(t) > 0).all()):
             raise TraceError(f"{self.kind} source: segment times must start at 0 and strictly increase")
@@ -167,7 +175,7 @@ def _plausible_power(power: np.ndarray, where) -> None:
                          "on harvester.power_W; is the column in W?)")
 
 
-def read_trace(path: Path, efficiency: float = 1.0, repeat: bool = True) -> Segments:
+def read_trace(path: Path, efficiency: float = 1.0, repeat: bool = True, input_power=None) -> Segments:
     """Read a CSV trace: ``time_s,power_W`` or ``time_s,voltage_V,current_A`` (see the module docstring).
 
     The text is read by :func:`aidi.sim.textfile.read_lines` (encodings, BOM, CRLF, ``#`` comments).  Times
@@ -175,6 +183,11 @@ def read_trace(path: Path, efficiency: float = 1.0, repeat: bool = True) -> Segm
     at 5 s, at -2 s or at a logger's Unix time is read the same as one starting at 0).  Power (or V * I) must
     be finite, not below the logger noise floor, and at most :data:`MAX_POWER_W`.  Returns segments of one
     row each; raises TraceError naming the file's line.
+
+    ``input_power`` (a power front end's :meth:`aidi.sim.frontend.Frontend.input_power`, W of (V, A) arrays):
+    each row of a voltage_V,current_A trace enters as input_power(V, I) (times ``efficiency``) and its V * I is
+    kept as the segments' ``raw_p``; a power_W trace has no voltage (the front end then needs
+    ``power.v_input_V``: :func:`aidi.sim.frontend.through`).
     """
     path = Path(path)
     if not path.is_file():
@@ -210,12 +223,17 @@ def read_trace(path: Path, efficiency: float = 1.0, repeat: bool = True) -> Segm
         raise TraceError(f"{line_of(int(np.argmax(bad)))}: time or power is not a finite number")
     power = np.ones_like(times)
     for name, a in parts.items():
-        power = power * _denoise(name, a, line_of)
+        parts[name] = _denoise(name, a, line_of)
+        power = power * parts[name]
     _plausible_power(power, line_of)
     if (np.diff(times) <= 0).any():
         row = int(np.argmax(np.diff(times) <= 0)) + 1
         raise TraceError(f"{line_of(row)}: times are not strictly increasing")
-    return from_samples(times, power * efficiency, repeat, "trace")
+    seg = from_samples(times, power * efficiency, repeat, "trace")
+    if input_power is None or "voltage_V" not in parts:
+        return seg
+    cap = input_power(parts["voltage_V"], parts["current_A"]) * efficiency
+    return Segments(seg.seg_t, cap, seg.seg_g, seg.seg_vs, seg.period, seg.kind, raw_p=seg.seg_p)
 
 
 def default_tmy3() -> Path:
@@ -398,7 +416,8 @@ def _drop_all(_record) -> bool:
 
 
 def read_shepherd(path: Path, efficiency: float = 1.0, repeat: bool = True,
-                  window_s: float = SHEPHERD_WINDOW_S, algorithm: str | None = None, gaps: str = "error") -> Segments:
+                  window_s: float = SHEPHERD_WINDOW_S, algorithm: str | None = None, gaps: str = "error",
+                  input_power=None) -> Segments:
     """A Shepherd testbed harvest recording (HDF5) as power segments of ``window_s`` seconds.
 
     Read through the Shepherd project's own ``shepherd_core.Reader`` (the file's ``data/time``,
@@ -431,6 +450,9 @@ def read_shepherd(path: Path, efficiency: float = 1.0, repeat: bool = True,
     for one sample period (shepherd-core's ``core_config.SAMPLERATE_SPS``: 10 us) and the rest of the hole
     harvests nothing (the energy is the samples' own).
 
+    ``input_power`` (a power front end's :meth:`aidi.sim.frontend.Frontend.input_power`): each sample enters
+    as input_power(V, I) instead of V * I (the front end's efficiency at that sample's operating point).
+
     Returns segments of length ceil(duration / window_s).  Raises TraceError (missing file, not an
     HDF5 Shepherd file, wrong mode or datatype, fewer than two samples, times not increasing, time
     jumps, negative samples below the noise floor, implausible power).
@@ -457,12 +479,12 @@ def read_shepherd(path: Path, efficiency: float = 1.0, repeat: bool = True,
             raise TraceError(f"{path}: not a Shepherd HDF5 recording ({exc.__class__.__name__})") from None
         with reader:
             if _shepherd_datatype(reader, path, algorithm) == "ivsample":
-                return _shepherd_segments(reader, path, efficiency, repeat, window_s, gaps)
-        return _shepherd_harvest(path, algorithm, efficiency, repeat, window_s, gaps)
+                return _shepherd_segments(reader, path, efficiency, repeat, window_s, gaps, input_power)
+        return _shepherd_harvest(path, algorithm, efficiency, repeat, window_s, gaps, input_power)
 
 
 def _shepherd_harvest(path: Path, algorithm: str, efficiency: float, repeat: bool, window_s: float,
-                      gaps: str) -> Segments:
+                      gaps: str, input_power=None) -> Segments:
     """IV samples from an ivcurve recording by shepherd-core's virtual harvester ``algorithm``, then read."""
     import tempfile
 
@@ -480,7 +502,7 @@ def _shepherd_harvest(path: Path, algorithm: str, efficiency: float, repeat: boo
             simulate_harvester(config, path, out)
         except ValueError as exc:
             raise TraceError(f"{path}: harvester.algorithm {algorithm!r}: " + str(exc).splitlines()[0]) from None
-        return read_shepherd(out, efficiency, repeat, window_s, gaps=gaps)
+        return read_shepherd(out, efficiency, repeat, window_s, gaps=gaps, input_power=input_power)
 
 
 def _shepherd_datatype(reader, path: Path, algorithm: str | None) -> str:
@@ -534,7 +556,7 @@ def _shepherd_steps(path: Path, t: np.ndarray, p: np.ndarray, first: int, period
 
 
 def _shepherd_segments(reader, path: Path, efficiency: float, repeat: bool, window_s: float,
-                       gaps: str) -> Segments:
+                       gaps: str, input_power=None) -> Segments:
     from shepherd_core.config import core_config
 
     n = int(reader.samples_n)
@@ -584,6 +606,8 @@ def _shepherd_segments(reader, path: Path, efficiency: float, repeat: bool, wind
         i = _denoise("current_A", np.asarray(cal.current.raw_to_si(np.asarray(i_raw, dtype=np.float64))), sample)
         p = v * i
         _plausible_power(p, sample)
+        if input_power is not None:
+            p = input_power(v, i)
         if prev_t is not None:
             t, p = np.concatenate(([prev_t], t)), np.concatenate(([prev_p], p))
             first -= 1

@@ -19,7 +19,7 @@ from typing import NamedTuple, Sequence
 import numpy as np
 from numba import njit
 
-from . import stepping
+from . import frontend, stepping
 from .capacitor import (ALL_DONE, HIT_HIGH, HIT_LOW, Circuit, Limits, advance, circuit, e_cycle, limits, never_reaches,
                         source_max_power)
 from .config import PowerConfig, SimConfig
@@ -515,8 +515,9 @@ class Batch:
         tally.by_layer = {k: bl[k] for k in np.unique(self.works[w].layers).tolist() if bl[k] != 0.0}
         tally.latencies = [(k, x) for k, x in enumerate(self.lat[w].tolist()) if x == x]
         st = i["status"]
-        return RunRecord.of(tally, self.power, f["v"], f["t"], st == DONE, _REASONS.get(st, ""), "oracle",
-                            self.works[w], self.sim)
+        return frontend.with_input_loss(RunRecord.of(tally, self.power, f["v"], f["t"], st == DONE,
+                                                     _REASONS.get(st, ""), "oracle", self.works[w], self.sim),
+                                        self.seg)
 
 
 class Population:
@@ -528,7 +529,9 @@ class Population:
     all the workloads (:meth:`evaluate`).
     """
 
-    def __init__(self, works: Sequence[Workload]):
+    def __init__(self, works: Sequence[Workload], drawn: bool = False):
+        self._drawn = drawn  # the workloads are already as a front end draws them
+        self._fronted: dict = {}
         if not works:
             raise ValueError("a population needs at least one workload")
         self.works = list(works)
@@ -545,6 +548,14 @@ class Population:
         return len(self.works)
 
     def evaluate(self, power: PowerConfig, seg: Segments, sim: SimConfig) -> "Batch":
+        """Every workload under one power configuration; under a power front end, the workloads as its buck
+        draws them (:func:`aidi.sim.frontend.loads`, compiled once per front end and output voltage)."""
+        if power.frontend and not self._drawn:
+            key = (power.frontend, power.converter_efficiency, power.load_v_nominal_V)
+            pop = self._fronted.get(key)
+            if pop is None:
+                pop = self._fronted[key] = Population([frontend.loads(w, power) for w in self.works], drawn=True)
+            return pop.evaluate(power, seg, sim)
         cfg = Config(circuit(power, seg), limits(power, sim.until_s),
                      RunSpec(power.v_initial, sim.inferences, sim.period_s), sim.energy_aware, sim.dispatch_margin)
         out = _evaluate(self.compiled, cfg)

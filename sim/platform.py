@@ -15,11 +15,18 @@ Software (CPU) kernel costs of the on-chip preset (:class:`SoftwareCosts`,
 ``Platform.cpu_sw``) describe what the emitted portable-C runtime does, operation
 by operation, and are fitted to mspdebug cycle counts of that firmware (see
 :func:`aidi.models.cost_calibration.fit_software_costs` and ``tests/test_calibration_mspdebug.py``).
+
+A board's own constants live in a platform file (:func:`load_platform_file`: a base preset plus the
+constants measured on the board, which ``aidi calibrate`` fits from the microbench's counts and an
+EnergyTrace recording); a scenario names it as ``[device] platform = "my-board.toml"``.
 """
 
 from __future__ import annotations
 
+import math
+import tomllib
 from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -393,12 +400,101 @@ MSP430FR5994_EXTFRAM = Platform(
 PLATFORMS = {p.name: p for p in (MSP430FR5994, MSP430FR5994_EXTFRAM)}
 
 
-def get_platform(name: str, mclk_hz: float | None = None) -> Platform:
-    """Return a preset, optionally at another MCLK. Raises KeyError for an unknown name."""
-    p = PLATFORMS[name]
+def get_platform(name: "str | Platform", mclk_hz: float | None = None) -> Platform:
+    """Return a preset (or ``name`` itself when it is a :class:`Platform`, e.g. one read by
+    :func:`load_platform_file`), optionally at another MCLK. Raises KeyError for an unknown name."""
+    p = name if isinstance(name, Platform) else PLATFORMS[name]
     if mclk_hz is not None and mclk_hz != p.mclk_hz:
         p = p.with_mclk(mclk_hz)
     return p
+
+# -- platform files ------------------------------------------------------------------------------------------------
+#: the version of the platform file format :func:`load_platform_file` reads (``format = 1``)
+PLATFORM_FILE_FORMAT = 1
+_FILE_KEYS = {"format", "base", "sources"}
+
+
+class PlatformFileError(ValueError):
+    """A platform TOML file that cannot be used; the message is one line naming the file and the key."""
+
+
+def _file_value(where: str, key: str, kind: str, v):
+    """``v`` checked against a Platform field's annotation ``kind`` ("float", "int", "str", "Linear", ...)."""
+    def num(x, k):
+        if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x) or x < 0:
+            raise PlatformFileError(f"{where}: {k}: expected a finite number >= 0, got {x!r}")
+        return float(x)
+
+    base = kind.replace(" | None", "")
+    if base == "Linear":
+        if not isinstance(v, dict) or set(v) != {"slope", "offset"}:
+            raise PlatformFileError(f"{where}: {key}: expected a table {{ slope = ..., offset = ... }}, got {v!r}")
+        return Linear(num(v["slope"], f"{key}.slope"), num(v["offset"], f"{key}.offset"))
+    if base == "SoftwareCosts":
+        names = {f.name for f in fields(SoftwareCosts)}
+        if not isinstance(v, dict):
+            raise PlatformFileError(f"{where}: {key}: expected a table of {', '.join(sorted(names))}")
+        bad = sorted(set(v) - names) or sorted(names - set(v))
+        if bad:
+            raise PlatformFileError(f"{where}: {key}.{bad[0]}: {'unknown' if bad[0] in v else 'missing'} key")
+        return SoftwareCosts(**{k: num(x, f"{key}.{k}") for k, x in v.items()})
+    if base == "str":
+        if not isinstance(v, str) or not v:
+            raise PlatformFileError(f"{where}: {key}: expected a non-empty string, got {v!r}")
+        return v
+    if base == "int":
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise PlatformFileError(f"{where}: {key}: expected an integer >= 1, got {v!r}")
+        return v
+    return num(v, key)
+
+
+def load_platform_file(path: "str | Path") -> Platform:
+    """A :class:`Platform` from a TOML file (``aidi calibrate`` writes them; a scenario names one with
+    ``[device] platform = "my-board.toml"``).
+
+    Keys (top level): ``format = 1``; ``base``, the preset every other constant comes from (a name of
+    :data:`PLATFORMS`, default ``msp430fr5994``); any field of :class:`Platform` (units as documented
+    there: Hz, W, s, J, cycles), a :class:`Linear` as ``{ slope = ..., offset = ... }``, ``cpu_sw`` as a table
+    of every :class:`SoftwareCosts` field; and a ``[sources]`` table of strings (key -> where its value comes
+    from), added to the base's.  Raises :class:`PlatformFileError` (one line: file and key) for a missing or
+    unreadable file, invalid TOML, an unknown key or base, or a value of the wrong kind (negative, not finite).
+    """
+    from .textfile import decode
+
+    path = Path(path)
+    where = str(path)
+    try:
+        text, _ = decode(path.read_bytes(), path, PlatformFileError)
+        raw = tomllib.loads(text)
+    except FileNotFoundError:
+        raise PlatformFileError(f"{where}: platform file not found") from None
+    except OSError as exc:
+        raise PlatformFileError(f"{where}: cannot read ({exc.strerror or exc.__class__.__name__})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise PlatformFileError(f"{where}: not valid TOML ({exc})") from None
+    kinds = {f.name: str(f.type) for f in fields(Platform) if f.name != "sources"}
+    for key in raw:
+        if key not in kinds and key not in _FILE_KEYS:
+            import difflib
+            close = difflib.get_close_matches(key, [*kinds, *_FILE_KEYS], n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise PlatformFileError(f"{where}: {key}: unknown key{hint}")
+    if raw.get("format", PLATFORM_FILE_FORMAT) != PLATFORM_FILE_FORMAT:
+        raise PlatformFileError(f"{where}: format: this aidi reads format {PLATFORM_FILE_FORMAT}, got "
+                                f"{raw['format']!r}")
+    base = raw.get("base", "msp430fr5994")
+    if base not in PLATFORMS:
+        raise PlatformFileError(f"{where}: base: unknown platform {base!r} (known: {', '.join(PLATFORMS)})")
+    sources = raw.get("sources", {})
+    if not isinstance(sources, dict) or not all(isinstance(v, str) for v in sources.values()):
+        raise PlatformFileError(f"{where}: sources: expected a table of strings")
+    values = {k: _file_value(where, k, kinds[k], v) for k, v in raw.items() if k in kinds}
+    if values.get("mclk_hz", 1.0) <= 0:
+        raise PlatformFileError(f"{where}: mclk_hz: must be > 0")
+    p = PLATFORMS[base]
+    return replace(p, **{"name": path.stem, **values}, sources={**p.sources, **sources})
+
 
 #: the execution backend every command uses (``aidi run``, ``check``, ``emit-c``, the NAS) unless the
 #: scenario's ``[execution] backend`` says otherwise: the FR5994's Low-Energy Accelerator ("lea"),

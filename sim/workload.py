@@ -259,12 +259,34 @@ class RunRecord:
         """Time from t = 0 to the end of the last inference (s), None when not completed."""
         return self.t_end_s if self.completed else None
 
+    @property
+    def stored_initial_J(self) -> float:
+        """Energy in the capacitor at t = 0 (J)."""
+        return 0.5 * self.capacitor_F * self.v_initial**2
+
+    @property
+    def stored_final_J(self) -> float:
+        """Energy in the capacitor at the end (J)."""
+        return 0.5 * self.capacitor_F * self.v_final**2
+
+    @property
+    def meets_deadline(self) -> bool | None:
+        """Completed within ``deadline_s``; None without a deadline."""
+        if self.deadline_s is None:
+            return None
+        return bool(self.completed and self.t_end_s <= self.deadline_s)
+
+    def energy_by_category(self) -> dict[str, float]:
+        """Energy (J) by category of CATEGORIES, converter_loss derived: consumed minus the MCU side."""
+        cats = {k: float(v) for k, v in self.tally.by_category.items()}
+        mcu_side = sum(v for k, v in cats.items() if k != "converter_loss")
+        cats["converter_loss"] = self.tally.consumed - mcu_side
+        return cats
+
     def as_json(self) -> dict:
         """The JSON contract of ``aidi run --json``."""
         tally = self.tally
-        cats = {k: float(v) for k, v in tally.by_category.items()}
-        mcu_side = sum(v for k, v in cats.items() if k != "converter_loss")
-        cats["converter_loss"] = tally.consumed - mcu_side
+        cats = self.energy_by_category()
         completed, t_end = self.completed, self.t_end_s
         lat = tally.latencies[-1][1] if completed and tally.latencies else None
         out = {
@@ -292,8 +314,8 @@ class RunRecord:
             "energy_J": {
                 "harvested": tally.harvested,
                 "consumed": tally.consumed,
-                "stored_initial": 0.5 * self.capacitor_F * self.v_initial**2,
-                "stored_final": 0.5 * self.capacitor_F * self.v_final**2,
+                "stored_initial": self.stored_initial_J,
+                "stored_final": self.stored_final_J,
                 "leaked": tally.leaked,
                 "clipped": tally.clipped,
                 "by_category": cats,
@@ -302,7 +324,7 @@ class RunRecord:
         }
         if self.deadline_s is not None:
             out["deadline_s"] = self.deadline_s
-            out["meets_deadline"] = bool(completed and t_end <= self.deadline_s)
+            out["meets_deadline"] = self.meets_deadline
         if self.output is not None:
             out["output"] = list(self.output)
             out["output_matches_reference"] = self.output_matches_reference

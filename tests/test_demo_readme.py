@@ -63,6 +63,14 @@ def test_readme_command_runs(cmd, tmp_path, monkeypatch):
         assert r.exit_code == 0, r.output
     if "model.onnx" in args or any(a.startswith("mynet/") for a in args):  # the "Your own network" files
         own_network_files(tmp_path, imported="model.onnx" not in args)
+    if args[0] == "calibrate":  # a board's microbench counts and EnergyTrace export (known synthetic constants)
+        import numpy as np
+
+        from tests.test_calibrate import counts_text, energytrace_csv, truth
+
+        cyc, energy, _, idle = truth(np.random.default_rng(0))
+        (tmp_path / "counts.txt").write_text(counts_text(cyc))
+        (tmp_path / "et.csv").write_text(energytrace_csv(cyc, energy, idle))
     r = runner.invoke(app, args)
     assert r.exit_code == 0, f"{cmd}\n{r.output}"
 

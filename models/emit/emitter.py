@@ -43,6 +43,8 @@ _C_DIM = {"r": "AIDI_DIM_R", "c": "AIDI_DIM_C", "m": "AIDI_DIM_M", "n": "AIDI_DI
 _RUNTIME_FILES = ("aidi_platform.h", "aidi_q15.h", "aidi_runtime.h", "aidi_runtime.c", "aidi_kernels.h",
                   "aidi_kernels_cpu.c", "aidi_kernels_lea.c", "aidi_dsplib.h", "aidi_dsplib_emu.c",
                   "host_main.c", "platform_msp430.c", "aidi_mspabi.c", "aidi_app.c")
+#: the microbench firmware's source (``emit_project(..., microbench=True)``)
+MICROBENCH_FILE = "aidi_microbench.c"
 #: the emitted library (what an application links; no sample input): runtime, kernels, the network
 LIBRARY_FILES = ("aidi_platform.h", "aidi_q15.h", "aidi_runtime.h", "aidi_model.h", "aidi_runtime.c",
                  "aidi_kernels.h", "aidi_kernels_cpu.c", "aidi_kernels_lea.c", "aidi_dsplib.h", "aidi_model.c",
@@ -171,7 +173,8 @@ def memory_estimate(prog: Program) -> dict[str, int]:
     }
 
 
-def emit_project(prog: Program, out_dir: str | Path, *, backend: str | None = None) -> EmittedProject:
+def emit_project(prog: Program, out_dir: str | Path, *, backend: str | None = None,
+                 microbench: bool = False) -> EmittedProject:
     """Write the C project of ``prog`` into ``out_dir`` (created; existing files are replaced).
 
     ``backend``: the kernels the Makefile builds by default (``portable``: CPU
@@ -186,6 +189,8 @@ def emit_project(prog: Program, out_dir: str | Path, *, backend: str | None = No
     simulator build works with either; real LEA needs ``make msp430``.
     Under ``prog.dispatch`` with a power configuration the project carries each unit's start threshold
     (:mod:`.dispatch`) and the host harness's power model.
+    ``microbench``: also ``src/aidi_microbench.c``, the firmware that times the cost model's primitives
+    (``make microbench-sim``, ``make microbench-run``; :mod:`.microbench`).
     Raises ValueError for an unknown backend, ``lea`` for a plan with no LEA layer, a network beyond the
     runtime's limits, and
     :class:`aidi.sim.workload.NonProgressError` (a ValueError) when an energy_aware unit's threshold
@@ -275,7 +280,7 @@ def emit_project(prog: Program, out_dir: str | Path, *, backend: str | None = No
     }
     for rel, tpl in outputs.items():
         (root / rel).write_text(env.get_template(tpl).render(**ctx))
-    for name in _RUNTIME_FILES:
+    for name in _RUNTIME_FILES + ((MICROBENCH_FILE,) if microbench else ()):
         shutil.copyfile(RUNTIME / name, root / "src" / name)
     shutil.copyfile(HERE / "elfsize.py", root / "tools" / "aidi_elfsize.py")
     (root / "aidi_manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")

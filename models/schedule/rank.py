@@ -14,7 +14,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ..costs.fast import lower_bound_closed, sram_fits
+from ..costs.fast import build_tables, lower_bound_closed, sram_fits
+from ..runtime_sram import ALIGN
+from .closed import _totals
+from .walk import OVER_E_LIMIT, WalkParams, _walk
 
 #: slots of the surrogate's parameter vector (:func:`surrogate_params`)
 SP_MCLK, SP_HARVEST_W, SP_E_CYCLE, SP_AWARE, SP_DISPATCH_J, SP_BOOT_J, SP_BOOT_S = range(7)
@@ -53,14 +56,6 @@ def surrogate_s(cycles, energy, units, sp):
         n_cyc = energy / max(work - waste, 1e-30)
     e_total = energy + extra + n_cyc * (sp[SP_BOOT_J] + waste)
     return max(t + n_cyc * sp[SP_BOOT_S], e_total / ph)
-
-
-@njit(cache=True)
-def surrogate_many(cycles, energy, units, sp):
-    out = np.empty(cycles.shape[0])
-    for i in range(cycles.shape[0]):
-        out[i] = surrogate_s(cycles[i], energy[i], units[i], sp)
-    return out
 
 
 @njit(cache=True)
@@ -129,3 +124,95 @@ def rank_space(gv, pv, tiles, lea_flags, software, budget, arena_cap, s_mode, s_
                 rsur[n] = surrogate_s(cyc, en, u, sp)
                 n += 1
     return rej_sram, rej_atom, rk[:n].copy(), rb[:n].copy(), rs[:n].copy(), ru[:n].copy(), rsur[:n].copy()
+
+
+@njit(cache=True)
+def walk_ranked(gv, pv, tiles, lea, svals, units, software, orders, sp, e_limit, budget, arena_cap, n_keep):
+    """Stages two and three of a layer's ranking in one compiled call: the exact closed-form totals of the rows
+    stage one kept (:func:`rank_space`) under every loop order, the surrogate on them, and the walks in
+    surrogate order until ``n_keep`` designs pass.
+
+    ``tiles`` (N, 4) normalised (Tr, Tc, Tm, Tn), ``lea`` (N,), ``svals`` (N,) S and ``units`` (N,) unit counts of
+    the rows; ``orders`` (O, 4) loop nests (:data:`~.design.ORDER_AXES`); ``e_limit``: the largest unit energy
+    (J); ``budget``, ``arena_cap``: the SRAM limits of :func:`aidi.models.costs.fast.sram_fits`, checked with
+    the walk's accumulator extent when ``software`` is False.  A design passes when no unit is over
+    ``e_limit``, its SRAM fits, and (``n_keep`` >= 0) its unit costs differ from every design kept before
+    (order ties); ``n_keep`` < 0: every design is walked and kept when it passes.
+
+    Returns ``(surrogate (N*O,) s, kept (K,) flat indices i*O + o, offsets (K+1,), unit costs (sum U, 3, 2)
+    [category][cycles, energy_J] of the kept designs, rejected by unit energy, rejected by SRAM, walked)``:
+    the walks of :func:`.closed.walk_design`, the totals of :func:`.closed.exact_totals`.
+    """
+    n = tiles.shape[0]
+    n_ord = orders.shape[0]
+    op = gv[0]
+    tabs = [build_tables(gv, pv, tiles[i, 0], tiles[i, 1], tiles[i, 2], tiles[i, 3], lea[i], software)
+            for i in range(n)]
+    sur = np.empty(n * n_ord)
+    for i in range(n):
+        tab = tabs[i]
+        dims = np.array([tab.tm.shape[0], tab.tn.shape[0], tab.tr.shape[0], tab.tc.shape[0]], np.int64)
+        for o in range(n_ord):
+            tot = _totals(tab, dims, orders[o], svals[i], op >= 2, op <= 2)
+            cyc = tot[0, 0] + tot[1, 0] + tot[2, 0]
+            en = tot[0, 1] + tot[1, 1] + tot[2, 1]
+            sur[i * n_ord + o] = surrogate_s(cyc, en, units[i], sp)
+    order = np.argsort(sur, kind="mergesort")
+    kept = np.empty(n * n_ord, np.int64)
+    costs = []
+    n_kept = 0
+    n_atom = 0
+    n_sram = 0
+    n_tried = 0
+    for q in range(order.shape[0]):
+        if n_keep >= 0 and n_kept >= n_keep:
+            break
+        n_tried += 1
+        flat = order[q]
+        i = flat // n_ord
+        o = flat - i * n_ord
+        tab = tabs[i]
+        tr, tc, tm, tn = tiles[i, 0], tiles[i, 1], tiles[i, 2], tiles[i, 3]
+        dims = np.array([tab.tm.shape[0], tab.tn.shape[0], tab.tr.shape[0], tab.tc.shape[0]], np.int64)
+        prm = WalkParams(dims, orders[o], svals[i], op >= 2, op <= 2, True, (4 * tm * tr * tc + ALIGN - 1) // ALIGN * ALIGN, False, e_limit,
+                         0.0, 0.0, np.inf)
+        w = _walk(tab, prm)
+        if w.status == OVER_E_LIMIT:
+            n_atom += 1
+            continue
+        if not software and not sram_fits(gv, tr, tc, tm, tn, lea[i], w.acc_extent, budget, arena_cap):
+            n_sram += 1  # more accumulator slots than the one block the scan assumed
+            continue
+        uc = w.unit_cost
+        if n_keep >= 0 and _same_as_kept(uc, costs, sp[SP_MCLK]):
+            continue
+        costs.append(uc)
+        kept[n_kept] = flat
+        n_kept += 1
+    off = np.zeros(n_kept + 1, np.int64)
+    for k in range(n_kept):
+        off[k + 1] = off[k] + costs[k].shape[0]
+    flat_costs = np.empty((off[n_kept], 3, 2))
+    for k in range(n_kept):
+        flat_costs[off[k]:off[k + 1]] = costs[k]
+    return sur, kept[:n_kept].copy(), off, flat_costs, n_atom, n_sram, n_tried
+
+
+@njit(cache=True)
+def _same_as_kept(uc, kept, mclk):
+    """Has a kept design the same per-unit durations (s: cycles over ``mclk``) and energies as ``uc``?"""
+    for other in kept:
+        if other.shape[0] != uc.shape[0]:
+            continue
+        same = True
+        for u in range(uc.shape[0]):
+            if (uc[u, 0, 0] + uc[u, 1, 0] + uc[u, 2, 0]) / mclk != (other[u, 0, 0] + other[u, 1, 0]
+                                                                       + other[u, 2, 0]) / mclk:
+                same = False
+                break
+            if uc[u, 0, 1] != other[u, 0, 1] or uc[u, 1, 1] != other[u, 1, 1] or uc[u, 2, 1] != other[u, 2, 1]:
+                same = False
+                break
+        if same:
+            return True
+    return False

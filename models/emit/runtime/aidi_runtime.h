@@ -176,6 +176,9 @@ uint32_t aidi_progress_load(void);
 /* Every boot: aidi_platform_init, aidi_infer_at_boot on the embedded sample input
  * (aidi_sample_input, src/aidi_sample.c) into aidi_sample_output, aidi_done. */
 void aidi_boot(void);
+#if defined(AIDI_MICROBENCH)
+void aidi_microbench_commit(uint32_t g); /* one progress commit (the microbench times it) */
+#endif
 extern const int16_t aidi_sample_input[AIDI_INPUT_LEN];
 extern int16_t aidi_sample_output[AIDI_OUTPUT_LEN];
 
