@@ -649,7 +649,8 @@ def nas(scenario: Any, out: str | os.PathLike, controller: str = "evolution", bu
     ``controller``: "random", "evolution" or "rl"; ``budget``: evaluations; ``dataset``: "digits"
     (bundled) or one of :data:`aidi.analysis.nas_run.DATASETS` read from ``data_dir`` (never downloaded);
     ``quick``: tiny training epochs (smoke runs); ``space``: "inas" (the data set's chain of convolutions) or
-    "mbconv" (inverted-residual stages, :mod:`aidi.models.nas.mbconv`; each candidate trained from scratch).
+    "mbconv" (inverted-residual stages, :mod:`aidi.models.nas.mbconv`, read off their supernet,
+    :mod:`aidi.models.nas.mbconv_supernet`).
     ``progress(done, total)`` after each batch of evaluations, ``log(message)`` for each step.
 
     The supernet is trained once per data set and seed and cached on disk.  Raises
@@ -772,7 +773,7 @@ def nas_compare(scenario: Any, out: str | os.PathLike, requirements_s: Sequence[
                 log: Callable[[str], None] | None = None, views: Sequence[str] = ("equal-time",),
                 final_epochs: int | None = None, final_seeds: Sequence[int] | None = None,
                 truth_members: int | None = None, final_train_images: int | None = None,
-                device: str = "cpu") -> NasCompareResult:
+                device: str = "cpu", space: str = "inas") -> NasCompareResult:
     """Compare our search with an iNAS-style and an HW-NAS-style one, as ``aidi nas SCENARIO --compare --json``.
 
     Same seed and ``budget`` (evaluations per requirement and method) for all three.
@@ -781,14 +782,17 @@ def nas_compare(scenario: Any, out: str | os.PathLike, requirements_s: Sequence[
     search (tag "ours-r0", "inas-r0", ...).  ``views`` adds "quality" and "truth" (``json["views"]``;
     the final recipe's ``final_epochs``, ``final_seeds``, ``truth_members``, ``final_train_images`` as
     :func:`aidi.analysis.nas_run.run_compare` takes them), ``device`` where training runs ("auto", "cpu",
-    "cuda").  The other arguments as in :func:`nas`.  Raises
+    "cuda"), ``space`` the space every method searches.  The other arguments as in :func:`nas`.  Raises
     :class:`UserError` for a bad scenario, option, requirement, data folder or output folder.
     """
     import pandas as pd
 
+    from aidi.models.nas.space import SPACE_KINDS
+
     from . import jsonout, nas_run
 
     nas_options(controller, dataset, budget, workers, seed, dask=dask)
+    _choice("space", space, SPACE_KINDS)
     reqs = None
     if requirements_s is not None:
         reqs = [_plain(r) for r in requirements_s]
@@ -804,7 +808,7 @@ def nas_compare(scenario: Any, out: str | os.PathLike, requirements_s: Sequence[
                                    dataset=dataset, data_dir=data_dir, out=Path(out), quick=quick,
                                    requirements=reqs, progress=progress, log=log, force=force, views=tuple(views),
                                    final_epochs=final_epochs, final_seeds=final_seeds, truth_members=truth_members,
-                                   final_train_images=final_train_images, device=device)
+                                   final_train_images=final_train_images, device=device, space=space)
     data = jsonout.strict(data)
     methods = ("ours", "inas", "hwnas")
     table = pd.DataFrame([{"requirement_s": line["requirement_s"],

@@ -468,8 +468,8 @@ def nas(
     dataset: Dataset = typer.Option(Dataset.digits, help="digits (bundled), cifar10, tinyimagenet, fashion-mnist or "
                                                          "mnist (IDX files)"),
     space: Space = typer.Option(Space.inas, help="inas: the data set's chain of convolutions (iNAS's space); mbconv: "
-                                                 "MCUNet/OFA-style inverted-residual stages, each candidate trained "
-                                                 "from scratch (not with --compare)"),
+                                                 "MCUNet/OFA-style inverted-residual stages with their own "
+                                                 "Once-for-All supernet (every method searches it with --compare)"),
     quick: bool = typer.Option(False, "--quick", help="tiny training epochs (tests, smoke runs)"),
     force: bool = typer.Option(False, "--force", help=FORCE_HELP),
     fmt: str = typer.Option("html", "--format", help="the Pareto figure's files (--compare: the accuracy vs latency "

@@ -38,6 +38,7 @@ CATEGORY_LABELS = {
     "unfinished": "unfinished at the end",
     "wait": "waiting for energy",
     "converter_loss": "converter loss",
+    "converter_input": "converter loss, input (boost)",
 }
 
 #: swept scenario keys as an axis title with unit (``aidi sweep --set KEY=...``)

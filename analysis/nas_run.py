@@ -56,8 +56,6 @@ MAX_FINALISTS = 5
 #: epochs (:data:`aidi.models.nas.baselines.INAS_EPOCHS`), and --quick's fine-tuning epochs
 #: (:meth:`aidi.models.nas.supernet.SupernetConfig.quick`)
 COMPARE_FINAL_EPOCHS = {False: 25, True: 2}
-#: --space mbconv: epochs each candidate is trained from scratch for its search accuracy (normal, --quick)
-MBCONV_SCRATCH_EPOCHS = {False: 3, True: 1}
 
 
 # --------------------------------------------------------------------------- parallel maps
@@ -121,10 +119,12 @@ def check_device(device: str) -> str:
     return device
 
 
-def supernet_config(quick: bool):
+def supernet_config(quick: bool, space=None):
+    """The supernet settings of ``space`` (None: the chain space's), :func:`aidi.models.nas.mbconv_supernet.config_for_space`."""
     from aidi.models.nas import SupernetConfig
+    from aidi.models.nas.mbconv_supernet import config_for_space
 
-    return SupernetConfig.quick() if quick else SupernetConfig()
+    return config_for_space(space, quick) if space is not None else SupernetConfig.quick() if quick else SupernetConfig()
 
 
 # --------------------------------------------------------------------------- scenario TOML
@@ -215,14 +215,16 @@ Q15_TEST_IMAGES = 500
 
 def confirm(toml_path: Path, oracle_latency: float | None, module, data) -> dict:
     """Re-simulate a written candidate with the SimPy model under its scenario file's designs (feasibility as
-    a user would see it); its float accuracy on the run's test split and its Q15 accuracy on the first
-    :data:`Q15_TEST_IMAGES` of it (``module`` = the saved weights; the file's data set is not reloaded: a
-    folder data set's full test split takes minutes in Q15)."""
+    a user would see it; a run that cannot progress is not completed, ``des_note`` says why); its float
+    accuracy on the run's test split and its Q15 accuracy on the first :data:`Q15_TEST_IMAGES` of it
+    (``module`` = the saved weights; the file's data set is not reloaded: a folder data set's full test
+    split takes minutes in Q15)."""
     from aidi.models import hardware, q15
     from aidi.models import net as mnet
     from aidi.models.layers import parse_network
     from aidi.models.nas.supernet import module_accuracy
     from aidi.sim import des
+    from aidi.sim.dispatch import NonProgressError
 
     from . import pipeline
 
@@ -234,11 +236,15 @@ def confirm(toml_path: Path, oracle_latency: float | None, module, data) -> dict
         hw = hardware.compose(sc, qm)
     except ValueError as exc:
         raise UserError(f"{toml_path.name}: {str(exc).splitlines()[0]}") from None
-    res, _ = des.simulate(hw.work, sc.power, hw.segments, sc.sim)
+    note = None
+    try:
+        res, _ = des.simulate(hw.work, sc.power, hw.segments, sc.sim)
+    except NonProgressError as exc:  # e.g. a baseline's pinned designs: a unit that can never start
+        res, note = {"completed": False, "latency_s": None, "power_cycles": None}, str(exc).splitlines()[0]
     req = sc.sim.deadline_s
     lat = res["latency_s"]
     return {"scenario": str(toml_path), "des_completed": bool(res["completed"]), "des_latency_s": lat,
-            "des_power_cycles": res["power_cycles"],
+            "des_power_cycles": res["power_cycles"], "des_note": note,
             "des_meets_requirement": bool(res["completed"] and (req is None or lat <= req)),
             "des_matches_oracle": bool(oracle_latency is not None and lat is not None
                                        and abs(lat - oracle_latency) <= 1e-9 * max(1.0, abs(lat))),
@@ -273,20 +279,20 @@ def run_nas(scenario: str | Path, controller: str = "evolution", budget: int = 4
     """One search; returns a JSON-ready summary and writes OUT (see the module docstring);
     ``formats``: the Pareto figure's files (:data:`aidi.analysis.figures.FORMATS`); ``progress(done, budget)``
     follows the search (called with 0 first), ``train_progress(batches, total)`` the supernet's training.
-    ``space="mbconv"``: inverted-residual stages (:mod:`aidi.models.nas.mbconv`), which the supernet does not
-    cover yet: each candidate is trained from scratch (:data:`MBCONV_SCRATCH_EPOCHS`) and each finalist
-    trained from scratch for the fine-tuning epochs.  Training (the supernet, scratch candidates, finalists)
-    runs on ``device`` (:func:`aidi.models.nas.supernet.resolve_device`); scratch candidates and finalists
-    as :mod:`aidi.models.nas.jobs` on ``workers``/``dask``, seeds in the job, so results do not depend on them.
+    ``space="mbconv"``: inverted-residual stages (:mod:`aidi.models.nas.mbconv`) with their Once-for-All
+    supernet (:mod:`aidi.models.nas.mbconv_supernet`), searched and fine-tuned as the chain space is.
+    Training (the supernet, finalists) runs on ``device`` (:func:`aidi.models.nas.supernet.resolve_device`);
+    finalists as :mod:`aidi.models.nas.jobs` on ``workers``/``dask``, seeds in the job, so results do not
+    depend on them.
 
     OUT (default ``out/nas/<scenario>``) must be new, empty or made by aidi, unless ``force``
     (:func:`aidi.analysis.outdir.prepare`, checked before any work starts)."""
     from aidi.models.hardware import HardwareEvaluator
-    from aidi.models.nas import (Evaluator, ScratchAccuracy, SupernetAccuracy, extract, make_controller,
-                                 pareto_front, run_search, teacher_of, train_supernet)
-    from aidi.models.nas.jobs import FinetuneJob, ScratchJob, run_jobs
+    from aidi.models.nas import Evaluator, SupernetAccuracy, extract, make_controller, pareto_front, run_search, teacher_of
+    from aidi.models.nas.jobs import FinetuneJob, run_jobs
+    from aidi.models.nas.mbconv_supernet import train_for_space
     from aidi.models.nas.space import arch_from_dict
-    from aidi.models.nas.supernet import calibration_images, module_accuracy
+    from aidi.models.nas.supernet import calibration_images
 
     from . import pipeline
 
@@ -298,30 +304,24 @@ def run_nas(scenario: str | Path, controller: str = "evolution", budget: int = 4
     space_kind = space
     space, data = load_data(dataset, data_dir, seed, quick, train_images, space_kind)
     spec = nas_data_spec(dataset, data_dir, seed, quick, train_images)
-    cfg = supernet_config(quick)
+    cfg = supernet_config(quick, space)
     t0 = time.perf_counter()
     with parallel_map(workers, dask) as map_fn:
-        if space_kind == "mbconv":
-            sn, accuracy = None, ScratchAccuracy(data, MBCONV_SCRATCH_EPOCHS[bool(quick)], seed, device=device,
-                                                 spec=spec, map_fn=map_fn)
-        else:
-            sn = train_supernet(space, data, seed, cfg, log=log, progress=train_progress, device=device)
-            accuracy = SupernetAccuracy(sn, data)
-            log(f"supernet ready ({'cache' if sn.meta.get('cached') else f'trained in {time.perf_counter() - t0:.1f} s'})")
+        sn = train_for_space(space, data, seed, cfg, log=log, progress=train_progress, device=device)
+        accuracy = SupernetAccuracy(sn, data)
+        log(f"supernet ready ({'cache' if sn.meta.get('cached') else f'trained in {time.perf_counter() - t0:.1f} s'})")
         sn_s = time.perf_counter() - t0
         ev = Evaluator(HardwareEvaluator(sc), accuracy, req, map_fn=map_fn)
         if progress:
             progress(0, budget)  # the total up front: the time left is estimated from the first batch on
         res = run_search(make_controller(controller, space, seed, budget), ev, budget, BATCH, progress)
         front = pareto_front(res.history)
-        xc = calibration_images(data) if sn is not None else None
-        teacher = teacher_of(sn, xc)[0] if sn is not None else None
+        xc = calibration_images(data)
+        teacher = teacher_of(sn, xc)[0]
         t1 = time.perf_counter()
         picked = [(o, arch_from_dict(o["arch"])) for o in _finalists(front, MAX_FINALISTS)]
         trained = run_jobs([FinetuneJob(extract(sn, a, xc), spec, seed, teacher, cfg.ft_epochs, cfg.alpha,
-                                        cfg.temperature, cfg.ft_lr, device) if sn is not None else
-                            ScratchJob(a.to_dict(), spec, seed, cfg.ft_epochs, device=device, keep_module=True)
-                            for _, a in picked], map_fn)
+                                        cfg.temperature, cfg.ft_lr, device) for _, a in picked], map_fn)
     log(f"search: {res.evaluations} evaluations in {res.wall_s:.1f} s, {len(res.feasible())} feasible, "
         f"front of {len(front)}")
     finals = []
@@ -347,9 +347,8 @@ def run_nas(scenario: str | Path, controller: str = "evolution", budget: int = 4
         "scenario": sc.name, "dataset": dataset, "search_space": space.name, "space_size": space.size(),
         "controller": controller, "budget": budget, "seed": seed, "requirement_s": req,
         "workers": workers, "dask": dask,
-        "supernet": {"seconds": sn_s, "cached": bool(sn is not None and sn.meta.get("cached")),
-                     "seconds_when_built": None if sn is None else sn.meta.get("train_seconds_when_built"),
-                     "history": None if sn is None else sn.meta.get("history")},
+        "supernet": {"seconds": sn_s, "cached": bool(sn.meta.get("cached")),
+                     "seconds_when_built": sn.meta.get("train_seconds_when_built"), "history": sn.meta.get("history")},
         "search": {"wall_s": res.wall_s, "evaluations": res.evaluations, "evals_per_s": res.evals_per_s,
                    "unique": len({o["arch_id"] for o in res.history}), "feasible": len(res.feasible()),
                    "cache_hits": ev.cache.hits, "accuracy_seconds": ev.accuracy_seconds,
@@ -636,7 +635,11 @@ def run_compare(scenario: str | Path, controller: str = "evolution", budget: int
       space (plain convolutions), iNAS's cost model and explorer on iNAS's view of the supply
       (:class:`InasHardware`) for latency and designs, children trained from scratch for the
       epochs the budget allows (:func:`~aidi.models.nas.baselines.scratch_epochs`); the most
-      accurate child is deployed with its iNAS-chosen designs (:func:`pinned_deployment`);
+      accurate child is deployed with its iNAS-chosen designs (:func:`pinned_deployment`).  With
+      ``space="mbconv"`` it searches the same inverted-residual space as the others (and ours and
+      HW-NAS-style read the MBConv supernet, :mod:`aidi.models.nas.mbconv_supernet`); iNAS's cost model
+      has no depthwise conv or add, so its estimate covers the 1x1 convs, stem and head, and our
+      optimizer designs the other layers at deployment;
     * HW-NAS-style: as ours but latency and designs for continuous power; the winner is deployed
       under the harvester with our optimizer's designs.
 
@@ -664,11 +667,13 @@ def run_compare(scenario: str | Path, controller: str = "evolution", budget: int
     on ``device`` (:func:`aidi.models.nas.supernet.resolve_device`).
     """
     from aidi.models.hardware import HardwareEvaluator
-    from aidi.models.nas import Arch, Evaluator, SupernetAccuracy, make_controller, run_search, train_supernet
+    from aidi.models.nas import Evaluator, SupernetAccuracy, make_controller, run_search
     from aidi.models.nas.baselines import (InasController, inas_subspace, run_inas_search, scratch_epochs,
                                            scratch_trainer)
     from aidi.models.nas.controllers import one_standard_error_pick
     from aidi.models.nas.jobs import ScratchJob, run_jobs
+    from aidi.models.nas.mbconv_supernet import train_for_space
+    from aidi.models.nas.space import SPACE_KINDS, arch_from_dict
 
     from . import nas_protocol as proto
     from . import pipeline
@@ -686,22 +691,23 @@ def run_compare(scenario: str | Path, controller: str = "evolution", budget: int
             raise UserError(f"{name}: must be an integer >= {least}, got {v}")
     if inas_requirement not in INAS_REQUIREMENTS:
         raise UserError(f"--inas-requirement: expected one of {', '.join(INAS_REQUIREMENTS)}, got {inas_requirement!r}")
-    if space != "inas":  # ours and HW-NAS-style read accuracy off the supernet, which covers the chain space only
-        raise UserError(f"--space {space}: --compare runs on the chain space only (--space inas); the supernet "
-                        "does not cover inverted-residual blocks yet")
+    if space not in SPACE_KINDS:
+        raise UserError(f"--space: expected one of {', '.join(SPACE_KINDS)}, got {space!r}")
     if search_budget_s is not None and not (math.isfinite(search_budget_s) and search_budget_s > 0):
         raise UserError(f"--search-budget-s: must be a positive number of seconds, got {search_budget_s}")
     log = log or (lambda s: None)
     sc = pipeline.load_scenario(scenario)
     out_dir = outdir.prepare(Path(out) if out is not None else Path("out") / "nas" / f"{sc.name}-compare", force)
-    space, data = load_data(dataset, data_dir, seed, quick, train_images)
+    space_kind = space
+    space, data = load_data(dataset, data_dir, seed, quick, train_images, space_kind)
     spec = nas_data_spec(dataset, data_dir, seed, quick, train_images)
     final_spec = nas_data_spec(dataset, data_dir, seed, quick, final_train_images, "--final-train-images")
-    i_space = inas_subspace(space)
+    # iNAS's own space is the chain of plain convolutions; on --space mbconv every method searches the same space
+    i_space = space if space_kind == "mbconv" else inas_subspace(space)
     inas_hw = InasHardware(sc)
-    cfg = supernet_config(quick)
+    cfg = supernet_config(quick, space)
     t0 = time.perf_counter()
-    sn = train_supernet(space, data, seed, cfg, log=log, progress=train_progress, device=device)
+    sn = train_for_space(space, data, seed, cfg, log=log, progress=train_progress, device=device)
     sn_s = time.perf_counter() - t0
     sn_charge = float(sn.meta.get("train_seconds_when_built") or sn_s) if sn.meta.get("cached") else sn_s
     epoch_s = _largest_epoch_s(sn)
@@ -739,7 +745,7 @@ def run_compare(scenario: str | Path, controller: str = "evolution", budget: int
         pick = one_standard_error_pick([{"i": i, "accuracy": j["val_accuracy"], "latency_s": o["latency_s"]}
                                         for i, (o, j) in enumerate(zip(finalists, trained))], len(data.y_val))
         best, module = finalists[pick["i"]], trained[pick["i"]]["module"]
-        arch = Arch.from_dict(best["arch"])
+        arch = arch_from_dict(best["arch"])
         row["finalists"] = [{"arch": o["describe"], "supernet_accuracy": o["accuracy"], "latency_s": o["latency_s"],
                              "val_accuracy": j["val_accuracy"]} for o, j in zip(finalists, trained)]
         row["epochs"] = final_epochs_ours
@@ -766,7 +772,7 @@ def run_compare(scenario: str | Path, controller: str = "evolution", budget: int
                "moving_accuracy": res.history[-1]["moving_accuracy"] if res.history else None}
         if s.best is None:
             return _no_winner(row, f"no child met the requirement by iNAS's estimate ({req * scale:.4g} s)")
-        arch = Arch.from_dict(s.best["arch"])
+        arch = arch_from_dict(s.best["arch"])
         obj = pinned_deployment(sc, arch, s.best["designs"])
         row.update(_deploy_and_confirm(tag, sc, arch, obj, s.best_module, data, seed, req, out_dir, data_dir))
         row.update(search_accuracy=s.best["accuracy"], search_latency_s=s.best["latency_s"],
@@ -853,17 +859,13 @@ def print_nas(summary: dict, console=None) -> None:
     con = console or _console()
     s = summary["search"]
     sn = summary["supernet"]
-    scratch = sn["history"] is None and str(s.get("accuracy_source", "")).startswith("scratch:")
     sn_txt = "from cache" if sn["cached"] else "{:.1f} s".format(sn["seconds"])
-    sn_txt = "candidates trained from scratch" if scratch else f"supernet {sn_txt}"
-    source, final = ("trained from scratch", "val acc (retrained)") if scratch else ("read off the supernet",
-                                                                                    "val acc (fine-tuned)")
     con.print(styled(("aidi nas", "bold"), f" {summary['scenario']} ({summary['dataset']}, space {summary['search_space']} of "
               f"{summary['space_size']} members): {summary['controller']}, {s['evaluations']} evaluations in "
-              f"{s['wall_s']:.1f} s ({s['evals_per_s']:.1f}/s), {s['feasible']} feasible; {sn_txt}; "
+              f"{s['wall_s']:.1f} s ({s['evals_per_s']:.1f}/s), {s['feasible']} feasible; supernet {sn_txt}; "
               f"requirement {summary['requirement_s']} s"))
-    t = Table(title=f"Pareto front (feasible; validation accuracy {source} vs intermittent latency)")
-    for col in ("arch", f"val acc ({'search' if scratch else 'supernet'})", final, "test acc (Q15)", "latency s (oracle)",
+    t = Table(title="Pareto front (feasible; validation accuracy read off the supernet vs intermittent latency)")
+    for col in ("arch", "val acc (supernet)", "val acc (fine-tuned)", "test acc (Q15)", "latency s (oracle)",
                 "latency s (SimPy)", "SRAM B", "cycles"):
         t.add_column(col)
     fin = {f["arch_id"]: f for f in summary["finalists"]}

@@ -453,9 +453,14 @@ def _tables(geom: LayerGeom, d: ExecutionDesign, p: Platform):
 def _tile_grid_cached(out_shape, in_channels: int, tied: bool) -> np.ndarray:
     m, ho, wo = out_shape
     tns = [0] if tied else divisors(in_channels)
-    # the order of the nested loops tm, tn, tr, tc (tc fastest), columns (Tr, Tc, Tm, Tn)
-    tm, tn, tr, tc = (a.ravel() for a in np.meshgrid(divisors(m), tns, divisors(ho), divisors(wo), indexing="ij"))
-    t = np.stack([tr, tc, tm, tm if tied else tn], axis=1).astype(np.int64)
+    dm, dn, dr, dc = (np.array(v, np.int64) for v in (divisors(m), tns, divisors(ho), divisors(wo)))
+    # the order of the nested loops tm, tn, tr, tc (tc fastest); columns (Tr, Tc, Tm, Tn)
+    t = np.empty((len(dm), len(dn), len(dr), len(dc), 4), np.int64)
+    t[..., 0] = dr[:, None]
+    t[..., 1] = dc
+    t[..., 2] = dm[:, None, None, None]
+    t[..., 3] = dm[:, None, None, None] if tied else dn[:, None, None]
+    t = t.reshape(-1, 4)
     t.setflags(write=False)
     return t
 

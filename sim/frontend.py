@@ -27,7 +27,9 @@ How aidi uses a preset
   capacitor gives I * V_out / eta_out(I), eta_out from the output LUT at that current (:func:`loads`, per unit,
   and per boot, sleep and dispatch phase).  ``PowerConfig.converter_efficiency`` is eta_out at the platform's
   active current (the loader sets it): every consumer of that scalar (check, the design search, the NAS's
-  budgets) sees the buck at the MCU's own operating point.  A load whose current falls in another LUT bin
+  budgets) sees the buck at the MCU's own operating point.  Those consumers still take the loads at the
+  platform's nominal 3.0 V (a conservative V_nominal / V_out more energy per unit); the engines and the latency
+  bound take them through :func:`loads`.  A load whose current falls in another LUT bin
   draws exactly its own I V_out / eta_out(I); its category then holds its extra loss (eta_ref / eta - 1).
   Without a buck (BQ25504, diode+capacitor, direct) the MCU sits on the capacitor: efficiency 1, the
   platform's powers as they are.
@@ -113,7 +115,8 @@ class Frontend:
         """Power (W) into the storage of a harvester at (V_in, I_in) (arrays): shepherd's ``calc_inp_power`` for
         IV samples.  The input drop comes off V, V and I are clipped to V_input_max and I_input_max; with a boost,
         V below its threshold harvests nothing and the rest is times the input LUT.  Without a boost the diode's
-        drop is all (the storage is assumed below V_in - drop: shepherd then harvests nothing)."""
+        drop is all, with the storage taken below V_in - drop (above it, shepherd's model puts I_in in at the
+        storage's own voltage instead)."""
         v = np.maximum(np.asarray(v_V, dtype=np.float64), 0.0)
         i = np.minimum(np.maximum(np.asarray(i_A, dtype=np.float64), 0.0), self.i_input_max)
         v = np.minimum(np.maximum(v - self.v_input_drop, 0.0), self.v_input_max)

@@ -257,3 +257,31 @@ def test_shipped_ideal_counterpart_keeps_the_presets_storage_and_thresholds():
     for k in ("capacitor_F", "v_on", "v_off", "v_max", "leakage_A", "v_initial"):
         assert getattr(a, k) == pytest.approx(getattr(b, k), rel=1e-7), k
     assert fe_sc.harvester.segments().raw_p[0] == ideal.harvester.segments().seg_p[0]
+
+
+def test_shepherd_recording_takes_the_lut_per_sample(tmp_path):
+    """Each sample of a Shepherd recording enters through the input LUT at its own (V, I), then is averaged over
+    the window: the window's power is the mean of input_power over its samples (not input_power of the mean)."""
+    from shepherd_core import Reader, Writer
+
+    n = 20_000
+    k = np.arange(n)
+    v = 0.2 + 0.9 * (k % 7) / 6.0  # 0.2 .. 1.1 V: several rows of the LUT
+    i = 1e-4 * 2.0 ** (k % 9)  # 0.1 .. 25.6 mA: several columns
+    rec = tmp_path / "rec.h5"
+    with Writer(rec, mode="harvester", datatype="ivsample", compression=None, verbose=False) as w:
+        w.store_hostname("aidi-test")
+        w.append_iv_data_si(1.7e9, v, i)
+    with Reader(rec, verbose=False) as r:  # the samples as the Reader calibrates them
+        cal = r.get_calibration_data()
+        v_r = cal.voltage.raw_to_si(r.ds_voltage[:].astype(float))
+        i_r = cal.current.raw_to_si(r.ds_current[:].astype(float))
+    fe = fr.preset("BQ25570")
+    p = tmp_path / "s.toml"
+    p.write_text(f'[power]\nfrontend = "BQ25570"\n[harvester]\nkind = "shepherd"\nfile = "{rec.name}"\n')
+    seg = loader.load(p).harvester.segments()
+    per_window = 1000  # the default window_s (10 ms) of 10 us samples
+    np.testing.assert_allclose(seg.seg_p, fe.input_power(v_r, i_r).reshape(-1, per_window).mean(axis=1), rtol=1e-9)
+    np.testing.assert_allclose(seg.raw_p, (v_r * i_r).reshape(-1, per_window).mean(axis=1), rtol=1e-9)
+    assert not np.allclose(seg.seg_p, fe.input_power(v_r.reshape(-1, per_window).mean(axis=1),
+                                                     i_r.reshape(-1, per_window).mean(axis=1)), rtol=1e-3)

@@ -113,10 +113,18 @@ def _axis(dim, t):
     k = (dim + t - 1) // t
     s = np.empty(k, np.int64)
     e = np.empty(k, np.int64)
+    _axis_into(dim, t, s, e)
+    return s, e
+
+
+@njit(cache=True)
+def _axis_into(dim, t, s, e):
+    """Starts and extents of the tiles of size ``t`` along ``dim`` into ``s``, ``e`` (long enough); -> count."""
+    k = (dim + t - 1) // t
     for i in range(k):
         s[i] = i * t
         e[i] = min(t, dim - i * t)
-    return s, e
+    return k
 
 
 @njit(cache=True)
@@ -136,9 +144,15 @@ def _box(pv, base, nch, nrows, ncols, h, w, wpe, out):
 @njit(cache=True)
 def _lea_compute(op, kh, kw, tn, pv):
     """lea_dma.compute_per_elem for the LEA kernel: (Nt, 2)."""
+    vec = np.empty((tn.shape[0], 2))
+    _lea_compute_into(op, kh, kw, tn, pv, vec, np.empty(2))
+    return vec
+
+
+@njit(cache=True)
+def _lea_compute_into(op, kh, kw, tn, pv, vec, tmp):
+    """:func:`_lea_compute` into ``vec`` (Nt, 2), ``tmp`` (2,) scratch."""
     nt = tn.shape[0]
-    vec = np.empty((nt, 2))
-    tmp = np.empty(2)
     mx = _cpu(pv, C_MAX, E_MAX, 3)
     ad = _cpu(pv, C_ADD, E_ADD, 1)
     for n in range(nt):
@@ -151,7 +165,6 @@ def _lea_compute(op, kh, kw, tn, pv):
             cp = _cpu(pv, C_COPY, -1, ln_e)
             vec[n, 0] += cp[0]
             vec[n, 1] += cp[1]
-    return vec
 
 
 @njit(cache=True)
@@ -192,11 +205,19 @@ def _lea_tile(op, tied, kh, kw, s, s_w, tm, tn, tr, tc, pv):
 def _compute_per_elem(op, kh, kw, relu, tn, pv, lea, software):
     """(Nt, 2) compute per output element and n tile: the LEA kernel (:func:`_lea_compute`), the runtime's
     portable kernels (:mod:`.software`) or iNAS-style CPU MACs / pool operations (:mod:`.lea_dma`)."""
+    vec = np.zeros((tn.shape[0], 2))
+    _compute_per_elem_into(op, kh, kw, relu, tn, pv, lea, software, vec, np.empty(2))
+    return vec
+
+
+@njit(cache=True)
+def _compute_per_elem_into(op, kh, kw, relu, tn, pv, lea, software, vec, tmp):
+    """:func:`_compute_per_elem` into ``vec`` (Nt, 2), every row written; ``tmp`` (2,) scratch."""
     if lea:
-        return _lea_compute(op, kh, kw, tn, pv)
+        _lea_compute_into(op, kh, kw, tn, pv, vec, tmp)
+        return
     nt = tn.shape[0]
     kk = kh * kw
-    vec = np.zeros((nt, 2))
     for n in range(nt):
         if software:
             if op <= 1:
@@ -234,7 +255,6 @@ def _compute_per_elem(op, kh, kw, relu, tn, pv, lea, software):
                 r1 = _cpu(pv, C_MAX, E_MAX, 1)
                 vec[n, 0] += r1[0]
                 vec[n, 1] += r1[1]
-    return vec
 
 
 @njit(cache=True)
@@ -252,12 +272,36 @@ def _tile_axes(gv, tr_, tc_, tm_, tn_):
 
 
 @njit(cache=True)
+def _tile_axes_into(gv, tr_, tc_, tm_, tn_, iw):
+    """:func:`_tile_axes` as views into rows 0-7 of the int64 scratch ``iw`` (:func:`lb_scratch`), no allocation."""
+    mt = _axis_into(gv[4], tm_, iw[0], iw[1])
+    rt = _axis_into(gv[5], tr_, iw[4], iw[5])
+    ct = _axis_into(gv[6], tc_, iw[6], iw[7])
+    if gv[0] >= 2:
+        nt = 1
+        iw[2, 0] = 0
+        iw[3, 0] = tm_
+    else:
+        nt = _axis_into(gv[1], tn_, iw[2], iw[3])
+    return iw[0, :mt], iw[1, :mt], iw[2, :nt], iw[3, :nt], iw[4, :rt], iw[5, :rt], iw[6, :ct], iw[7, :ct]
+
+
+@njit(cache=True)
 def _passes(pv, weighted, software, relu):
     """(accumulator init per element, output step per element, commit) as [cycles, energy]: the runtime's
     (:mod:`.software`) or iNAS-style (:mod:`.lea_dma`)."""
     init = np.zeros(2)
     req = np.zeros(2)
     commit = np.zeros(2)
+    _passes_into(pv, weighted, software, relu, init, req, commit)
+    return init, req, commit
+
+
+@njit(cache=True)
+def _passes_into(pv, weighted, software, relu, init, req, commit):
+    """:func:`_passes` into ``init``, ``req``, ``commit`` (2,) each, zeroed first."""
+    init[:] = 0.0
+    req[:] = 0.0
     epc = pv[EPC]
     if weighted:
         if software:
@@ -272,7 +316,6 @@ def _passes(pv, weighted, software, relu):
         commit[0], commit[1] = pv[S_UNIT], pv[S_UNIT] * epc
     else:
         _dma(pv, DMA_W, int(pv[COMMIT_WORDS]), commit)
-    return init, req, commit
 
 
 @njit(cache=True)
@@ -468,26 +511,14 @@ def sram_fits(gv, tr, tc, tm, tn, lea, acc_bytes, budget, arena_cap):
     tci = (tc - 1) * s_w + kw
     per_m = kh * kw * (1 if op == 2 else tn) if weighted else 0
     w_stride = per_m + (per_m & 1)
-    sizes = np.zeros(6, np.int64)
-    k = 0
+    off = 0  # the rows in order, each aligned: accumulators, LEA rows, weights, inputs
     if weighted:
-        sizes[k] = max(4 * tm * tr * tc, acc_bytes)
-        k += 1
+        off = _al(max(4 * tm * tr * tc, acc_bytes))
         if lea:
-            sizes[k] = 4
-            sizes[k + 1] = 4 * tm
-            sizes[k + 2] = 2 * max(2, w_stride)
-            k += 3
-        sizes[k] = 2 * tm * w_stride
-        k += 1
-    sizes[k] = 2 * nin * tn * tri * tci
-    k += 1
-    off = 0
-    end = 0
-    for i in range(k):
-        end = off + sizes[i]
-        off = _al(end)
-    return _al(end) + RUNTIME_STATE_BYTES + STACK_BYTES <= budget and _al(end) <= arena_cap
+            off = _al(_al(_al(off + 4) + 4 * tm) + 2 * max(2, w_stride))
+        off = _al(off + 2 * tm * w_stride)
+    off = _al(off + 2 * nin * tn * tri * tci)
+    return off + RUNTIME_STATE_BYTES + STACK_BYTES <= budget and off <= arena_cap
 
 
 @njit(cache=True)
@@ -500,8 +531,9 @@ def _dsum(pv, base, n, out, k):
 
 
 @njit(cache=True)
-def _box_sum(pv, base, nch, rows, cols, h, w, wpe, out):
-    """out += the sum over (x, r, c) of dma_box(nch[x], rows[r], cols[c]) (interior and edge tiles by class)."""
+def _box_sum(pv, base, nch, rows, cols, h, w, wpe, out, tmp):
+    """out += the sum over (x, r, c) of dma_box(nch[x], rows[r], cols[c]) (interior and edge tiles by class);
+    ``tmp`` (2,) scratch."""
     sx = 0
     for x in range(nch.shape[0]):
         sx += nch[x]
@@ -519,7 +551,8 @@ def _box_sum(pv, base, nch, rows, cols, h, w, wpe, out):
             full_c += 1
     if full_c == 0:
         return
-    tmp = np.zeros(2)
+    tmp[0] = 0.0
+    tmp[1] = 0.0
     for r in range(rows.shape[0]):
         if rows[r] < h:  # whole rows: nch blocks of rows * w
             _dsum(pv, base, rows[r] * w * wpe, tmp, sx)
@@ -530,9 +563,27 @@ def _box_sum(pv, base, nch, rows, cols, h, w, wpe, out):
 
 
 @njit(cache=True)
+def lb_scratch(gv):
+    """The scratch arrays :func:`lower_bound_into` needs for any tile sizes of the layer ``gv``: int64 (12, L) and
+    float (L + 8, 2), L the largest of the layer's channel and output dimensions; allocate once per layer."""
+    n = max(gv[1], gv[4], gv[5], gv[6], 1)
+    return np.empty((12, n), np.int64), np.empty((n + 8, 2))
+
+
+@njit(cache=True)
 def lower_bound_closed(gv, pv, tr_, tc_, tm_, tn_, lea_backend, software):
     """:func:`aidi.models.costs.tables.lower_bound` of the tables :func:`build_tables` would build, from per-axis sums only
     (O(tiles along each axis), no per-tile table): ``(lb [cycles, energy], commit [cycles, energy])``."""
+    iw, fw = lb_scratch(gv)
+    c0, e0, c1, e1 = lower_bound_into(gv, pv, tr_, tc_, tm_, tn_, lea_backend, software, iw, fw)
+    return np.array([c0, e0]), np.array([c1, e1])
+
+
+@njit(cache=True)
+def lower_bound_into(gv, pv, tr_, tc_, tm_, tn_, lea_backend, software, iw, fw):
+    """:func:`lower_bound_closed` without allocating: every array lives in the scratch ``iw``, ``fw`` of
+    :func:`lb_scratch` (the caller's, reused over a layer's candidates).  -> ``(lb cycles, lb energy J,
+    commit cycles, commit energy J)``."""
     op, C, H, W, M, Ho, Wo, kh, kw, s, pad, relu = (gv[0], gv[1], gv[2], gv[3], gv[4], gv[5], gv[6], gv[7], gv[8],
                                                      gv[9], gv[10], gv[11])
     s_w, pad_l, nin = gv[12], gv[13], gv[14]
@@ -541,18 +592,21 @@ def lower_bound_closed(gv, pv, tr_, tc_, tm_, tn_, lea_backend, software):
     lea = lea_backend and weighted
     kk = kh * kw
     epc = pv[EPC]
-    m0, tm, n0, tn, r0, tr, c0, tc = _tile_axes(gv, tr_, tc_, tm_, tn_)
+    m0, tm, n0, tn, r0, tr, c0, tc = _tile_axes_into(gv, tr_, tc_, tm_, tn_, iw)
     mt, nt, rt, ct = tm.shape[0], tn.shape[0], tr.shape[0], tc.shape[0]
     xn = mt if tied else nt
     xc = tm if tied else tn
     sx = 0
     for x in range(xn):
         sx += xc[x]
-    out = np.zeros(2)  # the lower bound
-    tmp = np.zeros(2)
+    k0 = fw.shape[0] - 8
+    out = fw[k0]  # the lower bound
+    out[:] = 0.0
+    tmp, init, req, commit, by = fw[k0 + 1], fw[k0 + 2], fw[k0 + 3], fw[k0 + 4], fw[k0 + 5]
     # compute per element x all elements, accumulator passes, commit
-    vec = _compute_per_elem(op, kh, kw, relu, tn, pv, lea, software)
-    init, req, commit = _passes(pv, weighted, software, relu)
+    vec = fw[:nt]
+    _compute_per_elem_into(op, kh, kw, relu, tn, pv, lea, software, vec, tmp)
+    _passes_into(pv, weighted, software, relu, init, req, commit)
     mhw = float(M * Ho * Wo)
     for q in range(2):
         sc = 0.0
@@ -560,14 +614,14 @@ def lower_bound_closed(gv, pv, tr_, tc_, tm_, tn_, lea_backend, software):
             sc += vec[n, q]
         out[q] = mhw * (sc + init[q] + req[q]) + commit[q]
     # tile extents along r and c (input side)
-    tri = np.empty(rt, np.int64)
-    rows = np.empty(rt, np.int64)
+    tri = iw[8, :rt]
+    rows = iw[9, :rt]
     for r in range(rt):
         tri[r] = (tr[r] - 1) * s + kh
         y0 = r0[r] * s - pad
         rows[r] = min(y0 + (tr[r] - 1) * s + kh, H) - max(y0, 0)
-    tci = np.empty(ct, np.int64)
-    cols = np.empty(ct, np.int64)
+    tci = iw[10, :ct]
+    cols = iw[11, :ct]
     for c in range(ct):
         tci[c] = (tc[c] - 1) * s_w + kw
         x0 = c0[c] * s_w - pad_l
@@ -602,13 +656,13 @@ def lower_bound_closed(gv, pv, tr_, tc_, tm_, tn_, lea_backend, software):
         out[1] += cyc * epc
     else:
         for _ in range(nin):
-            _box_sum(pv, DMA_R, xc, rows, cols, H, W, 1, out)
+            _box_sum(pv, DMA_R, xc, rows, cols, H, W, 1, out, tmp)
         a7 = _cpu(pv, C_ADD, E_ADD, 7)
         m5 = _cpu(pv, C_MUL, E_MUL, 5)
         m4 = _cpu(pv, C_MUL, E_MUL, 4)
         out[0] += nin * n_in * (a7[0] + m5[0]) + n_out * (a7[0] + m4[0])
         out[1] += nin * n_in * (a7[1] + m5[1]) + n_out * (a7[1] + m4[1])
-        _box_sum(pv, DMA_W, tm, tr, tc, Ho, Wo, 1, out)
+        _box_sum(pv, DMA_W, tm, tr, tc, Ho, Wo, 1, out, tmp)
     # the LEA kernel's per-tile work: by input tile (x Mt for conv), by weight tile (x Rt Ct)
     if lea:
         ab = _cpu(pv, C_ABS, -1, 1)
@@ -627,7 +681,6 @@ def lower_bound_closed(gv, pv, tr_, tc_, tm_, tn_, lea_backend, software):
             s_tc += tc[c]
         mult = 1 if tied else mt
         k = float(sx) * s_tri * s_tci
-        by = np.zeros(2)
         by[0] = k * (ab[0] + mx[0]) + n_in * dv[0]
         by[1] = k * (ab[1] + mx[1]) + n_in * dv[1]
         s_ln = 0
@@ -692,4 +745,4 @@ def lower_bound_closed(gv, pv, tr_, tc_, tm_, tn_, lea_backend, software):
                + pv[S_TILE_BIT] * bc * mt * nt * rt)
         out[0] += cyc
         out[1] += cyc * epc
-    return out, commit
+    return out[0], out[1], commit[0], commit[1]

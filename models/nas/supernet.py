@@ -201,12 +201,68 @@ def _crop(w: torch.Tensor, k: int) -> torch.Tensor:
     return w[..., o:o + k, o:o + k]
 
 
+def transform_kernel(w: torch.Tensor, k: int, sizes: Sequence[int],
+                     matrix: Callable[[int, int], torch.Tensor]) -> torch.Tensor:
+    """The ``k x k`` kernel from ``K_max`` weights ``w`` ``(out, in, K_max, K_max)``: centre crops down ``sizes``
+    (the layer's kernel sizes, descending, ``sizes[0] = K_max``), each crop ``src -> dst`` times the learned
+    ``(dst^2, dst^2)`` matrix ``matrix(src, dst)`` shared by every channel (OFA's ``get_active_filter``).
+    Shape ``(out, in, k, k)``."""
+    for src, dst in zip(sizes, sizes[1:]):
+        if src <= k:
+            break
+        c = _crop(w, dst)
+        w = F.linear(c.reshape(-1, dst * dst), matrix(src, dst)).reshape(c.shape)
+    return w
+
+
 BN_EPS = 1e-5
+
+
+def member_bn(x: torch.Tensor, op: dict, stats: tuple[torch.Tensor, torch.Tensor] | None,
+              collect: list | None) -> torch.Tensor:
+    """A member's batch norm with the shared affine ``op["gamma"], op["beta"]``: with ``stats`` = ``(mean, var)``
+    (eval), else batch statistics (training), appending the batch's ``(mean, biased var)`` to ``collect``."""
+    if stats is not None:
+        return F.batch_norm(x, stats[0], stats[1], op["gamma"], op["beta"], False, 0.0, BN_EPS)
+    if collect is not None:
+        with torch.no_grad():
+            collect.append((x.mean(dim=(0, 2, 3)), x.var(dim=(0, 2, 3), unbiased=False)))
+    return F.batch_norm(x, None, None, op["gamma"], op["beta"], True, 0.0, BN_EPS)
 #: training images used to recalibrate a member's BN statistics before reading its accuracy
 CALIB_SAMPLES = 1024
 
 
-class Supernet(nn.Module):
+class SharedWeights(nn.Module):
+    """What every supernet offers (:class:`Supernet`, :class:`aidi.models.nas.mbconv_supernet.MbSupernet`):
+    ``forward(x, arch, stats, collect)``, :meth:`weighted_ops` (the member's weighted layers in the order of
+    ``arch.to_layers()``), ``fc_w`` (the head's weight; its device is the supernet's), ``PHASES`` (the
+    progressive-shrinking phases), :meth:`sandwich` and :meth:`before_phase` (used by the training loop)."""
+
+    PHASES: tuple[str, ...] = ()
+
+    def weighted_ops(self, arch) -> list[dict]:
+        """Each weighted layer of ``arch`` in order: ``{"w", "gamma", "beta"}`` (each followed by BN), then the
+        head ``{"w", "b"}``."""
+        raise NotImplementedError
+
+    def sandwich(self, phase: str, rng: np.random.Generator, n_random: int) -> list:
+        """The members one training step of ``phase`` trains (the first one with cross-entropy)."""
+        raise NotImplementedError
+
+    def before_phase(self, phase: str) -> dict | None:
+        """Called before ``phase`` trains (OFA's channel sorting); what it returns goes into the phase's history."""
+        return None
+
+    def calibrate(self, arch, x_calib: np.ndarray) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """BN statistics of ``arch`` over ``x_calib`` (one batch)."""
+        stats: list = []
+        with torch.no_grad(), _det(0):
+            self.forward(torch.from_numpy(np.ascontiguousarray(x_calib, dtype=np.float32)).to(self.fc_w.device), arch,
+                         collect=stats)
+        return stats
+
+
+class Supernet(SharedWeights):
     """Shared weights of every member of ``space``; ``forward(x, arch, stats)`` runs one member.
 
     Every conv / dwconv / pwconv is followed by batch norm (then ReLU).  BN
@@ -215,6 +271,8 @@ class Supernet(nn.Module):
     a member's statistics on training images (OFA's BN recalibration), which
     :func:`extract` stores as the standalone module's running statistics.
     """
+
+    PHASES = PHASES
 
     def __init__(self, space: SearchSpace):
         super().__init__()
@@ -260,13 +318,7 @@ class Supernet(nn.Module):
         """The ``k x k`` kernel of layer ``j`` (``kind`` "conv" or "dw") from its ``K_max`` weights ``w``
         ``(out, in, K_max, K_max)`` (any channel slice): centre crops down the stage's kernel sizes, each
         times its transformation matrix (OFA's ``get_active_filter``).  Shape ``(out, in, k, k)``."""
-        ks = self.kernel_sizes[j]  # descending
-        for src, dst in zip(ks, ks[1:]):
-            if src <= k:
-                break
-            c = _crop(w, dst)
-            w = F.linear(c.reshape(-1, dst * dst), self.ktrans[f"{kind}{j}_{src}to{dst}"]).reshape(c.shape)
-        return w
+        return transform_kernel(w, k, self.kernel_sizes[j], lambda src, dst: self.ktrans[f"{kind}{j}_{src}to{dst}"])
 
     @torch.no_grad()
     def sort_channels(self) -> list[torch.Tensor]:
@@ -347,40 +399,40 @@ class Supernet(nn.Module):
                 return F.linear(x, op["w"], op["b"])
             else:
                 x = F.conv2d(x, op["w"], None, 1, op["pad"], groups=op["groups"])
-                if stats is None:
-                    if collect is not None:
-                        with torch.no_grad():
-                            collect.append((x.mean(dim=(0, 2, 3)), x.var(dim=(0, 2, 3), unbiased=False)))
-                    x = F.batch_norm(x, None, None, op["gamma"], op["beta"], True, 0.0, BN_EPS)
-                else:
-                    x = F.batch_norm(x, stats[k][0], stats[k][1], op["gamma"], op["beta"], False, 0.0, BN_EPS)
+                x = member_bn(x, op, None if stats is None else stats[k], collect)
                 k += 1
                 x = F.relu(x)
         raise AssertionError("unreachable: ops() ends with the head")
 
-    def calibrate(self, arch: Arch, x_calib: np.ndarray) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """BN statistics of ``arch`` over ``x_calib`` (one batch)."""
-        stats: list = []
-        with torch.no_grad(), _det(0):
-            self.forward(torch.from_numpy(np.ascontiguousarray(x_calib, dtype=np.float32)).to(self.fc_w.device), arch,
-                         collect=stats)
-        return stats
+    def weighted_ops(self, arch: Arch) -> list[dict]:
+        return [op for op in self.ops(arch) if "pool" not in op]
+
+    def sandwich(self, phase: str, rng: np.random.Generator, n_random: int) -> list[Arch]:
+        return sandwich(self.space, phase, rng, n_random)
+
+    def before_phase(self, phase: str) -> dict | None:
+        if phase != "width":  # OFA sorts channels by importance before the width phase
+            return None
+        perms = self.sort_channels()
+        return {"channels_moved_per_stage": [int((p != torch.arange(len(p), device=p.device)).sum()) for p in perms]}
 
 
 def calibration_images(data: "NasData") -> np.ndarray:
     return data.x_train[:CALIB_SAMPLES]
 
 
-def extract(supernet: Supernet, arch: Arch, x_calib: np.ndarray) -> AidiNet:
-    """A standalone :class:`AidiNet` of ``arch`` with the supernet's (copied) weights and BN statistics
-    recalibrated on ``x_calib``; its outputs equal ``supernet(x, arch, supernet.calibrate(arch, x_calib))``."""
+def extract(supernet: SharedWeights, arch, x_calib: np.ndarray) -> AidiNet:
+    """A standalone :class:`AidiNet` of ``arch`` (any supernet's member; ``module.net`` is its graph, a
+    :class:`~aidi.models.layers.Network`) with the supernet's (copied) weights and BN statistics recalibrated
+    on ``x_calib``; its outputs equal ``supernet(x, arch, supernet.calibrate(arch, x_calib))``.
+    Raises ValueError for a member outside the supernet's space."""
     if not supernet.space.contains(arch):
         raise ValueError(f"architecture {arch.describe()} is not in search space {supernet.space.name}")
     stats = supernet.calibrate(arch, x_calib)
     module = AidiNet(parse_network(arch.to_layers(), arch.input_shape))
     weighted = [m for m in module.layers if isinstance(m, (nn.Conv2d, nn.Linear))]
     bns = [m for m in module.layers if isinstance(m, nn.BatchNorm2d)]
-    ops = [op for op in supernet.ops(arch) if "pool" not in op]
+    ops = supernet.weighted_ops(arch)
     assert len(weighted) == len(ops) and len(bns) == len(ops) - 1
     with torch.no_grad():
         for op, m, bn, (mu, var) in zip(ops[:-1], weighted[:-1], bns, stats):
@@ -395,7 +447,7 @@ def extract(supernet: Supernet, arch: Arch, x_calib: np.ndarray) -> AidiNet:
     return module
 
 
-def supernet_accuracy(supernet: Supernet, arch: Arch, x: np.ndarray, y: np.ndarray, x_calib: np.ndarray,
+def supernet_accuracy(supernet: SharedWeights, arch, x: np.ndarray, y: np.ndarray, x_calib: np.ndarray,
                       batch: int = 1024) -> float:
     """Top-1 accuracy (fraction) of ``arch`` with inherited weights (BN recalibrated on ``x_calib``)."""
     supernet.eval()
@@ -438,6 +490,33 @@ def _phase_sampler(space: SearchSpace, phase: str) -> Callable[[np.random.Genera
             stages.append(Stage(kind, pick(st.kernels, "k", which, rng), pick(st.filters, "filters", which, rng),
                                 pick(st.depths, "depth", which, rng)))
         return space.make(stages)
+
+    return sample
+
+
+def decision_sampler(space, opened: Sequence[str], smaller_first: Sequence[str] = ()
+                     ) -> Callable[[np.random.Generator, str], object]:
+    """A phase sampler over any space's ``decisions()`` (``(name, options)``; a decision's *dimension* is its
+    name's last dotted part, e.g. ``s1.b0.k`` -> ``k``): ``sample(rng, which)`` decodes one member whose
+    decisions of an ``opened`` dimension are drawn uniformly (``which = "random"``) or set to the option of the
+    smallest network (``"min"``) or the largest (``"max"``), and whose other decisions take the largest
+    network's option.  The largest network's option is the last (options sorted ascending), the first for a
+    dimension in ``smaller_first`` (e.g. a resolution *factor*).  One ``rng`` draw per decision of an opened
+    dimension when ``which = "random"`` (slots a member lacks included), none otherwise: deterministic in ``rng``."""
+    opened, smaller_first = set(opened), set(smaller_first)
+    dims = [(name.rsplit(".", 1)[-1], len(opts)) for name, opts in space.decisions()]
+
+    def sample(rng: np.random.Generator, which: str = "random"):
+        codes = []
+        for dim, n in dims:
+            big, small = (0, n - 1) if dim in smaller_first else (n - 1, 0)
+            if dim not in opened or which == "max":
+                codes.append(big)
+            elif which == "min":
+                codes.append(small)
+            else:
+                codes.append(int(rng.integers(n)))
+        return space.decode(codes)
 
     return sample
 
@@ -498,7 +577,7 @@ def resolve_device(device: str | torch.device = "cpu") -> torch.device:
     return torch.device(name)
 
 
-def _train_supernet(sn: Supernet, data: NasData, seed: int, cfg: SupernetConfig,
+def _train_supernet(sn: SharedWeights, data: NasData, seed: int, cfg,
                     log: Callable[[str], None] | None,
                     progress: Callable[[int, int], None] | None = None,
                     device: torch.device = torch.device("cpu")) -> dict:
@@ -508,18 +587,15 @@ def _train_supernet(sn: Supernet, data: NasData, seed: int, cfg: SupernetConfig,
     gen = torch.Generator().manual_seed(seed)
     history = {}
     per_epoch = (len(x) + cfg.batch - 1) // cfg.batch
-    total_steps = sum(max(0, getattr(cfg, f"{ph}_epochs")) for ph in PHASES) * per_epoch
+    total_steps = sum(max(0, getattr(cfg, f"{ph}_epochs")) for ph in sn.PHASES) * per_epoch
     step = 0
     if progress:
         progress(0, total_steps)
-    for phase in PHASES:
+    for phase in sn.PHASES:
         epochs = getattr(cfg, f"{phase}_epochs")
         if epochs <= 0:
             continue
-        reordered = None
-        if phase == "width":  # OFA sorts channels by importance before the width phase
-            perms = sn.sort_channels()
-            reordered = [int((p != torch.arange(len(p), device=p.device)).sum()) for p in perms]
+        sorted_info = sn.before_phase(phase)
         lr = cfg.lr if phase == "full" else cfg.shrink_lr
         opt = torch.optim.Adam(sn.parameters(), lr=lr)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, epochs * per_epoch))
@@ -528,7 +604,7 @@ def _train_supernet(sn: Supernet, data: NasData, seed: int, cfg: SupernetConfig,
         for _ in range(epochs):
             for idx in _batches(len(x), cfg.batch, gen):
                 opt.zero_grad()
-                sandwich_step(sn, x[idx], y[idx], sandwich(sn.space, phase, rng, cfg.random_subnets), cfg.alpha,
+                sandwich_step(sn, x[idx], y[idx], sn.sandwich(phase, rng, cfg.random_subnets), cfg.alpha,
                               cfg.temperature)
                 opt.step()
                 sched.step()
@@ -538,15 +614,14 @@ def _train_supernet(sn: Supernet, data: NasData, seed: int, cfg: SupernetConfig,
         sn.eval()
         acc_max = supernet_accuracy(sn, sn.space.largest("conv"), data.x_val, data.y_val, calibration_images(data))
         history[phase] = {"epochs": epochs, "seconds": time.perf_counter() - t0, "val_acc_largest": acc_max}
-        if reordered is not None:
-            history[phase]["channels_moved_per_stage"] = reordered
+        history[phase].update(sorted_info or {})
         if log:
             log(f"supernet phase {phase}: {epochs} epochs, {history[phase]['seconds']:.1f} s, "
                 f"largest subnet val acc {acc_max:.3f}")
     return history
 
 
-def _supernet_path(space: SearchSpace, data: NasData, seed: int, cfg: SupernetConfig, device: torch.device) -> Path:
+def _supernet_path(space, data: NasData, seed: int, cfg, device: torch.device) -> Path:
     key = {"space": space.id, "data": data.fingerprint(), "seed": seed, "cfg": cfg.key(),
            "torch": torch.__version__.split("+")[0]}
     if device.type != "cpu":  # CUDA kernels round differently: their supernet is another file
@@ -566,14 +641,23 @@ def train_supernet(space: SearchSpace, data: NasData, seed: int = 0, config: Sup
 
     ``supernet.meta`` holds the phase history, ``train_seconds`` (0 when loaded) and the cache path.
     """
-    cfg = config or SupernetConfig()
+    return train_shared(Supernet, space, data, seed, config or SupernetConfig(), use_cache, log, progress, device)
+
+
+def train_shared(net_class: type, space, data: NasData, seed: int, cfg, use_cache: bool = True,
+                 log: Callable[[str], None] | None = None, progress: Callable[[int, int], None] | None = None,
+                 device: str = "cpu"):
+    """:func:`train_supernet` for any :class:`SharedWeights` class ``net_class(space)`` and its config ``cfg``
+    (``<phase>_epochs`` per ``net_class.PHASES``, ``batch``, ``lr``, ``shrink_lr``, ``random_subnets``, ``alpha``,
+    ``temperature``, ``key()``); cached under ``cache_dir()/nas`` by space, data, seed, config and torch version.
+    Raises ValueError when the data's input shape is not the space's."""
     if tuple(data.input_shape) != tuple(space.input_shape):
         raise ValueError(f"search space {space.name} expects input {list(space.input_shape)}, "
                          f"data set {data.name} has {list(data.input_shape)}")
     dev = resolve_device(device)
     path = _supernet_path(space, data, seed, cfg, dev)
     with _det(seed):
-        sn = Supernet(space)
+        sn = net_class(space)
     if use_cache and path.exists():
         try:
             blob = torch.load(path, weights_only=True)
@@ -583,7 +667,7 @@ def train_supernet(space: SearchSpace, data: NasData, seed: int = 0, config: Sup
             return sn
         except Exception:  # stale or corrupt: retrain
             with _det(seed):
-                sn = Supernet(space)
+                sn = net_class(space)
     t0 = time.perf_counter()
     with _det(seed):
         history = _train_supernet(sn.to(dev), data, seed, cfg, log, progress, dev)
@@ -596,8 +680,8 @@ def train_supernet(space: SearchSpace, data: NasData, seed: int = 0, config: Sup
     return sn
 
 
-def teacher_of(supernet: Supernet, x_calib: np.ndarray) -> tuple[AidiNet, Arch]:
-    """The teacher used for KD: the supernet's largest all-conv member as a standalone module."""
+def teacher_of(supernet: SharedWeights, x_calib: np.ndarray) -> tuple[AidiNet, Arch]:
+    """The teacher used for KD: the supernet's largest (all-conv) member as a standalone module."""
     arch = supernet.space.largest("conv")
     return extract(supernet, arch, x_calib), arch
 

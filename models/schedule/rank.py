@@ -3,7 +3,7 @@
 Stage one of the latency optimizer (:func:`aidi.models.design_search.optimize_designs`): every tile size
 (divisors of the output rows, columns and channels and of the input channels), backend and hyper-tile
 size S is checked against the SRAM budget (one accumulator block: what every loop order needs at least),
-costed by its closed-form lower bound (:func:`aidi.models.costs.fast.lower_bound_closed`: per-axis sums
+costed by its closed-form lower bound (:func:`aidi.models.costs.fast.lower_bound_into`: per-axis sums
 over interior and edge tiles, plus one commit per unit) and kept when even its mean unit fits one power
 cycle; the survivors are ranked by :func:`surrogate_s`.  The optimizer then costs the best exactly
 (:mod:`.closed`), walks the best of those and simulates them with the oracle.
@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ..costs.fast import build_tables, lower_bound_closed, sram_fits
+from ..costs.fast import build_tables, lb_scratch, lower_bound_into, sram_fits
 from ..runtime_sram import ALIGN
 from .closed import _totals
 from .walk import OVER_E_LIMIT, WalkParams, _walk
@@ -77,6 +77,7 @@ def rank_space(gv, pv, tiles, lea_flags, software, budget, arena_cap, s_mode, s_
     ru = np.empty(cap, np.int64)
     rsur = np.empty(cap)
     svals = np.empty(64, np.int64)
+    iw, fw = lb_scratch(gv)  # one scratch for every candidate's lower bound
     n = 0
     rej_sram = 0
     rej_atom = 0
@@ -108,12 +109,12 @@ def rank_space(gv, pv, tiles, lea_flags, software, budget, arena_cap, s_mode, s_
             if not sram_fits(gv, tr, tc, tm, tn, lea_flags[b], 4 * tm * tr * tc, budget, arena_cap):
                 rej_sram += ns
                 continue
-            lb, commit = lower_bound_closed(gv, pv, tr, tc, tm, tn, lea_flags[b], software)
+            lb_c, lb_e, com_c, com_e = lower_bound_into(gv, pv, tr, tc, tm, tn, lea_flags[b], software, iw, fw)
             for q in range(ns):
                 s = svals[q]
                 u = (nt + s - 1) // s
-                cyc = lb[0] + (u - 1) * commit[0]
-                en = lb[1] + (u - 1) * commit[1]
+                cyc = lb_c + (u - 1) * com_c
+                en = lb_e + (u - 1) * com_e
                 if en / u > limit * (1 + 1e-12):  # even the mean unit does not fit
                     rej_atom += 1
                     continue
