@@ -384,9 +384,9 @@ def _run_result(built: "Built", rec: "RunRecord", events: list | None) -> RunRes
     t = rec.tally
     cats = rec.energy_by_category()
     energy = pd.DataFrame({"energy_J": pd.Series(cats, dtype=float)}).rename_axis("category")
-    energy["fraction"] = energy["energy_J"] / t.consumed if t.consumed else math.nan
-    totals = pd.Series({"harvested": t.harvested, "consumed": t.consumed, "stored_initial": rec.stored_initial_J,
-                        "stored_final": rec.stored_final_J, "leaked": t.leaked, "clipped": t.clipped},
+    energy["fraction"] = energy["energy_J"] / rec.consumed_J if rec.consumed_J else math.nan
+    totals = pd.Series({"harvested": t.harvested, "consumed": rec.consumed_J, "stored_initial": rec.stored_initial_J,
+                        "stored_final": rec.stored_final_J, "leaked": rec.leaked_J, "clipped": t.clipped},
                        name="energy_J", dtype=float)
     names = built.graph.layer_names
     layers = sorted(t.by_layer)
@@ -418,12 +418,14 @@ def run(scenario: Any, engine: str = "des", functional: bool | None = None, even
     Raises :class:`UserError`: a bad scenario, a unit that can never fit one power cycle, an
     unknown engine, ``functional=True`` with the oracle.
     """
+    from aidi.models.design_cache import default_store
+
     from . import pipeline
 
     functional = run_options(engine, functional)
     sc, ctx = _scenario_and_context(scenario)
     with _user_errors(ctx):
-        built = pipeline.build(sc)
+        built = pipeline.build(sc, store=default_store())
         rec, log = pipeline.run_record(built, engine=engine, functional=bool(functional),
                                        log=bool(events) and engine == "des")
     return _run_result(built, rec, log)
@@ -477,12 +479,14 @@ def check(scenario: Any) -> CheckResult:
     """
     import pandas as pd
 
+    from aidi.models.design_cache import default_store
+
     from . import check as chk
     from . import jsonout, pipeline
 
     sc, ctx = _scenario_and_context(scenario)
     with _user_errors(ctx):
-        built = pipeline.build(sc)
+        built = pipeline.build(sc, store=default_store())
         data = jsonout.strict(chk.analyse(built))
         units = chk.unit_table(built)
     harvested = data.get("harvester", {})

@@ -197,6 +197,8 @@ def run(
     fmt: str = typer.Option("html", "--format", **FORMAT_OPTION),
 ) -> None:
     """Simulate one scenario: latency, power cycles, where the energy goes."""
+    from aidi.models.design_cache import default_store
+
     from . import figures, outdir, pipeline, report
     from .progress import Progress
 
@@ -210,7 +212,7 @@ def run(
         if out is not None:
             outdir.prepare(out, force)
         sc = pipeline.load_scenario(scenario)
-        built = pipeline.build(sc)
+        built = pipeline.build(sc, store=default_store())
         # the task starts after loading and planning, where bad input is found: an error there stays one line
         task = prog.task("steps (simulate" + (", write figures)" if out is not None else ")"), 1 + (out is not None))
         res, events = pipeline.simulate(built, engine=engine, functional=functional,
@@ -239,11 +241,13 @@ def check(
 
     Exit status: 0 schedulable, 1 not schedulable, 2 bad input.
     """
+    from aidi.models.design_cache import default_store
+
     from . import check as chk
     from . import pipeline, report
 
     with one_line_errors(str(scenario)):
-        built = pipeline.build(pipeline.load_scenario(scenario))
+        built = pipeline.build(pipeline.load_scenario(scenario), store=default_store())
         res = chk.analyse(built)
     if as_json:
         _print_json(res)
@@ -353,13 +357,15 @@ def emit_c(
     force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ) -> None:
     """Write the C runtime for the scenario's network and execution design (same input as `aidi run`)."""
+    from aidi.models.design_cache import default_store
+
     from . import emit as em
     from . import outdir, pipeline
 
     backend = None if backend is None else backend.value
     with one_line_errors(str(scenario)):
         outdir.prepare(out, force)
-        built = pipeline.build(pipeline.load_scenario(scenario))
+        built = pipeline.build(pipeline.load_scenario(scenario), store=default_store())
         res = em.emit(built, out, backend=backend, build=build, microbench=microbench)
         if microbench and build:
             from .calibrate import microbench_counts
@@ -662,6 +668,21 @@ def _print_inas(res: dict, layers: str) -> None:
         designs = ", ".join(f"{x['name']} {x['design']}" for x in o["layers"])
         con.print(f"ours (optimizer + oracle, same supply): {lat}, energy {o['energy_J']:.4g} J, {cycles}; "
                   f"designs {designs}")
+
+
+@app.command()
+def published(as_json: bool = typer.Option(False, "--json", help="print one JSON object")) -> None:
+    """aidi against published hardware: Stateful-CNN's MSP430FR5994 measurements (MNIST LeNet, KWS DNN_S, activations
+    in an external SPI FRAM), the prediction split by component (compute, data movement and its SPI part,
+    preservation, board)."""
+    from . import published as pub
+
+    with one_line_errors():
+        out = pub.compare()
+    if as_json:
+        _print_json(out)
+    else:
+        pub.print_comparison(out)
 
 
 @app.command()

@@ -32,6 +32,7 @@ CATEGORY_LABELS = {
     "compute": "compute",
     "data_movement": "data movement (FRAM/DMA)",
     "preservation": "preservation (commits)",
+    "board": "board (quiescent and peripheral loads)",
     "restore": "restore (boot)",
     "reexecution": "re-execution (lost work)",
     "sleep": "sleep between inferences",

@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 
 from aidi.scenarios import loader
-from aidi.sim import des, oracle
 from aidi.sim.harvesters import Segments
 from aidi.sim.platform import Platform
 from aidi.sim.taskgraph import TaskGraph
@@ -214,19 +213,21 @@ class Built:
         return FunctionalRun(self.plan, self.qmodel, self.x_q)
 
 
-def build(sc: loader.Scenario, plans=None) -> Built:
+def build(sc: loader.Scenario, plans=None, store=None) -> Built:
     """Execution designs, plan and task graph for a scenario (:func:`aidi.models.hardware.compose`) from its layers'
     shapes; the model's weights load when first used (:class:`Built`).
 
     ``plans``: a :class:`aidi.models.hardware.PlanCache` shared by runs whose
-    designs agree (a sweep), or None.
+    designs agree (a sweep), or None.  ``store``: a :class:`aidi.models.design_cache.DesignStore` keeping the
+    optimizer's designs between runs (``aidi run``, ``check`` and ``emit-c`` pass the one in aidi's cache),
+    or None.
     """
     from aidi.models import hardware
 
     geoms = model_geometry(sc)
     segments = sc.harvester.segments()
     try:
-        hw = hardware.compose(sc, list(geoms), segments=segments, cache=plans)
+        hw = hardware.compose(sc, list(geoms), segments=segments, cache=plans, store=store)
     except ValueError as exc:
         raise UserError(f"{sc.path.name}: {str(exc).splitlines()[0]}") from None
     return Built(sc, hw.platform, hw.plan, hw.graph, hw.work, hw.segments)
@@ -237,7 +238,11 @@ def run_record(built: Built, engine: str = "des", functional: bool = False, log:
     :class:`~aidi.sim.workload.RunRecord`, event log or None)."""
     sc = built.scenario
     if engine == "oracle":
+        from aidi.sim import oracle
+
         return oracle.run(built.work, sc.power, built.segments, sc.sim), None
+    from aidi.sim import des  # SimPy: imported by the runs that use it
+
     fn = built.functional() if functional else None
     return des.run(built.work, sc.power, built.segments, sc.sim, functional=fn, log=log)
 

@@ -5,17 +5,20 @@ from __future__ import annotations
 import html
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 import plotly.graph_objects as go
 from rich.table import Table
-
-from aidi.sim.des import EVENT_COLUMNS, Event
 
 from . import jsonout
 from .console import console
 from .figures import FigureWriter, category_bar, category_label, fit_labels, hline, plural
+
+if TYPE_CHECKING:  # pandas and SimPy load where an event log or a table is written, not for a summary
+    import pandas as pd
+
+    from aidi.sim.des import Event
 
 _console = console(wide=True)
 
@@ -58,6 +61,10 @@ def render(sections: list[Section], title: str, plotlyjs_src: str | None = None)
 def events_frame(events: list[Event] | None) -> pd.DataFrame:
     """The event log (:class:`~aidi.sim.des.Event` records) as a tidy DataFrame, one column per field
     (one row per unit/commit/boot/charge/sleep)."""
+    import pandas as pd
+
+    from aidi.sim.des import EVENT_COLUMNS
+
     return pd.DataFrame(events or [], columns=list(EVENT_COLUMNS))
 
 
@@ -215,6 +222,8 @@ def energy_figure(res: dict, layer_names: list[str]) -> go.Figure:
 
 def cycles_per_layer(ev: pd.DataFrame) -> pd.DataFrame:
     """Per layer: power cycles its units ran in, units committed and units lost."""
+    import pandas as pd
+
     if ev.empty:
         return pd.DataFrame(columns=["layer", "power_cycles", "committed", "lost"])
     cycle = (ev["kind"] == "boot").cumsum()
@@ -266,6 +275,8 @@ def write_run(out: Path, built, res: dict, events: list[Event] | None, formats=(
 def write_run_report(path: Path, built, res: dict, ev: pd.DataFrame, writer: FigureWriter | None = None) -> None:
     """One HTML page: voltage, energy, power cycles per layer, schedulability (plotly.js beside it,
     or the ``writer``'s folder copy)."""
+    import pandas as pd
+
     from . import check as chk
 
     names = built.graph.layer_names

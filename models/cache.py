@@ -1,8 +1,9 @@
 """Where aidi keeps what it computes once: ``$AIDI_CACHE_DIR`` or ``~/.cache/aidi``.
 
 Subfolders by owner: ``models/`` (trained weights, :mod:`aidi.models.net`),
-``nas/`` (supernets, :mod:`aidi.models.nas.supernet`) and ``data/`` (decoded
-Tiny ImageNet, :mod:`aidi.models.data`).  The cache is never inside the
+``nas/`` (supernets, :mod:`aidi.models.nas.supernet`), ``data/`` (decoded
+Tiny ImageNet, :mod:`aidi.models.data`) and ``designs/`` (the latency optimizer's
+designs, :mod:`aidi.models.design_cache`).  The cache is never inside the
 repository; writers create folders on demand and write atomically.
 """
 

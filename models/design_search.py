@@ -30,14 +30,15 @@ import numpy as np
 from ..sim.platform import Platform
 from ..sim.workload import Workload
 from .costs import cost_tables, lower_bound, runtime_model
-from .costs.fast import build_tables, geom_vector, platform_vector
 from .layers import LayerGeom
 from .schedule.design import (DEFAULT_BACKEND, LOOP_ORDERS, ORDER_AXES, PRESERVATIONS, ExecutionDesign,
                               normalize_design, tile_limits)
 from .schedule.memory import check_sram, layer_sram_buffers
 from .schedule.plan import NetPlan, backend_choices, geoms_of, get_platform_of, plan_network, sram_budget_of
-from .schedule.rank import S_FIXED, S_HYPERTILE, S_LAYER, S_TILE, rank_space, surrogate_params, walk_ranked
 from .schedule.walk import COMPLETE, OVER_BOUND, OVER_E_LIMIT, walk
+
+# The compiled ranking (costs.fast, schedule.closed, schedule.rank) is imported by the functions that rank a
+# layer's designs, so a run whose designs are pinned or stored (aidi.models.design_cache) loads none of it.
 
 
 def may_use_lea(backend: str) -> bool:
@@ -440,11 +441,15 @@ class Optimized:
 
 @lru_cache(maxsize=64)
 def _platform_vector(p: Platform) -> np.ndarray:
+    from .costs.fast import platform_vector
+
     return platform_vector(p)
 
 
 def _tables(geom: LayerGeom, d: ExecutionDesign, p: Platform):
     """The cost tables of a normalised design with its backend set (compiled builder)."""
+    from .costs.fast import build_tables, geom_vector
+
     return build_tables(geom_vector(geom), _platform_vector(p), d.Tr, d.Tc, d.Tm, d.Tn, d.backend == "lea",
                         runtime_model(p))
 
@@ -474,6 +479,8 @@ def _layer_space(geom: LayerGeom, p: Platform, budget: int, ctx: PowerContext, p
                  preservation: str, tile, loop_order, S, exhaustive: bool) -> LayerSpace:
     """:func:`_rank_layer` for ``geom``, memoised on what it depends on (the geometry without its identity,
     the platform and budget, the constraints' and surrogate's numbers): NAS candidates share layers."""
+    from .schedule.rank import surrogate_params
+
     limit = float(ctx.atomic_limit_J(p))
     sp = surrogate_params(p, ctx.e_unit_J, p_harvest, ctx.sim.energy_aware)
     if exhaustive:  # every design of the layer: too large to keep
@@ -501,6 +508,9 @@ def _rank_layer(geom: LayerGeom, p: Platform, budget: int, limit: float, sp: np.
     every loop order by the surrogate on their exact closed-form totals (:func:`.schedule.closed.design_totals`);
     those walked in that order until :data:`ORACLE_TOP` pass the walk's checks (unit energy, SRAM slots).
     """
+    from .costs.fast import geom_vector
+    from .schedule.rank import S_FIXED, S_HYPERTILE, S_LAYER, S_TILE, rank_space, walk_ranked
+
     backends = backend_choices(None, backend) if geom.weighted else ["cpu"]
     m, ho, wo = geom.out_shape
     if tile is not None:
@@ -569,7 +579,7 @@ def _platform_workload(d: np.ndarray, e: np.ndarray, layers: np.ndarray, p: Plat
     return Workload(_UnitNames(layers), layers, d, e, p.boot_s, p.boot_energy_J, p.sleep_power_W,
                     measure_s=p.measure_s,
                     measure_W=p.measure_energy_J / p.measure_s if p.measure_s > 0 else 0.0,
-                    wait_W=p.wait_power_W, wake_s=p.wake_s, wake_W=p.active_power_W)
+                    wait_W=p.wait_power_W, wake_s=p.wake_s, wake_W=p.active_power_W, board_W=p.board_active_W)
 
 
 class _NetworkLatency:

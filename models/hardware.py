@@ -27,7 +27,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Callable, Hashable
+from typing import TYPE_CHECKING, Any, Callable, Hashable
 
 from ..sim.harvesters import Segments
 from ..sim.platform import Platform
@@ -37,6 +37,9 @@ from .design_search import Optimized, PowerContext, execution_pins, optimize_des
 from .layers import LayerGeom
 from .schedule.design import ExecutionDesign
 from .schedule.plan import NetPlan, geoms_of, plan_network, sram_budget_of
+
+if TYPE_CHECKING:
+    from .design_cache import DesignStore
 
 #: per-cycle energy (J) standing for "unbounded": designs under continuous power
 CONTINUOUS_E_CYCLE_J = 1e3
@@ -79,12 +82,14 @@ def design_power(sc, platform: Platform, segments: Segments | None = None,
 
 
 def resolve(sc, layers, *, platform: Platform | None = None, segments: Segments | None = None,
-            continuous: bool = False, input_shape=None) -> list[ExecutionDesign]:
+            continuous: bool = False, input_shape=None, store: DesignStore | None = None) -> list[ExecutionDesign]:
     """One design per executed layer from the scenario's ``[execution]`` values.
 
     Intermittent: "auto" fields come from the latency optimizer (:func:`optimize`: the oracle's latency
-    of one inference under the scenario's power and dispatch).  Continuous: the fastest designs for an
-    unbounded energy budget (:func:`aidi.models.design_search.resolve_designs`).
+    of one inference under the scenario's power and dispatch); with a ``store``
+    (:class:`aidi.models.design_cache.DesignStore`) its designs are looked up there first by everything
+    the optimizer is given, and stored.  Continuous: the fastest designs for an unbounded energy budget
+    (:func:`aidi.models.design_search.resolve_designs`).
     """
     platform = platform or sc.device.make_platform()
     geoms = geoms_of(layers, input_shape)
@@ -94,7 +99,9 @@ def resolve(sc, layers, *, platform: Platform | None = None, segments: Segments 
         pins = execution_pins(geoms, ex.tile, ex.loop_order, ex.hyper_tile, ex.preservation)
         if all(isinstance(pin, ExecutionDesign) for pin in pins):
             return pins
-        return optimize(sc, geoms, platform=platform, segments=segments, alternatives=0).designs
+        args, kw = _optimizer_arguments(sc, geoms, platform, segments)
+        chosen = lambda: optimize_designs(*args, **kw, alternatives=0).designs  # noqa: E731
+        return chosen() if store is None else store.get_or_compute(store.key(args, kw), len(geoms), chosen)
     return resolve_designs(geoms, ex.tile, ex.loop_order, ex.hyper_tile, ex.preservation,
                            platform=platform, sram_budget=sc.device.sram_budget_bytes, e_cycle_J=e_cycle_J,
                            backend=ex.backend, harvest_power_W=p_harvest)
@@ -114,12 +121,17 @@ def optimize(sc, layers, *, platform: Platform | None = None, segments: Segments
     ``[execution]`` values ("auto" fields searched), its power and dispatch policy; ``alternatives``: designs
     reported per layer (the choice does not depend on it)."""
     platform = platform or sc.device.make_platform()
-    geoms = geoms_of(layers, input_shape)
+    args, kw = _optimizer_arguments(sc, geoms_of(layers, input_shape), platform, segments)
+    return optimize_designs(*args, **kw, exhaustive=exhaustive, alternatives=alternatives)
+
+
+def _optimizer_arguments(sc, geoms: list[LayerGeom], platform: Platform, segments: Segments | None) -> tuple:
+    """``(args, kwargs)`` of :func:`~aidi.models.design_search.optimize_designs` for scenario ``sc`` (all
+    it is given besides ``exhaustive`` and ``alternatives``: a design store's key is made of them)."""
     ex = sc.execution
     pins = execution_pins(geoms, ex.tile, ex.loop_order, ex.hyper_tile, ex.preservation)
-    return optimize_designs(geoms, platform, sc.device.sram_budget_bytes, power_context(sc, platform, segments),
-                            backend=ex.backend, preservation=ex.preservation, pins=pins, exhaustive=exhaustive,
-                            alternatives=alternatives)
+    return ((geoms, platform, sc.device.sram_budget_bytes, power_context(sc, platform, segments)),
+            dict(backend=ex.backend, preservation=ex.preservation, pins=pins))
 
 
 @dataclass(frozen=True)
@@ -190,17 +202,19 @@ class Hardware:
 
 
 def compose(sc, layers, *, input_shape=None, segments: Segments | None = None, continuous: bool = False,
-            cache: PlanCache | None = None, designs: list[ExecutionDesign] | None = None) -> Hardware:
+            cache: PlanCache | None = None, designs: list[ExecutionDesign] | None = None,
+            store: DesignStore | None = None) -> Hardware:
     """Designs (:func:`resolve`), plan and Workload of ``layers`` under scenario ``sc``; ValueError if infeasible.
 
     ``designs``: one per executed layer, used instead of resolving the scenario's ``[execution]`` values
     (a sweep keeps the base scenario's designs across power points); the power budget is checked all the same.
+    ``store``: where :func:`resolve` looks the optimizer's designs up (None: always optimize).
     """
     platform = sc.device.make_platform()
     seg = segments if segments is not None else sc.harvester.segments()
     geoms = geoms_of(layers, input_shape)
     if designs is None:
-        designs = resolve(sc, geoms, platform=platform, segments=seg, continuous=continuous)
+        designs = resolve(sc, geoms, platform=platform, segments=seg, continuous=continuous, store=store)
     else:
         if not continuous:
             checked_energy_budget(sc.power, platform)  # the budget check resolve makes

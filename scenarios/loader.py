@@ -20,7 +20,8 @@ from aidi.sim import frontend as frontends
 from aidi.sim import harvesters
 from aidi.sim.config import DEFAULT_DISPATCH, PowerConfig, SimConfig
 from aidi.sim.platform import DEFAULT_BACKEND
-from aidi.sim.platform import PLATFORMS, Platform, PlatformFileError, get_platform, load_platform_file
+from aidi.sim.platform import (BOARDS, PLACEMENTS, PLATFORMS, Board, Platform, PlatformFileError, get_platform,
+                               load_platform_file)
 
 SHIPPED_DIR = Path(__file__).parent
 
@@ -31,14 +32,22 @@ class ScenarioError(ValueError):
 
 @dataclass(frozen=True)
 class DeviceSpec:
+    """``[device]``: the platform (a preset's name, or a platform file), its clock and SRAM budget, the board around
+    it (a preset of :data:`aidi.sim.platform.BOARDS`, its currents overridable) and where weights and activations
+    live ("fram": on-chip, "spi-fram": the board's external SPI FRAM)."""
+
     platform: str = "msp430fr5994"  # a preset's name, or a platform file as the scenario names it
     mclk_hz: float | None = None
     sram_budget_bytes: int = 4096
     #: the platform file's constants (``platform = "my-board.toml"``, aidi.sim.platform.load_platform_file)
     platform_file: Platform | None = None
+    board: Board = BOARDS["none"]
+    weights: str = "fram"
+    activations: str = "fram"
 
     def make_platform(self) -> Platform:
-        return get_platform(self.platform_file or self.platform, self.mclk_hz)
+        return get_platform(self.platform_file or self.platform, self.mclk_hz).with_board(
+            self.board, weights=self.weights, activations=self.activations)
 
 
 @dataclass(frozen=True)
@@ -174,6 +183,8 @@ LIMITS: dict[str, tuple[float, float]] = {
     "power.v_max": (0.1, 60.0),
     "power.v_initial": (0.0, 60.0),
     "power.leakage_A": (0.0, 1.0),             # A
+    "device.board_active_A": (0.0, 1.0),       # A
+    "device.board_sleep_A": (0.0, 1.0),        # A
     "harvester.power_W": (0.0, harvesters.MAX_POWER_W),  # W: 100 W, the bound on every trace's power too
     "harvester.v_source": (0.1, 60.0),         # V
     "harvester.r_ohm": (1.0, 1e9),             # ohm: 1 ohm .. 1 Gohm
@@ -194,7 +205,8 @@ LIMITS: dict[str, tuple[float, float]] = {
 _ALLOWED = {
     "name": None,
     "description": None,
-    "device": {"platform", "mclk_hz", "sram_budget_bytes"},
+    "device": {"platform", "mclk_hz", "sram_budget_bytes", "board", "board_active_A", "board_sleep_A", "weights",
+               "activations"},
     "power": {"capacitor_F", "v_on", "v_off", "v_max", "leakage_A", "v_initial", "converter_efficiency", "frontend",
               "v_input_V"},
     "harvester": {"kind", "power_W", "v_source", "r_ohm", "file", "repeat", "efficiency", "area_cm2",
@@ -295,6 +307,7 @@ def parse(raw: dict, path: Path) -> Scenario:
         sram_budget_bytes=r.get("device", "sram_budget_bytes", 4096, "int", lo=0, lo_open=True,
                                 hi=(platform_file or PLATFORMS[platform]).sram_bytes),
         platform_file=platform_file,
+        **_board_keys(r, platform_file or platform),
     )
 
     fe_name = r.get("power", "frontend", None, "str")
@@ -319,15 +332,17 @@ def parse(raw: dict, path: Path) -> Scenario:
         r.fail("power.v_max", f"must be >= power.v_on ({v_on:g} V), got {v_max:g} V")
     v_init = r.get("power", "v_initial", min(fe.v_initial, v_max) if fe else 0.0, kind="float", lo=0.0, hi=v_max)
     plat = device.make_platform()
+    board_sleep = device.board.sleep_A
     power = PowerConfig(
         capacitor_F=cap, v_on=v_on, v_off=v_off, v_max=v_max,
-        leakage_A=r.get("power", "leakage_A", fe.leakage_A(v_on, v_off) if fe else 0.0, lo=0.0),
+        leakage_A=r.get("power", "leakage_A", fe.leakage_A(v_on, v_off) if fe else 0.0, lo=0.0) + board_sleep,
         v_initial=v_init,
         converter_efficiency=(frontends.reference_efficiency(fe, plat.active_power_W, plat.v_nominal) if fe else
                               r.get("power", "converter_efficiency", 1.0, lo=0.0, lo_open=True, hi=1.0)),
         frontend=fe_name,
         v_input_V=r.get("power", "v_input_V", None, lo=0.0, lo_open=True),
         load_v_nominal_V=plat.v_nominal,
+        board_sleep_A=board_sleep,
     )
     if power.v_input_V is not None and fe is None:
         r.fail("power.v_input_V", "only with power.frontend (the harvester's operating voltage at its input)")
@@ -454,6 +469,29 @@ def parse(raw: dict, path: Path) -> Scenario:
     name = raw.get("name", path.stem)
     return Scenario(path=path, name=str(name), description=str(raw.get("description", "")), device=device,
                     power=power, harvester=harvester, model=model, execution=execution, sim=sim, raw=raw)
+
+
+def _board_keys(r: _Reader, platform: "str | Platform") -> dict:
+    """``[device] board`` (a preset of :data:`aidi.sim.platform.BOARDS`, default "none"), ``board_active_A`` /
+    ``board_sleep_A`` (override the preset's currents), ``weights`` / ``activations`` ("fram" | "spi-fram")."""
+    name = r.get("device", "board", "none", "str")
+    if name not in BOARDS:
+        r.fail("device.board", f"unknown board preset {name!r}{did_you_mean(name, BOARDS)} (known: {', '.join(BOARDS)})")
+    board = BOARDS[name]
+    board = replace(board, active_A=r.get("device", "board_active_A", board.active_A, lo=0.0),
+                    sleep_A=r.get("device", "board_sleep_A", board.sleep_A, lo=0.0))
+    out = {"board": board}
+    for key in ("weights", "activations"):
+        where = r.get("device", key, "fram", "str")
+        if where not in PLACEMENTS:
+            r.fail(f"device.{key}", f"unknown placement {where!r}{did_you_mean(where, PLACEMENTS)} "
+                                    f"(known: {', '.join(PLACEMENTS)})")
+        out[key] = where
+    try:
+        get_platform(platform).with_board(board, weights=out["weights"], activations=out["activations"])
+    except ValueError as exc:
+        r.fail("device." + str(exc).split(":", 1)[0], str(exc).split(": ", 1)[1])
+    return out
 
 
 TILE_KEYS = ("Tr", "Tc", "Tm", "Tn")

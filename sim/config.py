@@ -11,12 +11,15 @@ class PowerConfig:
 
     capacitor_F: storage capacitance (F); v_on: the MCU boots when V rises to it (V);
     v_off: brown-out when V falls to it (V); v_max: clamp, surplus counted as clipped (V);
-    leakage_A: constant leakage current (A); v_initial: voltage at t = 0 (V);
+    leakage_A: every constant current drawn from the capacitor at all times (A): its own leakage plus
+    board_sleep_A; v_initial: voltage at t = 0 (V);
     converter_efficiency: the MCU's power P is drawn from the capacitor as P / efficiency.
     frontend: a shepherd-core virtual-source preset (:mod:`aidi.sim.frontend`; None: the ideal or
     constant-efficiency converter above); v_input_V: the harvester's operating voltage for a source without one
     (V); load_v_nominal_V: the supply at which the platform's powers are given (V, its v_nominal), so that a
     front end's regulated output rescales them (:func:`aidi.sim.frontend.loads`).
+    board_sleep_A: the part of leakage_A that is the board's quiescent draw (:class:`aidi.sim.platform.Board`),
+    reported under ``by_category.board`` (consumed) instead of ``leaked``.
     """
 
     capacitor_F: float
@@ -29,13 +32,25 @@ class PowerConfig:
     frontend: str | None = None
     v_input_V: float | None = None
     load_v_nominal_V: float = 3.0
+    board_sleep_A: float = 0.0
+
+    def __post_init__(self):
+        if not 0.0 <= self.board_sleep_A <= self.leakage_A:
+            raise ValueError(f"board_sleep_A ({self.board_sleep_A:g} A) must lie in [0, leakage_A = "
+                             f"{self.leakage_A:g} A]: leakage_A holds it")
+
+    @property
+    def board_share(self) -> float:
+        """The board's fraction of the capacitor's constant-current drain (0 without a board)."""
+        return self.board_sleep_A / self.leakage_A if self.board_sleep_A > 0 else 0.0
 
     @property
     def e_store_J(self) -> float:
         """Energy the capacitor gives between V_on and V_off (before the converter), J: :func:`aidi.sim.capacitor.e_cycle`."""
         from .capacitor import e_cycle  # lazy: reading a scenario does not load numba
 
-        return e_cycle(self.capacitor_F, self.v_on, self.v_off)
+        # its Python function: a scalar needs no compiled dispatcher (numba loads each from its cache, 0.1-0.3 s)
+        return e_cycle.py_func(self.capacitor_F, self.v_on, self.v_off)
 
     @property
     def e_cycle_J(self) -> float:

@@ -46,11 +46,14 @@ import logging
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from . import textfile
+
+if TYPE_CHECKING:
+    import pandas as pd  # imported where a file is read: a scenario without a trace file loads no pandas
 
 
 class TraceError(ValueError):
@@ -162,6 +165,8 @@ def _denoise(name: str, a: np.ndarray, where) -> np.ndarray:
 
 
 def _column(df: pd.DataFrame, name: str) -> np.ndarray:
+    import pandas as pd
+
     return pd.to_numeric(df[name].str.strip(), errors="coerce").to_numpy(float)
 
 
@@ -195,6 +200,7 @@ def read_trace(path: Path, efficiency: float = 1.0, repeat: bool = True, input_p
     text = textfile.read_lines(path, TraceError)
     if not len(text):
         raise TraceError(f"{path}: not a readable CSV (no header line)")
+    import pandas as pd
     try:
         df = pd.read_csv(io.StringIO(text.text()), skip_blank_lines=False, dtype=str)
     except Exception as exc:  # pandas raises many kinds
@@ -258,6 +264,8 @@ def _tmy3_elapsed(index: pd.DatetimeIndex, in_one_year: bool) -> np.ndarray:
     """Seconds of each row from the first: from pvlib's index as it is, or with every row moved into
     :data:`TYPICAL_YEAR` (pvlib's ``coerce_year`` rule, done on its index: a last row at midnight starting
     1 January, NREL's "12/31 24:00", goes into the next year)."""
+    import pandas as pd
+
     if not in_one_year:
         return (index - index[0]).total_seconds().to_numpy(float)
     years = np.full(len(index), TYPICAL_YEAR)
@@ -290,6 +298,7 @@ def _tmy3_layout(text: textfile.TextLines) -> None:
     if len(numbers) < 5:
         raise TraceError(f"{text.where(0)}: not a TMY3 site line ({','.join(TMY3_SITE)}; USAF and the last "
                          "four numbers)")
+    import pandas as pd
     try:
         rows = pd.read_csv(io.StringIO(text.text(1)), dtype=str)
     except Exception as exc:  # pandas raises many kinds
@@ -320,6 +329,7 @@ def read_tmy3(path: Path) -> tuple[np.ndarray, np.ndarray, float]:
     use, irregular steps (a missing or repeated row), a blank GHI cell, GHI below 0 or above
     :data:`GHI_MAX_W_M2`.
     """
+    import pandas as pd
     import pvlib
 
     path = Path(path)

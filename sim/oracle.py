@@ -308,7 +308,7 @@ class Compiled(NamedTuple):
 
     off: np.ndarray  #: workload w's units are off[w] .. off[w + 1] - 1
     durations_s: np.ndarray  #: unit durations (s)
-    energy_J: np.ndarray  #: unit energy by UNIT_CATEGORIES (J at the MCU), one row per unit
+    energy_J: np.ndarray  #: unit energy by WORK_CATEGORIES (J at the MCU), one row per unit
     layers: np.ndarray  #: unit layer indices
     boot: np.ndarray  #: per workload: boot_s, boot_J, sleep_W, then its PhaseCosts fields
     power_W: np.ndarray  #: unit MCU power E_i / d_i (W)
@@ -476,7 +476,8 @@ class Batch:
 
     @property
     def consumed_J(self) -> np.ndarray:
-        return self._f("consumed")
+        """Energy consumed (J), the board's sleep current included (as :meth:`RunRecord.as_json` counts it)."""
+        return self._f("consumed") + self._f("leaked") * self.power.board_share
 
     def error(self, w: int) -> NonProgressError | None:
         """The NonProgressError workload w raises alone, or None."""
@@ -538,7 +539,8 @@ class Population:
         self.off = np.zeros(len(works) + 1, dtype=np.int64)
         np.cumsum([w.durations_s.shape[0] for w in works], out=self.off[1:])
         self.d = np.concatenate([w.durations_s for w in works])
-        self.energy = np.concatenate([w.energy_J for w in works])
+        cols = max(w.energy_J.shape[1] for w in works)  # with or without the board's column
+        self.energy = np.concatenate([np.pad(w.energy_J, ((0, 0), (0, cols - w.energy_J.shape[1]))) for w in works])
         self.layers = np.concatenate([w.layers for w in works]).astype(np.int64, copy=False)
         self.boot = np.array([(w.boot_s, w.boot_J, w.sleep_W, w.measure_s, w.measure_W, w.wait_W, w.wake_s, w.wake_W)
                               for w in works])  # columns 3: in Workload.dispatch_costs order

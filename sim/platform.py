@@ -111,6 +111,53 @@ class SoftwareCosts:
 
 
 @dataclass(frozen=True)
+class Board:
+    """What the board around the MCU draws besides the MCU itself (quiescent and peripheral loads).
+
+    active_A: extra current (A) at the MCU's supply voltage while the MCU runs units: added to each
+    unit's draw (energy category ``board``, through the converter like the MCU's own power);
+    sleep_A: current (A) the board draws from the storage capacitor at all times (on, off, charging),
+    a constant-current drain like ``[power] leakage_A`` but reported under ``board``.
+    """
+
+    name: str
+    active_A: float = 0.0
+    sleep_A: float = 0.0
+    sources: dict = field(default_factory=dict, compare=False, hash=False)
+
+
+@dataclass(frozen=True)
+class SpiFram:
+    """An external SPI FRAM on one eUSCI in SPI master mode, its data moved by DMA: the cost of one transfer.
+
+    A transfer of ``n`` Q15 words shifts ``cmd + 2 n`` bytes at ``spi_hz`` (8 SCK per byte), plus the
+    software around it (chip select, DMA channel set-up, busy polling) of ``*_setup_cycles`` MCLK cycles.
+    The CPU waits for the DMA, so the MCU stays active (its energy per cycle) for the whole transfer; the
+    FRAM draws ``active_A`` while bytes shift and ``standby_A`` (CS high) the rest of the time the MCU is on
+    (added to the board's active current whenever a tensor is placed in it).
+    """
+
+    name: str
+    spi_hz: float  # SCK
+    read_cmd_bytes: int  # READ opcode + address bytes
+    write_cmd_bytes: int  # WREN (its own chip-select cycle) + WRITE opcode + address bytes
+    read_setup_cycles: float  # MCLK cycles of the software around a read
+    write_setup_cycles: float
+    active_A: float  # supply current while clocked at spi_hz
+    standby_A: float  # supply current, chip select high
+    v: float  # supply voltage (V): the MCU's rail
+    sources: dict = field(default_factory=dict, compare=False, hash=False)
+
+    def bus_cycles(self, n_bytes: float, mclk_hz: float) -> float:
+        """MCLK cycles of ``n_bytes`` shifted at ``spi_hz`` (8 SCK per byte)."""
+        return n_bytes * 8.0 * mclk_hz / self.spi_hz
+
+
+#: where a tensor may live: the MCU's own FRAM or the external SPI FRAM
+PLACEMENTS = ("fram", "spi-fram")
+
+
+@dataclass(frozen=True)
 class Platform:
     """Device constants and primitive cost fits.
 
@@ -159,11 +206,56 @@ class Platform:
     measure_energy_J: float = 0.0
     wait_power_W: float = 0.0  # LPM3 with COMP_E watching VCC through its reference ladder
     wake_s: float = 0.0  # LPM3 -> active, at active_power_W
+    #: the board around the MCU (:class:`Board`; ``[device] board``) and the external SPI FRAM it may carry
+    board: Board | None = None
+    spi_fram: SpiFram | None = None
+    #: where weights and activations (layer inputs, outputs, partial sums) live: "fram" (on-chip) or
+    #: "spi-fram" (``spi_fram``); the progress record stays on-chip
+    weights: str = "fram"
+    activations: str = "fram"
     sources: dict = field(default_factory=dict, compare=False, hash=False)
 
     @property
     def energy_per_cycle_J(self) -> float:
         return self.active_power_W / self.mclk_hz
+
+    @property
+    def external(self) -> bool:
+        """Is any tensor placed in the external SPI FRAM?"""
+        return "spi-fram" in (self.weights, self.activations)
+
+    @property
+    def board_active_W(self) -> float:
+        """What the board draws besides the MCU while units run (W at ``v_nominal``): the board's active
+        current, plus the SPI FRAM's standby current when a tensor is placed there."""
+        amps = self.board.active_A if self.board is not None else 0.0
+        if self.external:
+            amps += self.spi_fram.standby_A
+        return amps * self.v_nominal
+
+    def with_board(self, board: Board | None = None, *, weights: str = "fram", activations: str = "fram") -> "Platform":
+        """The same device on ``board`` with tensors placed as given ("fram" | "spi-fram"); ValueError for an
+        unknown placement, or "spi-fram" on a platform without an external FRAM model.  A board that draws
+        nothing is no board (None): with every tensor on-chip the result equals this platform."""
+        for what, where in (("weights", weights), ("activations", activations)):
+            if where not in PLACEMENTS:
+                raise ValueError(f"{what}: unknown placement {where!r} (known: {', '.join(PLACEMENTS)})")
+            if where == "spi-fram" and self.spi_fram is None:
+                raise ValueError(f"{what}: platform {self.name} has no external SPI FRAM model (its data "
+                                 "movement already is iNAS's external-FRAM fit); use platform msp430fr5994")
+        if board is not None and board.active_A == 0.0 and board.sleep_A == 0.0:
+            board = None
+        return replace(self, board=board, weights=weights, activations=activations)
+
+    def spi_transfer(self, n_words: int, write: bool) -> Cost:
+        """One SPI FRAM transfer of ``n_words`` Q15 words (:class:`SpiFram`); n <= 0 is free."""
+        f = self.spi_fram
+        if n_words <= 0:
+            return ZERO
+        cmd = f.write_cmd_bytes if write else f.read_cmd_bytes
+        bus = f.bus_cycles(cmd + 2 * n_words, self.mclk_hz)
+        cycles = bus + (f.write_setup_cycles if write else f.read_setup_cycles)
+        return Cost(cycles, cycles * self.energy_per_cycle_J + bus / self.mclk_hz * (f.active_A - f.standby_A) * f.v)
 
     def with_mclk(self, mclk_hz: float) -> "Platform":
         """Same device at another MCLK (power scales with frequency, 118 uA/MHz)."""
@@ -292,6 +384,53 @@ _DISPATCH_SOURCES = {
     "wake_s": "SLASE54D: t_WAKE-UP LPM3 9.6 us + 2.5/f_DCO max at f_DCO = 16 MHz, at active power",
 }
 
+# The external SPI FRAM of the published Stateful-CNN setup (EMCLab-Sinica/Stateful-CNN, tools/ext_fram/extfram.c):
+# a Cypress/Infineon CY15B104Q (4 Mbit, 512K x 8) on eUSCI_A3 in 3-pin SPI master mode, clocked from SMCLK with
+# UCA3BRW = 4, its data moved by DMA channels 3 (TX) and 4 (RX).  Constants and their sources:
+_SPI_HZ = 16e6 / 4  # SMCLK (16 MHz, = MCLK) / UCBRW 4; the eUSCI's bit clock is BRCLK / UCBRW, BRCLK <= 16 MHz
+_CY15_ACTIVE_A = 0.3e-3 + (2.5e-3 - 0.3e-3) * (_SPI_HZ - 1e6) / (40e6 - 1e6)
+CY15B104Q = SpiFram(
+    name="CY15B104Q",
+    spi_hz=_SPI_HZ,
+    read_cmd_bytes=4,
+    write_cmd_bytes=5,
+    read_setup_cycles=424.0 - 4 * 32.0,
+    write_setup_cycles=422.23 - 5 * 32.0,
+    active_A=_CY15_ACTIVE_A,
+    standby_A=100e-6,
+    v=_V_NOM,
+    sources={
+        "spi_hz": "Stateful-CNN tools/ext_fram/extfram.c: eUSCI_A3 SPI master from SMCLK, UCA3BRW = 4 -> 4 MHz at "
+                  "16 MHz (MSP430FR5994 eUSCI: bit clock = BRCLK / UCBRW, BRCLK = SMCLK <= 16 MHz; the CY15B104Q "
+                  "takes up to 40 MHz); 16 bits per Q15 word at 4 MHz = 64 MCLK cycles, iNAS CostModel's fitted DMA "
+                  "slope on the same kind of board",
+        "read_cmd_bytes": "CY15B104Q datasheet (Cypress 001-84452): READ opcode 03h + 3 address bytes; "
+                          "extfram.c SPI_READ sends the same before the DMA",
+        "write_cmd_bytes": "CY15B104Q datasheet: WREN 06h (its own chip-select cycle) + WRITE 02h + 3 address "
+                           "bytes; extfram.c SPI_WRITE2",
+        "read_setup_cycles": "inferred: iNAS CostModel's DMA NVM->VM offset 424 cycles minus the 4 command bytes "
+                             "at 4 MHz (128 cycles): chip select, DMA set-up, polling",
+        "write_setup_cycles": "inferred: iNAS CostModel's DMA VM->NVM offset 422.23 cycles minus the 5 command "
+                              "bytes at 4 MHz (160 cycles)",
+        "active_A": "inferred: CY15B104Q datasheet 300 uA active at 1 MHz, interpolated linearly in SCK to 2.5 mA "
+                    "at 40 MHz (the same generation's CY15B256Q datasheet; the CY15B104Q's own 40 MHz figure was "
+                    "not at hand) -> 0.469 mA at 4 MHz",
+        "standby_A": "CY15B104Q datasheet: 100 uA typ standby (chip select high; the firmware never sends SLEEP)",
+        "v": "the MCU's 3.0 V rail (SLASE54D nominal), shared with the FRAM",
+    },
+)
+
+#: board presets (``[device] board``): what the board draws besides the MCU (:class:`Board`)
+BOARDS = {b.name: b for b in (
+    Board("none", sources={"*": "the MCU alone: no board load (aidi's model before boards)"}),
+    Board("msp-exp430fr5994", 0.0, 0.0, sources={
+        "active_A": "MSP-EXP430FR5994 LaunchPad (TI SLAU678 schematic) with the eZ-FET isolated (J101 jumpers "
+                    "open, so its LDO, LEDs and debugger are off the target rail), user LEDs off, no microSD card: "
+                    "nothing on the target side draws a quiescent current besides the MCU (inferred, 0 A); an "
+                    "external FRAM's standby current is added by the placement (Platform.board_active_W)",
+        "sleep_A": "as active_A: 0 A with the MCU off (inferred)"}),
+)}
+
 MSP430FR5994 = Platform(
     name="msp430fr5994",
     mclk_hz=16e6,
@@ -307,6 +446,7 @@ MSP430FR5994 = Platform(
     measure_energy_J=_MEASURE_J,
     wait_power_W=_WAIT_W,
     wake_s=_WAKE_S,
+    spi_fram=CY15B104Q,
     # DMA block transfer: 2 MCLK per word plus one FRAM wait state per FRAM access
     # (NWAITS_1 at 16 MHz) and ~30 cycles of channel set-up (inferred).
     dma_read_cycles=Linear(3.0, 30.0),
@@ -340,6 +480,8 @@ MSP430FR5994 = Platform(
         "boot_s": "SLASE54D: BOR/power-up 0.5 ms typ",
         **_DISPATCH_SOURCES,
         "dma_*": "2 MCLK per DMA word + 1 FRAM wait state, 30-cycle set-up (inferred)",
+        "spi_fram": "CY15B104Q on eUSCI_A3 at 4 MHz, the published Stateful-CNN board (CY15B104Q.sources); used "
+                    "for the tensors [device] weights / activations place in \"spi-fram\"",
         "lea_mac_cycles": "iNAS CostModel: msp_mac_q15 1.5*n + 616 cycles",
         "cpu_*": "iNAS CostModel: ADD 12, MUL 44, DIV 160, MAX 14 cycles",
         "cpu_abs_cycles": _ABS_SOURCE,
@@ -412,6 +554,9 @@ def get_platform(name: "str | Platform", mclk_hz: float | None = None) -> Platfo
 #: the version of the platform file format :func:`load_platform_file` reads (``format = 1``)
 PLATFORM_FILE_FORMAT = 1
 _FILE_KEYS = {"format", "base", "sources"}
+#: Platform fields a platform file does not set: the board and where tensors live are the scenario's
+#: (``[device] board``, ``weights``, ``activations``); the SPI FRAM is the base preset's
+_NOT_IN_FILES = {"sources", "board", "spi_fram", "weights", "activations"}
 
 
 class PlatformFileError(ValueError):
@@ -473,7 +618,7 @@ def load_platform_file(path: "str | Path") -> Platform:
         raise PlatformFileError(f"{where}: cannot read ({exc.strerror or exc.__class__.__name__})") from None
     except tomllib.TOMLDecodeError as exc:
         raise PlatformFileError(f"{where}: not valid TOML ({exc})") from None
-    kinds = {f.name: str(f.type) for f in fields(Platform) if f.name != "sources"}
+    kinds = {f.name: str(f.type) for f in fields(Platform) if f.name not in _NOT_IN_FILES}
     for key in raw:
         if key not in kinds and key not in _FILE_KEYS:
             import difflib

@@ -11,14 +11,17 @@ from numba import njit
 
 from .config import PowerConfig, SimConfig
 from .harvesters import Segments
-from .capacitor import e_cycle
 from .dispatch import NonProgressError, PhaseCosts  # noqa: F401  (NonProgressError re-exported)
 from .platform import Platform
 from .taskgraph import UNIT_CATEGORIES, TaskGraph
 
+#: the columns of :attr:`Workload.energy_J`: a unit's own categories, then "board" (the board's active draw while
+#: the unit runs, :attr:`aidi.sim.platform.Platform.board_active_W`)
+WORK_CATEGORIES = UNIT_CATEGORIES + ("board",)
 #: energy categories reported in ``energy_J.by_category``; their sum is ``consumed``
-#: ("wait": energy_aware dispatch's voltage measurements, LPM3 threshold waits and wake-ups)
-CATEGORIES = UNIT_CATEGORIES + ("restore", "reexecution", "sleep", "unfinished", "wait", "converter_loss")
+#: ("wait": energy_aware dispatch's voltage measurements, LPM3 threshold waits and wake-ups; "board" also holds
+#: the board's sleep current drawn from the capacitor, PowerConfig.board_sleep_A)
+CATEGORIES = WORK_CATEGORIES + ("restore", "reexecution", "sleep", "unfinished", "wait", "converter_loss")
 
 
 STUCK_BOOT = ("the boot failed twice from a full capacitor under a constant source: "
@@ -40,7 +43,10 @@ def stuck_wait(name: str) -> str:
 class Workload:
     """A task graph flattened for the engines.
 
-    durations_s[i], energy_J[i, k] (k over UNIT_CATEGORIES, at the MCU), power_W[i] = E_i / d_i.
+    durations_s[i], energy_J[i, k] (k over WORK_CATEGORIES, at the MCU), power_W[i] = E_i / d_i.
+    With a board (``board_W`` > 0: its draw besides the MCU while a unit runs, W), an ``energy_J`` given with the
+    UNIT_CATEGORIES columns only gets the "board" column appended: ``board_W * durations_s``; without, it may
+    keep those columns only (the engines read as many columns as there are).
     """
 
     names: list[str]
@@ -58,6 +64,13 @@ class Workload:
     wait_W: float = 0.0
     wake_s: float = 0.0
     wake_W: float = 0.0
+    board_W: float = 0.0
+
+    def __post_init__(self):
+        e = np.asarray(self.energy_J, dtype=np.float64)
+        if self.board_W != 0.0 and e.ndim == 2 and e.shape[1] == len(UNIT_CATEGORIES):
+            e = np.hstack([e, (self.board_W * np.asarray(self.durations_s, dtype=np.float64))[:, None]])
+        object.__setattr__(self, "energy_J", e)
 
     @classmethod
     def from_graph(cls, graph: TaskGraph, platform: Platform) -> "Workload":
@@ -80,6 +93,7 @@ class Workload:
             wait_W=platform.wait_power_W,
             wake_s=platform.wake_s,
             wake_W=platform.active_power_W,
+            board_W=platform.board_active_W,
         )
 
     @property
@@ -138,7 +152,7 @@ def progress_violation(energy, durations, units, boot_J, boot_s, eta, e_store, p
 
 def progress_budget(power: PowerConfig, seg: Segments) -> tuple[float, float]:
     """(energy the capacitor gives between V_on and V_off, the source's best power there)."""
-    return e_cycle(power.capacitor_F, power.v_on, power.v_off), seg.max_power(power.v_off, power.v_on)
+    return power.e_store_J, seg.max_power(power.v_off, power.v_on)
 
 
 def check_progress(work: Workload, power: PowerConfig, seg: Segments) -> None:
@@ -196,8 +210,8 @@ class Tally:
         """Add the energy of completed units i0..i1-1 by category and by layer (prefix sums: O(layers))."""
         cum, cum_total, runs, firsts = work.prefix_sums()
         c1, c0, by_cat = cum[i1], cum[i0], self.by_category
-        for k, cat in enumerate(UNIT_CATEGORIES):
-            by_cat[cat] += c1[k] - c0[k]
+        for k in range(len(c1)):
+            by_cat[WORK_CATEGORIES[k]] += c1[k] - c0[k]
         by_layer = self.by_layer
         for r in range(bisect_right(firsts, i0) - 1, len(runs)):  # the layer runs that overlap [i0, i1)
             layer, a, b = runs[r]
@@ -246,13 +260,14 @@ class RunRecord:
     deadline_s: float | None = None
     output: tuple | None = None
     output_matches_reference: bool | None = None
+    board_share: float = 0.0  #: PowerConfig.board_share: the board's part of the tallied leakage
 
     @classmethod
     def of(cls, tally: Tally, power: PowerConfig, v_final: float, t_end: float, completed: bool, reason: str,
            engine: str, work: Workload, sim: SimConfig) -> "RunRecord":
         """The record of a run that ended at ``t_end`` (s) with V = ``v_final`` (V), tallied in ``tally``."""
         return cls(engine, completed, reason, t_end, v_final, sim.inferences, len(work), sim.dispatch, tally,
-                   power.capacitor_F, power.v_initial, sim.deadline_s)
+                   power.capacitor_F, power.v_initial, sim.deadline_s, board_share=power.board_share)
 
     @property
     def latency_s(self) -> float | None:
@@ -276,11 +291,29 @@ class RunRecord:
             return None
         return bool(self.completed and self.t_end_s <= self.deadline_s)
 
+    @property
+    def board_sleep_J(self) -> float:
+        """The board's sleep current's part of the capacitor's tallied constant-current drain (J): consumed
+        under ``board``, not leaked."""
+        return self.tally.leaked * self.board_share
+
+    @property
+    def consumed_J(self) -> float:
+        """Energy consumed (J), the board's sleep current included."""
+        return self.tally.consumed + self.board_sleep_J
+
+    @property
+    def leaked_J(self) -> float:
+        """Energy leaked (J): the capacitor's own leakage, without the board's sleep current."""
+        return self.tally.leaked - self.board_sleep_J
+
     def energy_by_category(self) -> dict[str, float]:
-        """Energy (J) by category of CATEGORIES, converter_loss derived: consumed minus the MCU side."""
+        """Energy (J) by category of CATEGORIES, the board's sleep current added to ``board``, converter_loss
+        derived: consumed minus the MCU side."""
         cats = {k: float(v) for k, v in self.tally.by_category.items()}
+        cats["board"] = cats.get("board", 0.0) + self.board_sleep_J
         mcu_side = sum(v for k, v in cats.items() if k != "converter_loss")
-        cats["converter_loss"] = self.tally.consumed - mcu_side
+        cats["converter_loss"] = self.consumed_J - mcu_side
         return cats
 
     def as_json(self) -> dict:
@@ -313,10 +346,10 @@ class RunRecord:
             "measurements": tally.measurements,
             "energy_J": {
                 "harvested": tally.harvested,
-                "consumed": tally.consumed,
+                "consumed": self.consumed_J,
                 "stored_initial": self.stored_initial_J,
                 "stored_final": self.stored_final_J,
-                "leaked": tally.leaked,
+                "leaked": self.leaked_J,
                 "clipped": tally.clipped,
                 "by_category": cats,
                 "by_layer": {str(k): float(v) for k, v in sorted(tally.by_layer.items())},

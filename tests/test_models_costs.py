@@ -386,3 +386,25 @@ def test_closed_form_lower_bound_and_sram_scan(gd, backend, pname, budget):
         cap = p.lea_ram_bytes if b == "lea" or lea_arena else budget
         fits = sram_fits(geom_vector(g), d.Tr, d.Tc, d.Tm, d.Tn, b == "lea", 4 * d.Tm * d.Tr * d.Tc, budget, cap)
         assert fits == (check_sram(g, bufs, budget, p, b, 1, lea_arena) is None)
+
+
+@settings(max_examples=100, deadline=None)
+@given(layer_and_design(), st.sampled_from(["lea", "cpu"]), st.sampled_from(sorted(FAST_PLATFORMS)))
+def test_lower_bound_scratch_reused_over_a_layers_tiles(gd, backend, pname):
+    """rank_space reuses one scratch over every tile of a layer: a bound computed on a scratch dirtied by the
+    layer's smallest tiles (every axis split finest, the most rows written) equals the bound on a fresh one."""
+    from aidi.models.costs.fast import lb_scratch, lower_bound_into
+
+    g, d = _normalised(gd)
+    if d is None:
+        return
+    p = FAST_PLATFORMS[pname]
+    lea = g.weighted and backend == "lea"
+    gv, pv, sw = geom_vector(g), platform_vector(p), runtime_model(p)
+    iw, fw = lb_scratch(gv)
+    iw[:] = -7
+    fw[:] = np.nan
+    lower_bound_into(gv, pv, 1, 1, 1, 1, lea, sw, iw, fw)  # the finest tiles: every scratch row in use
+    got = lower_bound_into(gv, pv, d.Tr, d.Tc, d.Tm, d.Tn, lea, sw, iw, fw)
+    lb, commit = lower_bound_closed(gv, pv, d.Tr, d.Tc, d.Tm, d.Tn, lea, sw)
+    assert got == (lb[0], lb[1], commit[0], commit[1])

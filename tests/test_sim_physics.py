@@ -135,6 +135,16 @@ def test_leakage_decays_to_zero_and_stays_there():
     assert r.leaked_J == approx(stored(cap, v1))
 
 
+@settings(deadline=None)  # the first example loads the kernel
+@given(st.floats(1e-7, 100.0), st.floats(0.1, 60.0), st.floats(0.1, 60.0))
+def test_e_cycle_in_python_is_the_compiled_one_bit_for_bit(cap, v_on, v_off):
+    """PowerConfig.e_store_J calls e_cycle's Python function (no compiled dispatcher to load for a scalar):
+    the same number as the kernel's, to the last bit (no fast-math, no fused multiply-add)."""
+    assume(v_on > v_off)
+    got = PowerConfig(cap, v_on, v_off, v_on).e_store_J
+    assert got.hex() == ph.e_cycle(cap, v_on, v_off).hex() == ph.e_cycle.py_func(cap, v_on, v_off).hex()
+
+
 @pytest.mark.parametrize("cap,v_on,v_off", [(1e-3, 2.99, 2.8), (100e-6, 2.8, 2.0), (4.7e-4, 3.0, 2.0)])
 def test_e_cycle(cap, v_on, v_off):
     e = cap * (v_on**2 - v_off**2) / 2.0

@@ -14,6 +14,8 @@ Which model costs what, by platform and backend:
   platform): :mod:`.lea_dma`, iNAS-style -- DMA transfers, LEA (or CPU) MACs,
   iNAS's addressing overheads and commit, no fetch cache.
 * :mod:`.tables` -- the :class:`CostTables` record both produce and the walk reads.
+* :mod:`.spi` -- tensors placed in the board's external SPI FRAM (``[device] weights`` /
+  ``activations = "spi-fram"``): their SPI transfers added to either model's tables.
 
 :func:`cost_tables` picks one for a (layer, tile sizes, backend).  Pure
 functions of the platform's primitives: no planning here.
@@ -25,7 +27,7 @@ import numpy as np
 
 from ...sim.platform import Platform
 from ..layers import LayerGeom
-from . import lea_dma, software
+from . import lea_dma, software, spi
 from .tables import CostTables, axis_tiles, lower_bound
 
 __all__ = ["CostTables", "cost_tables", "lower_bound", "runtime_model"]
@@ -56,6 +58,9 @@ def cost_tables(geom: LayerGeom, tr: int, tc: int, tm: int, tn: int, p: Platform
     else:
         n0, tn_ = axis_tiles(geom.in_shape[0], tn)
     axes = (m0, tm_, n0, tn_, r0, tr_, c0, tc_)
-    if runtime_model(p):
-        return software.tables(geom, axes, p, backend)
-    return lea_dma.tables(geom, axes, p, backend)
+    tab = software.tables(geom, axes, p, backend) if runtime_model(p) else lea_dma.tables(geom, axes, p, backend)
+    if p.external:  # tensors in the external SPI FRAM: their transfers on top (:mod:`.spi`)
+        from .fast import geom_vector
+
+        tab = spi.with_spi(tab, geom_vector(geom), p)
+    return tab

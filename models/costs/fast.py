@@ -22,6 +22,7 @@ from ..layers import LayerGeom
 from ..ops import ADD, BY_CODE, DWCONV, MAXPOOL
 from ..runtime_sram import ALIGN, RUNTIME_STATE_BYTES, STACK_BYTES
 from .software import ADD_ELEM_TAPS
+from .spi import SPI_SLOTS, add_spi, box_blocks, spi_vector, valid_span
 from .tables import CostTables
 
 #: op codes of geom_vector (the rows of :data:`aidi.models.ops.OPS` by code)
@@ -42,11 +43,13 @@ SW0 = 28
  S_IN_PAD_ROW, S_IN_WORD, S_IN_PAD_WORD, S_W_FILTER, S_W_WORD, S_ACC_INIT, S_OUTPUT, S_IO_CHANNEL, S_PSUM_EVENT,
  S_PSUM_WORD, S_VERSION_DIV, S_ACC_ELEM, S_ACC_CHANNEL, S_KERNEL_ROW, S_MAC, S_TILE_ROW, S_POOL_OUT, S_AVG_DIV,
  S_MAX_TAP, S_AVG_TAP) = range(SW0, SW0 + len(SW_FIELDS))
+SPI0 = SW0 + len(SW_FIELDS)  # the placement and SPI FRAM constants (:func:`aidi.models.costs.spi.spi_vector`)
 
 
 def platform_vector(p: Platform) -> np.ndarray:
     """The primitives of ``p`` as the float vector the compiled builders read (slots above)."""
-    v = np.full(SW0 + len(SW_FIELDS), np.nan)
+    v = np.full(SPI0 + SPI_SLOTS, np.nan)
+    v[SPI0:] = spi_vector(p)
     v[EPC] = p.energy_per_cycle_J
     for base, cyc, en in ((DMA_R, p.dma_read_cycles, p.dma_read_energy), (DMA_W, p.dma_write_cycles,
                                                                           p.dma_write_energy),
@@ -62,7 +65,7 @@ def platform_vector(p: Platform) -> np.ndarray:
         v[slot] = np.nan if e is None else e
     v[COMMIT_WORDS] = p.commit_words
     if p.cpu_sw is not None:
-        v[SW0:] = [getattr(p.cpu_sw, f) for f in SW_FIELDS]
+        v[SW0:SPI0] = [getattr(p.cpu_sw, f) for f in SW_FIELDS]
     return v
 
 
@@ -130,12 +133,7 @@ def _axis_into(dim, t, s, e):
 @njit(cache=True)
 def _box(pv, base, nch, nrows, ncols, h, w, wpe, out):
     """dma_box: blocks x DMA(length x wpe) of a CHW box -> out."""
-    if ncols < w:
-        blocks, length = nch * nrows, ncols
-    elif nrows < h:
-        blocks, length = nch, nrows * w
-    else:
-        blocks, length = 1, nch * h * w
+    blocks, length = box_blocks(nch, nrows, ncols, h, w)
     _dma(pv, base, length * wpe, out)
     out[0] *= blocks
     out[1] *= blocks
@@ -366,11 +364,9 @@ def build_tables(gv, pv, tr_, tc_, tm_, tn_, lea_backend, software):
         a7 = _cpu(pv, C_ADD, E_ADD, 7)
         m5 = _cpu(pv, C_MUL, E_MUL, 5)
         for r in range(rt):
-            y0 = r0[r] * s - pad
-            rows = min(y0 + (tr[r] - 1) * s + kh, H) - max(y0, 0)
+            rows = valid_span(r0[r], tr[r], s, kh, pad, H)
             for c in range(ct):
-                x0 = c0[c] * s_w - pad_l
-                cols = min(x0 + (tc[c] - 1) * s_w + kw, W) - max(x0, 0)
+                cols = valid_span(c0[c], tc[c], s_w, kw, pad_l, W)
                 for x in range(xn):
                     _box(pv, DMA_R, tm[x] if tied else tn[x], rows, cols, H, W, 1, tmp)
                     inp[x, r, c, 0] = nin * (tmp[0] + a7[0] + m5[0])
@@ -471,6 +467,8 @@ def build_tables(gv, pv, tr_, tc_, tm_, tn_, lea_backend, software):
     else:
         by_in = np.zeros((xn, rt, ct, 2))
         by_w = np.zeros((mt, wn, 2))
+    if pv[SPI0] > 0 or pv[SPI0 + 1] > 0:  # tensors in the external SPI FRAM
+        add_spi(gv, pv[SPI0:], tm, tn, r0, tr, c0, tc, inp, wgt, bias, out, prd, pwr)
     vdiv = np.zeros(2)
     lstart = np.zeros(2)
     if software:
@@ -573,7 +571,8 @@ def lb_scratch(gv):
 @njit(cache=True)
 def lower_bound_closed(gv, pv, tr_, tc_, tm_, tn_, lea_backend, software):
     """:func:`aidi.models.costs.tables.lower_bound` of the tables :func:`build_tables` would build, from per-axis sums only
-    (O(tiles along each axis), no per-tile table): ``(lb [cycles, energy], commit [cycles, energy])``."""
+    (O(tiles along each axis), no per-tile table): ``(lb [cycles, energy], commit [cycles, energy])``.  The SPI
+    transfers of externally placed tensors (:mod:`.spi`) are left out: still a lower bound, a looser one."""
     iw, fw = lb_scratch(gv)
     c0, e0, c1, e1 = lower_bound_into(gv, pv, tr_, tc_, tm_, tn_, lea_backend, software, iw, fw)
     return np.array([c0, e0]), np.array([c1, e1])
