@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench bench-nas bench-nas-compare clean clean-stale-numba
+.PHONY: demo test bench bench-nas clean clean-stale-numba
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,32 +28,37 @@ test: $(STAMP) clean-stale-numba
 bench: $(STAMP) clean-stale-numba
 	$(VENV)/bin/aidi bench
 
-# ours vs iNAS-style vs HW-NAS-style on Fashion-MNIST under two supplies that brown out
-# (README "NAS: ours vs the baselines"; about 20 min each on a shared 2-core machine)
-NAS_COMPARE := --compare --dataset fashion-mnist --quick --train-images 3000 --budget 24 --force
-bench-nas-compare: $(STAMP) clean-stale-numba
-	$(VENV)/bin/aidi nas lab-1mF-brownout $(NAS_COMPARE) --out out/nas/lab-1mF-brownout-compare
-	$(VENV)/bin/aidi nas rf-intermittent $(NAS_COMPARE) --out out/nas/rf-intermittent-compare
-
-# the comparison protocol (README "The protocol: three views"): equal search time, architecture quality
-# (every pick retrained, 3 seeds) and ground truth (30 members trained, regret), Fashion-MNIST, two
-# supplies that brown out, 2 workers. Settings meant for about 1 h on a 2-core machine (estimated from
-# per-epoch times, not run whole); the second scenario reuses nothing: give more workers to go faster.
-# Override any of them: make bench-nas NAS_IMAGES=60000 NAS_FINAL_EPOCHS=10 NAS_WORKERS=8
-NAS_IMAGES ?= 6000
-NAS_FINAL_IMAGES ?= 12000
-NAS_FINAL_EPOCHS ?= 3
+# the comparison protocol (README "NAS: ours vs the baselines"): equal search time, architecture quality
+# (every pick retrained, 3 seeds) and ground truth (30 members trained, regret), Fashion-MNIST, under two
+# supplies that brown out under energy_aware dispatch: rf-intermittent and rf-weak, the same RF trace rectified
+# at 50 % instead of 80 % (written to NAS_BENCH_OUT from the shipped scenario; into 47 uF instead, iNAS's
+# model finds no design for the smallest or largest member, so its requirement cannot be calibrated).
+# lab-1mF-brownout and weak-source never brown out under energy_aware (1 power cycle: it sleeps until a
+# unit's energy is there). Only the equal-time view: NAS_VIEWS=equal-time. Defaults: search on 3 000
+# images, final recipe 1 epoch on the full 60 000 / 10 000 split, 2 workers: estimated 1.5 h on a quiet 2-core
+# machine (about 84 trainings of 45-105 s each, not run whole). README gives what was measured on the shared
+# machine: make bench-nas NAS_IMAGES=1000 NAS_FINAL_IMAGES=2000
+NAS_IMAGES ?= 3000
+NAS_FINAL_IMAGES ?= 60000
+NAS_FINAL_EPOCHS ?= 1
 NAS_TRUTH ?= 30
 NAS_WORKERS ?= 2
-NAS_BUDGET ?= 16
+NAS_BUDGET ?= 32
 NAS_SEEDS ?= 0,1,2
+NAS_VIEWS ?= equal-time,quality,truth
 NAS_BENCH_OUT ?= out/bench-nas
 NAS_PROTOCOL = --compare --dataset fashion-mnist --quick --train-images $(NAS_IMAGES) --budget $(NAS_BUDGET) \
 	--final-train-images $(NAS_FINAL_IMAGES) --final-epochs $(NAS_FINAL_EPOCHS) --final-seeds $(NAS_SEEDS) \
-	--truth-members $(NAS_TRUTH) --views equal-time,quality,truth --workers $(NAS_WORKERS) --force
-bench-nas: $(STAMP) clean-stale-numba
-	$(VENV)/bin/aidi nas lab-1mF-brownout $(NAS_PROTOCOL) --out $(NAS_BENCH_OUT)/lab-1mF-brownout
+	--truth-members $(NAS_TRUTH) --views $(NAS_VIEWS) --workers $(NAS_WORKERS) --force
+NAS_RF_WEAK := $(NAS_BENCH_OUT)/rf-weak.toml
+$(NAS_RF_WEAK): scenarios/rf-intermittent.toml
+	mkdir -p $(@D)
+	sed -e 's|^name = .*|name = "rf-weak"|' -e 's|^efficiency = .*|efficiency = 0.5|' \
+	    -e 's|^description = "\(.*\)"|description = "\1, rectified at 50 % instead of 80 %"|' \
+	    -e 's|^file = "traces/|file = "$(CURDIR)/scenarios/traces/|' $< > $@
+bench-nas: $(STAMP) clean-stale-numba $(NAS_RF_WEAK)
 	$(VENV)/bin/aidi nas rf-intermittent $(NAS_PROTOCOL) --out $(NAS_BENCH_OUT)/rf-intermittent
+	$(VENV)/bin/aidi nas $(NAS_RF_WEAK) $(NAS_PROTOCOL) --out $(NAS_BENCH_OUT)/rf-weak
 
 clean:
 	rm -rf $(VENV) out build

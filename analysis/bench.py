@@ -15,12 +15,21 @@ from aidi.sim.workload import Workload
 
 
 def _best(fn: Callable[[], object], repeat: int) -> float:
-    best = float("inf")
+    """The shortest wall time of ``repeat`` calls (s)."""
+    return _best_both(fn, repeat)[0]
+
+
+def _best_both(fn: Callable[[], object], repeat: int) -> tuple[float, float]:
+    """The shortest wall time and the shortest CPU time of this process (``time.process_time``) of ``repeat``
+    calls (s).  On a machine shared with other jobs the wall time of a call grows with their load while its CPU
+    time barely does, so ratios of CPU times compare code measured at different moments of a loaded run."""
+    wall = cpu = float("inf")
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
+        wall = min(wall, time.perf_counter() - t0)
+        cpu = min(cpu, time.process_time() - c0)
+    return wall, cpu
 
 
 def synthetic_workload(n_units: int, seed: int = 0) -> Workload:
@@ -69,11 +78,12 @@ def bench_des(quick: bool = False) -> dict:
         seg = source()
         res, log = des.simulate(work, power, seg, sim, log=True)  # warm-up (numba compile) and event count
         n_events = len(log)
-        t_model = _best(lambda: des.simulate(work, power, seg, sim), repeat)
-        t_bare = _best(lambda: bare_simpy(n_events), repeat)
+        t_model, c_model = _best_both(lambda: des.simulate(work, power, seg, sim), repeat)
+        t_bare, c_bare = _best_both(lambda: bare_simpy(n_events), repeat)
         oracle.simulate(work, power, seg, sim)
         t_oracle = _best(lambda: oracle.simulate(work, power, seg, sim), repeat)
         out.update({
+            f"{name}_ratio_model_to_bare_cpu": c_bare / c_model,
             f"{name}_power_cycles": res["power_cycles"],
             f"{name}_events": n_events,
             f"{name}_model_events_per_s": n_events / t_model,
@@ -149,11 +159,15 @@ def bench_oracle(quick: bool = False, dispatch: str = "greedy", r_ohm: float | N
     des.simulate(works[0], power, seg, sim)
     reps = 5 if quick else 50
     n = len(works)
-    t_eval = _best(lambda: pop.evaluate(power, seg, sim), reps)
-    t_fresh = _best(lambda: oracle.Population(works).evaluate(power, seg, sim), reps)
-    t_single = _best(lambda: [oracle.simulate(w, power, seg, sim) for w in works], max(2, reps // 5))
-    t_des = _best(lambda: [des.simulate(w, power, seg, sim) for w in works], 2)
+    t_eval, c_eval = _best_both(lambda: pop.evaluate(power, seg, sim), reps)
+    t_fresh, c_fresh = _best_both(lambda: oracle.Population(works).evaluate(power, seg, sim), reps)
+    t_single, c_single = _best_both(lambda: [oracle.simulate(w, power, seg, sim) for w in works], max(2, reps // 5))
+    t_des, c_des = _best_both(lambda: [des.simulate(w, power, seg, sim) for w in works], 2)
     return {
+        # the same ratios from CPU times (see _best_both)
+        "speedup_oracle_vs_des_cpu": c_des / c_eval,
+        "speedup_fresh_vs_des_cpu": c_des / c_fresh,
+        "speedup_single_call_vs_des_cpu": c_des / c_single,
         "dispatch": dispatch,
         "r_ohm": 1.0 / float(seg.seg_g[0]),
         "networks": n,

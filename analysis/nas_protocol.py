@@ -214,9 +214,11 @@ def views_text(summary: dict) -> str:
                 row[names[r["method"]]] = ("misses" if not r["meets"] else
                                            "-" if r["regret_points"] is None else f"{r['regret_points']:+.1f}")
             rt.append(row)
-        feas = sum(m["hw_feasible"] for m in gt["members"])
-        blocks.append(f"ground truth: {len(gt['members'])} members ({feas} feasible) trained with the final recipe "
-                      f"(seed {gt['seed']}); regret = best member meeting the requirement - the method's "
+        feas = [m for m in gt["members"] if m["hw_feasible"]]
+        cycles = sorted(int(m["power_cycles"]) for m in feas if m.get("power_cycles") is not None)
+        cyc = f", {cycles[0]}-{cycles[-1]} power cycles under the scenario" if cycles else ""
+        blocks.append(f"ground truth: {len(gt['members'])} members ({len(feas)} feasible{cyc}) trained with the final "
+                      f"recipe (seed {gt['seed']}); regret = best member meeting the requirement - the method's "
                       "accuracy, points\n" + pd.DataFrame(rt).to_string(index=False))
     return "\n\n".join(blocks) + "\n"
 

@@ -22,8 +22,9 @@ One search (:func:`run_nas`):
 
 ``--compare`` (:func:`run_compare`) runs, for three latency requirements and
 under one wall-clock search budget per method and requirement (supernet
-training included in ours), ours (weight sharing + KD + the chosen
-controller), an iNAS-style search as iNAS describes it (its LSTM controller and
+training included in ours), ours (weight sharing + the chosen controller;
+the front's finalists trained from scratch, the fastest within one standard
+error of the best validation accuracy taken), an iNAS-style search as iNAS describes it (its LSTM controller and
 reward, :mod:`aidi.models.nas.baselines`; latency and designs from iNAS's cost
 model and explorer, :mod:`aidi.analysis.inas`; children trained from scratch;
 the winner deployed with its iNAS designs) and an HW-NAS-style search (latency
@@ -51,6 +52,10 @@ DATASETS = ("digits", "cifar10", "tinyimagenet", "fashion-mnist", "mnist")
 COMPARE_FRACTIONS = (0.25, 0.5, 0.75)
 BATCH = 4  # candidates per ask/tell round (fixed, so results do not depend on the worker count)
 MAX_FINALISTS = 5
+#: --compare: epochs ours' and HW-NAS-style's finalists train from scratch (normal, --quick): iNAS's child
+#: epochs (:data:`aidi.models.nas.baselines.INAS_EPOCHS`), and --quick's fine-tuning epochs
+#: (:meth:`aidi.models.nas.supernet.SupernetConfig.quick`)
+COMPARE_FINAL_EPOCHS = {False: 25, True: 2}
 
 
 # --------------------------------------------------------------------------- parallel maps
@@ -587,6 +592,15 @@ def _largest_epoch_s(sn) -> float:
     return h["seconds"] / h["epochs"] if h.get("epochs") else math.inf
 
 
+def compare_finalists(history: list[dict], k: int = MAX_FINALISTS) -> list[dict]:
+    """Up to ``k`` members spread evenly along the Pareto front (supernet accuracy vs latency) of a search's
+    ``history`` (feasible candidates: they meet the requirement), fastest first, both ends included: the
+    supernet ranks, and a fast member it under-rates may train as well as a slow one."""
+    from aidi.models.nas.controllers import pareto_front
+
+    return _finalists(pareto_front(history), k)
+
+
 def _no_winner(row: dict, note: str) -> dict:
     row.update({"arch": None, "test_accuracy": None, "latency_s": None, "meets": False, "note": note})
     return row
@@ -611,7 +625,12 @@ def run_compare(scenario: str | Path, controller: str = "evolution", budget: int
 
     * ours: the supernet's training (its build time, charged in full at every requirement, also when
       it is loaded from the cache), ``budget`` evaluations with ``controller`` (supernet accuracy, our
-      optimizer's designs, our oracle's latency under the scenario), KD fine-tuning of the winner;
+      optimizer's designs, our oracle's latency under the scenario), then up to :data:`MAX_FINALISTS`
+      members spread along the search's front (:func:`compare_finalists`) trained from scratch for
+      :data:`COMPARE_FINAL_EPOCHS` (the supernet ranks; its inherited weights, fine-tuned, tested 2-3
+      points below a from-scratch training of the same member on digits), and the fastest whose
+      validation accuracy is within one standard error of the best
+      (:func:`aidi.models.nas.controllers.one_standard_error_pick`);
     * iNAS-style: iNAS's LSTM controller and reward (:mod:`aidi.models.nas.baselines`) over iNAS's
       space (plain convolutions), iNAS's cost model and explorer on iNAS's view of the supply
       (:class:`InasHardware`) for latency and designs, children trained from scratch for the
@@ -630,7 +649,7 @@ def run_compare(scenario: str | Path, controller: str = "evolution", budget: int
     have to set the requirement in its model's units.  The deployed model is judged by the real one.
 
     The budget is ``search_budget_s`` (s) when given (ours and HW-NAS-style stop searching when
-    the supernet, the search and the expected fine-tuning would exceed it), else ours' measured
+    the supernet, the search and the finalists' expected training would exceed it), else ours' measured
     ``search_s`` at that requirement.  No search starts a new round or trial once its budget is
     spent.  Every winner is re-simulated under the scenario by the SimPy model; a method *meets* a
     requirement when that run completes within it.  Writes OUT/compare.json and the accuracy vs
@@ -644,17 +663,17 @@ def run_compare(scenario: str | Path, controller: str = "evolution", budget: int
     many test images; default all, or :data:`QUICK_SUBSET` with ``quick``), at each of ``final_seeds``
     (default :data:`~aidi.analysis.nas_protocol.FINAL_SEEDS`), Q15 accuracy on ``q15_images`` test
     images; summary["views"] and OUT/compare.txt, the figure OUT/compare-views.html.  Training
-    (children, fine-tuning, final recipe) runs as :mod:`aidi.models.nas.jobs` on ``workers``/``dask``,
+    (children, finalists, final recipe) runs as :mod:`aidi.models.nas.jobs` on ``workers``/``dask``,
     on ``device`` (:func:`aidi.models.nas.supernet.resolve_device`).
     """
     from aidi.models.hardware import HardwareEvaluator
-    from aidi.models.nas import Evaluator, SupernetAccuracy, extract, make_controller, run_search, teacher_of
+    from aidi.models.nas import Evaluator, SupernetAccuracy, make_controller, run_search
     from aidi.models.nas.baselines import (InasController, inas_subspace, run_inas_search, scratch_epochs,
                                            scratch_trainer)
-    from aidi.models.nas.jobs import FinetuneJob, run_jobs
+    from aidi.models.nas.controllers import one_standard_error_pick
+    from aidi.models.nas.jobs import ScratchJob, run_jobs
     from aidi.models.nas.mbconv_supernet import train_for_space
     from aidi.models.nas.space import SPACE_KINDS, arch_from_dict
-    from aidi.models.nas.supernet import calibration_images
 
     from . import nas_protocol as proto
     from . import pipeline
@@ -692,9 +711,10 @@ def run_compare(scenario: str | Path, controller: str = "evolution", budget: int
     sn_s = time.perf_counter() - t0
     sn_charge = float(sn.meta.get("train_seconds_when_built") or sn_s) if sn.meta.get("cached") else sn_s
     epoch_s = _largest_epoch_s(sn)
-    ft_estimate = cfg.ft_epochs * epoch_s if math.isfinite(epoch_s) else 0.0
-    xc = calibration_images(data)
-    teacher, _ = teacher_of(sn, xc)
+    final_epochs_ours = COMPARE_FINAL_EPOCHS[bool(quick)]
+    # every finalist trains from scratch, up to `workers` at a time
+    ft_estimate = (final_epochs_ours * epoch_s * math.ceil(MAX_FINALISTS / max(1, workers))
+                   if math.isfinite(epoch_s) else 0.0)
     reqs = requirements or default_requirements(sc, space, requirement_s, fractions)
     hw_int = HardwareEvaluator(sc)
     scale = inas_latency_scale(sc, i_space, inas_hw, hw_int) if inas_requirement == "calibrated" else 1.0
@@ -713,16 +733,23 @@ def run_compare(scenario: str | Path, controller: str = "evolution", budget: int
                          time_limit_s=limit)
         row = {"requirement_s": req, "method": method, "controller": controller, "supernet_s": sn_charge,
                "search_loop_s": res.wall_s, "evaluations": res.evaluations, "evals_per_s": res.evals_per_s,
-               "feasible_found": len(res.feasible()), "final_train_s": 0.0, "epochs": cfg.ft_epochs}
-        best = res.best_feasible()
-        if best is None:
+               "feasible_found": len(res.feasible()), "final_train_s": 0.0, "epochs": final_epochs_ours}
+        finalists = compare_finalists(res.history)
+        if not finalists:
             row["search_s"] = sn_charge + res.wall_s
             return _no_winner(row, "no feasible candidate found")
-        arch = arch_from_dict(best["arch"])
         t1 = time.perf_counter()
-        module = run_jobs([FinetuneJob(extract(sn, arch, xc), spec, seed, teacher, cfg.ft_epochs, cfg.alpha,
-                                       cfg.temperature, cfg.ft_lr, device)], map_fn)[0]["module"]
+        trained = run_jobs([ScratchJob(o["arch"], spec, seed, final_epochs_ours, device=device, keep_module=True)
+                            for o in finalists], map_fn)
         row["final_train_s"] = time.perf_counter() - t1
+        pick = one_standard_error_pick([{"i": i, "accuracy": j["val_accuracy"], "latency_s": o["latency_s"]}
+                                        for i, (o, j) in enumerate(zip(finalists, trained))], len(data.y_val))
+        best, module = finalists[pick["i"]], trained[pick["i"]]["module"]
+        arch = arch_from_dict(best["arch"])
+        row["finalists"] = [{"arch": o["describe"], "supernet_accuracy": o["accuracy"], "latency_s": o["latency_s"],
+                             "val_accuracy": j["val_accuracy"]} for o, j in zip(finalists, trained)]
+        row["epochs"] = final_epochs_ours
+        row["val_accuracy"] = pick["accuracy"]
         row["search_s"] = sn_charge + res.wall_s + row["final_train_s"]
         obj = best if method == "ours" else hw_int(arch)  # HW-NAS: deployed with our intermittent designs
         row.update(_deploy_and_confirm(tag, sc, arch, obj, module, data, seed, req, out_dir, data_dir))
@@ -867,7 +894,7 @@ def print_compare(summary: dict, console=None) -> None:
     t = Table(title=f"{summary['scenario']} ({summary['dataset']}): test accuracy of each method's model, its "
                     f"intermittent latency (SimPy) and power cycles, search time / budget (seed {summary['seed']})")
     t.add_column("requirement s")
-    names = {"ours": f"ours ({summary['controller']} + supernet + KD)", "inas": "iNAS-style (LSTM RL, scratch)",
+    names = {"ours": f"ours ({summary['controller']} + supernet)", "inas": "iNAS-style (LSTM RL, scratch)",
              "hwnas": "HW-NAS-style (continuous)"}
     for m in ("ours", "inas", "hwnas"):
         t.add_column(f"{names[m]}: acc / latency s / cycles / search s")

@@ -109,7 +109,7 @@ class Device:
         self.power = power
         self.sim = sim
         self.functional = functional
-        self.rng = np.random.default_rng(sim.seed)
+        self.rng = np.random.default_rng(sim.seed) if functional is not None else None  # junk for poisoned SRAM
         self.tally = Tally()
         self.cap = Capacitor(power, seg, self.tally)
         self.monitor = PowerMonitor(env, self)
@@ -138,8 +138,7 @@ class Device:
         v0, circ = float(power.v_initial), self.cap.circ
         self._cycle = stepping.entry_point(stepping.cycle, v0, 0.0, 0.0, 0, self.units, self.plan, self.lim, circ,
                                            self.trace)
-        self._stretch_at = stepping.entry_point(stepping.stretch, v0, 0.0, 0, 0.0, self.units, self.plan, self.lim,
-                                                circ, self.trace)
+        self._stretch_at = None  # compiled on first use: only after a sleep or for a second inference
         self.process = env.process(self.mcu())
 
     # -- helpers ------------------------------------------------------------------
@@ -170,6 +169,9 @@ class Device:
 
     def _stretch(self, known: float) -> stepping.Stretch:
         """The current inference's units from the committed one (:func:`aidi.sim.stepping.stretch`)."""
+        if self._stretch_at is None:
+            self._stretch_at = stepping.entry_point(stepping.stretch, float(self.cap.v), 0.0, 0, 0.0, self.units,
+                                                    self.plan, self.lim, self.cap.circ, self.trace)
         return self._stretch_at(float(self.cap.v), float(self.env.now), self.progress, known, self.units, self.plan,
                                 self.lim, self.cap.circ, self.trace)
 
@@ -177,6 +179,8 @@ class Device:
     def mcu(self):
         w = self.work
         boot_p = w.boot_J / w.boot_s
+        timeout = self.env.timeout
+        hot = self.functional is None and self.events is None
         while True:
             # the whole cycle is predicted in one call: nothing outside the MCU acts on the capacitor
             # between the charge, the boot and the units (the monitor only fires what they predict)
@@ -231,7 +235,16 @@ class Device:
                             return
                     if st is None:  # a new inference, or after a sleep: V is unknown (energy_aware)
                         st = self._stretch(0.0)
-                    yield from self._replay(st)
+                    # play the stretch on the SimPy clock: one timeout per activity of its trace, then the
+                    # commit, then the cut (a brown-out, which the monitor fires, or until_s)
+                    elapsed, n_whole = self._replay_begin(st)
+                    if hot:  # the hot path, here in the process itself (no delegated generator per timeout)
+                        for j in range(n_whole):
+                            yield timeout(elapsed[j])
+                    else:
+                        yield from self._rows_with_hooks(n_whole, elapsed)
+                    if self._commit(st):
+                        yield from self._cut_at(st, elapsed)
                     st = None
                     if self.reason:
                         return
@@ -244,11 +257,11 @@ class Device:
             finally:
                 self.tally.on_time += self.env.now - t_on
 
-    def _replay(self, st: stepping.Stretch):
-        """Play a :class:`~aidi.sim.stepping.Stretch` on the SimPy clock: one timeout per activity of its trace,
-        then the commit, and the cut (a brown-out, which the monitor fires, or until_s)."""
+    def _replay_begin(self, st: stepping.Stretch) -> tuple[list, int]:
+        """Before a :class:`~aidi.sim.stepping.Stretch` is played: its sums into the tally; returns the time of each
+        activity of its trace (s, Python floats: SimPy's clock and heap are faster on them) and how many of them
+        ran whole (all but the cut one, if any)."""
         tally = self.tally
-        i0 = self.progress
         if self.retry:
             tally.units_reexecuted += 1
             self.retry = False
@@ -259,34 +272,43 @@ class Device:
             tally.measurements += st.measurements
             tally.threshold_waits += st.waits
         m = st.events
-        cut = st.why != ALL_DONE
-        n_whole = m - 1 if cut else m
-        tr = self.trace
-        # Python floats: SimPy's clock and heap are faster on them
-        elapsed = tr.elapsed_s[:m].tolist()
-        if self.functional is None and self.events is None:
-            timeout = self.env.timeout
-            for j in range(n_whole):  # the hot path: one timeout per activity, no delegation
-                yield timeout(elapsed[j])
-        else:
-            yield from self._rows_with_hooks(n_whole, elapsed)
+        return self.trace.elapsed_s[:m].tolist(), (m - 1 if st.why != ALL_DONE else m)
+
+    def _commit(self, st: stepping.Stretch) -> bool:
+        """After a stretch's whole activities: commit its units (FRAM progress) and, if it completed the
+        inference, the inference.  Returns whether it ends on a cut (:meth:`_cut_at` follows).
+
+        The completed units' energy by category and layer is added per inference (:meth:`_add_completed`): a
+        committed unit never runs again, so each completes once per inference."""
+        tally = self.tally
         k = st.k
         if k:
-            self.progress = i0 + k
+            self.progress += k
             self.fails_in_row = 0
             tally.units_executed += k
-            tally.add_units(self.work, i0, i0 + k)
-        if not cut:
-            self.cap.v = st.v
-            tally.latencies.append((self.inference, self.env.now - self.inference * self.sim.period_s))
-            self.inference += 1
-            tally.inferences_completed += 1
-            if self.inference < self.sim.inferences:
-                self.progress = 0
-                if self.functional is not None:
-                    self.functional.reset()
-            return
-        self.cap.v = float(tr.v_end[m - 2]) if m >= 2 else self.cap.v
+        if st.why != ALL_DONE:
+            return True
+        self.cap.v = st.v
+        tally.latencies.append((self.inference, self.env.now - self.inference * self.sim.period_s))
+        self.inference += 1
+        tally.inferences_completed += 1
+        tally.add_units(self.work, 0, len(self.work))
+        if self.inference < self.sim.inferences:
+            self.progress = 0
+            if self.functional is not None:
+                self.functional.reset()
+        return False
+
+    def _add_completed(self) -> None:
+        """At the end of a run: the energy of the units committed in the unfinished inference."""
+        if self.inference < self.sim.inferences and self.progress:
+            self.tally.add_units(self.work, 0, self.progress)
+
+    def _cut_at(self, st: stepping.Stretch, elapsed: list):
+        """The cut a stretch ends on (its trace's last row), after its whole activities."""
+        tr, m = self.trace, st.events
+        if m >= 2:
+            self.cap.v = float(tr.v_end[m - 2])
         yield from self._cut(int(tr.phase[m - 1]), int(tr.unit[m - 1]), elapsed[m - 1], float(tr.v_end[m - 1]),
                              st.why)
 
@@ -347,8 +369,9 @@ class Device:
                 self.reason = STUCK_BOOT
         elif kind in ("measure", "wait", "wake"):  # its energy and wait time are in the stretch's sums
             i = self.progress
-            e = phase_powers(self.plan.costs)[PHASES.index(kind)] * el
-            self._log(kind, w.names[i], int(w.layers[i]), i, t0, self.env.now, v0, self.cap.v, e, "brownout")
+            if self.events is not None:
+                e = phase_powers(self.plan.costs)[PHASES.index(kind)] * el
+                self._log(kind, w.names[i], int(w.layers[i]), i, t0, self.env.now, v0, self.cap.v, e, "brownout")
             self.fails_in_row += 1
             if self.time_invariant and self.fails_in_row >= 2:
                 self.reason = stuck_wait(w.names[i])
@@ -389,6 +412,7 @@ def run(work: Workload, power: PowerConfig, seg: Segments, sim: SimConfig, funct
     reason = "" if completed else (dev.reason or "until_s reached")
     if not completed and dev.fails_in_row >= 2 and dev.time_invariant:
         raise NonProgressError(reason)
+    dev._add_completed()
     rec = frontend.with_input_loss(RunRecord.of(dev.tally, power, dev.cap.v, env.now, completed, reason, "des",
                                                 work, sim), seg)
     if functional is not None:

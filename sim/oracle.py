@@ -512,13 +512,49 @@ class Batch:
                       wait_time=f["wait_time"], threshold_waits=i["threshold_waits"],
                       measurements=i["measurements"])
         tally.by_category = {c: f[c] for c in CATEGORIES}
-        bl = self.by_layer[w].tolist()
-        tally.by_layer = {k: bl[k] for k in np.unique(self.works[w].layers).tolist() if bl[k] != 0.0}
+        # workload w's row is 0 outside its own layers
+        tally.by_layer = {k: x for k, x in enumerate(self.by_layer[w].tolist()) if x != 0.0}
         tally.latencies = [(k, x) for k, x in enumerate(self.lat[w].tolist()) if x == x]
         st = i["status"]
         return frontend.with_input_loss(RunRecord.of(tally, self.power, f["v"], f["t"], st == DONE,
                                                      _REASONS.get(st, ""), "oracle", self.works[w], self.sim),
                                         self.seg)
+
+
+@njit(cache=True, error_model="numpy")
+def _compile_and_evaluate(off, d, energy, layers, boot, cfg):
+    """:func:`_evaluate` of the :func:`_compile` of these arrays, in one call (one workload or one fresh batch: the
+    compiled arrays never cross into Python)."""
+    return _evaluate(_compile(off, d, energy, layers, boot), cfg)
+
+
+def _stacked(works: Sequence[Workload]) -> tuple:
+    """(off, durations, energy, layers, boot) of workloads back to back, as :func:`_compile` takes them (one
+    workload's own arrays when they already have the types the compiled code takes: no copy)."""
+    off = np.zeros(len(works) + 1, dtype=np.int64)
+    if len(works) == 1:
+        w = works[0]
+        off[1] = w.durations_s.shape[0]
+        d = np.ascontiguousarray(w.durations_s, dtype=np.float64)
+        energy = np.ascontiguousarray(w.energy_J, dtype=np.float64)
+        layers = np.ascontiguousarray(w.layers, dtype=np.int64)
+    else:
+        np.cumsum([w.durations_s.shape[0] for w in works], out=off[1:])
+        d = np.concatenate([w.durations_s for w in works]).astype(np.float64, copy=False)
+        cols = max(w.energy_J.shape[1] for w in works)  # with or without the board's column
+        energy = np.concatenate([np.pad(w.energy_J, ((0, 0), (0, cols - w.energy_J.shape[1]))) for w in works]
+                                ).astype(np.float64, copy=False)
+        layers = np.concatenate([w.layers for w in works]).astype(np.int64, copy=False)
+    boot = np.array([(w.boot_s, w.boot_J, w.sleep_W, w.measure_s, w.measure_W, w.wait_W, w.wake_s, w.wake_W)
+                     for w in works], dtype=np.float64)  # columns 3: in Workload.dispatch_costs order
+    return off, d, energy, layers, boot
+
+
+def _config(power: PowerConfig, seg: Segments, sim: SimConfig) -> Config:
+    """The :class:`Config` of a power configuration and run."""
+    return Config(circuit(power, seg), limits(power, sim.until_s), RunSpec(power.v_initial, sim.inferences,
+                                                                          sim.period_s),
+                  sim.energy_aware, sim.dispatch_margin)
 
 
 class Population:
@@ -536,14 +572,7 @@ class Population:
         if not works:
             raise ValueError("a population needs at least one workload")
         self.works = list(works)
-        self.off = np.zeros(len(works) + 1, dtype=np.int64)
-        np.cumsum([w.durations_s.shape[0] for w in works], out=self.off[1:])
-        self.d = np.concatenate([w.durations_s for w in works])
-        cols = max(w.energy_J.shape[1] for w in works)  # with or without the board's column
-        self.energy = np.concatenate([np.pad(w.energy_J, ((0, 0), (0, cols - w.energy_J.shape[1]))) for w in works])
-        self.layers = np.concatenate([w.layers for w in works]).astype(np.int64, copy=False)
-        self.boot = np.array([(w.boot_s, w.boot_J, w.sleep_W, w.measure_s, w.measure_W, w.wait_W, w.wake_s, w.wake_W)
-                              for w in works])  # columns 3: in Workload.dispatch_costs order
+        self.off, self.d, self.energy, self.layers, self.boot = _stacked(self.works)
         self.compiled = _compile(self.off, self.d, self.energy, self.layers, self.boot)
 
     def __len__(self) -> int:
@@ -558,15 +587,16 @@ class Population:
             if pop is None:
                 pop = self._fronted[key] = Population([frontend.loads(w, power) for w in self.works], drawn=True)
             return pop.evaluate(power, seg, sim)
-        cfg = Config(circuit(power, seg), limits(power, sim.until_s),
-                     RunSpec(power.v_initial, sim.inferences, sim.period_s), sim.energy_aware, sim.dispatch_margin)
-        out = _evaluate(self.compiled, cfg)
-        return Batch(self.works, power, seg, sim, out)
+        return Batch(self.works, power, seg, sim, _evaluate(self.compiled, _config(power, seg, sim)))
 
 
 def simulate_batch(works: Sequence[Workload], power: PowerConfig, seg: Segments, sim: SimConfig) -> Batch:
-    """Run the oracle on many workloads under one power configuration (compiles a :class:`Population`)."""
-    return Population(works).evaluate(power, seg, sim)
+    """Run the oracle on many workloads under one power configuration (what a :class:`Population` of them gives,
+    compiled and evaluated in one call)."""
+    if not works:
+        raise ValueError("a population needs at least one workload")
+    works = [frontend.loads(w, power) for w in works] if power.frontend else list(works)  # as a front end draws them
+    return Batch(works, power, seg, sim, _compile_and_evaluate(*_stacked(works), _config(power, seg, sim)))
 
 
 def run(work: Workload, power: PowerConfig, seg: Segments, sim: SimConfig) -> RunRecord:

@@ -415,16 +415,41 @@ def cycle(v, t, release, i0, units, plan, lim, circ, trace):
     return Cycle(rc, rb, True, stretch(v, t, i0, plan.boot_known, units, plan, lim, circ, trace))
 
 
+def _type_key(a):
+    """A key that tells apart every pair of arguments numba would type differently (cheap, unlike numba's own
+    typing of records of arrays): an array's dtype, dimensions, layout flags and writability; a record's class
+    and fields, recursively; the class of anything else."""
+    if isinstance(a, np.ndarray):
+        f = a.flags
+        return a.dtype.str, a.ndim, f.c_contiguous, f.f_contiguous, f.writeable, f.aligned
+    if isinstance(a, tuple):
+        return (type(a),) + tuple(_type_key(x) for x in a)
+    return type(a)
+
+
+#: compiled entry points by (function, :func:`_type_key` of the arguments)
+_ENTRY_POINTS: dict = {}
+
+
 def entry_point(fn, *args):
     """``fn`` (a numba function of this package) compiled for the types of ``args``, as a callable that skips
     numba's per-call type dispatch: for records of arrays that dispatch costs several times the call itself
     (each array of each record is typed again at every call), which the SimPy model would pay once per power
     cycle.  The callable must then be given arguments of those same types; ``fn`` itself when no compiled
-    overload matches."""
+    overload matches.  Kept per function and :func:`_type_key` of ``args``, so that asking again (once per
+    run) costs no typing either."""
+    key = (fn, tuple(_type_key(a) for a in args))
+    hit = _ENTRY_POINTS.get(key)
+    if hit is None:
+        hit = _ENTRY_POINTS[key] = _compiled_entry(fn, args)
+    return hit
+
+
+def _compiled_entry(fn, args):
+    """:func:`entry_point` without the memo."""
     fn(*args)  # compiles (or loads from the cache) the overload for these types
     if not hasattr(fn, "overloads"):  # not a numba dispatcher
         return fn
     key = tuple(fn.typeof_pyval(a) for a in args)
     cres = fn.overloads.get(key)
     return fn if cres is None else cres.entry_point
-

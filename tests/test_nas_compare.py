@@ -3,7 +3,7 @@
 iNAS-style: an LSTM controller trained by REINFORCE on iNAS's reward, latency and designs from iNAS's
 cost model and explorer (analysis/inas.py), children trained only when they meet the requirement, the
 winner deployed with those designs; every method within its wall-clock budget plus one evaluation.
-The experiment itself (minutes) is `make bench-nas-compare` and the README, not a test.
+The experiment itself (minutes to hours) is `make bench-nas` and the README, not a test.
 """
 
 from __future__ import annotations
@@ -152,6 +152,19 @@ def test_inas_supply_of_a_trace_is_its_thevenin_equivalent():
 
 
 # --------------------------------------------------------------------------- the comparison
+def test_compare_finalists_span_the_front_from_its_fastest_to_its_most_accurate():
+    def obj(i, acc, lat, feasible=True):
+        return {"arch_id": f"a{i}", "accuracy": acc, "latency_s": lat, "feasible": feasible}
+
+    hist = [obj(i, 0.5 + 0.04 * i, 1.0 + i) for i in range(9)]  # a front of 9, slower is more accurate
+    hist += [obj(20, 0.99, 0.5, feasible=False), obj(21, 0.4, 5.0)]  # infeasible; dominated
+    fin = nas_run.compare_finalists(hist)
+    assert len(fin) == nas_run.MAX_FINALISTS and fin[0]["arch_id"] == "a0" and fin[-1]["arch_id"] == "a8"
+    assert [f["latency_s"] for f in fin] == sorted(f["latency_s"] for f in fin)
+    assert all(f["feasible"] and f["arch_id"] != "a21" for f in fin)
+    assert nas_run.compare_finalists(hist[:2]) == hist[:2] and nas_run.compare_finalists([]) == []
+
+
 @pytest.mark.slow
 def test_compare_on_tiny_idx_data_keeps_equal_budgets_and_deploys_inas_designs(tmp_path):
     write_idx(tmp_path / "fashion-mnist", n_train=60, n_test=20)
@@ -173,6 +186,13 @@ def test_compare_on_tiny_idx_data_keeps_equal_budgets_and_deploys_inas_designs(t
     assert inas["search_s"] <= budget_s + max(5.0, inas["child_train_s"])  # the last trial may overrun
     for m in ("ours", "hwnas"):
         assert rows[m]["supernet_s"] == s["supernet_charged_s"] > 0
+        fin = rows[m].get("finalists") or []
+        if rows[m]["arch"] is not None:  # the pick is a finalist trained from scratch, not dominated by another
+            assert rows[m]["arch"] in [f["arch"] for f in fin] and rows[m]["epochs"] == nas_run.COMPARE_FINAL_EPOCHS[True]
+            pick = next(f for f in fin if f["arch"] == rows[m]["arch"])
+            assert pick["val_accuracy"] == rows[m]["val_accuracy"]
+            assert not any(f["val_accuracy"] >= pick["val_accuracy"] and f["latency_s"] <= pick["latency_s"]
+                           and f is not pick for f in fin)
         assert rows[m]["search_s"] == pytest.approx(rows[m]["supernet_s"] + rows[m]["search_loop_s"]
                                                     + rows[m]["final_train_s"])
     if inas["arch"] is not None:  # the deployed scenario runs iNAS's designs

@@ -9,6 +9,7 @@ from aidi.analysis import pipeline
 from aidi.models.hardware import HardwareEvaluator
 from aidi.models.nas import (CONTROLLERS, Evaluator, ProxyAccuracy, make_controller, pareto_front, reward,
                              run_search)
+from aidi.models.nas.controllers import one_standard_error_pick, standard_error
 from aidi.models.nas.space import Stage, digits_space
 
 SC = pipeline.load_scenario("lab-1mF")
@@ -94,3 +95,31 @@ def test_evolution_and_rl_improve_on_their_start():
         r = run_search(make_controller(name, SP, 0, 48), ev, 48, batch=4)
         rw = [o["reward"] for o in r.history]
         assert np.mean(rw[-16:]) > np.mean(rw[:16]), name
+
+
+# --------------------------------------------------------------------------- the final pick (one-standard-error rule)
+finalist = st.fixed_dictionaries({"accuracy": st.floats(0, 1), "latency_s": st.floats(1e-3, 1e3)})
+
+
+@settings(max_examples=200, deadline=None)
+@given(fs=st.lists(finalist, min_size=1, max_size=8), n=st.integers(1, 100_000))
+def test_the_pick_is_never_dominated_and_is_the_fastest_within_one_standard_error(fs, n):
+    pick = one_standard_error_pick(fs, n)
+    best = max(f["accuracy"] for f in fs)
+    floor = best - standard_error(best, n)
+    assert pick in fs and pick["accuracy"] >= floor
+    for f in fs:  # no other finalist is at least as good on both counts and better on one
+        assert not (f["accuracy"] >= pick["accuracy"] and f["latency_s"] <= pick["latency_s"]
+                    and (f["accuracy"] > pick["accuracy"] or f["latency_s"] < pick["latency_s"]))
+        if f["accuracy"] >= floor:
+            assert f["latency_s"] >= pick["latency_s"]
+
+
+def test_the_pick_trades_an_indistinguishable_accuracy_for_latency():
+    fs = [{"accuracy": 0.976, "latency_s": 0.60}, {"accuracy": 0.970, "latency_s": 0.37},
+          {"accuracy": 0.900, "latency_s": 0.30}]
+    # 287 validation images: SE 0.0090, so 0.970 is within it of 0.976 and 0.900 is not
+    assert standard_error(0.976, 287) == pytest.approx((0.976 * 0.024 / 287) ** 0.5)
+    assert one_standard_error_pick(fs, 287) is fs[1]
+    assert one_standard_error_pick(fs, 100_000) is fs[0]  # SE 0.0005: the most accurate
+    assert one_standard_error_pick([], 287) is None and standard_error(0.5, 0) == float("inf")

@@ -142,6 +142,8 @@ def test_compare_writes_the_three_views(tmp_path, monkeypatch):
             assert r["regret_points"] == pytest.approx(100 * (r["best_accuracy"] - q["accuracy"][0]))
     text = (tmp_path / "a" / "compare.txt").read_text()
     assert "architecture quality" in text and "regret" in text
+    cycles = sorted(m["power_cycles"] for m in v["ground_truth"]["members"] if m["hw_feasible"])
+    assert f"{cycles[0]}-{cycles[-1]} power cycles under the scenario" in text  # the members' brown-outs, printed
     assert (tmp_path / "a" / "compare-views.html").exists()
 
 

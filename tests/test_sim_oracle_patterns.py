@@ -10,13 +10,15 @@ trace source fall inside the repeats, and check the two engines still agree to 1
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aidi.sim import harvesters as hv
 from aidi.sim import oracle
 from aidi.sim.config import PowerConfig, SimConfig
-from tests.test_sim_engines import assert_agree, both, check_engines_agree, make_work, scenarios
+from aidi.sim.capacitor import ALL_DONE, HORIZON
+from tests.test_sim_engines import assert_agree, both, check_engines_agree, make_work, scenarios, with_dispatch_costs
 
 
 def patterned(work, kinds, run_lengths, repeats, prefix=0):
@@ -87,3 +89,43 @@ def test_until_s_and_a_trace_change_inside_the_repeats_agree():
         sim = SimConfig(dispatch="greedy", until_s=until)
         r_des, _log, r_ora = both(work, power, seg, sim)
         assert_agree(r_des, r_ora)
+
+
+# energy_aware: repeating patterns of measured units ------------------------------------------------------------
+
+def _stretch_both_ways(work, power, seg, until_s, v0):
+    """The oracle's stretch of ``work`` from (0, v0) with its patterns, and with none (every measured unit
+    stepped): (with, without)."""
+    from aidi.sim import capacitor, dispatch, stepping
+
+    sim = SimConfig(dispatch="energy_aware", until_s=until_s)
+    cp = oracle.Population([work]).compiled
+    plan = dispatch.make_plan(work, power, sim.dispatch_margin)
+    units = stepping.Units(cp.durations_s, cp.power_W, cp.layers, cp.run_end, cp.per_len, cp.per_end, work.boot_s,
+                           work.boot_J / work.boot_s, work.sleep_W)
+    flat = units._replace(per_len=np.zeros_like(cp.per_len))
+    c, lim = capacitor.circuit(power, seg), capacitor.limits(power, until_s)
+    return tuple(stepping.stretch(v0, 0.0, 0, 0.0, u, plan, lim, c, stepping.NO_TRACE) for u in (units, flat))
+
+
+@pytest.mark.parametrize("until_s", [1e5, 40.0])
+def test_measured_patterns_bit_for_bit_under_iNAS_supply(until_s):
+    """iNAS's bench supply under energy_aware: nearly every unit of a two-kind alternation is measured and most
+    wait for their threshold.  The oracle's stretch with the workload's repeating patterns and with none: the
+    same clock bit for bit and the same counts, sums to rounding; and the same results as the SimPy model."""
+    work = with_dispatch_costs(_two_kinds(400, p=(5e-3, 9e-3)))
+    power = PowerConfig(1e-3, 2.99, 2.8, 3.0, v_initial=2.99)
+    seg = hv.thevenin(3.0, 52.0)
+    jumped, stepped = _stretch_both_ways(work, power, seg, until_s, 2.99)
+    assert stepped.measurements > 0.5 * stepped.k > 200  # the units are measured: the case the jump is for
+    assert (jumped.k, jumped.why, jumped.phase, jumped.measurements, jumped.waits) == \
+        (stepped.k, stepped.why, stepped.phase, stepped.measurements, stepped.waits)
+    if until_s > 1e4:
+        assert jumped.why == ALL_DONE and jumped.t == stepped.t and jumped.v == stepped.v
+    else:
+        assert jumped.why == HORIZON and 0 < jumped.k < len(work)
+        assert jumped.t == pytest.approx(stepped.t, rel=1e-12, abs=0)
+    for f in ("harvested_J", "consumed_J", "leaked_J", "clipped_J", "wait_J", "wait_s"):
+        assert getattr(jumped, f) == pytest.approx(getattr(stepped, f), rel=1e-11), f
+    r_des, _log, r_ora = both(work, power, seg, SimConfig(dispatch="energy_aware", until_s=until_s))
+    assert_agree(r_des, r_ora)

@@ -294,3 +294,32 @@ def pareto_front(objs: Sequence[dict], x: str = "latency_s", y: str = "accuracy"
             front.append(o)
             best_y = o[y]
     return front
+
+
+def standard_error(accuracy: float, n: int) -> float:
+    """Standard error of an accuracy measured on ``n`` images: ``sqrt(p (1 - p) / n)`` (a binomial
+    proportion's; ``inf`` when ``n`` < 1)."""
+    if n < 1:
+        return float("inf")
+    p = min(1.0, max(0.0, float(accuracy)))
+    return float(np.sqrt(p * (1.0 - p) / n))
+
+
+def one_standard_error_pick(finalists: Sequence[dict], n_val: int, y: str = "accuracy",
+                            x: str = "latency_s") -> dict | None:
+    """The fastest of ``finalists`` whose validation accuracy (``y``, fraction) is within one standard error
+    (:func:`standard_error` on ``n_val`` images) of the most accurate one's (ties: the more accurate); None
+    when there are none.
+
+    The one-standard-error rule (Breiman, Friedman, Olshen & Stone, *Classification and Regression Trees*,
+    1984, sec. 3.4.3; Hastie, Tibshirani & Friedman, *The Elements of Statistical Learning*, 2nd ed., 2009,
+    sec. 7.10): accuracies that close are indistinguishable on that validation set, so the cheaper model is
+    taken.  The pick is never dominated by another finalist: one at least as accurate is within the error
+    too, so it is not faster (or, as fast, not more accurate).
+    """
+    if not finalists:
+        return None
+    best = max(float(f[y]) for f in finalists)
+    floor = best - standard_error(best, n_val)
+    close = [f for f in finalists if float(f[y]) >= floor]
+    return min(close, key=lambda f: (f[x], -float(f[y])))
