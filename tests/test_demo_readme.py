@@ -48,6 +48,8 @@ def needs(cmd: str) -> list:
         marks.append(pytest.mark.chromium)
     if args[0] == "demo" or (args[0] == "emit-c" and "--build" in args):
         marks.append(pytest.mark.toolchain("host"))
+    if args[0] == "emit-c" and "--microbench" in args and "--build" in args:  # counts come from mspdebug's run
+        marks.append(pytest.mark.toolchain("sim"))
     return marks
 
 

@@ -260,6 +260,7 @@ def test_seeded_members_emit_bit_exact_c(tmp_path, seed):
 
 
 @pytest.mark.slow
+@pytest.mark.toolchain("host")
 def test_aidi_nas_space_mbconv_end_to_end(tmp_path, monkeypatch):
     """`aidi nas --space mbconv` at tiny settings: candidates are mbconv members read off the MBConv supernet
     (progressive shrinking, every phase), the chosen one (fine-tuned) is written as a scenario that `aidi run`
