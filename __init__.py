@@ -114,6 +114,51 @@ def _choose_cache_dirs(root: Path = Path(__file__).resolve().parent, env=os.envi
 
 _choose_cache_dirs()
 
+
+class _ArraymathWithoutBlasProbe:
+    """Import hook: numba's ``numba.np.arraymath`` loads without probing for scipy's BLAS.
+
+    On its first compile or first cached dispatch, numba imports ``numba.np.arraymath``, which calls
+    ``_check_blas()`` at module level; that imports ``scipy.linalg`` (with numpy.f2py and numpy.testing),
+    about 0.4 s of a 2 s cost-only ``aidi run``, only to pick BLAS for ``np.convolve``/``np.correlate`` of
+    floats, which no aidi kernel calls.  While that one module executes, ``scipy.linalg.cython_blas`` is
+    made unimportable, so ``_HAVE_BLAS`` is False (those two functions use numba's own loop); everything
+    that really needs BLAS (``np.dot``, ``np.linalg``) still imports scipy lazily through
+    ``numba.np.linalg.ensure_blas`` when compiled.  Installed once, removed on first use; does nothing when
+    numba's registries were loaded before aidi was imported.
+    """
+
+    _BLOCK = "scipy.linalg.cython_blas"
+
+    @classmethod
+    def find_spec(cls, name, path=None, target=None):
+        if name != "numba.np.arraymath":
+            return None
+        sys.meta_path.remove(cls)
+        import importlib.machinery
+
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        exec_module = spec.loader.exec_module
+
+        def exec_without_blas_probe(module):
+            block = cls._BLOCK not in sys.modules
+            if block:
+                sys.modules[cls._BLOCK] = None  # an ImportError for this one import (importlib's rule)
+            try:
+                exec_module(module)
+            finally:
+                if block and sys.modules.get(cls._BLOCK, 0) is None:
+                    del sys.modules[cls._BLOCK]
+
+        spec.loader.exec_module = exec_without_blas_probe
+        return spec
+
+
+if "numba.np.arraymath" not in sys.modules:
+    sys.meta_path.insert(0, _ArraymathWithoutBlasProbe)
+
 #: the stable API: name -> module that defines it (loaded on first attribute access, PEP 562)
 _API = {name: "aidi.analysis.api" for name in (
     "UserError", "Scenario", "load", "loads", "shipped_scenarios", "run", "RunResult", "check", "CheckResult",

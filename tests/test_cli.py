@@ -243,8 +243,9 @@ def test_oracle_runs_are_cost_only_by_default_and_des_functional():
 
 # --------------------------------------------------------------------------- start-up: cost-only runs load no torch
 #: libraries a cost-only command may do without: the model's (torch, the digits data set) and, where no file is
-#: read as a table and no SimPy model runs, pandas and SimPy (each 0.1-0.6 s of start-up)
-HEAVY = ("torch", "sklearn", "sklearn.datasets", "pandas", "simpy")
+#: read as a table and no SimPy model runs, pandas and SimPy (each 0.1-0.6 s of start-up); scipy.linalg, which
+#: numba's first dispatch would import to probe for BLAS (0.4 s; aidi/__init__.py's import hook skips it)
+HEAVY = ("torch", "sklearn", "sklearn.datasets", "pandas", "simpy", "scipy.linalg")
 _IMPORTS = """
 import json, sys
 from typer.testing import CliRunner
@@ -276,6 +277,26 @@ def test_a_cost_only_command_imports_no_torch_and_reads_no_data_set(args, uses):
     assert got["exit"] == 0 and set(got["heavy"]) <= set(uses), got
     if args[0] == "run":
         assert got["out"]["completed"] and "float_accuracy" not in got["out"] and "q15_accuracy" not in got["out"]
+
+
+@pytest.mark.slow
+def test_numba_still_finds_blas_where_a_kernel_needs_it():
+    """The counterpart of the BLAS probe skipped at start-up: after aidi's kernels ran, a numba function using
+    ``np.dot`` still compiles against scipy's BLAS (imported then) and agrees with numpy."""
+    code = """
+import sys, numpy as np, numba
+from typer.testing import CliRunner
+from aidi.analysis.cli import app
+assert CliRunner().invoke(app, ["run", "lab-1mF", "--engine", "oracle", "--no-functional"]).exit_code == 0
+assert "scipy.linalg" not in sys.modules
+import numba.np.arraymath as am
+a = np.arange(12.0).reshape(3, 4)
+print(am._HAVE_BLAS, float(numba.njit(lambda x, y: np.dot(x, y))(a, a.T).sum()) == float((a @ a.T).sum()),
+      "scipy.linalg" in sys.modules)
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["False", "True", "True"]
 
 
 @pytest.mark.slow
