@@ -529,7 +529,13 @@ def _compile_and_evaluate(off, d, energy, layers, boot, cfg):
 def _typed(x, dtype) -> np.ndarray:
     """``x`` as a C-contiguous, aligned, writeable array of ``dtype`` (itself when it is one already): the one
     array type the compiled entry points are called with (see :func:`_call`)."""
+    if type(x) is np.ndarray and x.dtype == dtype and x.flags.num & _CAW == _CAW:
+        return x  # np.require would say the same, 10 times slower
     return np.require(x, dtype, "CAW")
+
+
+#: numpy's flag bits C_CONTIGUOUS | ALIGNED | WRITEABLE (numpy/ndarraytypes.h NPY_ARRAY_*)
+_CAW = 0x0001 | 0x0100 | 0x0400
 
 
 def _stacked(works: Sequence[Workload]) -> tuple:
