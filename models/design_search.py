@@ -696,31 +696,41 @@ def optimize_designs(geoms: list[LayerGeom], platform: Platform | str, sram_budg
     def swapped(i: int, j: int) -> tuple:  # the current network with layer i's walked design j
         return tuple(current[:i]) + (j,) + tuple(current[i + 1:])
 
+    def candidates(i: int, top: int) -> list[int]:  # layer i's best ``top`` walked designs and its current one
+        cands = list(range(min(top, len(spaces[i].walked))))
+        return cands if current[i] in cands else cands + [current[i]]
+
     if not exhaustive:
+        # Coordinate descent (Gauss-Seidel: each layer's step sees the steps before it).  The first pass is one
+        # oracle call per layer: its steps usually change the network.  A later pass usually changes nothing,
+        # so it simulates every remaining layer's candidates in one call and walks them in layer order; a step
+        # that changes the network makes the later layers' results stale, and they are simulated again (the
+        # memo keeps what is still valid).  The decisions are those of one call per layer.
         current = [0] * n  # the surrogate's best per layer
         best_lat = np.inf
-        for _ in range(MAX_PASSES):
+        for pass_no in range(MAX_PASSES):
             changed = False
-            for i, sp in enumerate(spaces):
-                cands = list(range(min(top_k, len(sp.walked))))
-                if current[i] not in cands:
-                    cands.append(current[i])
-                lat = latency([swapped(i, j) for j in cands])
-                k = int(np.argmin(lat))
-                if lat[k] < best_lat * (1 - 1e-12) and cands[k] != current[i]:
-                    changed = True
-                    current[i] = cands[k]
-                best_lat = min(best_lat, float(lat[k]))
+            i = 0
+            while i < n:
+                batch = [(k, candidates(k, top_k)) for k in range(i, n if pass_no else i + 1)]
+                lat_all = latency([swapped(k, j) for k, cands in batch for j in cands])
+                at = 0
+                for k, cands in batch:
+                    lat = lat_all[at:at + len(cands)]
+                    at += len(cands)
+                    q = int(np.argmin(lat))
+                    i = k + 1
+                    step = lat[q] < best_lat * (1 - 1e-12) and cands[q] != current[k]
+                    best_lat = min(best_lat, float(lat[q]))
+                    if step:
+                        changed = True
+                        current[k] = cands[q]
+                        break
             if not changed or n == 1:
                 break
     # alternatives per layer: the top designs swapped into the chosen network (all layers in one oracle call)
     n_alt = top_k if alternatives is None else alternatives
-    per_layer = []
-    for i, sp in enumerate(spaces):
-        cands = list(range(min(n_alt, len(sp.walked))))
-        if current[i] not in cands:
-            cands.append(current[i])
-        per_layer.append(cands)
+    per_layer = [candidates(i, n_alt) for i in range(n)]
     lat_all = latency([swapped(i, j) for i, cands in enumerate(per_layer) for j in cands])
     lat_all = np.where(np.isinf(lat_all), np.nan, lat_all)
     layers, at = [], 0

@@ -105,15 +105,9 @@ def _fetch_total(cost, counts, out):
 
 
 @njit(cache=True)
-def _totals(tab, dims, axes, S, tied, weighted):
+def _compute_total(tab, dims, tied, weighted):
+    """(2,) [cycles, energy_J] of the compute category: the same under every loop order and S."""
     mt, nt, rt, ct = dims[0], dims[1], dims[2], dims[3]
-    n_tiles = mt * nt * rt * ct
-    n_units = (n_tiles + S - 1) // S
-    software = tab.software
-    st = _strides(dims, axes)
-    spill = software and st[1] != 1
-    out = np.zeros((3, 2))
-    # compute: order- and S-independent
     comp = np.zeros(2)
     for q in range(2):
         sum_c = 0.0
@@ -151,6 +145,25 @@ def _totals(tab, dims, axes, S, tied, weighted):
             for n in range(tab.tile_by_weights.shape[1]):
                 a += tab.tile_by_weights[m, n, q]
         comp[q] += a * rt * ct
+    return comp
+
+
+@njit(cache=True)
+def _totals(tab, dims, axes, S, tied, weighted):
+    return _totals_with(tab, dims, axes, S, tied, weighted, _compute_total(tab, dims, tied, weighted))
+
+
+@njit(cache=True)
+def _totals_with(tab, dims, axes, S, tied, weighted, comp):
+    """:func:`_totals` given the compute category's total ``comp`` (:func:`_compute_total`, computed once per
+    tile sizes for every loop order and S)."""
+    mt, nt, rt, ct = dims[0], dims[1], dims[2], dims[3]
+    n_tiles = mt * nt * rt * ct
+    n_units = (n_tiles + S - 1) // S
+    software = tab.software
+    st = _strides(dims, axes)
+    spill = software and st[1] != 1
+    out = np.zeros((3, 2))
     out[0, 0] = comp[0]
     out[0, 1] = comp[1]
     # data movement: fetches, outputs, bias, partial sums
@@ -225,8 +238,9 @@ def exact_totals(gv, pv, tiles, lea, svals, software, orders):
     for i in range(n):
         tab = build_tables(gv, pv, tiles[i, 0], tiles[i, 1], tiles[i, 2], tiles[i, 3], lea[i], software)
         dims = np.array([tab.tm.shape[0], tab.tn.shape[0], tab.tr.shape[0], tab.tc.shape[0]], np.int64)
+        comp = _compute_total(tab, dims, op >= 2, op <= 2)
         for o in range(orders.shape[0]):
-            out[i, o] = _totals(tab, dims, orders[o], svals[i], op >= 2, op <= 2)
+            out[i, o] = _totals_with(tab, dims, orders[o], svals[i], op >= 2, op <= 2, comp)
     return out
 
 
