@@ -33,7 +33,7 @@ from .costs import cost_tables, lower_bound, runtime_model
 from .layers import LayerGeom
 from .schedule.design import (DEFAULT_BACKEND, LOOP_ORDERS, ORDER_AXES, PRESERVATIONS, ExecutionDesign,
                               normalize_design, tile_limits)
-from .schedule.memory import check_sram, layer_sram_buffers
+from .schedule.memory import check_sram, fram_totals, layer_sram_buffers
 from .schedule.plan import NetPlan, backend_choices, geoms_of, get_platform_of, plan_network, sram_budget_of
 from .schedule.walk import COMPLETE, OVER_BOUND, OVER_E_LIMIT, walk
 
@@ -612,12 +612,6 @@ class _NetworkLatency:
         return np.array([self.memo[c] for c in choices])
 
 
-def _fram_ok(geoms, nts, p: Platform) -> bool:
-    from .schedule.memory import fram_layout
-
-    return fram_layout(geoms, nts).total <= p.fram_bytes
-
-
 def optimize_designs(geoms: list[LayerGeom], platform: Platform | str, sram_budget: int | None, ctx: PowerContext, *,
                      backend: str = DEFAULT_BACKEND, preservation: str = "hypertile", pins=None,
                      exhaustive: bool = False, top_k: int = ORACLE_TOP, alternatives: int | None = None) -> Optimized:
@@ -665,12 +659,13 @@ def optimize_designs(geoms: list[LayerGeom], platform: Platform | str, sram_budg
     # FRAM: the partial-sum buffers exist when some layer has more than one input-channel tile
     nt_of = [[1] * len(sp.walked) if g.channel_tied else [-(-g.in_shape[0] // w.design.Tn) for w in sp.walked]
              for g, sp in zip(geoms, spaces)]
-    if not _fram_ok(geoms, [1] * n, p):
-        raise ValueError(f"model needs {_fram_total(geoms, [1] * n)} B of FRAM data, {p.name} has {p.fram_bytes} B")
-    if not _fram_ok(geoms, [2] * n, p):  # a layer with psums does not fit: drop those candidates
+    no_psum, with_psum = fram_totals(geoms, [[1] * n, [2] * n])
+    if no_psum > p.fram_bytes:
+        raise ValueError(f"model needs {no_psum} B of FRAM data, {p.name} has {p.fram_bytes} B")
+    if with_psum > p.fram_bytes:  # a layer with psums does not fit: drop those candidates
         for i, sp in enumerate(spaces):
-            keep = [w for w, nt in zip(sp.walked, nt_of[i]) if nt == 1 or _fram_ok(
-                geoms, [nt if k == i else 1 for k in range(n)], p)]
+            fits = fram_totals(geoms, [[nt if k == i else 1 for k in range(n)] for nt in nt_of[i]])
+            keep = [w for w, total in zip(sp.walked, fits) if total <= p.fram_bytes]
             sp.rejected["fram"] += len(sp.walked) - len(keep)
             if not keep:
                 _raise_infeasible(geoms[i], p, budget, ctx.atomic_limit_J(p), "FRAM capacity")
@@ -744,9 +739,3 @@ def optimize_designs(geoms: list[LayerGeom], platform: Platform | str, sram_budg
                                   sp.n_designs))
     final = float(layers[-1].latency_s) if layers else float("nan")
     return Optimized([lc.design for lc in layers], final, layers, latency.evaluations, exhaustive)
-
-
-def _fram_total(geoms, nts) -> int:
-    from .schedule.memory import fram_layout
-
-    return fram_layout(geoms, nts).total
