@@ -549,13 +549,12 @@ def _rank_layer(geom: LayerGeom, p: Platform, budget: int, limit: float, sp: np.
     rejected["atomicity"] += n_atom
     rejected["sram"] += n_sram
     walked: list[Walked] = []
+    durations, energy = costs[:, :, 0].sum(axis=1) / p.mclk_hz, np.ascontiguousarray(costs[:, :, 1])
+    s_of, b_of, sel_l = rs[first].tolist(), rb[first].tolist(), sel.tolist()
     for flat, a, b in zip(kept.tolist(), off[:-1].tolist(), off[1:].tolist()):
         i, o = divmod(flat, n_ord)
-        tr, tc, tm, tn = sel[i].tolist()
-        d = ExecutionDesign(tr, tc, tm, tn, orders[o], int(rs[first[i]]), preservation, backends[int(rb[first[i]])])
-        uc = costs[a:b]
-        walked.append(Walked(d, uc[:, :, 0].sum(axis=1) / p.mclk_hz, np.ascontiguousarray(uc[:, :, 1]),
-                             float(sur_x[flat])))
+        d = ExecutionDesign(*sel_l[i], orders[o], s_of[i], preservation, backends[b_of[i]])
+        walked.append(Walked(d, durations[a:b], energy[a:b], float(sur_x[flat])))
     rejected["pruned"] += len(rk) * n_ord - n_tried
     return LayerSpace(geom, walked, rejected, n_designs)
 
@@ -574,12 +573,12 @@ class _UnitNames:
         return f"L{int(self.layers[i])}/u{int(i - first)}"
 
 
-def _platform_workload(d: np.ndarray, e: np.ndarray, layers: np.ndarray, p: Platform) -> Workload:
-    """A Workload of units with durations ``d`` (s), energies ``e`` (J, by category) and ``layers`` on ``p``."""
-    return Workload(_UnitNames(layers), layers, d, e, p.boot_s, p.boot_energy_J, p.sleep_power_W,
-                    measure_s=p.measure_s,
-                    measure_W=p.measure_energy_J / p.measure_s if p.measure_s > 0 else 0.0,
-                    wait_W=p.wait_power_W, wake_s=p.wake_s, wake_W=p.active_power_W, board_W=p.board_active_W)
+def _platform_costs(p: Platform) -> dict:
+    """The :class:`~aidi.sim.workload.Workload` fields a platform ``p`` fixes (boot, sleep, dispatch, board), as
+    :meth:`Workload.from_graph` sets them."""
+    return dict(boot_s=p.boot_s, boot_J=p.boot_energy_J, sleep_W=p.sleep_power_W, measure_s=p.measure_s,
+                measure_W=p.measure_energy_J / p.measure_s if p.measure_s > 0 else 0.0, wait_W=p.wait_power_W,
+                wake_s=p.wake_s, wake_W=p.active_power_W, board_W=p.board_active_W)
 
 
 class _NetworkLatency:
@@ -591,7 +590,8 @@ class _NetworkLatency:
     def __init__(self, spaces: list[LayerSpace], p: Platform, ctx: PowerContext):
         from ..sim import oracle
 
-        self.spaces, self.p, self.oracle = spaces, p, oracle
+        self.spaces, self.oracle = spaces, oracle
+        self.costs = _platform_costs(p)
         self.run = (ctx.power, ctx.segments, ctx.one_inference())
         self.memo: dict[tuple, float] = {}
         self.evaluations = 0
@@ -603,9 +603,12 @@ class _NetworkLatency:
             sizes = [len(w.durations_s) for w in parts]
             d = np.concatenate([w.durations_s for w in parts])
             e = np.concatenate([w.energy_J for w in parts])
+            if self.costs["board_W"] != 0.0:  # the board's column for every unit at once (else each Workload's)
+                e = np.hstack([e, (self.costs["board_W"] * d)[:, None]])
             layers = np.repeat(np.tile(np.arange(len(self.spaces), dtype=np.int64), len(todo)), sizes)
             ends = np.cumsum(sizes)[len(self.spaces) - 1::len(self.spaces)].tolist()
-            works = [_platform_workload(d[a:b], e[a:b], layers[a:b], self.p) for a, b in zip([0] + ends, ends)]
+            works = [Workload(_UnitNames(layers[a:b]), layers[a:b], d[a:b], e[a:b], **self.costs)
+                     for a, b in zip([0] + ends, ends)]
             lat = self.oracle.Population(works).evaluate(*self.run).latency_s
             self.memo.update(zip(todo, np.where(np.isnan(lat), np.inf, lat).tolist()))
             self.evaluations += len(todo)
