@@ -47,9 +47,12 @@ def _strides(dims, axes):
 
 
 @njit(cache=True)
-def _run_len(dims, axes, k0, k1, k2):
-    """Tiles per run of a key over axes (k0, k1, k2; -1 unused): the trailing non-key axes' product."""
+def _runs(dims, axes, k0, k1, k2):
+    """Runs of a key over axes (k0, k1, k2; -1 unused): ``(tiles per run, outer)``, the run length the trailing
+    non-key axes' product, ``outer`` the nest's dims with those axes at 1 (:func:`_step` over it visits the first
+    tile of every run in order)."""
     run = 1
+    outer = dims.copy()
     for k in range(3, -1, -1):
         a = axes[k]
         if dims[a] == 1:
@@ -57,16 +60,20 @@ def _run_len(dims, axes, k0, k1, k2):
         if a == k0 or a == k1 or a == k2:
             break
         run *= dims[a]
-    return run
+        outer[a] = 1
+    return run, outer
 
 
 @njit(cache=True)
-def _decode(t, dims, axes, idx):
-    rem = t
+def _step(idx, dims, axes):
+    """Advance the tile coordinates ``idx`` (m, n, r, c) to the next tile of the loop nest ``axes`` (outer -> inner)
+    over ``dims``."""
     for k in range(3, -1, -1):
         a = axes[k]
-        idx[a] = rem % dims[a]
-        rem //= dims[a]
+        idx[a] += 1
+        if idx[a] < dims[a]:
+            return
+        idx[a] = 0
 
 
 @njit(cache=True)
@@ -75,23 +82,23 @@ def _fetch_counts(dims, axes, S, software, tied, is_input):
     mt, nt, rt, ct = dims[0], dims[1], dims[2], dims[3]
     n_tiles = mt * nt * rt * ct
     if is_input:
-        run = _run_len(dims, axes, 0 if tied else 1, 2, 3)
+        run, outer = _runs(dims, axes, 0 if tied else 1, 2, 3)
         n_keys = (mt if tied else nt) * rt * ct
     else:
-        run = _run_len(dims, axes, 0, 1, -1)
+        run, outer = _runs(dims, axes, 0, 1, -1)
         n_keys = mt * nt
     if software or run == 1:  # every run fetches once (and only then): runs per key = T / (L * keys)
         return np.full(n_keys, float(n_tiles // (run * n_keys)))
     counts = np.zeros(n_keys)
-    idx = np.zeros(4, np.int64)
+    idx = np.zeros(4, np.int64)  # the first tile of run j
     for j in range(n_tiles // run):
         t0 = j * run
-        _decode(t0, dims, axes, idx)
         if is_input:
             key = ((idx[0] if tied else idx[1]) * rt + idx[2]) * ct + idx[3]
         else:
             key = idx[0] * nt + idx[1]
         counts[key] += 1 + (t0 + run - 1) // S - t0 // S
+        _step(idx, outer, axes)
     return counts
 
 
@@ -191,13 +198,13 @@ def _totals_with(tab, dims, axes, S, tied, weighted, comp):
             prev_m = -1
             prev_u = -1
             for b in range(mt * rt * ct):
-                _decode(b, bd, axes, idx)
                 u = (idx[0] * st[0] + idx[2] * st[2] + idx[3] * st[3]) // S
                 if idx[0] != prev_m or u != prev_u:
                     mv[0] += tab.load_bias[idx[0], 0]
                     mv[1] += tab.load_bias[idx[0], 1]
                 prev_m = idx[0]
                 prev_u = u
+                _step(idx, bd, axes)
         if nt > 1:
             every = spill or st[1] >= S
             for m in range(mt):
