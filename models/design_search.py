@@ -382,12 +382,43 @@ class PowerContext:
         """Largest unit energy (J at the MCU) the dispatch policy can ever run: the unit budget under greedy;
         under energy_aware the unit whose start threshold reaches V_on (leakage over the unit not counted:
         the oracle rejects what is left)."""
+        pw = self.power
+        if pw.frontend:
+            return self._fronted_limit_J(p)
         if not self.sim.energy_aware:
             return self.e_unit_J
-        pw = self.power
         e_store = 0.5 * pw.capacitor_F * (pw.v_on ** 2 - pw.v_off ** 2)
         fixed = p.measure_energy_J + p.wake_s * p.active_power_W
         return min(self.e_unit_J, pw.converter_efficiency * e_store / (1.0 + self.sim.dispatch_margin) - fixed)
+
+    def _fronted_limit_J(self, p: Platform) -> float:
+        """:meth:`atomic_limit_J` under a power front end, in the platform's nominal unit energy (J): the same
+        budget with the boot, measurement and wake-up as the front end's buck draws them
+        (:func:`aidi.sim.frontend.load_scale`), divided by the smallest scale a unit's load can have, so that the
+        walk never refuses a unit the engines can run; :meth:`runnable` then applies the engines' own rule."""
+        from ..sim.frontend import load_scale, load_scale_range
+
+        pw = self.power
+        s_boot, s_meas, s_wake = load_scale(pw, [p.boot_energy_J / p.boot_s if p.boot_s > 0 else 0.0,
+                                                 p.measure_energy_J / p.measure_s if p.measure_s > 0 else 0.0,
+                                                 p.active_power_W]).tolist()
+        limit = pw.e_cycle_J - p.boot_energy_J * s_boot
+        if self.sim.energy_aware:
+            fixed = p.measure_energy_J * s_meas + p.wake_s * p.active_power_W * s_wake
+            limit = min(limit, pw.converter_efficiency * pw.e_store_J / (1.0 + self.sim.dispatch_margin) - fixed)
+        return limit / load_scale_range(pw)[0]
+
+    def runnable(self, durations_s: np.ndarray, energy_J: np.ndarray, p: Platform) -> bool:
+        """Whether one power cycle carries every unit of a design (``durations_s`` (U,) s, ``energy_J`` (U, 3) J
+        at the MCU): under a power front end the engines' own rule (:func:`aidi.sim.frontend.runnable`, the
+        units as its buck draws them, leakage included); without one, always (the walk's
+        :meth:`atomic_limit_J` decided)."""
+        if not self.power.frontend:
+            return True
+        from ..sim.frontend import runnable
+
+        work = _platform_workload(durations_s, energy_J, np.zeros(len(durations_s), np.int64), p)
+        return bool(runnable(work, self.power, self.sim.dispatch_margin, self.sim.energy_aware).all())
 
 
 @dataclass(frozen=True)
@@ -484,12 +515,24 @@ def _layer_space(geom: LayerGeom, p: Platform, budget: int, ctx: PowerContext, p
     limit = float(ctx.atomic_limit_J(p))
     sp = surrogate_params(p, ctx.e_unit_J, p_harvest, ctx.sim.energy_aware)
     if exhaustive:  # every design of the layer: too large to keep
-        return replace(_rank_layer(_canonical(geom), p, budget, limit, sp, backend, preservation, tile, loop_order, S,
-                                   True), geom=geom)
+        return _runnable_only(replace(_rank_layer(_canonical(geom), p, budget, limit, sp, backend, preservation, tile,
+                                                  loop_order, S, True), geom=geom), p, ctx)
     walked, rejected, n_designs = _rank_layer_cached(_canonical(geom), p, budget, limit, tuple(sp.tolist()), backend,
                                                      preservation, None if tile is None else tuple(tile), loop_order,
                                                      S, exhaustive)
-    return LayerSpace(geom, list(walked), dict(rejected), n_designs)
+    return _runnable_only(LayerSpace(geom, list(walked), dict(rejected), n_designs), p, ctx)
+
+
+def _runnable_only(space: LayerSpace, p: Platform, ctx: PowerContext) -> LayerSpace:
+    """``space`` without the walked designs a unit of which the engines could not run in one power cycle
+    (:meth:`PowerContext.runnable`; counted as ``atomicity``): only under a power front end, whose per-unit
+    output efficiency the walk's one limit cannot express."""
+    if not ctx.power.frontend:
+        return space
+    keep = [w for w in space.walked if ctx.runnable(w.durations_s, w.energy_J, p)]
+    rejected = dict(space.rejected)
+    rejected["atomicity"] += len(space.walked) - len(keep)
+    return replace(space, walked=keep, rejected=rejected)
 
 
 @lru_cache(maxsize=256)  # a few hundred kB at most each: the walked designs' unit costs
