@@ -624,6 +624,11 @@ def _platform_costs(p: Platform) -> dict:
                 wake_s=p.wake_s, wake_W=p.active_power_W, board_W=p.board_active_W)
 
 
+def _platform_workload(d: np.ndarray, e: np.ndarray, layers: np.ndarray, p: Platform) -> Workload:
+    """A Workload of units with durations ``d`` (s), energies ``e`` (J, by category) and ``layers`` on ``p``."""
+    return Workload(_UnitNames(layers), layers, d, e, **_platform_costs(p))
+
+
 class _NetworkLatency:
     """Oracle latencies (s, inf: does not complete) of whole networks given as one walked-design index per
     layer into ``spaces``, memoised: the oracle's answer for a network does not depend on the batch it is
