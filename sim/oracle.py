@@ -543,7 +543,8 @@ def _stacked(works: Sequence[Workload]) -> tuple:
         np.cumsum([w.durations_s.shape[0] for w in works], out=off[1:])
         d = np.concatenate([w.durations_s for w in works]).astype(np.float64, copy=False)
         cols = max(w.energy_J.shape[1] for w in works)  # with or without the board's column
-        energy = np.concatenate([np.pad(w.energy_J, ((0, 0), (0, cols - w.energy_J.shape[1]))) for w in works]
+        energy = np.concatenate([w.energy_J if w.energy_J.shape[1] == cols else
+                                 np.pad(w.energy_J, ((0, 0), (0, cols - w.energy_J.shape[1]))) for w in works]
                                 ).astype(np.float64, copy=False)
         layers = np.concatenate([w.layers for w in works]).astype(np.int64, copy=False)
     boot = np.array([(w.boot_s, w.boot_J, w.sleep_W, w.measure_s, w.measure_W, w.wait_W, w.wake_s, w.wake_W)
