@@ -428,6 +428,13 @@ def _moved(el, v, reason, m, h, c, l, x):
 
 
 @njit(cache=True, error_model="numpy")
+def _after(el, r, rest, horizon):
+    """The time (s) after the move ``r`` that followed ``el`` s of a move of ``horizon`` s: exactly ``horizon`` when
+    ``r`` ran the ``rest`` of it (so that a caller's ``elapsed < duration`` test sees a whole activity)."""
+    return horizon if (r.reason == HORIZON and r.elapsed_s >= rest) else el + r.elapsed_s
+
+
+@njit(cache=True, error_model="numpy")
 def _advance_checked(v, t, horizon, p_load, v_low, v_high, stop_high, circ, on):
     """:func:`advance` with power good decided only at a check instant (see there): with the MCU ``on``, falling
     (HIT_LOW) at a check that finds V <= v_low or at ``circ.v_floor``; off, rising (HIT_HIGH) at a check that
@@ -437,8 +444,9 @@ def _advance_checked(v, t, horizon, p_load, v_low, v_high, stop_high, circ, on):
     event = HIT_LOW if on else HIT_HIGH
     while True:
         if (v > v_low) if on else (v < v_high):  # on the side of the threshold power good stays on
-            r = advance_continuous(v, t + el, horizon - el, p_load, v_low if on else -1.0, v_high, stop_high, circ)
-            el += r.elapsed_s
+            rest = horizon - el
+            r = advance_continuous(v, t + el, rest, p_load, v_low if on else -1.0, v_high, stop_high, circ)
+            el = _after(el, r, rest, horizon)
             if r.reason != event:
                 return _moved(el, r.v_end, r.reason, r, e_h, e_c, e_l, e_x)
             e_h, e_c, e_l, e_x = plus(e_h, e_c, e_l, e_x, r)
@@ -451,7 +459,7 @@ def _advance_checked(v, t, horizon, p_load, v_low, v_high, stop_high, circ, on):
         rest = horizon - el
         r = advance_continuous(v, now, min(wait, rest), p_load, circ.v_floor if on else -1.0, v_high,
                                stop_high and on, circ)
-        el += r.elapsed_s
+        el = _after(el, r, rest, horizon)
         if r.reason != HORIZON or wait > rest:  # the MCU's floor, the comparator, or the end of the activity
             return _moved(el, r.v_end, r.reason, r, e_h, e_c, e_l, e_x)
         e_h, e_c, e_l, e_x = plus(e_h, e_c, e_l, e_x, r)
