@@ -344,7 +344,8 @@ def design_network(model, platform: Platform | str = "msp430fr5994", sram_budget
 # Each layer's design space is ranked by a surrogate on closed-form lower bounds (schedule/rank.py), the best
 # (tile, backend, S) are costed exactly in closed form under every loop order (schedule/closed.py), the best of
 # those walked (per-unit costs, atomicity, SRAM slots) and simulated with the oracle on the whole network,
-# layer by layer (coordinate descent), each step one compiled Population call.
+# layer by layer (coordinate descent; one compiled Population call per layer in the first pass, one for all
+# layers in a later pass).
 # WALK_TOP and ORACLE_TOP are this project's choice: with them the optimizer matches the exhaustive reference
 # on every case of tests/test_explore_optimizer.py (12 random small networks, weak-source, a two-layer one).
 
