@@ -40,9 +40,19 @@ How aidi uses a preset
   full charge), v_initial = its V_OC at ``SoC_init``, v_max = the preset's V_mid_max; leakage through
   R_leak taken as the constant current (v_on + v_off) / 2 / R_leak (aidi's leakage is a constant current).
   Every one of these the scenario's ``[power]`` keys override.
-* Not modelled: the threshold-check interval (the BQ presets look at their thresholds every 64 ms; aidi boots
-  and browns out at the threshold itself, as a continuous comparator), the output capacitor's charge at
-  enable (dV_mid_enable_output), the KiBaM storage's series resistance (0 for the capacitor presets).
+* Threshold-check interval: the BQ presets look at their thresholds every 64 ms (``interval_check_thresholds_ms``;
+  shepherd's ``update_states_and_output`` checks at its first sample and every interval after), so power good
+  rises at the first check instant k * 64 ms that finds V >= v_on and falls at the first that finds V <= v_off
+  (``PowerConfig.threshold_check_s``, :func:`aidi.sim.capacitor.advance`; ``[power] threshold_check_s``
+  overrides it, 0 decides at the threshold).  Between two checks the MCU draws on below v_off; it stops anyway
+  at its minimum supply, :data:`MCU_MIN_SUPPLY_V` plus the output's drop (:attr:`Frontend.v_floor`: 2.0 V of
+  storage under the BQ25570), and then waits, off, for power good to rise again (a real MSP430 would restart
+  at its brown-out reset's release while the output is still on: not modelled).  Its draw there stays P / eta
+  (the buck no longer regulates below V_out + drop: not modelled).  A preset whose power good is immediate
+  (``immediate_pwr_good_signal``, the ``...s`` variants) decides at the threshold (its output switch still waits
+  for a check: left out).
+* Not modelled: the output capacitor's charge at enable (dV_mid_enable_output), the KiBaM storage's series
+  resistance (0 for the capacitor presets).
   tests/test_frontend_shepherd.py measures what these leave against shepherd-core's ``simulate_source``.
 """
 
@@ -58,6 +68,9 @@ from .harvesters import Segments, TraceError, _shepherd_quiet
 
 #: the presets the scenario format names (any other shepherd-core VirtualSourceConfig name works too)
 PRESETS = ("BQ25570", "BQ25504", "diode+capacitor", "direct")
+#: the MSP430FR5994's minimum supply (V): TI SLASE54 (MSP430FR599x datasheet), recommended operating conditions,
+#: V_CC 1.8 V to 3.6 V; below it the MCU stops whatever the front end's power good says
+MCU_MIN_SUPPLY_V = 1.8
 
 
 class FrontendError(TraceError):
@@ -82,6 +95,8 @@ class Frontend:
     v_max: float  #: the boost stops charging (V)
     v_out: float  #: the buck's regulated output (V)
     check_interval_s: float  #: the preset checks its thresholds this often (s; 0: continuously)
+    immediate_power_good: bool  #: its power good follows the thresholds at once (a Schmitt trigger)
+    v_output_drop: float  #: the output's drop below the storage when the buck cannot regulate (V, V_buck_drop)
     v_input_max: float  #: input voltage clip (V)
     i_input_max: float  #: input current clip (A)
     v_input_drop: float  #: input diode drop (V)
@@ -91,6 +106,19 @@ class Frontend:
     lut_in_i_log2: int  #: input current bins from 2^k nA (log2 steps)
     lut_out_inv: tuple  #: 12 output inverse efficiencies in 1/16, by log2 current bin
     lut_out_i_log2: int  #: output current bins from 2^k nA
+
+    @property
+    def power_good_check_s(self) -> float:
+        """How often power good (the MCU's boot and brown-out) is decided (s; 0: at the threshold): the preset's
+        threshold-check interval, 0 when its power good is immediate (shepherd's ``immediate_pwr_good_signal``;
+        its output switch still waits for a check, which aidi leaves out)."""
+        return 0.0 if self.immediate_power_good else self.check_interval_s
+
+    @property
+    def v_floor(self) -> float:
+        """The storage voltage (V) at which the MCU stops, whatever power good says: its minimum supply
+        :data:`MCU_MIN_SUPPLY_V` plus the output's drop (below V_out + drop the buck passes V_mid - drop)."""
+        return MCU_MIN_SUPPLY_V + self.v_output_drop
 
     def leakage_A(self, v_on: float, v_off: float) -> float:
         """The storage's leakage as aidi's constant current (A): (v_on + v_off) / 2 / R_leak."""
@@ -169,6 +197,8 @@ def preset(name: str) -> Frontend:
         v_max=1e-3 * min(states["V_mid_max_mV"], 1e3 * st.calc_V_OC(1.0) if st is not None else math.inf),
         v_out=1e-6 * pru.V_output_uV,
         check_interval_s=1e-3 * cfg.interval_check_thresholds_ms,
+        immediate_power_good=bool(cfg.immediate_pwr_good_signal),
+        v_output_drop=1e-6 * pru.V_buck_drop_uV,
         v_input_max=1e-6 * pru.V_input_max_uV,
         i_input_max=1e-9 * pru.I_input_max_nA,
         v_input_drop=1e-6 * pru.V_input_drop_uV,

@@ -104,7 +104,8 @@ def _run(units, plan, lim, spec, circ, out):
     eta, v_on, v_off, until = lim.eta, lim.v_on, lim.v_off, lim.until_s
     inferences, period_s = spec.inferences, spec.period_s
     acc, cat, by_layer, lat, cnt = out.acc, out.cat, out.by_layer, out.lat, out.cnt
-    time_invariant = circ.seg_t.shape[0] == 1 and circ.period == 0.0  # as Segments.time_invariant
+    # as Segments.time_invariant; with a threshold-check interval a run also depends on the time modulo the interval
+    time_invariant = circ.seg_t.shape[0] == 1 and circ.period == 0.0 and circ.check_s == 0.0
     t = 0.0
     v = spec.v_initial
     progress = 0

@@ -31,12 +31,13 @@ PLATFORM = get_platform_of("msp430fr5994")
 BOUND_FACTOR = {"energy_aware": 2.5, "greedy": 4.0}
 
 
-def _power(name: str, cap: float, leak: bool, v_initial: float | None = None) -> PowerConfig:
+def _power(name: str, cap: float, leak: bool, v_initial: float | None = None, check_s: float = 0.0) -> PowerConfig:
     fe = fr.preset(name)
     eta = fr.reference_efficiency(fe, PLATFORM.active_power_W, PLATFORM.v_nominal)
     return PowerConfig(cap, fe.v_on, fe.v_off, fe.v_max, fe.leakage_A(fe.v_on, fe.v_off) if leak else 0.0,
                        fe.v_on if v_initial is None else v_initial, eta, name, 0.5,
-                       load_v_nominal_V=PLATFORM.v_nominal)
+                       load_v_nominal_V=PLATFORM.v_nominal, threshold_check_s=check_s,
+                       v_floor=min(fe.v_floor, fe.v_off) if check_s > 0 else 0.0)
 
 
 def _units(draw, n: int, e_scale: float):
@@ -100,7 +101,8 @@ def test_design_atomicity_uses_the_regulated_output():
 def bound_cases(draw):
     name = draw(st.sampled_from(["BQ25570", "BQ25504"]))
     power = _power(name, draw(st.sampled_from([1e-4, 4.7e-4])), draw(st.booleans()),
-                   draw(st.sampled_from([0.0, fr.preset(name).v_initial])))
+                   draw(st.sampled_from([0.0, fr.preset(name).v_initial])),
+                   draw(st.sampled_from([0.0, 0.064, 0.01])))  # power good decided at once or every 64 / 10 ms
     d, e = _units(draw, draw(st.integers(1, 8)), 0.15 * power.e_cycle_J)
     work = _platform_workload(d, e, np.zeros(len(d), np.int64), PLATFORM)
     p0 = 10 ** draw(st.floats(-4.5, -2.5))
@@ -118,7 +120,8 @@ def bound_cases(draw):
 @settings(max_examples=60, deadline=None, derandomize=True)
 @given(bound_cases())
 def test_check_bound_bounds_the_simpy_run_under_bq25570(case):
-    """check's bound (the drawn loads) is never below the SimPy model's latency, and within BOUND_FACTOR of it."""
+    """check's bound (the drawn loads, the threshold-check interval) is never below the SimPy model's latency, and
+    within BOUND_FACTOR of it."""
     work, power, seg, sim = case
     b = bound.latency_bound(work, power, bound.min_source(seg, power, sim.until_s), sim).latency_s
     try:
