@@ -168,7 +168,7 @@ def bench_oracle(quick: bool = False, dispatch: str = "greedy", r_ohm: float | N
     platform, power, seg = _inas_setup(r_ohm=r_ohm)
     e_budget = unit_energy_budget(power, platform)
     works = []
-    for layers in inas_cifar_networks(8 if quick else 32):
+    for layers in inas_cifar_networks(4 if quick else 32):
         plan = design_network(layers, platform, 4096, e_cycle_J=e_budget, input_shape=[3, 32, 32])
         works.append(Workload.from_graph(plan.task_graph(), platform))
     sim = SimConfig(until_s=1e7, dispatch=dispatch)

@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from aidi.sim import bound as bnd
+from aidi.sim import frontend
 from aidi.sim import oracle
 from aidi.sim.harvesters import constant
 from aidi.sim.workload import NonProgressError
@@ -48,7 +49,8 @@ def unit_table(built) -> pd.DataFrame:
     eta = p.converter_efficiency
     e_store = p.e_store_J
     p_src = built.segments.max_power(p.v_off, p.v_on)
-    need = (w.boot_J + w.energy_J.sum(axis=1)) / eta
+    drawn = frontend.loads(w, p)  # as the engines draw the units (a power front end's buck)
+    need = (drawn.boot_J + drawn.energy_J.sum(axis=1)) / eta
     best = e_store + p_src * (w.boot_s + w.durations_s)
     verdict = np.where(need <= e_store, "fits", np.where(need <= best, "needs_harvest", "never"))
     sram = np.array([u.sram_bytes for u in built.graph.units])

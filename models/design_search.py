@@ -33,7 +33,7 @@ from .costs import cost_tables, lower_bound, runtime_model
 from .layers import LayerGeom
 from .schedule.design import (DEFAULT_BACKEND, LOOP_ORDERS, ORDER_AXES, PRESERVATIONS, ExecutionDesign,
                               normalize_design, tile_limits)
-from .schedule.memory import check_sram, layer_sram_buffers
+from .schedule.memory import check_sram, fram_totals, layer_sram_buffers
 from .schedule.plan import NetPlan, backend_choices, geoms_of, get_platform_of, plan_network, sram_budget_of
 from .schedule.walk import COMPLETE, OVER_BOUND, OVER_E_LIMIT, walk
 
@@ -344,7 +344,8 @@ def design_network(model, platform: Platform | str = "msp430fr5994", sram_budget
 # Each layer's design space is ranked by a surrogate on closed-form lower bounds (schedule/rank.py), the best
 # (tile, backend, S) are costed exactly in closed form under every loop order (schedule/closed.py), the best of
 # those walked (per-unit costs, atomicity, SRAM slots) and simulated with the oracle on the whole network,
-# layer by layer (coordinate descent), each step one compiled Population call.
+# layer by layer (coordinate descent; one compiled Population call per layer in the first pass, one for all
+# layers in a later pass).
 # WALK_TOP and ORACLE_TOP are this project's choice: with them the optimizer matches the exhaustive reference
 # on every case of tests/test_explore_optimizer.py (12 random small networks, weak-source, a two-layer one).
 
@@ -382,12 +383,43 @@ class PowerContext:
         """Largest unit energy (J at the MCU) the dispatch policy can ever run: the unit budget under greedy;
         under energy_aware the unit whose start threshold reaches V_on (leakage over the unit not counted:
         the oracle rejects what is left)."""
+        pw = self.power
+        if pw.frontend:
+            return self._fronted_limit_J(p)
         if not self.sim.energy_aware:
             return self.e_unit_J
-        pw = self.power
         e_store = 0.5 * pw.capacitor_F * (pw.v_on ** 2 - pw.v_off ** 2)
         fixed = p.measure_energy_J + p.wake_s * p.active_power_W
         return min(self.e_unit_J, pw.converter_efficiency * e_store / (1.0 + self.sim.dispatch_margin) - fixed)
+
+    def _fronted_limit_J(self, p: Platform) -> float:
+        """:meth:`atomic_limit_J` under a power front end, in the platform's nominal unit energy (J): the same
+        budget with the boot, measurement and wake-up as the front end's buck draws them
+        (:func:`aidi.sim.frontend.load_scale`), divided by the smallest scale a unit's load can have, so that the
+        walk never refuses a unit the engines can run; :meth:`runnable` then applies the engines' own rule."""
+        from ..sim.frontend import load_scale, load_scale_range
+
+        pw = self.power
+        s_boot, s_meas, s_wake = load_scale(pw, [p.boot_energy_J / p.boot_s if p.boot_s > 0 else 0.0,
+                                                 p.measure_energy_J / p.measure_s if p.measure_s > 0 else 0.0,
+                                                 p.active_power_W]).tolist()
+        limit = pw.e_cycle_J - p.boot_energy_J * s_boot
+        if self.sim.energy_aware:
+            fixed = p.measure_energy_J * s_meas + p.wake_s * p.active_power_W * s_wake
+            limit = min(limit, pw.converter_efficiency * pw.e_store_J / (1.0 + self.sim.dispatch_margin) - fixed)
+        return limit / load_scale_range(pw)[0]
+
+    def runnable(self, durations_s: np.ndarray, energy_J: np.ndarray, p: Platform) -> bool:
+        """Whether one power cycle carries every unit of a design (``durations_s`` (U,) s, ``energy_J`` (U, 3) J
+        at the MCU): under a power front end the engines' own rule (:func:`aidi.sim.frontend.runnable`, the
+        units as its buck draws them, leakage included); without one, always (the walk's
+        :meth:`atomic_limit_J` decided)."""
+        if not self.power.frontend:
+            return True
+        from ..sim.frontend import runnable
+
+        work = _platform_workload(durations_s, energy_J, np.zeros(len(durations_s), np.int64), p)
+        return bool(runnable(work, self.power, self.sim.dispatch_margin, self.sim.energy_aware).all())
 
 
 @dataclass(frozen=True)
@@ -484,12 +516,24 @@ def _layer_space(geom: LayerGeom, p: Platform, budget: int, ctx: PowerContext, p
     limit = float(ctx.atomic_limit_J(p))
     sp = surrogate_params(p, ctx.e_unit_J, p_harvest, ctx.sim.energy_aware)
     if exhaustive:  # every design of the layer: too large to keep
-        return replace(_rank_layer(_canonical(geom), p, budget, limit, sp, backend, preservation, tile, loop_order, S,
-                                   True), geom=geom)
+        return _runnable_only(replace(_rank_layer(_canonical(geom), p, budget, limit, sp, backend, preservation, tile,
+                                                  loop_order, S, True), geom=geom), p, ctx)
     walked, rejected, n_designs = _rank_layer_cached(_canonical(geom), p, budget, limit, tuple(sp.tolist()), backend,
                                                      preservation, None if tile is None else tuple(tile), loop_order,
                                                      S, exhaustive)
-    return LayerSpace(geom, list(walked), dict(rejected), n_designs)
+    return _runnable_only(LayerSpace(geom, list(walked), dict(rejected), n_designs), p, ctx)
+
+
+def _runnable_only(space: LayerSpace, p: Platform, ctx: PowerContext) -> LayerSpace:
+    """``space`` without the walked designs a unit of which the engines could not run in one power cycle
+    (:meth:`PowerContext.runnable`; counted as ``atomicity``): only under a power front end, whose per-unit
+    output efficiency the walk's one limit cannot express."""
+    if not ctx.power.frontend:
+        return space
+    keep = [w for w in space.walked if ctx.runnable(w.durations_s, w.energy_J, p)]
+    rejected = dict(space.rejected)
+    rejected["atomicity"] += len(space.walked) - len(keep)
+    return replace(space, walked=keep, rejected=rejected)
 
 
 @lru_cache(maxsize=256)  # a few hundred kB at most each: the walked designs' unit costs
@@ -549,13 +593,12 @@ def _rank_layer(geom: LayerGeom, p: Platform, budget: int, limit: float, sp: np.
     rejected["atomicity"] += n_atom
     rejected["sram"] += n_sram
     walked: list[Walked] = []
+    durations, energy = costs[:, :, 0].sum(axis=1) / p.mclk_hz, np.ascontiguousarray(costs[:, :, 1])
+    s_of, b_of, sel_l = rs[first].tolist(), rb[first].tolist(), sel.tolist()
     for flat, a, b in zip(kept.tolist(), off[:-1].tolist(), off[1:].tolist()):
         i, o = divmod(flat, n_ord)
-        tr, tc, tm, tn = sel[i].tolist()
-        d = ExecutionDesign(tr, tc, tm, tn, orders[o], int(rs[first[i]]), preservation, backends[int(rb[first[i]])])
-        uc = costs[a:b]
-        walked.append(Walked(d, uc[:, :, 0].sum(axis=1) / p.mclk_hz, np.ascontiguousarray(uc[:, :, 1]),
-                             float(sur_x[flat])))
+        d = ExecutionDesign(*sel_l[i], orders[o], s_of[i], preservation, backends[b_of[i]])
+        walked.append(Walked(d, durations[a:b], energy[a:b], float(sur_x[flat])))
     rejected["pruned"] += len(rk) * n_ord - n_tried
     return LayerSpace(geom, walked, rejected, n_designs)
 
@@ -574,12 +617,17 @@ class _UnitNames:
         return f"L{int(self.layers[i])}/u{int(i - first)}"
 
 
+def _platform_costs(p: Platform) -> dict:
+    """The :class:`~aidi.sim.workload.Workload` fields a platform ``p`` fixes (boot, sleep, dispatch, board), as
+    :meth:`Workload.from_graph` sets them."""
+    return dict(boot_s=p.boot_s, boot_J=p.boot_energy_J, sleep_W=p.sleep_power_W, measure_s=p.measure_s,
+                measure_W=p.measure_energy_J / p.measure_s if p.measure_s > 0 else 0.0, wait_W=p.wait_power_W,
+                wake_s=p.wake_s, wake_W=p.active_power_W, board_W=p.board_active_W)
+
+
 def _platform_workload(d: np.ndarray, e: np.ndarray, layers: np.ndarray, p: Platform) -> Workload:
     """A Workload of units with durations ``d`` (s), energies ``e`` (J, by category) and ``layers`` on ``p``."""
-    return Workload(_UnitNames(layers), layers, d, e, p.boot_s, p.boot_energy_J, p.sleep_power_W,
-                    measure_s=p.measure_s,
-                    measure_W=p.measure_energy_J / p.measure_s if p.measure_s > 0 else 0.0,
-                    wait_W=p.wait_power_W, wake_s=p.wake_s, wake_W=p.active_power_W, board_W=p.board_active_W)
+    return Workload(_UnitNames(layers), layers, d, e, **_platform_costs(p))
 
 
 class _NetworkLatency:
@@ -591,7 +639,8 @@ class _NetworkLatency:
     def __init__(self, spaces: list[LayerSpace], p: Platform, ctx: PowerContext):
         from ..sim import oracle
 
-        self.spaces, self.p, self.oracle = spaces, p, oracle
+        self.spaces, self.oracle = spaces, oracle
+        self.costs = _platform_costs(p)
         self.run = (ctx.power, ctx.segments, ctx.one_inference())
         self.memo: dict[tuple, float] = {}
         self.evaluations = 0
@@ -603,19 +652,16 @@ class _NetworkLatency:
             sizes = [len(w.durations_s) for w in parts]
             d = np.concatenate([w.durations_s for w in parts])
             e = np.concatenate([w.energy_J for w in parts])
+            if self.costs["board_W"] != 0.0:  # the board's column for every unit at once (else each Workload's)
+                e = np.hstack([e, (self.costs["board_W"] * d)[:, None]])
             layers = np.repeat(np.tile(np.arange(len(self.spaces), dtype=np.int64), len(todo)), sizes)
             ends = np.cumsum(sizes)[len(self.spaces) - 1::len(self.spaces)].tolist()
-            works = [_platform_workload(d[a:b], e[a:b], layers[a:b], self.p) for a, b in zip([0] + ends, ends)]
+            works = [Workload(_UnitNames(layers[a:b]), layers[a:b], d[a:b], e[a:b], **self.costs)
+                     for a, b in zip([0] + ends, ends)]
             lat = self.oracle.Population(works).evaluate(*self.run).latency_s
             self.memo.update(zip(todo, np.where(np.isnan(lat), np.inf, lat).tolist()))
             self.evaluations += len(todo)
         return np.array([self.memo[c] for c in choices])
-
-
-def _fram_ok(geoms, nts, p: Platform) -> bool:
-    from .schedule.memory import fram_layout
-
-    return fram_layout(geoms, nts).total <= p.fram_bytes
 
 
 def optimize_designs(geoms: list[LayerGeom], platform: Platform | str, sram_budget: int | None, ctx: PowerContext, *,
@@ -665,12 +711,13 @@ def optimize_designs(geoms: list[LayerGeom], platform: Platform | str, sram_budg
     # FRAM: the partial-sum buffers exist when some layer has more than one input-channel tile
     nt_of = [[1] * len(sp.walked) if g.channel_tied else [-(-g.in_shape[0] // w.design.Tn) for w in sp.walked]
              for g, sp in zip(geoms, spaces)]
-    if not _fram_ok(geoms, [1] * n, p):
-        raise ValueError(f"model needs {_fram_total(geoms, [1] * n)} B of FRAM data, {p.name} has {p.fram_bytes} B")
-    if not _fram_ok(geoms, [2] * n, p):  # a layer with psums does not fit: drop those candidates
+    no_psum, with_psum = fram_totals(geoms, [[1] * n, [2] * n])
+    if no_psum > p.fram_bytes:
+        raise ValueError(f"model needs {no_psum} B of FRAM data, {p.name} has {p.fram_bytes} B")
+    if with_psum > p.fram_bytes:  # a layer with psums does not fit: drop those candidates
         for i, sp in enumerate(spaces):
-            keep = [w for w, nt in zip(sp.walked, nt_of[i]) if nt == 1 or _fram_ok(
-                geoms, [nt if k == i else 1 for k in range(n)], p)]
+            fits = fram_totals(geoms, [[nt if k == i else 1 for k in range(n)] for nt in nt_of[i]])
+            keep = [w for w, total in zip(sp.walked, fits) if total <= p.fram_bytes]
             sp.rejected["fram"] += len(sp.walked) - len(keep)
             if not keep:
                 _raise_infeasible(geoms[i], p, budget, ctx.atomic_limit_J(p), "FRAM capacity")
@@ -696,31 +743,41 @@ def optimize_designs(geoms: list[LayerGeom], platform: Platform | str, sram_budg
     def swapped(i: int, j: int) -> tuple:  # the current network with layer i's walked design j
         return tuple(current[:i]) + (j,) + tuple(current[i + 1:])
 
+    def candidates(i: int, top: int) -> list[int]:  # layer i's best ``top`` walked designs and its current one
+        cands = list(range(min(top, len(spaces[i].walked))))
+        return cands if current[i] in cands else cands + [current[i]]
+
     if not exhaustive:
+        # Coordinate descent (Gauss-Seidel: each layer's step sees the steps before it).  The first pass is one
+        # oracle call per layer: its steps usually change the network.  A later pass usually changes nothing,
+        # so it simulates every remaining layer's candidates in one call and walks them in layer order; a step
+        # that changes the network makes the later layers' results stale, and they are simulated again (the
+        # memo keeps what is still valid).  The decisions are those of one call per layer.
         current = [0] * n  # the surrogate's best per layer
         best_lat = np.inf
-        for _ in range(MAX_PASSES):
+        for pass_no in range(MAX_PASSES):
             changed = False
-            for i, sp in enumerate(spaces):
-                cands = list(range(min(top_k, len(sp.walked))))
-                if current[i] not in cands:
-                    cands.append(current[i])
-                lat = latency([swapped(i, j) for j in cands])
-                k = int(np.argmin(lat))
-                if lat[k] < best_lat * (1 - 1e-12) and cands[k] != current[i]:
-                    changed = True
-                    current[i] = cands[k]
-                best_lat = min(best_lat, float(lat[k]))
+            i = 0
+            while i < n:
+                batch = [(k, candidates(k, top_k)) for k in range(i, n if pass_no else i + 1)]
+                lat_all = latency([swapped(k, j) for k, cands in batch for j in cands])
+                at = 0
+                for k, cands in batch:
+                    lat = lat_all[at:at + len(cands)]
+                    at += len(cands)
+                    q = int(np.argmin(lat))
+                    i = k + 1
+                    step = lat[q] < best_lat * (1 - 1e-12) and cands[q] != current[k]
+                    best_lat = min(best_lat, float(lat[q]))
+                    if step:
+                        changed = True
+                        current[k] = cands[q]
+                        break
             if not changed or n == 1:
                 break
     # alternatives per layer: the top designs swapped into the chosen network (all layers in one oracle call)
     n_alt = top_k if alternatives is None else alternatives
-    per_layer = []
-    for i, sp in enumerate(spaces):
-        cands = list(range(min(n_alt, len(sp.walked))))
-        if current[i] not in cands:
-            cands.append(current[i])
-        per_layer.append(cands)
+    per_layer = [candidates(i, n_alt) for i in range(n)]
     lat_all = latency([swapped(i, j) for i, cands in enumerate(per_layer) for j in cands])
     lat_all = np.where(np.isinf(lat_all), np.nan, lat_all)
     layers, at = [], 0
@@ -734,9 +791,3 @@ def optimize_designs(geoms: list[LayerGeom], platform: Platform | str, sram_budg
                                   sp.n_designs))
     final = float(layers[-1].latency_s) if layers else float("nan")
     return Optimized([lc.design for lc in layers], final, layers, latency.evaluations, exhaustive)
-
-
-def _fram_total(geoms, nts) -> int:
-    from .schedule.memory import fram_layout
-
-    return fram_layout(geoms, nts).total

@@ -208,7 +208,7 @@ _ALLOWED = {
     "device": {"platform", "mclk_hz", "sram_budget_bytes", "board", "board_active_A", "board_sleep_A", "weights",
                "activations"},
     "power": {"capacitor_F", "v_on", "v_off", "v_max", "leakage_A", "v_initial", "converter_efficiency", "frontend",
-              "v_input_V"},
+              "v_input_V", "threshold_check_s"},
     "harvester": {"kind", "power_W", "v_source", "r_ohm", "file", "repeat", "efficiency", "area_cm2",
                   "cell_efficiency", "start_hour", "step_s", "hours", "window_s", "algorithm", "gaps",
                   "p_min_W"},
@@ -333,6 +333,9 @@ def parse(raw: dict, path: Path) -> Scenario:
     v_init = r.get("power", "v_initial", min(fe.v_initial, v_max) if fe else 0.0, kind="float", lo=0.0, hi=v_max)
     plat = device.make_platform()
     board_sleep = device.board.sleep_A
+    # power good decided every threshold_check_s (the preset's interval; 0: at the threshold), the MCU's floor below
+    check_s = r.get("power", "threshold_check_s", fe.power_good_check_s if fe else 0.0, kind="float", lo=0.0)
+    v_floor = min(fe.v_floor if fe else frontends.MCU_MIN_SUPPLY_V, v_off) if check_s > 0.0 else 0.0
     power = PowerConfig(
         capacitor_F=cap, v_on=v_on, v_off=v_off, v_max=v_max,
         leakage_A=r.get("power", "leakage_A", fe.leakage_A(v_on, v_off) if fe else 0.0, lo=0.0) + board_sleep,
@@ -343,6 +346,8 @@ def parse(raw: dict, path: Path) -> Scenario:
         v_input_V=r.get("power", "v_input_V", None, lo=0.0, lo_open=True),
         load_v_nominal_V=plat.v_nominal,
         board_sleep_A=board_sleep,
+        threshold_check_s=check_s,
+        v_floor=v_floor,
     )
     if power.v_input_V is not None and fe is None:
         r.fail("power.v_input_V", "only with power.frontend (the harvester's operating voltage at its input)")

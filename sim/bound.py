@@ -83,6 +83,13 @@ obeys C V dV/dt = Q(t, V) with Q(t, V) >= Q_L(V) at every t and V for the real s
     Such a unit costs at most d_i (the lost part) + T_0(V_off -> V_on) + t_boot + d_i; the
     chain is not resumed (after a unit that was not lost V is only known to be >= V_off).
 
+(5) *Threshold-check interval* (``power.threshold_check_s`` = T > 0, :func:`aidi.sim.capacitor.advance`).  Power
+    good rises at the first check instant after V reaches V_on, at most T later; V does not fall back meanwhile
+    (Q_0 > 0 at V_on, by (1)), so every charge to V_on costs T more and the boot still starts at >= V_on.  It
+    falls only at a check that finds V <= V_off: where the minimum-source chain stays above V_off no check can,
+    so (3) and (4) hold as they are; after a brown-out V is only known to be >= the MCU's floor
+    (``power.v_floor``), so greedy's recharge is T_0(v_floor -> V_on) + T.
+
 The bound is the sum of the start and every unit's worst time, rounded up by a relative 1e-9
 (the engines and the bound sum the same closed-form moves in different orders).  Under
 energy_aware and a time-invariant source weaker than the wake-up's draw the chain is the run
@@ -204,13 +211,14 @@ def _hold(v, d, p_load, v_off, v_on, circ):
 
 
 @njit(cache=True, error_model="numpy")
-def _bound(units, plan, lim, v_init, circ, parts):
+def _bound(units, plan, lim, v_init, circ, parts, check_s, v_floor):
     """The bound of the module docstring: fills ``parts`` (s, slots P_*) and returns (status, unit).
 
     ``units`` (:class:`~aidi.sim.stepping.Units`: durations and MCU powers per unit, the boot), ``plan`` the
     run's :class:`~aidi.sim.dispatch.DispatchPlan` (energy_aware's thresholds, drops and boot seed), ``lim``
     the :class:`~aidi.sim.capacitor.Limits`, ``v_init`` (V) the voltage at t = 0, ``circ`` the circuit of the
-    guaranteed minimum source.
+    guaranteed minimum source, ``check_s`` the threshold-check interval (s; 0: none) and ``v_floor`` the MCU's
+    floor under it (V).
     status is OK or the first obstacle (NO_*); unit is the unit it concerns (-1: none).
     """
     durations, p_unit, v_start, drops, seed = units.durations_s, units.power_W, plan.v_start, plan.drops, \
@@ -223,7 +231,7 @@ def _bound(units, plan, lim, v_init, circ, parts):
     parts[:] = 0.0
     # (2) start: charge to V_on, boot (and measure, energy_aware)
     if v_init < v_on:
-        parts[P_CHARGE] = _rise(v_init, v_on, 0.0, circ)
+        parts[P_CHARGE] = _rise(v_init, v_on, 0.0, circ) + check_s  # then the next check finds V >= V_on
         if not parts[P_CHARGE] < math.inf:
             return NO_CHARGE, -1
     v, low = _hold(max(v_init, v_on), boot_s, boot_p, v_off, v_on, circ)
@@ -290,8 +298,8 @@ def _bound(units, plan, lim, v_init, circ, parts):
                 parts[P_UNITS] += d
                 continue
             chain = False
-        if t_rec < 0.0:
-            t_rec = _rise(v_off, v_on, 0.0, circ)
+        if t_rec < 0.0:  # from V_off, or from the MCU's floor when power good falls only at a check
+            t_rec = _rise(min(v_floor, v_off) if check_s > 0.0 else v_off, v_on, 0.0, circ) + check_s
             if not t_rec < math.inf:
                 return NO_RECHARGE, i
             v_rb, low = _hold(v_on, boot_s, boot_p, v_off, v_on, circ)
@@ -357,7 +365,7 @@ def latency_bound(work: Workload, power: PowerConfig, source: MinSource, sim: Si
     units = Units(work.durations_s, work.power_W, none_i, none_i, none_i, none_i, work.boot_s,
                   work.boot_J / work.boot_s, work.sleep_W)
     status, unit = _bound(units, plan, capacitor.limits(power, math.inf), power.v_initial, source.circuit(power),
-                          parts)
+                          parts, power.threshold_check_s, power.v_floor)
     if status != OK:
         return none(_reason(status, unit, work, power, source, plan.v_start, sim.energy_aware))
     total = float(parts.sum()) * (1.0 + ROUND_UP)

@@ -66,12 +66,14 @@ class Circuit(NamedTuple):
     seg_g: np.ndarray  #: Thevenin conductance 1/R of each segment (S)
     seg_vs: np.ndarray  #: Thevenin source voltage of each segment (V)
     period: float  #: the segments repeat with this period (s); 0: the last one lasts forever
+    check_s: float = 0.0  #: power good is decided only at t = k * check_s (s; 0: at the threshold itself)
+    v_floor: float = 0.0  #: with check_s > 0: the MCU stops here whatever power good says (V)
 
 
 def circuit(power, seg) -> Circuit:
     """The :class:`Circuit` of a PowerConfig and a harvester's Segments."""
     return Circuit(power.capacitor_F, power.leakage_A, power.v_max, seg.seg_t, seg.seg_p, seg.seg_g, seg.seg_vs,
-                   seg.period)
+                   seg.period, power.threshold_check_s, power.v_floor)
 
 
 class Limits(NamedTuple):
@@ -392,6 +394,82 @@ def _cannot_reach(a, b, c, cap, v, target, span):
 
 @njit(cache=True, error_model="numpy")
 def advance(v, t, horizon, p_load, v_low, v_high, stop_high, circ):
+    """Integrate the capacitor of ``circ`` (a :class:`Circuit`) from (t, v) for at most ``horizon`` seconds
+    (:func:`advance_continuous`), with power good decided at the check instants k * ``circ.check_s``
+    (:func:`next_check`) when that is > 0, as a power-management IC that looks at its thresholds periodically
+    (shepherd-core's ``interval_check_thresholds_ms``, ``VirtualConverterModel.update_states_and_output``):
+
+    * MCU on (``v_low`` > 0, the power-good fall V_off): V may fall below ``v_low`` between two checks; the MCU
+      keeps drawing ``p_load`` and the move stops (HIT_LOW) at the first check instant that finds V <= v_low, or
+      when V reaches ``circ.v_floor``, the MCU's own minimum supply (it stops there whatever power good says).
+      A move that starts below ``v_low`` is in that state already (the previous activity crossed).  ``v_high``
+      with ``stop_high`` (energy_aware's start threshold, a comparator) still stops at the instant.
+    * MCU off (``v_low`` <= 0) charging to ``v_high`` with ``stop_high`` (the power-good rise V_on): it stops
+      (HIT_HIGH) at the first check instant that finds V >= v_high.
+
+    Returns a :class:`Move` (its energies over the whole move)."""
+    if circ.check_s <= 0.0 or (v_low <= 0.0 and not stop_high):
+        return advance_continuous(v, t, horizon, p_load, v_low, v_high, stop_high, circ)
+    return _advance_checked(v, t, horizon, p_load, v_low, v_high, stop_high, circ, v_low > 0.0)
+
+
+@njit(cache=True, error_model="numpy")
+def next_check(t, check_s):
+    """The first check instant k * check_s (s, k >= 0 an integer) at or after ``t`` (s); an instant within
+    1e-9 of a period before ``t`` counts as ``t`` (the rounding of sums of activity times)."""
+    return math.ceil(t / check_s - 1e-9) * check_s
+
+
+@njit(cache=True, error_model="numpy")
+def _moved(el, v, reason, m, h, c, l, x):
+    """A :class:`Move` of ``el`` s ending at ``v`` for ``reason``, with the energies (h, c, l, x) plus ``m``'s."""
+    h, c, l, x = plus(h, c, l, x, m)
+    return Move(el, v, reason, h, c, l, x)
+
+
+@njit(cache=True, error_model="numpy")
+def _after(el, r, rest, horizon):
+    """The time (s) after the move ``r`` that followed ``el`` s of a move of ``horizon`` s: exactly ``horizon`` when
+    ``r`` ran the ``rest`` of it (so that a caller's ``elapsed < duration`` test sees a whole activity)."""
+    return horizon if (r.reason == HORIZON and r.elapsed_s >= rest) else el + r.elapsed_s
+
+
+@njit(cache=True, error_model="numpy")
+def _advance_checked(v, t, horizon, p_load, v_low, v_high, stop_high, circ, on):
+    """:func:`advance` with power good decided only at a check instant (see there): with the MCU ``on``, falling
+    (HIT_LOW) at a check that finds V <= v_low or at ``circ.v_floor``; off, rising (HIT_HIGH) at a check that
+    finds V >= v_high."""
+    e_h = e_c = e_l = e_x = 0.0
+    el = 0.0
+    event = HIT_LOW if on else HIT_HIGH
+    while True:
+        if (v > v_low) if on else (v < v_high):  # on the side of the threshold power good stays on
+            rest = horizon - el
+            r = advance_continuous(v, t + el, rest, p_load, v_low if on else -1.0, v_high, stop_high, circ)
+            el = _after(el, r, rest, horizon)
+            if r.reason != event:
+                return _moved(el, r.v_end, r.reason, r, e_h, e_c, e_l, e_x)
+            e_h, e_c, e_l, e_x = plus(e_h, e_c, e_l, e_x, r)
+            v = r.v_end
+        # across the threshold: power good changes at the next check, unless V is back by then
+        now = t + el
+        wait = next_check(now, circ.check_s) - now
+        if wait <= 1e-9 * circ.check_s:  # a check now
+            return Move(el, v, event, e_h, e_c, e_l, e_x)
+        rest = horizon - el
+        r = advance_continuous(v, now, min(wait, rest), p_load, circ.v_floor if on else -1.0, v_high,
+                               stop_high and on, circ)
+        el = _after(el, r, rest, horizon)
+        if r.reason != HORIZON or wait > rest:  # the MCU's floor, the comparator, or the end of the activity
+            return _moved(el, r.v_end, r.reason, r, e_h, e_c, e_l, e_x)
+        e_h, e_c, e_l, e_x = plus(e_h, e_c, e_l, e_x, r)
+        v = r.v_end
+        if (v <= v_low) if on else (v >= v_high):  # the check
+            return Move(el, v, event, e_h, e_c, e_l, e_x)
+
+
+@njit(cache=True, error_model="numpy")
+def advance_continuous(v, t, horizon, p_load, v_low, v_high, stop_high, circ):
     """Integrate the capacitor of ``circ`` (a :class:`Circuit`) from (t, v) for at most ``horizon`` seconds.
 
     The load draws ``p_load`` W from the capacitor.  Stops early when V falls to

@@ -20,6 +20,10 @@ class PowerConfig:
     front end's regulated output rescales them (:func:`aidi.sim.frontend.loads`).
     board_sleep_A: the part of leakage_A that is the board's quiescent draw (:class:`aidi.sim.platform.Board`),
     reported under ``by_category.board`` (consumed) instead of ``leaked``.
+    threshold_check_s: power good (boot at v_on, brown-out at v_off) is decided only at t = k * threshold_check_s
+    (s; 0: at the threshold itself), as a front end that checks its thresholds periodically
+    (:func:`aidi.sim.capacitor.advance`); v_floor: with a check interval, the capacitor voltage at which the MCU
+    stops whatever power good says (V: its minimum supply plus the output's drop, :mod:`aidi.sim.frontend`).
     """
 
     capacitor_F: float
@@ -33,8 +37,12 @@ class PowerConfig:
     v_input_V: float | None = None
     load_v_nominal_V: float = 3.0
     board_sleep_A: float = 0.0
+    threshold_check_s: float = 0.0
+    v_floor: float = 0.0
 
     def __post_init__(self):
+        if not (0.0 <= self.threshold_check_s < float("inf")):
+            raise ValueError(f"threshold_check_s must be a finite time >= 0 s, got {self.threshold_check_s!r}")
         if not 0.0 <= self.board_sleep_A <= self.leakage_A:
             raise ValueError(f"board_sleep_A ({self.board_sleep_A:g} A) must lie in [0, leakage_A = "
                              f"{self.leakage_A:g} A]: leakage_A holds it")

@@ -122,7 +122,8 @@ class Device:
         self.fails_in_row = 0
         self.completed = False
         self.reason = ""
-        self.time_invariant = seg.time_invariant
+        # with a threshold-check interval a run also depends on the time modulo the interval (as the oracle's)
+        self.time_invariant = seg.time_invariant and power.threshold_check_s == 0.0
         self.aware = sim.energy_aware
         # the run's records, built once: every power cycle and stretch of units is one stepping call on them
         self.plan = make_plan(work, power, sim.dispatch_margin, self.aware,

@@ -27,9 +27,10 @@ How aidi uses a preset
   capacitor gives I * V_out / eta_out(I), eta_out from the output LUT at that current (:func:`loads`, per unit,
   and per boot, sleep and dispatch phase).  ``PowerConfig.converter_efficiency`` is eta_out at the platform's
   active current (the loader sets it): every consumer of that scalar (check, the design search, the NAS's
-  budgets) sees the buck at the MCU's own operating point.  Those consumers still take the loads at the
-  platform's nominal 3.0 V (a conservative V_nominal / V_out more energy per unit); the engines and the latency
-  bound take them through :func:`loads`.  A load whose current falls in another LUT bin
+  budgets) sees the buck at the MCU's own operating point.  Every place a unit's power becomes capacitor
+  energy takes the loads through :func:`loads` (its factor :func:`load_scale`): both engines, ``aidi check``'s
+  latency bound and unit table, the design search's per-cycle atomicity (:func:`runnable`) and the emitted
+  firmware's threshold tables (:mod:`aidi.models.emit.dispatch`).  A load whose current falls in another LUT bin
   draws exactly its own I V_out / eta_out(I); its category then holds its extra loss (eta_ref / eta - 1).
   Without a buck (BQ25504, diode+capacitor, direct) the MCU sits on the capacitor: efficiency 1, the
   platform's powers as they are.
@@ -39,9 +40,19 @@ How aidi uses a preset
   full charge), v_initial = its V_OC at ``SoC_init``, v_max = the preset's V_mid_max; leakage through
   R_leak taken as the constant current (v_on + v_off) / 2 / R_leak (aidi's leakage is a constant current).
   Every one of these the scenario's ``[power]`` keys override.
-* Not modelled: the threshold-check interval (the BQ presets look at their thresholds every 64 ms; aidi boots
-  and browns out at the threshold itself, as a continuous comparator), the output capacitor's charge at
-  enable (dV_mid_enable_output), the KiBaM storage's series resistance (0 for the capacitor presets).
+* Threshold-check interval: the BQ presets look at their thresholds every 64 ms (``interval_check_thresholds_ms``;
+  shepherd's ``update_states_and_output`` checks at its first sample and every interval after), so power good
+  rises at the first check instant k * 64 ms that finds V >= v_on and falls at the first that finds V <= v_off
+  (``PowerConfig.threshold_check_s``, :func:`aidi.sim.capacitor.advance`; ``[power] threshold_check_s``
+  overrides it, 0 decides at the threshold).  Between two checks the MCU draws on below v_off; it stops anyway
+  at its minimum supply, :data:`MCU_MIN_SUPPLY_V` plus the output's drop (:attr:`Frontend.v_floor`: 2.0 V of
+  storage under the BQ25570), and then waits, off, for power good to rise again (a real MSP430 would restart
+  at its brown-out reset's release while the output is still on: not modelled).  Its draw there stays P / eta
+  (the buck no longer regulates below V_out + drop: not modelled).  A preset whose power good is immediate
+  (``immediate_pwr_good_signal``, the ``...s`` variants) decides at the threshold (its output switch still waits
+  for a check: left out).
+* Not modelled: the output capacitor's charge at enable (dV_mid_enable_output), the KiBaM storage's series
+  resistance (0 for the capacitor presets).
   tests/test_frontend_shepherd.py measures what these leave against shepherd-core's ``simulate_source``.
 """
 
@@ -57,6 +68,9 @@ from .harvesters import Segments, TraceError, _shepherd_quiet
 
 #: the presets the scenario format names (any other shepherd-core VirtualSourceConfig name works too)
 PRESETS = ("BQ25570", "BQ25504", "diode+capacitor", "direct")
+#: the MSP430FR5994's minimum supply (V): TI SLASE54 (MSP430FR599x datasheet), recommended operating conditions,
+#: V_CC 1.8 V to 3.6 V; below it the MCU stops whatever the front end's power good says
+MCU_MIN_SUPPLY_V = 1.8
 
 
 class FrontendError(TraceError):
@@ -81,6 +95,8 @@ class Frontend:
     v_max: float  #: the boost stops charging (V)
     v_out: float  #: the buck's regulated output (V)
     check_interval_s: float  #: the preset checks its thresholds this often (s; 0: continuously)
+    immediate_power_good: bool  #: its power good follows the thresholds at once (a Schmitt trigger)
+    v_output_drop: float  #: the output's drop below the storage when the buck cannot regulate (V, V_buck_drop)
     v_input_max: float  #: input voltage clip (V)
     i_input_max: float  #: input current clip (A)
     v_input_drop: float  #: input diode drop (V)
@@ -90,6 +106,19 @@ class Frontend:
     lut_in_i_log2: int  #: input current bins from 2^k nA (log2 steps)
     lut_out_inv: tuple  #: 12 output inverse efficiencies in 1/16, by log2 current bin
     lut_out_i_log2: int  #: output current bins from 2^k nA
+
+    @property
+    def power_good_check_s(self) -> float:
+        """How often power good (the MCU's boot and brown-out) is decided (s; 0: at the threshold): the preset's
+        threshold-check interval, 0 when its power good is immediate (shepherd's ``immediate_pwr_good_signal``;
+        its output switch still waits for a check, which aidi leaves out)."""
+        return 0.0 if self.immediate_power_good else self.check_interval_s
+
+    @property
+    def v_floor(self) -> float:
+        """The storage voltage (V) at which the MCU stops, whatever power good says: its minimum supply
+        :data:`MCU_MIN_SUPPLY_V` plus the output's drop (below V_out + drop the buck passes V_mid - drop)."""
+        return MCU_MIN_SUPPLY_V + self.v_output_drop
 
     def leakage_A(self, v_on: float, v_off: float) -> float:
         """The storage's leakage as aidi's constant current (A): (v_on + v_off) / 2 / R_leak."""
@@ -168,6 +197,8 @@ def preset(name: str) -> Frontend:
         v_max=1e-3 * min(states["V_mid_max_mV"], 1e3 * st.calc_V_OC(1.0) if st is not None else math.inf),
         v_out=1e-6 * pru.V_output_uV,
         check_interval_s=1e-3 * cfg.interval_check_thresholds_ms,
+        immediate_power_good=bool(cfg.immediate_pwr_good_signal),
+        v_output_drop=1e-6 * pru.V_buck_drop_uV,
         v_input_max=1e-6 * pru.V_input_max_uV,
         i_input_max=1e-9 * pru.I_input_max_nA,
         v_input_drop=1e-6 * pru.V_input_drop_uV,
@@ -226,30 +257,64 @@ def reference_efficiency(fe: Frontend, active_W: float, v_nominal: float) -> flo
     return float(fe.output_efficiency(active_W / v_nominal))
 
 
+def load_scale(power, p_W) -> np.ndarray:
+    """The factor (array like ``p_W``) by which :func:`loads` multiplies a load of nominal power ``p_W`` (W, at
+    the platform's ``load_v_nominal_V``) under ``power``'s front end: (V_out / v_nominal) * (eta_ref /
+    eta_out(p_W / v_nominal)), eta_ref = ``power.converter_efficiency``; 1 without a front end or a buck.  The one
+    place a unit's power becomes what the capacitor gives for it (the engines, ``aidi check``, the design search's
+    atomicity and the emitted thresholds all go through it)."""
+    p = np.asarray(p_W, dtype=np.float64)
+    if not power.frontend:
+        return np.ones_like(p)
+    fe = preset(power.frontend)
+    if not fe.buck:
+        return np.ones_like(p)
+    v_nom = power.load_v_nominal_V
+    return fe.v_out / v_nom * power.converter_efficiency / fe.output_efficiency(p / v_nom)
+
+
+def load_scale_range(power) -> tuple[float, float]:
+    """The smallest and largest :func:`load_scale` over every load current (the output LUT's bins): (1, 1)
+    without a front end or a buck."""
+    if not power.frontend or not preset(power.frontend).buck:
+        return 1.0, 1.0
+    fe = preset(power.frontend)
+    bins = 2.0 ** (np.arange(len(fe.lut_out_inv)) + fe.lut_out_i_log2) * 1e-9 * power.load_v_nominal_V  # W
+    s = load_scale(power, bins)
+    return float(s.min()), float(s.max())
+
+
 def loads(work, power):
     """The :class:`~aidi.sim.workload.Workload` the engines run under ``power``'s front end (``work`` itself
     without one, or without a buck): every load of nominal power P (unit, boot, sleep, measurement, LPM3 wait,
     wake-up) becomes P * (V_out / v_nominal) * (eta_ref / eta_out(P / v_nominal)), so that drawn through the
     scalar converter_efficiency eta_ref it takes I V_out / eta_out(I) from the capacitor (see the module
     docstring).  Durations are unchanged."""
-    if not power.frontend:
+    if not power.frontend or not preset(power.frontend).buck:
         return work
-    fe = preset(power.frontend)
-    if not fe.buck:
-        return work
-    v_nom = power.load_v_nominal_V
-    eta_ref = power.converter_efficiency
-
-    def scale(p):
-        p = np.asarray(p, dtype=np.float64)
-        return fe.v_out / v_nom * eta_ref / fe.output_efficiency(p / v_nom)
-
-    s_units = scale(work.power_W)
-    s_boot, s_sleep, s_meas, s_wait, s_wake = (float(x) for x in scale(
+    s_units = load_scale(power, work.power_W)
+    s_boot, s_sleep, s_meas, s_wait, s_wake = (float(x) for x in load_scale(power,
         [work.boot_J / work.boot_s, work.sleep_W, work.measure_W, work.wait_W, work.wake_W]))
     return replace(work, energy_J=work.energy_J * s_units[:, None], boot_J=work.boot_J * s_boot,
                    sleep_W=work.sleep_W * s_sleep, measure_W=work.measure_W * s_meas, wait_W=work.wait_W * s_wait,
                    wake_W=work.wake_W * s_wake)
+
+
+def runnable(work, power, margin: float, aware: bool) -> np.ndarray:
+    """Which units (bool, one per unit of ``work``, a Workload at the platform's nominal loads) one power cycle
+    can carry with no harvest at all, as the engines draw them (:func:`loads`): the boot and the unit drawn
+    through the converter fit the energy stored between V_on and V_off, ((E_boot + E_unit) / eta <=
+    ``power.e_store_J``, :func:`aidi.sim.workload.progress_violation` without a source), and under energy_aware
+    (``aware``) the unit's start threshold is at most V_on (:func:`aidi.sim.dispatch.make_plan` with dispatch
+    margin ``margin``: leakage included).  The design search's per-cycle atomicity under a front end."""
+    from .dispatch import make_plan
+
+    drawn = loads(work, power)
+    eta = power.converter_efficiency
+    ok = (drawn.boot_J + drawn.energy_J.sum(axis=1)) / eta <= power.e_store_J
+    if aware:
+        ok &= ~(make_plan(drawn, power, margin).v_start > power.v_on)
+    return ok
 
 
 def _energy_until(seg_t: np.ndarray, p: np.ndarray, period: float, t_end: float) -> float:
@@ -288,5 +353,6 @@ def with_input_loss(rec, seg):
     return replace(rec, tally=tally)
 
 
-__all__ = ["Frontend", "FrontendError", "PRESETS", "preset", "loads", "through", "reference_efficiency", "with_input_loss",
+__all__ = ["Frontend", "FrontendError", "PRESETS", "preset", "loads", "load_scale", "load_scale_range", "runnable",
+           "through", "reference_efficiency", "with_input_loss",
            "input_loss_J"]

@@ -104,7 +104,8 @@ def _run(units, plan, lim, spec, circ, out):
     eta, v_on, v_off, until = lim.eta, lim.v_on, lim.v_off, lim.until_s
     inferences, period_s = spec.inferences, spec.period_s
     acc, cat, by_layer, lat, cnt = out.acc, out.cat, out.by_layer, out.lat, out.cnt
-    time_invariant = circ.seg_t.shape[0] == 1 and circ.period == 0.0  # as Segments.time_invariant
+    # as Segments.time_invariant; with a threshold-check interval a run also depends on the time modulo the interval
+    time_invariant = circ.seg_t.shape[0] == 1 and circ.period == 0.0 and circ.check_s == 0.0
     t = 0.0
     v = spec.v_initial
     progress = 0
@@ -551,10 +552,10 @@ def _stacked(works: Sequence[Workload]) -> tuple:
     else:
         np.cumsum([w.durations_s.shape[0] for w in works], out=off[1:])
         d = np.concatenate([w.durations_s for w in works]).astype(np.float64, copy=False)
-        # with or without the board's column: the missing one is 0
-        energy = np.zeros((int(off[-1]), max(w.energy_J.shape[1] for w in works)))
-        for w, a, b in zip(works, off[:-1].tolist(), off[1:].tolist()):
-            energy[a:b, :w.energy_J.shape[1]] = w.energy_J
+        cols = max(w.energy_J.shape[1] for w in works)  # with or without the board's column
+        energy = np.concatenate([w.energy_J if w.energy_J.shape[1] == cols else
+                                 np.pad(w.energy_J, ((0, 0), (0, cols - w.energy_J.shape[1]))) for w in works]
+                                ).astype(np.float64, copy=False)
         layers = np.concatenate([w.layers for w in works]).astype(np.int64, copy=False)
     boot = np.array([(w.boot_s, w.boot_J, w.sleep_W, w.measure_s, w.measure_W, w.wait_W, w.wake_s, w.wake_W)
                      for w in works], dtype=np.float64)  # columns 3: in Workload.dispatch_costs order
@@ -563,14 +564,12 @@ def _stacked(works: Sequence[Workload]) -> tuple:
 
 def _config(power: PowerConfig, seg: Segments, sim: SimConfig) -> Config:
     """The :class:`Config` of a power configuration and run, every field of one type whatever the caller's
-    (Python floats, ints and bools, arrays as :func:`_typed`): the record type :func:`_call` compiled for."""
-    f = float
-    circ = Circuit(f(power.capacitor_F), f(power.leakage_A), f(power.v_max), _typed(seg.seg_t, np.float64),
-                   _typed(seg.seg_p, np.float64), _typed(seg.seg_g, np.float64), _typed(seg.seg_vs, np.float64),
-                   f(seg.period))
-    lim = Limits(f(power.converter_efficiency), f(power.v_on), f(power.v_off), f(sim.until_s))
-    return Config(circ, lim, RunSpec(f(power.v_initial), int(sim.inferences), f(sim.period_s)), bool(sim.energy_aware),
-                  f(sim.dispatch_margin))
+    (floats as Python floats, arrays as :func:`_typed`; the records' fields are all floats or arrays but
+    RunSpec.inferences and Config.aware): the record type :func:`_call` compiled for."""
+    circ = Circuit(*[_typed(x, np.float64) if isinstance(x, np.ndarray) else float(x) for x in circuit(power, seg)])
+    lim = Limits(*[float(x) for x in limits(power, sim.until_s)])
+    return Config(circ, lim, RunSpec(float(power.v_initial), int(sim.inferences), float(sim.period_s)),
+                  bool(sim.energy_aware), float(sim.dispatch_margin))
 
 
 #: the compiled entry points of :func:`_call`, by function

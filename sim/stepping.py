@@ -189,7 +189,9 @@ def run_units_merged(v, t, i0, i_end, units, lim, circ):
                     no_pattern_at = i
                     break
                 done += 1
-                if steady and done < reps:  # the patterns left repeat this one: jump over them
+                # the patterns left repeat this one: jump over them (not with a threshold-check interval, under
+                # which a pattern may dip below V_off between two checks and another one find it there)
+                if steady and done < reps and circ.check_s == 0.0:
                     fit = reps - done
                     room = min(seg_end, until) - now
                     if (fit + 1) * span > room:  # keep a pattern clear of until_s and of the next segment
@@ -316,7 +318,8 @@ def stretch(v, t, i0, known, units, plan, lim, circ, trace):
     merge = trace.elapsed_s.shape[0] == 0
     # merged stepping under a time-invariant source: a measured unit whose inputs (V, the known bound, the unit's
     # duration, power, threshold and drop) equal those of one stepped before repeats that step exactly
-    memo_ok = merge and plan.aware and circ.seg_t.shape[0] == 1 and circ.period == 0.0
+    # (not with a threshold-check interval: a step then depends on the time modulo the interval)
+    memo_ok = merge and plan.aware and circ.seg_t.shape[0] == 1 and circ.period == 0.0 and circ.check_s == 0.0
     memo = np.empty((_MEMO_ROWS if memo_ok else 0, _MEMO_COLS))
     n_memo = 0
     e_h = e_c = e_l = e_x = 0.0

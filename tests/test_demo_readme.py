@@ -10,7 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from aidi.analysis.cli import app
-from aidi.analysis.demo import DISPATCH_SCENARIO
+from aidi.analysis.demo import DISPATCH_SCENARIO, STEPS
+from aidi.analysis.progress import ENV
 from tests.conftest import DATASET_PACKAGES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,13 +54,43 @@ def needs(cmd: str) -> list:
     return marks
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("cmd", [pytest.param(c, marks=needs(c), id=c) for c in readme_commands()])
-def test_readme_command_runs(cmd, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # relative --out folders land in tmp
+def quick_args(cmd: str) -> list[str]:
+    """A README command's arguments as the tests run them: `demo` and `nas` with ``--quick`` (small training
+    budgets) and a `nas` ``--budget`` capped at 4 evaluations; the commands and their outputs are what is tested."""
     args = shlex.split(cmd)[1:]
     if args[0] in ("demo", "nas"):
-        args.append("--quick")  # small training budgets: the commands and their outputs are what is tested
+        args.append("--quick")
+    if args[0] == "nas" and "--budget" in args:
+        k = args.index("--budget") + 1
+        args[k] = str(min(int(args[k]), 4))
+    return args
+
+
+#: README commands whose run a test below makes once and reads in full (the demo; the comparison's JSON)
+RUN_ELSEWHERE = {"demo": "test_demo_quick_report_has_every_section",
+                 "compare": "tests/test_nas_search.py::test_readme_compare_json"}
+
+
+def run_elsewhere(cmd: str) -> str | None:
+    args = shlex.split(cmd)[1:]
+    if args[0] == "demo":
+        return "demo"
+    if args[:2] == ["nas", "lab-1mF"] and "--compare" in args and "--out" not in args:
+        return "compare"
+    return None
+
+
+def test_the_commands_run_elsewhere_are_in_the_readme():
+    """Each command left out of the parametrization below is in the README, once (else its test reads nothing)."""
+    assert sorted(filter(None, map(run_elsewhere, readme_commands()))) == sorted(RUN_ELSEWHERE)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cmd", [pytest.param(c, marks=needs(c), id=c) for c in readme_commands()
+                                 if run_elsewhere(c) is None])
+def test_readme_command_runs(cmd, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # relative --out folders land in tmp
+    args = quick_args(cmd)
     if args[0] == "run" and args[1].startswith("out/"):  # a file written by an earlier README command
         r = runner.invoke(app, ["nas", "lab-1mF", "--budget", "4", "--quick", "--out", "out/nas"])
         assert r.exit_code == 0, r.output
@@ -102,9 +133,21 @@ def own_network_files(folder: Path, imported: bool) -> None:
 
 @pytest.mark.slow
 @pytest.mark.toolchain("host")  # the demo builds its firmware on the host
-def test_demo_quick_report_has_every_section(tmp_path):
-    r = runner.invoke(app, ["demo", "--quick", "--out", str(tmp_path), "--json"])
-    assert r.exit_code == 0, r.output
+def test_demo_quick_report_has_every_section(tmp_path, monkeypatch):
+    """The README's `aidi demo` (quick, one run for all of this): its report, its summary, its progress lines."""
+    monkeypatch.delenv(ENV, raising=False)  # progress as a user sees it
+    (cmd,) = [c for c in readme_commands() if run_elsewhere(c) == "demo"]
+    args = quick_args(cmd)
+    args[args.index("--out") + 1] = str(tmp_path)
+    r = runner.invoke(app, [*args, "--json"])
+    assert r.exit_code == 0, f"{cmd}\n{r.output}"
+    # the progress lines: every step, the sweep's points; one copy of plotly.js, shared by every figure
+    assert STEPS == 6  # two scenarios, greedy vs energy_aware, the sweep, the NAS, the firmware
+    for k in range(1, STEPS + 1):
+        assert f"aidi demo: step {k}/{STEPS}: " in r.stderr
+    assert f"aidi demo: steps {STEPS}/{STEPS} (100%)" in r.stderr and "aidi demo: sweep: points 4/4 (100%)" in r.stderr
+    assert [p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.js")] == ["plotly.min.js"]
+    assert 'src="../plotly.min.js"' in (tmp_path / "solar-tmy3" / "voltage.html").read_text()
     html = (tmp_path / "report.html").read_text()
     for title in ("solar-tmy3: voltage and energy", "rf-intermittent: voltage and energy", "Latency vs capacitor",
                   "Schedulability", "Emitted firmware", "NAS: ours vs the baselines",

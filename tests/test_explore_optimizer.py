@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from aidi.models import hardware
 from aidi.models.design_search import EXHAUSTIVE_LIMIT, auto_design
@@ -107,3 +109,61 @@ def test_exhaustive_refuses_a_space_too_large():
     geoms = geoms_of(sc.model.layers, sc.model.input)
     with pytest.raises(ValueError, match=f"exceed the limit of {EXHAUSTIVE_LIMIT}"):
         hardware.optimize(sc, geoms, exhaustive=True)
+
+
+def _one_call_per_layer_descent(geoms, platform, ctx):
+    """The coordinate descent as it was before later passes were batched: one oracle call per layer per pass.
+    Returns (designs, oracle calls that simulated something)."""
+    from aidi.models import design_search as ds
+    from aidi.models.schedule.design import DEFAULT_BACKEND
+
+    p_h = ctx.segments.typical_power(ctx.power.v_off, ctx.power.v_on) * ctx.power.converter_efficiency
+    spaces = [ds._layer_space(g, platform, 4096, ctx, p_h, DEFAULT_BACKEND, "hypertile", None, None, None, False)
+              for g in geoms]
+    latency = ds._NetworkLatency(spaces, platform, ctx)
+    cur, best, calls, n = [0] * len(geoms), np.inf, 0, len(geoms)
+    for _ in range(ds.MAX_PASSES):
+        changed = False
+        for i, sp in enumerate(spaces):
+            cands = list(range(min(ds.ORACLE_TOP, len(sp.walked))))
+            cands += [] if cur[i] in cands else [cur[i]]
+            before = latency.evaluations
+            lat = latency([tuple(cur[:i]) + (j,) + tuple(cur[i + 1:]) for j in cands])
+            calls += latency.evaluations > before
+            k = int(np.argmin(lat))
+            if lat[k] < best * (1 - 1e-12) and cands[k] != cur[i]:
+                changed, cur[i] = True, cands[k]
+            best = min(best, float(lat[k]))
+        if not changed:
+            break
+    return [sp.walked[j].design for sp, j in zip(spaces, cur)], calls
+
+
+def test_later_descent_passes_are_batched_with_the_decisions_of_one_call_per_layer(monkeypatch):
+    from aidi.analysis.bench import explore_setup
+    from aidi.models.design_search import optimize_designs
+
+    platform, ctx, nets = explore_setup(6)
+    population, calls = oracle.Population, []
+    monkeypatch.setattr(oracle, "Population", lambda works: calls.append(len(works)) or population(works))
+    fewer = 0
+    for geoms in nets[1:]:
+        ref, ref_calls = _one_call_per_layer_descent(geoms, platform, ctx)
+        calls.clear()
+        opt = optimize_designs(geoms, platform, 4096, ctx, alternatives=0)  # the alternatives: all memoised
+        assert opt.designs == ref
+        assert len(calls) <= ref_calls
+        fewer += len(calls) < ref_calls
+    assert fewer > 0
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.integers(1, 4), min_size=12, max_size=12), st.integers(0, 4))
+def test_fram_totals_are_the_layouts_totals(nts, net):
+    from aidi.analysis.bench import explore_setup
+    from aidi.models.schedule.memory import fram_layout, fram_totals
+
+    geoms = explore_setup(4)[2][net]
+    nts = nts[:len(geoms)]
+    ones = [1] * len(geoms)
+    assert fram_totals(geoms, [nts, ones]) == [fram_layout(geoms, nts).total, fram_layout(geoms, ones).total]

@@ -64,6 +64,12 @@ TOL_T_PRESET_S = 1.5e-2
 TOL_E_PRESET = 1e-2
 #: energy into the storage, either way (relative; measured 1.5e-6)
 TOL_E_IN = 1e-4
+#: the nominal BQ25570 with its 64 ms threshold checks modelled: boot and brown-out times (s; measured: equal to
+#: the 10 us sample, both on the check grid) and completion (s; measured 3.0 ms: below V_out + drop shepherd's buck
+#: passes V_mid - drop, so the MCU's power falls with it while aidi keeps it, and shepherd's second cycle commits
+#: one unit more, 84 against 83, before the check at 0.448 s finds V below V_off)
+TOL_T_CHECK_S = 2e-4
+TOL_DONE_CHECK_S = 5e-3
 
 
 def recording(path: Path) -> Path:
@@ -91,27 +97,35 @@ def workload() -> Workload:
 class ReplayTarget(TargetABC):
     """aidi's load as a shepherd target: while power is good, the boot and then the units in order, each at its
     nominal current P / v_nominal (the current aidi's front end draws through the buck); power good falling
-    loses the unit that runs (greedy dispatch).  Each 10 us step returns the mean current over the step."""
+    loses the unit that runs (greedy dispatch), and so does its supply (shepherd's output voltage) falling below the
+    MCU's minimum (:data:`aidi.sim.frontend.MCU_MIN_SUPPLY_V`), after which it waits for power good to rise again,
+    as aidi's MCU does.  Each 10 us step returns the mean current over the step."""
 
     def __init__(self, work: Workload, v_nominal: float):
         self.d = work.durations_s.tolist()
         self.i = (work.power_W / v_nominal).tolist()
         self.boot_s, self.boot_i = work.boot_s, work.boot_J / work.boot_s / v_nominal
         self.state, self.progress, self.left, self.n = "off", 0, 0.0, 0
+        self.was_good = False  # power good at the last step (the MCU boots when it rises)
         self.on_t: list[float] = []
         self.off_t: list[float] = []
         self.done_t: float | None = None
 
-    def step(self, voltage_uV: int, *, pwr_good: bool) -> float:  # noqa: ARG002 - the MCU sees only power good
+    def step(self, voltage_uV: int, *, pwr_good: bool) -> float:
         t = self.n * DT
         self.n += 1
         if self.state == "done":
             return 0.0
-        if not pwr_good:
+        dead = voltage_uV < fr.MCU_MIN_SUPPLY_V * 1e6 and self.state != "off"  # below the MCU's minimum supply
+        if not pwr_good or dead:
             if self.state != "off":
                 self.off_t.append(t)
                 self.state = "off"
+            self.was_good = pwr_good
             return 0.0
+        if self.state == "off" and self.was_good:  # stopped at its floor: waits for power good to rise again
+            return 0.0
+        self.was_good = True
         if self.state == "off":
             self.on_t.append(t)
             self.state, self.left = "boot", self.boot_s
@@ -221,6 +235,24 @@ def test_aidi_agrees_with_shepherds_simulate_source(tmp_path, monkeypatch):
     assert max(table["boot_dt"], table["brownout_dt"], table["done_dt"]) <= TOL_T_S
     assert table["dv"] <= TOL_V
     assert max(table["e_mcu"], table["e_out"]) <= TOL_E and table["e_in"] <= TOL_E_IN
+
+
+def test_nominal_bq25570_with_its_64_ms_checks(tmp_path, monkeypatch):
+    """The BQ25570 itself (power good decided every 64 ms, the MCU drawing on below V_off until a check finds V
+    there): the same power cycles as shepherd, boot and brown-out times within TOL_T_CHECK_S, completion within
+    TOL_DONE_CHECK_S."""
+    rec, work = recording(tmp_path / "rec.h5"), workload()
+    sc, r, events = aidi_run("BQ25570", rec, work, tmp_path)
+    assert sc.power.threshold_check_s == pytest.approx(0.064)
+    sh = shepherd_run("BQ25570", rec, work, sc.power.load_v_nominal_V, monkeypatch)
+    m = metrics(sh, r, events)
+    assert m["cycles"][0] == m["cycles"][1] >= 3
+    assert max(m["boot_dt"], m["brownout_dt"]) <= TOL_T_CHECK_S
+    assert m["done_dt"] <= TOL_DONE_CHECK_S
+    # deciding at the threshold instead (the behaviour before the interval was modelled) does not agree
+    _, r0, events0 = aidi_run("BQ25570", rec, work, tmp_path, "threshold_check_s = 0.0")
+    m0 = metrics(sh, r0, events0)
+    assert m0["cycles"] != m["cycles"] or m0["done_dt"] > 5 * TOL_DONE_CHECK_S
 
 
 if __name__ == "__main__":  # python tests/test_frontend_shepherd.py BQ25570: one preset's times, side by side

@@ -69,8 +69,16 @@ def test_parallel_workers_and_dask_give_the_same_search(tmp_path):
 
 
 @pytest.mark.slow
-def test_compare_json(tmp_path):
-    s = nas_json("lab-1mF", "--compare", "--budget", "4", "--out", str(tmp_path))
+def test_readme_compare_json(tmp_path, monkeypatch):
+    """The README's `aidi nas lab-1mF --compare` (as tests/test_demo_readme.py runs README commands: quick, budget
+    capped at 4), its JSON."""
+    from tests.test_demo_readme import quick_args, readme_commands, run_elsewhere
+
+    (cmd,) = [c for c in readme_commands() if run_elsewhere(c) == "compare"]
+    monkeypatch.chdir(tmp_path)  # its default --out folder lands in tmp
+    args = quick_args(cmd)
+    assert args[0] == "nas" and args[args.index("--budget") + 1] == "4"
+    s = nas_json(*args[1:])
     assert len(s["table"]) == 3 and len(s["requirements_s"]) == 3
     assert s["requirements_s"] == sorted(s["requirements_s"])
     methods = {r["method"] for r in s["rows"]}

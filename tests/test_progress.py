@@ -142,20 +142,6 @@ def test_supernet_training_reports_its_batches(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_demo_reports_every_step_and_keeps_one_plotlyjs(tmp_path, monkeypatch):
-    monkeypatch.delenv(ENV, raising=False)
-    r = runner.invoke(app, ["demo", "--quick", "--out", str(tmp_path), "--json"])
-    assert r.exit_code == 0, r.output
-    json.loads(r.stdout)
-    assert STEPS == 6  # two scenarios, greedy vs energy_aware, the sweep, the NAS, the firmware
-    for k in range(1, STEPS + 1):
-        assert f"aidi demo: step {k}/{STEPS}: " in r.stderr
-    assert f"aidi demo: steps {STEPS}/{STEPS} (100%)" in r.stderr and "aidi demo: sweep: points 4/4 (100%)" in r.stderr
-    assert [p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.js")] == ["plotly.min.js"]
-    assert 'src="../plotly.min.js"' in (tmp_path / "solar-tmy3" / "voltage.html").read_text()
-
-
-@pytest.mark.slow
 def test_nas_reports_training_and_search_with_totals(tmp_path, monkeypatch):
     monkeypatch.delenv(ENV, raising=False)
     monkeypatch.setenv("AIDI_CACHE_DIR", str(tmp_path / "cache"))  # train the supernet here

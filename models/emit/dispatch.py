@@ -7,7 +7,7 @@ The emitted runtime does the same from a const table ``aidi_v_start_mv[]``: the
 thresholds come from the very function the engines call
 (:func:`aidi.sim.dispatch.check_thresholds`) on the very Workload they run
 (:meth:`aidi.sim.workload.Workload.from_graph` of the plan's task graph and
-platform), rounded *up* to whole millivolts so that the C threshold is never
+platform, as a ``[power] frontend``'s buck draws it: :func:`aidi.sim.frontend.loads`), rounded *up* to whole millivolts so that the C threshold is never
 below the simulator's.
 
 Like the engines (:func:`aidi.sim.dispatch.dispatch_unit`) the runtime measures V
@@ -38,6 +38,7 @@ from typing import Optional
 import numpy as np
 
 from ...sim.config import PowerConfig
+from ...sim.frontend import loads
 from ...sim.dispatch import DispatchPlan, boot_need, check_thresholds, make_plan, start_message, unstartable
 from ...sim.workload import NonProgressError, Workload
 
@@ -85,7 +86,7 @@ def start_thresholds_V(work: Workload, power: PowerConfig, margin: float) -> np.
 
     Raises :class:`~aidi.sim.workload.NonProgressError` (a ValueError) naming the unit when one exceeds V_on.
     """
-    return check_thresholds(work, power, margin)
+    return check_thresholds(loads(work, power), power, margin)
 
 
 def millivolts_up(volts: np.ndarray) -> np.ndarray:
@@ -115,7 +116,7 @@ def millivolts2_up(volts2: np.ndarray) -> np.ndarray:
 def known_drops_mv2(work: Workload, power: PowerConfig, margin: float) -> np.ndarray:
     """2 E_need / C of every unit in mV^2, rounded up (uint32): what running it takes off the runtime's
     lower bound on V^2 (the engines' own :class:`~aidi.sim.dispatch.DispatchPlan` drops)."""
-    return millivolts2_up(make_plan(work, power, margin).drops)
+    return millivolts2_up(make_plan(loads(work, power), power, margin).drops)
 
 
 def boot_known_mv2(work: Workload, power: PowerConfig, margin: float) -> int:
@@ -123,6 +124,7 @@ def boot_known_mv2(work: Workload, power: PowerConfig, margin: float) -> int:
     V_on^2 - 2 E_boot_need / C (:func:`aidi.sim.dispatch.boot_need`, the engines' boot seed
     :func:`aidi.sim.dispatch.boot_known` for a source that never draws from the capacitor, as a harvester behind
     its rectifier or diode).  ``x / 1e6 <= V_on^2 - 2 E_boot_need / C`` for the returned x."""
+    work = loads(work, power)
     need = boot_need(work.boot_J, work.boot_s, power.converter_efficiency, power.v_max, power.leakage_A, margin)
     v2 = power.v_on * power.v_on - 2.0 * need / power.capacitor_F
     if not v2 > 0.0:
@@ -168,7 +170,7 @@ def dispatch_context(plan, dispatch: Dispatch, total_units: int) -> dict:
     if dispatch.power is None:
         return ctx
     p = dispatch.power
-    work = workload(plan)
+    work = loads(workload(plan), p)  # the units as the scenario's power front end draws them (the engines' loads)
     if len(work) != total_units:
         raise ValueError(f"dispatch: the Workload has {len(work)} units, the plan {total_units}")
     table: DispatchPlan = make_plan(work, p, dispatch.margin)  # the engines' plan: thresholds and drops

@@ -47,9 +47,12 @@ def _strides(dims, axes):
 
 
 @njit(cache=True)
-def _run_len(dims, axes, k0, k1, k2):
-    """Tiles per run of a key over axes (k0, k1, k2; -1 unused): the trailing non-key axes' product."""
+def _runs(dims, axes, k0, k1, k2):
+    """Runs of a key over axes (k0, k1, k2; -1 unused): ``(tiles per run, outer)``, the run length the trailing
+    non-key axes' product, ``outer`` the nest's dims with those axes at 1 (:func:`_step` over it visits the first
+    tile of every run in order)."""
     run = 1
+    outer = dims.copy()
     for k in range(3, -1, -1):
         a = axes[k]
         if dims[a] == 1:
@@ -57,16 +60,20 @@ def _run_len(dims, axes, k0, k1, k2):
         if a == k0 or a == k1 or a == k2:
             break
         run *= dims[a]
-    return run
+        outer[a] = 1
+    return run, outer
 
 
 @njit(cache=True)
-def _decode(t, dims, axes, idx):
-    rem = t
+def _step(idx, dims, axes):
+    """Advance the tile coordinates ``idx`` (m, n, r, c) to the next tile of the loop nest ``axes`` (outer -> inner)
+    over ``dims``."""
     for k in range(3, -1, -1):
         a = axes[k]
-        idx[a] = rem % dims[a]
-        rem //= dims[a]
+        idx[a] += 1
+        if idx[a] < dims[a]:
+            return
+        idx[a] = 0
 
 
 @njit(cache=True)
@@ -75,23 +82,23 @@ def _fetch_counts(dims, axes, S, software, tied, is_input):
     mt, nt, rt, ct = dims[0], dims[1], dims[2], dims[3]
     n_tiles = mt * nt * rt * ct
     if is_input:
-        run = _run_len(dims, axes, 0 if tied else 1, 2, 3)
+        run, outer = _runs(dims, axes, 0 if tied else 1, 2, 3)
         n_keys = (mt if tied else nt) * rt * ct
     else:
-        run = _run_len(dims, axes, 0, 1, -1)
+        run, outer = _runs(dims, axes, 0, 1, -1)
         n_keys = mt * nt
     if software or run == 1:  # every run fetches once (and only then): runs per key = T / (L * keys)
         return np.full(n_keys, float(n_tiles // (run * n_keys)))
     counts = np.zeros(n_keys)
-    idx = np.zeros(4, np.int64)
+    idx = np.zeros(4, np.int64)  # the first tile of run j
     for j in range(n_tiles // run):
         t0 = j * run
-        _decode(t0, dims, axes, idx)
         if is_input:
             key = ((idx[0] if tied else idx[1]) * rt + idx[2]) * ct + idx[3]
         else:
             key = idx[0] * nt + idx[1]
         counts[key] += 1 + (t0 + run - 1) // S - t0 // S
+        _step(idx, outer, axes)
     return counts
 
 
@@ -105,15 +112,9 @@ def _fetch_total(cost, counts, out):
 
 
 @njit(cache=True)
-def _totals(tab, dims, axes, S, tied, weighted):
+def _compute_total(tab, dims, tied, weighted):
+    """(2,) [cycles, energy_J] of the compute category: the same under every loop order and S."""
     mt, nt, rt, ct = dims[0], dims[1], dims[2], dims[3]
-    n_tiles = mt * nt * rt * ct
-    n_units = (n_tiles + S - 1) // S
-    software = tab.software
-    st = _strides(dims, axes)
-    spill = software and st[1] != 1
-    out = np.zeros((3, 2))
-    # compute: order- and S-independent
     comp = np.zeros(2)
     for q in range(2):
         sum_c = 0.0
@@ -151,6 +152,25 @@ def _totals(tab, dims, axes, S, tied, weighted):
             for n in range(tab.tile_by_weights.shape[1]):
                 a += tab.tile_by_weights[m, n, q]
         comp[q] += a * rt * ct
+    return comp
+
+
+@njit(cache=True)
+def _totals(tab, dims, axes, S, tied, weighted):
+    return _totals_with(tab, dims, axes, S, tied, weighted, _compute_total(tab, dims, tied, weighted))
+
+
+@njit(cache=True)
+def _totals_with(tab, dims, axes, S, tied, weighted, comp):
+    """:func:`_totals` given the compute category's total ``comp`` (:func:`_compute_total`, computed once per
+    tile sizes for every loop order and S)."""
+    mt, nt, rt, ct = dims[0], dims[1], dims[2], dims[3]
+    n_tiles = mt * nt * rt * ct
+    n_units = (n_tiles + S - 1) // S
+    software = tab.software
+    st = _strides(dims, axes)
+    spill = software and st[1] != 1
+    out = np.zeros((3, 2))
     out[0, 0] = comp[0]
     out[0, 1] = comp[1]
     # data movement: fetches, outputs, bias, partial sums
@@ -178,13 +198,13 @@ def _totals(tab, dims, axes, S, tied, weighted):
             prev_m = -1
             prev_u = -1
             for b in range(mt * rt * ct):
-                _decode(b, bd, axes, idx)
                 u = (idx[0] * st[0] + idx[2] * st[2] + idx[3] * st[3]) // S
                 if idx[0] != prev_m or u != prev_u:
                     mv[0] += tab.load_bias[idx[0], 0]
                     mv[1] += tab.load_bias[idx[0], 1]
                 prev_m = idx[0]
                 prev_u = u
+                _step(idx, bd, axes)
         if nt > 1:
             every = spill or st[1] >= S
             for m in range(mt):
@@ -225,8 +245,9 @@ def exact_totals(gv, pv, tiles, lea, svals, software, orders):
     for i in range(n):
         tab = build_tables(gv, pv, tiles[i, 0], tiles[i, 1], tiles[i, 2], tiles[i, 3], lea[i], software)
         dims = np.array([tab.tm.shape[0], tab.tn.shape[0], tab.tr.shape[0], tab.tc.shape[0]], np.int64)
+        comp = _compute_total(tab, dims, op >= 2, op <= 2)
         for o in range(orders.shape[0]):
-            out[i, o] = _totals(tab, dims, orders[o], svals[i], op >= 2, op <= 2)
+            out[i, o] = _totals_with(tab, dims, orders[o], svals[i], op >= 2, op <= 2, comp)
     return out
 
 

@@ -96,6 +96,8 @@ class ExecutionDesign:
     def __post_init__(self):
         for k in ("Tr", "Tc", "Tm", "Tn", "S"):
             v = getattr(self, k)
+            if type(v) is int and v >= 1:  # the common case: nothing to convert
+                continue
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
                 raise ValueError(f"execution design: {k} must be a positive integer, got {v!r}")
             object.__setattr__(self, k, int(v))

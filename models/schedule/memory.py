@@ -36,6 +36,7 @@ against this layout.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Mapping, NamedTuple, Sequence
 
@@ -243,11 +244,11 @@ def check_aliasing(geoms: Sequence[LayerGeom], fram: "FramLayout") -> None:
     for g in geoms:
         o_reg, o_off = tensor_region(g.dst[0], geoms), g.dst[1]
         ob = fram.regions[o_reg][0] + 2 * o_off
-        oe = ob + 2 * int(np.prod(g.out_shape))
+        oe = ob + 2 * math.prod(g.out_shape)
         for t, off in g.src:
             i_reg = tensor_region(t, geoms)
             ib = fram.regions[i_reg][0] + 2 * off
-            ie = ib + 2 * int(np.prod(g.in_shape))
+            ie = ib + 2 * math.prod(g.in_shape)
             if ib < oe and ob < ie:
                 raise ValueError(f"{g.describe()}: its output ({o_reg}, FRAM bytes {ob}..{oe}) aliases its input "
                                  f"({i_reg}, bytes {ib}..{ie}); a re-executed unit would read what it overwrote, "
@@ -272,34 +273,56 @@ def fram_layout(geoms: Sequence[LayerGeom], n_in_tiles: Sequence[int]) -> FramLa
     input-channel tile, as the C runtime's ``AIDI_PSUM_LEN`` does.  Raises ValueError when a layer's
     output would alias its input (:func:`check_aliasing`).
     """
+    regions, off = _fram_tensors(geoms)
+    off = _with_psum(regions, off, psum_bytes(geoms, n_in_tiles))
+    layout = FramLayout(regions, off)
+    check_aliasing(geoms, layout)
+    return layout
+
+
+def fram_totals(geoms: Sequence[LayerGeom], n_in_tiles: Sequence[Sequence[int]]) -> list[int]:
+    """``fram_layout(geoms, nts).total`` (bytes) for every ``nts`` of ``n_in_tiles``, from one placement of the
+    tensors (only the partial-sum buffers differ).  Raises ValueError as :func:`fram_layout`."""
+    regions, off = _fram_tensors(geoms)
+    check_aliasing(geoms, FramLayout(regions, off))
+    return [_with_psum({}, off, psum_bytes(geoms, nts)) for nts in n_in_tiles]
+
+
+def psum_bytes(geoms: Sequence[LayerGeom], n_in_tiles: Sequence[int]) -> int:
+    """Bytes of one partial-sum buffer: the largest int32 output of a weighted layer with more than one
+    input-channel tile (0: none)."""
+    return max((4 * math.prod(g.out_shape) for g, nt in zip(geoms, n_in_tiles) if nt > 1 and g.weighted), default=0)
+
+
+def _add_region(regions: dict, off: int, name: str, nbytes: int) -> int:
+    """Add region ``name`` of ``nbytes`` at ``off``; returns the next aligned offset."""
+    regions[name] = (off, int(nbytes))
+    return align(off + nbytes)
+
+
+def _fram_tensors(geoms: Sequence[LayerGeom]) -> tuple[dict, int]:
+    """The FRAM regions before the partial-sum buffers (progress, input, weights and biases, ``act`` with the
+    intermediate tensors, output) and the offset after them."""
     from ..layers import tensor_sizes
 
-    regions, off = {}, 0
-
-    def add(name, nbytes):
-        nonlocal off
-        regions[name] = (off, int(nbytes))
-        off = align(off + nbytes)
-
-    add("progress", PROGRESS_BYTES)
+    regions: dict[str, tuple[int, int]] = {}
+    off = _add_region(regions, 0, "progress", PROGRESS_BYTES)
     sizes = tensor_sizes(geoms)
-    add("input", 2 * sizes[0])
+    off = _add_region(regions, off, "input", 2 * sizes[0])
     for g in geoms:
         if g.weighted:
-            add(f"w{g.index}", 2 * int(np.prod(g.weight_shape)))
-            add(f"b{g.index}", 4 * g.out_shape[0])
+            off = _add_region(regions, off, f"w{g.index}", 2 * math.prod(g.weight_shape))
+            off = _add_region(regions, off, f"b{g.index}", 4 * g.out_shape[0])
     out_t = geoms[-1].dst[0]
     inner = {t: 2 * n for t, n in sizes.items() if t not in (0, out_t)}
     offsets, arena = place_tensors(inner, tensor_lifetimes(geoms))
     base = off
-    add("act", arena)
+    off = _add_region(regions, off, "act", arena)
     for t in sorted(inner):
         regions[f"t{t}"] = (base + offsets[t], inner[t])
-    add("output", 2 * sizes[out_t])
-    ps = max((4 * int(np.prod(g.out_shape)) for g, nt in zip(geoms, n_in_tiles) if g.weighted and nt > 1),
-             default=0)
-    add("psum0", ps)
-    add("psum1", ps)
-    layout = FramLayout(regions, off)
-    check_aliasing(geoms, layout)
-    return layout
+    return regions, _add_region(regions, off, "output", 2 * sizes[out_t])
+
+
+def _with_psum(regions: dict, off: int, ps: int) -> int:
+    """Add the two partial-sum buffers of ``ps`` bytes each at ``off``; returns the total (bytes)."""
+    return _add_region(regions, _add_region(regions, off, "psum0", ps), "psum1", ps)

@@ -16,7 +16,7 @@ from numba import njit
 
 from ..costs.fast import build_tables, lb_scratch, lower_bound_into, sram_fits
 from ..runtime_sram import ALIGN
-from .closed import _totals
+from .closed import _compute_total, _totals_with
 from .walk import OVER_E_LIMIT, WalkParams, _walk
 
 #: slots of the surrogate's parameter vector (:func:`surrogate_params`)
@@ -153,8 +153,9 @@ def walk_ranked(gv, pv, tiles, lea, svals, units, software, orders, sp, e_limit,
     for i in range(n):
         tab = tabs[i]
         dims = np.array([tab.tm.shape[0], tab.tn.shape[0], tab.tr.shape[0], tab.tc.shape[0]], np.int64)
+        comp = _compute_total(tab, dims, op >= 2, op <= 2)  # the same under every loop order
         for o in range(n_ord):
-            tot = _totals(tab, dims, orders[o], svals[i], op >= 2, op <= 2)
+            tot = _totals_with(tab, dims, orders[o], svals[i], op >= 2, op <= 2, comp)
             cyc = tot[0, 0] + tot[1, 0] + tot[2, 0]
             en = tot[0, 1] + tot[1, 1] + tot[2, 1]
             sur[i * n_ord + o] = surrogate_s(cyc, en, units[i], sp)
