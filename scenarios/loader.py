@@ -86,6 +86,10 @@ class HarvesterSpec:
         if self.kind == "trace":
             return frontends.through(fe, harvesters.read_trace(self.file, self.efficiency, self.repeat,
                                                                input_power=fe.input_power), self.v_input_V)
+        if self.kind == "pv":  # the cell's operating voltage per segment, under the preset's MPPT
+            seg = self._raw_segments()
+            ghi = seg.seg_p / (self.area_cm2 * 1e-4 * self.cell_efficiency * self.efficiency)
+            return frontends.through(fe, seg, harvesters.pv_cell_voltage(ghi, fe.mppt_setpoint))
         return frontends.through(fe, self._raw_segments(), self.v_input_V)
 
     def _raw_segments(self) -> harvesters.Segments:
@@ -351,6 +355,8 @@ def parse(raw: dict, path: Path) -> Scenario:
     )
     if power.v_input_V is not None and fe is None:
         r.fail("power.v_input_V", "only with power.frontend (the harvester's operating voltage at its input)")
+    if power.v_input_V is not None and r.get("harvester", "kind", None, "str") == "pv":
+        r.fail("power.v_input_V", "not with a pv harvester: its cell model gives the operating voltage per segment")
 
     if "harvester" not in raw:
         r.fail("harvester", "missing section")

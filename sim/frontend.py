@@ -16,7 +16,9 @@ How aidi uses a preset
   V_input_max and I_input_max clip, no harvest below the boost's V_input_boost_threshold).  A piecewise source
   keeps one efficiency per segment, so the closed forms of :mod:`aidi.sim.capacitor` still hold.  Shepherd
   recordings and traces with voltage and current give V_in per sample (averaged into the segment's power);
-  sources without a voltage (constant, a power_W trace, pv) take ``[power] v_input_V``; a Thevenin source
+  sources without a voltage (constant, a power_W trace) take ``[power] v_input_V``; pv gives its cell's
+  operating voltage per segment under the preset's MPPT (:func:`aidi.sim.harvesters.pv_cell_voltage`,
+  ``Frontend.mppt_setpoint``); a Thevenin source
   behind a boost converter is taken at its maximum-power point (V_s / 2, V_s / 2R), without a boost it stays
   on the capacitor (V_s less the input drop).  The harvester's own power is kept as ``Segments.raw_p``; what
   the converter loses is counted after the run (:func:`with_input_loss`) as ``by_category.converter_input``,
@@ -97,6 +99,7 @@ class Frontend:
     check_interval_s: float  #: the preset checks its thresholds this often (s; 0: continuously)
     immediate_power_good: bool  #: its power good follows the thresholds at once (a Schmitt trigger)
     v_output_drop: float  #: the output's drop below the storage when the buck cannot regulate (V, V_buck_drop)
+    mppt_setpoint: float | None  #: its harvester's MPPT: a fraction of V_oc (mppt_voc), None: the optimum
     v_input_max: float  #: input voltage clip (V)
     i_input_max: float  #: input current clip (A)
     v_input_drop: float  #: input diode drop (V)
@@ -199,6 +202,8 @@ def preset(name: str) -> Frontend:
         check_interval_s=1e-3 * cfg.interval_check_thresholds_ms,
         immediate_power_good=bool(cfg.immediate_pwr_good_signal),
         v_output_drop=1e-6 * pru.V_buck_drop_uV,
+        mppt_setpoint=(float(cfg.harvester.setpoint_n) if str(cfg.harvester.algorithm).endswith("mppt_voc")
+                       else None),
         v_input_max=1e-6 * pru.V_input_max_uV,
         i_input_max=1e-9 * pru.I_input_max_nA,
         v_input_drop=1e-6 * pru.V_input_drop_uV,
@@ -213,8 +218,8 @@ def preset(name: str) -> Frontend:
 
 def through(fe: Frontend, seg, v_input_V: float | None = None):
     """The segments of a harvester whose power ``seg`` gives (W at the harvester) as they enter the storage
-    through the front end ``fe``: per segment input_power(V_in, P / V_in) at ``v_input_V`` (V), the harvester's
-    power kept as ``raw_p``.  Segments that already carry ``raw_p`` (a recording or trace read per sample)
+    through the front end ``fe``: per segment input_power(V_in, P / V_in) at ``v_input_V`` (V; or an array, one
+    voltage per segment, for a source that gives its own: pv), the harvester's power kept as ``raw_p``.  Segments that already carry ``raw_p`` (a recording or trace read per sample)
     are returned as they are; a Thevenin source is taken at its maximum-power point behind a boost, and with
     its source voltage less the input drop without one (the module docstring).  A front end with neither a
     boost nor an input drop passes the power through.
@@ -234,6 +239,8 @@ def through(fe: Frontend, seg, v_input_V: float | None = None):
         v, i = seg.seg_vs / 2.0, seg.seg_vs * seg.seg_g / 2.0
         raw = seg.seg_p + v * i
         return Segments(seg.seg_t, fe.input_power(v, i) + seg.seg_p, zeros, zeros, seg.period, seg.kind, raw_p=raw)
+    if np.ndim(v_input_V) > 0:  # one voltage per segment: a source that gives its own (pv)
+        return _through_per_segment(fe, seg, np.asarray(v_input_V, dtype=np.float64))
     where = f"power.v_input_V: {fe.name}"
     if v_input_V is None:
         raise FrontendError(f"power.v_input_V: missing: the {seg.kind} source gives no voltage, and the {fe.name} "
@@ -250,6 +257,23 @@ def through(fe: Frontend, seg, v_input_V: float | None = None):
                             f"above the preset's input range (I_input_max = {fe.i_input_max:g} A)")
     return Segments(seg.seg_t, fe.input_power(v_input_V, i), seg.seg_g, seg.seg_vs, seg.period, seg.kind,
                     raw_p=seg.seg_p)
+
+
+def _through_per_segment(fe: Frontend, seg, v: np.ndarray):
+    """:func:`through` of a source that gives its operating voltage ``v`` (V) per segment: the input power at
+    (v, P / v), 0 where v is 0 or below the boost's threshold.  FrontendError (naming the harvester) where v is
+    above V_input_max or P / v above I_input_max."""
+    i = np.divide(seg.seg_p, v, out=np.zeros_like(seg.seg_p), where=v > 0.0)
+    where = f"harvester: the {seg.kind} source"
+    if np.any(v > fe.v_input_max):
+        k = int(np.argmax(v))
+        raise FrontendError(f"{where}'s operating voltage {v[k]:g} V is above the {fe.name} preset's V_input_max = "
+                            f"{fe.v_input_max:g} V")
+    if np.any(i > fe.i_input_max):
+        k = int(np.argmax(i))
+        raise FrontendError(f"{where}'s {seg.seg_p[k]:g} W at {v[k]:g} V is {i[k]:g} A, above the {fe.name} preset's "
+                            f"input range (I_input_max = {fe.i_input_max:g} A): use a smaller harvester.area_cm2")
+    return Segments(seg.seg_t, fe.input_power(v, i), seg.seg_g, seg.seg_vs, seg.period, seg.kind, raw_p=seg.seg_p)
 
 
 def reference_efficiency(fe: Frontend, active_W: float, v_nominal: float) -> float:

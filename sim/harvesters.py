@@ -400,6 +400,37 @@ def pv(area_cm2: float, efficiency: float, file: Path | None = None, start_hour:
     times = (t_h - start_hour) * 3600.0
     return from_samples(times, power, True, "pv")
 
+#: the crystalline-silicon cell whose voltage a pv source gives a front end: one of the 96 series cells of the
+#: Canadian Solar CS5P-220M (mono-c-Si) in pvlib's bundled CEC library (data/sam-library-cec-modules-2019-03-05.csv,
+#: ``pvlib.pvsystem.retrieve_sam("CECMod")``), the module pvlib's own examples use; the cell's voltage does not
+#: depend on its area (its photocurrent, saturation current and resistances scale together)
+PV_MODULE = "Canadian_Solar_Inc__CS5P_220M"
+#: the cell temperature the pv source's voltage is taken at (deg C: the reference conditions; TMY3 temperatures
+#: are not used)
+PV_CELL_TEMP_C = 25.0
+
+
+def pv_cell_voltage(ghi_W_m2, setpoint: float | None = None) -> np.ndarray:
+    """Operating voltage (V, array like ``ghi_W_m2``) of one :data:`PV_MODULE` cell at irradiance ``ghi_W_m2``
+    (W/m^2) and :data:`PV_CELL_TEMP_C`: pvlib's De Soto single-diode model (``calcparams_desoto`` with the module's
+    CEC parameters, ``singlediode``) divided over its N_s series cells; at the maximum-power point when
+    ``setpoint`` is None (an optimal MPPT), else ``setpoint`` times the open-circuit voltage (an MPPT on a fraction
+    of V_oc).  0 where the irradiance is 0."""
+    import pvlib
+
+    g = np.asarray(ghi_W_m2, dtype=np.float64)
+    m = pvlib.pvsystem.retrieve_sam("CECMod")[PV_MODULE]
+    out = np.zeros_like(g)
+    lit = g > 0.0
+    if np.any(lit):
+        params = pvlib.pvsystem.calcparams_desoto(g[lit], PV_CELL_TEMP_C, m["alpha_sc"], m["a_ref"], m["I_L_ref"],
+                                                  m["I_o_ref"], m["R_sh_ref"], m["R_s"])
+        sd = pvlib.pvsystem.singlediode(*params)
+        v = np.asarray(sd["v_mp"] if setpoint is None else setpoint * np.asarray(sd["v_oc"]), dtype=np.float64)
+        out[lit] = v / float(m["N_s"])
+    return out
+
+
 #: ``harvester.gaps`` of a Shepherd recording: a hole in ``data/time`` is an error, or no harvest
 SHEPHERD_GAPS = ("error", "zero")
 
@@ -636,5 +667,6 @@ def _shepherd_segments(reader, path: Path, efficiency: float, repeat: bool, wind
     return Segments(edges, power * efficiency, np.zeros(m), np.zeros(m), duration if repeat else 0.0, "shepherd")
 
 
-__all__ = ["Segments", "constant", "thevenin", "read_trace", "pv", "from_samples", "TraceError", "default_tmy3",
+__all__ = ["Segments", "constant", "thevenin", "read_trace", "pv", "pv_cell_voltage", "from_samples", "TraceError",
+           "default_tmy3",
            "read_shepherd", "read_tmy3", "SHEPHERD_WINDOW_S", "SHEPHERD_GAPS", "MAX_POWER_W", "GHI_MAX_W_M2"]
