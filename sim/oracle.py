@@ -482,7 +482,9 @@ class Batch:
 
     def error(self, w: int) -> NonProgressError | None:
         """The NonProgressError workload w raises alone, or None."""
-        st, bad, progress = (int(x) for x in self.ints[w, :3])
+        st, bad, progress = self.ints[w, :3].tolist()
+        if st < STUCK:  # RUNNING, DONE, UNTIL, NEVER_BOOTS: no error
+            return None
         work = self.works[w]
         if st == NON_PROGRESS:
             return NonProgressError(progress_message(work, self.power, self.seg, bad))
@@ -490,10 +492,8 @@ class Batch:
             return NonProgressError(STUCK_BOOT if progress < 0 else stuck_unit(work.names[progress]))
         if st == STUCK_WAIT:
             return NonProgressError(stuck_wait(work.names[progress]))
-        if st == NO_START:
-            plan = make_plan(work, self.power, self.sim.dispatch_margin)
-            return NonProgressError(start_message(work, self.power, plan.v_start, unstartable(plan, self.power.v_on)))
-        return None
+        plan = make_plan(work, self.power, self.sim.dispatch_margin)  # NO_START
+        return NonProgressError(start_message(work, self.power, plan.v_start, unstartable(plan, self.power.v_on)))
 
     def result(self, w: int) -> dict:
         """The ``aidi run --json`` dict of workload w; raises its NonProgressError if it has one."""
@@ -504,22 +504,20 @@ class Batch:
         exc = self.error(w)
         if exc is not None:
             raise exc
-        i = dict(zip(INT_COLS, self.ints[w].tolist()))
-        f = dict(zip(FLOAT_COLS, self.floats[w].tolist()))
-        tally = Tally(harvested=f["harvested"], consumed=f["consumed"], leaked=f["leaked"], clipped=f["clipped"],
-                      on_time=f["on_time"], off_time=f["off_time"], power_cycles=i["power_cycles"],
-                      units_executed=i["units_executed"], units_reexecuted=i["units_reexecuted"],
-                      units_lost=i["units_lost"], inferences_completed=i["inferences_completed"],
-                      wait_time=f["wait_time"], threshold_waits=i["threshold_waits"],
-                      measurements=i["measurements"])
-        tally.by_category = {c: f[c] for c in CATEGORIES}
-        # workload w's row is 0 outside its own layers
-        tally.by_layer = {k: x for k, x in enumerate(self.by_layer[w].tolist()) if x != 0.0}
-        tally.latencies = [(k, x) for k, x in enumerate(self.lat[w].tolist()) if x == x]
-        st = i["status"]
-        return frontend.with_input_loss(RunRecord.of(tally, self.power, f["v"], f["t"], st == DONE,
-                                                     _REASONS.get(st, ""), "oracle", self.works[w], self.sim),
-                                        self.seg)
+        i = self.ints[w].tolist()
+        f = self.floats[w].tolist()
+        tally = Tally(harvested=f[2 + H], consumed=f[2 + C], leaked=f[2 + L], clipped=f[2 + X], on_time=f[2 + ON],
+                      off_time=f[2 + OFF], power_cycles=i[3 + N_CYCLES], units_executed=i[3 + N_EXECUTED],
+                      units_reexecuted=i[3 + N_REEXECUTED], units_lost=i[3 + N_LOST],
+                      inferences_completed=i[3 + N_INFERENCES], wait_time=f[2 + WAIT], threshold_waits=i[3 + N_WAITS],
+                      measurements=i[3 + N_MEASURES], by_category=dict(zip(CATEGORIES, f[2 + N_ACC:])),
+                      # workload w's row is 0 outside its own layers
+                      by_layer={k: x for k, x in enumerate(self.by_layer[w].tolist()) if x != 0.0},
+                      latencies=[(k, x) for k, x in enumerate(self.lat[w].tolist()) if x == x])
+        st = i[0]
+        rec = RunRecord.of(tally, self.power, f[1], f[0], st == DONE, _REASONS.get(st, ""), "oracle", self.works[w],
+                           self.sim)
+        return rec if self.seg.raw_p is None else frontend.with_input_loss(rec, self.seg)
 
 
 @njit(cache=True, error_model="numpy")
@@ -529,6 +527,18 @@ def _compile_and_evaluate(off, d, energy, layers, boot, cfg):
     return _evaluate(_compile(off, d, energy, layers, boot), cfg)
 
 
+def _typed(x, dtype) -> np.ndarray:
+    """``x`` as a C-contiguous, aligned, writeable array of ``dtype`` (itself when it is one already): the one
+    array type the compiled entry points are called with (see :func:`_call`)."""
+    if type(x) is np.ndarray and x.dtype == dtype and x.flags.num & _CAW == _CAW:
+        return x  # np.require would say the same, 10 times slower
+    return np.require(x, dtype, "CAW")
+
+
+#: numpy's flag bits C_CONTIGUOUS | ALIGNED | WRITEABLE (numpy/ndarraytypes.h NPY_ARRAY_*)
+_CAW = 0x0001 | 0x0100 | 0x0400
+
+
 def _stacked(works: Sequence[Workload]) -> tuple:
     """(off, durations, energy, layers, boot) of workloads back to back, as :func:`_compile` takes them (one
     workload's own arrays when they already have the types the compiled code takes: no copy)."""
@@ -536,9 +546,9 @@ def _stacked(works: Sequence[Workload]) -> tuple:
     if len(works) == 1:
         w = works[0]
         off[1] = w.durations_s.shape[0]
-        d = np.ascontiguousarray(w.durations_s, dtype=np.float64)
-        energy = np.ascontiguousarray(w.energy_J, dtype=np.float64)
-        layers = np.ascontiguousarray(w.layers, dtype=np.int64)
+        d = _typed(w.durations_s, np.float64)
+        energy = _typed(w.energy_J, np.float64)
+        layers = _typed(w.layers, np.int64)
     else:
         np.cumsum([w.durations_s.shape[0] for w in works], out=off[1:])
         d = np.concatenate([w.durations_s for w in works]).astype(np.float64, copy=False)
@@ -553,10 +563,28 @@ def _stacked(works: Sequence[Workload]) -> tuple:
 
 
 def _config(power: PowerConfig, seg: Segments, sim: SimConfig) -> Config:
-    """The :class:`Config` of a power configuration and run."""
-    return Config(circuit(power, seg), limits(power, sim.until_s), RunSpec(power.v_initial, sim.inferences,
-                                                                          sim.period_s),
-                  sim.energy_aware, sim.dispatch_margin)
+    """The :class:`Config` of a power configuration and run, every field of one type whatever the caller's
+    (floats as Python floats, arrays as :func:`_typed`; the records' fields are all floats or arrays but
+    RunSpec.inferences and Config.aware): the record type :func:`_call` compiled for."""
+    circ = Circuit(*[_typed(x, np.float64) if isinstance(x, np.ndarray) else float(x) for x in circuit(power, seg)])
+    lim = Limits(*[float(x) for x in limits(power, sim.until_s)])
+    return Config(circ, lim, RunSpec(float(power.v_initial), int(sim.inferences), float(sim.period_s)),
+                  bool(sim.energy_aware), float(sim.dispatch_margin))
+
+
+#: the compiled entry points of :func:`_call`, by function
+_ENTRIES: dict = {}
+
+
+def _call(fn, *args):
+    """``fn(*args)`` for :func:`_evaluate` and :func:`_compile_and_evaluate`, through its compiled entry point
+    (:func:`aidi.sim.stepping.entry_point`) without numba's typing of the records at every call (about as long
+    as a small network's run): their arguments always have the same types (:func:`_stacked`, :func:`_config`,
+    :func:`_compile`), so one entry point per function serves every call."""
+    entry = _ENTRIES.get(fn)
+    if entry is None:
+        entry = _ENTRIES[fn] = stepping.entry_point(fn, *args)
+    return entry(*args)
 
 
 class Population:
@@ -589,7 +617,7 @@ class Population:
             if pop is None:
                 pop = self._fronted[key] = Population([frontend.loads(w, power) for w in self.works], drawn=True)
             return pop.evaluate(power, seg, sim)
-        return Batch(self.works, power, seg, sim, _evaluate(self.compiled, _config(power, seg, sim)))
+        return Batch(self.works, power, seg, sim, _call(_evaluate, self.compiled, _config(power, seg, sim)))
 
 
 def simulate_batch(works: Sequence[Workload], power: PowerConfig, seg: Segments, sim: SimConfig) -> Batch:
@@ -598,7 +626,7 @@ def simulate_batch(works: Sequence[Workload], power: PowerConfig, seg: Segments,
     if not works:
         raise ValueError("a population needs at least one workload")
     works = [frontend.loads(w, power) for w in works] if power.frontend else list(works)  # as a front end draws them
-    return Batch(works, power, seg, sim, _compile_and_evaluate(*_stacked(works), _config(power, seg, sim)))
+    return Batch(works, power, seg, sim, _call(_compile_and_evaluate, *_stacked(works), _config(power, seg, sim)))
 
 
 def run(work: Workload, power: PowerConfig, seg: Segments, sim: SimConfig) -> RunRecord:

@@ -420,14 +420,15 @@ def cycle(v, t, release, i0, units, plan, lim, circ, trace):
 
 def _type_key(a):
     """A key that tells apart every pair of arguments numba would type differently (cheap, unlike numba's own
-    typing of records of arrays): an array's dtype, dimensions, layout flags and writability; a record's class
-    and fields, recursively; the class of anything else."""
-    if isinstance(a, np.ndarray):
-        f = a.flags
-        return a.dtype.str, a.ndim, f.c_contiguous, f.f_contiguous, f.writeable, f.aligned
+    typing of records of arrays): an array's dtype, dimensions and flags (layout, writability, alignment, and
+    ownership, which numba ignores: one more key at worst); a record's class and fields, recursively; the class
+    of anything else."""
+    t = type(a)
+    if t is np.ndarray:
+        return a.dtype, a.ndim, a.flags.num
     if isinstance(a, tuple):
-        return (type(a),) + tuple(_type_key(x) for x in a)
-    return type(a)
+        return (t,) + tuple(map(_type_key, a))
+    return t
 
 
 #: compiled entry points by (function, :func:`_type_key` of the arguments)
