@@ -219,7 +219,8 @@ def preset(name: str) -> Frontend:
 def through(fe: Frontend, seg, v_input_V: float | None = None):
     """The segments of a harvester whose power ``seg`` gives (W at the harvester) as they enter the storage
     through the front end ``fe``: per segment input_power(V_in, P / V_in) at ``v_input_V`` (V; or an array, one
-    voltage per segment, for a source that gives its own: pv), the harvester's power kept as ``raw_p``.  Segments that already carry ``raw_p`` (a recording or trace read per sample)
+    voltage per segment, for a source that gives its own: pv), the harvester's power kept as ``raw_p``.
+    Segments that already carry ``raw_p`` (a recording or trace read per sample)
     are returned as they are; a Thevenin source is taken at its maximum-power point behind a boost, and with
     its source voltage less the input drop without one (the module docstring).  A front end with neither a
     boost nor an input drop passes the power through.

@@ -25,10 +25,11 @@ from aidi.sim.dispatch import make_plan
 from aidi.sim.workload import NonProgressError
 
 PLATFORM = get_platform_of("msp430fr5994")
-#: how far above the SimPy model's latency the bound may be on the random cases of bound_cases (measured over 1500
-#: of them: at most 1.89 under energy_aware and 2.63 under greedy, which counts every unit past the minimum-source
-#: chain as lost once; the median is 1 + 1e-9, the bound's round-up: on a constant source the chain is the run)
-BOUND_FACTOR = {"energy_aware": 2.5, "greedy": 4.0}
+#: how far above the SimPy model's latency the bound may be on the random cases of bound_cases (measured over two
+#: sets of 1500: at most 2.58 under energy_aware, where a 64 ms check interval adds a whole interval to the first
+#: charge, and 2.63 under greedy, which counts every unit past the minimum-source chain as lost once; the median
+#: is 1 + 1e-9, the bound's round-up: on a constant source the chain is the run)
+BOUND_FACTOR = {"energy_aware": 3.0, "greedy": 4.0}
 
 
 def _power(name: str, cap: float, leak: bool, v_initial: float | None = None, check_s: float = 0.0) -> PowerConfig:
@@ -54,8 +55,8 @@ def atomic_cases(draw):
     name = draw(st.sampled_from(["BQ25570", "BQ25504"]))
     power = _power(name, draw(st.sampled_from([4.7e-5, 1e-4, 4.7e-4])), draw(st.booleans()))
     aware = draw(st.booleans())
-    sim = SimConfig(dispatch="energy_aware" if aware else "greedy", dispatch_margin=draw(st.sampled_from([0.0, 0.05, 0.3])),
-                    until_s=1e-6)
+    sim = SimConfig(dispatch="energy_aware" if aware else "greedy",
+                    dispatch_margin=draw(st.sampled_from([0.0, 0.05, 0.3])), until_s=1e-6)
     d, e = _units(draw, draw(st.integers(1, 4)), power.e_cycle_J)
     return power, sim, d, e
 

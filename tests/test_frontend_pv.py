@@ -40,7 +40,8 @@ def test_cell_voltage_is_the_single_diode_operating_point(ghi, setpoint):
 
 def scenario(tmp_path, power: str):
     p = tmp_path / "pv.toml"
-    p.write_text(f'[power]\n{power}\n[harvester]\nkind = "pv"\narea_cm2 = 5.0\nhours = 48\n[model]\ninput = [3, 16, 16]\n'
+    p.write_text(f'[power]\n{power}\n[harvester]\nkind = "pv"\narea_cm2 = 5.0\nhours = 48\n'
+                 '[model]\ninput = [3, 16, 16]\n'
                  'layers = [{type = "conv", k = 3, filters = 8, relu = true}]\nweights = "random"\n')
     return p
 

@@ -27,8 +27,11 @@ thresholds continuously as aidi does), 4 power cycles in 0.9 s, and stated as th
 What remains then: shepherd steps every 10 us (a threshold is seen up to one sample late, and a load's current
 is applied one sample after the target asked for it), currents pass an 18-bit ADC and the LUTs are integers,
 enabling the output takes the output capacitor's charge (dV_mid_enable_output, 8 mV, once at the start), and
-the storage leaks through R_leak (aidi: a constant current at the middle of its thresholds).  The BQ25570
-preset itself checks its thresholds only every 64 ms, which aidi does not model (README, The power path).
+the storage leaks through R_leak (aidi: a constant current at the middle of its thresholds).
+
+The BQ25570 itself decides power good only every 64 ms, which aidi models (``[power] threshold_check_s``):
+:func:`test_nominal_bq25570_with_its_64_ms_checks` compares that preset as it is (:data:`TOL_T_CHECK_S`,
+:data:`TOL_DONE_CHECK_S`).
 """
 
 from __future__ import annotations

@@ -7,8 +7,8 @@ The emitted runtime does the same from a const table ``aidi_v_start_mv[]``: the
 thresholds come from the very function the engines call
 (:func:`aidi.sim.dispatch.check_thresholds`) on the very Workload they run
 (:meth:`aidi.sim.workload.Workload.from_graph` of the plan's task graph and
-platform, as a ``[power] frontend``'s buck draws it: :func:`aidi.sim.frontend.loads`), rounded *up* to whole millivolts so that the C threshold is never
-below the simulator's.
+platform, as a ``[power] frontend``'s buck draws it: :func:`aidi.sim.frontend.loads`),
+rounded *up* to whole millivolts so that the C threshold is never below the simulator's.
 
 Like the engines (:func:`aidi.sim.dispatch.dispatch_unit`) the runtime measures V
 only when it must: it keeps in SRAM (so a power failure forgets it) a lower bound
