@@ -355,8 +355,11 @@ def parse(raw: dict, path: Path) -> Scenario:
     )
     if power.v_input_V is not None and fe is None:
         r.fail("power.v_input_V", "only with power.frontend (the harvester's operating voltage at its input)")
-    if power.v_input_V is not None and r.get("harvester", "kind", None, "str") == "pv":
-        r.fail("power.v_input_V", "not with a pv harvester: its cell model gives the operating voltage per segment")
+    gives_voltage = {"pv": "a pv harvester: its cell model gives the operating voltage per segment",
+                     "thevenin": "a thevenin harvester: the front end runs it at its maximum-power point, v_source / 2",
+                     "shepherd": "a shepherd recording: it gives the voltage per sample"}
+    if power.v_input_V is not None and r.get("harvester", "kind", None, "str") in gives_voltage:
+        r.fail("power.v_input_V", f"not with {gives_voltage[r.get('harvester', 'kind', None, 'str')]}")
 
     if "harvester" not in raw:
         r.fail("harvester", "missing section")
@@ -371,12 +374,16 @@ def parse(raw: dict, path: Path) -> Scenario:
     elif kind == "thevenin":
         hk["v_source"] = r.get("harvester", "v_source", lo=0.0, lo_open=True)
         hk["r_ohm"] = r.get("harvester", "r_ohm", lo=0.0, lo_open=True)
-        if hk["v_source"] <= v_on:
-            r.fail("harvester.v_source", f"{hk['v_source']:g} V must be above power.v_on ({v_on:g} V): the capacitor "
+        # the capacitor charges towards the source voltage (less a front end's input drop), unless a boost
+        # converter stands between them (it then delivers power at any storage voltage)
+        drop = fe.v_input_drop if fe is not None else 0.0
+        if not (fe is not None and fe.boost) and hk["v_source"] - drop <= v_on:
+            seen = f"{hk['v_source']:g} V" + (f" less {fe.name}'s {drop:g} V input drop" if drop else "")
+            r.fail("harvester.v_source", f"{seen} must be above power.v_on ({v_on:g} V): the capacitor "
                                          "charges towards the source voltage and never reaches v_on, so the device "
                                          "can never boot")
-        if v_init > hk["v_source"]:
-            r.fail("power.v_initial", f"must be <= harvester.v_source ({hk['v_source']:g} V)")
+        if not (fe is not None and fe.boost) and v_init > hk["v_source"] - drop:
+            r.fail("power.v_initial", f"must be <= harvester.v_source ({hk['v_source'] - drop:g} V)")
     elif kind == "trace":
         hk["file"] = r.get("harvester", "file", kind="path")
         hk["repeat"] = r.get("harvester", "repeat", True, kind="bool")

@@ -228,7 +228,10 @@ def through(fe: Frontend, seg, v_input_V: float | None = None):
     Raises FrontendError naming power.v_input_V when a voltage is needed and missing, outside the preset's
     input range (above V_input_max, below the boost's threshold) or when the current P / V_in is above
     I_input_max."""
-    if seg.raw_p is not None:
+    if seg.raw_p is not None:  # read through the front end per sample, at the file's own voltages
+        if v_input_V is not None and np.ndim(v_input_V) == 0:
+            raise FrontendError(f"power.v_input_V: not with a {seg.kind} that gives voltage and current per sample "
+                                f"(each sample is read at its own voltage)")
         return seg
     if not fe.boost and fe.v_input_drop == 0.0:
         return seg

@@ -270,6 +270,41 @@ def test_input_current_above_the_presets_range_is_an_error(tmp_path):
     assert r.exit_code == 2 and "I_input_max" in (r.stderr or r.output) and "power.v_input_V" in (r.stderr or r.output)
 
 
+@pytest.mark.parametrize("harvester, says", [
+    ('kind = "thevenin"\nv_source = 3.0\nr_ohm = 1000.0', "maximum-power point"),
+    ('kind = "trace"\nfile = "vi.csv"', "voltage and current per sample"),
+])
+def test_a_source_that_gives_its_voltage_refuses_v_input(tmp_path, harvester, says):
+    """No silent drop: a v_input_V that the source's own voltage would override is a one-line error naming the key
+    (pv's case: tests/test_frontend_pv.py); without it the same scenario runs."""
+    (tmp_path / "vi.csv").write_text("time_s,voltage_V,current_A\n0,1.0,2e-3\n1,1.2,3e-3\n")
+    bad = scenario(tmp_path, 'frontend = "BQ25570"\nv_input_V = 0.5', harvester)
+    r = runner.invoke(app, ["run", str(bad), "--engine", "oracle", "--json"])
+    msg = (r.stderr or r.output).strip()
+    assert r.exit_code == 2 and "\n" not in msg and "power.v_input_V" in msg and says in msg, msg
+    good = scenario(tmp_path, 'frontend = "BQ25570"', harvester, name="ok.toml")
+    r = runner.invoke(app, ["run", str(good), "--engine", "oracle", "--json"])
+    assert r.exit_code == 0, r.output
+
+
+def test_a_thevenin_source_below_v_on_boots_through_a_boost_not_through_a_diode(tmp_path):
+    """A boost converter harvests a 1 V source into a 3 V capacitor (the BQ25570's point); without one the capacitor
+    charges towards the source voltage less the input drop, so a source that cannot lift it above v_on is refused
+    (one line, naming the drop) instead of never booting."""
+    src = 'kind = "thevenin"\nv_source = 1.0\nr_ohm = 100.0'
+    r = runner.invoke(app, ["run", str(scenario(tmp_path, 'frontend = "BQ25570"', src)), "--engine", "oracle",
+                            "--json"])
+    assert r.exit_code == 0 and json.loads(r.stdout)["completed"], r.output
+    fe = fr.preset("diode+capacitor")
+    v = fe.v_on + fe.v_input_drop / 2  # above v_on, below it once the diode has taken its drop
+    assert fe.v_input_drop > 0 and not fe.boost
+    p = scenario(tmp_path, 'frontend = "diode+capacitor"', f'kind = "thevenin"\nv_source = {v}\nr_ohm = 100.0',
+                 name="d.toml")
+    r = runner.invoke(app, ["run", str(p), "--engine", "oracle", "--json"])
+    msg = (r.stderr or r.output).strip()
+    assert r.exit_code == 2 and "harvester.v_source" in msg and "input drop" in msg and "\n" not in msg, msg
+
+
 def test_trace_with_voltage_takes_the_lut_per_row(tmp_path):
     f = tmp_path / "t.csv"
     f.write_text("time_s,voltage_V,current_A\n0,0.3,1e-3\n1,1.2,5e-4\n2,0.05,1e-3\n")
