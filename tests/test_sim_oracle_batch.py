@@ -435,3 +435,39 @@ def test_voltage_after_long_moves_toward_an_equilibrium(move, log_taus):
     t = ph.integrals(a, b, c, cap, v1, v)[0]
     assert abs(t - dt) <= 1e-9 * dt + slack, (t, dt, v, root, slack)
     assert abs(_t_exact(a, b, c, cap, v1, v) - dt) <= 1e-9 * dt + slack, (dt, v, root, slack)
+
+
+def _read_only(a):
+    a = np.array(a)
+    a.flags.writeable = False
+    return a
+
+
+def test_compiled_calls_take_arguments_of_any_array_or_number_type():
+    """The oracle calls its compiled entry points without numba's typing (oracle._call: one entry point per
+    function, compiled for one type of every argument).  Arguments of other types (read-only, strided,
+    float32 or int32 arrays, numpy scalars) are normalised first: the same answers as the usual ones, single
+    calls and populations alike (a wrong type reaching the entry point would read garbage)."""
+    from dataclasses import replace
+
+    from tests.test_sim_engines import with_dispatch_costs
+
+    rng = np.random.default_rng(3)
+    d = rng.uniform(1e-3, 5e-3, 40)
+    work = with_dispatch_costs(make_work(d, np.outer(d * 3e-3, [0.6, 0.3, 0.1]), layers=np.arange(40) // 10))
+    power = PowerConfig(capacitor_F=100e-6, v_on=3.0, v_off=2.0, v_max=3.3, leakage_A=1e-7)
+    seg = hv.thevenin(3.2, 300.0)
+    sim = SimConfig(until_s=30.0)
+    ref = oracle.simulate(work, power, seg, sim)
+    odd_work = replace(work, durations_s=_read_only(work.durations_s), energy_J=np.asfortranarray(work.energy_J),
+                       layers=work.layers.astype(np.int32))
+    wide = np.zeros(2 * len(work))  # a strided view
+    wide[::2] = work.durations_s
+    strided_work = replace(work, durations_s=wide[::2])
+    odd_seg = replace(seg, seg_t=_read_only(seg.seg_t), seg_p=seg.seg_p.astype(np.float32),
+                      seg_g=_read_only(seg.seg_g), seg_vs=np.asfortranarray(seg.seg_vs))
+    odd_power = replace(power, capacitor_F=np.float64(100e-6), v_on=np.float32(3.0), v_off=2)
+    assert odd_power.v_on == 3.0 and ref["completed"]
+    for w, p, s in ((odd_work, power, seg), (strided_work, power, seg), (work, odd_power, odd_seg)):
+        assert oracle.simulate(w, p, s, sim) == ref
+        assert oracle.Population([w, work]).evaluate(p, s, sim).result(0) == ref
