@@ -86,10 +86,11 @@ class HarvesterSpec:
         if self.kind == "trace":
             return frontends.through(fe, harvesters.read_trace(self.file, self.efficiency, self.repeat,
                                                                input_power=fe.input_power), self.v_input_V)
-        if self.kind == "pv":  # the cell's operating voltage per segment, under the preset's MPPT
+        if self.kind == "pv":  # the cell's operating point per segment, under the preset's MPPT
             seg = self._raw_segments()
             ghi = seg.seg_p / (self.area_cm2 * 1e-4 * self.cell_efficiency * self.efficiency)
-            return frontends.through(fe, seg, harvesters.pv_cell_voltage(ghi, fe.mppt_setpoint))
+            v_cell, fraction = harvesters.pv_operating_point(ghi, fe.mppt_setpoint)
+            return frontends.through(fe, replace(seg, seg_p=seg.seg_p * fraction), v_cell)
         return frontends.through(fe, self._raw_segments(), self.v_input_V)
 
     def _raw_segments(self) -> harvesters.Segments:

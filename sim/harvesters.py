@@ -410,25 +410,38 @@ PV_MODULE = "Canadian_Solar_Inc__CS5P_220M"
 PV_CELL_TEMP_C = 25.0
 
 
-def pv_cell_voltage(ghi_W_m2, setpoint: float | None = None) -> np.ndarray:
-    """Operating voltage (V, array like ``ghi_W_m2``) of one :data:`PV_MODULE` cell at irradiance ``ghi_W_m2``
-    (W/m^2) and :data:`PV_CELL_TEMP_C`: pvlib's De Soto single-diode model (``calcparams_desoto`` with the module's
-    CEC parameters, ``singlediode``) divided over its N_s series cells; at the maximum-power point when
-    ``setpoint`` is None (an optimal MPPT), else ``setpoint`` times the open-circuit voltage (an MPPT on a fraction
-    of V_oc).  0 where the irradiance is 0."""
+def pv_operating_point(ghi_W_m2, setpoint: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Operating point of one :data:`PV_MODULE` cell at irradiance ``ghi_W_m2`` (W/m^2) and :data:`PV_CELL_TEMP_C`
+    under an MPPT: ``(v_cell, fraction)``, arrays like ``ghi_W_m2``.  pvlib's De Soto single-diode model
+    (``calcparams_desoto`` with the module's CEC parameters, ``singlediode``); the operating voltage is the
+    maximum-power point's when ``setpoint`` is None (an optimal MPPT), else ``setpoint`` times the open-circuit
+    voltage (an MPPT on a fraction of V_oc), divided over the module's N_s series cells (V).  ``fraction`` is the
+    power there over the maximum power, V * I(V) / P_mp (``i_from_v``; 1 at the maximum-power point): what the
+    cell gives at that point of the harvester's rated (maximum-power) figure.  Both 0 where the irradiance is 0."""
     import pvlib
 
     g = np.asarray(ghi_W_m2, dtype=np.float64)
     m = pvlib.pvsystem.retrieve_sam("CECMod")[PV_MODULE]
-    out = np.zeros_like(g)
+    v_cell, fraction = np.zeros_like(g), np.zeros_like(g)
     lit = g > 0.0
     if np.any(lit):
         params = pvlib.pvsystem.calcparams_desoto(g[lit], PV_CELL_TEMP_C, m["alpha_sc"], m["a_ref"], m["I_L_ref"],
                                                   m["I_o_ref"], m["R_sh_ref"], m["R_s"])
         sd = pvlib.pvsystem.singlediode(*params)
-        v = np.asarray(sd["v_mp"] if setpoint is None else setpoint * np.asarray(sd["v_oc"]), dtype=np.float64)
-        out[lit] = v / float(m["N_s"])
-    return out
+        p_mp = np.asarray(sd["p_mp"], dtype=np.float64)
+        if setpoint is None:
+            v, f = np.asarray(sd["v_mp"], dtype=np.float64), np.ones_like(p_mp)
+        else:
+            v = setpoint * np.asarray(sd["v_oc"], dtype=np.float64)
+            i = np.maximum(np.asarray(pvlib.pvsystem.i_from_v(v, *params), dtype=np.float64), 0.0)
+            f = np.clip(v * i / p_mp, 0.0, 1.0)
+        v_cell[lit], fraction[lit] = v / float(m["N_s"]), f
+    return v_cell, fraction
+
+
+def pv_cell_voltage(ghi_W_m2, setpoint: float | None = None) -> np.ndarray:
+    """The operating voltage of :func:`pv_operating_point` (V, one cell)."""
+    return pv_operating_point(ghi_W_m2, setpoint)[0]
 
 
 #: ``harvester.gaps`` of a Shepherd recording: a hole in ``data/time`` is an error, or no harvest
