@@ -71,10 +71,12 @@ def test_preset_thresholds_and_storage_come_from_shepherd(name):
         assert fe.leakage_A(3.0, 2.0) == pytest.approx(2.5 / cfg.storage.R_leak_Ohm)
 
 
-def scenario(tmp_path, power: str, harvester: str = 'kind = "constant"\npower_W = 1e-3', name="s.toml"):
+def scenario(tmp_path, power: str, harvester: str = 'kind = "constant"\npower_W = 1e-3', name="s.toml", extra=""):
+    """A scenario file: ``[power]`` and ``[harvester]`` as given, a one-conv random-weight model, then ``extra``
+    (more sections)."""
     p = tmp_path / name
     p.write_text(f'[power]\n{power}\n[harvester]\n{harvester}\n[model]\ninput = [3, 16, 16]\n'
-                 'layers = [{type = "conv", k = 3, filters = 8, relu = true}]\nweights = "random"\n')
+                 f'layers = [{{type = "conv", k = 3, filters = 8, relu = true}}]\nweights = "random"\n{extra}')
     return p
 
 

@@ -19,6 +19,7 @@ from aidi.analysis.cli import app
 from aidi.scenarios import loader
 from aidi.sim import frontend as fr
 from aidi.sim.capacitor import HIT_HIGH, HIT_LOW, HORIZON, Circuit, advance, advance_continuous
+from tests.test_frontend import scenario as frontend_scenario
 
 runner = CliRunner()
 
@@ -97,11 +98,7 @@ def test_v_recovering_before_the_check_is_no_brownout():
 
 
 def scenario(tmp_path, power: str):
-    p = tmp_path / "s.toml"
-    p.write_text(f'[power]\n{power}\n[harvester]\nkind = "constant"\npower_W = 1e-3\n[model]\ninput = [3, 16, 16]\n'
-                 'layers = [{type = "conv", k = 3, filters = 8, relu = true}]\nweights = "random"\n'
-                 '[execution]\ndispatch = "greedy"\n')
-    return p
+    return frontend_scenario(tmp_path, power, extra='[execution]\ndispatch = "greedy"\n')
 
 
 def test_the_interval_comes_from_the_preset_unless_overridden(tmp_path):

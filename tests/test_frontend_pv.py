@@ -14,6 +14,7 @@ from aidi.analysis.cli import app
 from aidi.scenarios import loader
 from aidi.sim import frontend as fr
 from aidi.sim import harvesters as hv
+from tests.test_frontend import scenario as frontend_scenario
 
 runner = CliRunner()
 
@@ -45,11 +46,7 @@ def test_cell_voltage_is_the_single_diode_operating_point(ghi, setpoint):
 
 
 def scenario(tmp_path, power: str):
-    p = tmp_path / "pv.toml"
-    p.write_text(f'[power]\n{power}\n[harvester]\nkind = "pv"\narea_cm2 = 5.0\nhours = 48\n'
-                 '[model]\ninput = [3, 16, 16]\n'
-                 'layers = [{type = "conv", k = 3, filters = 8, relu = true}]\nweights = "random"\n')
-    return p
+    return frontend_scenario(tmp_path, power, 'kind = "pv"\narea_cm2 = 5.0\nhours = 48', name="pv.toml")
 
 
 def test_pv_behind_the_bq25570_reads_the_input_lut_at_the_cells_voltage(tmp_path):
