@@ -223,7 +223,8 @@ def _run_demo(out: Path, quick: bool, con: Console, prog: Progress, fw: FigureWr
     sections.append(Section("NAS: ours vs the baselines",
                             f"<p>Ours: {cmp['budget']} evaluations read off the supernet, its front's finalists "
                             "trained from scratch and the fastest within one standard error of the best validation "
-                            "accuracy taken; each baseline searches for as long as ours took, supernet training "
+                            "accuracy taken, then the pick's faster one-decision neighbours trained and the rule "
+                            "applied again (up to two rounds); each baseline searches for as long as ours took, supernet training "
                             "included (seed 0); every reported model re-simulated with the SimPy model. "
                             "<code>aidi nas SCENARIO --compare</code> runs three requirements.</p>" + table_html(nas_table), [fig]))
     fw.figure(fig, out / "nas" / "accuracy_vs_latency")

@@ -630,7 +630,10 @@ def run_compare(scenario: str | Path, controller: str = "evolution", budget: int
       :data:`COMPARE_FINAL_EPOCHS` (the supernet ranks; its inherited weights, fine-tuned, tested 2-3
       points below a from-scratch training of the same member on digits), and the fastest whose
       validation accuracy is within one standard error of the best
-      (:func:`aidi.models.nas.controllers.one_standard_error_pick`);
+      (:func:`aidi.models.nas.controllers.one_standard_error_pick`), refined by training the pick's faster
+      one-decision neighbours the supernet rates best (:func:`aidi.models.nas.controllers.refine_pick`:
+      up to REFINE_ROUNDS rounds of REFINE_K, stopping when the pick stays; they are in the row's
+      "finalists" with ``refined`` > 0, their evaluations in ``refine_evaluations``);
     * iNAS-style: iNAS's LSTM controller and reward (:mod:`aidi.models.nas.baselines`) over iNAS's
       space (plain convolutions), iNAS's cost model and explorer on iNAS's view of the supply
       (:class:`InasHardware`) for latency and designs, children trained from scratch for the
@@ -670,7 +673,7 @@ def run_compare(scenario: str | Path, controller: str = "evolution", budget: int
     from aidi.models.nas import Evaluator, SupernetAccuracy, make_controller, run_search
     from aidi.models.nas.baselines import (InasController, inas_subspace, run_inas_search, scratch_epochs,
                                            scratch_trainer)
-    from aidi.models.nas.controllers import one_standard_error_pick
+    from aidi.models.nas.controllers import REFINE_K, REFINE_ROUNDS, neighbours, refine_pick
     from aidi.models.nas.jobs import ScratchJob, run_jobs
     from aidi.models.nas.mbconv_supernet import train_for_space
     from aidi.models.nas.space import SPACE_KINDS, arch_from_dict
@@ -713,7 +716,8 @@ def run_compare(scenario: str | Path, controller: str = "evolution", budget: int
     epoch_s = _largest_epoch_s(sn)
     final_epochs_ours = COMPARE_FINAL_EPOCHS[bool(quick)]
     # every finalist trains from scratch, up to `workers` at a time
-    ft_estimate = (final_epochs_ours * epoch_s * math.ceil(MAX_FINALISTS / max(1, workers))
+    ft_estimate = (final_epochs_ours * epoch_s * (math.ceil(MAX_FINALISTS / max(1, workers))
+                                                  + REFINE_ROUNDS * math.ceil(REFINE_K / max(1, workers)))
                    if math.isfinite(epoch_s) else 0.0)
     reqs = requirements or default_requirements(sc, space, requirement_s, fractions)
     hw_int = HardwareEvaluator(sc)
@@ -739,17 +743,25 @@ def run_compare(scenario: str | Path, controller: str = "evolution", budget: int
             row["search_s"] = sn_charge + res.wall_s
             return _no_winner(row, "no feasible candidate found")
         t1 = time.perf_counter()
-        trained = run_jobs([ScratchJob(o["arch"], spec, seed, final_epochs_ours, device=device, keep_module=True)
-                            for o in finalists], map_fn)
+
+        def train(objs: list[dict]) -> list[dict]:
+            jobs = [ScratchJob(o["arch"], spec, seed, final_epochs_ours, device=device, keep_module=True)
+                    for o in objs]
+            return [{"obj": o, **j} for o, j in zip(objs, run_jobs(jobs, map_fn))]
+
+        def faster(obj: dict) -> list[dict]:  # the pick's one-decision neighbours, by this method's evaluator
+            return ev.evaluate_many(neighbours(space, arch_from_dict(obj["arch"])))
+
+        i, pool = refine_pick(train(finalists), len(data.y_val), faster, train)
         row["final_train_s"] = time.perf_counter() - t1
-        pick = one_standard_error_pick([{"i": i, "accuracy": j["val_accuracy"], "latency_s": o["latency_s"]}
-                                        for i, (o, j) in enumerate(zip(finalists, trained))], len(data.y_val))
-        best, module = finalists[pick["i"]], trained[pick["i"]]["module"]
+        best, module = pool[i]["obj"], pool[i]["module"]
         arch = arch_from_dict(best["arch"])
-        row["finalists"] = [{"arch": o["describe"], "supernet_accuracy": o["accuracy"], "latency_s": o["latency_s"],
-                             "val_accuracy": j["val_accuracy"]} for o, j in zip(finalists, trained)]
+        row["finalists"] = [{"arch": e["obj"]["describe"], "supernet_accuracy": e["obj"]["accuracy"],
+                             "latency_s": e["obj"]["latency_s"], "val_accuracy": e["val_accuracy"],
+                             "refined": e.get("refined", 0)} for e in pool]
+        row["refine_evaluations"] = ev.evaluations - res.evaluations
         row["epochs"] = final_epochs_ours
-        row["val_accuracy"] = pick["accuracy"]
+        row["val_accuracy"] = pool[i]["val_accuracy"]
         row["search_s"] = sn_charge + res.wall_s + row["final_train_s"]
         obj = best if method == "ours" else hw_int(arch)  # HW-NAS: deployed with our intermittent designs
         row.update(_deploy_and_confirm(tag, sc, arch, obj, module, data, seed, req, out_dir, data_dir))

@@ -123,3 +123,78 @@ def test_the_pick_trades_an_indistinguishable_accuracy_for_latency():
     assert one_standard_error_pick(fs, 287) is fs[1]
     assert one_standard_error_pick(fs, 100_000) is fs[0]  # SE 0.0005: the most accurate
     assert one_standard_error_pick([], 287) is None and standard_error(0.5, 0) == float("inf")
+
+
+# --------------------------------------------------------------------------- refining the pick along the latency axis
+def test_neighbours_change_exactly_one_decision_and_cover_every_option():
+    from aidi.models.nas.controllers import neighbours
+    from aidi.models.nas.mbconv import mbconv_space
+
+    a = SP.sample(np.random.default_rng(3))
+    nb = neighbours(SP, a)
+    ca = SP.encode(a)
+    assert len(nb) == sum(len(opts) - 1 for _, opts in SP.decisions()) == len({b.id for b in nb})
+    for b in nb:
+        assert sum(x != y for x, y in zip(ca, SP.encode(b))) == 1
+    mb = mbconv_space((1, 28, 28), 10)
+    m = mb.smallest()
+    nbm = neighbours(mb, m)
+    assert nbm and m.id not in {b.id for b in nbm} and len({b.id for b in nbm}) == len(nbm)
+    assert all(mb.contains(b) for b in nbm)
+
+
+def _entry(aid, val, lat, acc=0.5, feasible=True):
+    return {"obj": {"arch_id": aid, "latency_s": lat, "accuracy": acc, "feasible": feasible}, "val_accuracy": val}
+
+
+def test_refine_pick_walks_to_a_faster_neighbour_within_one_standard_error():
+    from aidi.models.nas.controllers import refine_pick
+
+    # val accuracies a trained neighbour would reach; n_val 300: SE(0.95) = 0.0126
+    truth = {"b": 0.945, "c": 0.80, "d": 0.944, "e": 0.90, "f": 0.95}
+    graph = {  # each member's neighbours: (id, search accuracy, latency)
+        "a": [("b", 0.6, 0.8), ("c", 0.7, 0.7), ("x", 0.9, 1.1), ("i", 0.99, 0.5)],
+        "b": [("d", 0.5, 0.6), ("e", 0.4, 0.65), ("a", 0.9, 1.0)],
+        "d": [],
+    }
+    trained = []
+
+    def faster(obj):
+        out = []
+        for aid, acc, lat in graph.get(obj["arch_id"], []):
+            out.append({"arch_id": aid, "accuracy": acc, "latency_s": lat, "feasible": aid != "i"})
+        return out
+
+    def train(objs):
+        trained.append([o["arch_id"] for o in objs])
+        return [{"obj": o, "val_accuracy": truth[o["arch_id"]]} for o in objs]
+
+    pool = [_entry("a", 0.95, 1.0), _entry("z", 0.70, 0.4)]
+    i, out = refine_pick(pool, 300, faster, train, k=2, rounds=3)
+    # round 1: c and b (the two most accurate faster feasible ones; x is slower, i infeasible), b is within
+    # the error and faster than a; round 2 from b: d and e; d (0.944, 0.6 s) is within the error of 0.95
+    assert trained == [["c", "b"], ["d", "e"]]
+    assert out[i]["obj"]["arch_id"] == "d" and out[i]["refined"] == 2
+    assert [e.get("refined", 0) for e in out] == [0, 0, 1, 1, 2, 2]
+    # the pick keeps its guarantee: nothing trained is both at least as accurate and faster
+    assert not any(e["val_accuracy"] >= out[i]["val_accuracy"] and e["obj"]["latency_s"] < out[i]["obj"]["latency_s"]
+                   for e in out)
+
+
+def test_refine_pick_stops_when_the_pick_stays_or_nothing_is_faster():
+    from aidi.models.nas.controllers import refine_pick
+
+    calls = []
+
+    def train(objs):
+        calls.append(len(objs))
+        return [{"obj": o, "val_accuracy": 0.5} for o in objs]  # far below the pick: the pick stays
+
+    def faster(obj):
+        return [{"arch_id": f"n{j}", "accuracy": 0.9, "latency_s": 0.1 * j, "feasible": True} for j in range(1, 5)]
+
+    i, out = refine_pick([_entry("a", 0.95, 1.0)], 300, faster, train, k=3, rounds=4)
+    assert out[i]["obj"]["arch_id"] == "a" and calls == [3]  # one round: the pick stayed
+    i, out = refine_pick([_entry("a", 0.95, 1.0)], 300, lambda o: [], train)
+    assert i == 0 and len(out) == 1
+    assert refine_pick([], 300, faster, train) == (-1, [])

@@ -323,3 +323,70 @@ def one_standard_error_pick(finalists: Sequence[dict], n_val: int, y: str = "acc
     floor = best - standard_error(best, n_val)
     close = [f for f in finalists if float(f[y]) >= floor]
     return min(close, key=lambda f: (f[x], -float(f[y])))
+
+
+def neighbours(space, arch) -> list:
+    """Every member of ``space`` one decision away from ``arch`` (each other option of each decision, in
+    decision order), unique by id, ``arch`` itself excluded.  Works on any space with ``decisions`` /
+    ``encode`` / ``decode`` (the chain space and the inverted-residual space); a decision that is inactive in
+    ``arch`` (a block the stage's depth leaves out) gives ``arch`` again and is skipped."""
+    codes = space.encode(arch)
+    seen, out = {arch.id}, []
+    for i, (_, opts) in enumerate(space.decisions()):
+        for j in range(len(opts)):
+            if j == codes[i]:
+                continue
+            a = space.decode(codes[:i] + [j] + codes[i + 1:])
+            if a.id not in seen:
+                seen.add(a.id)
+                out.append(a)
+    return out
+
+
+#: :func:`refine_pick`'s defaults: neighbours trained per round, rounds
+REFINE_K, REFINE_ROUNDS = 2, 2
+
+
+def refine_pick(pool: list[dict], n_val: int, faster: Callable[[dict], list[dict]],
+                train: Callable[[list[dict]], list[dict]], k: int = REFINE_K,
+                rounds: int = REFINE_ROUNDS) -> tuple[int, list[dict]]:
+    """The one-standard-error pick (:func:`one_standard_error_pick`) of trained finalists, then a descent
+    along the latency axis: up to ``rounds`` times, the ``k`` candidates ``faster(pick["obj"])`` returns
+    (objectives dicts of the pick's one-decision neighbours) that are feasible, faster than the pick and not
+    yet trained, the ``k`` most accurate by the search's accuracy, are trained (``train(objs)`` -> one
+    entry each) and the pick is redone over everything trained; it stops when the pick stays or no faster
+    neighbour is left.
+
+    ``pool``: entries ``{"obj": objectives dict (arch_id, latency_s, accuracy, feasible), "val_accuracy":
+    fraction, ...}``; ``train`` returns entries of that form.  Returns ``(index of the pick in the pool, the
+    pool with the trained neighbours appended, each marked "refined": round)``.
+
+    Why: the finalists are spread along the search's front, read off the supernet, which ranks members but
+    under-rates some of them; a member as accurate as the pick within the validation error but faster is
+    most often one decision away (fewer filters, a smaller kernel, one block less).  The rule keeps the
+    pick's guarantee: no trained member is both at least as accurate and faster."""
+    pool = list(pool)
+    if not pool:
+        return -1, pool
+
+    def pick_of():
+        p = one_standard_error_pick([{"i": i, "accuracy": e["val_accuracy"], "latency_s": e["obj"]["latency_s"]}
+                                     for i, e in enumerate(pool)], n_val)
+        return p["i"]
+
+    i = pick_of()
+    for r in range(rounds):
+        have = {e["obj"]["arch_id"] for e in pool}
+        lat = pool[i]["obj"]["latency_s"]
+        cands = {o["arch_id"]: o for o in faster(pool[i]["obj"])
+                 if o.get("feasible") and o.get("latency_s") is not None and o["latency_s"] < lat
+                 and o["arch_id"] not in have}
+        if not cands:
+            break
+        chosen = sorted(cands.values(), key=lambda o: (-float(o["accuracy"]), o["latency_s"], o["arch_id"]))[:k]
+        pool += [{**e, "refined": r + 1} for e in train(chosen)]
+        j = pick_of()
+        if j == i:
+            break
+        i = j
+    return i, pool
