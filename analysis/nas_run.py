@@ -729,6 +729,7 @@ def run_compare(scenario: str | Path, controller: str = "evolution", budget: int
 
     def supernet_method(method: str, req: float, ri: int, limit: float | None, map_fn) -> dict:
         tag = f"{method}-r{ri}"
+        t0_method = time.perf_counter()
         if progress:
             progress(tag, 0, budget)
         hw = hw_int if method == "ours" else HardwareEvaluator(sc, "continuous")
@@ -749,10 +750,21 @@ def run_compare(scenario: str | Path, controller: str = "evolution", budget: int
                     for o in objs]
             return [{"obj": o, **j} for o, j in zip(objs, run_jobs(jobs, map_fn))]
 
-        def faster(obj: dict) -> list[dict]:  # the pick's one-decision neighbours, by this method's evaluator
-            return ev.evaluate_many(neighbours(space, arch_from_dict(obj["arch"])))
+        def smaller(obj: dict) -> list:  # the pick's one-decision neighbours with fewer MACs (the likely faster)
+            a = arch_from_dict(obj["arch"])
+            return [b for b in neighbours(space, a) if b.macs() < a.macs()]
 
-        i, pool = refine_pick(train(finalists), len(data.y_val), faster, train)
+        def faster(obj: dict) -> list[dict]:  # ... evaluated by this method's evaluator
+            return ev.evaluate_many(smaller(obj))
+
+        def may_start(obj: dict) -> bool:  # a refinement round fits in the method's budget (none: always)
+            if limit is None:
+                return True
+            round_s = (len(smaller(obj)) / max(res.evals_per_s, 1e-9)
+                       + final_epochs_ours * epoch_s * math.ceil(REFINE_K / max(1, workers)))
+            return time.perf_counter() - t0_method + round_s <= limit + ft_estimate
+
+        i, pool = refine_pick(train(finalists), len(data.y_val), faster, train, may_start=may_start)
         row["final_train_s"] = time.perf_counter() - t1
         best, module = pool[i]["obj"], pool[i]["module"]
         arch = arch_from_dict(best["arch"])

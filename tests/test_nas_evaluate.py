@@ -197,4 +197,7 @@ def test_refine_pick_stops_when_the_pick_stays_or_nothing_is_faster():
     assert out[i]["obj"]["arch_id"] == "a" and calls == [3]  # one round: the pick stayed
     i, out = refine_pick([_entry("a", 0.95, 1.0)], 300, lambda o: [], train)
     assert i == 0 and len(out) == 1
+    asked = []  # a budget that a round would overrun: no round starts, and it is asked with the pick
+    i, out = refine_pick([_entry("a", 0.95, 1.0)], 300, faster, train, may_start=lambda o: asked.append(o) and False)
+    assert out[i]["obj"]["arch_id"] == "a" and len(out) == 1 and calls == [3] and asked == [out[0]["obj"]]
     assert refine_pick([], 300, faster, train) == (-1, [])

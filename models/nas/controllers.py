@@ -349,13 +349,15 @@ REFINE_K, REFINE_ROUNDS = 2, 2
 
 def refine_pick(pool: list[dict], n_val: int, faster: Callable[[dict], list[dict]],
                 train: Callable[[list[dict]], list[dict]], k: int = REFINE_K,
-                rounds: int = REFINE_ROUNDS) -> tuple[int, list[dict]]:
+                rounds: int = REFINE_ROUNDS,
+                may_start: Callable[[dict], bool] | None = None) -> tuple[int, list[dict]]:
     """The one-standard-error pick (:func:`one_standard_error_pick`) of trained finalists, then a descent
     along the latency axis: up to ``rounds`` times, the ``k`` candidates ``faster(pick["obj"])`` returns
     (objectives dicts of the pick's one-decision neighbours) that are feasible, faster than the pick and not
     yet trained, the ``k`` most accurate by the search's accuracy, are trained (``train(objs)`` -> one
-    entry each) and the pick is redone over everything trained; it stops when the pick stays or no faster
-    neighbour is left.
+    entry each) and the pick is redone over everything trained; it stops when the pick stays, no faster
+    neighbour is left, or ``may_start(pick's objectives)`` (asked before each round; None: always) says
+    False (a search budget that the round would overrun).
 
     ``pool``: entries ``{"obj": objectives dict (arch_id, latency_s, accuracy, feasible), "val_accuracy":
     fraction, ...}``; ``train`` returns entries of that form.  Returns ``(index of the pick in the pool, the
@@ -376,6 +378,8 @@ def refine_pick(pool: list[dict], n_val: int, faster: Callable[[dict], list[dict
 
     i = pick_of()
     for r in range(rounds):
+        if may_start is not None and not may_start(pool[i]["obj"]):
+            break
         have = {e["obj"]["arch_id"] for e in pool}
         lat = pool[i]["obj"]["latency_s"]
         cands = {o["arch_id"]: o for o in faster(pool[i]["obj"])
