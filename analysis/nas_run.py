@@ -632,7 +632,8 @@ def run_compare(scenario: str | Path, controller: str = "evolution", budget: int
       validation accuracy is within one standard error of the best
       (:func:`aidi.models.nas.controllers.one_standard_error_pick`), refined by training the pick's faster
       one-decision neighbours the supernet rates best (:func:`aidi.models.nas.controllers.refine_pick`:
-      up to REFINE_ROUNDS rounds of REFINE_K, stopping when the pick stays; they are in the row's
+      up to REFINE_ROUNDS rounds of REFINE_K, stopping when the pick stays or, under a wall-clock limit, when
+      a round would overrun it; they are in the row's
       "finalists" with ``refined`` > 0, their evaluations in ``refine_evaluations``);
     * iNAS-style: iNAS's LSTM controller and reward (:mod:`aidi.models.nas.baselines`) over iNAS's
       space (plain convolutions), iNAS's cost model and explorer on iNAS's view of the supply

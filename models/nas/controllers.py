@@ -365,7 +365,8 @@ def refine_pick(pool: list[dict], n_val: int, faster: Callable[[dict], list[dict
 
     Why: the finalists are spread along the search's front, read off the supernet, which ranks members but
     under-rates some of them; a member as accurate as the pick within the validation error but faster is
-    most often one decision away (fewer filters, a smaller kernel, one block less).  The rule keeps the
+    most often one decision away (another kernel, width or depth in one stage: under intermittent power a
+    larger kernel can run faster, so every neighbour is a candidate).  The rule keeps the
     pick's guarantee: no trained member is both at least as accurate and faster."""
     pool = list(pool)
     if not pool:
